@@ -1,0 +1,55 @@
+"""Shared command-line pieces: --config, --set, -v/--quiet, --show-config and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from config import Config, ConfigError, load_config, to_toml
+
+from .errors import AlphaSignalError
+
+log = logging.getLogger("alphasignal")
+
+
+def build_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every script shares; the script's docstring is its help."""
+    first, _, rest = (doc or "").strip().partition("\n")
+    parser = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = parser.add_argument_group("configuration")
+    g.add_argument("--config", metavar="FILE.toml", help="TOML file with [section] tables overriding defaults")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set dataset.window=60")
+    g.add_argument("--show-config", action="store_true", help="print the effective config as TOML and exit")
+    v = g.add_mutually_exclusive_group()
+    v.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv for debug)")
+    v.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, no progress bars")
+    return parser
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Log to stderr: warnings by default, info with -v, debug with -vv, errors only with --quiet."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argparse.ArgumentParser,
+        argv: Sequence[str] | None = None) -> int:
+    """Parse args, build the config, call ``main`` and map errors to exit codes (2 usage, 3 model, 4 data)."""
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.show_config:
+            print(to_toml(cfg))
+            return 0
+        return int(main(args, cfg) or 0)
+    except (AlphaSignalError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
+        return 130

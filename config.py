@@ -1,0 +1,406 @@
+"""alphasignal configuration: frozen dataclasses, one section per stage.
+
+Loading order: defaults -> optional TOML file (``--config file.toml``) ->
+``--set section.key=value`` overrides. Values are type-checked against the
+field annotations; unknown sections or keys fail with a suggestion. Nothing is
+read at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid (exit code 2)."""
+
+    exit_code = 2
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Market data and stage 01 (chart dataset) settings."""
+
+    tickers: tuple[str, ...] = ("AAPL",)
+    start: str = "2010-01-01"
+    end: str = "2026-08-01"
+    interval: str = "1d"
+    source: str = "auto"  # auto | yfinance | offline | csv
+    csv_path: str = ""  # CSV or Parquet file used when source == "csv"
+    cache_dir: str = "~/.cache/alphasignal"
+    nan_policy: str = "drop"  # drop | ffill | error
+    min_length: int = 100
+    download_retries: int = 3
+    window: int = 60
+    stride: int = 5
+    horizon: int = 5
+    label_mode: str = "volatility"  # absolute | volatility
+    buy_threshold: float = 0.5  # return (absolute) or multiples of sigma*sqrt(h) (volatility)
+    sell_threshold: float = -0.5
+    atr_period: int = 14
+    stop_atr: float = 1.5
+    take_profit_atr: float = 3.0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    embargo: int = 0  # bars between splits; 0 means "equal to horizon"
+    image_size: int = 448
+    volume_panel: bool = True
+    moving_averages: tuple[int, ...] = (10, 20)
+    bollinger: bool = False
+    hide_context: bool = True  # hide dates, ticker and absolute price scale
+    style: str = "classic"  # classic | charles | yahoo | hollow
+    workers: int = 0  # 0 = number of CPU cores
+    output_dir: str = "dataset"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(len(self.tickers) > 0, "dataset.tickers is empty: name at least one ticker, e.g. --set dataset.tickers=AAPL")
+        _check(self.source in {"auto", "yfinance", "offline", "csv"},
+               f"dataset.source={self.source!r} is invalid: use auto, yfinance, offline or csv")
+        _check(self.nan_policy in {"drop", "ffill", "error"},
+               f"dataset.nan_policy={self.nan_policy!r} is invalid: use drop, ffill or error")
+        _check(self.label_mode in {"absolute", "volatility"},
+               f"dataset.label_mode={self.label_mode!r} is invalid: use absolute or volatility")
+        for name in ("window", "stride", "horizon", "atr_period", "min_length", "image_size"):
+            _check(getattr(self, name) > 0, f"dataset.{name} must be > 0 (got {getattr(self, name)})")
+        _check(self.sell_threshold < 0 < self.buy_threshold,
+               f"dataset thresholds invalid: need sell_threshold < 0 < buy_threshold "
+               f"(got {self.sell_threshold}, {self.buy_threshold})")
+        _check(0 < self.stop_atr and 0 < self.take_profit_atr, "dataset.stop_atr and take_profit_atr must be > 0")
+        _check(0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+               and self.val_fraction + self.test_fraction < 1,
+               "dataset.val_fraction + test_fraction must be in [0, 1)")
+        _check(self.embargo >= 0, "dataset.embargo must be >= 0")
+        _check(self.style in {"classic", "charles", "yahoo", "hollow"},
+               f"dataset.style={self.style!r} is invalid: use classic, charles, yahoo or hollow")
+        _check(all(p > 1 for p in self.moving_averages), "dataset.moving_averages periods must be > 1")
+        _check(self.image_size >= 112, "dataset.image_size must be >= 112 pixels")
+
+    @property
+    def effective_embargo(self) -> int:
+        """Gap in bars between splits; never shorter than the label horizon."""
+        return max(self.embargo, self.horizon)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Stage 02 (QLoRA fine-tuning) settings."""
+
+    base_model: str = "unsloth/Qwen2.5-VL-3B-Instruct"
+    backend: str = "unsloth"  # unsloth | hf
+    load_in_4bit: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 overrides epochs
+    batch_size: int = 2
+    grad_accumulation: int = 4
+    max_seq_length: int = 2048
+    eval_samples: int = 20
+    seed: int = 3407
+    dataset_path: str = "dataset/training_data.jsonl"
+    output_dir: str = "models"
+    gguf_quantization: str = "q4_k_m"
+    ollama_model_name: str = "alphasignal-vlm"
+
+    def __post_init__(self) -> None:
+        _check(self.backend in {"unsloth", "hf"}, f"training.backend={self.backend!r} is invalid: use unsloth or hf")
+        _check(self.lora_r > 0 and self.lora_alpha > 0, "training.lora_r and lora_alpha must be > 0")
+        _check(0 <= self.lora_dropout < 1, "training.lora_dropout must be in [0, 1)")
+        _check(self.learning_rate > 0, "training.learning_rate must be > 0")
+        _check(self.batch_size > 0 and self.grad_accumulation > 0, "training.batch_size and grad_accumulation must be > 0")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Stage 03 (local serving) settings."""
+
+    provider: str = "ollama"  # ollama | llamacpp | openai | vllm
+    ollama_host: str = "http://127.0.0.1:11434"
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: str = "not-needed"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    gguf_path: str = ""
+    mmproj_path: str = ""
+    models_to_pull: tuple[str, ...] = ("qwen2.5vl:3b", "qwen2.5:3b")
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 4096
+    startup_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(self.provider in {"ollama", "llamacpp", "openai", "vllm"},
+               f"serve.provider={self.provider!r} is invalid: use ollama, llamacpp, openai or vllm")
+        _check(0 < self.port < 65536, f"serve.port={self.port} is invalid: use 1..65535")
+        _check(0 < self.gpu_memory_utilization <= 1, "serve.gpu_memory_utilization must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Stage 04 (signal pipeline) settings."""
+
+    provider: str = "auto"  # auto | builtin | ollama | openai | llamacpp
+    require_server: bool = False  # True: a missing server is an error instead of a builtin fallback
+    vlm_model: str = "qwen2.5vl:3b"
+    llm_model: str = "qwen2.5:3b"
+    ollama_host: str = "http://127.0.0.1:11434"
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    api_key: str = "not-needed"
+    gguf_path: str = ""
+    mmproj_path: str = ""
+    timeout: float = 60.0
+    max_retries: int = 2
+    temperature: float = 0.0
+    max_image_side: int = 1024
+    max_news_chars: int = 4000
+    max_level_atr: float = 10.0  # stop/take-profit at most this many ATR from entry
+    max_level_pct: float = 0.5  # ... and at most this fraction of entry
+    vlm_weight: float = 0.6
+    sentiment_weight: float = 0.4
+    align_bonus: float = 0.15
+    conflict_penalty: float = 0.25
+    hold_threshold: float = 0.35
+    max_sentiment_shift: float = 0.3
+    concurrency: int = 4
+    output: str = "decision.json"
+
+    def __post_init__(self) -> None:
+        _check(self.provider in {"auto", "builtin", "ollama", "openai", "llamacpp"},
+               f"pipeline.provider={self.provider!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
+        _check(self.timeout > 0, "pipeline.timeout must be > 0")
+        _check(self.max_retries >= 0, "pipeline.max_retries must be >= 0")
+        _check(abs(self.vlm_weight + self.sentiment_weight - 1) < 1e-9,
+               "pipeline.vlm_weight + sentiment_weight must equal 1")
+        for name in ("align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift"):
+            _check(0 <= getattr(self, name) <= 1, f"pipeline.{name} must be in [0, 1]")
+        _check(self.concurrency > 0, "pipeline.concurrency must be > 0")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Stage 05 (vectorised backtest sweep) settings."""
+
+    strategy: str = "MA_Crossover"
+    grid: dict[str, Any] = field(default_factory=lambda: {
+        "short_period": [5, 10, 15, 20, 30, 40, 50],
+        "long_period": [50, 100, 150, 200],
+        "use_ema": [False, True],
+    })
+    mode: str = "long_only"  # long_only | long_short
+    fill: str = "close"  # close (signal at close t, held from t+1) | next_open
+    fees_bps: float = 1.0
+    slippage_bps: float = 0.0
+    risk_free: float = 0.0
+    device: str = "auto"  # auto | cpu | gpu
+    engine: str = ""  # numba | numpy | cupy ("" = resolved from device)
+    max_memory_mb: int = 512
+    test_fraction: float = 0.3
+    top_n: int = 10
+    output: str = "results/sweep_results.csv"
+
+    def __post_init__(self) -> None:
+        _check(self.mode in {"long_only", "long_short"}, f"sweep.mode={self.mode!r} is invalid: use long_only or long_short")
+        _check(self.fill in {"close", "next_open"}, f"sweep.fill={self.fill!r} is invalid: use close or next_open")
+        _check(self.device in {"auto", "cpu", "gpu"}, f"sweep.device={self.device!r} is invalid: use auto, cpu or gpu")
+        _check(self.engine in {"", "numba", "numpy", "cupy"},
+               f"sweep.engine={self.engine!r} is invalid: use numba, numpy or cupy")
+        _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "sweep.fees_bps and slippage_bps must be >= 0")
+        _check(0 < self.test_fraction < 1, "sweep.test_fraction must be in (0, 1)")
+        _check(self.max_memory_mb > 0, "sweep.max_memory_mb must be > 0")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Stage 06 (multi-LLM optimizer) settings."""
+
+    strategy: str = "MA_Crossover"
+    provider: str = "auto"
+    analyst_model: str = "qwen2.5:3b"
+    strategist_model: str = "qwen2.5:3b"
+    risk_model: str = "qwen2.5:3b"
+    use_risk_manager: bool = True
+    rounds: int = 5
+    proposals_per_round: int = 3
+    patience: int = 2
+    tolerance: float = 0.01
+    budget: int = 200  # max backtests proposed by agents in total
+    objective: str = "sharpe"
+    oos_method: str = "holdout"  # holdout | walk_forward
+    max_drawdown: float = 0.5
+    min_trades: int = 5
+    max_turnover: float = 200.0
+    debate_rounds: int = 0
+    seed: int = 7
+    history_db: str = "results/history.sqlite"
+    output_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        _check(self.rounds > 0, "optimizer.rounds must be > 0")
+        _check(self.budget > 0, "optimizer.budget must be > 0: give the agents at least one backtest")
+        _check(self.proposals_per_round >= 3, "optimizer.proposals_per_round must be >= 3")
+        _check(self.oos_method in {"holdout", "walk_forward"},
+               f"optimizer.oos_method={self.oos_method!r} is invalid: use holdout or walk_forward")
+        _check(0 < self.max_drawdown <= 1, "optimizer.max_drawdown must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All stages' settings."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (tuples as lists), suitable for TOML/JSON."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hash(self, *sections: str) -> str:
+        """Short sha256 of the given sections (all when none), stable across runs."""
+        d = self.to_dict()
+        chosen = {k: d[k] for k in (sections or d)}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _suggest(name: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(options))}"
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a TOML value or a command-line string to the annotated type."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+            return value.lower() in {"true", "1", "yes", "on"}
+        raise ConfigError(f"{where}={value!r} is not a boolean: use true or false")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}={value!r} is not a number")
+        try:
+            num = tp(value) if not isinstance(value, float) or tp is float else value
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}={value!r} is not a valid {tp.__name__}") from None
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}={value!r} is not an integer")
+        return int(num) if tp is int else float(num)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}={value!r} is not a string")
+        return value
+    if origin is tuple:
+        (inner, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = _parse_literal(value) if value.strip().startswith("[") else [
+                v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(v, inner, where) for v in value)
+    if origin is dict:
+        if isinstance(value, str):
+            value = _parse_literal(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table/dict, e.g. {{a = [1, 2]}}")
+        return dict(value)
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - guards new fields
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse {text!r} as a TOML value ({exc})") from None
+
+
+def _parse_cli_value(text: str, tp: Any, where: str) -> Any:
+    if tp is str:
+        return text
+    if typing.get_origin(tp) is dict or (typing.get_origin(tp) is tuple and text.strip().startswith("[")):
+        return _coerce(_parse_literal(text), tp, where)
+    return _coerce(text, tp, where)
+
+
+def _apply(cfg: Config, section: str, updates: dict[str, Any], *, from_cli: bool) -> Config:
+    sections = {f.name: f for f in fields(Config)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r}{_suggest(section, sections)}")
+    current = getattr(cfg, section)
+    hints = typing.get_type_hints(type(current))
+    known = {f.name for f in fields(current)}
+    typed = {}
+    for key, raw in updates.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {section}.{key}{_suggest(key, known)}")
+        where = f"{section}.{key}"
+        typed[key] = _parse_cli_value(raw, hints[key], where) if from_cli else _coerce(raw, hints[key], where)
+    return replace(cfg, **{section: replace(current, **typed)})
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Build the effective config: defaults, then a TOML file, then ``section.key=value`` overrides."""
+    cfg = Config()
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found: check the --config path")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"config file {str(p)!r}: top-level key {section!r} must be a [section] table")
+            cfg = _apply(cfg, section, table, from_cli=False)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set {item!r} is malformed: use --set section.key=value, e.g. --set dataset.window=60")
+        cfg = _apply(cfg, section, {name: value.strip()}, from_cli=True)
+    return cfg
+
+
+def to_toml(cfg: Config) -> str:
+    """Render the config as TOML (what ``--show-config`` prints)."""
+    out: list[str] = []
+    for section, table in cfg.to_dict().items():
+        out.append(f"[{section}]")
+        for key, value in table.items():
+            out.append(f"{key} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot render {v!r} as TOML")  # pragma: no cover
