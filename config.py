@@ -156,6 +156,8 @@ class PipelineConfig:
     """Stage 04 (signal pipeline) settings."""
 
     provider: str = "auto"  # auto | builtin | ollama | openai | llamacpp
+    vlm_provider: str = ""  # chart call's provider when it differs from `provider` ("" = same)
+    llm_provider: str = ""  # news call's provider when it differs from `provider` ("" = same)
     require_server: bool = False  # True: a missing server is an error instead of a builtin fallback
     vlm_model: str = "qwen2.5vl:3b"
     llm_model: str = "qwen2.5:3b"
@@ -179,10 +181,14 @@ class PipelineConfig:
     max_sentiment_shift: float = 0.3
     concurrency: int = 4
     output: str = "decision.json"
+    eval_news: str = "trailing"  # --eval news per sample: none | trailing (a headline from past bars only)
+    eval_output: str = "results/signal_eval.json"
 
     def __post_init__(self) -> None:
-        _check(self.provider in {"auto", "builtin", "ollama", "openai", "llamacpp"},
-               f"pipeline.provider={self.provider!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
+        for name in ("provider", "vlm_provider", "llm_provider"):
+            value = getattr(self, name)
+            _check(value in {"auto", "builtin", "ollama", "openai", "llamacpp"} or (name != "provider" and not value),
+                   f"pipeline.{name}={value!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
         _check(self.timeout > 0, "pipeline.timeout must be > 0")
         _check(self.max_retries >= 0, "pipeline.max_retries must be >= 0")
         _check(abs(self.vlm_weight + self.sentiment_weight - 1) < 1e-9,
@@ -190,6 +196,10 @@ class PipelineConfig:
         for name in ("align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift"):
             _check(0 <= getattr(self, name) <= 1, f"pipeline.{name} must be in [0, 1]")
         _check(self.concurrency > 0, "pipeline.concurrency must be > 0")
+        _check(self.max_image_side >= 64, "pipeline.max_image_side must be >= 64 pixels")
+        _check(self.max_news_chars > 0, "pipeline.max_news_chars must be > 0")
+        _check(self.eval_news in {"none", "trailing"}, f"pipeline.eval_news={self.eval_news!r} is invalid: "
+               "use none or trailing")
 
 
 @dataclass(frozen=True)
