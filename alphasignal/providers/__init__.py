@@ -1,0 +1,14 @@
+"""Model providers behind one interface: ``get_provider(name, model=..., cfg=..., role=...).structured(...)``.
+
+Names: ``ollama``, ``openai`` (any OpenAI-compatible server), ``llamacpp`` (in-process GGUF), ``builtin``
+(offline engines registered per schema with ``register_engine``) and ``auto``. Model libraries are imported
+only when their provider is built.
+"""
+
+from .base import Message, Provider, ProviderSettings, Reply, ReplyError, grammar_schema, parse_reply
+from .builtin import BuiltinProvider, EngineRequest, register_engine, registered_engines
+from .registry import PROVIDER_NAMES, get_provider, provider_class
+
+__all__ = ["PROVIDER_NAMES", "BuiltinProvider", "EngineRequest", "Message", "Provider", "ProviderSettings", "Reply",
+           "ReplyError", "get_provider", "grammar_schema", "parse_reply", "provider_class", "register_engine",
+           "registered_engines"]

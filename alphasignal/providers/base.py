@@ -1,0 +1,375 @@
+"""The provider interface: one structured-output call, with the retry loop written once.
+
+A provider declares its capabilities as class attributes (simonw/llm style) and implements one method,
+``_complete(messages, json_schema, timeout) -> str`` (plus ``_acomplete`` when it has a native async client).
+``Provider.structured`` does the rest: strip ``<think>`` blocks, parse the first JSON object loosely,
+apply the documented repairs (see ``repair``), validate with the Pydantic schema, and on failure retry with
+the validation error appended to the conversation, at most ``max_retries`` times. The last failure raises
+``ModelError`` (exit 3) naming a file with every raw reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ModelError, UsageError
+
+M = TypeVar("M", bound=BaseModel)
+
+# Keys the local grammar converters mishandle (llama.cpp ignores min/max and crashed on a `\.` pattern):
+# ranges are enforced by Pydantic after parsing, with a retry.
+_GRAMMAR_DROP = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "pattern", "minLength",
+                 "maxLength", "format", "title", "default", "examples"}
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """What every provider needs from the config; build it with ``from_config`` from any config section."""
+
+    ollama_host: str = "http://127.0.0.1:11434"
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    api_key: str = "not-needed"
+    gguf_path: str = ""
+    mmproj_path: str = ""
+    timeout: float = 60.0
+    max_retries: int = 2
+    temperature: float = 0.0
+    require_server: bool = False
+    max_tokens: int = 512
+    n_ctx: int = 4096
+    openai_method: str = "auto"  # auto | json_schema | function_calling | json_object
+    connect_timeout: float = 0.75  # reachability checks; short so offline runs are not slowed
+    raw_dir: str = "~/.cache/alphasignal/replies"  # where failed raw replies are saved
+
+    def __post_init__(self) -> None:
+        if self.openai_method not in {"auto", "json_schema", "function_calling", "json_object"}:
+            raise UsageError(f"openai_method={self.openai_method!r} is invalid: use auto, json_schema, "
+                             "function_calling or json_object")
+        if self.timeout <= 0 or self.max_retries < 0:
+            raise UsageError("provider timeout must be > 0 and max_retries >= 0")
+
+    @classmethod
+    def from_config(cls, cfg: Any = None, **overrides: Any) -> ProviderSettings:
+        """Copy the matching fields from a settings object, a config section (e.g. PipelineConfig) or a full
+        Config (its ``pipeline`` section is used); ``overrides`` win."""
+        if isinstance(cfg, ProviderSettings):
+            return dataclasses.replace(cfg, **overrides)
+        if cfg is not None and hasattr(cfg, "pipeline"):
+            cfg = cfg.pipeline
+        values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)}
+        return cls(**{**values, **overrides})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message; ``images`` (PNG/JPEG bytes) only ever ride on the first user message."""
+
+    role: str  # system | user | assistant
+    content: str
+    images: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply(Generic[M]):
+    """A validated model reply and how it was obtained."""
+
+    value: M
+    raw: str  # raw text of the last reply
+    latency_s: float  # wall time over all attempts
+    attempts: int
+    provider: str
+    model: str
+    repairs: tuple[str, ...] = ()  # documented repairs applied to the last reply (see ``repair``)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.provider == "builtin"
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-ready facts about the call, for a decision's ``meta``."""
+        return {"provider": self.provider, "model": self.model, "latency_s": round(self.latency_s, 4),
+                "attempts": self.attempts, "repairs": list(self.repairs), "engine": "builtin" if self.is_builtin
+                else "model"}
+
+
+class Provider:
+    """Base class: subclasses set the capability attributes and implement ``_complete``."""
+
+    name: ClassVar[str] = "base"
+    supports_vision: ClassVar[bool] = False
+    supports_json_schema: ClassVar[bool] = False
+    supports_tool_calling: ClassVar[bool] = False
+    supports_streaming: ClassVar[bool] = False
+    is_builtin: ClassVar[bool] = False
+
+    def __init__(self, model: str, settings: ProviderSettings | None = None, role: str = "") -> None:
+        self.model = model
+        self.settings = settings or ProviderSettings()
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, role={self.role!r})"
+
+    # -- what subclasses implement -------------------------------------------------------------------
+    def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        """Send the conversation, constrained by ``json_schema`` where the backend can; return the raw text."""
+        raise NotImplementedError
+
+    async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        return await asyncio.to_thread(self._complete, messages, json_schema, timeout)
+
+    def check(self) -> None:
+        """Raise ``ModelError`` with the fix when the backend or model is unavailable (no-op by default)."""
+
+    # -- the public calls ----------------------------------------------------------------------------
+    def structured(self, schema: type[M], system: str, user: str, *, images: Sequence[bytes] = (),
+                   context: dict[str, Any] | None = None, timeout: float | None = None) -> Reply[M]:
+        """Ask for one ``schema`` instance; ``context`` is for builtin engines (model providers ignore it)."""
+        loop = self._loop(schema, system, user, images)
+        t, grammar = timeout or self.settings.timeout, grammar_schema(schema)
+        messages = next(loop)
+        while True:
+            try:
+                messages = loop.send(self._complete(messages, grammar, t))
+            except StopIteration as done:
+                return done.value
+
+    async def astructured(self, schema: type[M], system: str, user: str, *, images: Sequence[bytes] = (),
+                          context: dict[str, Any] | None = None, timeout: float | None = None) -> Reply[M]:
+        """Async twin of ``structured``."""
+        loop = self._loop(schema, system, user, images)
+        t, grammar = timeout or self.settings.timeout, grammar_schema(schema)
+        messages = next(loop)
+        while True:
+            raw = await self._acomplete(messages, grammar, t)
+            try:
+                messages = loop.send(raw)
+            except StopIteration as done:
+                return done.value
+
+    def as_runnable(self, schema: type[M]) -> Any:
+        """A LangChain Runnable: ``{"system", "user", "images"?, "context"?} -> Reply`` (sync and async)."""
+        from langchain_core.runnables import RunnableLambda
+
+        def _kw(d: dict[str, Any]) -> dict[str, Any]:
+            return {"images": d.get("images", ()), "context": d.get("context"), "timeout": d.get("timeout")}
+
+        async def _arun(d: dict[str, Any]) -> Reply[M]:
+            return await self.astructured(schema, d["system"], d["user"], **_kw(d))
+
+        return RunnableLambda(lambda d: self.structured(schema, d["system"], d["user"], **_kw(d)), afunc=_arun,
+                              name=f"{self.name}:{schema.__name__}")
+
+    # -- the retry loop, once, shared by the sync and async drivers ----------------------------------
+    def _loop(self, schema: type[M], system: str, user: str, images: Sequence[bytes]
+              ) -> Generator[list[Message], str, Reply[M]]:
+        if images and not self.supports_vision:
+            raise UsageError(f"{self.name} model {self.model!r} cannot read images: configure a vision model "
+                             "(e.g. --vlm-model qwen2.5vl:3b, or an mmproj file for llamacpp)")
+        start = time.perf_counter()
+        messages = [Message("system", system + "\n\n" + schema_instructions(schema)),
+                    Message("user", user, tuple(images))]
+        failures: list[tuple[str, str]] = []
+        for attempt in range(1, self.settings.max_retries + 2):
+            raw = yield list(messages)
+            try:
+                value, repairs = parse_reply(raw, schema)
+            except ReplyError as exc:
+                failures.append((raw, str(exc)))
+                messages += [Message("assistant", raw), Message("user", feedback(str(exc)))]
+                continue
+            return Reply(value=value, raw=raw, latency_s=time.perf_counter() - start, attempts=attempt,
+                         provider=self.name, model=self.model, repairs=tuple(repairs))
+        path = save_failures(self.settings.raw_dir, self.name, self.model, schema.__name__, failures)
+        raise ModelError(f"{self.name} model {self.model!r} gave no valid {schema.__name__} in {len(failures)} "
+                         f"attempt(s) (last: {one_line(failures[-1][1], 200)}); raw replies saved to {path}")
+
+
+class ReplyError(ValueError):
+    """A reply that could not be turned into the schema; the message is fed back to the model."""
+
+
+def grammar_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent to servers: refs inlined, every field required, ranges/patterns/string lengths dropped
+    (Pydantic checks them afterwards)."""
+    full = schema.model_json_schema()
+    defs = full.pop("$defs", {})
+
+    def _walk(node: Any, names: bool = False) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return _walk(copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]]))
+            if names:  # a "properties" table: its keys are field names, never schema keywords
+                return {k: _walk(v) for k, v in node.items()}
+            out = {k: _walk(v, k == "properties") for k, v in node.items() if k not in _GRAMMAR_DROP}
+            if "properties" in out:  # ask for every field (null where optional): small models skip optional ones
+                out["required"] = list(out["properties"])
+            return out
+        if isinstance(node, list):
+            return [_walk(v) for v in node]
+        return node
+
+    return _walk(full)
+
+
+def schema_instructions(schema: type[BaseModel]) -> str:
+    """The reply contract appended to every system prompt: field names, types, ranges and descriptions."""
+    return ("Reply with ONE JSON object only, no prose, matching this JSON schema "
+            "(respect every minimum/maximum):\n" + json.dumps(schema.model_json_schema(), separators=(",", ":")))
+
+
+def feedback(error: str) -> str:
+    """The user message that asks the model to fix its previous reply."""
+    return (f"Your previous reply was invalid: {error}. Reply again with ONE corrected JSON object that "
+            "satisfies every constraint of the schema, and nothing else.")
+
+
+def strip_reasoning(text: str) -> str:
+    """Drop ``<think>...</think>`` blocks, and a leading unterminated one closed by ``</think>`` only."""
+    text = _THINK.sub("", text)
+    head, sep, tail = text.partition("</think>")
+    return tail if sep else text
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object in ``text`` (after reasoning blocks; inside a code fence if there is one)."""
+    text = strip_reasoning(text).strip()
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for chunk in candidates:
+        for i, ch in enumerate(chunk):
+            if ch == "{":
+                try:
+                    return decoder.raw_decode(chunk, i)[0]
+                except json.JSONDecodeError:
+                    continue
+    raise ReplyError(f"no JSON object found in the reply ({one_line(text, 80)!r})" if text
+                     else "the reply was empty")
+
+
+def repair(data: Any, schema: dict[str, Any], defs: dict[str, Any] | None = None, path: str = ""
+           ) -> tuple[Any, list[str]]:
+    """Apply the two documented repairs, walking ``data`` beside the full JSON schema.
+
+    1. A number whose schema range is exactly [0, 1] but whose value lies in (1, 100] is read as a
+       percentage and divided by 100 (confidence 20 -> 0.20). Anything else out of range is NOT clamped:
+       validation fails and the model is asked again.
+    2. A string that matches an enum member only up to case is replaced by that member ("buy" -> "BUY").
+    """
+    defs = schema.get("$defs", {}) if defs is None else defs
+    if "$ref" in schema:
+        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    notes: list[str] = []
+    if isinstance(data, dict) and "properties" in schema:
+        out = dict(data)
+        for key, sub in schema["properties"].items():
+            if key in out:
+                out[key], n = repair(out[key], sub, defs, f"{path}{key}")
+                notes += n
+        return out, notes
+    if isinstance(data, list) and isinstance(schema.get("items"), dict):
+        fixed = [repair(v, schema["items"], defs, f"{path}[{i}]") for i, v in enumerate(data)]
+        return [v for v, _ in fixed], [n for _, ns in fixed for n in ns]
+    for alt in schema.get("anyOf", ()):
+        if alt.get("type") != "null" and data is not None:
+            return repair(data, alt, defs, path)
+    if (isinstance(data, (int, float)) and not isinstance(data, bool) and schema.get("minimum") == 0
+            and schema.get("maximum") == 1 and 1 < data <= 100):
+        return data / 100, [f"{path}={data} read as a percentage -> {data / 100:g}"]
+    if isinstance(data, str) and "enum" in schema and data not in schema["enum"]:
+        match = [e for e in schema["enum"] if isinstance(e, str) and e.lower() == data.strip().lower()]
+        if match:
+            return match[0], [f"{path}={data!r} -> {match[0]!r}"]
+    return data, notes
+
+
+def parse_reply(raw: str, schema: type[M]) -> tuple[M, list[str]]:
+    """Raw text -> validated instance and the repairs applied; ``ReplyError`` with a feedback-ready message."""
+    data = extract_json(raw)
+    data, repairs = repair(data, schema.model_json_schema())
+    try:
+        return schema.model_validate(data), repairs
+    except ValidationError as exc:
+        raise ReplyError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A compact, model-readable summary of a Pydantic validation error."""
+    parts = []
+    for err in exc.errors()[:6]:
+        loc = ".".join(str(p) for p in err["loc"]) or "reply"
+        got = err.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {one_line(repr(got), 60)})"
+        parts.append(f"{loc}: {err['msg']}{got_s}")
+    return "; ".join(parts)
+
+
+def save_failures(raw_dir: str, provider: str, model: str, schema: str, failures: list[tuple[str, str]]) -> Path:
+    """Write every failed raw reply with its error to one text file (atomically); return its path."""
+    directory = Path(raw_dir).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    body = "".join(f"=== attempt {i} — {err}\n{raw}\n\n" for i, (raw, err) in enumerate(failures, 1))
+    digest = hashlib.sha256(body.encode()).hexdigest()[:10]
+    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
+    path = directory / f"{time.strftime('%Y%m%d-%H%M%S')}-{provider}-{safe_model}-{schema}-{digest}.txt"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"provider={provider} model={model} schema={schema}\n\n{body}", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Collapse whitespace and cut to ``limit`` characters (for error messages)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def image_mime(data: bytes) -> str:
+    """MIME type from the magic bytes (PNG, JPEG, GIF, WebP); PNG when unknown."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"
+
+
+def data_url(data: bytes) -> str:
+    """``data:<mime>;base64,...`` for an image."""
+    return f"data:{image_mime(data)};base64,{base64.b64encode(data).decode()}"
+
+
+def openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """OpenAI chat-completions message dicts, images as data-URL ``image_url`` parts."""
+    out = []
+    for m in messages:
+        if m.images:
+            parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in m.images]
+            out.append({"role": m.role, "content": [*parts, {"type": "text", "text": m.content}]})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def langchain_messages(messages: Sequence[Message]) -> list[Any]:
+    """LangChain message objects (images as data-URL parts, which langchain-ollama turns into base64)."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[d["role"]](content=d["content"]) for d in openai_messages(messages)]

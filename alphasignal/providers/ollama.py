@@ -1,0 +1,99 @@
+"""Ollama provider: langchain-ollama ``ChatOllama`` with the JSON schema as Ollama's ``format``.
+
+Images travel as base64 (``images`` of the user message). Reasoning models' ``<think>`` blocks are stripped
+by the base class. Importing this module is cheap: LangChain is imported on the first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import ollama
+
+from ..errors import ModelError
+from .base import Message, Provider, ProviderSettings, langchain_messages, one_line
+
+# Transport and server failures; anything else is a bug and keeps its traceback.
+_FAILURES = (ConnectionError, httpx.HTTPError, ollama.ResponseError)
+
+
+class OllamaProvider(Provider):
+    """A model served by Ollama (``ollama serve``) at ``settings.ollama_host``."""
+
+    name = "ollama"
+    supports_vision = True  # narrowed by check() from the model's /api/show capabilities
+    supports_json_schema = True
+    supports_tool_calling = True
+    supports_streaming = True
+
+    def __init__(self, model: str, settings: ProviderSettings | None = None, role: str = "") -> None:
+        super().__init__(model, settings, role)
+        self.host = self.settings.ollama_host.rstrip("/")
+        self._chats: dict[float, Any] = {}
+
+    def check(self) -> None:
+        """Server reachable (``/api/version``), model pulled (``/api/tags``), vision known (``/api/show``)."""
+        t = httpx.Timeout(max(2.0, self.settings.connect_timeout), connect=self.settings.connect_timeout)
+        try:
+            httpx.get(f"{self.host}/api/version", timeout=t).raise_for_status()
+            tags = httpx.get(f"{self.host}/api/tags", timeout=t).json().get("models", [])
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ModelError(f"no Ollama server at {self.host} ({type(exc).__name__}): start it with `ollama serve` "
+                             "or set pipeline.ollama_host, or use --provider builtin") from None
+        names = {n for m in tags for n in (m.get("name"), m.get("model")) if n}
+        if not ({self.model, f"{self.model}:latest"} & names):
+            raise ModelError(f"model {self.model!r} is not on the Ollama server at {self.host}: run "
+                             f"`ollama pull {self.model}` (available: {', '.join(sorted(names)) or 'none'})")
+        try:
+            caps = httpx.post(f"{self.host}/api/show", json={"model": self.model}, timeout=t).json().get("capabilities")
+        except (httpx.HTTPError, ValueError):
+            caps = None
+        if isinstance(caps, list) and caps:
+            self.supports_vision = "vision" in caps
+
+    def _chat(self, timeout: float) -> Any:
+        if timeout not in self._chats:
+            from langchain_ollama import ChatOllama
+
+            self._chats[timeout] = ChatOllama(
+                model=self.model, base_url=self.host, temperature=self.settings.temperature,
+                num_predict=self.settings.max_tokens, client_kwargs={"timeout": timeout})
+        return self._chats[timeout]
+
+    def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        try:
+            reply = self._chat(timeout).invoke(langchain_messages(messages), format=json_schema)
+        except _FAILURES as exc:
+            raise self._error(exc, timeout) from None
+        return _text(reply)
+
+    async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        try:
+            reply = await self._chat(timeout).ainvoke(langchain_messages(messages), format=json_schema)
+        except _FAILURES as exc:
+            raise self._error(exc, timeout) from None
+        return _text(reply)
+
+    def _error(self, exc: Exception, timeout: float) -> ModelError:
+        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+            return ModelError(f"cannot reach Ollama at {self.host}: start it with `ollama serve` or set "
+                              "pipeline.ollama_host, or use --provider builtin")
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelError(f"ollama model {self.model!r} timed out after {timeout:g}s: raise pipeline.timeout "
+                              "(e.g. --set pipeline.timeout=120) or use a smaller model")
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code == 404 or "not found" in str(exc.error).lower():
+                return ModelError(f"model {self.model!r} is not on the Ollama server at {self.host}: run "
+                                  f"`ollama pull {self.model}`")
+            return ModelError(f"Ollama at {self.host} failed for model {self.model!r}: {one_line(exc.error)}")
+        return ModelError(f"Ollama at {self.host} failed for model {self.model!r}: {type(exc).__name__}: "
+                          f"{one_line(str(exc))}")
+
+
+def _text(reply: Any) -> str:
+    content = reply.content
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)

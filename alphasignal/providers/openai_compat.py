@@ -1,0 +1,133 @@
+"""OpenAI-compatible provider (vLLM, llama.cpp's servers, LM Studio, ...) through langchain-openai ``ChatOpenAI``.
+
+Servers differ in structured output: vLLM and LM Studio take OpenAI's ``json_schema`` response format;
+``llama_cpp.server`` rejects it (HTTP 500) but honours forced function calling and its own
+``{"type": "json_object", "schema": ...}``. With ``openai_method="auto"`` the provider tries ``json_schema``
+once and, when the server refuses it, switches to ``function_calling`` for the rest of its life.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import openai
+
+from ..errors import ModelError
+from .base import Message, Provider, ProviderSettings, langchain_messages, one_line
+
+_FAILURES = (httpx.HTTPError, openai.APIError)
+
+
+class OpenAICompatProvider(Provider):
+    """A model behind an OpenAI-compatible ``/v1`` endpoint at ``settings.openai_base_url``."""
+
+    name = "openai"
+    supports_vision = True  # the server decides; a text-only model answers with an error
+    supports_json_schema = True
+    supports_tool_calling = True
+    supports_streaming = True
+
+    def __init__(self, model: str, settings: ProviderSettings | None = None, role: str = "") -> None:
+        super().__init__(model, settings, role)
+        self.base_url = self.settings.openai_base_url.rstrip("/")
+        self.method = self.settings.openai_method  # resolved from "auto" on the first call
+        self._chats: dict[float, Any] = {}
+
+    def check(self) -> None:
+        """Server reachable and serving the model (``GET /models``)."""
+        t = httpx.Timeout(max(2.0, self.settings.connect_timeout), connect=self.settings.connect_timeout)
+        try:
+            r = httpx.get(f"{self.base_url}/models", timeout=t,
+                          headers={"Authorization": f"Bearer {self.settings.api_key}"})
+            r.raise_for_status()
+            ids = {m.get("id") for m in r.json().get("data", []) if isinstance(m, dict)}
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise ModelError(f"no OpenAI-compatible server at {self.base_url} ({type(exc).__name__}): start one "
+                             "(e.g. `python -m llama_cpp.server --model M.gguf` or `vllm serve MODEL`) or set "
+                             "pipeline.openai_base_url, or use --provider builtin") from None
+        if ids and self.model not in ids:
+            raise ModelError(f"model {self.model!r} is not served at {self.base_url} (serves: "
+                             f"{', '.join(sorted(map(str, ids)))}): pass one of those or restart the server with it")
+
+    def _chat(self, timeout: float) -> Any:
+        if timeout not in self._chats:
+            from langchain_openai import ChatOpenAI
+
+            self._chats[timeout] = ChatOpenAI(
+                model=self.model, base_url=self.base_url, api_key=self.settings.api_key,
+                temperature=self.settings.temperature, max_tokens=self.settings.max_tokens, timeout=timeout,
+                max_retries=0)
+        return self._chats[timeout]
+
+    def _request(self, json_schema: dict[str, Any], timeout: float, method: str) -> tuple[Any, dict[str, Any]]:
+        """The runnable and invoke kwargs for one structured-output ``method``."""
+        chat, name = self._chat(timeout), "reply"
+        if method == "function_calling":
+            tool = {"type": "function", "function": {"name": name, "description": "Return the answer.",
+                                                     "parameters": json_schema}}
+            return chat.bind_tools([tool], tool_choice=name), {}
+        if method == "json_object":  # llama.cpp's grammar-constrained extension
+            return chat, {"response_format": {"type": "json_object", "schema": json_schema}}
+        return chat, {"response_format": {"type": "json_schema",
+                                          "json_schema": {"name": name, "schema": json_schema, "strict": False}}}
+
+    def _methods(self) -> list[str]:
+        return ["json_schema", "function_calling"] if self.method == "auto" else [self.method]
+
+    def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        for method in self._methods():
+            runnable, kwargs = self._request(json_schema, timeout, method)
+            try:
+                reply = runnable.invoke(langchain_messages(messages), **kwargs)
+            except _FAILURES as exc:
+                if self._fall_back(exc, method):
+                    continue
+                raise self._error(exc, timeout) from None
+            self.method = method
+            return _text(reply)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        for method in self._methods():
+            runnable, kwargs = self._request(json_schema, timeout, method)
+            try:
+                reply = await runnable.ainvoke(langchain_messages(messages), **kwargs)
+            except _FAILURES as exc:
+                if self._fall_back(exc, method):
+                    continue
+                raise self._error(exc, timeout) from None
+            self.method = method
+            return _text(reply)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fall_back(self, exc: Exception, method: str) -> bool:
+        """True when ``auto`` should retry with function calling: the server refused the json_schema format."""
+        refused = isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 422, 500, 501)
+        return self.method == "auto" and method == "json_schema" and refused
+
+    def _error(self, exc: Exception, timeout: float) -> ModelError:
+        if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+            return ModelError(f"model {self.model!r} at {self.base_url} timed out after {timeout:g}s: raise "
+                              "pipeline.timeout (e.g. --set pipeline.timeout=120) or use a smaller model")
+        if isinstance(exc, (openai.APIConnectionError, httpx.ConnectError)):
+            return ModelError(f"cannot reach the OpenAI-compatible server at {self.base_url}: start it or set "
+                              "pipeline.openai_base_url, or use --provider builtin")
+        if isinstance(exc, openai.NotFoundError):
+            return ModelError(f"model {self.model!r} is not served at {self.base_url}: check the model name")
+        return ModelError(f"server {self.base_url} failed for model {self.model!r}: {type(exc).__name__}: "
+                          f"{one_line(str(exc))}")
+
+
+def _text(reply: Any) -> str:
+    """The raw answer: the forced tool call's arguments, else the message text."""
+    for call in getattr(reply, "tool_calls", None) or ():
+        return json.dumps(call.get("args", {}))
+    for call in getattr(reply, "invalid_tool_calls", None) or ():
+        return str(call.get("args") or "")
+    content = reply.content
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)

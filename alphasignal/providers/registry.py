@@ -1,0 +1,76 @@
+"""Provider registry: names -> classes, imported lazily so an offline run never loads a model library.
+
+``get_provider("auto", ...)`` uses the first configured backend that is reachable and has the model
+(Ollama, then the OpenAI-compatible server, then a configured GGUF file); otherwise it says so in one
+warning line on stderr and returns the builtin offline provider, or raises ``ModelError`` (exit 3) when
+``require_server`` is set.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+from typing import Any
+
+from ..errors import ModelError, UsageError
+from .base import Provider, ProviderSettings
+
+log = logging.getLogger("alphasignal.providers")
+
+_PROVIDERS = {
+    "ollama": ("alphasignal.providers.ollama", "OllamaProvider"),
+    "openai": ("alphasignal.providers.openai_compat", "OpenAICompatProvider"),
+    "llamacpp": ("alphasignal.providers.llamacpp", "LlamaCppProvider"),
+    "builtin": ("alphasignal.providers.builtin", "BuiltinProvider"),
+}
+PROVIDER_NAMES = (*_PROVIDERS, "auto")
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The class registered under ``name`` (imported on first use)."""
+    if name not in _PROVIDERS:
+        close = difflib.get_close_matches(name, PROVIDER_NAMES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; use one of {', '.join(PROVIDER_NAMES)}"
+        raise UsageError(f"unknown provider {name!r}{hint}")
+    module, cls = _PROVIDERS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_provider(name: str, *, model: str = "", cfg: Any = None, role: str = "", check: bool = True) -> Provider:
+    """Build the provider ``name`` for ``model`` from ``cfg`` (ProviderSettings, a config section such as
+    PipelineConfig, or a full Config). Explicit server providers are checked now (``check=False`` defers the
+    check to the first call) so a missing server or model fails fast with the fix."""
+    settings = ProviderSettings.from_config(cfg)
+    if name == "auto":
+        return _auto(model, settings, role)
+    provider = provider_class(name)(model, settings, role)
+    if check:
+        provider.check()
+    return provider
+
+
+def _auto(model: str, settings: ProviderSettings, role: str) -> Provider:
+    reasons = []
+    candidates = ["ollama", "openai"] + (["llamacpp"] if settings.gguf_path else [])
+    for name in candidates:
+        provider = provider_class(name)(model, settings, role)
+        try:
+            provider.check()
+        except ModelError as exc:
+            reasons.append(str(exc))
+            continue
+        log.info("auto: using %s model %r for %s", name, model, role or "calls")
+        return provider
+    summary = " | ".join(reasons)
+    if settings.require_server:
+        raise ModelError(f"no model server available for {role or 'the call'} (require_server is set): {summary}")
+    log.warning("auto: no model server for %s model %r (%s); using the builtin offline engine "
+                "(set pipeline.require_server=true to make this an error)", role or "the", model,
+                _shorten(summary, 300))
+    return provider_class("builtin")("builtin", settings, role)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
