@@ -1,17 +1,24 @@
-"""Stage 04.
+"""Stage 04: chart image + news -> validated JSON trading decision (decision.json).
 
-Not implemented yet: tracked in issue  chart image + news -> validated JSON trading decision:4.
+Examples:
+  python 04_signal_pipeline.py --demo                                   # offline chart + sample news
+  python 04_signal_pipeline.py --image chart.png --news "Apple beats estimates" --output decision.json
+  python 04_signal_pipeline.py --image chart.png --news-file news.txt --last-close 187.3
+  python 04_signal_pipeline.py --batch manifest.jsonl --output decisions.jsonl
+  python 04_signal_pipeline.py --eval --limit 200                       # dataset test split metrics
+  python 04_signal_pipeline.py --demo --provider ollama --vlm-model qwen2.5vl:3b --llm-model qwen2.5:3b
+
+Providers: auto (default: a reachable Ollama / OpenAI-compatible server with the models, else the builtin
+offline engine, said on stderr), builtin, ollama, openai, llamacpp (pipeline.gguf_path). Exit codes: 0 ok,
+2 bad input, 3 model/server failure, 4 market-data failure.
 """
 
 import sys
 
 from alphasignal.cli import build_parser, run
-
-
-def _main(args, cfg) -> int:
-    print("error: this stage is not implemented yet (issue  chart image + news -> validated JSON trading decision:4)", file=sys.stderr)
-    return 2
-
+from alphasignal.signals.app import add_arguments, main
 
 if __name__ == "__main__":
-    sys.exit(run(_main, build_parser(__doc__)))
+    parser = build_parser(__doc__)
+    add_arguments(parser)
+    sys.exit(run(main, parser))

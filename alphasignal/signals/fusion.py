@@ -4,8 +4,9 @@ The chart decides WHAT to do; the news only changes HOW SURE we are, within a ha
 ``d`` = +1 BUY / -1 SELL / 0 HOLD, ``s`` = +1 BULLISH / -1 BEARISH / 0 NEUTRAL, ``i`` = intensity, ``c`` = the
 chart's confidence and ``a = d * s`` (agreement)::
 
-    trade (d != 0):  shift = sentiment_weight * a * i  +  align_bonus * i       (a = +1, aligned)
-                                                       -  conflict_penalty * i  (a = -1, conflict)
+    trade (d != 0):  blend = vlm_weight * c + sentiment_weight * (c + a * i)    (the news' vote: c moved by a*i)
+                     shift = blend - c  +  align_bonus * i       (a = +1, aligned)
+                                        -  conflict_penalty * i  (a = -1, conflict)
                      shift clipped to [-max_sentiment_shift, +max_sentiment_shift]
                      p = clip(c + shift, 0, 1)
                      p >= hold_threshold -> keep the chart's action with confidence p
@@ -49,7 +50,7 @@ def fuse(signal: TradingSignal, sentiment: NewsSentiment, cfg: PipelineConfig) -
         return Fused("HOLD", _clip(c + shift), s == 0, round(shift, 4),
                      "chart says HOLD; news cannot open a trade" + (" (news lowers certainty)" if s else ""))
     a = d * s
-    shift = cfg.sentiment_weight * a * i
+    shift = cfg.vlm_weight * c + cfg.sentiment_weight * (c + a * i) - c
     if a > 0:
         shift += cfg.align_bonus * i
     elif a < 0:

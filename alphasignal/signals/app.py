@@ -1,0 +1,111 @@
+"""What ``04_signal_pipeline.py`` runs: --demo, one chart + news, --batch manifest, or --eval."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from config import Config
+
+from ..errors import AlphaSignalError, UsageError
+from .pipeline import SignalPipeline, decision_json, read_manifest, row_item, write_atomic
+
+log = logging.getLogger(__name__)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The stage-04 options (shared-script options come from ``alphasignal.cli.build_parser``)."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--demo", action="store_true", help="a dataset chart (or one rendered from offline AAPL data) "
+                      "with sample news")
+    mode.add_argument("--image", metavar="PATH", help="chart image (PNG/JPEG)")
+    mode.add_argument("--batch", metavar="MANIFEST.jsonl",
+                      help='one JSON object per line: {"image": PATH, "news": TEXT | "news_file": PATH}')
+    mode.add_argument("--eval", action="store_true", help="score the configured providers on the dataset's test split")
+    news = parser.add_mutually_exclusive_group()
+    news.add_argument("--news", metavar="TEXT", help="news text for --image")
+    news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image")
+    parser.add_argument("--last-close", type=float, metavar="PRICE",
+                        help="last close of the chart (charts without a price axis need it for levels)")
+    parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
+                        "decisions.jsonl for --batch, pipeline.eval_output for --eval)")
+    parser.add_argument("--provider", choices=("auto", "builtin", "ollama", "openai", "llamacpp"),
+                        help="provider for both calls (pipeline.provider)")
+    parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
+    parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
+    parser.add_argument("--limit", type=int, default=0, metavar="N", help="--eval: at most N test samples")
+
+
+def main(args: argparse.Namespace, cfg: Config) -> int:
+    """Dispatch on the mode; returns the exit code."""
+    pc = _pipeline_config(args, cfg)
+    if args.eval:
+        from .evaluate import run_eval
+
+        return run_eval(cfg, pc, output=args.output or pc.eval_output, limit=args.limit, quiet=args.quiet)
+    if (args.news is not None or args.news_file) and not args.image:
+        raise UsageError("--news/--news-file go with --image PATH (or use --demo or --batch)")
+    if args.batch:
+        return _batch(args, pc)
+    if not (args.demo or args.image):
+        raise UsageError("nothing to do: pass --demo, --image PATH --news TEXT, --batch MANIFEST.jsonl or --eval")
+    pipe = SignalPipeline.from_config(pc)
+    if args.demo:
+        from .demo import demo_inputs
+
+        image, news, last_close, notes = demo_inputs(cfg)
+        item = pipe.item(image, news, last_close, notes)
+    else:
+        from .inputs import read_news_file
+
+        news = read_news_file(args.news_file) if args.news_file else args.news
+        item = pipe.item(args.image, news, args.last_close)
+    decision = pipe.decide(item)
+    text = decision_json(decision)
+    path = write_atomic(args.output or pc.output, text + "\n")
+    print(text)
+    log.info("decision written to %s", path)
+    if not args.quiet:
+        print(f"wrote {path} ({decision.final_action} {decision.final_confidence:.2f}, engine "
+              f"{decision.meta['engine']})", file=sys.stderr)
+    return 0
+
+
+def _pipeline_config(args: argparse.Namespace, cfg: Config):
+    from dataclasses import replace
+
+    overrides = {k: v for k, v in (("provider", args.provider), ("vlm_model", args.vlm_model),
+                                   ("llm_model", args.llm_model)) if v}
+    return replace(cfg.pipeline, **overrides) if overrides else cfg.pipeline
+
+
+def _batch(args: argparse.Namespace, pc) -> int:
+    from rich.progress import Progress
+
+    rows = read_manifest(args.batch)
+    pipe = SignalPipeline.from_config(pc)
+    out = Path(args.output or "decisions.jsonl")
+    with Progress(disable=args.quiet, transient=False) as progress:
+        task = progress.add_task("decisions", total=len(rows))
+        results = asyncio.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows],
+                                                on_done=lambda: progress.advance(task)))
+    lines, failed = [], []
+    for row, res in zip(rows, results, strict=True):
+        if isinstance(res, AlphaSignalError):
+            failed.append((row, res))
+            lines.append(json.dumps({"id": row.id, "image": str(row.image), "ok": False, "error": str(res),
+                                     "exit_code": res.exit_code}))
+        else:
+            lines.append(json.dumps({"id": row.id, "image": str(row.image), "ok": True,
+                                     "decision": res.model_dump(mode="json")}))
+    write_atomic(out, "\n".join(lines) + "\n")
+    print(f"wrote {len(rows) - len(failed)} decision(s) to {out}" + (f"; {len(failed)} failed" if failed else ""))
+    if failed:
+        row, exc = failed[0]
+        print(f"error: {len(failed)} of {len(rows)} item(s) failed (first: {row.id}: {exc}); their lines in {out} "
+              'have "ok": false', file=sys.stderr)
+        return max(e.exit_code for _, e in failed)
+    return 0

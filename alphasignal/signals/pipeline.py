@@ -1,0 +1,164 @@
+"""The signal pipeline: resolve providers, run the chain on one item or a batch, write results atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from config import PipelineConfig
+
+from ..errors import AlphaSignalError, UsageError
+from ..prompts import load_prompt
+from ..providers import Provider, get_provider
+from .chains import DecisionItem, build_chain
+from .engines import register_builtin_engines
+from .inputs import load_image, prepare_news, read_image_file, read_news_file
+from .schemas import FinalDecision
+
+log = logging.getLogger(__name__)
+
+CHART_PROMPT = "chart_signal"
+NEWS_PROMPT = "news_sentiment"
+
+
+class SignalPipeline:
+    """Chart + news -> ``FinalDecision`` with two providers (chart/VLM and news/LLM) and the fusion policy."""
+
+    def __init__(self, cfg: PipelineConfig, vlm: Provider, llm: Provider) -> None:
+        register_builtin_engines()
+        self.cfg, self.vlm, self.llm = cfg, vlm, llm
+        self.chain = build_chain(vlm, llm, load_prompt(CHART_PROMPT), load_prompt(NEWS_PROMPT), cfg)
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig) -> SignalPipeline:
+        """Resolve both providers (``auto`` falls back to builtin with one warning line each)."""
+        vlm_name = cfg.vlm_provider or cfg.provider
+        vlm = get_provider(vlm_name, model=cfg.vlm_model, cfg=cfg, role="chart")
+        if not vlm.supports_vision:
+            if vlm_name != "auto":
+                raise UsageError(f"{vlm.name} model {cfg.vlm_model!r} cannot read images: give a vision model "
+                                 "(--vlm-model, pipeline.mmproj_path for llamacpp) or --set pipeline.vlm_provider="
+                                 "builtin")
+            log.warning("auto: %s model %r cannot read images; using the builtin chart reader", vlm.name,
+                        cfg.vlm_model)
+            vlm = get_provider("builtin", cfg=cfg, role="chart")
+        llm = get_provider(cfg.llm_provider or cfg.provider, model=cfg.llm_model, cfg=cfg, role="sentiment")
+        return cls(cfg, vlm, llm)
+
+    @property
+    def offline(self) -> bool:
+        """True when the builtin engine answers both calls."""
+        return self.vlm.is_builtin and self.llm.is_builtin
+
+    def item(self, image: bytes | str | Path, news: str | None, last_close: float | None = None,
+             notes: Sequence[str] = ()) -> DecisionItem:
+        """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``."""
+        side = self.cfg.max_image_side
+        chart = load_image(image, side) if isinstance(image, bytes) else read_image_file(image, side)
+        if last_close is not None and not (isinstance(last_close, (int, float)) and last_close > 0):
+            raise UsageError(f"last_close={last_close!r} must be a positive number")
+        return DecisionItem(chart, prepare_news(news, self.cfg.max_news_chars), last_close, tuple(notes))
+
+    async def adecide(self, item: DecisionItem) -> FinalDecision:
+        """Run both calls concurrently and fuse them."""
+        start = time.perf_counter()
+        decision: FinalDecision = await self.chain.ainvoke(item)
+        decision.meta["latency_s"]["total"] = round(time.perf_counter() - start, 4)
+        return decision
+
+    def decide(self, item: DecisionItem) -> FinalDecision:
+        """Synchronous ``adecide``."""
+        return asyncio.run(self.adecide(item))
+
+    async def adecide_many(self, items: Iterable[Callable[[], DecisionItem]], *, concurrency: int | None = None,
+                           on_done: Callable[[], None] | None = None) -> list[FinalDecision | AlphaSignalError]:
+        """Decide on many lazily built items, at most ``concurrency`` at once, in input order; a failing item
+        yields its error in place of a decision (the caller decides what to do with it)."""
+        sem = asyncio.Semaphore(concurrency or self.cfg.concurrency)
+
+        async def _one(build: Callable[[], DecisionItem]) -> FinalDecision | AlphaSignalError:
+            async with sem:
+                try:
+                    return await self.adecide(build())
+                except AlphaSignalError as exc:
+                    return exc
+                finally:
+                    if on_done:
+                        on_done()
+
+        return list(await asyncio.gather(*(_one(b) for b in items)))
+
+
+def decision_json(decision: FinalDecision) -> str:
+    """The decision as pretty JSON (what ``decision.json`` holds)."""
+    return decision.model_dump_json(indent=2)
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace`` (never half-written)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestRow:
+    """One ``--batch`` line: ``{"image": PATH, "news": TEXT | "news_file": PATH, "last_close": X, "id": ...}``."""
+
+    id: str
+    image: Path
+    news: str | None
+    news_file: Path | None
+    last_close: float | None
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """Parse a batch manifest (JSONL; relative paths are relative to the manifest's folder)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"batch manifest {str(p)!r} not found: check the --batch path")
+    rows = []
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"batch manifest {str(p)!r} is not UTF-8 JSONL: re-save it as UTF-8") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{p.name} line {n} is not JSON ({exc.msg}): one JSON object per line") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("image"), str):
+            raise UsageError(f'{p.name} line {n} has no "image" path: each line needs {{"image": "chart.png", '
+                             '"news": "..."}')
+        news_file = rec.get("news_file")
+        close = rec.get("last_close")
+        rows.append(ManifestRow(str(rec.get("id", n)), p.parent / rec["image"], rec.get("news"),
+                                p.parent / news_file if news_file else None,
+                                float(close) if isinstance(close, (int, float)) else None))
+    if not rows:
+        raise UsageError(f"batch manifest {str(p)!r} has no lines: add one JSON object per chart")
+    return rows
+
+
+def row_item(pipe: SignalPipeline, row: ManifestRow) -> DecisionItem:
+    """Build the ``DecisionItem`` of one manifest row (reads its files)."""
+    news = read_news_file(row.news_file) if row.news_file else row.news
+    return pipe.item(row.image, news, row.last_close)
