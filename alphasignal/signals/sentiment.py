@@ -43,7 +43,7 @@ _SUPPLEMENT = {
     **dict.fromkeys(("growth", "grew", "grows", "surge", "surges", "surged", "soar", "soars", "soared", "rally",
                      "rallies", "rallied", "jump", "jumps", "jumped", "climb", "climbs", "climbed", "bullish",
                      "upbeat", "robust", "upgrade", "upgraded", "upgrades", "outperformed", "outperforms", "beat",
-                     "beats", "topped", "tops", "buyback", "buybacks", "profit", "profits", "rise", "rises", "rose",
+                     "beats", "topped", "tops", "buyback", "buybacks", "rise", "rises", "rose",
                      "expands", "expanded", "accelerating", "accelerated", "optimistic", "optimism"), 1.0),
     **dict.fromkeys(("plunge", "plunges", "plunged", "slump", "slumps", "slumped", "tumble", "tumbles",
                      "tumbled", "sank", "sinks", "sink", "bearish", "selloff", "sell-off", "fell", "falls", "fall",

@@ -1,0 +1,78 @@
+"""Fusion policy table: aligned, neutral, conflicting and HOLD cases; sentiment can never create or reverse."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alphasignal.signals.fusion import fuse
+from alphasignal.signals.schemas import FinalDecision, NewsSentiment, TradingSignal, VlmSignalOut
+from config import PipelineConfig
+
+CFG = PipelineConfig()
+
+
+def _signal(action: str, conf: float) -> TradingSignal:
+    levels = {"BUY": (95.0, 110.0), "SELL": (105.0, 90.0), "HOLD": (None, None)}[action]
+    return TradingSignal(action=action, confidence=conf, entry_price=100.0, stop_loss=levels[0],
+                         take_profit=levels[1])
+
+
+def _news(label: str, intensity: float) -> NewsSentiment:
+    return NewsSentiment(sentiment=label, intensity=intensity)
+
+
+# (chart action, chart conf, news, intensity) -> (final action, final confidence, aligned)
+TABLE = [
+    ("BUY", 0.60, "BULLISH", 0.5, "BUY", 0.875, True),    # 0.4*0.5 + 0.15*0.5 = 0.275
+    ("BUY", 0.60, "BULLISH", 1.0, "BUY", 0.90, True),     # 0.55 capped at max_sentiment_shift 0.3
+    ("BUY", 0.60, "NEUTRAL", 0.2, "BUY", 0.60, False),    # neutral news leaves the chart alone
+    ("BUY", 0.80, "BEARISH", 1.0, "BUY", 0.50, False),    # conflict: -0.65 capped at -0.3, still above hold
+    ("BUY", 0.60, "BEARISH", 1.0, "HOLD", 0.70, False),   # conflict below hold_threshold: HOLD, 1 - 0.30
+    ("SELL", 0.70, "BEARISH", 0.4, "SELL", 0.92, True),   # 0.16 + 0.06 = 0.22
+    ("SELL", 0.50, "BULLISH", 0.4, "HOLD", 0.76, False),  # -0.16 - 0.10 = -0.26 -> 0.24 < 0.35
+    ("HOLD", 0.70, "BULLISH", 1.0, "HOLD", 0.40, False),  # news never opens a trade; certainty drops by 0.3
+    ("HOLD", 0.70, "NEUTRAL", 0.3, "HOLD", 0.70, True),
+    ("BUY", 0.30, "NEUTRAL", 0.0, "HOLD", 0.70, False),   # weak chart signal alone is below hold_threshold
+]
+
+
+@pytest.mark.parametrize(("action", "conf", "label", "intensity", "final", "final_conf", "aligned"), TABLE)
+def test_policy_table(action, conf, label, intensity, final, final_conf, aligned) -> None:
+    out = fuse(_signal(action, conf), _news(label, intensity), CFG)
+    assert (out.action, out.aligned) == (final, aligned)
+    assert out.confidence == pytest.approx(final_conf, abs=1e-4)
+
+
+def test_weights_and_cap_are_configurable() -> None:
+    cfg = replace(CFG, max_sentiment_shift=0.1)
+    assert fuse(_signal("BUY", 0.6), _news("BULLISH", 1.0), cfg).confidence == pytest.approx(0.7)
+    cfg = replace(CFG, vlm_weight=1.0, sentiment_weight=0.0, align_bonus=0.0)
+    assert fuse(_signal("BUY", 0.6), _news("BULLISH", 1.0), cfg).confidence == pytest.approx(0.6)
+
+
+@given(action=st.sampled_from(["BUY", "SELL", "HOLD"]), conf=st.floats(0, 1),
+       label=st.sampled_from(["BULLISH", "BEARISH", "NEUTRAL"]), intensity=st.floats(0, 1))
+def test_sentiment_is_bounded_and_never_reverses(action, conf, label, intensity) -> None:
+    if label == "NEUTRAL":
+        intensity = min(intensity, 0.5)
+    signal, news = _signal(action, conf), _news(label, intensity)
+    out = fuse(signal, news, CFG)
+    assert out.action in (action, "HOLD")
+    assert 0 <= out.confidence <= 1
+    assert abs(out.shift) <= CFG.max_sentiment_shift + 1e-9
+    if out.action == action and action != "HOLD":
+        assert abs(out.confidence - conf) <= CFG.max_sentiment_shift + 1e-4  # outputs are rounded to 4 dp
+    # the contract agrees: a valid FinalDecision can always be built from the fusion output
+    FinalDecision(final_action=out.action, final_confidence=out.confidence,
+                  vlm_signal=VlmSignalOut(**signal.model_dump(exclude={"rationale"})), sentiment=news)
+
+
+def test_final_decision_rejects_a_reversal() -> None:
+    with pytest.raises(ValueError, match="contradicts the chart signal"):
+        FinalDecision(final_action="SELL", final_confidence=0.9,
+                      vlm_signal=VlmSignalOut(action="BUY", confidence=0.6, entry_price=100.0),
+                      sentiment=_news("BEARISH", 1.0))
