@@ -65,9 +65,11 @@ class DatasetConfig:
     workers: int = 0  # 0 = number of CPU cores
     output_dir: str = "dataset"
     seed: int = 42
+    limit: int = 0  # > 0: keep only the most recent N windows (quick runs)
 
     def __post_init__(self) -> None:
-        _check(len(self.tickers) > 0, "dataset.tickers is empty: name at least one ticker, e.g. --set dataset.tickers=AAPL")
+        _check(len(self.tickers) > 0,
+               "dataset.tickers is empty: name at least one ticker, e.g. --set dataset.tickers=AAPL")
         _check(self.source in {"auto", "yfinance", "offline", "csv"},
                f"dataset.source={self.source!r} is invalid: use auto, yfinance, offline or csv")
         _check(self.nan_policy in {"drop", "ffill", "error"},
@@ -79,7 +81,11 @@ class DatasetConfig:
         _check(self.sell_threshold < 0 < self.buy_threshold,
                f"dataset thresholds invalid: need sell_threshold < 0 < buy_threshold "
                f"(got {self.sell_threshold}, {self.buy_threshold})")
-        _check(0 < self.stop_atr and 0 < self.take_profit_atr, "dataset.stop_atr and take_profit_atr must be > 0")
+        _check(self.label_mode == "volatility" or self.sell_threshold > -1,
+               f"dataset.sell_threshold={self.sell_threshold} is impossible for label_mode=absolute "
+               "(a return is > -1): use e.g. -0.02")
+        _check(self.limit >= 0, f"dataset.limit must be >= 0 (got {self.limit}); 0 means no limit")
+        _check(self.stop_atr > 0 and self.take_profit_atr > 0, "dataset.stop_atr and take_profit_atr must be > 0")
         _check(0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
                and self.val_fraction + self.test_fraction < 1,
                "dataset.val_fraction + test_fraction must be in [0, 1)")
@@ -240,10 +246,17 @@ class OptimizerConfig:
     """Stage 06 (multi-LLM optimizer) settings."""
 
     strategy: str = "MA_Crossover"
-    provider: str = "auto"
-    analyst_model: str = "qwen2.5:3b"
+    grid: dict[str, Any] = field(default_factory=dict)  # {} = sweep.grid (same strategy) or a coarse spec grid
+    baseline: dict[str, Any] = field(default_factory=dict)  # {} = the best in-sample configuration of the sweep
+    provider: str = "auto"  # auto | builtin | ollama | openai | llamacpp (server settings from [pipeline])
+    analyst_provider: str = ""  # "" = provider; one line per agent picks another backend ...
+    strategist_provider: str = ""
+    risk_provider: str = ""
+    analyst_model: str = "qwen2.5:3b"  # ... and another model
     strategist_model: str = "qwen2.5:3b"
     risk_model: str = "qwen2.5:3b"
+    gguf_path: str = ""  # GGUF file for provider llamacpp ("" = pipeline.gguf_path)
+    require_server: bool = False  # True: no reachable model server is an error (exit 3), not a builtin fallback
     use_risk_manager: bool = True
     rounds: int = 5
     proposals_per_round: int = 3
@@ -252,21 +265,37 @@ class OptimizerConfig:
     budget: int = 200  # max backtests proposed by agents in total
     objective: str = "sharpe"
     oos_method: str = "holdout"  # holdout | walk_forward
+    folds: int = 4  # walk-forward test folds inside the out-of-sample part
     max_drawdown: float = 0.5
     min_trades: int = 5
     max_turnover: float = 200.0
     debate_rounds: int = 0
+    compare: tuple[str, ...] = ()  # random, tpe: baselines with the same backtest budget
     seed: int = 7
     history_db: str = "results/history.sqlite"
     output_dir: str = "results"
 
     def __post_init__(self) -> None:
         _check(self.rounds > 0, "optimizer.rounds must be > 0")
-        _check(self.budget > 0, "optimizer.budget must be > 0: give the agents at least one backtest")
+        _check(self.budget > 0, f"optimizer.budget={self.budget} must be > 0: give the agents at least one backtest")
         _check(self.proposals_per_round >= 3, "optimizer.proposals_per_round must be >= 3")
+        _check(self.patience > 0, "optimizer.patience must be > 0")
+        _check(self.tolerance >= 0, "optimizer.tolerance must be >= 0")
         _check(self.oos_method in {"holdout", "walk_forward"},
                f"optimizer.oos_method={self.oos_method!r} is invalid: use holdout or walk_forward")
+        _check(self.folds >= 2, "optimizer.folds must be >= 2")
         _check(0 < self.max_drawdown <= 1, "optimizer.max_drawdown must be in (0, 1]")
+        _check(self.min_trades >= 0 and self.max_turnover > 0,
+               "optimizer.min_trades must be >= 0 and optimizer.max_turnover > 0")
+        _check(self.debate_rounds >= 0, "optimizer.debate_rounds must be >= 0")
+        _check(self.objective in {"sharpe", "sortino", "calmar", "total_return", "cagr", "profit_factor"},
+               f"optimizer.objective={self.objective!r} is invalid: use sharpe, sortino, calmar, total_return, "
+               "cagr or profit_factor")
+        for name in (self.provider, self.analyst_provider, self.strategist_provider, self.risk_provider):
+            _check(name in {"", "auto", "builtin", "ollama", "openai", "llamacpp"},
+                   f"optimizer provider {name!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
+        _check(all(c in {"random", "tpe"} for c in self.compare),
+               f"optimizer.compare={','.join(self.compare)!r} is invalid: use random, tpe or both")
 
 
 @dataclass(frozen=True)

@@ -113,23 +113,27 @@ def volume_ma(volume: ArrayLike, period: int = 20) -> ArrayLike:
     return sma(volume, period)
 
 
-def snapshot(df: pd.DataFrame, end: int | None = None) -> dict[str, float]:
-    """Indicator values at the last bar of ``df[:end]`` (rounded), for dataset metadata and rules."""
-    d = df.iloc[:end] if end is not None else df
-    c, h, lo, v = d["Close"], d["High"], d["Low"], d["Volume"]
-    line, sig, _ = macd(c.to_numpy())
-    low_b, mid_b, up_b = bollinger(c.to_numpy())
-    vals = {
-        "close": c.iloc[-1],
-        "sma_20": sma(c.to_numpy(), 20)[-1],
-        "sma_50": sma(c.to_numpy(), 50)[-1],
-        "ema_12": ema(c.to_numpy(), 12)[-1],
-        "rsi_14": rsi(c.to_numpy(), 14)[-1],
-        "macd": line[-1],
-        "macd_signal": sig[-1],
-        "bb_lower": low_b[-1],
-        "bb_upper": up_b[-1],
-        "atr_14": atr(h.to_numpy(), lo.to_numpy(), c.to_numpy(), 14)[-1],
-        "volume_ma_20": volume_ma(v.to_numpy(), 20)[-1],
-    }
-    return {k: (None if np.isnan(x) else round(float(x), 6)) for k, x in vals.items()}
+def indicator_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Every snapshot indicator as a column over the whole frame (row t uses bars <= t only)."""
+    c, h, lo, v = (df[k].to_numpy(dtype="float64") for k in ("Close", "High", "Low", "Volume"))
+    line, sig, _ = macd(c)
+    low_b, _mid, up_b = bollinger(c)
+    return pd.DataFrame({
+        "close": c,
+        "sma_20": sma(c, 20),
+        "sma_50": sma(c, 50),
+        "ema_12": ema(c, 12),
+        "rsi_14": rsi(c, 14),
+        "macd": line,
+        "macd_signal": sig,
+        "bb_lower": low_b,
+        "bb_upper": up_b,
+        "atr_14": atr(h, lo, c, 14),
+        "volume_ma_20": volume_ma(v, 20),
+    }, index=df.index)
+
+
+def snapshot(df: pd.DataFrame, end: int | None = None) -> dict[str, float | None]:
+    """Indicator values at the last bar of ``df[:end]`` (rounded to 6 decimals; None during warm-up)."""
+    row = indicator_frame(df.iloc[:end] if end is not None else df).iloc[-1]
+    return {k: (None if np.isnan(x) else round(float(x), 6)) for k, x in row.items()}

@@ -1,0 +1,319 @@
+"""Stage 01: sliding chart windows -> PNG images + chat-format JSONL for Qwen2.5-VL fine-tuning.
+
+Steps: load validated OHLCV per ticker -> plan windows (window, stride, horizon; enough warm-up bars for the
+overlays) -> time-ordered train/val/test split by window-end date with a purge of ``effective_embargo`` bars
+(>= horizon) between the last label bar of one split and the first label bar of the next -> labels (labels.py)
+-> render the images in parallel (resumable: each PNG is written atomically and skipped when present) ->
+write ``training_data.jsonl``, ``dataset_card.md`` and ``demo_chart.png`` atomically.
+
+With ``hide_context`` (default) the chart has no dates, ticker or price axis, and all prices in the text
+(prompt last close, label levels, price indicators) are rebased so that the last close is 100; each line keeps
+``price_scale`` (rebased = real * price_scale) to convert back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..charts.render import render_chart
+from ..errors import UsageError
+from ..market.data import load_from_config
+from ..market.indicators import atr, indicator_frame
+from ..prompts import load_prompt
+from .card import dataset_card
+from .labels import LabelInputs, make_signal, rationale
+
+log = logging.getLogger(__name__)
+
+JSONL_NAME = "training_data.jsonl"
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "val", "test")
+REBASE_TO = 100.0
+_PRICE_KEYS = ("close", "sma_20", "sma_50", "ema_12", "macd", "macd_signal", "bb_lower", "bb_upper", "atr_14")
+_NOT_HASHED = {"workers", "output_dir", "cache_dir", "download_retries"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sample: bars [end - window + 1, end] are drawn, bars (end, end + horizon] decide the label."""
+
+    ticker: str
+    end: int
+    split: str = ""
+
+
+def warmup_bars(ds) -> int:
+    """Bars before each window that feed the chart overlays (MAs, Bollinger) but are not drawn."""
+    periods = [*ds.moving_averages, *([20] if ds.bollinger else [])]
+    return max(periods, default=1) - 1
+
+
+def plan_windows(frames: dict[str, pd.DataFrame], ds) -> list[Window]:
+    """All windows of every ticker with a full window, warm-up and horizon, ordered by (end date, ticker)."""
+    warm = warmup_bars(ds)
+    out = []
+    for ticker, df in frames.items():
+        first = warm + ds.window - 1
+        last = len(df) - 1 - ds.horizon
+        if last < first:
+            raise UsageError(f"{ticker}: {len(df)} bars are too few for window {ds.window} + horizon {ds.horizon} "
+                             f"+ {warm} warm-up bars: lower dataset.window/horizon or widen dataset.start/end")
+        out += [Window(ticker, i) for i in range(first, last + 1, ds.stride)]
+    out.sort(key=lambda w: (frames[w.ticker].index[w.end], w.ticker))
+    if ds.limit:
+        out = out[-ds.limit:]
+    return out
+
+
+def assign_splits(windows: list[Window], frames: dict[str, pd.DataFrame], ds) -> list[Window]:
+    """Time-ordered split by window-end date, purging earlier-split windows whose labels reach the embargo."""
+    if not windows:
+        return []
+    ends = sorted(frames[w.ticker].index[w.end] for w in windows)
+    n = len(ends)
+    cut_idx = (round(n * (1 - ds.val_fraction - ds.test_fraction)), round(n * (1 - ds.test_fraction)))
+    cuts = [ends[k] if k < n else pd.Timestamp.max for k in cut_idx]
+    gap = ds.effective_embargo
+    out = []
+    for w in windows:
+        idx = frames[w.ticker].index
+        date = idx[w.end]
+        rank = sum(date >= c for c in cuts)
+        # first bar of each later split's period in this ticker's calendar; labels must end `gap` bars before it
+        later_bounds = [int(idx.searchsorted(c)) for c in cuts[rank:]]
+        if any(w.end + ds.horizon + gap > b for b in later_bounds):
+            continue
+        out.append(Window(w.ticker, w.end, SPLITS[rank]))
+    return out
+
+
+def sample_id(ticker: str, date: pd.Timestamp) -> str:
+    """Stable file-safe id: TICKER-YYYYMMDD (intraday: TICKER-YYYYMMDDHHMM)."""
+    safe = "".join(ch if ch.isalnum() else "_" for ch in ticker.upper())
+    fmt = "%Y%m%d" if date == date.normalize() else "%Y%m%d%H%M"
+    return f"{safe}-{date.strftime(fmt)}"
+
+
+def make_record(w: Window, df: pd.DataFrame, ind: pd.DataFrame, atr_series: np.ndarray, ds, prompt) -> dict:
+    """The JSONL object of one window (see the README's stage 01 section for the format)."""
+    i, h = w.end, ds.horizon
+    close = df["Close"].to_numpy()
+    real_entry = float(close[i])
+    scale = REBASE_TO / real_entry if ds.hide_context else 1.0
+    win = close[i - ds.window + 1:i + 1]
+    sigma = float(np.std(np.diff(np.log(win)), ddof=1)) if len(win) > 2 else 0.0
+    row = ind.iloc[i]
+    snap = {k: (None if math.isnan(v) else round(float(v) * (scale if k in _PRICE_KEYS else 1.0), 6))
+            for k, v in row.items()}
+    # ATR needs atr_period bars; before that, the window's daily volatility stands in for it
+    atr_val = float(np.nan_to_num(atr_series[i], nan=real_entry * sigma)) * scale
+    inp = LabelInputs(entry=real_entry * scale, forward_return=float(close[i + h] / close[i] - 1), sigma=sigma,
+                      atr=atr_val, horizon=h)
+    sig = make_signal(inp, mode=ds.label_mode, buy_threshold=ds.buy_threshold, sell_threshold=ds.sell_threshold,
+                      stop_atr=ds.stop_atr, take_profit_atr=ds.take_profit_atr,
+                      rationale=rationale(snap, sigma, float(win[-1] / win[0] - 1)))
+    sid = sample_id(w.ticker, df.index[i])
+    label = sig.model_dump()
+    return {
+        "id": sid,
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": prompt.system}]},
+            {"role": "user", "content": [{"type": "image", "image": f"images/{sid}.png"},
+                                         {"type": "text", "text": prompt.format(last_close=sig.entry_price)}]},
+            {"role": "assistant", "content": [{"type": "text", "text": sig.model_dump_json()}]},
+        ],
+        "split": w.split,
+        "ticker": w.ticker,
+        "window_start": _date(df.index[i - ds.window + 1]),
+        "window_end": _date(df.index[i]),
+        "label_end": _date(df.index[i + h]),
+        "horizon": h,
+        "forward_return": round(inp.forward_return, 6),
+        "price_scale": round(scale, 12),
+        "indicators": snap,
+        "label": label,
+        "prompt_version": prompt.id,
+    }
+
+
+def _date(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
+
+
+def config_hash(ds, frames: dict[str, pd.DataFrame]) -> str:
+    """sha256 (12 hex) of the output-relevant settings and the data itself."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in asdict(ds).items() if k not in _NOT_HASHED}, sort_keys=True,
+                        default=list).encode())
+    for t, df in frames.items():
+        h.update(t.encode())
+        h.update(df.index.asi8.tobytes())
+        h.update(np.ascontiguousarray(df.to_numpy(dtype="float64")).tobytes())
+    return h.hexdigest()[:12]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file in the same folder, then rename: readers never see a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---- rendering (worker side) -------------------------------------------------------------------------------
+
+_FRAMES: dict[str, pd.DataFrame] = {}
+
+
+def _init_worker(frames: dict[str, pd.DataFrame]) -> None:
+    _FRAMES.clear()
+    _FRAMES.update(frames)
+
+
+def _render_batch(jobs: list[tuple[str, str, int]], out_dir: str, opts: dict, window: int, warm: int) -> int:
+    for sid, ticker, end in jobs:
+        path = Path(out_dir) / f"{sid}.png"
+        if path.exists():
+            continue
+        df = _FRAMES[ticker]
+        start = max(end - window + 1 - warm, 0)
+        png = render_chart(df.iloc[start:end + 1], warmup=end - window + 1 - start, **opts,
+                           title=None if opts["hide_context"] else ticker)
+        write_atomic(path, png)
+    return len(jobs)
+
+
+# ---- orchestration -------------------------------------------------------------------------------------------
+
+def _prepare_output(out: Path, chash: str, overwrite: bool) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".probe", delete=True)  # noqa: SIM115
+        probe.close()
+    except OSError as exc:
+        raise UsageError(f"output dir {str(out)!r} is not writable ({exc.strerror}): choose another "
+                         "--output-dir or fix its permissions") from None
+    images = out / "images"
+    manifest = out / MANIFEST_NAME
+    old = None
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text(encoding="utf-8")).get("config_hash")
+        except (OSError, ValueError):
+            old = "unreadable"
+    stale = (old is not None and old != chash) or (old is None and images.exists() and any(images.iterdir()))
+    if stale and not overwrite:
+        raise UsageError(f"{str(out)!r} holds a dataset built from another config or data (hash {old}, now "
+                         f"{chash}): pass --overwrite to replace it, or choose another --output-dir")
+    if stale:
+        shutil.rmtree(images, ignore_errors=True)
+        for name in (JSONL_NAME, MANIFEST_NAME, "dataset_card.md", "demo_chart.png"):
+            (out / name).unlink(missing_ok=True)
+    images.mkdir(exist_ok=True)
+    for tmp in images.glob(".*.tmp"):  # leftovers of an interrupted run: never complete files
+        tmp.unlink(missing_ok=True)
+    return images
+
+
+def _write_manifest(out: Path, chash: str, n: int, status: str) -> None:
+    data = {"config_hash": chash, "samples": n, "status": status, "jsonl": JSONL_NAME}
+    write_atomic(out / MANIFEST_NAME, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
+                  on_progress: Callable[[int], None] | None = None) -> dict:
+    """Build the dataset described by ``ds`` (a DatasetConfig) in ``ds.output_dir``; returns a summary dict."""
+    frames = {t: load_from_config(ds, t) for t in ds.tickers}
+    windows = assign_splits(plan_windows(frames, ds), frames, ds)
+    if not windows:
+        raise UsageError("no samples left after the split and embargo: lower dataset.val_fraction/test_fraction "
+                         "or dataset.limit, or widen the date range")
+    inds = {t: indicator_frame(df) for t, df in frames.items()}
+    atrs = {t: atr(df["High"].to_numpy(), df["Low"].to_numpy(), df["Close"].to_numpy(), ds.atr_period)
+            for t, df in frames.items()}
+    prompt = load_prompt("chart_signal")
+    records = [make_record(w, frames[w.ticker], inds[w.ticker], atrs[w.ticker], ds, prompt) for w in windows]
+    chash = config_hash(ds, frames)
+    out = Path(ds.output_dir).expanduser()
+    images = _prepare_output(out, chash, overwrite)
+    _write_manifest(out, chash, len(records), "rendering")
+
+    opts = {"size": ds.image_size, "volume": ds.volume_panel, "moving_averages": tuple(ds.moving_averages),
+            "bollinger": ds.bollinger, "hide_context": ds.hide_context, "style": ds.style}
+    jobs = [(r["id"], w.ticker, w.end) for r, w in zip(records, windows, strict=True)]
+    todo = [j for j in jobs if not (images / f"{j[0]}.png").exists()]
+    _render_all(todo, frames, str(images), opts, ds, quiet=quiet, total=len(jobs), on_progress=on_progress)
+
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    write_atomic(out / JSONL_NAME, lines.encode("utf-8"))
+    last = windows[-1]
+    demo = frames[last.ticker].iloc[max(last.end - ds.window + 1 - warmup_bars(ds), 0):last.end + 1]
+    write_atomic(out / "demo_chart.png", render_chart(demo, **{**opts, "hide_context": False}, title=last.ticker,
+                                                      warmup=len(demo) - ds.window))
+    summary = summarise(records, chash, ds)
+    write_atomic(out / "dataset_card.md", dataset_card(summary, ds).encode("utf-8"))
+    _write_manifest(out, chash, len(records), "complete")
+    summary.update(output_dir=str(out), rendered=len(todo), reused=len(jobs) - len(todo))
+    return summary
+
+
+def _render_all(todo, frames, images: str, opts: dict, ds, *, quiet: bool, total: int, on_progress) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    warm = warmup_bars(ds)
+    workers = ds.workers or os.cpu_count() or 1
+    batch = 16
+    chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
+    with Progress(TextColumn("rendering charts"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=quiet, transient=True) as bar:
+        task = bar.add_task("render", total=total, completed=total - len(todo))
+        if workers <= 1 or len(chunks) <= 1:
+            _init_worker(frames)
+            results = (_render_batch(c, images, opts, ds.window, warm) for c in chunks)
+            _consume(results, bar, task, on_progress)
+            return
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(frames,)) as pool:
+            results = pool.map(_render_batch, chunks, [images] * len(chunks), [opts] * len(chunks),
+                               [ds.window] * len(chunks), [warm] * len(chunks))
+            _consume(results, bar, task, on_progress)
+
+
+def _consume(results, bar, task, on_progress) -> None:
+    for n in results:
+        bar.advance(task, n)
+        if on_progress:
+            on_progress(n)
+
+
+def summarise(records: list[dict], chash: str, ds) -> dict:
+    """Counts per split and label, date ranges per split, the config hash."""
+    per_split = {}
+    for s in SPLITS:
+        rs = [r for r in records if r["split"] == s]
+        labels = Counter(r["label"]["action"] for r in rs)
+        per_split[s] = {"samples": len(rs), "labels": {a: labels.get(a, 0) for a in ("BUY", "SELL", "HOLD")},
+                        "first_window_end": min((r["window_end"] for r in rs), default=None),
+                        "last_window_end": max((r["window_end"] for r in rs), default=None),
+                        "tickers": sorted({r["ticker"] for r in rs})}
+    return {"samples": len(records), "config_hash": chash, "splits": per_split, "embargo": ds.effective_embargo}
