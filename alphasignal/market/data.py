@@ -73,13 +73,16 @@ def load_from_config(ds, ticker: str | None = None) -> pd.DataFrame:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet OHLCV file with a date column or index (column names case-insensitive)."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise UsageError(f"data file {str(p)!r} not found: check the path")
+    is_parquet = p.suffix.lower() in {".parquet", ".pq"}
     try:
-        df = pd.read_parquet(p) if p.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(p)
+        df = pd.read_parquet(p) if is_parquet else pd.read_csv(p)
     except Exception as exc:  # noqa: BLE001 - any parser failure is the same user error
-        raise UsageError(f"cannot read {str(p)!r} as {'Parquet' if p.suffix == '.parquet' else 'CSV'}: {exc}") from None
+        kind = "Parquet" if is_parquet else "CSV"
+        raise UsageError(f"cannot read {str(p)!r} as {kind} ({type(exc).__name__}): check the file "
+                         "or export it again") from None
     return _normalise(df, str(p))
 
 
@@ -120,27 +123,33 @@ def _slice(df: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame
 
 def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", min_length: int = 1) -> pd.DataFrame:
     """Check index order/uniqueness, NaNs, positive and consistent prices, length; raise DataError naming the row."""
+    if nan_policy not in {"drop", "ffill", "error"}:
+        raise UsageError(f"nan_policy={nan_policy!r} is invalid: use drop, ffill or error")
+    if not isinstance(df.index, pd.DatetimeIndex):
+        raise DataError(f"{ticker}: the index is not dates: load files with read_table() or set a DatetimeIndex")
     if df.empty:
         raise DataError(f"{ticker}: no data in the requested range: check the ticker symbol and the start/end dates")
     idx = df.index
     if idx.has_duplicates:
-        bad = idx[idx.duplicated()][0]
-        raise DataError(f"{ticker}: duplicate timestamp {bad.date()}: drop duplicates "
+        pos = int(np.argmax(idx.duplicated()))
+        raise DataError(f"{ticker}: duplicate timestamp {idx[pos].date()} (row {pos}): drop duplicates "
                         "(df[~df.index.duplicated()]) before loading")
     if not idx.is_monotonic_increasing:
         pos = int(np.argmax(np.diff(idx.asi8) < 0)) + 1
         raise DataError(f"{ticker}: index not sorted at row {pos} ({idx[pos].date()}): sort it with df.sort_index()")
+    df = df.replace([np.inf, -np.inf], np.nan)  # infinities are missing values, handled by the NaN policy
     prices = df[["Open", "High", "Low", "Close"]]
     nan_rows = prices.isna().any(axis=1)
     if nan_rows.any():
-        first = df.index[nan_rows.argmax()].date()
+        pos = int(nan_rows.to_numpy().argmax())
+        first = f"{df.index[pos].date()} (row {pos})"
         if nan_policy == "error":
             raise DataError(f"{ticker}: {int(nan_rows.sum())} row(s) with missing prices, first at {first}: "
                             "set dataset.nan_policy=drop or ffill, or clean the data")
         if nan_policy == "ffill":
             df = df.copy()
             df[["Open", "High", "Low", "Close"]] = prices.ffill()
-            df = df.dropna(subset=["Close"])  # leading NaNs have nothing to fill from
+            df = df.dropna(subset=["Open", "High", "Low", "Close"])  # leading NaNs have nothing to fill from
         else:
             df = df.loc[~nan_rows]
         log.warning("%s: %d row(s) with missing prices (first at %s) handled by nan_policy=%s",
@@ -215,11 +224,16 @@ def _write_atomic_parquet(df: pd.DataFrame, path: Path) -> None:
             os.unlink(tmp)
 
 
+def _requested(cached: pd.DataFrame) -> tuple[str, str]:
+    """The date range a cache file was downloaded for (saved in its attrs), else the range its rows span."""
+    lo, hi = (list(cached.attrs.get("requested") or []) + [None, None])[:2]
+    return (lo or str(cached.index[0].date())), (hi or str(cached.index[-1].date()))
+
+
 def _covers(cached: pd.DataFrame, start: str | None, end: str | None) -> bool:
-    lo, hi = cached.attrs.get("requested", (None, None)) if cached.attrs else (None, None)
-    lo = lo or str(cached.index[0].date())
-    hi = hi or str(cached.index[-1].date())
-    return (start is None or str(start) >= lo) and (end is not None and str(end) <= hi)
+    """True when the cache already holds [start, end]; an open end (None = up to today) is never covered."""
+    lo, hi = _requested(cached)
+    return (start is None or str(start) >= lo) and end is not None and str(end) <= hi
 
 
 def _load_online_or_fallback(ticker: str, start: str | None, end: str | None, interval: str, source: str,
@@ -238,13 +252,13 @@ def _load_online_or_fallback(ticker: str, start: str | None, end: str | None, in
             return cached
         log.warning("%s: network unavailable; using offline data shipped in a package", ticker)
         return _load_offline(ticker)
-    df = _download(ticker, start, end, interval, retries)
     if cached is not None and len(cached):
-        df = pd.concat([cached, df])
-        df = df[~df.index.duplicated(keep="last")].sort_index()
-    lo = min(filter(None, [start, cached.attrs.get("requested", (None, None))[0] if cached is not None else None]),
-             default=None)
-    df.attrs["requested"] = (lo, end)
+        # download the union of the cached and the new range, so the cache never has a gap it claims to cover
+        lo, hi = _requested(cached)
+        start = None if start is None else min(str(start), lo)
+        end = None if end is None else max(str(end), hi)
+    df = _download(ticker, start, end, interval, retries)
+    df.attrs["requested"] = [start, end]
     _write_atomic_parquet(df, path)
     return df
 
