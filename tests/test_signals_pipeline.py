@@ -151,7 +151,7 @@ def test_other_formats_are_converted_to_png() -> None:
 
 
 @pytest.mark.parametrize(("content", "match"), [
-    (None, "not found"), (b"", "empty"), (b"hello, not an image", "not an image"),
+    (None, "not found"), (b"", "empty"), (b"hello, not an image", "not a readable image"),
     ("truncated", "corrupt or truncated"),
 ])
 def test_bad_image_files(tmp_path, content, match) -> None:

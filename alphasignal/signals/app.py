@@ -12,7 +12,7 @@ from pathlib import Path
 from config import Config
 
 from ..errors import AlphaSignalError, UsageError
-from .pipeline import SignalPipeline, decision_json, read_manifest, row_item, write_atomic
+from .pipeline import SignalPipeline, decision_json, make_item, read_manifest, row_item, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,17 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         return _batch(args, pc)
     if not (args.demo or args.image):
         raise UsageError("nothing to do: pass --demo, --image PATH --news TEXT, --batch MANIFEST.jsonl or --eval")
-    pipe = SignalPipeline.from_config(pc)
     if args.demo:
         from .demo import demo_inputs
 
         image, news, last_close, notes = demo_inputs(cfg)
-        item = pipe.item(image, news, last_close, notes)
+        item = make_item(pc, image, news, last_close, notes)
     else:
         from .inputs import read_news_file
 
         news = read_news_file(args.news_file) if args.news_file else args.news
-        item = pipe.item(args.image, news, args.last_close)
+        item = make_item(pc, args.image, news, args.last_close)
+    pipe = SignalPipeline.from_config(pc)  # after the inputs are valid: bad input never waits on a server check
     decision = pipe.decide(item)
     text = decision_json(decision)
     path = write_atomic(args.output or pc.output, text + "\n")

@@ -67,7 +67,8 @@ def load_image(data: bytes, max_side: int, name: str = "image") -> ChartInput:
             img.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise UsageError(f"{name} is not an image PIL can read: pass a PNG or JPEG chart") from None
+            raise UsageError(f"{name} is not a readable image (corrupt or not an image format): pass a PNG or JPEG "
+                             "chart") from None
         raise UsageError(f"{name} is too large to decode safely ({exc}): downscale it below 8000x8000") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UsageError(f"{name} is a corrupt or truncated image ({exc}): re-export the chart") from None

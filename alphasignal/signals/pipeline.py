@@ -60,12 +60,8 @@ class SignalPipeline:
 
     def item(self, image: bytes | str | Path, news: str | None, last_close: float | None = None,
              notes: Sequence[str] = ()) -> DecisionItem:
-        """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``."""
-        side = self.cfg.max_image_side
-        chart = load_image(image, side) if isinstance(image, bytes) else read_image_file(image, side)
-        if last_close is not None and not (isinstance(last_close, (int, float)) and last_close > 0):
-            raise UsageError(f"last_close={last_close!r} must be a positive number")
-        return DecisionItem(chart, prepare_news(news, self.cfg.max_news_chars), last_close, tuple(notes))
+        """``make_item`` with this pipeline's config."""
+        return make_item(self.cfg, image, news, last_close, notes)
 
     async def adecide(self, item: DecisionItem) -> FinalDecision:
         """Run both calls concurrently and fuse them."""
@@ -95,6 +91,16 @@ class SignalPipeline:
                         on_done()
 
         return list(await asyncio.gather(*(_one(b) for b in items)))
+
+
+def make_item(cfg: PipelineConfig, image: bytes | str | Path, news: str | None, last_close: float | None = None,
+              notes: Sequence[str] = ()) -> DecisionItem:
+    """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``."""
+    side = cfg.max_image_side
+    chart = load_image(image, side) if isinstance(image, bytes) else read_image_file(image, side)
+    if last_close is not None and not (isinstance(last_close, (int, float)) and last_close > 0):
+        raise UsageError(f"last_close={last_close!r} must be a positive number")
+    return DecisionItem(chart, prepare_news(news, cfg.max_news_chars), last_close, tuple(notes))
 
 
 def decision_json(decision: FinalDecision) -> str:
