@@ -147,9 +147,13 @@ def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", m
             raise DataError(f"{ticker}: {int(nan_rows.sum())} row(s) with missing prices, first at {first}: "
                             "set dataset.nan_policy=drop or ffill, or clean the data")
         if nan_policy == "ffill":
+            # a bar with any missing price becomes a flat bar at the previous complete close, so it stays
+            # consistent (filling columns one by one can give Low > Close)
+            prev_close = df["Close"].where(~nan_rows).ffill()
             df = df.copy()
-            df[["Open", "High", "Low", "Close"]] = prices.ffill()
-            df = df.dropna(subset=["Open", "High", "Low", "Close"])  # leading NaNs have nothing to fill from
+            for k in ("Open", "High", "Low", "Close"):
+                df[k] = df[k].where(~nan_rows, prev_close)
+            df = df.dropna(subset=["Open", "High", "Low", "Close"])  # leading rows have nothing to fill from
         else:
             df = df.loc[~nan_rows]
         log.warning("%s: %d row(s) with missing prices (first at %s) handled by nan_policy=%s",
