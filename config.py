@@ -226,12 +226,16 @@ class SweepConfig:
     device: str = "auto"  # auto | cpu | gpu
     engine: str = ""  # numba | numpy | cupy ("" = resolved from device)
     max_memory_mb: int = 512
-    test_fraction: float = 0.3
+    periods_per_year: float = 0.0  # bars per year for annualising; 0 = inferred from the bar spacing
+    test_fraction: float = 0.3  # time-ordered out-of-sample tail reported beside in-sample metrics
+    pbo_splits: int = 16  # CSCV partitions for the probability of backtest overfitting (even, >= 4; 0 = off)
     top_n: int = 10
-    output: str = "results/sweep_results.csv"
+    sort_by: str = "sharpe"
+    output: str = "results/sweep_results.csv"  # .csv or .parquet; metadata JSON is written beside it
 
     def __post_init__(self) -> None:
-        _check(self.mode in {"long_only", "long_short"}, f"sweep.mode={self.mode!r} is invalid: use long_only or long_short")
+        _check(self.mode in {"long_only", "long_short"},
+               f"sweep.mode={self.mode!r} is invalid: use long_only or long_short")
         _check(self.fill in {"close", "next_open"}, f"sweep.fill={self.fill!r} is invalid: use close or next_open")
         _check(self.device in {"auto", "cpu", "gpu"}, f"sweep.device={self.device!r} is invalid: use auto, cpu or gpu")
         _check(self.engine in {"", "numba", "numpy", "cupy"},
@@ -239,6 +243,12 @@ class SweepConfig:
         _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "sweep.fees_bps and slippage_bps must be >= 0")
         _check(0 < self.test_fraction < 1, "sweep.test_fraction must be in (0, 1)")
         _check(self.max_memory_mb > 0, "sweep.max_memory_mb must be > 0")
+        _check(self.periods_per_year >= 0, "sweep.periods_per_year must be >= 0 (0 = infer from the data)")
+        _check(self.pbo_splits == 0 or (self.pbo_splits >= 4 and self.pbo_splits % 2 == 0),
+               f"sweep.pbo_splits={self.pbo_splits} is invalid: use an even number >= 4, or 0 to skip PBO")
+        _check(self.top_n > 0, "sweep.top_n must be > 0")
+        _check(self.output.lower().endswith((".csv", ".parquet")),
+               f"sweep.output={self.output!r} must end in .csv or .parquet")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,42 @@
+"""Vectorised backtest engine and parameter sweep (stage 05).
+
+Public interface (stable; stage 06 calls it):
+
+* ``STRATEGIES`` -- names; ``PARAM_SPECS[strategy][param] = ParamSpec(min, max, step, type, default)`` with
+  ``type`` in int | float | bool; ``validate_params(strategy, params) -> list[str]`` (empty = valid; covers unknown
+  or missing names with suggestions, types, ranges and constraints such as short_period < long_period).
+  ``get_strategy(name)`` raises ``UsageError`` with a suggestion for unknown strategies.
+* ``run_sweep(data, strategy, grid, *, options=None, progress=False) -> DataFrame``: ``data`` is a DataFrame
+  (OHLC columns) or ``{ticker: DataFrame}``; ``grid`` a dict of lists / scalars / ``{min, max, step}`` ranges
+  (missing parameters take their defaults) or a list of config dicts. One row per (ticker, config): ``ticker``,
+  parameter columns, then ``METRICS``. Invalid configs are skipped and counted: ``attrs['n_skipped']``,
+  ``attrs['skipped']`` (reason -> count); ``attrs['engine']``, ``attrs['device']``, ``attrs['seconds']``.
+* ``backtest(data, strategy, params_list, *, options=None, return_curves=False, start=None, end=None)``: the same
+  rows for explicit configs (an invalid one raises ``UsageError``); ``start``/``end`` (bar positions or dates)
+  bound the evaluated window while earlier bars warm the indicators up. ``return_curves=True`` returns
+  ``(metrics, curves)``, ``curves[i]`` the equity curve (starting at 1) of metrics row ``i``.
+* ``returns_matrix(df, strategy, params_list, *, options=None, start=None, end=None) -> DataFrame`` (bars x
+  configs) of per-bar returns, e.g. for ``probability_of_backtest_overfitting``.
+* validation: ``split_train_test``, ``train_test``, ``walk_forward``, ``deflated_sharpe_ratio``,
+  ``probability_of_backtest_overfitting`` (see ``validation.py``).
+
+``options`` is ``config.SweepConfig`` (mode long_only|long_short, fill close|next_open, fees_bps, slippage_bps,
+risk_free, device, engine, max_memory_mb, periods_per_year). Execution conventions and metric definitions:
+``kernels.py`` and ``metrics.py`` docstrings; ``max_drawdown`` is a positive fraction (0.25 = -25 %).
+"""
+
+from .metrics import METRICS
+from .strategies import PARAM_SPECS, STRATEGIES, ParamSpec, expand_grid, get_strategy, validate_params
+from .sweep import backtest, returns_matrix, run_sweep
+from .validation import (
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    split_train_test,
+    train_test,
+    walk_forward,
+)
+from .xp import resolve
+
+__all__ = ["METRICS", "PARAM_SPECS", "STRATEGIES", "ParamSpec", "backtest", "deflated_sharpe_ratio", "expand_grid",
+           "get_strategy", "probability_of_backtest_overfitting", "resolve", "returns_matrix", "run_sweep",
+           "split_train_test", "train_test", "validate_params", "walk_forward"]

@@ -1,0 +1,163 @@
+"""Engine core: price validation, indicator tables, memory-bounded chunks, and dispatch to a backend.
+
+``simulate`` runs validated configurations of one strategy over one price series and returns the raw
+accumulators (see ``kernels.ACC``), optional per-block return sums (for PBO) and optional return series.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from config import SweepConfig
+
+from ..errors import UsageError
+from . import kernels, vector
+from .metrics import periods_per_year, rf_per_bar
+from .strategies import RowKey, Strategy, build_row
+from .xp import Backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Validated price arrays of one ticker."""
+
+    ticker: str
+    index: pd.Index
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.close)
+
+
+def as_frames(data: pd.DataFrame | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``{ticker: frame}`` from one frame (named by ``attrs['ticker']`` or ``data``) or a mapping."""
+    if isinstance(data, pd.DataFrame):
+        return {str(data.attrs.get("ticker", "data")): data}
+    if isinstance(data, Mapping) and data and all(isinstance(v, pd.DataFrame) for v in data.values()):
+        return {str(k): v for k, v in data.items()}
+    raise UsageError("data must be a DataFrame with a Close column or a non-empty {ticker: DataFrame} mapping")
+
+
+def prepare_prices(df: pd.DataFrame, ticker: str, needs: Sequence[str] = ("Close",)) -> Prices:
+    """Check the columns a strategy needs: present, finite and > 0 (one-line UsageError naming the bar)."""
+    cols = {str(c).lower(): c for c in df.columns}
+    arrays = {}
+    for name in ("Open", "High", "Low", "Close"):
+        if name.lower() not in cols:
+            if name in needs:
+                raise UsageError(f"{ticker}: column {name!r} missing: provide {', '.join(needs)}")
+            continue
+        a = pd.to_numeric(df[cols[name.lower()]], errors="coerce").to_numpy(dtype="float64")
+        bad = ~np.isfinite(a) | (a <= 0)
+        if bad.any():
+            i = int(bad.argmax())
+            raise UsageError(f"{ticker}: {name} has {int(bad.sum())} NaN/zero/negative price(s), first at row {i} "
+                             f"({df.index[i]}): clean the data (e.g. df.dropna()) before backtesting")
+        arrays[name] = np.ascontiguousarray(a)
+    if len(df) < 3:
+        raise UsageError(f"{ticker}: only {len(df)} bars: a backtest needs at least 3")
+    close = arrays["Close"]
+    return Prices(ticker, df.index, arrays.get("Open", close), arrays.get("High", close), arrays.get("Low", close),
+                  close)
+
+
+def cost_factors(opts: SweepConfig) -> tuple[float, float]:
+    """(buy, sell) price multipliers: (1 + slip)(1 + fee) and (1 - slip)(1 - fee)."""
+    f, s = opts.fees_bps * 1e-4, opts.slippage_bps * 1e-4
+    return (1.0 + s) * (1.0 + f), (1.0 - s) * (1.0 - f)
+
+
+def annualisation(prices: Prices, opts: SweepConfig) -> float:
+    """Bars per year: ``opts.periods_per_year`` when set, else inferred from the index spacing."""
+    return float(opts.periods_per_year) if opts.periods_per_year > 0 else periods_per_year(prices.index)
+
+
+def _plan_chunks(keys: list[tuple[RowKey, ...]], row_bytes: int, cfg_bytes: int, budget: int) -> list[np.ndarray]:
+    """Group configurations (sorted so shared indicator rows cluster) so rows + per-config outputs fit ``budget``."""
+    order = sorted(range(len(keys)), key=lambda i: tuple(reversed(keys[i])))
+    chunks, cur, rows = [], [], set()
+    for i in order:
+        new = rows | set(keys[i])
+        if cur and len(new) * row_bytes + (len(cur) + 1) * cfg_bytes > budget:
+            chunks.append(np.asarray(cur))
+            cur, new = [], set(keys[i])
+        if len(new) * row_bytes + cfg_bytes > budget:
+            need = (len(new) * row_bytes + cfg_bytes) / 2**20
+            raise UsageError(f"max memory {budget / 2**20:.0f} MB is below one configuration's need ({need:.1f} MB): "
+                             "raise --max-memory")
+        cur.append(i)
+        rows = new
+    if cur:
+        chunks.append(np.asarray(cur))
+    return chunks
+
+
+def _config_arrays(strat: Strategy, configs: list[dict], idx: np.ndarray, prices: Prices):
+    keys = [strat.rows(configs[i]) for i in idx]
+    uniq = list(dict.fromkeys(k for ks in keys for k in ks))
+    where = {k: r for r, k in enumerate(uniq)}
+    table = np.empty((len(uniq), prices.n))
+    for r, key in enumerate(uniq):
+        table[r] = build_row(key, prices.high, prices.low, prices.close)
+    ia = np.empty((len(idx), 3), dtype=np.int64)
+    fa = np.empty((len(idx), 2))
+    for j, (i, ks) in enumerate(zip(idx, keys, strict=True)):
+        ia[j, 0] = where[ks[0]]
+        ia[j, 1] = where[ks[-1]]
+        ia[j, 2] = strat.flag(configs[i])
+        fa[j] = strat.floats(configs[i])
+    return table, ia, fa
+
+
+def simulate(prices: Prices, strat: Strategy, configs: list[dict[str, Any]], opts: SweepConfig, backend: Backend, *,
+             lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
+             on_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accumulators (k x NACC), block sums (k x n_blocks x 2) and returns (bars x k, if asked) over ``lo..hi-1``."""
+    hi = prices.n if hi is None else hi
+    m, k = hi - lo, len(configs)
+    edges = np.linspace(lo, hi, n_blocks + 1).round().astype(np.int64) if n_blocks > 0 else np.zeros(1, np.int64)
+    kb, ks = cost_factors(opts)
+    rf_bar = rf_per_bar(opts.risk_free, annualisation(prices, opts))
+    short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
+    per_cfg = 8 * (kernels.NACC + 2 * n_blocks) + (8 * m if want_rets else 0)
+    if backend.engine != "numba":  # positions matrix + 2-D indicator gathers
+        per_cfg += 17 * m
+    keys = [strat.rows(c) for c in configs]
+    chunks = _plan_chunks(keys, 8 * prices.n, per_cfg, int(opts.max_memory_mb) * 2**20)
+    acc = np.empty((k, kernels.NACC))
+    blocks = np.zeros((k, n_blocks, 2))
+    rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
+    for idx in chunks:
+        table, ia, fa = _config_arrays(strat, configs, idx, prices)
+        args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
+        if backend.engine == "numba":
+            a, b, r = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+                                        next_open=next_open, **args)
+        elif backend.engine == "cupy":
+            from .cuda import run_cupy
+
+            a, b, r = run_cupy(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+                               next_open=next_open, **args)
+        else:
+            pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
+            a, b, r = vector.portfolio(np, pos, prices.close, prices.open, next_open=next_open, **args)
+        acc[idx] = a
+        if n_blocks:
+            blocks[idx] = b
+        if want_rets:
+            rets[:, idx] = r
+        if on_chunk:
+            on_chunk(len(idx))
+    return acc, blocks, rets

@@ -1,0 +1,85 @@
+"""Metrics from the kernels' accumulators, and from plain return series (reference/validation use).
+
+Definitions (per configuration, over the n evaluated bars, annualised with ``ppy`` bars per year):
+total_return = equity_end - 1; cagr = equity_end ** (ppy / n) - 1; volatility = std(r, ddof=1) * sqrt(ppy);
+sharpe = mean(r - rf) / std(r, ddof=1) * sqrt(ppy); sortino = mean(r - rf) / sqrt(mean(min(r - rf, 0)^2)) * sqrt(ppy);
+max_drawdown = max(1 - equity / running peak) (a positive fraction); calmar = cagr / max_drawdown;
+trades = entries (an open last trade included); win_rate = trades with PnL > 0 / trades;
+exposure = fraction of bars a position was held; turnover = sum |position change| per year;
+profit_factor = gross PnL of winning trades / |gross PnL of losing trades|.
+Undefined values (no variance, no drawdown, no trades) are NaN; profit_factor is inf with wins and no losses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar", "trades",
+           "win_rate", "exposure", "turnover", "profit_factor")
+
+
+def periods_per_year(index: pd.Index) -> float:
+    """Bars per year from the median bar spacing: 252 for daily, 52 weekly, 12 monthly; intraday as
+    252 sessions of 6.5 hours (US equities). Non-datetime indexes are treated as daily."""
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 3:
+        return 252.0
+    step = float(np.median((index[1:] - index[:-1]).total_seconds())) / 86_400.0  # days
+    if step < 0.9:
+        return 252.0 * 6.5 / (step * 24.0)
+    if step < 4.5:  # daily bars, weekends and holidays included
+        return 252.0
+    if step < 10:
+        return 52.0
+    if step < 45:
+        return 12.0
+    return 365.25 / step
+
+
+def rf_per_bar(risk_free: float, ppy: float) -> float:
+    """Annual risk-free rate -> per-bar rate (compounded)."""
+    return (1.0 + risk_free) ** (1.0 / ppy) - 1.0
+
+
+def finalise(acc: np.ndarray, n: int, ppy: float, rf_bar: float) -> dict[str, np.ndarray]:
+    """Metric columns from the accumulators (k x NACC, see ``kernels.ACC``) of ``n``-bar backtests."""
+    eq, s1, s2, sd2, mdd, trades, wins, gw, gl, exposed, turnover = (acc[:, i] for i in range(acc.shape[1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n
+        var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1) if n > 1 else np.full_like(s1, np.nan)
+        std = np.sqrt(var)
+        excess = mean - rf_bar
+        cagr = np.where(eq > 0, np.power(np.maximum(eq, 0.0), ppy / n) - 1.0, -1.0)
+        out = {
+            "total_return": eq - 1.0,
+            "cagr": cagr,
+            "volatility": std * np.sqrt(ppy),
+            "sharpe": np.where(std > 0, excess / std * np.sqrt(ppy), np.nan),
+            "sortino": np.where(sd2 > 0, excess / np.sqrt(sd2 / n) * np.sqrt(ppy), np.nan),
+            "max_drawdown": mdd,
+            "calmar": np.where(mdd > 0, cagr / mdd, np.nan),
+            "trades": trades,
+            "win_rate": np.where(trades > 0, wins / trades, np.nan),
+            "exposure": exposed / n,
+            "turnover": turnover * ppy / n,
+            "profit_factor": np.where(gl > 0, gw / gl, np.where(gw > 0, np.inf, np.nan)),
+        }
+    return out
+
+
+def from_returns(returns: np.ndarray, ppy: float = 252.0, rf_bar: float = 0.0) -> dict[str, np.ndarray]:
+    """Return-based metrics (no trade statistics) of a bars x configs return matrix."""
+    r = np.asarray(returns, dtype="float64")
+    if r.ndim == 1:
+        r = r[:, None]
+    n = r.shape[0]
+    eq = np.cumprod(1.0 + r, axis=0)
+    peak = np.maximum.accumulate(np.vstack([np.ones((1, r.shape[1])), eq]), axis=0)[1:]
+    acc = np.zeros((r.shape[1], 11))
+    acc[:, 0] = eq[-1]
+    acc[:, 1] = r.sum(0)
+    acc[:, 2] = (r * r).sum(0)
+    acc[:, 3] = (np.minimum(r - rf_bar, 0.0) ** 2).sum(0)
+    acc[:, 4] = (1.0 - eq / peak).max(0)
+    m = finalise(acc, n, ppy, rf_bar)
+    return {k: m[k] for k in ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar")}

@@ -1,0 +1,251 @@
+"""Strategies: parameter specs, constraints, and the indicator rows each configuration reads.
+
+A strategy is a :class:`Strategy` entry: its ``PARAM_SPECS``, cross-parameter constraints, the warm-up it
+needs, and ``rows(params)`` -- the keys of the indicator series (e.g. ``("sma", 20)``) that its signal
+compares. Indicator series are computed once per unique key (:func:`build_row`) and shared by every
+configuration that reads them; the per-bar signal rules live in the engines (``kernels.py`` for Numba and
+CUDA, ``engine.positions`` for NumPy/CuPy), all selected by the strategy's ``kind`` code.
+
+Adding a strategy = one ``Strategy`` entry (specs + rows) and one signal rule per engine, tested against
+the reference loop in ``tests/test_backtest.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import UsageError
+from ..market import indicators as ind
+
+
+class ParamSpec(NamedTuple):
+    """Search range of one parameter: ``min``..``max`` on a ``step`` grid, of ``type`` int, float or bool."""
+
+    min: float
+    max: float
+    step: float
+    type: type
+    default: Any = None
+
+
+RowKey = tuple  # ("sma", 20), ("macd_sig", 12, 26, 9), ...
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One strategy: specs, constraints (message, predicate), warm-up bars and indicator rows per config."""
+
+    name: str
+    kind: int
+    specs: dict[str, ParamSpec]
+    rows: Callable[[Mapping[str, Any]], tuple[RowKey, ...]]
+    warmup: Callable[[Mapping[str, Any]], int]
+    floats: Callable[[Mapping[str, Any]], tuple[float, float]] = lambda p: (0.0, 0.0)
+    flag: Callable[[Mapping[str, Any]], int] = lambda p: 0
+    constraints: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = field(default_factory=tuple)
+    needs: tuple[str, ...] = ("Close",)
+
+
+def _ma_rows(p: Mapping[str, Any]) -> tuple[RowKey, ...]:
+    kind = "ema" if p["use_ema"] else "sma"
+    return (kind, int(p["short_period"])), (kind, int(p["long_period"]))
+
+
+_STRATEGY_LIST = [
+    Strategy(
+        "MA_Crossover", 0,
+        {"short_period": ParamSpec(2, 200, 1, int, 10), "long_period": ParamSpec(5, 400, 1, int, 50),
+         "use_ema": ParamSpec(0, 1, 1, bool, False)},
+        rows=_ma_rows,
+        warmup=lambda p: int(p["long_period"]) - 1,
+        constraints=(("short_period must be < long_period", lambda p: p["short_period"] < p["long_period"]),),
+    ),
+    Strategy(
+        "Bollinger_Breakout", 1,
+        {"period": ParamSpec(5, 200, 1, int, 20), "num_std": ParamSpec(0.5, 4.0, 0.05, float, 2.0),
+         "mean_reversion": ParamSpec(0, 1, 1, bool, False)},
+        rows=lambda p: (("sma", int(p["period"])), ("std", int(p["period"]))),
+        warmup=lambda p: int(p["period"]) - 1,
+        floats=lambda p: (float(p["num_std"]), 0.0),
+        flag=lambda p: int(bool(p["mean_reversion"])),
+    ),
+    Strategy(
+        "RSI_Reversion", 2,
+        {"period": ParamSpec(2, 100, 1, int, 14), "lower": ParamSpec(1, 50, 1, float, 30.0),
+         "upper": ParamSpec(50, 99, 1, float, 70.0)},
+        rows=lambda p: (("rsi", int(p["period"])),),
+        warmup=lambda p: int(p["period"]),
+        floats=lambda p: (float(p["lower"]), float(p["upper"])),
+        constraints=(("lower must be < upper", lambda p: p["lower"] < p["upper"]),),
+    ),
+    Strategy(
+        "MACD", 3,
+        {"fast": ParamSpec(2, 100, 1, int, 12), "slow": ParamSpec(3, 300, 1, int, 26),
+         "signal": ParamSpec(2, 100, 1, int, 9)},
+        rows=lambda p: (("macd_line", int(p["fast"]), int(p["slow"])),
+                        ("macd_sig", int(p["fast"]), int(p["slow"]), int(p["signal"]))),
+        warmup=lambda p: int(p["slow"]) + int(p["signal"]) - 2,
+        constraints=(("fast must be < slow", lambda p: p["fast"] < p["slow"]),),
+    ),
+    Strategy(
+        "Donchian_Breakout", 4,
+        {"channel": ParamSpec(2, 400, 1, int, 20)},
+        rows=lambda p: (("dc_hi", int(p["channel"])), ("dc_lo", int(p["channel"]))),
+        warmup=lambda p: int(p["channel"]),
+        needs=("High", "Low", "Close"),
+    ),
+]
+
+REGISTRY: dict[str, Strategy] = {s.name: s for s in _STRATEGY_LIST}
+STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
+PARAM_SPECS: dict[str, dict[str, ParamSpec]] = {s.name: s.specs for s in _STRATEGY_LIST}
+
+
+def _hint(name: str, options: Iterable[str]) -> str:
+    opts = list(options)
+    close = difflib.get_close_matches(name, opts, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(opts)}"
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registered strategy ``name``; unknown names raise UsageError with a suggestion."""
+    if name not in REGISTRY:
+        raise UsageError(f"unknown strategy {name!r}: {_hint(name, STRATEGIES)} (set --strategy or sweep.strategy)")
+    return REGISTRY[name]
+
+
+def _type_problem(name: str, value: Any, spec: ParamSpec) -> str | None:
+    if spec.type is bool:
+        return None if isinstance(value, (bool, np.bool_)) else f"{name}={value!r} must be true or false"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{name}={value!r} must be a number"
+    if not math.isfinite(float(value)):
+        return f"{name}={value!r} must be finite"
+    if spec.type is int and float(value) != int(value):
+        return f"{name}={value!r} must be an integer (periods are whole bars)"
+    if not spec.min <= float(value) <= spec.max:
+        return f"{name}={value!r} outside [{spec.min}, {spec.max}]"
+    return None
+
+
+def validate_params(strategy: str, params: Mapping[str, Any]) -> list[str]:
+    """Problems with one configuration (unknown/missing names, types, ranges, constraints); empty = valid."""
+    strat = get_strategy(strategy)
+    problems = [f"unknown parameter {k!r} for {strategy}: {_hint(k, strat.specs)}" for k in params
+                if k not in strat.specs]
+    problems += [f"missing parameter {k!r}" for k in strat.specs if k not in params]
+    if problems:
+        return problems
+    problems = [msg for k, spec in strat.specs.items() if (msg := _type_problem(k, params[k], spec))]
+    if problems:
+        return problems
+    return [f"{msg} (got {dict(params)})" for msg, ok in strat.constraints if not ok(params)]
+
+
+def normalise(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Cast a valid configuration's values to their spec types (int periods, bool flags)."""
+    specs = get_strategy(strategy).specs
+    return {k: specs[k].type(params[k]) for k in specs}
+
+
+def _expand_values(name: str, spec: ParamSpec, raw: Any) -> list[Any]:
+    """A grid entry -> list of values: a list, a scalar, or a range table {min, max, step} (inclusive)."""
+    if isinstance(raw, Mapping):
+        unknown = set(raw) - {"min", "max", "step"}
+        if unknown or not {"min", "max"} <= set(raw):
+            raise UsageError(f"grid.{name}: a range must be {{min=.., max=.., step=..}} (got {dict(raw)})")
+        lo, hi, step = float(raw["min"]), float(raw["max"]), float(raw.get("step", spec.step or 1))
+        if step <= 0 or hi < lo:
+            raise UsageError(f"grid.{name}: need step > 0 and min <= max (got {dict(raw)})")
+        vals = lo + step * np.arange(int(math.floor((hi - lo) / step + 1e-9)) + 1)
+        return [int(round(v)) if spec.type is int else round(float(v), 12) for v in vals]
+    vals = list(raw) if isinstance(raw, (list, tuple, range, np.ndarray)) else [raw]
+    if not vals:
+        raise UsageError(f"grid.{name} is empty: give at least one value")
+    return vals
+
+
+def expand_grid(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of a grid (dict of lists/ranges; missing parameters take their defaults) or a list of
+    configs. Malformed values raise UsageError; constraint violations are left for :func:`split_valid`."""
+    strat = get_strategy(strategy)
+    if isinstance(grid, list):
+        if not grid:
+            raise UsageError("the grid is empty: give at least one configuration")
+        configs = [dict(g) for g in grid]
+    else:
+        if not grid:
+            raise UsageError(f"the grid is empty: set sweep.grid, e.g. --set 'sweep.grid={{{next(iter(strat.specs))}"
+                             "=[10, 20]}'")
+        for k in grid:
+            if k not in strat.specs:
+                raise UsageError(f"unknown parameter {k!r} for {strategy} in the grid: {_hint(k, strat.specs)}")
+        axes = {}
+        for k, spec in strat.specs.items():
+            if k in grid:
+                axes[k] = _expand_values(k, spec, grid[k])
+            elif spec.default is not None:
+                axes[k] = [spec.default]
+            else:  # pragma: no cover - every spec has a default
+                raise UsageError(f"grid for {strategy} lacks {k!r}: add it")
+        names = list(axes)
+        mesh = np.meshgrid(*[np.arange(len(axes[k])) for k in names], indexing="ij")
+        flat = [m.ravel() for m in mesh]
+        configs = [{k: axes[k][int(f[i])] for k, f in zip(names, flat, strict=True)} for i in range(flat[0].size)]
+    for cfg in configs:
+        hard = [p for p in validate_params(strategy, {k: cfg.get(k) for k in strat.specs} | cfg)
+                if not any(msg in p for msg, _ in strat.constraints)]
+        if hard:
+            raise UsageError(f"{strategy} grid: {hard[0]}: fix the grid values")
+    return configs
+
+
+def split_valid(strategy: str, configs: list[dict[str, Any]], n_bars: int) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """(valid configs, [(config, reason)] skipped): constraint violations and warm-ups longer than the data."""
+    strat = get_strategy(strategy)
+    valid, skipped = [], []
+    for cfg in configs:
+        problems = validate_params(strategy, cfg)
+        if not problems and strat.warmup(cfg) >= n_bars - 1:
+            problems = [f"needs {strat.warmup(cfg) + 2} bars, data has {n_bars}"]
+        if problems:
+            skipped.append((cfg, problems[0]))
+        else:
+            valid.append(normalise(strategy, cfg))
+    return valid, skipped
+
+
+def build_row(key: RowKey, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """The indicator series named by ``key`` (NaN during its warm-up; values at t use bars <= t only)."""
+    name, *args = key
+    if name == "sma":
+        return ind.sma(close, args[0])
+    if name == "ema":
+        return ind.ema(close, args[0])
+    if name == "std":
+        out = np.full(close.shape, np.nan)
+        p = args[0]
+        if len(close) >= p:
+            out[p - 1:] = np.lib.stride_tricks.sliding_window_view(close, p).std(axis=1)
+        return out
+    if name == "rsi":
+        return ind.rsi(close, args[0])
+    if name == "macd_line":
+        return ind.macd(close, args[0], args[1], 2)[0]
+    if name == "macd_sig":
+        return ind.macd(close, *args)[1]
+    if name in {"dc_hi", "dc_lo"}:
+        ch = args[0]
+        src = high if name == "dc_hi" else low
+        out = np.full(close.shape, np.nan)
+        if len(src) > ch:  # channel of the previous ``ch`` bars, excluding bar t
+            win = np.lib.stride_tricks.sliding_window_view(src[:-1], ch)
+            out[ch:] = win.max(axis=1) if name == "dc_hi" else win.min(axis=1)
+        return out
+    raise ValueError(f"unknown indicator row {key!r}")  # pragma: no cover - keys come from REGISTRY

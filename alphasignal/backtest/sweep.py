@@ -1,0 +1,176 @@
+"""Library entry points: ``run_sweep`` (grid -> tidy metrics), ``backtest`` (explicit configs, optional equity
+curves) and ``returns_matrix`` (per-bar returns, bars x configs, for PBO and plots)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from config import SweepConfig
+
+from ..errors import UsageError
+from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
+from .metrics import METRICS, finalise, rf_per_bar
+from .strategies import expand_grid, get_strategy, split_valid, validate_params
+from .xp import Backend, resolve
+
+Data = pd.DataFrame | Mapping[str, pd.DataFrame]
+
+
+def bar_position(prices: Prices, when: Any, default: int) -> int:
+    """A bar position from an int (negative counts from the end), a date-like, or None (``default``)."""
+    if when is None:
+        return default
+    if isinstance(when, (int, np.integer)):
+        pos = int(when) + (prices.n if when < 0 else 0)
+    else:
+        pos = int(prices.index.searchsorted(pd.Timestamp(when)))
+    if not 0 <= pos <= prices.n:
+        raise UsageError(f"{prices.ticker}: bar {when!r} is outside the data (0..{prices.n})")
+    return pos
+
+
+def _window(prices: Prices, start: Any, end: Any) -> tuple[int, int]:
+    lo, hi = bar_position(prices, start, 0), bar_position(prices, end, prices.n)
+    if hi - lo < 3:
+        raise UsageError(f"{prices.ticker}: evaluation window {start!r}..{end!r} has {max(hi - lo, 0)} bars; need >= 3")
+    return lo, hi
+
+
+def _metrics_frame(prices: Prices, configs: list[dict], acc: np.ndarray, n: int, opts: SweepConfig) -> pd.DataFrame:
+    ppy = annualisation(prices, opts)
+    cols = finalise(acc, n, ppy, rf_per_bar(opts.risk_free, ppy))
+    frame = pd.DataFrame(configs)
+    frame.insert(0, "ticker", prices.ticker)
+    for name in METRICS:
+        frame[name] = cols[name]
+    frame["trades"] = frame["trades"].astype("int64")
+    return frame
+
+
+def _check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not params_list:
+        raise UsageError("params_list is empty: give at least one configuration")
+    for i, p in enumerate(params_list):
+        problems = validate_params(strategy, p)
+        if problems:
+            raise UsageError(f"{strategy} configuration #{i}: {problems[0]}")
+    return [dict(p) for p in params_list]
+
+
+def run_window(prices: Prices, strategy: str, configs: list[dict], opts: SweepConfig, backend: Backend, *,
+               lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
+               on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Metrics frame over bars ``lo..hi-1`` (earlier bars feed indicators only), block sums and returns."""
+    hi = prices.n if hi is None else hi
+    strat = get_strategy(strategy)
+    too_long = [c for c in configs if strat.warmup(c) >= hi - 1]
+    if too_long:
+        raise UsageError(f"{prices.ticker}: {strategy} {too_long[0]} needs {strat.warmup(too_long[0]) + 2} bars but the "
+                         f"data ends at bar {hi}: use shorter windows or more data")
+    acc, blocks, rets = simulate(prices, strat, configs, opts, backend, lo=lo, hi=hi, n_blocks=n_blocks,
+                                 want_rets=want_rets, on_chunk=on_chunk)
+    return _metrics_frame(prices, configs, acc, hi - lo, opts), blocks, rets
+
+
+def backtest(data: Data, strategy: str, params_list: list[dict[str, Any]], *, options: SweepConfig | None = None,
+             return_curves: bool = False, start: Any = None, end: Any = None
+             ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Metrics of explicit configurations (any invalid one raises UsageError), one row per (ticker, config).
+
+    ``start``/``end`` (bar positions or dates) bound the evaluated window; earlier bars only warm the indicators
+    up. With ``return_curves`` also returns equity curves: a frame indexed by date whose column ``i`` belongs to
+    row ``i`` of the metrics frame.
+    """
+    opts = options or SweepConfig()
+    strat = get_strategy(strategy)
+    configs = _check_all_valid(strategy, params_list)
+    backend = resolve(opts.device, opts.engine)
+    frames, curves = [], []
+    for ticker, df in as_frames(data).items():
+        prices = prepare_prices(df, ticker, strat.needs)
+        lo, hi = _window(prices, start, end)
+        frame, _, rets = run_window(prices, strategy, configs, opts, backend, lo=lo, hi=hi, want_rets=return_curves)
+        frames.append(frame)
+        if return_curves:
+            curves.append(pd.DataFrame(np.cumprod(1.0 + rets, axis=0), index=prices.index[lo:hi]))
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs.update(engine=backend.engine, device=backend.device, n_skipped=0)
+    if not return_curves:
+        return out
+    curve = pd.concat(curves, axis=1)
+    curve.columns = range(curve.shape[1])
+    return out, curve
+
+
+def returns_matrix(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any]], *,
+                   options: SweepConfig | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """Per-bar strategy returns (bars x configs, column ``i`` = ``params_list[i]``) for one price frame."""
+    opts = options or SweepConfig()
+    strat = get_strategy(strategy)
+    configs = _check_all_valid(strategy, params_list)
+    prices = prepare_prices(data, str(data.attrs.get("ticker", "data")), strat.needs)
+    lo, hi = _window(prices, start, end)
+    _, _, rets = run_window(prices, strategy, configs, opts, resolve(opts.device, opts.engine), lo=lo, hi=hi,
+                            want_rets=True)
+    return pd.DataFrame(rets, index=prices.index[lo:hi])
+
+
+def run_sweep(data: Data, strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]], *,
+              options: SweepConfig | None = None, progress: bool = False) -> pd.DataFrame:
+    """Backtest every configuration of ``grid`` on every ticker: one row per (ticker, config), parameter and
+    metric columns. Invalid configurations (constraints, warm-up longer than the data) are skipped and counted
+    in ``attrs['n_skipped']`` / ``attrs['skipped']``; ``attrs`` also holds the engine, device and timings."""
+    opts = options or SweepConfig()
+    strat = get_strategy(strategy)
+    backend = resolve(opts.device, opts.engine)
+    configs = expand_grid(strategy, grid)
+    frames_in = {t: prepare_prices(df, t, strat.needs) for t, df in as_frames(data).items()}
+    plan = {}
+    skipped: Counter[str] = Counter()
+    for ticker, prices in frames_in.items():
+        valid, bad = split_valid(strategy, configs, prices.n)
+        if not valid:
+            raise UsageError(f"{ticker}: none of the {len(configs)} {strategy} configurations is valid "
+                             f"({bad[0][1]}): fix the grid or use more data")
+        plan[ticker] = valid
+        skipped.update(reason.split(" (got")[0] for _, reason in bad)
+    total = sum(len(v) for v in plan.values())
+    timings, frames = {}, []
+    with _progress(progress, total, f"{strategy} sweep [{backend.engine}]") as advance:
+        for ticker, valid in plan.items():
+            t0 = time.perf_counter()
+            frame, _, _ = run_window(frames_in[ticker], strategy, valid, opts, backend, on_chunk=advance)
+            timings[ticker] = round(time.perf_counter() - t0, 4)
+            frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs.update(engine=backend.engine, device=backend.device, backend_note=backend.note,
+                     n_configs=len(configs), n_run=total, n_skipped=sum(skipped.values()), skipped=dict(skipped),
+                     bars={t: p.n for t, p in frames_in.items()}, seconds=timings)
+    return out
+
+
+class _progress:
+    """A rich progress bar over configurations (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled, self.total, self.label = enabled, total, label
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=True)
+        self._bar.start()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bar.stop()

@@ -1,0 +1,206 @@
+"""Honest evaluation: time-ordered train/test, walk-forward (rolling and anchored) with in-sample and out-of-sample
+metrics per configuration, the Deflated Sharpe Ratio and the Probability of Backtest Overfitting (CSCV).
+
+Out-of-sample windows are backtested on the full price history with metrics taken over the window only:
+indicators at bar t use bars <= t, so earlier (training) bars may warm indicators up, never the reverse, and
+each window starts flat.
+
+References: Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", J. Portfolio Management 40(5);
+Bailey, Borwein, López de Prado & Zhu (2015), "The Probability of Backtest Overfitting", J. Computational Finance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from config import SweepConfig
+
+from ..errors import UsageError
+from .engine import as_frames, prepare_prices
+from .metrics import METRICS
+from .strategies import get_strategy
+from .sweep import _check_all_valid, run_window
+from .xp import resolve
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def split_train_test(df: pd.DataFrame, test_fraction: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-ordered split: the first ``1 - test_fraction`` of the bars, then the rest (no shuffling)."""
+    if not 0 < test_fraction < 1:
+        raise UsageError(f"test_fraction={test_fraction} must be in (0, 1)")
+    cut = split_point(len(df), test_fraction)
+    return df.iloc[:cut], df.iloc[cut:]
+
+
+def split_point(n: int, test_fraction: float) -> int:
+    """First out-of-sample bar of an ``n``-bar series."""
+    cut = int(round(n * (1 - test_fraction)))
+    if cut < 3 or n - cut < 3:
+        raise UsageError(f"test_fraction={test_fraction} leaves fewer than 3 bars on one side of {n}: change it")
+    return cut
+
+
+def _paired(is_frame: pd.DataFrame, oos_frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    out = is_frame[keys].copy()
+    for m in METRICS:
+        out[f"is_{m}"] = is_frame[m].to_numpy()
+    for m in METRICS:
+        out[f"oos_{m}"] = oos_frame[m].to_numpy()
+    return out
+
+
+def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
+               test_fraction: float | None = None, options: SweepConfig | None = None) -> pd.DataFrame:
+    """In-sample (``is_*``) and out-of-sample (``oos_*``) metrics per (ticker, config) for a time-ordered split."""
+    opts = options or SweepConfig()
+    frac = opts.test_fraction if test_fraction is None else test_fraction
+    strat = get_strategy(strategy)
+    configs = _check_all_valid(strategy, params_list)
+    backend = resolve(opts.device, opts.engine)
+    frames = []
+    for ticker, df in as_frames(data).items():
+        prices = prepare_prices(df, ticker, strat.needs)
+        cut = split_point(prices.n, frac)
+        is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=0, hi=cut)
+        oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=cut, hi=prices.n)
+        out = _paired(is_f, oos_f, ["ticker", *strat.specs])
+        out["split_date"] = prices.index[cut]
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
+                 n_splits: int = 5, train_bars: int | None = None, test_bars: int | None = None,
+                 anchored: bool = False, options: SweepConfig | None = None) -> pd.DataFrame:
+    """Walk-forward folds: each tests ``test_bars`` right after a training window that either rolls (fixed
+    ``train_bars``) or is anchored at the first bar. One row per (ticker, fold, config) with ``is_*``/``oos_*``."""
+    if n_splits < 1:
+        raise UsageError(f"n_splits={n_splits} must be >= 1")
+    opts = options or SweepConfig()
+    strat = get_strategy(strategy)
+    configs = _check_all_valid(strategy, params_list)
+    backend = resolve(opts.device, opts.engine)
+    frames = []
+    for ticker, df in as_frames(data).items():
+        prices = prepare_prices(df, ticker, strat.needs)
+        n = prices.n
+        test = test_bars or n // (n_splits + 1)
+        train = train_bars or n - n_splits * test
+        if test < 3 or train < 3 or train + n_splits * test > n:
+            raise UsageError(f"{ticker}: walk-forward needs train ({train}) + {n_splits} x test ({test}) bars within "
+                             f"{n}: lower n_splits or the window sizes")
+        for fold in range(n_splits):
+            t_lo = n - (n_splits - fold) * test
+            tr_lo = 0 if anchored else t_lo - train
+            is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=tr_lo, hi=t_lo)
+            oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=t_lo, hi=t_lo + test)
+            out = _paired(is_f, oos_f, ["ticker", *strat.specs])
+            out.insert(1, "fold", fold)
+            out.insert(2, "train_start", prices.index[tr_lo])
+            out.insert(3, "test_start", prices.index[t_lo])
+            out.insert(4, "test_end", prices.index[t_lo + test - 1])
+            frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def expected_max_sharpe(n_trials: int, sharpe_var: float) -> float:
+    """E[max SR] of ``n_trials`` zero-skill trials whose Sharpe ratios have variance ``sharpe_var`` (per bar)."""
+    if n_trials < 2:
+        return 0.0
+    z1 = stats.norm.ppf(1.0 - 1.0 / n_trials)
+    z2 = stats.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    return math.sqrt(max(sharpe_var, 0.0)) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)
+
+
+def deflated_sharpe_ratio(sharpe: float, n_trials: int, n_obs: int, sharpe_var: float, skew: float = 0.0,
+                          kurtosis: float = 3.0) -> float:
+    """P(true SR > 0 | best of ``n_trials``): the Probabilistic Sharpe Ratio of the selected per-bar ``sharpe``
+    against the expected maximum of zero-skill trials. ``kurtosis`` is the raw (not excess) kurtosis of the
+    selected strategy's returns; ``sharpe_var`` the variance of the trials' per-bar Sharpe ratios."""
+    if n_obs < 2 or not np.isfinite(sharpe):
+        return float("nan")
+    sr0 = expected_max_sharpe(n_trials, sharpe_var)
+    denom = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe * sharpe
+    if denom <= 0:
+        return float("nan")
+    return float(stats.norm.cdf((sharpe - sr0) * math.sqrt(n_obs - 1) / math.sqrt(denom)))
+
+
+def dsr_of_best(best_returns: np.ndarray, trial_sharpes: np.ndarray) -> dict[str, float]:
+    """DSR of the selected configuration, from its per-bar returns and all trials' per-bar Sharpe ratios."""
+    r = np.asarray(best_returns, dtype="float64")
+    sr = np.asarray(trial_sharpes, dtype="float64")
+    sr = sr[np.isfinite(sr)]
+    sd = r.std(ddof=1)
+    best = float(r.mean() / sd) if sd > 0 else float("nan")
+    skew = float(stats.skew(r)) if sd > 0 else 0.0
+    kurt = float(stats.kurtosis(r, fisher=False)) if sd > 0 else 3.0
+    var = float(sr.var(ddof=1)) if len(sr) > 1 else 0.0
+    return {"dsr": deflated_sharpe_ratio(best, len(sr), len(r), var, skew, kurt), "sharpe_per_bar": best,
+            "expected_max_sharpe_per_bar": expected_max_sharpe(len(sr), var), "n_trials": len(sr), "n_obs": len(r),
+            "skew": skew, "kurtosis": kurt}
+
+
+@dataclass(frozen=True)
+class PBOResult:
+    """Probability of backtest overfitting and the CSCV logits it is computed from."""
+
+    pbo: float
+    logits: np.ndarray
+    n_combinations: int
+    n_configs: int
+
+
+def _block_sharpe(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = (s2 - s1 * s1 / n) / (n - 1)
+        sr = (s1 / n) / np.sqrt(var)
+    return np.where(np.isfinite(sr) & (var > 1e-300), sr, -np.inf)
+
+
+def pbo_from_blocks(blocks: np.ndarray, block_bars: np.ndarray, chunk: int = 256) -> PBOResult:
+    """CSCV from per-block return sums ``blocks`` (configs x S x 2: sum r, sum r^2) and bars per block (S,)."""
+    k, s, _ = blocks.shape
+    if k < 2:
+        raise UsageError("PBO needs at least 2 configurations")
+    if s < 4 or s % 2:
+        raise UsageError(f"PBO needs an even number of splits >= 4 (got {s})")
+    b1, b2 = blocks[:, :, 0].T, blocks[:, :, 1].T  # S x k
+    bars = np.asarray(block_bars, dtype="float64")
+    combos = np.array(list(itertools.combinations(range(s), s // 2)))
+    logits = np.empty(len(combos))
+    for lo in range(0, len(combos), chunk):
+        sel = np.zeros((min(chunk, len(combos) - lo), s))
+        np.put_along_axis(sel, combos[lo:lo + chunk], 1.0, axis=1)
+        rest = 1.0 - sel
+        is_sr = _block_sharpe(sel @ b1, sel @ b2, (sel @ bars)[:, None])
+        oos_sr = _block_sharpe(rest @ b1, rest @ b2, (rest @ bars)[:, None])
+        best = np.argmax(is_sr, axis=1)
+        chosen = oos_sr[np.arange(len(best)), best][:, None]
+        below = (oos_sr < chosen).sum(1)
+        ties = (oos_sr == chosen).sum(1)
+        omega = (below + (ties + 1) / 2.0) / (k + 1)
+        logits[lo:lo + len(best)] = np.log(omega / (1.0 - omega))
+    return PBOResult(float(np.mean(logits <= 0)), logits, len(combos), k)
+
+
+def probability_of_backtest_overfitting(returns_matrix: np.ndarray | pd.DataFrame, n_splits: int = 16) -> PBOResult:
+    """PBO by combinatorially symmetric cross-validation over a (bars x configs) return matrix, Sharpe as the
+    performance measure: the share of train/test block combinations where the in-sample best config ranks in the
+    bottom half out of sample."""
+    r = np.asarray(returns_matrix, dtype="float64")
+    if r.ndim != 2 or r.shape[0] < 2 * n_splits:
+        raise UsageError(f"PBO needs a bars x configs matrix with at least {2 * n_splits} bars (got {r.shape})")
+    edges = np.linspace(0, r.shape[0], n_splits + 1).round().astype(int)
+    blocks = np.stack([np.stack([r[a:b].sum(0), (r[a:b] ** 2).sum(0)], axis=1)
+                       for a, b in itertools.pairwise(edges)], axis=1)
+    return pbo_from_blocks(blocks, np.diff(edges))

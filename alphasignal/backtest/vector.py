@@ -1,0 +1,135 @@
+"""Array-module engines (NumPy reference/fallback, CuPy's position step): positions for many configurations at
+once (each configuration a column), then a portfolio pass vectorised across configurations.
+
+Mirrors ``kernels.sweep_kernel`` operation by operation, so every engine produces the same numbers.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from .kernels import NACC
+
+
+def _target(xp: ModuleType, kind: int, pos, c, x0, x1, flag, f0, f1, short_ok: bool):
+    """Vectorised ``kernels.target_position`` over configurations (int8 arrays)."""
+    nan = xp.isnan(x0) | xp.isnan(x1)
+    one, zero = xp.int8(1), xp.int8(0)
+    neg = xp.int8(-1) if short_ok else zero
+    if kind in (0, 3):
+        out = xp.where(x0 > x1, one, xp.where(x0 < x1, neg, zero))
+    elif kind == 1:
+        up, dn = x0 + f0 * x1, x0 - f0 * x1
+        brk = xp.where(c > up, one, xp.where(c < dn, neg, xp.where(((pos == 1) & (c < x0)) | ((pos == -1) & (c > x0)),
+                                                                    zero, pos)))
+        rev = xp.where(c < dn, one, xp.where(c > up, neg, xp.where(((pos == 1) & (c > x0)) | ((pos == -1) & (c < x0)),
+                                                                    zero, pos)))
+        out = xp.where(flag == 0, brk, rev)
+    elif kind == 2:
+        out = xp.where(x0 < f0, one, xp.where(x0 > f1, neg, pos))
+    else:
+        out = xp.where(c > x0, one, xp.where(c < x1, neg, pos))
+    return xp.where(nan, zero, out).astype(xp.int8)
+
+
+def positions(xp: ModuleType, kind: int, close, table, ia, fa, *, short_ok: bool, lo: int, hi: int):
+    """Target position (-1/0/1) decided at each close ``lo..hi-1`` for every configuration: (bars x configs) int8.
+
+    Bars before ``lo`` only feed the indicators; the strategy state starts flat at ``lo``.
+    """
+    r0, r1, flag = ia[:, 0], ia[:, 1], ia[:, 2]
+    f0, f1 = fa[:, 0], fa[:, 1]
+    k, m = ia.shape[0], hi - lo
+    if kind in (0, 3):  # stateless: one 2-D comparison
+        x0, x1 = table[r0, lo:hi].T, table[r1, lo:hi].T
+        return _target(xp, kind, None, None, x0, x1, None, None, None, short_ok)
+    out = xp.empty((m, k), dtype=xp.int8)
+    pos = xp.zeros(k, dtype=xp.int8)
+    for t in range(lo, hi):
+        pos = _target(xp, kind, pos, close[t], table[r0, t], table[r1, t], flag, f0, f1, short_ok)
+        out[t - lo] = pos
+    return out
+
+
+def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: int, hi: int, kb: float, ks: float,
+              rf_bar: float, edges: np.ndarray, want_rets: bool):
+    """Fills, equity and metric accumulators for a (bars x configs) target matrix; see ``kernels`` for the rules."""
+    k = pos_matrix.shape[1]
+    z = lambda: xp.zeros(k)  # noqa: E731
+    cash, units, entry_eq, eq_prev, peak = xp.ones(k), z(), xp.ones(k), xp.ones(k), xp.ones(k)
+    mdd, s1, s2, sd2, trades, wins, gw, gl, exposed, turnover = (z() for _ in range(10))
+    pos, pending = xp.zeros(k, dtype=xp.int8), xp.zeros(k, dtype=xp.int8)
+    bust = xp.zeros(k, dtype=bool)
+    n_blocks = len(edges) - 1
+    blocks = xp.zeros((k, max(n_blocks, 0), 2))
+    rets = xp.empty((hi - lo, k) if want_rets else (0, 0))
+    b = 0
+
+    def fill(tgt, price, cash, units, entry_eq, trades, wins, gw, gl):
+        trade = tgt != pos
+        closing = trade & (units != 0)
+        cash = xp.where(closing & (units > 0), cash + units * price * ks, cash)
+        cash = xp.where(closing & (units < 0), cash - -units * price * kb, cash)
+        pnl = cash - entry_eq
+        wins = wins + (closing & (pnl > 0))
+        gw = gw + xp.where(closing & (pnl > 0), pnl, 0.0)
+        gl = gl - xp.where(closing & (pnl < 0), pnl, 0.0)
+        units = xp.where(trade, 0.0, units)
+        enter = trade & (tgt != 0) & (cash > 0)
+        entry_eq = xp.where(enter, cash, entry_eq)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = cash / (price * kb)
+        units = xp.where(enter, xp.where(tgt > 0, q, -q), units)
+        cash = xp.where(enter & (tgt > 0), 0.0, xp.where(enter & (tgt < 0), cash + q * price * ks, cash))
+        return cash, units, entry_eq, trades + enter, wins, gw, gl
+
+    for t in range(lo, hi):
+        c = close[t]
+        if next_open:
+            cash, units, entry_eq, trades, wins, gw, gl = fill(pending, open_[t], cash, units, entry_eq, trades,
+                                                               wins, gw, gl)
+            turnover = turnover + xp.abs(pending.astype(xp.float64) - pos)
+            pos = pending
+        exposed = exposed + (units != 0)
+        eq = cash + units * c
+        newly = (eq <= 0) & ~bust
+        gl = gl + xp.where(newly & (units != 0), entry_eq, 0.0)
+        turnover = turnover + xp.where(newly, xp.abs(pos.astype(xp.float64)), 0.0)
+        eq, cash, units = (xp.where(newly, 0.0, a) for a in (eq, cash, units))
+        pos = xp.where(newly, xp.int8(0), pos)
+        bust = bust | newly
+        tgt = xp.where(bust, xp.int8(0), pos_matrix[t - lo])
+        if next_open:
+            pending = tgt
+        else:
+            cash, units, entry_eq, trades, wins, gw, gl = fill(tgt, c, cash, units, entry_eq, trades, wins, gw, gl)
+            turnover = turnover + xp.abs(tgt.astype(xp.float64) - pos)
+            pos = tgt
+            eq = cash + units * c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = xp.where(eq_prev > 0, eq / eq_prev - 1.0, 0.0)
+        eq_prev = eq
+        s1, s2 = s1 + r, s2 + r * r
+        d = r - rf_bar
+        sd2 = sd2 + xp.where(d < 0, d * d, 0.0)
+        up = eq > peak
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mdd = xp.where(~up & (peak - eq > mdd * peak), 1.0 - eq / peak, mdd)
+        peak = xp.where(up, eq, peak)
+        if n_blocks > 0:
+            while t >= edges[b + 1]:
+                b += 1
+            blocks[:, b, 0] += r
+            blocks[:, b, 1] += r * r
+        if want_rets:
+            rets[t - lo] = r
+    pnl = eq_prev - entry_eq
+    open_tr = units != 0
+    wins = wins + (open_tr & (pnl > 0))
+    gw = gw + xp.where(open_tr & (pnl > 0), pnl, 0.0)
+    gl = gl - xp.where(open_tr & (pnl < 0), pnl, 0.0)
+    acc = xp.stack([eq_prev, s1, s2, sd2, mdd, trades, wins, gw, gl, exposed, turnover], axis=1)
+    assert acc.shape[1] == NACC
+    return acc, blocks, rets
