@@ -1,0 +1,176 @@
+"""``--eval``: score the configured providers on the stage-01 dataset's test split.
+
+Metrics, for the chart signal alone and for the fused decision: action accuracy and macro-F1 against the
+dataset labels; calibration of the confidence in the chosen action (ECE over 10 bins, and the top-label Brier
+score mean((confidence - correct)^2)); a follow-the-signal backtest (+1 BUY / -1 SELL / 0 HOLD held for the
+label horizon, no costs): Sharpe annualised by sqrt(252 / horizon), hit rate over trades, total return. Anchors
+in the same run: the majority-class predictor and buy-and-hold on the same samples.
+
+News per sample (``pipeline.eval_news``): ``trailing`` writes a one-line headline from PAST bars only (the
+5-bar return up to the chart's last bar) so the sentiment path is exercised without look-ahead; ``none`` sends
+empty news. No labelled finance news ships in any package, so sentiment is not scored against a ground truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from config import Config, PipelineConfig
+
+from ..errors import AlphaSignalError, DataError, UsageError
+from .demo import DATASET_FILE, sample_image
+from .pipeline import SignalPipeline, make_item, write_atomic
+from .schemas import FinalDecision
+
+ACTIONS = ("BUY", "SELL", "HOLD")
+_POSITION = {"BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test-split chart with its label and realised forward return (for scoring only)."""
+
+    image: Path
+    label: str
+    last_close: float
+    forward_return: float
+    news: str
+
+
+def load_test_samples(cfg: Config, limit: int = 0) -> list[Sample]:
+    """Test-split samples of ``dataset/training_data.jsonl`` with forward returns from the market data."""
+    path = Path(cfg.dataset.output_dir) / DATASET_FILE
+    if not path.is_file():
+        raise UsageError(f"no dataset at {path}: build one first with `python 01_generate_dataset.py --limit 200`")
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise UsageError(f"{path} line {n} is not JSON: rebuild the dataset with 01_generate_dataset.py"
+                                 ) from None
+            if rec.get("split") == "test" and rec.get("label") in ACTIONS:
+                records.append(rec)
+    if not records:
+        raise UsageError(f"{path} has no test-split samples: rebuild it with a test fraction > 0")
+    records.sort(key=lambda r: (str(r.get("ticker")), str(r.get("window_end"))))
+    if limit:
+        records = records[:limit]
+    prices: dict[str, Any] = {}
+    return [_sample(rec, path.parent, cfg, prices) for rec in records]
+
+
+def _sample(rec: dict[str, Any], root: Path, cfg: Config, prices: dict[str, Any]) -> Sample:
+    from ..market import load_from_config
+
+    ticker = str(rec.get("ticker") or cfg.dataset.tickers[0])
+    if ticker not in prices:
+        try:
+            prices[ticker] = load_from_config(cfg.dataset, ticker)["Close"]
+        except AlphaSignalError as exc:
+            raise DataError(f"cannot load {ticker} prices to score the test split: {exc}") from None
+    close = prices[ticker]
+    import pandas as pd
+
+    t = close.index.searchsorted(pd.Timestamp(rec["window_end"]), side="right") - 1
+    h = cfg.dataset.horizon
+    if t < 5 or t + h >= len(close):
+        raise DataError(f"{ticker} prices do not cover {rec['window_end']} + {h} bars: use the data the dataset "
+                        "was built from (dataset.source / dataset.end)")
+    c = close.to_numpy()
+    image = sample_image(rec, root)
+    if image is None:
+        raise UsageError(f"a test sample ({ticker} {rec['window_end']}) has no image path: rebuild the dataset")
+    past = c[t] / c[t - 5] - 1  # bars <= t only: no look-ahead in the news
+    news = f"{ticker} shares {'rose' if past >= 0 else 'fell'} {abs(past) * 100:.1f}% over the last five sessions."
+    return Sample(image, rec["label"], float(c[t]), float(c[t + h] / c[t] - 1),
+                  news if cfg.pipeline.eval_news == "trailing" else "")
+
+
+def classification(pred: list[str], conf: list[float], label: list[str]) -> dict[str, float]:
+    """Accuracy, macro-F1 (over the classes present in labels or predictions), ECE (10 bins), top-label Brier."""
+    p, y, c = np.array(pred), np.array(label), np.clip(np.array(conf, dtype=float), 0, 1)
+    correct = (p == y).astype(float)
+    f1s = []
+    for k in sorted(set(pred) | set(label)):
+        tp = float(np.sum((p == k) & (y == k)))
+        fp, fn = float(np.sum((p == k) & (y != k))), float(np.sum((p != k) & (y == k)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    bins = np.minimum((c * 10).astype(int), 9)
+    ece = sum(abs(correct[bins == b].mean() - c[bins == b].mean()) * np.mean(bins == b)
+              for b in range(10) if np.any(bins == b))
+    return {"accuracy": float(correct.mean()), "macro_f1": float(np.mean(f1s)), "ece": float(ece),
+            "brier": float(np.mean((c - correct) ** 2))}
+
+
+def follow_the_signal(pred: list[str], forward: list[float], horizon: int) -> dict[str, float]:
+    """Hold +1/-1/0 per sample for ``horizon`` bars: Sharpe (annualised), hit rate over trades, total return."""
+    r = np.array([_POSITION[a] for a in pred]) * np.array(forward)
+    trades = np.array([a != "HOLD" for a in pred])
+    sd = r.std(ddof=1) if len(r) > 1 else 0.0
+    return {"sharpe": float(r.mean() / sd * math.sqrt(252 / horizon)) if sd > 0 else 0.0,
+            "hit_rate": float(np.mean(r[trades] > 0)) if trades.any() else 0.0,
+            "total_return": float(np.prod(1 + r) - 1), "trades": int(trades.sum())}
+
+
+def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool = True) -> dict[str, Any]:
+    """Run the pipeline on ``samples`` and compute every metric (chart alone, fused, anchors)."""
+    from rich.progress import Progress
+
+    pipe = SignalPipeline.from_config(pc)
+    with Progress(disable=quiet, transient=True) as progress:
+        task = progress.add_task("eval", total=len(samples))
+        out = asyncio.run(pipe.adecide_many(
+            [lambda s=s: make_item(pc, s.image, s.news, s.last_close) for s in samples],
+            on_done=lambda: progress.advance(task)))
+    failed = [o for o in out if not isinstance(o, FinalDecision)]
+    if failed:
+        raise failed[0]
+    decisions: list[FinalDecision] = out  # type: ignore[assignment]
+    labels = [s.label for s in samples]
+    fwd = [s.forward_return for s in samples]
+    h = cfg.dataset.horizon
+    rows: dict[str, dict[str, float]] = {}
+    for name, acts, confs in (
+            ("chart", [d.vlm_signal.action for d in decisions], [d.vlm_signal.confidence for d in decisions]),
+            ("fused", [d.final_action for d in decisions], [d.final_confidence for d in decisions])):
+        rows[name] = {**classification(acts, confs, labels), **follow_the_signal(acts, fwd, h)}
+    majority = max(ACTIONS, key=labels.count)
+    rows[f"always {majority} (anchor)"] = {**classification([majority] * len(labels), [1.0] * len(labels), labels),
+                                           **follow_the_signal([majority] * len(labels), fwd, h)}
+    rows["buy and hold (anchor)"] = follow_the_signal(["BUY"] * len(labels), fwd, h)
+    meta = decisions[0].meta
+    return {"samples": len(samples), "label_counts": {a: labels.count(a) for a in ACTIONS}, "horizon": h,
+            "engine": meta["engine"], "vlm_model": meta["vlm_model"], "sentiment_model": meta["sentiment_model"],
+            "providers": meta["providers"], "eval_news": pc.eval_news, "metrics": rows,
+            "pipeline": {k: v for k, v in asdict(pc).items() if k != "api_key"},
+            "mean_latency_s": float(np.mean([d.meta["latency_s"]["total"] for d in decisions]))}
+
+
+def run_eval(cfg: Config, pc: PipelineConfig, output: str, limit: int = 0, quiet: bool = False) -> int:
+    """The ``--eval`` command: evaluate, print a table, save JSON atomically."""
+    from rich.console import Console
+    from rich.table import Table
+
+    result = evaluate(cfg, pc, load_test_samples(cfg, limit), quiet=quiet)
+    table = Table(title=f"signal eval: {result['samples']} test samples, chart={result['vlm_model']}, "
+                        f"news={result['sentiment_model']}")
+    cols = ("accuracy", "macro_f1", "ece", "brier", "sharpe", "hit_rate", "total_return", "trades")
+    table.add_column("predictor")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in result["metrics"].items():
+        table.add_row(name, *(("" if c not in m else f"{m[c]:d}" if isinstance(m[c], int) else f"{m[c]:.3f}")
+                              for c in cols))
+    Console().print(table)
+    path = write_atomic(output, json.dumps(result, indent=2) + "\n")
+    print(f"saved {path}")
+    return 0

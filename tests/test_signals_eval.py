@@ -1,0 +1,82 @@
+"""--eval metrics: hand-checked values, and an end-to-end run on a small stage-01-format dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from alphasignal.signals.evaluate import classification, follow_the_signal, load_test_samples, run_eval
+from config import Config
+
+
+def test_classification_metrics_by_hand() -> None:
+    m = classification(["BUY", "BUY", "SELL", "HOLD"], [0.9, 0.6, 0.8, 0.5], ["BUY", "SELL", "SELL", "HOLD"])
+    assert m["accuracy"] == pytest.approx(0.75)
+    # F1: BUY 2/3, SELL 2/3, HOLD 1
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert m["brier"] == pytest.approx((0.1**2 + 0.6**2 + 0.2**2 + 0.5**2) / 4)
+    # bins: 0.5 (correct), 0.6 (wrong), 0.8 (correct), 0.9 (correct): each alone in its bin
+    assert m["ece"] == pytest.approx((0.5 + 0.6 + 0.2 + 0.1) / 4)
+
+
+def test_follow_the_signal_by_hand() -> None:
+    m = follow_the_signal(["BUY", "SELL", "HOLD", "BUY"], [0.02, 0.01, 0.05, -0.01], horizon=5)
+    r = [0.02, -0.01, 0.0, -0.01]
+    mean, sd = sum(r) / 4, math.sqrt(sum((x - sum(r) / 4) ** 2 for x in r) / 3)
+    assert m["sharpe"] == pytest.approx(mean / sd * math.sqrt(252 / 5))
+    assert m["hit_rate"] == pytest.approx(1 / 3) and m["trades"] == 3
+    assert m["total_return"] == pytest.approx(1.02 * 0.99 * 1.0 * 0.99 - 1)
+
+
+@pytest.fixture
+def small_dataset(tmp_path, aapl):
+    """A stage-01-format JSONL (messages/split/ticker/window_end/label) with real rendered AAPL charts."""
+    from alphasignal.charts import render_chart
+
+    (tmp_path / "images").mkdir()
+    lines = []
+    for i, end in enumerate(range(300, 1400, 100)):
+        window = aapl.iloc[end - 80:end]
+        name = f"images/c{i}.png"
+        (tmp_path / name).write_bytes(render_chart(window, warmup=20))
+        lines.append({"messages": [{"role": "user", "content": [{"type": "image", "image": name},
+                                                                 {"type": "text", "text": "..."}]}],
+                      "split": "test" if i % 2 else "train", "ticker": "AAPL",
+                      "window_end": str(window.index[-1].date()), "label": ("BUY", "SELL", "HOLD")[i % 3]})
+    (tmp_path / "training_data.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cfg = Config()
+    return replace(cfg, dataset=replace(cfg.dataset, output_dir=str(tmp_path), source="offline"),
+                   pipeline=replace(cfg.pipeline, provider="builtin"))
+
+
+def test_samples_have_past_only_news_and_forward_returns(small_dataset, aapl) -> None:
+    samples = load_test_samples(small_dataset)
+    assert len(samples) == 5 and all(s.image.is_file() for s in samples)
+    s = samples[0]
+    t = aapl.index.get_loc(aapl.index[400 - 1])
+    assert s.last_close == pytest.approx(aapl["Close"].iloc[t])
+    assert s.forward_return == pytest.approx(aapl["Close"].iloc[t + 5] / aapl["Close"].iloc[t] - 1)
+    past = aapl["Close"].iloc[t] / aapl["Close"].iloc[t - 5] - 1
+    assert f"{abs(past) * 100:.1f}%" in s.news
+
+
+def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
+    pytest.importorskip("alphasignal.signals.rules", reason="the chart reader has not landed yet")
+    out = tmp_path / "eval.json"
+    assert run_eval(small_dataset, small_dataset.pipeline, str(out), quiet=True) == 0
+    result = json.loads(out.read_text())
+    assert result["samples"] == 5 and result["engine"] == "builtin"
+    assert {"chart", "fused", "buy and hold (anchor)"} <= set(result["metrics"])
+    assert 0 <= result["metrics"]["fused"]["accuracy"] <= 1 and "api_key" not in result["pipeline"]
+    assert "signal eval" in capsys.readouterr().out
+
+
+def test_eval_without_dataset_says_how_to_build_one(tmp_path) -> None:
+    from alphasignal.errors import UsageError
+
+    cfg = replace(Config(), dataset=replace(Config().dataset, output_dir=str(tmp_path)))
+    with pytest.raises(UsageError, match="01_generate_dataset.py"):
+        load_test_samples(cfg)
