@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -31,36 +32,31 @@ def test_follow_the_signal_by_hand() -> None:
     assert m["total_return"] == pytest.approx(1.02 * 0.99 * 1.0 * 0.99 - 1)
 
 
-@pytest.fixture
-def small_dataset(tmp_path, aapl):
-    """A stage-01-format JSONL (messages/split/ticker/window_end/label) with real rendered AAPL charts."""
-    from alphasignal.charts import render_chart
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """A real stage-01 dataset (offline AAPL, most recent 40 windows)."""
+    from alphasignal.dataset import build_dataset
 
-    (tmp_path / "images").mkdir()
-    lines = []
-    for i, end in enumerate(range(300, 1400, 100)):
-        window = aapl.iloc[end - 80:end]
-        name = f"images/c{i}.png"
-        (tmp_path / name).write_bytes(render_chart(window, warmup=20))
-        lines.append({"messages": [{"role": "user", "content": [{"type": "image", "image": name},
-                                                                 {"type": "text", "text": "..."}]}],
-                      "split": "test" if i % 2 else "train", "ticker": "AAPL",
-                      "window_end": str(window.index[-1].date()), "label": ("BUY", "SELL", "HOLD")[i % 3]})
-    (tmp_path / "training_data.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    root = tmp_path_factory.mktemp("ds")
     cfg = Config()
-    return replace(cfg, dataset=replace(cfg.dataset, output_dir=str(tmp_path), source="offline"),
-                   pipeline=replace(cfg.pipeline, provider="builtin"))
+    cfg = replace(cfg, dataset=replace(cfg.dataset, output_dir=str(root), source="offline", limit=40, workers=1),
+                  pipeline=replace(cfg.pipeline, provider="builtin"))
+    build_dataset(cfg.dataset, quiet=True)
+    return cfg
 
 
-def test_samples_have_past_only_news_and_forward_returns(small_dataset, aapl) -> None:
+def test_samples_come_from_the_test_split_with_past_only_news(small_dataset) -> None:
+    root = Path(small_dataset.dataset.output_dir)
+    recs = [json.loads(x) for x in (root / "training_data.jsonl").read_text().splitlines()]
+    test = sorted((r for r in recs if r["split"] == "test"), key=lambda r: r["window_end"])
     samples = load_test_samples(small_dataset)
-    assert len(samples) == 5 and all(s.image.is_file() for s in samples)
-    s = samples[0]
-    t = aapl.index.get_loc(aapl.index[400 - 1])
-    assert s.last_close == pytest.approx(aapl["Close"].iloc[t])
-    assert s.forward_return == pytest.approx(aapl["Close"].iloc[t + 5] / aapl["Close"].iloc[t] - 1)
-    past = aapl["Close"].iloc[t] / aapl["Close"].iloc[t - 5] - 1
-    assert f"{abs(past) * 100:.1f}%" in s.news
+    assert len(samples) == len(test) > 0 and all(s.image.is_file() for s in samples)
+    first, rec = samples[0], test[0]
+    assert first.label == rec["label"]["action"] and first.forward_return == rec["forward_return"]
+    assert first.last_close == rec["label"]["entry_price"]
+    d = (rec["indicators"]["close"] / rec["indicators"]["sma_20"] - 1) * 100
+    assert f"{abs(d):.1f}%" in first.news
+    assert len(load_test_samples(small_dataset, limit=2)) == 2
 
 
 def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
@@ -68,7 +64,7 @@ def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
     out = tmp_path / "eval.json"
     assert run_eval(small_dataset, small_dataset.pipeline, str(out), quiet=True) == 0
     result = json.loads(out.read_text())
-    assert result["samples"] == 5 and result["engine"] == "builtin"
+    assert result["samples"] == len(load_test_samples(small_dataset)) and result["engine"] == "builtin"
     assert {"chart", "fused", "buy and hold (anchor)"} <= set(result["metrics"])
     assert 0 <= result["metrics"]["fused"]["accuracy"] <= 1 and "api_key" not in result["pipeline"]
     assert "signal eval" in capsys.readouterr().out

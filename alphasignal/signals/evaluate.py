@@ -6,9 +6,10 @@ score mean((confidence - correct)^2)); a follow-the-signal backtest (+1 BUY / -1
 label horizon, no costs): Sharpe annualised by sqrt(252 / horizon), hit rate over trades, total return. Anchors
 in the same run: the majority-class predictor and buy-and-hold on the same samples.
 
-News per sample (``pipeline.eval_news``): ``trailing`` writes a one-line headline from PAST bars only (the
-5-bar return up to the chart's last bar) so the sentiment path is exercised without look-ahead; ``none`` sends
-empty news. No labelled finance news ships in any package, so sentiment is not scored against a ground truth.
+News per sample (``pipeline.eval_news``): ``trailing`` writes a one-line headline from the sample's indicators
+at the window end (distance from the 20-bar average, RSI: past bars only), so the sentiment path is exercised
+without look-ahead; ``none`` sends empty news. No labelled finance news ships in any package, so sentiment
+itself is not scored against a ground truth.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from config import Config, PipelineConfig
 
-from ..errors import AlphaSignalError, DataError, UsageError
+from ..errors import UsageError
 from .demo import DATASET_FILE, sample_image
 from .pipeline import SignalPipeline, make_item, write_atomic
 from .schemas import FinalDecision
@@ -35,7 +36,8 @@ _POSITION = {"BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
 
 @dataclass(frozen=True)
 class Sample:
-    """One test-split chart with its label and realised forward return (for scoring only)."""
+    """One test-split chart, its label, last close (rebased units, as in the prompt) and realised forward return
+    (for scoring only)."""
 
     image: Path
     label: str
@@ -45,11 +47,11 @@ class Sample:
 
 
 def load_test_samples(cfg: Config, limit: int = 0) -> list[Sample]:
-    """Test-split samples of ``dataset/training_data.jsonl`` with forward returns from the market data."""
+    """Test-split samples of ``dataset/training_data.jsonl`` (stage 01 format), in time order."""
     path = Path(cfg.dataset.output_dir) / DATASET_FILE
     if not path.is_file():
         raise UsageError(f"no dataset at {path}: build one first with `python 01_generate_dataset.py --limit 200`")
-    records = []
+    samples = []
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             try:
@@ -57,42 +59,32 @@ def load_test_samples(cfg: Config, limit: int = 0) -> list[Sample]:
             except json.JSONDecodeError:
                 raise UsageError(f"{path} line {n} is not JSON: rebuild the dataset with 01_generate_dataset.py"
                                  ) from None
-            if rec.get("split") == "test" and rec.get("label") in ACTIONS:
-                records.append(rec)
-    if not records:
-        raise UsageError(f"{path} has no test-split samples: rebuild it with a test fraction > 0")
-    records.sort(key=lambda r: (str(r.get("ticker")), str(r.get("window_end"))))
-    if limit:
-        records = records[:limit]
-    prices: dict[str, Any] = {}
-    return [_sample(rec, path.parent, cfg, prices) for rec in records]
+            if rec.get("split") == "test":
+                samples.append((str(rec.get("ticker")), str(rec.get("window_end")), _sample(rec, path, n,
+                                                                                            cfg.pipeline)))
+    if not samples:
+        raise UsageError(f"{path} has no test-split samples: rebuild it with dataset.test_fraction > 0")
+    samples.sort(key=lambda x: x[:2])
+    return [s for *_, s in samples[:limit or None]]
 
 
-def _sample(rec: dict[str, Any], root: Path, cfg: Config, prices: dict[str, Any]) -> Sample:
-    from ..market import load_from_config
-
-    ticker = str(rec.get("ticker") or cfg.dataset.tickers[0])
-    if ticker not in prices:
-        try:
-            prices[ticker] = load_from_config(cfg.dataset, ticker)["Close"]
-        except AlphaSignalError as exc:
-            raise DataError(f"cannot load {ticker} prices to score the test split: {exc}") from None
-    close = prices[ticker]
-    import pandas as pd
-
-    t = close.index.searchsorted(pd.Timestamp(rec["window_end"]), side="right") - 1
-    h = cfg.dataset.horizon
-    if t < 5 or t + h >= len(close):
-        raise DataError(f"{ticker} prices do not cover {rec['window_end']} + {h} bars: use the data the dataset "
-                        "was built from (dataset.source / dataset.end)")
-    c = close.to_numpy()
-    image = sample_image(rec, root)
-    if image is None:
-        raise UsageError(f"a test sample ({ticker} {rec['window_end']}) has no image path: rebuild the dataset")
-    past = c[t] / c[t - 5] - 1  # bars <= t only: no look-ahead in the news
-    news = f"{ticker} shares {'rose' if past >= 0 else 'fell'} {abs(past) * 100:.1f}% over the last five sessions."
-    return Sample(image, rec["label"], float(c[t]), float(c[t + h] / c[t] - 1),
-                  news if cfg.pipeline.eval_news == "trailing" else "")
+def _sample(rec: dict[str, Any], path: Path, n: int, pc: PipelineConfig) -> Sample:
+    label = rec.get("label")
+    action = label.get("action") if isinstance(label, dict) else label
+    ind = rec.get("indicators") or {}
+    close = (label.get("entry_price") if isinstance(label, dict) else None) or ind.get("close")
+    image = sample_image(rec, path.parent)
+    fwd = rec.get("forward_return")
+    if action not in ACTIONS or not close or image is None or not isinstance(fwd, (int, float)):
+        raise UsageError(f"{path} line {n} lacks label/entry price/image/forward_return: rebuild the dataset with "
+                         "01_generate_dataset.py")
+    news = ""
+    if pc.eval_news == "trailing" and ind.get("sma_20"):
+        # Indicators at the window end use bars <= window_end only: no look-ahead in the news.
+        d = (ind["close"] / ind["sma_20"] - 1) * 100
+        news = (f"{rec.get('ticker', 'The')} shares are {'up' if d >= 0 else 'down'} {abs(d):.1f}% against their "
+                f"20-day average; RSI stands at {ind.get('rsi_14') or 50:.0f}.")
+    return Sample(image, action, float(close), float(fwd), news)
 
 
 def classification(pred: list[str], conf: list[float], label: list[str]) -> dict[str, float]:
