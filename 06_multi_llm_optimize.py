@@ -1,17 +1,19 @@
-"""Stage 06.
+"""Stage 06: multi-LLM strategy optimizer (Analyst -> Strategist -> Risk Manager rounds over validated backtests).
 
-Not implemented yet: tracked in issue  Analyst -> Strategist -> Risk Manager rounds over re-backtested proposals:5.
+Runs offline by default (builtin engines, real offline market data), writes a Markdown report, two PNGs and an
+SQLite history. Examples:
+  python 06_multi_llm_optimize.py
+  python 06_multi_llm_optimize.py --strategy Bollinger_Breakout --rounds 8 --compare random,tpe
+  python 06_multi_llm_optimize.py --provider ollama --set optimizer.strategist_model=deepseek-r1:7b
+  python 06_multi_llm_optimize.py --history | --show RUN_ID | --resume RUN_ID
 """
 
 import sys
 
+from alphasignal.agents.app import add_arguments, main
 from alphasignal.cli import build_parser, run
 
-
-def _main(args, cfg) -> int:
-    print("error: this stage is not implemented yet (issue  Analyst -> Strategist -> Risk Manager rounds over re-backtested proposals:5)", file=sys.stderr)
-    return 2
-
-
 if __name__ == "__main__":
-    sys.exit(run(_main, build_parser(__doc__)))
+    parser = build_parser(__doc__)
+    add_arguments(parser)
+    sys.exit(run(main, parser))

@@ -270,7 +270,7 @@ class OptimizerConfig:
     use_risk_manager: bool = True
     rounds: int = 5
     proposals_per_round: int = 3
-    patience: int = 2
+    patience: int = 3
     tolerance: float = 0.01
     budget: int = 200  # max backtests proposed by agents in total
     objective: str = "sharpe"

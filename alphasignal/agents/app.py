@@ -1,0 +1,115 @@
+"""Stage 06 entry point behind ``06_multi_llm_optimize.py``: run/resume, list history, reprint a run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from ..market import load_from_config
+from ..reporting.plots import comparison_png, equity_png
+from ..reporting.report import write_report
+from ..reporting.tables import load_run, print_report
+from ..storage.history import History
+from .compare import compare
+from .evaluate import Evaluator
+from .honesty import agents_row, summarise
+from .loop import optimize
+
+log = logging.getLogger(__name__)
+
+REPORT, COMPARISON, EQUITY = "multi_llm_report.md", "multi_llm_comparison.png", "multi_llm_equity.png"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Stage 06 options (each one a shortcut for an ``optimizer.*`` config value)."""
+    g = parser.add_argument_group("optimizer")
+    g.add_argument("--strategy", help="strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout")
+    g.add_argument("--provider", help="model provider for every agent: auto, builtin, ollama, openai, llamacpp")
+    g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
+    g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")
+    g.add_argument("--debate", type=int, metavar="N", help="debate N rounds and vote before backtesting proposals")
+    g.add_argument("--compare", metavar="random,tpe", help="also run these optimizers with the same backtest budget")
+    g.add_argument("--output-dir", help="where the report and PNGs go")
+    h = g.add_mutually_exclusive_group()
+    h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")
+    h.add_argument("--history", action="store_true", help="list past runs and exit")
+    h.add_argument("--show", metavar="RUN_ID", help="reprint the report of a past run and exit")
+
+
+def with_args(cfg: Any, args: argparse.Namespace) -> Any:
+    """``cfg`` with the command-line shortcuts applied (validated by the config's own checks)."""
+    updates: dict[str, Any] = {}
+    for name, field in (("strategy", "strategy"), ("provider", "provider"), ("rounds", "rounds"),
+                        ("budget", "budget"), ("debate", "debate_rounds"), ("output_dir", "output_dir")):
+        if getattr(args, name, None) is not None:
+            updates[field] = getattr(args, name)
+    if getattr(args, "compare", None):
+        updates["compare"] = tuple(x.strip() for x in args.compare.split(",") if x.strip())
+    return dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, **updates)) if updates else cfg
+
+
+def main(args: argparse.Namespace, cfg: Any) -> int:
+    """Dispatch ``--history`` / ``--show`` / a run (new or ``--resume``); returns the exit code."""
+    cfg = with_args(cfg, args)
+    oc = cfg.optimizer
+    console = Console()
+    with History(oc.history_db) as history:
+        if getattr(args, "history", False):
+            _print_history(history, console)
+            return 0
+        if getattr(args, "show", None):
+            print_report(load_run(history, args.show), console)
+            return 0
+        resume = getattr(args, "resume", None)
+        if resume:
+            history.run(resume)  # unknown id: clear error before loading any data
+        data = load_from_config(cfg.dataset)
+        run_id = optimize(data, cfg, history, resume=resume, progress=not getattr(args, "quiet", False))
+        ev = Evaluator(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
+                       folds=oc.folds)
+        summary = summarise(ev, history, run_id, oc.objective)
+        if oc.compare:
+            summary["compare"] = compare(ev, oc.strategy, oc.compare, summary["configs_tried"], oc.seed,
+                                         oc.objective, agents_row(summary))
+        history.finish_run(run_id, "finished", summary)
+        data_run = load_run(history, run_id)
+    out = Path(oc.output_dir)
+    comparison_png(data_run, out / COMPARISON)
+    equity_png(_curves(ev, data, summary), ev.test.index[0], out / EQUITY,
+               title=f"{oc.strategy}: initial baseline vs best vs buy & hold")
+    write_report(data_run, out / REPORT, {"baseline vs proposals": COMPARISON, "equity curves": EQUITY})
+    print_report(data_run, console)
+    console.print(f"run {run_id}: report {out / REPORT}, plots {out / COMPARISON}, {out / EQUITY}; "
+                  f"history {oc.history_db}")
+    return 0
+
+
+def _curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[str, pd.Series]:
+    close = data["Close"]
+    curves = {"buy & hold": close / close.iloc[0],
+              "initial baseline": ev.equity(summary["initial"]["params"])}
+    if summary["winner"]["params"] != summary["initial"]["params"]:
+        curves["best: " + summary["winner"]["name"]] = ev.equity(summary["winner"]["params"])
+    return {k: v.replace([np.inf, -np.inf], np.nan).dropna() for k, v in curves.items()}
+
+
+def _print_history(history: History, console: Console) -> None:
+    t = Table(title=f"runs in {history.path}", title_justify="left", header_style="bold")
+    for col in ("run id", "status", "strategy", "rounds", "models", "best OOS", "configs"):
+        t.add_column(col, overflow="fold")
+    for r in history.runs():
+        s = r["summary"] or {}
+        obj = r["config"]["optimizer"]["objective"]
+        best = s.get("winner", {}).get("metrics_oos", {}).get(obj)
+        t.add_row(r["run_id"], r["status"], r["strategy"], str(r["rounds"]),
+                  ", ".join(sorted(set(r["models"].values()))), "-" if best is None else f"{obj} {best:.3f}",
+                  str(s.get("configs_tried", "-")))
+    console.print(t)

@@ -1,0 +1,37 @@
+"""One agent call: versioned prompt + provider + schema, recorded as a history message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from ..errors import ModelError
+from ..prompts import load_prompt
+from ..providers import Provider
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class AgentCall(Generic[M]):
+    """A validated agent answer and the message stored in the history."""
+
+    value: M
+    message: dict[str, Any]
+
+
+def ask(provider: Provider, schema: type[M], agent: str, prompt: str, values: Mapping[str, Any],
+        context: Mapping[str, Any]) -> AgentCall[M]:
+    """Ask ``provider`` for ``schema`` with prompt file ``prompt``; ``context`` feeds the builtin engines."""
+    p = load_prompt(prompt)
+    try:
+        reply = provider.structured(schema, p.system.format(**values), p.format(**values), context=dict(context))
+    except ModelError as exc:
+        raise ModelError(f"{agent}: {exc}") from None
+    message = {"agent": agent, "provider": reply.provider, "model": reply.model, "prompt_version": p.id,
+               "raw": reply.raw, "parsed": reply.value.model_dump(), "latency_s": reply.latency_s,
+               "error": "; ".join(reply.repairs) or None}
+    return AgentCall(reply.value, message)

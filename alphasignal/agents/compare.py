@@ -1,0 +1,72 @@
+"""Fair baselines for the agents: random search and Optuna TPE with the same backtest budget on the same split.
+
+Every optimizer explores with in-sample metrics only and picks its winner by the out-of-sample objective among the
+configurations it proposed (the same rule as the agents' rounds); its Deflated Sharpe Ratio is computed with the
+number of configurations it tried. Seeded, so a rerun gives the same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+
+from . import space
+from .evaluate import Evaluator, objective_of
+from .strategist import _distributions
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _result(name: str, ev: Evaluator, tried: Sequence[tuple[dict, dict, dict]], objective: str) -> dict[str, Any]:
+    best = max(tried, key=lambda t: objective_of(t[2], objective))
+    return {"optimizer": name, "configs": len(tried), "params": best[0], "metrics_is": best[1],
+            "metrics_oos": best[2], "dsr": ev.dsr(best[0], [t[0] for t in tried])}
+
+
+def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+    """``budget`` distinct valid configurations drawn uniformly from the step grid."""
+    rng = np.random.default_rng(seed)
+    seen: dict[str, dict[str, Any]] = {}
+    for _ in range(budget * 50):
+        if len(seen) >= budget:
+            break
+        p = space.random_params(strategy, rng)
+        if p is not None:
+            seen.setdefault(space.config_key(p), p)
+    params = list(seen.values())
+    metrics = ev.evaluate(params)
+    return _result("random", ev, [(p, a, b) for p, (a, b) in zip(params, metrics, strict=True)], objective)
+
+
+def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+    """Optuna TPE maximising the in-sample objective; invalid or repeated suggestions cost no backtest."""
+    dists = _distributions(space.specs(strategy))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    cache: dict[str, tuple[dict, dict, dict]] = {}
+    for _ in range(budget * 20):
+        if len(cache) >= budget:
+            break
+        trial = study.ask(dists)
+        p = dict(trial.params)
+        if space.constraint_errors(strategy, p):
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        k = space.config_key(p)
+        if k not in cache:
+            (m_is, m_oos), = ev.evaluate([p])
+            cache[k] = (p, m_is, m_oos)
+        v = objective_of(cache[k][1], objective)
+        study.tell(trial, v if np.isfinite(v) else -10.0)
+    return _result("tpe", ev, list(cache.values()), objective)
+
+
+def compare(ev: Evaluator, strategy: str, names: Sequence[str], budget: int, seed: int, objective: str,
+            agents_row: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per optimizer (agents first when given): configs used, winner, IS/OOS metrics, DSR."""
+    rows = [dict(agents_row)] if agents_row else []
+    runners = {"random": random_search, "tpe": tpe_search}
+    rows += [runners[n](ev, strategy, budget, seed, objective) for n in names]
+    return rows

@@ -1,0 +1,297 @@
+"""The optimizer loop: sweep (in-sample) -> rounds of Analyst -> Strategist -> validation -> backtests -> Risk Manager.
+
+The best eligible proposal by the OUT-OF-SAMPLE objective becomes the next baseline when it improves by more than
+``tolerance``; the loop stops after ``patience`` rounds without that, on the round limit, or when the backtest
+budget is spent. Each round is committed to the history in one transaction, so ``resume`` continues after the last
+complete round. The agents only ever see in-sample metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UsageError
+from ..providers import Provider, ProviderSettings, get_provider
+from ..storage.history import History
+from . import space
+from .analyst import make_analyst
+from .debate import run_debate
+from .evaluate import Evaluator, data_hash, objective_of
+from .risk import hard_limit_breaches, make_risk_manager
+from .state import RoundState
+from .strategist import make_strategist
+
+log = logging.getLogger(__name__)
+
+ROLES = ("analyst", "strategist", "risk_manager")
+ELIGIBLE = ("ok", "repaired")
+
+
+@dataclass
+class Agents:
+    """The three role callables and the providers behind them (one per role, possibly different models)."""
+
+    providers: dict[str, Provider]
+    analyst: Callable = field(init=False)
+    strategist: Callable = field(init=False)
+    risk: Callable = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.analyst = make_analyst(self.providers["analyst"])
+        self.strategist = make_strategist(self.providers["strategist"])
+        self.risk = make_risk_manager(self.providers["risk_manager"])
+
+    def models(self) -> dict[str, str]:
+        """``role -> provider:model`` as recorded in the history."""
+        return {r: f"{p.name}:{p.model}" for r, p in self.providers.items()}
+
+
+def build_agents(cfg: Any) -> Agents:
+    """Providers per role from ``cfg.optimizer`` (server settings from ``cfg.pipeline``)."""
+    oc = cfg.optimizer
+    settings = ProviderSettings.from_config(cfg.pipeline, require_server=oc.require_server,
+                                            **({"gguf_path": oc.gguf_path} if oc.gguf_path else {}))
+    spec = {"analyst": (oc.analyst_provider, oc.analyst_model), "strategist": (oc.strategist_provider,
+            oc.strategist_model), "risk_manager": (oc.risk_provider, oc.risk_model)}
+    built: dict[tuple[str, str], Provider] = {}  # one provider (one server check) per distinct backend and model
+    for name, model in spec.values():
+        key = (name or oc.provider, model)
+        if key not in built:
+            roles = "+".join(r for r, (n, m) in spec.items() if (n or oc.provider, m) == key)
+            built[key] = get_provider(key[0], model=model, cfg=settings, role=roles)
+    return Agents({role: built[(name or oc.provider, model)] for role, (name, model) in spec.items()})
+
+
+def sweep_grid(cfg: Any) -> dict[str, list[Any]]:
+    """optimizer.grid, else sweep.grid when it is for the same strategy, else a coarse grid from PARAM_SPECS."""
+    oc = cfg.optimizer
+    if oc.grid:
+        return space.check_grid(oc.strategy, oc.grid)
+    if cfg.sweep.strategy == oc.strategy:
+        return space.check_grid(oc.strategy, cfg.sweep.grid)
+    out = {}
+    for name, spec in space.specs(oc.strategy).items():
+        vals = space.values(spec)
+        out[name] = vals if len(vals) <= 2 else [vals[i] for i in np.linspace(0, len(vals) - 1, 5).round().astype(int)]
+    return out
+
+
+def _frame(rows: list[Mapping[str, Any]], specs: Mapping[str, Any]) -> pd.DataFrame:
+    df = pd.DataFrame([{**r["params"], **r["metrics_is"]} for r in rows])
+    for name, s in specs.items():
+        if name in df:
+            df[name] = df[name].astype({"bool": bool, "int": int}.get(space.kind(s), float))
+    return df
+
+
+def _label(is_better: bool, oos_better: bool) -> str:
+    return {(True, True): "better in- and out-of-sample", (True, False): "wins in-sample only",
+            (False, True): "wins out-of-sample only", (False, False): "no better"}[(is_better, oos_better)]
+
+
+def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents | None = None,
+             resume: str | None = None, progress: bool = True) -> str:
+    """Run (or resume) the optimizer; every round lands in ``history``. Returns the run id."""
+    oc = cfg.optimizer
+    specs = space.specs(oc.strategy)
+    grid = sweep_grid(cfg)
+    ev = Evaluator(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
+                   folds=oc.folds)
+    dhash = data_hash(data)
+    if resume:
+        run = history.run(resume)
+        if run["data_hash"] != dhash or run["strategy"] != oc.strategy:
+            raise UsageError(f"run {resume} used other data or strategy ({run['strategy']}, data {run['data_hash']}): "
+                             "resume with the same --config/--set options")
+        if run["status"] == "finished":
+            return resume
+        run_id = resume
+    agents = agents or build_agents(cfg)
+    if not resume:
+        run_id = history.create_run(strategy=oc.strategy, config_hash=cfg.hash("optimizer", "sweep", "dataset"),
+                                    data_hash=dhash, models=agents.models(), seed=oc.seed, config=cfg.to_dict())
+    done = history.rounds(run_id)
+    if not done:
+        _initial_round(ev, history, run_id, grid, specs, oc)
+        done = history.rounds(run_id)
+    last = done[-1]
+    trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
+    st = dict(last["state"])
+    bar = _progress(progress, oc.rounds, len(done) - 1)
+    try:
+        while st.get("stop") is None:
+            r = last["round_no"] + 1
+            rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
+            trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
+            st = rec["state"]
+            last = {"round_no": r}
+            if bar:
+                bar[0].update(bar[1], advance=1, description=f"round {r}: OOS {oc.objective} "
+                              f"{st['baseline_oos'][oc.objective]:.3f}")
+    finally:
+        if bar:
+            bar[0].stop()
+    return run_id
+
+
+def _progress(enabled: bool, total: int, completed: int):
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                 console=Console(stderr=True), transient=True)
+    p.start()
+    return p, p.add_task("optimizing", total=total, completed=completed)
+
+
+def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[str, Any],
+                   specs: Mapping[str, Any], oc: Any) -> None:
+    """Round 0: the in-sample sweep, and the baseline (configured, or the best in-sample sweep configuration)."""
+    t0 = time.perf_counter()
+    sweep = ev.sweep(grid)
+    if sweep.empty:
+        raise UsageError(f"the sweep grid {dict(grid)} has no valid configuration for {oc.strategy}: widen it")
+    t_sweep = time.perf_counter() - t0
+    rows = [{"name": f"sweep {i}", "source": "sweep", "raw_params": p, "params": p, "status": "ok",
+             "metrics_is": m} for i, (p, m) in enumerate(_split_rows(sweep, specs))]
+    if oc.baseline:
+        checked = space.check_proposal(oc.strategy, oc.baseline, {})
+        if checked.params is None:
+            raise UsageError(f"optimizer.baseline is invalid: {checked.reason}")
+        base = checked.params
+    else:  # the best in-sample configuration that respects the hard limits (any, when none does)
+        limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
+        feasible = [r for r in rows if not hard_limit_breaches(r["metrics_is"], limits)]
+        if not feasible:
+            log.warning("no sweep configuration meets the hard limits %s: starting from the best one anyway", limits)
+        base = max(feasible or rows, key=lambda r: objective_of(r["metrics_is"], oc.objective))["params"]
+    t1 = time.perf_counter()
+    (base_is, base_oos), = ev.evaluate([base])
+    t_bt = time.perf_counter() - t1
+    for r in rows:
+        if space.config_key(r["params"]) == space.config_key(base):
+            r["metrics_oos"] = base_oos
+    state = {"baseline": base, "baseline_is": base_is, "baseline_oos": base_oos, "initial": base,
+             "initial_is": base_is, "initial_oos": base_oos, "stale": 0, "budget_used": 0,
+             "stop": None, "sweep_configs": len(rows)}
+    history.save_round(run_id, 0, baseline=base, best=None, improved=False, state=state,
+                       timings={"sweep": t_sweep, "backtests": t_bt, "total": time.perf_counter() - t0},
+                       proposals=rows, messages=[])
+
+
+def _split_rows(df: pd.DataFrame, specs: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    from .analysis import _py
+    from .evaluate import METRICS
+
+    out = []
+    for rec in df.to_dict("records"):
+        out.append(({n: _py(rec[n]) for n in specs}, {k: float(rec[k]) for k in METRICS if k in rec}))
+    return out
+
+
+def _round(r: int, ev: Evaluator, agents: Agents, history: History, run_id: str, trials: list[dict[str, Any]],
+           specs: Mapping[str, Any], prev: Mapping[str, Any], oc: Any) -> dict[str, Any]:
+    """One complete round, committed in one transaction; returns its proposals and new state."""
+    t_start = time.perf_counter()
+    tm = {"agents": 0.0, "validation": 0.0, "backtests": 0.0}
+    limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
+    state = RoundState(oc.strategy, dict(specs), _frame(trials, specs), oc.objective, dict(prev["baseline"]),
+                       dict(prev["baseline_is"]), r, oc.seed, oc.proposals_per_round, limits)
+    messages = []
+    t = time.perf_counter()
+    report = agents.analyst(state)
+    reply = agents.strategist(state, report.value)
+    tm["agents"] += time.perf_counter() - t
+    messages += [report.message, reply.message]
+
+    t = time.perf_counter()
+    tried = state.tried_keys()
+    budget_left = oc.budget - prev["budget_used"]
+    props, runnable = [], []
+    for p in reply.value.proposals:
+        rec = {"name": p.name, "source": "agent", "raw_params": dict(p.params), "rationale": p.rationale,
+               "params": None, "status": "rejected", "notes": [], "reason": "", "metrics_is": None,
+               "metrics_oos": None}
+        checked = space.check_proposal(oc.strategy, p.params, state.baseline)
+        rec.update(notes=checked.notes, reason=checked.reason, status=checked.status, params=checked.params)
+        if checked.params is not None:
+            k = space.config_key(checked.params)
+            if k in tried:
+                rec.update(status="duplicate", reason="already tried: not re-run")
+            elif len(runnable) >= budget_left:
+                rec.update(status="over_budget", reason=f"backtest budget of {oc.budget} spent")
+            else:
+                tried.add(k)
+                runnable.append(rec)
+        props.append(rec)
+    tm["validation"] += time.perf_counter() - t
+
+    votes: list[dict[str, Any]] = []
+    if oc.debate_rounds and runnable:
+        t = time.perf_counter()
+        debate = run_debate(agents.providers, state, runnable, oc.debate_rounds)
+        tm["agents"] += time.perf_counter() - t
+        messages += debate.messages
+        votes = debate.votes
+        for rec in runnable:
+            if rec["name"] not in debate.passed:
+                rec.update(status="voted_down", reason="a majority voted against it in the debate")
+        runnable = [rec for rec in runnable if rec["name"] in debate.passed]
+
+    t = time.perf_counter()
+    for rec, (m_is, m_oos) in zip(runnable, ev.evaluate([rec["params"] for rec in runnable]), strict=True):
+        rec.update(metrics_is=m_is, metrics_oos=m_oos)
+    tm["backtests"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    passed = []
+    for rec in runnable:
+        breaches = hard_limit_breaches(rec["metrics_is"], limits)
+        if breaches:
+            rec.update(status="vetoed", reason="hard limit: " + "; ".join(breaches))
+        else:
+            passed.append(rec)
+    tm["validation"] += time.perf_counter() - t
+    review_summary = ""
+    if oc.use_risk_manager and passed:
+        t = time.perf_counter()
+        review = agents.risk(state, passed)
+        tm["agents"] += time.perf_counter() - t
+        messages.append(review.message)
+        review_summary = review.value.summary
+        verdicts = {v.proposal: v for v in review.value.verdicts}
+        for rec in passed:
+            v = verdicts.get(rec["name"])
+            if v is not None and v.veto:
+                rec.update(status="vetoed", reason=f"risk manager: {v.reason}")
+    base_is, base_oos = objective_of(prev["baseline_is"], oc.objective), objective_of(prev["baseline_oos"],
+                                                                                       oc.objective)
+    for rec in runnable:
+        rec["label"] = _label(objective_of(rec["metrics_is"], oc.objective) > base_is,
+                              objective_of(rec["metrics_oos"], oc.objective) > base_oos)
+    eligible = [rec for rec in runnable if rec["status"] in ELIGIBLE]
+    best = max(eligible, key=lambda x: objective_of(x["metrics_oos"], oc.objective), default=None)
+    improved = best is not None and objective_of(best["metrics_oos"], oc.objective) > base_oos + oc.tolerance
+    used = prev["budget_used"] + len(runnable)
+    st = {**prev, "stale": 0 if improved else prev["stale"] + 1, "budget_used": used,
+          "report": report.value.model_dump(), "review": review_summary, "votes": votes}
+    if improved:
+        st.update(baseline=best["params"], baseline_is=best["metrics_is"], baseline_oos=best["metrics_oos"],
+                  baseline_name=f"{best['name']} (round {r})")
+    st["stop"] = ("patience" if st["stale"] >= oc.patience else "budget" if used >= oc.budget
+                  else "rounds" if r >= oc.rounds else None)
+    tm["total"] = time.perf_counter() - t_start
+    best_out = None if best is None else {k: best[k] for k in ("name", "params", "metrics_is", "metrics_oos")}
+    history.save_round(run_id, r, baseline=prev["baseline"], best=best_out, improved=improved, state=st,
+                       timings=tm, proposals=props, messages=messages)
+    tm["overhead"] = tm["total"] - tm["agents"] - tm["backtests"]
+    return {"proposals": props, "state": st, "timings": tm}

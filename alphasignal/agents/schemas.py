@@ -1,0 +1,147 @@
+"""Pydantic v2 contracts for the optimizer agents (Analyst, Strategist, Risk Manager, debate votes).
+
+Field descriptions are the models' instructions (they go into the JSON schema). Parameter VALUES are parsed loosely
+here (numbers, booleans or strings) on purpose: bounds, steps and constraints are enforced afterwards in code
+(``agents.space``) where a bad value is repaired with a note or rejected with a reason, never silently used.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ParamValue = bool | int | float | str
+
+_MAX_TEXT = 300
+
+
+def _clean_lines(items: list[str], limit: int) -> list[str]:
+    out = []
+    for item in items:
+        text = " ".join(str(item).split())[:_MAX_TEXT]
+        if text and text not in out:
+            out.append(text)
+    return out[:limit]
+
+
+class AnalystReport(BaseModel):
+    """The Analyst's reading of the backtests tried so far."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    patterns: list[str] = Field(min_length=1, description="observed patterns, one short sentence each, citing "
+                                "parameters and metrics (e.g. 'short_period 10-20 gives the highest Sharpe')")
+    recommendations: list[str] = Field(min_length=1, description="what to try next, one short sentence each, "
+                                       "naming parameters and directions")
+
+    @field_validator("patterns", "recommendations")
+    @classmethod
+    def _tidy(cls, v: list[str]) -> list[str]:
+        cleaned = _clean_lines(v, 8)
+        if not cleaned:
+            raise ValueError("needs at least one non-empty sentence")
+        return cleaned
+
+
+class Proposal(BaseModel):
+    """One candidate parameter set with its reason."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(description="short label: Conservative, Aggressive, Exploratory, or another one-word name")
+    params: dict[str, ParamValue] = Field(description="strategy parameters by name; every value a number or "
+                                          "true/false within the parameter's range")
+    rationale: str = Field(default="", description="one sentence: why this set should beat the baseline")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = " ".join(str(v).split())[:40]
+        if not v:
+            raise ValueError("name must not be empty")
+        return v[0].upper() + v[1:]
+
+    @field_validator("rationale")
+    @classmethod
+    def _rationale(cls, v: str) -> str:
+        return " ".join(str(v).split())[:600]
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        if not v:
+            raise ValueError("params must name at least one parameter")
+        return {str(k).strip(): val for k, val in v.items()}
+
+
+class StrategistReply(BaseModel):
+    """The Strategist's proposals for the next round."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    proposals: list[Proposal] = Field(min_length=3, description="at least 3 proposals: one Conservative (small "
+                                      "change near the best), one Aggressive (bigger step in the improving "
+                                      "direction), one Exploratory (an untried region)")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> StrategistReply:
+        seen: dict[str, int] = {}
+        for p in self.proposals:
+            n = seen.get(p.name, 0)
+            seen[p.name] = n + 1
+            if n:
+                p.name = f"{p.name} {n + 1}"
+        return self
+
+
+class RiskVerdict(BaseModel):
+    """The Risk Manager's verdict on one proposal."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    proposal: str = Field(description="the proposal's name, exactly as given")
+    veto: bool = Field(description="true to block this proposal from being backtested")
+    reason: str = Field(default="", description="one sentence; required when veto is true")
+
+    @model_validator(mode="after")
+    def _veto_has_reason(self) -> RiskVerdict:
+        self.reason = " ".join(self.reason.split())[:_MAX_TEXT]
+        if self.veto and not self.reason:
+            raise ValueError(f"veto of {self.proposal!r} needs a reason")
+        return self
+
+
+class RiskReview(BaseModel):
+    """The Risk Manager's review of a round's proposals (after the hard limits in code)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    verdicts: list[RiskVerdict] = Field(default_factory=list, description="one verdict per proposal")
+    summary: str = Field(default="", description="one sentence on the overall risk of this round")
+
+    @field_validator("summary")
+    @classmethod
+    def _summary(cls, v: str) -> str:
+        return " ".join(v.split())[:_MAX_TEXT]
+
+
+class Vote(BaseModel):
+    """One agent's vote on one proposal during a debate."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    proposal: str = Field(description="the proposal's name, exactly as given")
+    support: bool = Field(description="true to back this proposal, false to oppose it")
+    argument: str = Field(default="", description="one sentence for or against")
+
+    @field_validator("argument")
+    @classmethod
+    def _argument(cls, v: str) -> str:
+        return " ".join(v.split())[:_MAX_TEXT]
+
+
+class Ballot(BaseModel):
+    """One agent's votes in one debate round."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    votes: list[Vote] = Field(min_length=1, description="one vote per proposal")

@@ -1,0 +1,86 @@
+"""Markdown report of an optimizer run, written atomically; the same facts as the console summary."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .tables import COMPARISON_HEADER, SHOWN, changes, comparison_rows, fmt
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def _params(p: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.items())
+
+
+def markdown(data: Mapping[str, Any], images: Mapping[str, str] | None = None) -> str:
+    """The report text; ``images`` maps captions to relative PNG paths."""
+    run, s, obj = data["run"], data["summary"], data["objective"]
+    out = [f"# Multi-LLM optimizer report — {run['strategy']}", "",
+           f"Run `{run['run_id']}` · status {run['status']} · data {run['data_hash']} · config {run['config_hash']} "
+           f"· seed {run['seed']}", "",
+           "Models: " + ", ".join(f"{k} = `{v}`" for k, v in run["models"].items()), "",
+           "The sweep and everything the agents saw are **in-sample**; proposals are selected by the "
+           f"**out-of-sample** {obj}.", ""]
+    if s:
+        w, i = s["winner"], s["initial"]
+        imp = s.get("improvement_pct")
+        out += ["## Result", "", f"**Best configuration:** `{_params(w['params'])}` ({w['name']}); changes vs the "
+                f"initial baseline: {changes(w['params'], i['params'])}.", "",
+                f"**Verdict:** {s['label']}. Out-of-sample {obj} improvement: "
+                f"{'n/a' if imp is None else f'{imp:+.1f}%'}.", ""]
+        rows = []
+        for m in SHOWN:
+            rows.append([m] + [fmt(m, d[f"metrics_{part}"].get(m)) for part in ("is", "oos") for d in (i, w)])
+        out += [_md_table(["metric", "initial IS", "best IS", "initial OOS", "best OOS"], rows), "",
+                f"Configurations tried: **{s['configs_tried']}** ({s['sweep_configs']} sweep + {s['agent_backtests']} "
+                f"agent backtests from {s['proposals']} proposals); rounds: {s['rounds']} (stopped: "
+                f"{s['stop_reason']}). Deflated Sharpe Ratio of the winner given {s['configs_tried']} trials: "
+                f"**{s['dsr']:.3f}**; PBO over all trials: **{s['pbo']:.2f}**.", ""]
+        out += [f"> **Warning:** {warn}" for warn in s.get("warnings", [])] + [""]
+        if s.get("compare"):
+            out += ["## Optimizers with the same backtest budget", "",
+                    _md_table(COMPARISON_HEADER, comparison_rows(s["compare"])), ""]
+    top = sorted(data["sweep"], key=lambda p: -float(p["metrics_is"].get(obj, float("-inf"))))[:3]
+    out += ["## Initial sweep (in-sample), top 3", "",
+            _md_table(["params", *SHOWN], [[_params(p["params"]), *(fmt(m, p["metrics_is"].get(m)) for m in SHOWN)]
+                                           for p in top]), ""]
+    for rd in data["rounds"][1:]:
+        rn = rd["round_no"]
+        rep = rd["state"].get("report") or {}
+        out += [f"## Round {rn}", "", f"Baseline: `{_params(rd['baseline'])}`", "", "**Analyst patterns**", ""]
+        out += [f"- {x}" for x in rep.get("patterns", [])] + ["", "**Analyst recommendations**", ""]
+        out += [f"- {x}" for x in rep.get("recommendations", [])] + ["", "**Strategist proposals**", ""]
+        rows = [[p["name"], changes(p["params"] or p["raw_params"], rd["baseline"]), p["status"],
+                 "; ".join(filter(None, [p["reason"], *p["notes"]])) or "-", p.get("label") or "-",
+                 fmt(obj, (p["metrics_is"] or {}).get(obj)), fmt(obj, (p["metrics_oos"] or {}).get(obj)),
+                 p["rationale"] or "-"] for p in data["proposals"] if p["round_no"] == rn]
+        out += [_md_table(["proposal", "changes", "outcome", "notes", "label", f"IS {obj}", f"OOS {obj}",
+                           "rationale"], rows), ""]
+        if rd["state"].get("review"):
+            out += [f"Risk Manager: {rd['state']['review']}", ""]
+        votes = rd["state"].get("votes") or []
+        if votes:
+            out += ["**Debate votes**", "", _md_table(["round", "agent", "proposal", "vote", "argument"], [
+                [str(v["round"]), v["agent"], v["proposal"], "for" if v["support"] else "against", v["argument"]]
+                for v in votes]), ""]
+    for caption, rel in (images or {}).items():
+        out += [f"![{caption}]({rel})", ""]
+    return "\n".join(out)
+
+
+def write_report(data: Mapping[str, Any], path: str | Path, images: Mapping[str, str] | None = None) -> Path:
+    """Write :func:`markdown` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(markdown(data, images), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

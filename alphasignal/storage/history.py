@@ -1,0 +1,227 @@
+"""Optimizer history in SQLite (stdlib ``sqlite3``, WAL): runs, rounds, proposals and agent messages.
+
+Each round is written in ONE transaction (round row + its proposals + its messages), so a process killed mid-round
+loses at most that round and a resumed run continues after the last committed one. A file that is not a readable
+history database raises :class:`HistoryError` and is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL, status TEXT NOT NULL,
+    strategy TEXT NOT NULL, config_hash TEXT NOT NULL, data_hash TEXT NOT NULL, models TEXT NOT NULL,
+    seed INTEGER NOT NULL, config TEXT NOT NULL, summary TEXT);
+CREATE TABLE IF NOT EXISTS rounds (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), round_no INTEGER NOT NULL, created REAL NOT NULL,
+    baseline TEXT NOT NULL, best TEXT, improved INTEGER NOT NULL, state TEXT NOT NULL, timings TEXT NOT NULL,
+    PRIMARY KEY (run_id, round_no));
+CREATE TABLE IF NOT EXISTS proposals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, round_no INTEGER NOT NULL, name TEXT NOT NULL,
+    source TEXT NOT NULL, raw_params TEXT NOT NULL, params TEXT, status TEXT NOT NULL, notes TEXT NOT NULL,
+    reason TEXT NOT NULL, rationale TEXT NOT NULL, metrics_is TEXT, metrics_oos TEXT, label TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, round_no INTEGER NOT NULL, agent TEXT NOT NULL,
+    provider TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL, raw TEXT NOT NULL, parsed TEXT,
+    error TEXT, latency_s REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS proposals_run ON proposals (run_id, round_no);
+CREATE INDEX IF NOT EXISTS messages_run ON messages (run_id, round_no);
+"""
+
+
+class HistoryError(UsageError):
+    """The history database cannot be used (corrupt, foreign, or unknown run)."""
+
+
+def _dumps(v: Any) -> str | None:
+    return None if v is None else json.dumps(v, sort_keys=True, default=_jsonable)
+
+
+def _jsonable(v: Any) -> Any:
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    if hasattr(v, "model_dump"):
+        return v.model_dump()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def _loads(v: str | None) -> Any:
+    return None if v is None else json.loads(v)
+
+
+class History:
+    """One history database file; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        if self.path.exists():
+            self._check_existing()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+        self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _check_existing(self) -> None:
+        """Open read-only first, so a corrupt or foreign file is reported and never touched."""
+        hint = f"history database {str(self.path)!r}"
+        try:
+            with self.path.open("rb") as fh:
+                header = fh.read(16)
+            if header and header != b"SQLite format 3\x00":
+                raise HistoryError(f"{hint} is not an SQLite file: move it away or set optimizer.history_db "
+                                   "to another path")
+            ro = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                if header:
+                    ok = ro.execute("PRAGMA quick_check").fetchone()[0]
+                    if ok != "ok":
+                        raise HistoryError(f"{hint} is corrupt ({ok}): move it away or set optimizer.history_db")
+                    tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                    if tables and "runs" not in tables:
+                        raise HistoryError(f"{hint} is an SQLite file of another program: use another path")
+            finally:
+                ro.close()
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"{hint} is corrupt ({exc}): move it away or set optimizer.history_db") from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- runs -------------------------------------------------------------------------------------------------
+    def create_run(self, *, strategy: str, config_hash: str, data_hash: str, models: Mapping[str, str], seed: int,
+                   config: Mapping[str, Any]) -> str:
+        """Insert a new run and return its id."""
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        now = time.time()
+        with self._tx() as c:
+            c.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,NULL)",
+                      (run_id, now, now, "running", strategy, config_hash, data_hash, _dumps(dict(models)), seed,
+                       _dumps(dict(config))))
+        return run_id
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run's row as a dict; an unknown id fails with the list command to use."""
+        row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise HistoryError(f"run {run_id!r} not found in {str(self.path)!r}: list runs with --history")
+        return self._run_dict(row)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """All runs, newest first, with their round counts."""
+        rows = self.conn.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+        out = []
+        for r in rows:
+            d = self._run_dict(r)
+            d["rounds"] = self.conn.execute("SELECT COUNT(*) FROM rounds WHERE run_id = ? AND round_no > 0",
+                                            (r["run_id"],)).fetchone()[0]
+            out.append(d)
+        return out
+
+    def finish_run(self, run_id: str, status: str, summary: Mapping[str, Any] | None = None) -> None:
+        """Mark a run finished (or failed) and store its summary."""
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status = ?, updated = ?, summary = ? WHERE run_id = ?",
+                      (status, time.time(), _dumps(summary), run_id))
+
+    @staticmethod
+    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        for k in ("models", "config", "summary"):
+            d[k] = _loads(d[k])
+        return d
+
+    # --- rounds -----------------------------------------------------------------------------------------------
+    def save_round(self, run_id: str, round_no: int, *, baseline: Mapping[str, Any], best: Mapping[str, Any] | None,
+                   improved: bool, state: Mapping[str, Any], timings: Mapping[str, float],
+                   proposals: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]) -> None:
+        """Write a completed round with its proposals and messages in one transaction."""
+        with self._tx() as c:
+            c.execute("INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?)",
+                      (run_id, round_no, time.time(), _dumps(dict(baseline)), _dumps(best), int(improved),
+                       _dumps(dict(state)), _dumps(dict(timings))))
+            c.executemany(
+                "INSERT INTO proposals (run_id, round_no, name, source, raw_params, params, status, notes, reason, "
+                "rationale, metrics_is, metrics_oos, label) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(run_id, round_no, p["name"], p.get("source", "agent"), _dumps(p.get("raw_params", {})),
+                  _dumps(p.get("params")), p["status"], _dumps(list(p.get("notes", []))), p.get("reason", ""),
+                  p.get("rationale", ""), _dumps(p.get("metrics_is")), _dumps(p.get("metrics_oos")), p.get("label", ""))
+                 for p in proposals])
+            c.executemany(
+                "INSERT INTO messages (run_id, round_no, agent, provider, model, prompt_version, raw, parsed, error, "
+                "latency_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(run_id, round_no, m["agent"], m.get("provider", ""), m.get("model", ""),
+                  m.get("prompt_version", ""), m.get("raw", ""), _dumps(m.get("parsed")), m.get("error"),
+                  float(m.get("latency_s", 0.0))) for m in messages])
+            c.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def rounds(self, run_id: str) -> list[dict[str, Any]]:
+        """Committed rounds of a run, in order (round 0 is the initial sweep)."""
+        rows = self.conn.execute("SELECT * FROM rounds WHERE run_id = ? ORDER BY round_no", (run_id,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            for k in ("baseline", "best", "state", "timings"):
+                d[k] = _loads(d[k])
+            d["improved"] = bool(d["improved"])
+            out.append(d)
+        return out
+
+    def proposals(self, run_id: str, round_no: int | None = None) -> list[dict[str, Any]]:
+        """Proposals of a run (optionally one round), in insertion order."""
+        sql, args = "SELECT * FROM proposals WHERE run_id = ?", [run_id]
+        if round_no is not None:
+            sql, args = sql + " AND round_no = ?", [*args, round_no]
+        out = []
+        for r in self.conn.execute(sql + " ORDER BY id", args).fetchall():
+            d = dict(r)
+            for k in ("raw_params", "params", "notes", "metrics_is", "metrics_oos"):
+                d[k] = _loads(d[k])
+            out.append(d)
+        return out
+
+    def messages(self, run_id: str, round_no: int | None = None) -> list[dict[str, Any]]:
+        """Agent messages of a run (optionally one round), in order."""
+        sql, args = "SELECT * FROM messages WHERE run_id = ?", [run_id]
+        if round_no is not None:
+            sql, args = sql + " AND round_no = ?", [*args, round_no]
+        out = []
+        for r in self.conn.execute(sql + " ORDER BY id", args).fetchall():
+            d = dict(r)
+            d["parsed"] = _loads(d["parsed"])
+            out.append(d)
+        return out
