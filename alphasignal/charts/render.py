@@ -26,8 +26,9 @@ width minus a 2% margin each side and sits above the volume panel, heights in mp
 with a 2% gap; without volume the price panel fills the height. With ``hide_context=False`` margins leave room
 for dates (bottom), prices (right, as mplfinance's ``y_on_right``) and the title, and a grid is drawn.
 Bar i of the N drawn bars is centred at data x = i, x-limits are (-1, N); bodies and volume bars are 0.6 wide,
-wicks 1 px. The price y-range is [min Low - 5% span, max High + 5% span] over the drawn bars only (MAs can be
-clipped); the volume y-range is [0, 1.1 * max Volume]. Up-candle bodies are drawn over their wicks.
+wicks and MA/Bollinger lines 1 px. The price y-range is [min Low - 5% span, max High + 5% span] over the drawn
+bars only (MAs can be clipped); the volume y-range is [0, 1.1 * max Volume]. Bodies (1 px edge) are drawn over
+their wicks.
 
 ``warmup`` leading bars feed the moving averages / Bollinger bands but are not drawn, so overlays start at the
 first drawn bar without look-ahead (every value at bar t uses bars <= t only).
@@ -52,6 +53,7 @@ from ..market.indicators import sma
 STYLES = ("classic", "charles", "yahoo", "hollow")
 BOLLINGER_COLOR = "#9467bd"
 _DPI = 100
+_PX = 72 / _DPI  # one pixel in points
 _BODY_WIDTH = 0.6
 _MARGIN = 0.02
 _PANEL_RATIO = (5, 2)
@@ -141,13 +143,13 @@ class _Canvas:
             self.ax.tick_params(labelbottom=False)
             self.vax.tick_params(labelsize=6, labelright=False)
         kw = {"antialiaseds": False}
-        self.wicks = LineCollection([], linewidths=1.0, **kw)
-        self.bodies = PolyCollection([], linewidths=1.0, **kw)
+        self.wicks = LineCollection([], linewidths=_PX, **kw)
+        self.bodies = PolyCollection([], linewidths=_PX, **kw)
         self.ax.add_collection(self.wicks)
         self.ax.add_collection(self.bodies)
-        self.mav_lines = [self.ax.plot([], [], color=self.pal.mavs[i % len(self.pal.mavs)], linewidth=1.0,
+        self.mav_lines = [self.ax.plot([], [], color=self.pal.mavs[i % len(self.pal.mavs)], linewidth=_PX,
                                        antialiased=False)[0] for i in range(n_mavs)]
-        self.bb_lines = [self.ax.plot([], [], color=BOLLINGER_COLOR, linewidth=1.0, antialiased=False)[0]
+        self.bb_lines = [self.ax.plot([], [], color=BOLLINGER_COLOR, linewidth=_PX, antialiased=False)[0]
                          for _ in range(2 if bollinger else 0)]
         self.vbars = None
         if self.vax is not None:
