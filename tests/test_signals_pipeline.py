@@ -51,7 +51,7 @@ def _pipeline(cfg=CFG, chart_engine=None, news_engine=None) -> SignalPipeline:
 
     register_builtin_engines()
     engines = {TradingSignal: chart_engine or _fixed_chart()}
-    vlm = BuiltinProvider(engines=engines, role="chart")
+    vlm = BuiltinProvider(engines=engines, role="vlm")
     llm = BuiltinProvider(engines={NewsSentiment: news_engine} if news_engine else None, role="sentiment")
     return SignalPipeline(cfg, vlm, llm)
 

