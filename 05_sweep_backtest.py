@@ -1,17 +1,62 @@
-"""Stage 05.
+"""Stage 05: vectorised strategy parameter sweep (CPU Numba/NumPy or GPU CuPy) with out-of-sample, DSR and PBO.
 
-Not implemented yet: tracked in issue  vectorised strategy parameter sweep (CPU Numba/NumPy or GPU CuPy):3.
+Backtests every configuration of sweep.grid on every ticker of dataset.tickers and writes one row per
+(ticker, config) with parameters, full-sample, in-sample (is_*) and out-of-sample (oos_*) metrics to
+sweep.output (.csv or .parquet) plus a metadata JSON beside it; prints the top-N table, the deflated Sharpe
+ratio of the best configuration and the probability of backtest overfitting.
+
+Conventions: signal at the close of bar t, position held from bar t+1 (--fill next_open: filled at the next
+open); fees and slippage in bps of traded value; warm-up bars flat.
+
+examples:
+  python 05_sweep_backtest.py                                   # MA crossover grid, AAPL (offline fallback)
+  python 05_sweep_backtest.py --tickers AAPL,GOOG --mode long_short --fees-bps 5
+  python 05_sweep_backtest.py --strategy RSI_Reversion --grid '{period=[7, 14], lower=[20, 30], upper=[70, 80]}'
+  python 05_sweep_backtest.py --grid '{short_period={min=2, max=50}, long_period={min=10, max=250}}' --device cpu
 """
 
 import sys
 
+from alphasignal.backtest.command import sweep_command
 from alphasignal.cli import build_parser, run
+
+# command-line flag -> sweep/dataset config key (each also settable with --set section.key=value)
+_FLAGS = {"strategy": "sweep.strategy", "grid": "sweep.grid", "tickers": "dataset.tickers", "mode": "sweep.mode",
+          "fill": "sweep.fill", "fees_bps": "sweep.fees_bps", "slippage_bps": "sweep.slippage_bps",
+          "device": "sweep.device", "engine": "sweep.engine", "max_memory": "sweep.max_memory_mb",
+          "output": "sweep.output", "top": "sweep.top_n", "source": "dataset.source", "csv": "dataset.csv_path"}
+
+
+def _parser():
+    parser = build_parser(__doc__)
+    g = parser.add_argument_group("sweep")
+    g.add_argument("--strategy", help="MA_Crossover | Bollinger_Breakout | RSI_Reversion | MACD | Donchian_Breakout")
+    g.add_argument("--grid", help="TOML table of value lists or {min, max, step} ranges (sweep.grid)")
+    g.add_argument("--tickers", help="comma-separated tickers (dataset.tickers)")
+    g.add_argument("--mode", help="long_only | long_short")
+    g.add_argument("--fill", help="close (signal at close t, held from t+1) | next_open")
+    g.add_argument("--fees-bps", help="fees in basis points of traded value")
+    g.add_argument("--slippage-bps", help="slippage in basis points of the fill price")
+    g.add_argument("--device", help="auto | cpu | gpu")
+    g.add_argument("--engine", help="numba | numpy | cupy")
+    g.add_argument("--max-memory", help="memory bound in MB for one chunk of configurations")
+    g.add_argument("--output", help="results file (.csv or .parquet); metadata JSON is written beside it")
+    g.add_argument("--top", help="rows in the printed top-N table")
+    g.add_argument("--source", help="data source: auto | yfinance | offline | csv")
+    g.add_argument("--csv", help="CSV/Parquet OHLCV file (implies --source csv)")
+    return parser
 
 
 def _main(args, cfg) -> int:
-    print("error: this stage is not implemented yet (issue  vectorised strategy parameter sweep (CPU Numba/NumPy or GPU CuPy):3)", file=sys.stderr)
-    return 2
+    from config import load_config
+
+    sets = [f"{key}={getattr(args, flag)}" for flag, key in _FLAGS.items() if getattr(args, flag) is not None]
+    if args.csv and args.source is None:
+        sets.append("dataset.source=csv")
+    if sets:
+        cfg = load_config(args.config, [*args.overrides, *sets])
+    return sweep_command(cfg, progress=not args.quiet)
 
 
 if __name__ == "__main__":
-    sys.exit(run(_main, build_parser(__doc__)))
+    sys.exit(run(_main, _parser()))

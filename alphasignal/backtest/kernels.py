@@ -134,8 +134,7 @@ def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, lo, hi,
                                                                     entry_eq, trades, wins, gw, gl)
                 turnover += abs(pending - pos)
                 pos = pending
-            if units != 0.0:
-                exposed += 1.0
+            exposed += units != 0.0
             eq = cash + units * c
             if eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
                 if units != 0.0:
@@ -159,12 +158,10 @@ def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, lo, hi,
             eq_prev = eq
             s1 += r
             s2 += r * r
-            d = r - rf_bar
-            if d < 0.0:
-                sd2 += d * d
-            if eq > peak:
-                peak = eq
-            elif peak - eq > mdd * peak:
+            d = min(r - rf_bar, 0.0)  # branch-free: the sign of a return is unpredictable
+            sd2 += d * d
+            peak = max(peak, eq)
+            if peak - eq > mdd * peak:
                 mdd = 1.0 - eq / peak
             if n_blocks > 0:
                 while t >= next_edge:

@@ -112,12 +112,11 @@ def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: 
             r = xp.where(eq_prev > 0, eq / eq_prev - 1.0, 0.0)
         eq_prev = eq
         s1, s2 = s1 + r, s2 + r * r
-        d = r - rf_bar
-        sd2 = sd2 + xp.where(d < 0, d * d, 0.0)
-        up = eq > peak
+        d = xp.minimum(r - rf_bar, 0.0)
+        sd2 = sd2 + d * d
+        peak = xp.maximum(peak, eq)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mdd = xp.where(~up & (peak - eq > mdd * peak), 1.0 - eq / peak, mdd)
-        peak = xp.where(up, eq, peak)
+            mdd = xp.where(peak - eq > mdd * peak, 1.0 - eq / peak, mdd)
         if n_blocks > 0:
             while t >= edges[b + 1]:
                 b += 1

@@ -1,0 +1,199 @@
+"""The stage 05 command: load data, sweep a grid on every ticker, add out-of-sample metrics, DSR and PBO, save the
+tidy results (CSV/Parquet) with a metadata JSON beside them, and print the top-N table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from config import Config, SweepConfig
+
+from ..errors import UsageError
+from ..market import load_many
+from .engine import Prices, annualisation, prepare_prices
+from .kernels import __doc__ as CONVENTIONS
+from .metrics import METRICS
+from .strategies import expand_grid, get_strategy, split_valid
+from .sweep import _progress, run_window
+from .validation import dsr_of_best, pbo_from_blocks, split_point
+from .xp import Backend, resolve
+
+log = logging.getLogger(__name__)
+
+SUMMARY = ("sharpe", "total_return", "cagr", "max_drawdown", "trades", "win_rate")
+
+
+def data_hash(frames: dict[str, pd.DataFrame]) -> str:
+    """sha256 (12 hex) over tickers, dates and OHLC values."""
+    h = hashlib.sha256()
+    for ticker, df in frames.items():
+        h.update(ticker.encode())
+        h.update(np.asarray(df.index.astype("int64")).tobytes())
+        h.update(np.ascontiguousarray(df[["Open", "High", "Low", "Close"]].to_numpy("float64")).tobytes())
+    return h.hexdigest()[:12]
+
+
+def _oos_columns(prices: Prices, strategy: str, valid: list[dict], opts: SweepConfig, backend: Backend) -> pd.DataFrame:
+    """is_/oos_ metrics for the time-ordered split; configs whose warm-up exceeds the in-sample part get NaN."""
+    strat = get_strategy(strategy)
+    cut = split_point(prices.n, opts.test_fraction)
+    out = pd.DataFrame(index=range(len(valid)), columns=[f"{p}_{m}" for p in ("is", "oos") for m in METRICS],
+                       dtype="float64")
+    fits = np.array([strat.warmup(c) < cut - 1 for c in valid])
+    if fits.any():
+        sub = [c for c, ok in zip(valid, fits, strict=True) if ok]
+        is_f, _, _ = run_window(prices, strategy, sub, opts, backend, lo=0, hi=cut)
+        out.loc[fits, [f"is_{m}" for m in METRICS]] = is_f[list(METRICS)].to_numpy()
+    oos_f, _, _ = run_window(prices, strategy, valid, opts, backend, lo=cut, hi=prices.n)
+    out[[f"oos_{m}" for m in METRICS]] = oos_f[list(METRICS)].to_numpy()
+    return out
+
+
+def _overfitting(prices: Prices, strategy: str, valid: list[dict], frame: pd.DataFrame, blocks: np.ndarray,
+                 opts: SweepConfig, backend: Backend) -> dict[str, Any]:
+    """DSR of the full-sample best configuration and PBO (CSCV) over all configurations of one ticker."""
+    ppy = annualisation(prices, opts)
+    sharpe = frame["sharpe"].to_numpy()
+    if not np.isfinite(sharpe).any():
+        return {"dsr": None, "pbo": None, "note": "no configuration has a defined Sharpe ratio"}
+    best = int(np.nanargmax(sharpe))
+    _, _, rets = run_window(prices, strategy, [valid[best]], opts, backend, want_rets=True)
+    dsr = dsr_of_best(rets[:, 0], sharpe / np.sqrt(ppy))
+    out: dict[str, Any] = {"best_config": valid[best], **{k: _plain(v) for k, v in dsr.items()}}
+    if blocks.shape[1] and len(valid) >= 2:
+        edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
+        res = pbo_from_blocks(blocks, np.diff(edges))
+        out.update(pbo=res.pbo, pbo_combinations=res.n_combinations, pbo_logit_median=float(np.median(res.logits)))
+    else:
+        out["pbo"] = None
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write through a temp file in the same folder and os.replace it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _save(results: pd.DataFrame, meta: dict[str, Any], output: Path) -> Path:
+    if output.suffix.lower() == ".parquet":
+        write_atomic(output, lambda p: results.to_parquet(p, index=False))
+    else:
+        write_atomic(output, lambda p: results.to_csv(p, index=False))
+    meta_path = output.with_suffix(".meta.json")
+    text = json.dumps(meta, indent=2, default=str)
+    write_atomic(meta_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return meta_path
+
+
+def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, reports: dict[str, dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=160)
+    for ticker, group in results.groupby("ticker", sort=False):
+        top = group.sort_values(opts.sort_by, ascending=opts.sort_by == "max_drawdown", na_position="last")
+        table = Table(title=f"{ticker}: top {min(opts.top_n, len(top))} of {len(group)} by {opts.sort_by} "
+                            f"(out-of-sample = last {opts.test_fraction:.0%})")
+        for col in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]:
+            table.add_column(col, justify="right")
+        for _, row in top.head(opts.top_n).iterrows():
+            table.add_row(*[_fmt(row[c]) for c in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]])
+        console.print(table)
+        rep = reports[ticker]
+        dsr, pbo = rep.get("dsr"), rep.get("pbo")
+        console.print(f"{ticker}: deflated Sharpe ratio of the best = {_fmt(dsr)} over {rep.get('n_trials')} trials "
+                      f"({'passes' if dsr is not None and dsr >= 0.95 else 'REJECTS'} at 0.95); "
+                      f"PBO (CSCV, {opts.pbo_splits} splits) = {_fmt(pbo)}"
+                      f"{' - likely overfit' if pbo is not None and pbo >= 0.5 else ''}")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def sweep_command(cfg: Config, *, progress: bool = True) -> int:
+    """Run the configured sweep end to end; returns the exit code (0)."""
+    opts, ds = cfg.sweep, cfg.dataset
+    if opts.sort_by not in METRICS:
+        raise UsageError(f"sweep.sort_by={opts.sort_by!r} is not a metric: use one of {', '.join(METRICS)}")
+    strat = get_strategy(opts.strategy)
+    backend = resolve(opts.device, opts.engine)
+    configs = expand_grid(opts.strategy, opts.grid)
+    t0 = time.perf_counter()
+    frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
+                       cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
+                       min_length=ds.min_length, retries=ds.download_retries)
+    load_s = time.perf_counter() - t0
+    plan = {}
+    for ticker, df in frames.items():
+        prices = prepare_prices(df, ticker, strat.needs)
+        valid, bad = split_valid(opts.strategy, configs, prices.n)
+        if not valid:
+            raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
+                             f"({bad[0][1]}): fix sweep.grid or widen the date range")
+        plan[ticker] = (prices, valid, bad)
+    parts, reports, timings = [], {}, {}
+    with _progress(progress, sum(len(v[1]) for v in plan.values()), f"{opts.strategy} [{backend.engine}]") as adv:
+        for ticker, (prices, valid, _bad) in plan.items():
+            t1 = time.perf_counter()
+            frame, blocks, _ = run_window(prices, opts.strategy, valid, opts, backend, n_blocks=opts.pbo_splits,
+                                          on_chunk=adv)
+            sweep_s = time.perf_counter() - t1
+            frame = pd.concat([frame, _oos_columns(prices, opts.strategy, valid, opts, backend)], axis=1)
+            reports[ticker] = _overfitting(prices, opts.strategy, valid, frame, blocks, opts, backend)
+            timings[ticker] = {"sweep_s": round(sweep_s, 4), "total_s": round(time.perf_counter() - t1, 4),
+                               "config_bars_per_s": round(len(valid) * prices.n / max(sweep_s, 1e-9))}
+            parts.append(frame)
+    results = pd.concat(parts, ignore_index=True)
+    skipped = {t: len(v[2]) for t, v in plan.items()}
+    meta = {
+        "stage": "05_sweep_backtest", "strategy": opts.strategy, "engine": backend.engine, "device": backend.device,
+        "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": cfg.hash("sweep", "dataset"),
+        "tickers": {t: {"bars": p.n, "start": str(p.index[0]), "end": str(p.index[-1]),
+                        "periods_per_year": annualisation(p, opts)} for t, (p, _, _) in plan.items()},
+        "n_configs_in_grid": len(configs), "n_run": {t: len(v[1]) for t, v in plan.items()}, "n_skipped": skipped,
+        "skipped_reasons": {t: sorted({r.split(" (got")[0] for _, r in v[2]}) for t, v in plan.items()},
+        "timings": {"load_s": round(load_s, 4), **timings}, "overfitting": reports,
+        "conventions": " ".join(" ".join(CONVENTIONS.split("\n\n")[1:3]).split()), "options": asdict(opts),
+    }
+    meta_path = _save(results, meta, Path(opts.output))
+    _print_table(results, list(strat.specs), opts, reports)
+    total_skipped = sum(skipped.values())
+    print(f"{len(results)} backtests ({backend.engine} on {backend.device}"
+          f"{', ' + str(total_skipped) + ' invalid configurations skipped' if total_skipped else ''}) -> "
+          f"{opts.output} (metadata {meta_path})")
+    return 0
