@@ -85,11 +85,12 @@ class StrategistReply(BaseModel):
     @model_validator(mode="after")
     def _unique_names(self) -> StrategistReply:
         seen: dict[str, int] = {}
+        unique = []
         for p in self.proposals:
             n = seen.get(p.name, 0)
             seen[p.name] = n + 1
-            if n:
-                p.name = f"{p.name} {n + 1}"
+            unique.append(p.model_copy(update={"name": f"{p.name} {n + 1}"}) if n else p)
+        self.proposals = unique
         return self
 
 

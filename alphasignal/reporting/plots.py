@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-_PANELS = (("sharpe", "Sharpe ratio", 1.0), ("total_return", "Total return (%)", 100.0),
+_PANELS = (("sharpe", "Sharpe ratio", 1.0), ("cagr", "Annualised return (%)", 100.0),
            ("max_drawdown", "Max drawdown (%)", 100.0))
 _IS, _OOS = "#4C72B0", "#DD8452"
 
@@ -36,15 +36,16 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def comparison_png(data: Mapping[str, Any], path: str | Path) -> Path:
-    """``multi_llm_comparison.png``: Sharpe, return and max drawdown of the initial baseline and every backtested
+    """``multi_llm_comparison.png``: Sharpe, annualised return (comparable across periods of different length) and
+    max drawdown of the initial baseline and every backtested
     proposal, in-sample and out-of-sample side by side; the winner is marked."""
     s = data["summary"]
     items = [("initial baseline", s["initial"]["metrics_is"], s["initial"]["metrics_oos"])]
-    items += [(f"R{p['round_no']} {p['name']}", p["metrics_is"], p["metrics_oos"]) for p in data["proposals"]
-              if p["metrics_is"] is not None]
+    items += [(f"R{p['round_no']} {p['name']}" + ("" if p["status"] in ("ok", "repaired") else f" ({p['status']})"),
+               p["metrics_is"], p["metrics_oos"]) for p in data["proposals"] if p["metrics_is"] is not None]
     winner_params = s["winner"]["params"]
-    win_label = next((f"R{p['round_no']} {p['name']}" for p in data["proposals"]
-                      if p["params"] == winner_params and p["metrics_is"] is not None), "initial baseline")
+    win_label = next((f"R{p['round_no']} {p['name']}" for p in data["proposals"] if p["params"] == winner_params
+                      and p["status"] in ("ok", "repaired")), "initial baseline")
     labels = [i[0] for i in items]
     x = np.arange(len(items))
     fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.55 * len(items) + 3), 10), sharex=True)

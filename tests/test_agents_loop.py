@@ -1,0 +1,134 @@
+"""The optimizer loop end to end with the builtin engines on real AAPL data and the real stage 05 engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from alphasignal.agents import space
+from alphasignal.agents.compare import compare
+from alphasignal.agents.evaluate import Evaluator, objective_of
+from alphasignal.agents.honesty import agents_row, summarise
+from alphasignal.agents.loop import build_agents, optimize
+from alphasignal.backtest import validate_params
+from alphasignal.storage.history import History
+from config import load_config
+
+SMALL_GRID = "sweep.grid={short_period=[5, 10, 20, 40], long_period=[50, 100, 150], use_ema=[false, true]}"
+
+
+def _cfg(tmp_path, *extra: str):
+    return load_config(None, ["optimizer.provider=builtin", SMALL_GRID, "optimizer.min_trades=3",
+                              f"optimizer.history_db={tmp_path / 'h.sqlite'}", *extra])
+
+
+def _agent_rows(h: History, run_id: str) -> list[dict]:
+    return [p for p in h.proposals(run_id) if p["source"] == "agent"]
+
+
+def test_several_rounds_validated_never_rerun(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=4", "optimizer.patience=10")
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        rounds = h.rounds(run_id)
+        assert [r["round_no"] for r in rounds] == [0, 1, 2, 3, 4]
+        assert rounds[-1]["state"]["stop"] == "rounds"
+        tried = [p for p in h.proposals(run_id) if p["metrics_is"] is not None]
+        keys = [space.config_key(p["params"]) for p in tried]
+        assert len(keys) == len(set(keys))  # no configuration backtested twice
+        for p in _agent_rows(h, run_id):
+            assert p["status"] in {"ok", "repaired", "rejected", "duplicate", "vetoed", "over_budget"}
+            if p["metrics_is"] is not None:
+                assert validate_params("MA_Crossover", p["params"]) == []
+                assert p["metrics_oos"] is not None and p["label"]
+        for r in rounds[1:]:
+            msgs = h.messages(run_id, r["round_no"])
+            assert {m["agent"] for m in msgs} >= {"analyst", "strategist"}
+            assert all(m["prompt_version"].endswith("@1") and m["parsed"] for m in msgs)
+            assert r["state"]["report"]["patterns"]
+        assert rounds[-1]["state"]["budget_used"] == sum(p["metrics_is"] is not None for p in _agent_rows(h, run_id))
+
+
+def test_baseline_moves_only_on_out_of_sample_improvement(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=5", "optimizer.patience=2", "optimizer.tolerance=0.0")
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        rounds = h.rounds(run_id)
+        for prev, cur in zip(rounds, rounds[1:], strict=False):
+            before = objective_of(prev["state"]["baseline_oos"], "sharpe")
+            after = objective_of(cur["state"]["baseline_oos"], "sharpe")
+            assert after >= before
+            assert cur["improved"] == (after > before)
+        # convergence: it stops after `patience` rounds without improvement (or on the round limit)
+        last = rounds[-1]["state"]
+        assert last["stop"] in {"patience", "rounds"}
+        if last["stop"] == "patience":
+            assert [r["improved"] for r in rounds[-2:]] == [False, False]
+
+
+def test_budget_limits_agent_backtests(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=5", "optimizer.patience=10", "optimizer.budget=4")
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        ran = [p for p in _agent_rows(h, run_id) if p["metrics_is"] is not None]
+        assert len(ran) == 4 and h.rounds(run_id)[-1]["state"]["stop"] == "budget"
+        assert any(p["status"] == "over_budget" for p in _agent_rows(h, run_id))
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, aapl):
+    extra = ("optimizer.rounds=4", "optimizer.patience=10")
+    cfg = _cfg(tmp_path, *extra)
+    agents = build_agents(cfg)
+    real = agents.strategist
+    calls = {"n": 0}
+
+    def crashing_strategist(state, report):  # test double: the real builtin Strategist, dying in round 3
+        calls["n"] += 1
+        if state.round_no == 3:
+            raise _Crash("simulated crash mid-round")
+        return real(state, report)
+
+    agents.strategist = crashing_strategist
+    with History(cfg.optimizer.history_db) as h:
+        with pytest.raises(_Crash):
+            optimize(aapl, cfg, h, agents=agents, progress=False)
+        run_id = h.runs()[0]["run_id"]
+        assert [r["round_no"] for r in h.rounds(run_id)] == [0, 1, 2]
+        assert {p["round_no"] for p in h.proposals(run_id)} == {0, 1, 2}  # nothing of the crashed round
+        assert optimize(aapl, cfg, h, resume=run_id, progress=False) == run_id
+        resumed = [(p["round_no"], p["name"], p["params"]) for p in _agent_rows(h, run_id)]
+        assert [r["round_no"] for r in h.rounds(run_id)] == [0, 1, 2, 3, 4]
+    clean = _cfg(tmp_path / "clean", *extra)
+    with History(clean.optimizer.history_db) as h2:
+        rid = optimize(aapl, clean, h2, progress=False)
+        assert [(p["round_no"], p["name"], p["params"]) for p in _agent_rows(h2, rid)] == resumed
+
+
+def test_honesty_summary_and_comparison_are_seeded(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=2")
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        ev = Evaluator(aapl, "MA_Crossover", cfg.sweep, test_fraction=cfg.sweep.test_fraction)
+        s = summarise(ev, h, run_id, "sharpe")
+    assert s["configs_tried"] == s["sweep_configs"] + s["agent_backtests"] > 20
+    assert 0 <= s["dsr"] <= 1 and 0 <= s["pbo"] <= 1
+    assert s["label"] and s["stop_reason"]
+    rows = compare(ev, "MA_Crossover", ["random", "tpe"], 12, 3, "sharpe", agents_row(s))
+    again = compare(ev, "MA_Crossover", ["random", "tpe"], 12, 3, "sharpe")
+    assert [r["optimizer"] for r in rows] == ["agents", "random", "tpe"]
+    assert [r["configs"] for r in rows[1:]] == [12, 12]
+    assert [(r["params"], r["dsr"]) for r in rows[1:]] == [(r["params"], r["dsr"]) for r in again]
+    for r in rows:
+        assert validate_params("MA_Crossover", r["params"]) == [] and "sharpe" in r["metrics_oos"]
+
+
+def test_walk_forward_objective(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=1", "optimizer.oos_method=walk_forward", "optimizer.folds=3")
+    ev = Evaluator(aapl, "MA_Crossover", cfg.sweep, test_fraction=0.3, oos_method="walk_forward", folds=3)
+    assert len(ev.windows) == 3 and ev.windows[0][0] == ev.split and ev.windows[-1][1] == len(aapl)
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        assert len(h.rounds(run_id)) == 2

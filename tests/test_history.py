@@ -1,0 +1,92 @@
+"""Optimizer history (real SQLite files): round trip, one transaction per round, corrupt and foreign files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from alphasignal.storage.history import History, HistoryError
+
+PROPOSAL = {"name": "Conservative", "source": "agent", "raw_params": {"short_period": "20"},
+            "params": {"short_period": 20}, "status": "repaired", "notes": ["string read as a number"], "reason": "",
+            "rationale": "near the plateau", "metrics_is": {"sharpe": 1.1}, "metrics_oos": {"sharpe": 0.4},
+            "label": "wins in-sample only"}
+MESSAGE = {"agent": "analyst", "provider": "builtin", "model": "builtin", "prompt_version": "analyst@1",
+           "raw": '{"patterns": ["x"]}', "parsed": {"patterns": ["x"]}, "latency_s": 0.01}
+
+
+def _run(h: History) -> str:
+    return h.create_run(strategy="MA_Crossover", config_hash="c1", data_hash="d1", models={"analyst": "builtin"},
+                        seed=7, config={"optimizer": {"objective": "sharpe"}})
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "h.sqlite"
+    with History(path) as h:
+        run_id = _run(h)
+        h.save_round(run_id, 1, baseline={"short_period": 10}, best=None, improved=False, state={"stale": 1},
+                     timings={"total": 0.1}, proposals=[PROPOSAL], messages=[MESSAGE])
+        h.finish_run(run_id, "finished", {"dsr": 0.5})
+    with History(path) as h:  # reopened: everything persisted
+        assert h.run(run_id)["summary"] == {"dsr": 0.5} and h.run(run_id)["status"] == "finished"
+        (rd,) = h.rounds(run_id)
+        assert rd["round_no"] == 1 and rd["state"] == {"stale": 1} and rd["improved"] is False
+        (p,) = h.proposals(run_id)
+        assert p["raw_params"] == {"short_period": "20"} and p["params"] == {"short_period": 20}
+        assert p["notes"] == ["string read as a number"] and p["label"] == "wins in-sample only"
+        (m,) = h.messages(run_id, 1)
+        assert m["prompt_version"] == "analyst@1" and m["parsed"] == {"patterns": ["x"]} and m["latency_s"] == 0.01
+        assert h.runs()[0]["rounds"] == 1
+        assert h.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_failed_round_writes_nothing(tmp_path):
+    with History(tmp_path / "h.sqlite") as h:
+        run_id = _run(h)
+        bad = dict(PROPOSAL)
+        del bad["status"]  # fails half way through the round's inserts
+        with pytest.raises(KeyError):
+            h.save_round(run_id, 1, baseline={}, best=None, improved=False, state={}, timings={},
+                         proposals=[PROPOSAL, bad], messages=[MESSAGE])
+        assert h.rounds(run_id) == [] and h.proposals(run_id) == [] and h.messages(run_id) == []
+        with pytest.raises(sqlite3.IntegrityError):  # a round is written once
+            for _ in range(2):
+                h.save_round(run_id, 1, baseline={}, best=None, improved=False, state={}, timings={},
+                             proposals=[], messages=[])
+        assert len(h.rounds(run_id)) == 1
+
+
+def test_unknown_run_names_the_fix(tmp_path):
+    with History(tmp_path / "h.sqlite") as h, pytest.raises(HistoryError, match="--history"):
+        h.run("nope")
+
+
+def test_corrupt_file_is_reported_and_untouched(tmp_path):
+    path = tmp_path / "h.sqlite"
+    with History(path) as h:
+        _run(h)
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # smash the schema page
+    path.write_bytes(bytes(data))
+    before = path.read_bytes()
+    with pytest.raises(HistoryError, match="corrupt"):
+        History(path)
+    assert path.read_bytes() == before
+
+
+def test_not_sqlite_and_foreign_sqlite(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("hello, not a database\n" * 10)
+    with pytest.raises(HistoryError, match="not an SQLite file"):
+        History(text)
+    assert text.read_text().startswith("hello")
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE invoices (id INTEGER)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(HistoryError, match="another program"):
+        History(other)
+    assert other.read_bytes() == before
