@@ -1,17 +1,161 @@
-"""Stage 02.
+"""Stage 02: QLoRA fine-tune of the chart VLM (Qwen2.5-VL-3B-Instruct) on the stage 01 dataset.
 
-Not implemented yet: tracked in issue  QLoRA fine-tune of the chart VLM (Unsloth on Colab, or --backend hf on CPU):6.
+Colab (T4 GPU), with or without the repo: upload this file and the dataset folder (training_data.jsonl + images/),
+    !pip install unsloth
+    !python 02_finetune_colab.py --dataset dataset/training_data.jsonl
+then download models/gguf/ (GGUF + vision projector + Modelfile) and run `python 03_serve_ollama.py` locally.
+
+In the repo, CPU (transformers + peft; pip install -r requirements-finetune.txt):
+    python 02_finetune_colab.py --backend hf --set training.base_model=tiny-random --max-steps 5   # plumbing check
+    python 02_finetune_colab.py --backend hf --set training.base_model=/path/to/Qwen2.5-VL-3B-Instruct
+
+Writes under training.output_dir (default models/): lora_adapter/, merged_16bit/, gguf/ (NAME-q4_k_m.gguf,
+mmproj-NAME-f16.gguf, Modelfile) and finetune_report.json. Without the repo only the unsloth backend exists and
+the defaults below (_STANDALONE_DEFAULTS) stand in for config.py.
 """
 
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+import time
+from pathlib import Path
 
-from alphasignal.cli import build_parser, run
+try:
+    from alphasignal.cli import build_parser, run
+except ImportError:  # uploaded alone to Colab: the standalone path below is used
+    build_parser = run = None
 
 
-def _main(args, cfg) -> int:
-    print("error: this stage is not implemented yet (issue  QLoRA fine-tune of the chart VLM (Unsloth on Colab, or --backend hf on CPU):6)", file=sys.stderr)
-    return 2
+def _add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--backend", choices=["unsloth", "hf"], help="training backend (default: training.backend)")
+    parser.add_argument("--dataset", help="training_data.jsonl (default: training.dataset_path)")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides epochs)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N train samples")
+    parser.add_argument("--no-gguf", action="store_true", help="skip the GGUF + Modelfile export")
+    return parser
+
+
+def _main(args: argparse.Namespace, cfg) -> int:
+    from dataclasses import replace
+
+    from alphasignal.finetune import finetune
+
+    training = cfg.training
+    if args.backend:
+        training = replace(training, backend=args.backend)
+    if args.max_steps is not None:
+        training = replace(training, max_steps=args.max_steps)
+    report = finetune(training, dataset=args.dataset, limit=args.limit, export_gguf=not args.no_gguf,
+                      quiet=args.quiet)
+    print(json.dumps({k: report[k] for k in ("backend", "n_train", "n_val", "eval", "seconds", "files")}, indent=2))
+    if not args.no_gguf:
+        print(f"next: python 03_serve_ollama.py   (registers {training.ollama_model_name} from "
+              f"{report['files'].get('modelfile')})", file=sys.stderr)
+    return 0
+
+
+# ---- standalone (Colab, no repo): a minimal copy of config defaults, answer check and Modelfile -------------
+_STANDALONE_DEFAULTS = {
+    "base_model": "unsloth/Qwen2.5-VL-3B-Instruct", "load_in_4bit": True, "lora_r": 16, "lora_alpha": 16,
+    "lora_dropout": 0.0, "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                            "down_proj"),
+    "learning_rate": 2e-4, "epochs": 1.0, "max_steps": 0, "batch_size": 2, "grad_accumulation": 4,
+    "max_seq_length": 2048, "eval_samples": 20, "seed": 3407, "dataset_path": "dataset/training_data.jsonl",
+    "output_dir": "models", "gguf_quantization": "q4_k_m", "ollama_model_name": "alphasignal-vlm"}
+_TEMPLATE = ('{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}\n{{- range $i, $_ := .Messages }}'
+             '\n{{- $last := eq (len (slice $.Messages $i)) 1 }}\n{{- if eq .Role "user" }}<|im_start|>user\n'
+             '{{ .Content }}<|im_end|>\n{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}'
+             '{{ if not $last }}<|im_end|>\n{{ end }}\n{{- end }}\n{{- if and (ne .Role "assistant") $last }}'
+             '<|im_start|>assistant\n{{ end }}\n{{- end }}')
+
+
+def _signal_ok(text: str) -> tuple[bool, str | None]:
+    """(is the answer a valid signal, its action): the core rules of alphasignal's TradingSignal."""
+    try:
+        obj = json.loads(text[text.find("{"):text.rfind("}") + 1])
+        act, conf, e = obj["action"], float(obj["confidence"]), float(obj["entry_price"])
+        s, t = obj.get("stop_loss"), obj.get("take_profit")
+        ok = act in ("BUY", "SELL", "HOLD") and 0 <= conf <= 1 and e > 0
+        if act != "HOLD":
+            ok = ok and s is not None and t is not None and (s < e < t if act == "BUY" else t < e < s)
+        return ok, act
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False, None
+
+
+def _standalone(argv: list[str] | None = None) -> int:
+    import torch
+    from PIL import Image
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastVisionModel, is_bf16_supported
+    from unsloth.trainer import UnslothVisionDataCollator
+
+    args = _add_args(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args(argv)
+    c = dict(_STANDALONE_DEFAULTS, max_steps=args.max_steps or _STANDALONE_DEFAULTS["max_steps"])
+    path = Path(args.dataset or c["dataset_path"])
+    if not path.is_file() or not torch.cuda.is_available():
+        sys.exit(f"error: need {path} (upload the dataset) and a CUDA GPU (Runtime > Change runtime type > T4)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def chat(row, answer=True):
+        msgs = [{"role": m["role"], "content": [dict(p, image=Image.open(path.parent / p["image"]).convert("RGB"))
+                                                if p["type"] == "image" else p for p in m["content"]]}
+                for m in row["messages"] if answer or m["role"] != "assistant"]
+        return {"messages": msgs}
+
+    train = [chat(r) for r in rows if r["split"] == "train"][:args.limit or None]
+    val = [r for r in rows if r["split"] == "val"]
+    t0 = time.time()
+    print(f"[1/4] {len(train)} train / {len(val)} val samples; loading {c['base_model']} in 4-bit")
+    model, proc = FastVisionModel.from_pretrained(c["base_model"], load_in_4bit=c["load_in_4bit"],
+                                                  use_gradient_checkpointing="unsloth")
+    model = FastVisionModel.get_peft_model(model, r=c["lora_r"], lora_alpha=c["lora_alpha"], bias="none",
+                                           lora_dropout=c["lora_dropout"], random_state=c["seed"],
+                                           target_modules=list(c["target_modules"]))
+    print(f"[2/4] training (answer-only loss); {time.time() - t0:.0f} s so far")
+    trainer = SFTTrainer(model=model, tokenizer=proc, train_dataset=train, data_collator=UnslothVisionDataCollator(
+        model, proc, train_on_responses_only=True, instruction_part="<|im_start|>user\n",
+        response_part="<|im_start|>assistant\n"), args=SFTConfig(
+        per_device_train_batch_size=c["batch_size"], gradient_accumulation_steps=c["grad_accumulation"],
+        num_train_epochs=c["epochs"], max_steps=c["max_steps"] or -1, learning_rate=c["learning_rate"],
+        warmup_ratio=0.05, optim="adamw_8bit", seed=c["seed"], logging_steps=1, report_to="none",
+        output_dir=f"{c['output_dir']}/checkpoints", fp16=not is_bf16_supported(), bf16=is_bf16_supported(),
+        remove_unused_columns=False, dataset_text_field="", dataset_kwargs={"skip_prepare_dataset": True},
+        max_length=c["max_seq_length"]))
+    trainer.train()
+    print(f"    {time.time() - t0:.0f} s, peak GPU {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB")
+    print(f"[3/4] evaluating {min(len(val), c['eval_samples'])} val generations")
+    FastVisionModel.for_inference(model)
+    valid = hits = 0
+    for row in val[:c["eval_samples"]]:
+        msgs = chat(row, answer=False)["messages"]
+        image = next(p["image"] for m in msgs for p in m["content"] if p["type"] == "image")
+        inputs = proc(image, proc.apply_chat_template(msgs, add_generation_prompt=True), add_special_tokens=False,
+                      return_tensors="pt").to("cuda")
+        out = model.generate(**inputs, max_new_tokens=160, do_sample=False)
+        ok, act = _signal_ok(proc.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+        valid, hits = valid + ok, hits + (act == json.loads(row["messages"][-1]["content"][0]["text"])["action"])
+    n = max(1, min(len(val), c["eval_samples"]))
+    print(f"    valid signals {valid / n:.0%}, action accuracy {hits / n:.0%}")
+    print("[4/4] exporting adapter, merged 16-bit, GGUF + projector, Modelfile")
+    out_dir, quant = Path(c["output_dir"]), c["gguf_quantization"]
+    model.save_pretrained(out_dir / "lora_adapter")
+    proc.save_pretrained(out_dir / "lora_adapter")
+    model.save_pretrained_merged(str(out_dir / "merged_16bit"), proc, save_method="merged_16bit")
+    model.save_pretrained_gguf(str(out_dir / "gguf"), proc, quantization_method=quant)
+    ggufs = sorted((out_dir / "gguf").rglob("*.gguf"))
+    froms = [f"./{p.relative_to(out_dir / 'gguf')}" for p in ggufs if quant in p.name.lower() or "mmproj" in p.name]
+    system = next(p["text"] for p in rows[0]["messages"][0]["content"] if p["type"] == "text")
+    params = 'PARAMETER temperature 0\nPARAMETER num_ctx 4096\nPARAMETER stop "<|im_end|>"\n'
+    (out_dir / "gguf" / "Modelfile").write_text("".join(f"FROM {f}\n" for f in froms) + f'TEMPLATE """{_TEMPLATE}"""\n'
+                                                f'SYSTEM """{system}"""\n' + params)
+    print(f"done in {time.time() - t0:.0f} s: download {out_dir / 'gguf'} and run python 03_serve_ollama.py")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(_main, build_parser(__doc__)))
+    if run is None:
+        sys.exit(_standalone())
+    sys.exit(run(_main, _add_args(build_parser(__doc__))))
