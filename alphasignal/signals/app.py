@@ -91,13 +91,14 @@ def _pipeline_config(args: argparse.Namespace, cfg: Config):
 
 
 def _batch(args: argparse.Namespace, pc) -> int:
+    from rich.console import Console
     from rich.progress import Progress
 
     rows = read_manifest(args.batch)
     pipe = SignalPipeline.from_config(pc)
     out = Path(args.output or "decisions.jsonl")
     workers = min(pc.concurrency, os.cpu_count() or 1, max(1, len(rows) // 8))
-    with Progress(disable=args.quiet, transient=False) as progress:
+    with Progress(console=Console(stderr=True), disable=args.quiet) as progress:
         task = progress.add_task("decisions", total=len(rows))
         if pipe.offline and workers > 1:  # CPU-bound offline engines: one process per core
             offline_cfg = replace(pc, provider="builtin", vlm_provider="", llm_provider="")

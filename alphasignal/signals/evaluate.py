@@ -115,10 +115,11 @@ def follow_the_signal(pred: list[str], forward: list[float], horizon: int) -> di
 
 def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool = True) -> dict[str, Any]:
     """Run the pipeline on ``samples`` and compute every metric (chart alone, fused, anchors)."""
+    from rich.console import Console
     from rich.progress import Progress
 
     pipe = SignalPipeline.from_config(pc)
-    with Progress(disable=quiet, transient=True) as progress:
+    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
         task = progress.add_task("eval", total=len(samples))
         out = asyncio.run(pipe.adecide_many(
             [lambda s=s: make_item(pc, s.image, s.news, s.last_close) for s in samples],
