@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     """Dispatch ``--history`` / ``--show`` / a run (new or ``--resume``); returns the exit code."""
     cfg = with_args(cfg, args)
     oc = cfg.optimizer
-    console = Console()
+    console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
     with History(oc.history_db) as history:
         if getattr(args, "history", False):
             _print_history(history, console)
@@ -104,7 +106,7 @@ def _curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[
 def _print_history(history: History, console: Console) -> None:
     t = Table(title=f"runs in {history.path}", title_justify="left", header_style="bold")
     for col in ("run id", "status", "strategy", "rounds", "models", "best OOS", "configs"):
-        t.add_column(col, overflow="fold")
+        t.add_column(col, no_wrap=col == "run id", overflow="fold")
     for r in history.runs():
         s = r["summary"] or {}
         obj = r["config"]["optimizer"]["objective"]
