@@ -71,8 +71,9 @@ def run_window(prices: Prices, strategy: str, configs: list[dict], opts: SweepCo
     strat = get_strategy(strategy)
     too_long = [c for c in configs if strat.warmup(c) >= hi - 1]
     if too_long:
-        raise UsageError(f"{prices.ticker}: {strategy} {too_long[0]} needs {strat.warmup(too_long[0]) + 2} bars but the "
-                         f"data ends at bar {hi}: use shorter windows or more data")
+        need = strat.warmup(too_long[0]) + 2
+        raise UsageError(f"{prices.ticker}: {strategy} {too_long[0]} needs {need} bars but the data ends at bar {hi}: "
+                         "use shorter windows or more data")
     acc, blocks, rets = simulate(prices, strat, configs, opts, backend, lo=lo, hi=hi, n_blocks=n_blocks,
                                  want_rets=want_rets, on_chunk=on_chunk)
     return _metrics_frame(prices, configs, acc, hi - lo, opts), blocks, rets

@@ -1,0 +1,172 @@
+"""Stage 05 engine: every backend against the per-configuration reference loop, the interface stage 06 uses,
+backend resolution and bad inputs. One suite, every backend (cupy runs only where a GPU is usable)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alphasignal.backtest import (
+    METRICS,
+    PARAM_SPECS,
+    STRATEGIES,
+    backtest,
+    expand_grid,
+    get_strategy,
+    returns_matrix,
+    run_sweep,
+    validate_params,
+)
+from alphasignal.backtest.xp import gpu_status, resolve
+from alphasignal.errors import UsageError
+from config import SweepConfig
+
+GPU_OK, GPU_WHY = gpu_status()
+ENGINES = ["numba", "numpy", pytest.param("cupy", marks=pytest.mark.skipif(not GPU_OK, reason=GPU_WHY))]
+
+
+def _opts(engine: str, **kw) -> SweepConfig:
+    return SweepConfig(engine=engine, device="gpu" if engine == "cupy" else "cpu", periods_per_year=252.0, **kw)
+
+
+def _assert_matches(got: pd.DataFrame, want: list[dict]) -> None:
+    for m in METRICS:
+        a = got[m].to_numpy(dtype=float)
+        b = np.array([w[m] for w in want], dtype=float)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=m)
+
+
+@pytest.fixture(scope="module")
+def prices(aapl):
+    return aapl.iloc[-900:]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("mode,fill,fees,slip", [("long_only", "close", 0.0, 0.0),
+                                                  ("long_short", "next_open", 10.0, 5.0)])
+def test_engine_matches_reference(engine, strategy, mode, fill, fees, slip, prices, reference, configs_for):
+    configs = configs_for(strategy, np.random.default_rng(zlib.crc32(f"{strategy}{mode}".encode())), 6)
+    opts = _opts(engine, mode=mode, fill=fill, fees_bps=fees, slippage_bps=slip, risk_free=0.02)
+    got = backtest(prices, strategy, configs, options=opts)
+    want = [reference(prices, strategy, c, mode=mode, fill=fill, fees_bps=fees, slippage_bps=slip, risk_free=0.02)
+            for c in configs]
+    assert (got["trades"] > 0).any()  # the random configs actually trade
+    _assert_matches(got, want)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_evaluation_window_and_curves_match_reference(engine, goog, reference):
+    configs = [{"short_period": 5, "long_period": 40, "use_ema": True}, {"short_period": 20, "long_period": 90,
+                                                                         "use_ema": False}]
+    opts = _opts(engine, mode="long_short", fees_bps=3.0)
+    got, curves = backtest(goog, "MA_Crossover", configs, options=opts, return_curves=True, start=800, end=1900)
+    want = [reference(goog, "MA_Crossover", c, mode="long_short", fees_bps=3.0, lo=800, hi=1900) for c in configs]
+    _assert_matches(got, want)
+    assert curves.shape == (1100, 2) and curves.index[0] == goog.index[800]
+    np.testing.assert_allclose(curves[1].to_numpy(), want[1]["equity"], rtol=1e-12)
+    rets = returns_matrix(goog, "MA_Crossover", configs, options=opts, start=800, end=1900)
+    np.testing.assert_allclose(rets[0].to_numpy(), want[0]["returns"], atol=1e-12)
+
+
+def test_short_wipe_out_is_closed_and_stays_flat(reference):
+    """A short through a gap that more than doubles the price loses everything once, then stays flat."""
+    close = np.concatenate([np.linspace(100, 50, 60), np.full(20, 250.0)])
+    df = pd.DataFrame({"Open": close, "High": close, "Low": close, "Close": close},
+                      index=pd.bdate_range("2020-01-01", periods=len(close)))
+    cfg = [{"short_period": 3, "long_period": 10, "use_ema": False}]
+    for engine in ("numba", "numpy"):
+        got = backtest(df, "MA_Crossover", cfg, options=_opts(engine, mode="long_short", fees_bps=0.0))
+        want = reference(df, "MA_Crossover", cfg[0], mode="long_short")
+        assert want["total_return"] == -1.0 and want["max_drawdown"] == 1.0
+        _assert_matches(got, [want])
+
+
+def test_sweep_interface_for_stage06(aapl, goog):
+    grid = {"short_period": [5, 20, 60], "long_period": {"min": 20, "max": 60, "step": 20}}
+    res = run_sweep({"AAPL": aapl, "GOOG": goog}, "MA_Crossover", grid, options=_opts("numba"))
+    assert list(res.columns) == ["ticker", "short_period", "long_period", "use_ema", *METRICS]
+    assert res.attrs["n_skipped"] == 2 * 4 and res.attrs["engine"] == "numba"  # 5<20,5<40,5<60,20<40,20<60 valid
+    assert set(res["ticker"]) == {"AAPL", "GOOG"} and len(res) == 2 * 5
+    assert res["trades"].dtype == np.int64
+    assert (res["short_period"] < res["long_period"]).all()
+    assert set(PARAM_SPECS) == set(STRATEGIES)
+    for strategy, specs in PARAM_SPECS.items():
+        defaults = {k: s.default for k, s in specs.items()}
+        assert validate_params(strategy, defaults) == [], strategy
+        assert all(s.type in (int, float, bool) and s.min <= s.max for s in specs.values())
+
+
+def test_validate_params_reports_problems():
+    assert validate_params("MA_Crossover", {"short_period": 10, "long_period": 50, "use_ema": False}) == []
+    assert "short_period must be < long_period" in validate_params(
+        "MA_Crossover", {"short_period": 50, "long_period": 50, "use_ema": False})[0]
+    assert "did you mean 'short_period'" in validate_params("MA_Crossover", {"short_perod": 5, "long_period": 9,
+                                                                              "use_ema": False})[0]
+    assert "integer" in validate_params("MACD", {"fast": 12.5, "slow": 26, "signal": 9})[0]
+    assert "outside" in validate_params("MACD", {"fast": -3, "slow": 26, "signal": 9})[0]
+    assert "lower must be < upper" in validate_params("RSI_Reversion", {"period": 14, "lower": 50, "upper": 50})[0]
+
+
+def test_grid_constraints_and_chunking_do_not_change_results(aapl):
+    grid = {"short_period": {"min": 2, "max": 30, "step": 4}, "long_period": {"min": 10, "max": 90, "step": 10},
+            "use_ema": [False, True]}
+    configs = expand_grid("MA_Crossover", grid)
+    one = run_sweep(aapl, "MA_Crossover", grid, options=_opts("numba"))
+    tiny = run_sweep(aapl, "MA_Crossover", grid, options=_opts("numba", max_memory_mb=1))
+    assert one.attrs["n_skipped"] == sum(c["short_period"] >= c["long_period"] for c in configs) > 0
+    merged = one.merge(tiny, on=["short_period", "long_period", "use_ema"], suffixes=("", "_t"))
+    assert len(merged) == len(one)
+    np.testing.assert_array_equal(merged["sharpe"].to_numpy(), merged["sharpe_t"].to_numpy())
+
+
+def test_resolver_falls_back_and_forcing_gpu_is_a_clear_error():
+    if GPU_OK:
+        pytest.skip("a GPU is usable here: the fallback path is not reachable")
+    auto = resolve("auto", "")
+    assert (auto.engine, auto.device) == ("numba", "cpu") and "auto:" in auto.note
+    with pytest.raises(UsageError, match="GPU backend requested but unusable"):
+        resolve("gpu", "")
+    with pytest.raises(UsageError, match="GPU backend requested but unusable"):
+        resolve("auto", "cupy")
+    with pytest.raises(UsageError, match="runs on the CPU"):
+        resolve("gpu", "numba")
+    assert resolve("cpu", "numpy").engine == "numpy"
+
+
+def _frame(close: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"Open": close, "High": close, "Low": close, "Close": close},
+                        index=pd.bdate_range("2020-01-01", periods=len(close)))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda df: backtest(df, "MA_Crossover", [{"short_period": 10, "long_period": 300, "use_ema": False}]),
+     "needs 301 bars"),
+    (lambda df: run_sweep(df, "MA_Crossover", {"short_period": [10], "long_period": [300]}), "needs 301 bars"),
+    (lambda df: run_sweep(df, "MA_Crossover", {"short_period": [50, 60], "long_period": [20, 40]}),
+     "short_period must be < long_period"),
+    (lambda df: run_sweep(df, "MA_Crossover", {"short_period": [-5], "long_period": [20]}), "outside"),
+    (lambda df: run_sweep(df, "MA_Crossover", {"short_period": [5.5], "long_period": [20]}), "integer"),
+    (lambda df: run_sweep(df, "MA_Crossover", {}), "grid is empty"),
+    (lambda df: run_sweep(df, "MA_Crossover", {"short_period": []}), "empty"),
+    (lambda df: run_sweep(df, "MA_Crosover", {"short_period": [5]}), "did you mean 'MA_Crossover'"),
+    (lambda df: run_sweep(df, "MA_Crossover", {"shortperiod": [5]}), "did you mean 'short_period'"),
+    (lambda df: backtest(df.assign(Close=np.where(np.arange(len(df)) == 7, np.nan, df["Close"])), "MA_Crossover",
+                         [{"short_period": 2, "long_period": 5, "use_ema": False}]), "NaN/zero"),
+    (lambda df: backtest(df.assign(Close=np.where(np.arange(len(df)) == 7, 0.0, df["Close"])), "MA_Crossover",
+                         [{"short_period": 2, "long_period": 5, "use_ema": False}]), "NaN/zero"),
+    (lambda df: backtest(df.drop(columns=["High"]), "Donchian_Breakout", [{"channel": 5}]), "column 'High' missing"),
+])
+def test_bad_inputs_raise_one_line_usage_errors(call, match):
+    df = _frame(np.linspace(10, 20, 120))
+    with pytest.raises(UsageError, match=match) as info:
+        call(df)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_strategy_lists_choices():
+    with pytest.raises(UsageError, match="valid: MA_Crossover"):
+        get_strategy("zzz")
