@@ -2,7 +2,7 @@
 
 A naive ``mpf.plot`` + ``savefig`` builds a new figure per chart (~190 ms). Here each process keeps ONE
 matplotlib figure per (size, volume, hide_context, style, overlays) layout and only swaps the data of its
-collections, then rasterises with the Agg canvas and encodes the RGB buffer with Pillow (~10x faster).
+collections, then rasterises with the Agg canvas and writes the RGB buffer as a PNG directly (~10x faster).
 
 Palette (exact RGB; every element is drawn with antialiasing OFF and alpha 1, so the PNG holds only these
 colours plus, when ``hide_context=False``, anti-aliased text/tick pixels outside the candle area)::
@@ -36,16 +36,17 @@ first drawn bar without look-ahead (every value at bar t uses bars <= t only).
 
 from __future__ import annotations
 
-import io
+import struct
 import threading
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from PIL import Image
 
 from ..market.indicators import bollinger as _bollinger
 from ..market.indicators import sma
@@ -124,6 +125,7 @@ class _Canvas:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         self.pal = PALETTES[style]
+        self.rgba = {k: np.array(to_rgba(v)) for k, v in asdict(self.pal).items() if isinstance(v, str)}
         self.style, self.hide_context = style, hide_context
         self.fig = Figure(figsize=(size / _DPI, size / _DPI), dpi=_DPI, facecolor=self.pal.background)
         self.canvas = FigureCanvasAgg(self.fig)
@@ -163,12 +165,12 @@ class _Canvas:
         up = c >= o
         pal = self.pal
         self.wicks.set_segments(np.stack([np.column_stack([x, lo]), np.column_stack([x, h])], axis=1))
-        self.wicks.set_colors(np.where(up, pal.up_wick, pal.down_wick).tolist())
+        self.wicks.set_colors(self._pick(up, "up_wick", "down_wick"))
         half = _BODY_WIDTH / 2
         bot, top = np.minimum(o, c), np.maximum(o, c)
         self.bodies.set_verts(_rects(x - half, x + half, bot, top))
-        self.bodies.set_facecolors(np.where(up, pal.up_body, pal.down_body).tolist())
-        self.bodies.set_edgecolors(np.where(up, pal.up_edge, pal.down_edge).tolist())
+        self.bodies.set_facecolors(self._pick(up, "up_body", "down_body"))
+        self.bodies.set_edgecolors(self._pick(up, "up_edge", "down_edge"))
         for line, vals in zip(self.mav_lines, mav_values, strict=True):
             line.set_data(x, vals)
         for line, vals in zip(self.bb_lines, bb_values, strict=True):
@@ -179,7 +181,7 @@ class _Canvas:
         if self.vbars is not None:
             vup = np.concatenate([[True], c[1:] >= c[:-1]]) if pal.volume_vs_prev_close else up
             self.vbars.set_verts(_rects(x - half, x + half, np.zeros(n), v))
-            self.vbars.set_facecolors(np.where(vup, pal.volume_up, pal.volume_down).tolist())
+            self.vbars.set_facecolors(self._pick(vup, "volume_up", "volume_down"))
             self.vax.set_ylim(0, float(v.max()) * 1.1 or 1.0)
         if not self.hide_context:
             ticks = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))
@@ -189,10 +191,26 @@ class _Canvas:
                                       if dates is not None else [str(i) for i in ticks])
             self.title.set_text(title or "")
         self.canvas.draw()
-        rgba = np.asarray(self.canvas.buffer_rgba())
-        buf = io.BytesIO()
-        Image.fromarray(rgba[..., :3]).save(buf, format="PNG", compress_level=1)
-        return buf.getvalue()
+        return _encode_png(np.asarray(self.canvas.buffer_rgba()))
+
+    def _pick(self, cond: np.ndarray, if_true: str, if_false: str) -> np.ndarray:
+        """Per-bar RGBA rows (converting hex strings per bar costs more than drawing)."""
+        return np.where(cond[:, None], self.rgba[if_true], self.rgba[if_false])
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def _encode_png(rgba: np.ndarray) -> bytes:
+    """8-bit RGB PNG, no filter, zlib level 1: ~2x faster than Pillow here and byte-stable (no metadata)."""
+    h, w, _ = rgba.shape
+    raw = np.zeros((h, 1 + 3 * w), dtype=np.uint8)  # each row starts with filter type 0
+    rgb = raw[:, 1:].reshape(h, w, 3)
+    for k in range(3):  # channel by channel: ~8x faster than copying rgba[..., :3] in one strided go
+        rgb[..., k] = rgba[..., k]
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)) + _png_chunk(b"IEND", b""))
 
 
 def _rects(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
