@@ -64,6 +64,7 @@ _ESTIMATES = r"(?:analysts'?\s+|wall\s+street(?:'s)?\s+|consensus\s+|market\s+|t
 _CUES: tuple[tuple[re.Pattern[str], float], ...] = tuple((re.compile(p), w) for p, w in (
     (rf"\b(?:beat|beats|beating|top|tops|topped|exceed(?:s|ed)?|surpass(?:es|ed)?|crush(?:es|ed)?)\s+{_ESTIMATES}",
      1.2),
+    (rf"\b(?:meet|meets|met|match(?:es|ed)?|in\s+line\s+with)\s+{_ESTIMATES}", 0.6),
     (rf"\b(?:miss(?:es|ed)?|missing|fell\s+short\s+of|falls?\s+short\s+of|trail(?:s|ed)?)\s+{_ESTIMATES}", -1.2),
     (rf"\b(?:raise[sd]?|raising|lift(?:s|ed)?|boost(?:s|ed)?|hike[sd]?|increase[sd]?|ups|upped|reaffirm(?:s|ed)?)"
      rf"\s+{_TARGETS}", 1.2),
