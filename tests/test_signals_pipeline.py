@@ -218,3 +218,21 @@ def test_auto_falls_back_to_builtin_when_no_server(caplog) -> None:
     pipe = SignalPipeline.from_config(cfg)
     assert pipe.offline
     assert any("builtin" in r.getMessage() for r in caplog.records)
+
+
+def test_offline_batch_in_worker_processes_matches_in_process(offline, aapl) -> None:
+    from alphasignal.charts import render_chart
+    from alphasignal.signals.pipeline import decide_offline_batch
+
+    jobs = []
+    for end in (-300, -200, -100, -1):
+        w = aapl.iloc[end - 80:end]
+        jobs.append((render_chart(w, warmup=20), NEWS, float(w["Close"].iloc[-1])))
+    jobs.append((b"not an image", NEWS, None))
+    out = decide_offline_batch(CFG, jobs, workers=2)
+    assert isinstance(out[-1], UsageError)
+    for (png, news, close), d in zip(jobs[:-1], out[:-1], strict=True):
+        ref = offline.decide(offline.item(png, news, close))
+        assert d.model_dump(exclude={"meta"}) == ref.model_dump(exclude={"meta"})
+    with pytest.raises(UsageError, match="needs pipeline.provider=builtin"):
+        decide_offline_batch(replace(CFG, provider="auto"), jobs, workers=2)
