@@ -17,6 +17,8 @@ Public interface (stable; stage 06 calls it):
   ``(metrics, curves)``, ``curves[i]`` the equity curve (starting at 1) of metrics row ``i``.
 * ``returns_matrix(df, strategy, params_list, *, options=None, start=None, end=None) -> DataFrame`` (bars x
   configs) of per-bar returns, e.g. for ``probability_of_backtest_overfitting``.
+* ``positions(df, strategy, params_list, ...) -> DataFrame`` (bars x configs) of target positions decided at
+  each close (held from the next bar).
 * validation: ``split_train_test``, ``train_test``, ``walk_forward``, ``deflated_sharpe_ratio``,
   ``probability_of_backtest_overfitting`` (see ``validation.py``).
 
@@ -27,7 +29,7 @@ risk_free, device, engine, max_memory_mb, periods_per_year). Execution conventio
 
 from .metrics import METRICS
 from .strategies import PARAM_SPECS, STRATEGIES, ParamSpec, expand_grid, get_strategy, validate_params
-from .sweep import backtest, returns_matrix, run_sweep
+from .sweep import backtest, positions, returns_matrix, run_sweep
 from .validation import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
@@ -38,5 +40,5 @@ from .validation import (
 from .xp import resolve
 
 __all__ = ["METRICS", "PARAM_SPECS", "STRATEGIES", "ParamSpec", "backtest", "deflated_sharpe_ratio", "expand_grid",
-           "get_strategy", "probability_of_backtest_overfitting", "resolve", "returns_matrix", "run_sweep",
+           "get_strategy", "positions", "probability_of_backtest_overfitting", "resolve", "returns_matrix", "run_sweep",
            "split_train_test", "train_test", "validate_params", "walk_forward"]

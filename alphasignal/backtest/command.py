@@ -19,7 +19,7 @@ import pandas as pd
 
 from config import Config, SweepConfig
 
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
@@ -154,9 +154,14 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     backend = resolve(opts.device, opts.engine)
     configs = expand_grid(opts.strategy, opts.grid)
     t0 = time.perf_counter()
-    frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
-                       cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
-                       min_length=ds.min_length, retries=ds.download_retries)
+    try:
+        frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
+                           cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
+                           min_length=ds.min_length, retries=ds.download_retries)
+    except DataError as exc:
+        if ds.source == "csv":  # the user's own file is bad input (exit 2), not a failing data source
+            raise UsageError(str(exc)) from None
+        raise
     load_s = time.perf_counter() - t0
     plan = {}
     for ticker, df in frames.items():

@@ -14,7 +14,8 @@ import pandas as pd
 from config import SweepConfig
 
 from ..errors import UsageError
-from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
+from . import vector
+from .engine import Prices, _config_arrays, annualisation, as_frames, prepare_prices, simulate
 from .metrics import METRICS, finalise, rf_per_bar
 from .strategies import expand_grid, get_strategy, split_valid, validate_params
 from .xp import Backend, resolve
@@ -120,6 +121,20 @@ def returns_matrix(data: pd.DataFrame, strategy: str, params_list: list[dict[str
     _, _, rets = run_window(prices, strategy, configs, opts, resolve(opts.device, opts.engine), lo=lo, hi=hi,
                             want_rets=True)
     return pd.DataFrame(rets, index=prices.index[lo:hi])
+
+
+def positions(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any]], *,
+              options: SweepConfig | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """Target position (-1/0/1) decided at each close (held from the next bar), bars x configs, for one frame."""
+    opts = options or SweepConfig()
+    strat = get_strategy(strategy)
+    configs = _check_all_valid(strategy, params_list)
+    prices = prepare_prices(data, str(data.attrs.get("ticker", "data")), strat.needs)
+    lo, hi = _window(prices, start, end)
+    table, ia, fa = _config_arrays(strat, configs, np.arange(len(configs)), prices)
+    pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=opts.mode == "long_short", lo=lo,
+                           hi=hi)
+    return pd.DataFrame(pos, index=prices.index[lo:hi])
 
 
 def run_sweep(data: Data, strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]], *,
