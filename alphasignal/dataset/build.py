@@ -101,33 +101,56 @@ def assign_splits(windows: list[Window], frames: dict[str, pd.DataFrame], ds) ->
     return out
 
 
-def sample_id(ticker: str, date: pd.Timestamp) -> str:
-    """Stable file-safe id: TICKER-YYYYMMDD (intraday: TICKER-YYYYMMDDHHMM)."""
-    safe = "".join(ch if ch.isalnum() else "_" for ch in ticker.upper())
-    fmt = "%Y%m%d" if date == date.normalize() else "%Y%m%d%H%M"
-    return f"{safe}-{date.strftime(fmt)}"
+def _safe(ticker: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in ticker.upper())
 
 
-def make_record(w: Window, df: pd.DataFrame, ind: pd.DataFrame, atr_series: np.ndarray, ds, prompt) -> dict:
+@dataclass(frozen=True)
+class TickerData:
+    """Per-ticker arrays computed once: dates as text, closes, indicator matrix, ATR for the stops."""
+
+    ticker: str
+    dates: list[str]  # YYYY-MM-DD (ISO timestamp for intraday bars)
+    stamps: list[str]  # the id part: YYYYMMDD (YYYYMMDDHHMM intraday)
+    close: np.ndarray
+    ind_names: tuple[str, ...]
+    ind: np.ndarray  # bars x indicators
+    atr: np.ndarray
+
+    @classmethod
+    def of(cls, ticker: str, df: pd.DataFrame, atr_period: int) -> TickerData:
+        """Precompute everything ``make_record`` reads (all causal: row t uses bars <= t)."""
+        intraday = bool((df.index != df.index.normalize()).any())
+        dates = list(df.index.strftime("%Y-%m-%dT%H:%M:%S" if intraday else "%Y-%m-%d"))
+        stamps = list(df.index.strftime("%Y%m%d%H%M" if intraday else "%Y%m%d"))
+        frame = indicator_frame(df)
+        a = atr(df["High"].to_numpy(), df["Low"].to_numpy(), df["Close"].to_numpy(), atr_period)
+        return cls(ticker, dates, stamps, df["Close"].to_numpy(dtype="float64"), tuple(frame.columns),
+                   frame.to_numpy(), a)
+
+    def sample_id(self, i: int) -> str:
+        """Stable file-safe id of the window ending at bar i: TICKER-YYYYMMDD."""
+        return f"{_safe(self.ticker)}-{self.stamps[i]}"
+
+
+def make_record(w: Window, td: TickerData, ds, prompt) -> dict:
     """The JSONL object of one window (see the README's stage 01 section for the format)."""
     i, h = w.end, ds.horizon
-    close = df["Close"].to_numpy()
+    close = td.close
     real_entry = float(close[i])
     scale = REBASE_TO / real_entry if ds.hide_context else 1.0
     win = close[i - ds.window + 1:i + 1]
     sigma = float(np.std(np.diff(np.log(win)), ddof=1)) if len(win) > 2 else 0.0
-    row = ind.iloc[i]
     snap = {k: (None if math.isnan(v) else round(float(v) * (scale if k in _PRICE_KEYS else 1.0), 6))
-            for k, v in row.items()}
+            for k, v in zip(td.ind_names, td.ind[i].tolist(), strict=True)}
     # ATR needs atr_period bars; before that, the window's daily volatility stands in for it
-    atr_val = float(np.nan_to_num(atr_series[i], nan=real_entry * sigma)) * scale
+    atr_val = float(td.atr[i]) if not math.isnan(td.atr[i]) else real_entry * sigma
     inp = LabelInputs(entry=real_entry * scale, forward_return=float(close[i + h] / close[i] - 1), sigma=sigma,
-                      atr=atr_val, horizon=h)
+                      atr=atr_val * scale, horizon=h)
     sig = make_signal(inp, mode=ds.label_mode, buy_threshold=ds.buy_threshold, sell_threshold=ds.sell_threshold,
                       stop_atr=ds.stop_atr, take_profit_atr=ds.take_profit_atr,
                       rationale=rationale(snap, sigma, float(win[-1] / win[0] - 1)))
-    sid = sample_id(w.ticker, df.index[i])
-    label = sig.model_dump()
+    sid = td.sample_id(i)
     return {
         "id": sid,
         "messages": [
@@ -138,20 +161,16 @@ def make_record(w: Window, df: pd.DataFrame, ind: pd.DataFrame, atr_series: np.n
         ],
         "split": w.split,
         "ticker": w.ticker,
-        "window_start": _date(df.index[i - ds.window + 1]),
-        "window_end": _date(df.index[i]),
-        "label_end": _date(df.index[i + h]),
+        "window_start": td.dates[i - ds.window + 1],
+        "window_end": td.dates[i],
+        "label_end": td.dates[i + h],
         "horizon": h,
         "forward_return": round(inp.forward_return, 6),
         "price_scale": round(scale, 12),
         "indicators": snap,
-        "label": label,
+        "label": sig.model_dump(),
         "prompt_version": prompt.id,
     }
-
-
-def _date(ts: pd.Timestamp) -> str:
-    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
 
 
 def config_hash(ds, frames: dict[str, pd.DataFrame]) -> str:
@@ -246,11 +265,9 @@ def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
     if not windows:
         raise UsageError("no samples left after the split and embargo: lower dataset.val_fraction/test_fraction "
                          "or dataset.limit, or widen the date range")
-    inds = {t: indicator_frame(df) for t, df in frames.items()}
-    atrs = {t: atr(df["High"].to_numpy(), df["Low"].to_numpy(), df["Close"].to_numpy(), ds.atr_period)
-            for t, df in frames.items()}
+    data = {t: TickerData.of(t, df, ds.atr_period) for t, df in frames.items()}
     prompt = load_prompt("chart_signal")
-    records = [make_record(w, frames[w.ticker], inds[w.ticker], atrs[w.ticker], ds, prompt) for w in windows]
+    records = [make_record(w, data[w.ticker], ds, prompt) for w in windows]
     chash = config_hash(ds, frames)
     out = Path(ds.output_dir).expanduser()
     images = _prepare_output(out, chash, overwrite)
