@@ -65,7 +65,7 @@ def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
     assert run_eval(small_dataset, small_dataset.pipeline, str(out), quiet=True) == 0
     result = json.loads(out.read_text())
     assert result["samples"] == len(load_test_samples(small_dataset)) and result["engine"] == "builtin"
-    assert {"chart", "fused", "buy and hold (anchor)"} <= set(result["metrics"])
+    assert {"chart", "fused", "buy & hold"} <= set(result["metrics"])
     assert 0 <= result["metrics"]["fused"]["accuracy"] <= 1 and "api_key" not in result["pipeline"]
     assert "signal eval" in capsys.readouterr().out
 

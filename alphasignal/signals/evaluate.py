@@ -4,7 +4,7 @@ Metrics, for the chart signal alone and for the fused decision: action accuracy 
 dataset labels; calibration of the confidence in the chosen action (ECE over 10 bins, and the top-label Brier
 score mean((confidence - correct)^2)); a follow-the-signal backtest (+1 BUY / -1 SELL / 0 HOLD held for the
 label horizon, no costs): Sharpe annualised by sqrt(252 / horizon), hit rate over trades, total return. Anchors
-in the same run: the majority-class predictor and buy-and-hold on the same samples.
+in the same run: the majority-class predictor ("always X") and buy-and-hold on the same samples.
 
 News per sample (``pipeline.eval_news``): ``trailing`` writes a one-line headline from the sample's indicators
 at the window end (distance from the 20-bar average, RSI: past bars only), so the sentiment path is exercised
@@ -137,9 +137,9 @@ def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool
             ("fused", [d.final_action for d in decisions], [d.final_confidence for d in decisions])):
         rows[name] = {**classification(acts, confs, labels), **follow_the_signal(acts, fwd, h)}
     majority = max(ACTIONS, key=labels.count)
-    rows[f"always {majority} (anchor)"] = {**classification([majority] * len(labels), [1.0] * len(labels), labels),
+    rows[f"always {majority}"] = {**classification([majority] * len(labels), [1.0] * len(labels), labels),
                                            **follow_the_signal([majority] * len(labels), fwd, h)}
-    rows["buy and hold (anchor)"] = follow_the_signal(["BUY"] * len(labels), fwd, h)
+    rows["buy & hold"] = follow_the_signal(["BUY"] * len(labels), fwd, h)
     meta = decisions[0].meta
     return {"samples": len(samples), "label_counts": {a: labels.count(a) for a in ACTIONS}, "horizon": h,
             "engine": meta["engine"], "vlm_model": meta["vlm_model"], "sentiment_model": meta["sentiment_model"],
@@ -156,9 +156,10 @@ def run_eval(cfg: Config, pc: PipelineConfig, output: str, limit: int = 0, quiet
     result = evaluate(cfg, pc, load_test_samples(cfg, limit), quiet=quiet)
     table = Table(title=f"signal eval: {result['samples']} test samples, chart={result['vlm_model']}, "
                         f"news={result['sentiment_model']}")
-    cols = ("accuracy", "macro_f1", "ece", "brier", "sharpe", "hit_rate", "total_return", "trades")
-    table.add_column("predictor")
-    for c in cols:
+    cols = {"accuracy": "acc", "macro_f1": "F1", "ece": "ECE", "brier": "Brier", "sharpe": "Sharpe",
+            "hit_rate": "hit", "total_return": "return", "trades": "n"}
+    table.add_column("predictor", no_wrap=True)
+    for c in cols.values():
         table.add_column(c, justify="right")
     for name, m in result["metrics"].items():
         table.add_row(name, *(("" if c not in m else f"{m[c]:d}" if isinstance(m[c], int) else f"{m[c]:.3f}")
