@@ -31,6 +31,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # Keys the local grammar converters mishandle (llama.cpp ignores min/max and crashed on a `\.` pattern):
 # ranges are enforced by Pydantic after parsing, with a retry.
+# String lengths too: llama.cpp expands maxLength=N into N nested rules, which made sampling ~10x slower.
 _GRAMMAR_DROP = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "pattern", "minLength",
                  "maxLength", "format", "title", "default", "examples"}
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
@@ -205,8 +206,8 @@ class ReplyError(ValueError):
 
 
 def grammar_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema sent to servers: refs inlined, every field required, ranges/patterns/string lengths dropped
-    (Pydantic checks them afterwards)."""
+    """The JSON schema sent to servers: refs inlined, every field required; ranges, patterns and string lengths
+    dropped (local grammar converters mishandle them; Pydantic checks them afterwards)."""
     full = schema.model_json_schema()
     defs = full.pop("$defs", {})
 
@@ -228,9 +229,37 @@ def grammar_schema(schema: type[BaseModel]) -> dict[str, Any]:
 
 
 def schema_instructions(schema: type[BaseModel]) -> str:
-    """The reply contract appended to every system prompt: field names, types, ranges and descriptions."""
-    return ("Reply with ONE JSON object only, no prose, matching this JSON schema "
-            "(respect every minimum/maximum):\n" + json.dumps(schema.model_json_schema(), separators=(",", ":")))
+    """The reply contract appended to every system prompt: one line per field with its type, range and meaning.
+
+    A compact list rather than the raw JSON schema: small models copy a pasted schema into their answer.
+    """
+    full = schema.model_json_schema()
+    lines = ["Reply with ONE JSON object and nothing else, with these fields:"]
+    for name, prop in full.get("properties", {}).items():
+        lines.append(f'- "{name}": {_describe(prop, full.get("$defs", {}))}'
+                     + (f" — {prop['description']}" if prop.get("description") else ""))
+    return "\n".join(lines)
+
+
+def _describe(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        ref = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
+        return "object with " + ", ".join(f'"{k}"' for k in ref.get("properties", {}))
+    if "anyOf" in prop:
+        kinds = [_describe(a, defs) for a in prop["anyOf"] if a.get("type") != "null"]
+        return " or ".join(kinds) + (" or null" if len(kinds) < len(prop["anyOf"]) else "")
+    if "enum" in prop:
+        return "one of " + ", ".join(json.dumps(e) for e in prop["enum"])
+    kind = prop.get("type", "value")
+    if kind in ("number", "integer"):
+        lo = prop.get("minimum", prop.get("exclusiveMinimum"))
+        hi = prop.get("maximum", prop.get("exclusiveMaximum"))
+        return kind + (f" from {lo:g} to {hi:g}" if lo is not None and hi is not None
+                       else f" > {lo:g}" if lo is not None else f" < {hi:g}" if hi is not None else "")
+    if kind == "array":
+        most = f" at most {prop['maxItems']}" if "maxItems" in prop else ""
+        return f"list of{most} {_describe(prop.get('items', {}), defs)}" + ("s" if "items" in prop else "")
+    return str(kind)
 
 
 def feedback(error: str) -> str:
@@ -250,7 +279,7 @@ def extract_json(text: str) -> Any:
     """The first JSON object in ``text`` (after reasoning blocks; inside a code fence if there is one)."""
     text = strip_reasoning(text).strip()
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)  # raw newlines inside strings: llama.cpp's grammar allows them
     for chunk in candidates:
         for i, ch in enumerate(chunk):
             if ch == "{":
@@ -258,8 +287,11 @@ def extract_json(text: str) -> Any:
                     return decoder.raw_decode(chunk, i)[0]
                 except json.JSONDecodeError:
                     continue
-    raise ReplyError(f"no JSON object found in the reply ({one_line(text, 80)!r})" if text
-                     else "the reply was empty")
+    if not text:
+        raise ReplyError("the reply was empty")
+    if text.startswith("{"):
+        raise ReplyError(f"the JSON object is malformed or cut off ({one_line(text, 60)!r}): keep strings short")
+    raise ReplyError(f"no JSON object found in the reply ({one_line(text, 80)!r})")
 
 
 def repair(data: Any, schema: dict[str, Any], defs: dict[str, Any] | None = None, path: str = ""
@@ -315,7 +347,8 @@ def describe_errors(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "reply"
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {one_line(repr(got), 60)})"
-        parts.append(f"{loc}: {err['msg']}{got_s}")
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}{got_s}")
     return "; ".join(parts)
 
 

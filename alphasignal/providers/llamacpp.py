@@ -1,0 +1,105 @@
+"""In-process GGUF models with llama-cpp-python: grammar-constrained JSON, vision with an mmproj file.
+
+The loaded ``Llama`` is cached per (file, mmproj, n_ctx) for the life of the process and guarded by a lock
+(llama.cpp contexts are not thread-safe). Generation is streamed so the per-call timeout can stop it between
+tokens. The vision projector (``mmproj_path``) is loaded only for the ``vlm`` role, with llama-cpp-python's
+``Qwen25VLChatHandler``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from .base import Message, Provider, ProviderSettings, openai_messages
+
+_CACHE: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_llama(path: str | Path, mmproj: str | Path = "", n_ctx: int = 4096) -> tuple[Any, threading.Lock]:
+    """The cached ``Llama`` for a GGUF file (and its inference lock); loads it on first use."""
+    key = (str(Path(path).resolve()), str(Path(mmproj).resolve()) if mmproj else "", n_ctx)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise ModelError("llama-cpp-python is not installed: pip install 'llama-cpp-python>=0.3' "
+                                 "(it compiles llama.cpp, ~10 min), or use another provider") from None
+            handler = None
+            if mmproj:
+                from llama_cpp.llama_chat_format import Qwen25VLChatHandler
+
+                handler = Qwen25VLChatHandler(clip_model_path=key[1], verbose=False)
+            try:
+                # llama.cpp's default thread count (half the cores) on purpose: all cores on a busy machine
+                # made generation 20x slower (spinning threads); see benchmarks.
+                llm = Llama(model_path=key[0], chat_handler=handler, n_ctx=n_ctx, n_batch=512, seed=0,
+                            verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelError(f"cannot load GGUF {key[0]}: {exc}: check the file is a complete GGUF model") from None
+            _CACHE[key] = (llm, threading.Lock())
+        return _CACHE[key]
+
+
+class LlamaCppProvider(Provider):
+    """A GGUF model run in this process (``model`` is a .gguf path, or a label with ``gguf_path`` set)."""
+
+    name = "llamacpp"
+    supports_json_schema = True
+    supports_streaming = True
+
+    def __init__(self, model: str, settings: ProviderSettings | None = None, role: str = "") -> None:
+        super().__init__(model, settings, role)
+        is_file = model.endswith(".gguf")
+        self.path = Path(model if is_file else self.settings.gguf_path).expanduser()
+        self.model = Path(model).stem if is_file else (model or self.path.stem)
+        self.mmproj = self.settings.mmproj_path if role == "vlm" else ""
+        self.supports_vision = bool(self.mmproj)
+
+    def check(self) -> None:
+        """The GGUF (and mmproj) files exist and llama-cpp-python imports; does not load the model."""
+        if not str(self.path) or str(self.path) == "." or not self.path.is_file():
+            raise ModelError(f"GGUF model file {str(self.path)!r} not found: set pipeline.gguf_path (or pass a "
+                             ".gguf path as the model)")
+        if self.mmproj and not Path(self.mmproj).expanduser().is_file():
+            raise ModelError(f"mmproj file {self.mmproj!r} not found: set pipeline.mmproj_path to the vision "
+                             "projector GGUF written with the model")
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise ModelError("llama-cpp-python is not installed: pip install 'llama-cpp-python>=0.3', "
+                             "or use another provider") from None
+
+    def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
+        self.check()
+        llm, lock = load_llama(self.path, Path(self.mmproj).expanduser() if self.mmproj else "", self.settings.n_ctx)
+        deadline = time.monotonic() + timeout
+        if not lock.acquire(timeout=timeout):
+            raise self._timeout(timeout)
+        try:
+            stream = llm.create_chat_completion(
+                messages=openai_messages(messages), temperature=self.settings.temperature,
+                max_tokens=self.settings.max_tokens, stream=True,
+                response_format={"type": "json_object", "schema": json_schema})
+            parts = []
+            for chunk in stream:
+                parts.append(chunk["choices"][0]["delta"].get("content") or "")
+                if time.monotonic() > deadline:
+                    stream.close()
+                    raise self._timeout(timeout)
+        except ValueError as exc:  # e.g. prompt longer than the context window
+            raise ModelError(f"llama.cpp failed on {self.path.name}: {exc}: shorten the input or raise "
+                             "n_ctx") from None
+        finally:
+            lock.release()
+        return "".join(parts)
+
+    def _timeout(self, timeout: float) -> ModelError:
+        return ModelError(f"llamacpp model {self.model!r} timed out after {timeout:g}s: raise pipeline.timeout "
+                          "(e.g. --set pipeline.timeout=120) or use a smaller model")
