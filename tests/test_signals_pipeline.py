@@ -236,3 +236,10 @@ def test_offline_batch_in_worker_processes_matches_in_process(offline, aapl) -> 
         assert d.model_dump(exclude={"meta"}) == ref.model_dump(exclude={"meta"})
     with pytest.raises(UsageError, match="needs pipeline.provider=builtin"):
         decide_offline_batch(replace(CFG, provider="auto"), jobs, workers=2)
+
+
+def test_decompression_bomb_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL's guard, lowered so a small image trips it
+    for side in (40, 64):  # above the limit (warning) and above twice the limit (error): both refused
+        with pytest.raises(UsageError, match="too large to decode safely"):
+            load_image(_png(side, side), 1024)
