@@ -59,17 +59,21 @@ def build_qwen_tokenizer():
 
 
 def tiny_qwen_vl_config():
-    """A ~10M-parameter Qwen2.5-VL config: 2 text layers of width 64, a 3-block vision tower (GGUF needs >= 3)."""
+    """A ~10M-parameter Qwen2.5-VL config: 2 text layers of width 64, a 3-block vision tower (GGUF needs >= 3).
+
+    Weights start 5x wider than Qwen's 0.02 so that width-64 hidden states can move the logits: a few LoRA steps
+    then lower the loss visibly instead of staying near log(vocab).
+    """
     from transformers import Qwen2_5_VLConfig
 
     text = dict(vocab_size=151665, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=151643, eos_token_id=151645,
                 rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-                tie_word_embeddings=True)
+                tie_word_embeddings=True, initializer_range=0.1)
     vision = dict(depth=3, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
                   fullatt_block_indexes=[2], window_size=112, patch_size=14, spatial_merge_size=2,
                   temporal_patch_size=2)
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, initializer_range=0.1)
 
 
 def build_tiny_qwen_vl(out_dir: str | Path, seed: int = 0) -> Path:
