@@ -236,3 +236,15 @@ def test_other_config_in_same_dir_needs_overwrite(tmp_path, aapl):
     assert len(_lines(out)) == json.loads(first.stdout)["samples"]  # untouched
     res = _run("--csv", str(csv), "--output-dir", str(out), "--limit", "12", "--overwrite")
     assert res.returncode == 0 and len(_lines(out)) == json.loads(res.stdout)["samples"]
+
+
+@pytest.mark.parametrize(("val", "test", "expected"), [(0.0, 0.0, {"train"}), (0.2, 0.0, {"train", "val"}),
+                                                       (0.0, 0.2, {"train", "test"})])
+def test_empty_splits_purge_nothing_at_the_end(val, test, expected):
+    ds = small_dataset_config("unused", tickers=("GOOG",), stride=1, val_fraction=val, test_fraction=test)
+    frames = {"GOOG": load_ohlcv("GOOG", ds.start, ds.end, source="offline")}
+    planned = plan_windows(frames, ds)
+    wins = assign_splits(planned, frames, ds)
+    assert {w.split for w in wins} == expected
+    assert wins[-1].end == planned[-1].end  # the last split keeps its latest windows
+    assert len(planned) - len(wins) <= (len(expected) - 1) * (ds.horizon + ds.effective_embargo)

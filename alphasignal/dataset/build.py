@@ -86,7 +86,7 @@ def assign_splits(windows: list[Window], frames: dict[str, pd.DataFrame], ds) ->
     ends = sorted(frames[w.ticker].index[w.end] for w in windows)
     n = len(ends)
     cut_idx = (round(n * (1 - ds.val_fraction - ds.test_fraction)), round(n * (1 - ds.test_fraction)))
-    cuts = [ends[k] if k < n else pd.Timestamp.max for k in cut_idx]
+    cuts = [ends[k] for k in cut_idx if k < n]  # first window-end date of val, then of test (absent if empty)
     gap = ds.effective_embargo
     out = []
     for w in windows:
@@ -299,8 +299,10 @@ def _render_all(todo, frames, images: str, opts: dict, ds, *, quiet: bool, total
     workers = ds.workers or os.cpu_count() or 1
     batch = 16
     chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
+    from rich.console import Console
+
     with Progress(TextColumn("rendering charts"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=quiet, transient=True) as bar:
+                  console=Console(stderr=True), disable=quiet, transient=True) as bar:
         task = bar.add_task("render", total=total, completed=total - len(todo))
         if workers <= 1 or len(chunks) <= 1:
             _init_worker(frames)
