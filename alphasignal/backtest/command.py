@@ -24,7 +24,7 @@ from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
 from .metrics import METRICS
-from .strategies import expand_grid, get_strategy, split_valid
+from .strategies import get_strategy, grid_frame, split_valid
 from .sweep import _progress, run_window
 from .validation import dsr_of_best, pbo_from_blocks, split_point
 from .xp import Backend, resolve
@@ -152,7 +152,7 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         raise UsageError(f"sweep.sort_by={opts.sort_by!r} is not a metric: use one of {', '.join(METRICS)}")
     strat = get_strategy(opts.strategy)
     backend = resolve(opts.device, opts.engine)
-    configs = expand_grid(opts.strategy, opts.grid)
+    configs = grid_frame(opts.strategy, opts.grid)
     t0 = time.perf_counter()
     try:
         frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,

@@ -86,6 +86,8 @@ def annualisation(prices: Prices, opts: SweepConfig) -> float:
 
 def _plan_chunks(keys: list[tuple[RowKey, ...]], row_bytes: int, cfg_bytes: int, budget: int) -> list[np.ndarray]:
     """Group configurations (sorted so shared indicator rows cluster) so rows + per-config outputs fit ``budget``."""
+    if len({k for ks in keys for k in ks}) * row_bytes + len(keys) * cfg_bytes <= budget:
+        return [np.arange(len(keys))]
     order = sorted(range(len(keys)), key=lambda i: tuple(reversed(keys[i])))
     chunks, cur, rows = [], [], set()
     for i in order:
@@ -104,20 +106,20 @@ def _plan_chunks(keys: list[tuple[RowKey, ...]], row_bytes: int, cfg_bytes: int,
     return chunks
 
 
-def _config_arrays(strat: Strategy, configs: list[dict], idx: np.ndarray, prices: Prices):
-    keys = [strat.rows(configs[i]) for i in idx]
+def _config_arrays(strat: Strategy, configs: list[dict], idx: np.ndarray, prices: Prices,
+                   keys: list[tuple[RowKey, ...]] | None = None):
+    """Indicator table (one row per unique key), row indices (k x 3: row a, row b, flag) and floats (k x 2)."""
+    keys = [strat.rows(configs[i]) for i in idx] if keys is None else [keys[i] for i in idx]
     uniq = list(dict.fromkeys(k for ks in keys for k in ks))
     where = {k: r for r, k in enumerate(uniq)}
     table = np.empty((len(uniq), prices.n))
     for r, key in enumerate(uniq):
         table[r] = build_row(key, prices.high, prices.low, prices.close)
     ia = np.empty((len(idx), 3), dtype=np.int64)
-    fa = np.empty((len(idx), 2))
-    for j, (i, ks) in enumerate(zip(idx, keys, strict=True)):
-        ia[j, 0] = where[ks[0]]
-        ia[j, 1] = where[ks[-1]]
-        ia[j, 2] = strat.flag(configs[i])
-        fa[j] = strat.floats(configs[i])
+    ia[:, 0] = [where[ks[0]] for ks in keys]
+    ia[:, 1] = [where[ks[-1]] for ks in keys]
+    ia[:, 2] = [strat.flag(configs[i]) for i in idx]
+    fa = np.array([strat.floats(configs[i]) for i in idx], dtype="float64").reshape(len(idx), 2)
     return table, ia, fa
 
 
@@ -140,7 +142,7 @@ def simulate(prices: Prices, strat: Strategy, configs: list[dict[str, Any]], opt
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
-        table, ia, fa = _config_arrays(strat, configs, idx, prices)
+        table, ia, fa = _config_arrays(strat, configs, idx, prices, keys)
         args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
         if backend.engine == "numba":
             a, b, r = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,

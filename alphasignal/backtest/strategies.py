@@ -13,12 +13,14 @@ the reference loop in ``tests/test_backtest.py``.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from ..errors import UsageError
 from ..market import indicators as ind
@@ -39,7 +41,10 @@ RowKey = tuple  # ("sma", 20), ("macd_sig", 12, 26, 9), ...
 
 @dataclass(frozen=True)
 class Strategy:
-    """One strategy: specs, constraints (message, predicate), warm-up bars and indicator rows per config."""
+    """One strategy: specs, constraints (message, predicate), warm-up bars and indicator rows per config.
+
+    ``warmup`` and the constraint predicates are arithmetic on ``p[name]``, so they accept one config (a dict)
+    or many at once (a DataFrame, giving Series)."""
 
     name: str
     kind: int
@@ -63,7 +68,7 @@ _STRATEGY_LIST = [
         {"short_period": ParamSpec(2, 200, 1, int, 10), "long_period": ParamSpec(5, 400, 1, int, 50),
          "use_ema": ParamSpec(0, 1, 1, bool, False)},
         rows=_ma_rows,
-        warmup=lambda p: int(p["long_period"]) - 1,
+        warmup=lambda p: p["long_period"] - 1,
         constraints=(("short_period must be < long_period", lambda p: p["short_period"] < p["long_period"]),),
     ),
     Strategy(
@@ -71,7 +76,7 @@ _STRATEGY_LIST = [
         {"period": ParamSpec(5, 200, 1, int, 20), "num_std": ParamSpec(0.5, 4.0, 0.05, float, 2.0),
          "mean_reversion": ParamSpec(0, 1, 1, bool, False)},
         rows=lambda p: (("sma", int(p["period"])), ("std", int(p["period"]))),
-        warmup=lambda p: int(p["period"]) - 1,
+        warmup=lambda p: p["period"] - 1,
         floats=lambda p: (float(p["num_std"]), 0.0),
         flag=lambda p: int(bool(p["mean_reversion"])),
     ),
@@ -80,7 +85,7 @@ _STRATEGY_LIST = [
         {"period": ParamSpec(2, 100, 1, int, 14), "lower": ParamSpec(1, 50, 1, float, 30.0),
          "upper": ParamSpec(50, 99, 1, float, 70.0)},
         rows=lambda p: (("rsi", int(p["period"])),),
-        warmup=lambda p: int(p["period"]),
+        warmup=lambda p: p["period"] + 0,
         floats=lambda p: (float(p["lower"]), float(p["upper"])),
         constraints=(("lower must be < upper", lambda p: p["lower"] < p["upper"]),),
     ),
@@ -90,14 +95,14 @@ _STRATEGY_LIST = [
          "signal": ParamSpec(2, 100, 1, int, 9)},
         rows=lambda p: (("macd_line", int(p["fast"]), int(p["slow"])),
                         ("macd_sig", int(p["fast"]), int(p["slow"]), int(p["signal"]))),
-        warmup=lambda p: int(p["slow"]) + int(p["signal"]) - 2,
+        warmup=lambda p: p["slow"] + p["signal"] - 2,
         constraints=(("fast must be < slow", lambda p: p["fast"] < p["slow"]),),
     ),
     Strategy(
         "Donchian_Breakout", 4,
         {"channel": ParamSpec(2, 400, 1, int, 20)},
         rows=lambda p: (("dc_hi", int(p["channel"])), ("dc_lo", int(p["channel"]))),
-        warmup=lambda p: int(p["channel"]),
+        warmup=lambda p: p["channel"] + 0,
         needs=("High", "Low", "Close"),
     ),
 ]
@@ -174,51 +179,51 @@ def _expand_values(name: str, spec: ParamSpec, raw: Any) -> list[Any]:
 def expand_grid(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Cartesian product of a grid (dict of lists/ranges; missing parameters take their defaults) or a list of
     configs. Malformed values raise UsageError; constraint violations are left for :func:`split_valid`."""
+    return grid_frame(strategy, grid).to_dict("records")
+
+
+def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`expand_grid` as a DataFrame (one row per configuration, columns in PARAM_SPECS order)."""
     strat = get_strategy(strategy)
     if isinstance(grid, list):
         if not grid:
             raise UsageError("the grid is empty: give at least one configuration")
-        configs = [dict(g) for g in grid]
-    else:
-        if not grid:
-            raise UsageError(f"the grid is empty: set sweep.grid, e.g. --set 'sweep.grid={{{next(iter(strat.specs))}"
-                             "=[10, 20]}'")
-        for k in grid:
-            if k not in strat.specs:
-                raise UsageError(f"unknown parameter {k!r} for {strategy} in the grid: {_hint(k, strat.specs)}")
-        axes = {}
-        for k, spec in strat.specs.items():
-            if k in grid:
-                axes[k] = _expand_values(k, spec, grid[k])
-            elif spec.default is not None:
-                axes[k] = [spec.default]
-            else:  # pragma: no cover - every spec has a default
-                raise UsageError(f"grid for {strategy} lacks {k!r}: add it")
-        names = list(axes)
-        mesh = np.meshgrid(*[np.arange(len(axes[k])) for k in names], indexing="ij")
-        flat = [m.ravel() for m in mesh]
-        configs = [{k: axes[k][int(f[i])] for k, f in zip(names, flat, strict=True)} for i in range(flat[0].size)]
-    for cfg in configs:
-        hard = [p for p in validate_params(strategy, {k: cfg.get(k) for k in strat.specs} | cfg)
-                if not any(msg in p for msg, _ in strat.constraints)]
-        if hard:
-            raise UsageError(f"{strategy} grid: {hard[0]}: fix the grid values")
-    return configs
+        for cfg in grid:
+            hard = [p for p in validate_params(strategy, cfg) if not any(m in p for m, _ in strat.constraints)]
+            if hard:
+                raise UsageError(f"{strategy} grid: {hard[0]}: fix the grid values")
+        return pd.DataFrame([{k: cfg[k] for k in strat.specs} for cfg in grid])
+    if not grid:
+        raise UsageError(f"the grid is empty: set sweep.grid, e.g. --set 'sweep.grid={{{next(iter(strat.specs))}"
+                         "=[10, 20]}'")
+    for k in grid:
+        if k not in strat.specs:
+            raise UsageError(f"unknown parameter {k!r} for {strategy} in the grid: {_hint(k, strat.specs)}")
+    axes = {}
+    for k, spec in strat.specs.items():
+        vals = _expand_values(k, spec, grid[k]) if k in grid else [spec.default]
+        for v in vals:
+            if msg := _type_problem(k, v, spec):
+                raise UsageError(f"{strategy} grid: {msg}: fix the grid values")
+        axes[k] = vals
+    return pd.DataFrame(list(itertools.product(*axes.values())), columns=list(axes))
 
 
-def split_valid(strategy: str, configs: list[dict[str, Any]], n_bars: int) -> tuple[list[dict], list[tuple[dict, str]]]:
+def split_valid(strategy: str, configs: list[dict[str, Any]] | pd.DataFrame, n_bars: int
+                ) -> tuple[list[dict], list[tuple[dict, str]]]:
     """(valid configs, [(config, reason)] skipped): constraint violations and warm-ups longer than the data."""
     strat = get_strategy(strategy)
-    valid, skipped = [], []
-    for cfg in configs:
-        problems = validate_params(strategy, cfg)
-        if not problems and strat.warmup(cfg) >= n_bars - 1:
-            problems = [f"needs {strat.warmup(cfg) + 2} bars, data has {n_bars}"]
-        if problems:
-            skipped.append((cfg, problems[0]))
-        else:
-            valid.append(normalise(strategy, cfg))
-    return valid, skipped
+    frame = configs if isinstance(configs, pd.DataFrame) else pd.DataFrame(list(configs))
+    reason = pd.Series("", index=frame.index, dtype=object)
+    for msg, ok in strat.constraints:
+        reason[(reason == "") & ~np.asarray(ok(frame), dtype=bool)] = msg
+    warm = np.asarray(strat.warmup(frame))
+    too_long = (reason == "") & (warm >= n_bars - 1)
+    reason[too_long] = [f"needs {w + 2} bars, data has {n_bars}" for w in warm[too_long.to_numpy()]]
+    good = (reason == "").to_numpy()
+    typed = frame[good].astype({k: s.type for k, s in strat.specs.items()})
+    bad = frame[~good].to_dict("records")
+    return typed.to_dict("records"), list(zip(bad, reason[~good], strict=True))
 
 
 def build_row(key: RowKey, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from . import vector
 from .engine import Prices, _config_arrays, annualisation, as_frames, prepare_prices, simulate
 from .metrics import METRICS, finalise, rf_per_bar
-from .strategies import expand_grid, get_strategy, split_valid, validate_params
+from .strategies import get_strategy, grid_frame, normalise, split_valid, validate_params
 from .xp import Backend, resolve
 
 Data = pd.DataFrame | Mapping[str, pd.DataFrame]
@@ -61,7 +61,7 @@ def _check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[d
         problems = validate_params(strategy, p)
         if problems:
             raise UsageError(f"{strategy} configuration #{i}: {problems[0]}")
-    return [dict(p) for p in params_list]
+    return [normalise(strategy, p) for p in params_list]
 
 
 def run_window(prices: Prices, strategy: str, configs: list[dict], opts: SweepConfig, backend: Backend, *,
@@ -145,7 +145,7 @@ def run_sweep(data: Data, strategy: str, grid: Mapping[str, Any] | list[Mapping[
     opts = options or SweepConfig()
     strat = get_strategy(strategy)
     backend = resolve(opts.device, opts.engine)
-    configs = expand_grid(strategy, grid)
+    configs = grid_frame(strategy, grid)
     frames_in = {t: prepare_prices(df, t, strat.needs) for t, df in as_frames(data).items()}
     plan = {}
     skipped: Counter[str] = Counter()
