@@ -146,6 +146,9 @@ class ServeConfig:
     gguf_path: str = ""
     mmproj_path: str = ""
     models_to_pull: tuple[str, ...] = ("qwen2.5vl:3b", "qwen2.5:3b")
+    model: str = ""  # name to serve/check the fine-tuned model under ("" = training.ollama_model_name)
+    modelfile: str = ""  # Ollama Modelfile to register ("" = the one stage 02 wrote under training.output_dir)
+    pid_dir: str = "~/.cache/alphasignal"  # where the llama.cpp server started by stage 03 is recorded
     gpu_memory_utilization: float = 0.9
     max_model_len: int = 4096
     startup_timeout: float = 60.0
@@ -155,6 +158,11 @@ class ServeConfig:
                f"serve.provider={self.provider!r} is invalid: use ollama, llamacpp, openai or vllm")
         _check(0 < self.port < 65536, f"serve.port={self.port} is invalid: use 1..65535")
         _check(0 < self.gpu_memory_utilization <= 1, "serve.gpu_memory_utilization must be in (0, 1]")
+        _check(self.max_model_len > 0, "serve.max_model_len must be > 0")
+        _check(self.startup_timeout > 0, "serve.startup_timeout must be > 0 seconds")
+        for name in ("ollama_host", "openai_base_url"):
+            _check(getattr(self, name).startswith(("http://", "https://")),
+                   f"serve.{name}={getattr(self, name)!r} must start with http:// or https://")
 
 
 @dataclass(frozen=True)
