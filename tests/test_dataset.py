@@ -195,6 +195,8 @@ def test_resume_after_kill_has_no_duplicates_or_truncation(tmp_path):
     (["--tickers", "ZZZZ", "--set", "dataset.source=offline"], 4, "ZZZZ: no offline data for this ticker"),
     (["--tickers", "GOOG", "--set", "dataset.source=offline", "--set", "dataset.start=2013-01-01",
       "--set", "dataset.window=200", "--set", "dataset.min_length=10"], 2, "too few for window 200 + horizon 5"),
+    (["--set", "dataset.source=offline", "--set", "dataset.start=2030-01-01", "--set", "dataset.end=2031-01-01"], 4,
+     "AAPL: no data in the requested range"),
     (["--set", "dataset.buy_threshold=-1"], 2, "sell_threshold < 0 < buy_threshold"),
     (["--set", "dataset.label_mode=absolute", "--set", "dataset.sell_threshold=-2"], 2, "impossible for label_mode"),
 ])

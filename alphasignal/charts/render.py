@@ -184,7 +184,7 @@ class _Canvas:
             self.vbars.set_facecolors(self._pick(vup, "volume_up", "volume_down"))
             self.vax.set_ylim(0, float(v.max()) * 1.1 or 1.0)
         if not self.hide_context:
-            ticks = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))
+            ticks = np.unique(np.linspace(0, n - 1, min(n, 4)).round().astype(int))
             bottom_ax = self.vax if self.vax is not None else self.ax
             bottom_ax.set_xticks(ticks)
             bottom_ax.set_xticklabels([pd.Timestamp(dates[i]).strftime("%Y-%m-%d") for i in ticks]

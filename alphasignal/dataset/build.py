@@ -283,7 +283,8 @@ def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
     write_atomic(out / JSONL_NAME, lines.encode("utf-8"))
     last = windows[-1]
     demo = frames[last.ticker].iloc[max(last.end - ds.window + 1 - warmup_bars(ds), 0):last.end + 1]
-    write_atomic(out / "demo_chart.png", render_chart(demo, **{**opts, "hide_context": False}, title=last.ticker,
+    demo_opts = {**opts, "hide_context": False, "size": max(ds.image_size, 448)}  # axis labels need room
+    write_atomic(out / "demo_chart.png", render_chart(demo, **demo_opts, title=last.ticker,
                                                       warmup=len(demo) - ds.window))
     summary = summarise(records, chash, ds)
     write_atomic(out / "dataset_card.md", dataset_card(summary, ds).encode("utf-8"))
