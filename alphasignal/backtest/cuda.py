@@ -1,0 +1,150 @@
+"""CuPy backend: the fused per-configuration kernel of ``kernels.py`` in CUDA C, one GPU thread per configuration.
+
+A line-by-line port of ``kernels.sweep_kernel`` (same fills, costs, bust rule and accumulators). cupy itself is
+reached only through ``xp.get_cupy()``. NOTE: written without access to a GPU; the engine tests
+(tests/test_backtest.py) run it against the reference loop wherever ``xp.gpu_status()`` finds a usable GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .kernels import NACC
+from .xp import get_cupy
+
+_SOURCE = r"""
+__device__ int target_position(int kind, int pos, double c, double x0, double x1, int flag, double f0, double f1,
+                               int short_ok) {
+    if (isnan(x0) || isnan(x1)) return 0;
+    int neg = short_ok ? -1 : 0;
+    if (kind == 0 || kind == 3) return x0 > x1 ? 1 : (x0 < x1 ? neg : 0);
+    if (kind == 1) {
+        double up = x0 + f0 * x1, dn = x0 - f0 * x1;
+        if (flag == 0) {
+            if (c > up) return 1;
+            if (c < dn) return neg;
+            if ((pos == 1 && c < x0) || (pos == -1 && c > x0)) return 0;
+            return pos;
+        }
+        if (c < dn) return 1;
+        if (c > up) return neg;
+        if ((pos == 1 && c > x0) || (pos == -1 && c < x0)) return 0;
+        return pos;
+    }
+    if (kind == 2) return x0 < f0 ? 1 : (x0 > f1 ? neg : pos);
+    return c > x0 ? 1 : (c < x1 ? neg : pos);
+}
+
+__device__ void fill(double* cash, double* units, int tgt, double price, double kb, double ks, double* entry_eq,
+                     double* trades, double* wins, double* gw, double* gl) {
+    if (*units != 0.0) {
+        if (*units > 0.0) *cash += *units * price * ks;
+        else *cash -= -*units * price * kb;
+        *units = 0.0;
+        double pnl = *cash - *entry_eq;
+        if (pnl > 0.0) { *wins += 1.0; *gw += pnl; }
+        else if (pnl < 0.0) { *gl -= pnl; }
+    }
+    if (tgt != 0 && *cash > 0.0) {
+        *entry_eq = *cash;
+        double q = *cash / (price * kb);
+        if (tgt > 0) { *units = q; *cash = 0.0; }
+        else { *units = -q; *cash += q * price * ks; }
+        *trades += 1.0;
+    }
+}
+
+extern "C" __global__ void sweep_kernel(
+        const int kind, const double* close, const double* open_, const double* table, const long long n,
+        const long long* ia, const double* fa, const int k, const int short_ok, const int next_open,
+        const int lo, const int hi, const double kb, const double ks, const double rf_bar,
+        const long long* edges, const int n_blocks, double* out, double* blocks, double* rets, const int want_rets) {
+    int j = blockDim.x * blockIdx.x + threadIdx.x;
+    if (j >= k) return;
+    const double* row0 = table + ia[3 * j] * n;
+    const double* row1 = table + ia[3 * j + 1] * n;
+    int flag = (int)ia[3 * j + 2];
+    double f0 = fa[2 * j], f1 = fa[2 * j + 1];
+    double cash = 1.0, units = 0.0, entry_eq = 1.0, eq_prev = 1.0, peak = 1.0, mdd = 0.0;
+    double s1 = 0.0, s2 = 0.0, sd2 = 0.0, trades = 0.0, wins = 0.0, gw = 0.0, gl = 0.0, exposed = 0.0;
+    double turnover = 0.0;
+    int pos = 0, pending = 0, bust = 0, b = 0;
+    long long next_edge = n_blocks > 0 ? edges[1] : (long long)hi + 1;
+    for (int t = lo; t < hi; ++t) {
+        double c = close[t];
+        if (next_open && pending != pos) {
+            fill(&cash, &units, pending, open_[t], kb, ks, &entry_eq, &trades, &wins, &gw, &gl);
+            turnover += abs(pending - pos);
+            pos = pending;
+        }
+        exposed += units != 0.0;
+        double eq = cash + units * c;
+        if (eq <= 0.0 && !bust) {
+            if (units != 0.0) gl += entry_eq;
+            turnover += abs(pos);
+            eq = 0.0; cash = 0.0; units = 0.0; pos = 0; bust = 1;
+        }
+        int tgt = bust ? 0 : target_position(kind, pos, c, row0[t], row1[t], flag, f0, f1, short_ok);
+        if (next_open) {
+            pending = tgt;
+        } else if (tgt != pos) {
+            fill(&cash, &units, tgt, c, kb, ks, &entry_eq, &trades, &wins, &gw, &gl);
+            turnover += abs(tgt - pos);
+            pos = tgt;
+            eq = cash + units * c;
+        }
+        double r = eq_prev > 0.0 ? eq / eq_prev - 1.0 : 0.0;
+        eq_prev = eq;
+        s1 += r;
+        s2 += r * r;
+        double d = fmin(r - rf_bar, 0.0);
+        sd2 += d * d;
+        peak = fmax(peak, eq);
+        if (peak - eq > mdd * peak) mdd = 1.0 - eq / peak;
+        if (n_blocks > 0) {
+            while (t >= next_edge) { b += 1; next_edge = edges[b + 1]; }
+            blocks[(j * n_blocks + b) * 2] += r;
+            blocks[(j * n_blocks + b) * 2 + 1] += r * r;
+        }
+        if (want_rets) rets[(long long)(t - lo) * k + j] = r;
+    }
+    if (units != 0.0) {
+        double pnl = eq_prev - entry_eq;
+        if (pnl > 0.0) { wins += 1.0; gw += pnl; }
+        else if (pnl < 0.0) { gl -= pnl; }
+    }
+    double* o = out + (long long)j * 11;
+    o[0] = eq_prev; o[1] = s1; o[2] = s2; o[3] = sd2; o[4] = mdd; o[5] = trades; o[6] = wins; o[7] = gw;
+    o[8] = gl; o[9] = exposed; o[10] = turnover;
+}
+"""
+
+
+@functools.cache
+def _kernel():
+    return get_cupy().RawKernel(_SOURCE, "sweep_kernel")
+
+
+def run_cupy(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray, *,
+             short_ok: bool, next_open: bool, lo: int, hi: int, kb: float, ks: float, rf_bar: float,
+             edges: np.ndarray, want_rets: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy one chunk to the GPU, run one thread per configuration, copy the accumulators back."""
+    cp = get_cupy()
+    k = ia.shape[0]
+    n_blocks = max(len(edges) - 1, 0)
+    d_out = cp.empty((k, NACC))
+    d_blocks = cp.zeros((k, n_blocks, 2)) if n_blocks else cp.zeros(1)
+    d_rets = cp.empty((hi - lo, k)) if want_rets else cp.zeros(1)
+    threads = 128
+    _kernel()(((k + threads - 1) // threads,), (threads,), (
+        np.int32(kind), cp.asarray(close), cp.asarray(open_), cp.asarray(np.ascontiguousarray(table)),
+        np.int64(table.shape[1]), cp.asarray(np.ascontiguousarray(ia, dtype=np.int64)),
+        cp.asarray(np.ascontiguousarray(fa)), np.int32(k), np.int32(short_ok), np.int32(next_open), np.int32(lo),
+        np.int32(hi), np.float64(kb), np.float64(ks), np.float64(rf_bar),
+        cp.asarray(np.ascontiguousarray(edges, dtype=np.int64)), np.int32(n_blocks), d_out, d_blocks, d_rets,
+        np.int32(want_rets)))
+    blocks = cp.asnumpy(d_blocks) if n_blocks else np.zeros((k, 0, 2))
+    rets = cp.asnumpy(d_rets) if want_rets else np.empty((0, 0))
+    return cp.asnumpy(d_out), blocks, rets
