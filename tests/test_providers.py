@@ -1,0 +1,406 @@
+"""Providers: one suite over every backend (minbpe style), with REAL SmolLM2-135M inference.
+
+Fast tests cover parsing, repairs, the builtin engines and the registry's error paths against real sockets.
+Slow tests run SmolLM2 through llama.cpp in-process, through the ``openai`` provider against llama_cpp.server,
+and through the ``ollama`` provider against the Ollama-API-compatible test server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fixtures_llm import SMOLLM2_OLLAMA_NAME, real_ollama_host, start_ollama_compat
+from pydantic import BaseModel, Field
+
+from alphasignal.errors import ModelError, UsageError
+from alphasignal.providers import (
+    BuiltinProvider,
+    EngineRequest,
+    Provider,
+    ProviderSettings,
+    Reply,
+    ReplyError,
+    get_provider,
+    grammar_schema,
+    parse_reply,
+    register_engine,
+)
+from alphasignal.providers.base import extract_json, schema_instructions, strip_reasoning
+from alphasignal.signals.schemas import NewsSentiment, TradingSignal
+
+ROOT = Path(__file__).resolve().parents[1]
+NEWS_SYSTEM = "You are a financial news analyst. Judge how the news affects the price. Answer with JSON only."
+NEWS = "News: Apple beats earnings estimates and raises guidance; shares +8% after hours."
+
+
+class Score(BaseModel):
+    """A small test contract with a [0, 1] field."""
+
+    label: str = Field(description="a one-word label")
+    confidence: float = Field(ge=0, le=1, description="confidence from 0 to 1")
+
+
+class _ReplayProvider(Provider):
+    """FAKE model: replays fixed replies so the retry loop's bookkeeping is checked in milliseconds.
+    The same behaviour on real SmolLM2 replies is in the slow tests below."""
+
+    name = "replay"
+
+    def __init__(self, replies: list[str], **settings: object) -> None:
+        super().__init__("replay-model", ProviderSettings(**settings))
+        self.replies, self.calls = list(replies), []
+
+    def _complete(self, messages, json_schema, timeout):  # noqa: ANN001, ANN202 - test double
+        self.calls.append(list(messages))
+        return self.replies.pop(0)
+
+
+# --------------------------------------------------------------------------------- parsing and repairs
+def test_think_blocks_and_fences_are_stripped_before_the_first_json_object() -> None:
+    raw = '<think>maybe {"action": "SELL"}</think>\nSure!\n```json\n{"label": "x", "confidence": 0.4}\n```'
+    assert extract_json(raw) == {"label": "x", "confidence": 0.4}
+    assert strip_reasoning('still thinking {"a": 1}</think>{"b": 2}') == '{"b": 2}'
+    assert extract_json('text before {"label": "y", "confidence": 1} and {"other": 2}') == {"label": "y",
+                                                                                              "confidence": 1}
+
+
+def test_raw_newlines_inside_strings_parse() -> None:
+    # llama.cpp's grammar lets control characters into strings; strict JSON would reject the whole reply.
+    assert extract_json('{"label": "a\nb", "confidence": 0.1}')["label"] == "a\nb"
+
+
+@pytest.mark.parametrize("raw, message", [("", "empty"), ("no json here", "no JSON object"),
+                                          ('{"label": "cut', "cut off")])
+def test_unparseable_replies_explain_why(raw: str, message: str) -> None:
+    with pytest.raises(ReplyError, match=message):
+        extract_json(raw)
+
+
+def test_percentage_rule_and_enum_case_are_the_only_repairs() -> None:
+    value, repairs = parse_reply('{"sentiment": "bullish", "intensity": 20, "key_factors": ["beat"]}', NewsSentiment)
+    assert (value.sentiment, value.intensity) == ("BULLISH", 0.2)
+    assert any("percentage" in r for r in repairs) and any("'BULLISH'" in r for r in repairs)
+    for bad in (150, -0.5):  # beyond 100 or negative: not a percentage, rejected for a retry
+        with pytest.raises(ReplyError, match="intensity"):
+            parse_reply(json.dumps({"sentiment": "BEARISH", "intensity": bad, "key_factors": []}), NewsSentiment)
+    with pytest.raises(ReplyError, match="BUY needs stop_loss < entry_price < take_profit"):
+        parse_reply('{"action": "BUY", "confidence": 0.5, "entry_price": 10, "stop_loss": 11, "take_profit": 12}',
+                    TradingSignal)
+
+
+def test_grammar_schema_is_simple_and_asks_for_every_field() -> None:
+    class Tricky(BaseModel):
+        title: str = Field(pattern=r"^\d+\.\d+$", max_length=9)
+        pattern: float = Field(ge=0, le=1)
+        inner: Score | None = None
+
+    g = grammar_schema(Tricky)
+    text = json.dumps(g)
+    assert "$ref" not in text and "minimum" not in text and "maximum" not in text and "\\\\." not in text
+    assert set(g["properties"]) == {"title", "pattern", "inner"} == set(g["required"])  # field names survive
+    assert g["properties"]["inner"]["anyOf"][0]["required"] == ["label", "confidence"]
+    assert grammar_schema(NewsSentiment)["properties"]["key_factors"]["maxItems"] == 5
+
+
+def test_schema_instructions_list_fields_with_ranges() -> None:
+    text = schema_instructions(TradingSignal)
+    assert '"confidence": number from 0 to 1' in text and '"action": one of "BUY", "SELL", "HOLD"' in text
+
+
+# --------------------------------------------------------------------------------- the retry loop
+def test_loop_feeds_the_validation_error_back_and_counts_attempts() -> None:
+    p = _ReplayProvider(['{"label": "a", "confidence": 250}', '{"label": "a", "confidence": 0.7}'])
+    reply = p.structured(Score, "sys", "user")
+    assert (reply.value.confidence, reply.attempts, reply.provider) == (0.7, 2, "replay")
+    second = p.calls[1]
+    assert second[-2].role == "assistant" and "250" in second[-2].content
+    assert second[-1].role == "user" and "confidence" in second[-1].content and "less than or equal to 1" in \
+        second[-1].content
+
+
+def test_final_failure_is_one_line_exit_3_with_the_raw_replies_saved(tmp_path: Path) -> None:
+    p = _ReplayProvider(["nope", '{"label": 1}', "{broken"], max_retries=2, raw_dir=str(tmp_path))
+    with pytest.raises(ModelError) as err:
+        p.structured(Score, "sys", "user")
+    msg = str(err.value)
+    assert err.value.exit_code == 3 and "\n" not in msg and "3 attempt(s)" in msg
+    saved = Path(msg.rsplit("saved to ", 1)[1])
+    assert saved.parent == tmp_path and saved.read_text().count("=== attempt") == 3 and "{broken" in saved.read_text()
+
+
+def test_async_twin_uses_the_same_loop() -> None:
+    p = _ReplayProvider(['{"label": "a", "confidence": 85}'])
+    reply = asyncio.run(p.astructured(Score, "s", "u"))
+    assert reply.value.confidence == 0.85 and reply.repairs and reply.meta()["engine"] == "model"
+
+
+def test_images_to_a_text_only_provider_are_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="cannot read images"):
+        _ReplayProvider(["{}"]).structured(Score, "s", "u", images=[b"\x89PNG"])
+
+
+# --------------------------------------------------------------------------------- builtin engines
+def test_builtin_engine_gets_context_and_images_and_is_labelled() -> None:
+    seen: list[EngineRequest] = []
+
+    def engine(req: EngineRequest) -> dict:
+        seen.append(req)
+        return {"label": req.context["word"], "confidence": 0.5}
+
+    p = BuiltinProvider(engines={Score: engine}, role="test")
+    reply = p.structured(Score, "s", "u", images=[b"img"], context={"word": "hi"})
+    assert reply.value == Score(label="hi", confidence=0.5) and reply.is_builtin and reply.meta()["engine"] == "builtin"
+    assert seen[0].images == (b"img",) and seen[0].role == "test"
+    assert asyncio.run(p.astructured(Score, "s", "u", context={"word": "yo"})).value.label == "yo"
+
+
+def test_builtin_without_an_engine_or_with_a_bad_one_is_a_clear_error() -> None:
+    class Unknown(BaseModel):
+        x: int
+
+    with pytest.raises(ModelError, match="cannot answer Unknown"):
+        BuiltinProvider().structured(Unknown, "s", "u")
+    with pytest.raises(ModelError, match="invalid value"):
+        BuiltinProvider(engines={Score: lambda r: {"label": "a", "confidence": 7}}).structured(Score, "s", "u")
+
+
+def test_register_engine_is_global_and_type_checked() -> None:
+    class Registered(BaseModel):
+        n: int
+
+    register_engine(Registered, lambda r: Registered(n=len(r.user)))
+    assert get_provider("builtin").structured(Registered, "s", "four").value.n == 4
+    with pytest.raises(TypeError):
+        register_engine(dict, lambda r: {})  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------- registry and errors
+def test_settings_from_any_config_shape() -> None:
+    from config import load_config
+
+    cfg = load_config(None, ["pipeline.timeout=5", "pipeline.require_server=true"])
+    for source in (cfg, cfg.pipeline, ProviderSettings.from_config(cfg)):
+        s = ProviderSettings.from_config(source)
+        assert (s.timeout, s.require_server) == (5.0, True)
+    assert ProviderSettings.from_config(None, max_retries=0).max_retries == 0
+
+
+def test_unknown_provider_suggests_the_closest_name() -> None:
+    with pytest.raises(UsageError, match="did you mean 'ollama'"):
+        get_provider("olama", model="m")
+
+
+def test_server_down_names_the_fix(free_port: int) -> None:
+    url = f"http://127.0.0.1:{free_port}"
+    with pytest.raises(ModelError, match=f"no Ollama server at {url}.*`ollama serve`") as err:
+        get_provider("ollama", model="qwen2.5:3b", cfg=ProviderSettings(ollama_host=url))
+    assert err.value.exit_code == 3
+    with pytest.raises(ModelError, match=f"no OpenAI-compatible server at {url}/v1"):
+        get_provider("openai", model="m", cfg=ProviderSettings(openai_base_url=f"{url}/v1"))
+    unchecked = get_provider("ollama", model="m", cfg=ProviderSettings(ollama_host=url), check=False)
+    with pytest.raises(ModelError, match="cannot reach Ollama .*`ollama serve`"):  # down at call time
+        unchecked.structured(Score, "s", "u")
+
+
+def test_missing_gguf_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="pipeline.gguf_path"):
+        get_provider("llamacpp", model="label", cfg=ProviderSettings(gguf_path=str(tmp_path / "none.gguf")))
+
+
+def test_model_not_pulled_names_ollama_pull() -> None:
+    with start_ollama_compat({}) as srv:  # a real HTTP server with no models (no model is loaded)
+        settings = ProviderSettings(ollama_host=srv.url)
+        with pytest.raises(ModelError, match="run `ollama pull qwen2.5vl:3b`"):
+            get_provider("ollama", model="qwen2.5vl:3b", cfg=settings)
+        with pytest.raises(ModelError, match="run `ollama pull qwen2.5vl:3b`"):  # the 404 at call time
+            get_provider("ollama", model="qwen2.5vl:3b", cfg=settings, check=False).structured(Score, "s", "u")
+
+
+def _run_script(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_auto_falls_back_to_builtin_with_one_stderr_line(free_port: int) -> None:
+    url = f"http://127.0.0.1:{free_port}"
+    out = _run_script(f"""
+        from alphasignal.providers import get_provider, ProviderSettings
+        s = ProviderSettings(ollama_host="{url}", openai_base_url="{url}/v1")
+        p = get_provider("auto", model="qwen2.5:3b", cfg=s, role="llm")
+        print(p.name, p.is_builtin)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["builtin", "True"]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "builtin offline engine" in lines[0] and "ollama serve" in lines[0]
+
+
+def test_require_server_makes_the_fallback_an_exit_3_error(free_port: int) -> None:
+    url = f"http://127.0.0.1:{free_port}"
+    out = _run_script(f"""
+        import sys
+        from alphasignal.cli import build_parser, run
+        from alphasignal.providers import get_provider
+        def main(args, cfg):
+            get_provider("auto", model="qwen2.5:3b", cfg=cfg, role="llm")
+        sys.exit(run(main, build_parser("t"), ["--set", "pipeline.require_server=true",
+                 "--set", "pipeline.ollama_host={url}", "--set", "pipeline.openai_base_url={url}/v1"]))
+    """)
+    assert out.returncode == 3
+    assert out.stderr.count("\n") == 1 and "require_server" in out.stderr and "`ollama serve`" in out.stderr
+
+
+# --------------------------------------------------------------------------------- real SmolLM2, every provider
+PROVIDERS = ["llamacpp", "openai", "ollama"]
+
+
+@pytest.fixture(params=PROVIDERS)
+def make_provider(request: pytest.FixtureRequest, smollm2_gguf: Path, tmp_path: Path) -> Callable[..., Provider]:
+    """A factory for SmolLM2 behind each provider (servers start once per session)."""
+    name = request.param
+    if name == "openai":
+        base, model = {"openai_base_url": request.getfixturevalue("llama_server")}, "smollm2"
+    elif name == "ollama":
+        base, model = {"ollama_host": request.getfixturevalue("ollama_server").url}, SMOLLM2_OLLAMA_NAME
+    else:
+        pytest.importorskip("llama_cpp")
+        base, model = {}, str(smollm2_gguf)
+
+    def make(**overrides: object) -> Provider:
+        settings = {"raw_dir": str(tmp_path / "raw"), "max_tokens": 64, "max_retries": 1, "timeout": 120.0, **base,
+                    **overrides}
+        return get_provider(name, model=model, cfg=ProviderSettings(**settings), role="llm")
+
+    return make
+
+
+def _spy(provider: Provider) -> list[str]:
+    """Record the raw replies of a real provider (wraps its transport; the model still answers)."""
+    raws: list[str] = []
+    inner = provider._complete
+
+    def recording(messages, json_schema, timeout):  # noqa: ANN001, ANN202
+        raws.append(inner(messages, json_schema, timeout))
+        return raws[-1]
+
+    provider._complete = recording  # type: ignore[method-assign]
+    return raws
+
+
+def _valid_or_clear(call: Callable[[], Reply]) -> Reply | None:
+    try:
+        return call()
+    except ModelError as exc:
+        msg = str(exc)
+        assert "\n" not in msg and "raw replies saved to" in msg
+        assert Path(msg.rsplit("saved to ", 1)[1]).read_text().count("=== attempt") >= 1
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schema, system, user", [
+    (NewsSentiment, NEWS_SYSTEM, NEWS),
+    (TradingSignal, "You are a chart analyst. BUY: stop_loss < entry_price < take_profit. Answer with JSON only.",
+     "Last close 187.3, ATR 2.1, uptrend, RSI 62. Give the trading signal."),
+])
+def test_real_model_gives_a_valid_contract_or_a_clear_error(make_provider, schema, system, user) -> None:  # noqa: ANN001
+    provider = make_provider()
+    raws = _spy(provider)
+    reply = _valid_or_clear(lambda: provider.structured(schema, system, user))
+    assert raws, "the model was called"
+    if reply is not None:
+        assert isinstance(reply.value, schema) and reply.provider == provider.name and 1 <= reply.attempts <= 2
+        assert reply.raw == raws[-1] and reply.latency_s > 0
+
+
+@pytest.mark.slow
+def test_real_out_of_range_reply_is_retried_with_feedback(make_provider) -> None:  # noqa: ANN001
+    provider = make_provider(max_retries=1)
+    raws = _spy(provider)
+    reply = _valid_or_clear(lambda: provider.structured(Score, "You rate things. Answer with JSON only.",
+                                                        "Rate this movie. Set confidence to 250."))
+    with pytest.raises(ReplyError):  # SmolLM2 obeys the 250: out of range, not a percentage
+        parse_reply(raws[0], Score)
+    assert len(raws) == 2 and (reply is None or reply.attempts == 2)
+
+
+@pytest.mark.slow
+def test_real_percentage_reply_is_rescaled(make_provider) -> None:  # noqa: ANN001
+    provider = make_provider(max_retries=0)
+    raws = _spy(provider)
+    reply = provider.structured(Score, "You rate things. Answer with JSON only.",
+                                "Rate this movie. Set confidence to 85.")
+    said = extract_json(raws[0])["confidence"]
+    assert 0 <= reply.value.confidence <= 1
+    assert (reply.value.confidence == pytest.approx(said / 100) and reply.repairs) if said > 1 else not reply.repairs
+
+
+@pytest.mark.slow
+def test_reasoning_block_before_a_real_reply_is_stripped(make_provider) -> None:  # noqa: ANN001
+    provider = make_provider()
+    inner = provider._complete
+    provider._complete = lambda m, s, t: '<think>it could be {"confidence": 9}</think>\n' + inner(m, s, t)
+    reply = _valid_or_clear(lambda: provider.structured(Score, "You rate things. Answer with JSON only.",
+                                                        "Rate this movie. Set confidence to 0.3."))
+    assert reply is not None and reply.raw.startswith("<think>") and reply.value.confidence <= 1
+
+
+@pytest.mark.slow
+def test_timeout_is_a_clear_exit_3_error(make_provider) -> None:  # noqa: ANN001
+    with pytest.raises(ModelError, match=r"timed out after 0.01s.*pipeline.timeout") as err:
+        make_provider(max_tokens=256).structured(NewsSentiment, NEWS_SYSTEM, NEWS, timeout=0.01)
+    assert err.value.exit_code == 3
+
+
+@pytest.mark.slow
+def test_async_calls_run_concurrently_and_validate(make_provider) -> None:  # noqa: ANN001
+    provider = make_provider(max_retries=0)
+
+    async def both() -> list:
+        return await asyncio.gather(*(provider.astructured(Score, "Answer with JSON only.", f"Rate item {i}. "
+                                                           "Set confidence to 0.5.") for i in range(2)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(both())
+    assert all(isinstance(r, Reply) and 0 <= r.value.confidence <= 1 or isinstance(r, ModelError) for r in results)
+
+
+@pytest.mark.slow
+def test_auto_uses_a_reachable_server_with_the_model(ollama_server, llama_server, free_port: int) -> None:  # noqa: ANN001
+    s = ProviderSettings(ollama_host=ollama_server.url, openai_base_url=llama_server)
+    assert get_provider("auto", model=SMOLLM2_OLLAMA_NAME, cfg=s).name == "ollama"
+    s = ProviderSettings(ollama_host=f"http://127.0.0.1:{free_port}", openai_base_url=llama_server)
+    assert get_provider("auto", model="smollm2", cfg=s).name == "openai"
+
+
+@pytest.mark.slow
+def test_ollama_capabilities_gate_images(ollama_server) -> None:  # noqa: ANN001
+    p = get_provider("ollama", model=SMOLLM2_OLLAMA_NAME, cfg=ProviderSettings(ollama_host=ollama_server.url))
+    assert p.supports_vision is False  # /api/show lists no "vision" for a text model
+    with pytest.raises(UsageError, match="cannot read images"):
+        p.structured(Score, "s", "u", images=[b"\x89PNG"])
+
+
+@pytest.mark.slow
+def test_real_ollama_when_reachable(tmp_path: Path) -> None:
+    import os
+
+    import httpx
+
+    host = real_ollama_host()
+    if host is None:
+        pytest.skip("no real Ollama: set OLLAMA_HOST to a running `ollama serve` to run this test")
+    tags = httpx.get(f"{host}/api/tags", timeout=5).json().get("models", [])
+    model = os.environ.get("OLLAMA_TEST_MODEL") or (tags[0]["name"] if tags else None)
+    if not model:
+        pytest.skip(f"the Ollama at {host} has no model: `ollama pull qwen2.5:0.5b` or set OLLAMA_TEST_MODEL")
+    p = get_provider("ollama", model=model, cfg=ProviderSettings(ollama_host=host, raw_dir=str(tmp_path)))
+    reply = _valid_or_clear(lambda: p.structured(NewsSentiment, NEWS_SYSTEM, NEWS))
+    assert reply is None or isinstance(reply.value, NewsSentiment)
