@@ -105,6 +105,11 @@ class DatasetConfig:
 class TrainingConfig:
     """Stage 02 (QLoRA fine-tuning) settings."""
 
+    # GGUF types llama.cpp writes (converter: f32/f16/bf16/q8_0; the rest via llama_model_quantize).
+    GGUF_TYPES: typing.ClassVar[frozenset[str]] = frozenset({
+        "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s",
+        "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"})
+
     base_model: str = "unsloth/Qwen2.5-VL-3B-Instruct"
     backend: str = "unsloth"  # unsloth | hf
     load_in_4bit: bool = True
@@ -130,7 +135,17 @@ class TrainingConfig:
         _check(self.lora_r > 0 and self.lora_alpha > 0, "training.lora_r and lora_alpha must be > 0")
         _check(0 <= self.lora_dropout < 1, "training.lora_dropout must be in [0, 1)")
         _check(self.learning_rate > 0, "training.learning_rate must be > 0")
-        _check(self.batch_size > 0 and self.grad_accumulation > 0, "training.batch_size and grad_accumulation must be > 0")
+        _check(self.batch_size > 0 and self.grad_accumulation > 0,
+               "training.batch_size and grad_accumulation must be > 0")
+        _check(self.epochs > 0 and self.max_steps >= 0, "training.epochs must be > 0 and training.max_steps >= 0")
+        _check(self.max_seq_length >= 256, "training.max_seq_length must be >= 256 (a chart alone takes ~100+ tokens)")
+        _check(self.eval_samples >= 0, "training.eval_samples must be >= 0")
+        _check(bool(self.target_modules), "training.target_modules is empty: name the layers LoRA adapts, e.g. q_proj")
+        _check(self.gguf_quantization.lower() in self.GGUF_TYPES,
+               f"training.gguf_quantization={self.gguf_quantization!r} is invalid: use one of "
+               f"{', '.join(sorted(self.GGUF_TYPES))}")
+        _check(bool(self.ollama_model_name) and " " not in self.ollama_model_name,
+               f"training.ollama_model_name={self.ollama_model_name!r} must be a non-empty name without spaces")
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,13 @@ def test_script_end_to_end_on_cpu_writes_every_artifact(jsonl, tmp_path):
     mf = Modelfile.parse(plan.modelfile.read_text())
     assert [(plan.gguf_dir / f).resolve() for f in mf.froms] == [plan.gguf.resolve(), plan.mmproj.resolve()]
     assert mf.system == load_prompt("chart_signal").system
+
+
+def test_training_config_rejects_bad_values_with_the_fix():
+    from config import ConfigError, load_config
+
+    for override, needle in (("training.gguf_quantization=q9", "use one of"),
+                             ("training.max_seq_length=64", ">= 256"),
+                             ("training.ollama_model_name=a b", "without spaces")):
+        with pytest.raises(ConfigError, match=needle):
+            load_config(overrides=[override])
