@@ -45,6 +45,7 @@ SPLITS = ("train", "val", "test")
 REBASE_TO = 100.0
 _PRICE_KEYS = ("close", "sma_20", "sma_50", "ema_12", "macd", "macd_signal", "bb_lower", "bb_upper", "atr_14")
 _NOT_HASHED = {"workers", "output_dir", "cache_dir", "download_retries"}
+FORMAT_VERSION = 1  # part of the config hash: bump when images or lines change for the same settings
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def make_record(w: Window, td: TickerData, ds, prompt) -> dict:
 
 def config_hash(ds, frames: dict[str, pd.DataFrame]) -> str:
     """sha256 (12 hex) of the output-relevant settings and the data itself."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"format{FORMAT_VERSION}".encode())
     h.update(json.dumps({k: v for k, v in asdict(ds).items() if k not in _NOT_HASHED}, sort_keys=True,
                         default=list).encode())
     for t, df in frames.items():

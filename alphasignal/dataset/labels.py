@@ -59,8 +59,9 @@ def make_signal(inp: LabelInputs, *, mode: str, buy_threshold: float, sell_thres
         d_take = min(take_profit_atr * inp.atr, cap)
         sign = 1.0 if action == "BUY" else -1.0
         stop, take = _round(e - sign * d_stop), _round(e + sign * d_take)
-        if stop == e or take == e:  # ATR too small to show at 4 decimals: widen to one tick
-            stop, take = _round(e - sign * max(d_stop, 1e-4)), _round(e + sign * max(d_take, 1e-4))
+        if stop == _round(e) or take == _round(e):  # ATR too small to show at 6 digits: widen to one step
+            step = 1e-5 * e
+            stop, take = _round(e - sign * max(d_stop, step)), _round(e + sign * max(d_take, step))
     return TradingSignal(action=action, confidence=confidence(action, z), entry_price=_round(e), stop_loss=stop,
                          take_profit=take, rationale=rationale)
 
@@ -83,4 +84,5 @@ def rationale(ind: dict[str, float | None], sigma: float, window_return: float) 
 
 
 def _round(x: float) -> float:
-    return round(float(x), 4)
+    """Six significant digits: exact enough for any price scale, short in the answer text."""
+    return float(f"{float(x):.6g}")

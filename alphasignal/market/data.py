@@ -122,7 +122,11 @@ def _slice(df: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame
 
 
 def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", min_length: int = 1) -> pd.DataFrame:
-    """Check index order/uniqueness, NaNs, positive and consistent prices, length; raise DataError naming the row."""
+    """Check index order/uniqueness, NaNs, positive and consistent prices, length; raise DataError naming the row.
+
+    NaN policy for rows with a missing (or infinite) price: ``drop`` removes them, ``ffill`` turns them into flat
+    bars at the previous complete close (leading ones are dropped), ``error`` raises. Missing volume becomes 0.
+    """
     if nan_policy not in {"drop", "ffill", "error"}:
         raise UsageError(f"nan_policy={nan_policy!r} is invalid: use drop, ffill or error")
     if not isinstance(df.index, pd.DatetimeIndex):
