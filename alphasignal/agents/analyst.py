@@ -55,8 +55,8 @@ def builtin_report(stats: Mapping[str, Any]) -> AnalystReport:
     p = stats["plateau"]
     shape = "a broad plateau" if p["robustness"] >= 0.8 else "a moderate plateau" if p["robustness"] >= 0.5 \
         else "an isolated peak"
-    patterns.append(f"best {p['best']} has {obj} {p['best_value']}; its {p['neighbours']} nearest neighbours average "
-                    f"{p['neighbour_mean']} (min {p['neighbour_min']}, robustness {p['robustness']}): {shape}")
+    patterns.insert(0, f"best {p['best']} has {obj} {p['best_value']}; its {p['neighbours']} nearest neighbours "
+                    f"average {p['neighbour_mean']} (min {p['neighbour_min']}, robustness {p['robustness']}): {shape}")
     recs.insert(0, f"stay inside the robust plateau around {p['centre']} (smoothed {obj} {p['centre_smoothed']})")
     if p["robustness"] < 0.5:
         recs.append("distrust the single best configuration: prefer its more stable neighbourhood")

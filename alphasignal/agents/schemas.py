@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ParamValue = bool | int | float | str
 
 _MAX_TEXT = 300
+MAX_ITEMS = 5
 
 
 def _clean_lines(items: list[str], limit: int) -> list[str]:
@@ -28,15 +29,18 @@ class AnalystReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    patterns: list[str] = Field(min_length=1, description="observed patterns, one short sentence each, citing "
-                                "parameters and metrics (e.g. 'short_period 10-20 gives the highest Sharpe')")
-    recommendations: list[str] = Field(min_length=1, description="what to try next, one short sentence each, "
-                                       "naming parameters and directions")
+    patterns: list[str] = Field(min_length=1, max_length=MAX_ITEMS, description="up to 5 observed patterns, one "
+                                "short sentence each, citing parameters and metrics (e.g. 'short_period 10-20 gives "
+                                "the highest Sharpe')")
+    recommendations: list[str] = Field(min_length=1, max_length=MAX_ITEMS, description="up to 5 things to try "
+                                       "next, one short sentence each, naming parameters and directions")
 
-    @field_validator("patterns", "recommendations")
+    @field_validator("patterns", "recommendations", mode="before")
     @classmethod
-    def _tidy(cls, v: list[str]) -> list[str]:
-        cleaned = _clean_lines(v, 8)
+    def _tidy(cls, v: object) -> list[str]:
+        if not isinstance(v, list):
+            raise ValueError("must be a list of short sentences")
+        cleaned = _clean_lines(v, MAX_ITEMS)  # extra items are dropped: the grammar already caps them
         if not cleaned:
             raise ValueError("needs at least one non-empty sentence")
         return cleaned
@@ -78,9 +82,9 @@ class StrategistReply(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    proposals: list[Proposal] = Field(min_length=3, description="at least 3 proposals: one Conservative (small "
-                                      "change near the best), one Aggressive (bigger step in the improving "
-                                      "direction), one Exploratory (an untried region)")
+    proposals: list[Proposal] = Field(min_length=3, max_length=8, description="at least 3 proposals: one "
+                                      "Conservative (small change near the best), one Aggressive (bigger step in the "
+                                      "improving direction), one Exploratory (an untried region)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> StrategistReply:

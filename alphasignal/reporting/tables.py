@@ -124,7 +124,7 @@ def _print_summary(c: Console, s: Mapping[str, Any], obj: str) -> None:
             delta = None if a is None or b is None else float(b) - float(a)
             rows.append([f"{m} ({part.upper()})", fmt(m, a), fmt(m, b), "-" if delta is None else
                          (fmt(m, delta) if m != "trades" else f"{delta:+.0f}")])
-    c.print(_table("initial baseline vs best (in-sample and out-of-sample)", ["metric", "initial", "best", "delta"],
+    c.print(_table("initial baseline vs best (IS and OOS)", ["metric", "initial", "best", "delta"],
                    rows))
     imp = s.get("improvement_pct")
     c.print(f"out-of-sample {obj} improvement: {'n/a' if imp is None else f'{imp:+.1f}%'}; verdict: [bold]"

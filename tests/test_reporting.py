@@ -1,0 +1,74 @@
+"""Stage 06 report: console summary, Markdown, comparison and equity PNGs, from a real (offline) run's history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from alphasignal.agents.evaluate import Evaluator
+from alphasignal.agents.honesty import summarise
+from alphasignal.agents.loop import optimize
+from alphasignal.reporting.plots import comparison_png, equity_png
+from alphasignal.reporting.report import markdown, write_report
+from alphasignal.reporting.tables import changes, fmt, load_run, print_report
+from alphasignal.storage.history import History
+from config import load_config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, aapl):
+    tmp = tmp_path_factory.mktemp("report")
+    cfg = load_config(None, ["optimizer.provider=builtin", "optimizer.rounds=2", "optimizer.min_trades=3",
+                             "sweep.grid={short_period=[5, 10, 20], long_period=[50, 100], use_ema=[false, true]}",
+                             f"optimizer.history_db={tmp / 'h.sqlite'}"])
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        ev = Evaluator(aapl, "MA_Crossover", cfg.sweep, test_fraction=0.3)
+        s = summarise(ev, h, run_id, "sharpe")
+        h.finish_run(run_id, "finished", s)
+        return tmp, ev, load_run(h, run_id)
+
+
+def test_formatting_helpers():
+    assert fmt("max_drawdown", 0.25) == "25.0%" and fmt("trades", 12.0) == "12" and fmt("sharpe", None) == "-"
+    assert changes({"a": 1, "b": 2}, {"a": 1, "b": 3}) == "b 3->2"
+    assert changes({"a": 1}, {"a": 1}) == "(same as baseline)"
+
+
+def test_console_summary_has_every_section(finished):
+    _, _, data = finished
+    console = Console(record=True, width=200)
+    print_report(data, console)
+    text = console.export_text()
+    for needle in ("Top 3 of the in-sample sweep", "Analyst", "Strategist proposals, round 1", "changes vs baseline",
+                   "best configuration", "improvement", "DSR of the winner", "PBO over all trials",
+                   "configurations tried"):
+        assert needle in text, needle
+
+
+def test_markdown_report_is_atomic_and_complete(finished):
+    tmp, _, data = finished
+    path = write_report(data, tmp / "out" / "r.md", {"plot": "p.png"})
+    md = path.read_text()
+    assert md == markdown(data, {"plot": "p.png"}) and not list(path.parent.glob("*.tmp"))
+    assert "## Result" in md and "## Round 1" in md and "![plot](p.png)" in md
+    assert f"Configurations tried: **{data['summary']['configs_tried']}**" in md
+    assert "initial OOS" in md and "best OOS" in md
+
+
+def test_pngs_are_written_and_show_the_data(finished):
+    tmp, ev, data = finished
+    p = comparison_png(data, tmp / "out" / "cmp.png")
+    with Image.open(p) as im:
+        assert im.size[0] >= 600 and im.size[1] >= 800
+        arr = np.asarray(im.convert("RGB"))
+    # both bar colours (in-sample blue, out-of-sample orange) are present
+    assert ((arr[..., 0] < 100) & (arr[..., 2] > 150)).sum() > 500
+    assert ((arr[..., 0] > 200) & (arr[..., 1] < 160) & (arr[..., 2] < 120)).sum() > 500
+    eq = ev.equity(data["summary"]["initial"]["params"])
+    assert eq.iloc[0] == pytest.approx(1.0, abs=0.05) and len(eq) == len(ev.data)
+    q = equity_png({"baseline": eq}, ev.test.index[0], tmp / "out" / "eq.png")
+    with Image.open(q) as im:
+        assert im.size[0] > 600
