@@ -170,3 +170,55 @@ def test_offline_fallback_when_network_is_down(tmp_path, monkeypatch, caplog):
     assert df.index[0].year == 2008 and len(df) > 200
     with pytest.raises(DataError, match="network unavailable for yfinance"):
         load_ohlcv("GOOG", "2008-01-01", "2008-12-31", source="yfinance", cache_dir=tmp_path)
+
+
+class _FlakyYahoo:
+    """Fake ``yfinance.download`` (no network here): fails ``fails`` times, then serves real offline AAPL rows."""
+
+    def __init__(self, frame: pd.DataFrame, fails: int, empty: bool = False):
+        self.frame, self.fails, self.empty, self.calls = frame, fails, empty, 0
+
+    def __call__(self, ticker, start=None, end=None, **kw):
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise ConnectionError("connection reset by peer")
+        return self.frame.iloc[:0] if self.empty else self.frame.loc[start:end]
+
+
+@pytest.fixture
+def yahoo(monkeypatch, aapl):
+    yf = pytest.importorskip("yfinance")
+    sleeps: list[float] = []
+    monkeypatch.setattr(md.time, "sleep", sleeps.append)
+    monkeypatch.setattr(md, "_network_available", lambda *a, **k: True)
+
+    def install(fails: int, empty: bool = False) -> _FlakyYahoo:
+        fake = _FlakyYahoo(aapl, fails, empty)
+        monkeypatch.setattr(yf, "download", fake)
+        return fake
+
+    install.sleeps = sleeps
+    return install
+
+
+def test_download_retries_with_backoff(tmp_path, yahoo):
+    fake = yahoo(fails=2)
+    df = load_ohlcv("AAPL", "2016-01-01", "2016-03-01", source="yfinance", cache_dir=tmp_path, retries=3)
+    assert fake.calls == 3 and yahoo.sleeps == [1.0, 2.0] and len(df) > 30
+
+
+def test_download_failure_errors_for_yfinance_and_falls_back_for_auto(tmp_path, yahoo, caplog):
+    yahoo(fails=99)
+    with pytest.raises(DataError, match=r"AAPL: download failed after 2 attempts \(ConnectionError: .*--csv PATH"):
+        load_ohlcv("AAPL", "2016-01-01", "2016-03-01", source="yfinance", cache_dir=tmp_path, retries=2)
+    assert yahoo.sleeps == [1.0]  # no pointless wait after the last attempt
+    with caplog.at_level(logging.WARNING):
+        df = load_ohlcv("AAPL", "2016-01-01", "2016-03-01", source="auto", cache_dir=tmp_path, retries=2)
+    assert "using offline data shipped in a package" in caplog.text and len(df) > 30
+    assert not list(tmp_path.iterdir())  # nothing cached from a failed download
+
+
+def test_unknown_ticker_online_is_an_error_even_for_auto(tmp_path, yahoo):
+    yahoo(fails=0, empty=True)
+    with pytest.raises(DataError, match="ZZZZ: yfinance returned no data: check the ticker symbol"):
+        load_ohlcv("ZZZZ", "2016-01-01", "2016-03-01", source="auto", cache_dir=tmp_path)

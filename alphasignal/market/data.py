@@ -265,10 +265,23 @@ def _load_online_or_fallback(ticker: str, start: str | None, end: str | None, in
         lo, hi = _requested(cached)
         start = None if start is None else min(str(start), lo)
         end = None if end is None else max(str(end), hi)
-    df = _download(ticker, start, end, interval, retries)
+    try:
+        df = _download(ticker, start, end, interval, retries)
+    except _DownloadFailed as exc:
+        if source == "yfinance":
+            raise
+        if cached is not None and len(cached):
+            log.warning("%s; using the cached range only (%s)", exc, path)
+            return cached
+        log.warning("%s; using offline data shipped in a package", exc)
+        return _load_offline(ticker)
     df.attrs["requested"] = [start, end]
     _write_atomic_parquet(df, path)
     return df
+
+
+class _DownloadFailed(DataError):
+    """Every download attempt failed (network trouble, not an unknown ticker): ``auto`` may fall back."""
 
 
 def _download(ticker: str, start: str | None, end: str | None, interval: str, retries: int) -> pd.DataFrame:
@@ -288,6 +301,8 @@ def _download(ticker: str, start: str | None, end: str | None, interval: str, re
         except Exception as exc:  # noqa: BLE001 - network errors come in many types
             last = exc
             log.warning("%s: download attempt %d/%d failed: %s", ticker, attempt, retries, exc)
-            time.sleep(delay)
-            delay *= 2
-    raise DataError(f"{ticker}: download failed after {retries} attempts ({last}): retry later or use --csv PATH")
+            if attempt < retries:
+                time.sleep(delay)
+                delay *= 2
+    raise _DownloadFailed(f"{ticker}: download failed after {max(retries, 1)} attempts ({type(last).__name__}: "
+                          f"{last}): retry later, or use --set dataset.source=offline or --csv PATH")
