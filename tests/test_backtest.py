@@ -170,3 +170,24 @@ def test_bad_inputs_raise_one_line_usage_errors(call, match):
 def test_unknown_strategy_lists_choices():
     with pytest.raises(UsageError, match="valid: MA_Crossover"):
         get_strategy("zzz")
+
+
+def _nvrtc():
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+        return nvrtc
+    except Exception:  # noqa: BLE001 - cupy or libnvrtc absent
+        return None
+
+
+@pytest.mark.skipif(_nvrtc() is None, reason="cupy with NVRTC not installed (pip install -r requirements-gpu.txt)")
+def test_cuda_kernel_source_compiles_with_nvrtc():
+    """Compile-only check of the CuPy backend's CUDA C (runs without a GPU; execution is covered where one exists)."""
+    from alphasignal.backtest.cuda import _SOURCE
+
+    nvrtc = _nvrtc()
+    prog = nvrtc.createProgram(_SOURCE, "sweep.cu", [], [])
+    nvrtc.compileProgram(prog, ["-arch=compute_80"])
+    assert ".entry sweep_kernel" in nvrtc.getPTX(prog).decode()
