@@ -23,6 +23,12 @@ def _hex(rgb) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _mask(img: np.ndarray, colours: set[str]) -> np.ndarray:
+    """Boolean mask of pixels whose colour is one of ``colours``."""
+    packed = (img[..., 0].astype(np.int64) << 16) | (img[..., 1].astype(np.int64) << 8) | img[..., 2]
+    return np.isin(packed, [int(c[1:], 16) for c in colours])
+
+
 def _colours(img: np.ndarray) -> set[str]:
     return {_hex(c) for c in np.unique(img.reshape(-1, 3), axis=0)}
 
@@ -50,8 +56,7 @@ def test_one_candle_per_drawn_bar_in_the_documented_boxes(aapl):
     box = chart_layout(448)
     x0, y0, x1, y1 = box["price"]
     price = img[y0:y1, x0:x1]
-    body = {pal.up_body, pal.down_body}
-    cols = np.array([any(_hex(p) in body for p in price[:, x]) for x in range(price.shape[1])])
+    cols = _mask(price, {pal.up_body, pal.down_body}).any(axis=0)
     runs = np.flatnonzero(np.diff(cols.astype(int)) == 1)  # starts of candle columns
     assert len(runs) + int(cols[0]) == 60
     # nothing of the price chart outside its box, nothing at all in the margins
@@ -84,7 +89,7 @@ def test_warmup_bars_feed_overlays_but_are_not_drawn(aapl):
     x0, y0, x1, y1 = chart_layout(448)["price"]
 
     def mav_columns(img):
-        return [x for x in range(x0, x1) if any(_hex(p) == mav for p in img[y0:y1, x])]
+        return list(x0 + np.flatnonzero(_mask(img[y0:y1, x0:x1], {mav}).any(axis=0)))
 
     # the same 60 candles; with warm-up the MA starts at the first candle, without it 19 bars later
     assert mav_columns(with_warm)[0] < x0 + 0.05 * (x1 - x0)
@@ -107,3 +112,22 @@ def test_bad_arguments(aapl):
         render_chart(aapl.iloc[:10], style="neon")
     with pytest.raises(ValueError, match="warmup=10 must leave at least one bar"):
         render_chart(aapl.iloc[:10], warmup=10)
+
+
+def test_documented_data_to_pixel_mapping(aapl):
+    """What the chart reader relies on: x centre of bar i and the y-range padding, to within one pixel."""
+    window = aapl.iloc[300:340]
+    n = len(window)
+    img = _img(render_chart(window, style="yahoo", moving_averages=(), volume=True))
+    pal = PALETTES["yahoo"]
+    x0, y0, x1, y1 = chart_layout(448)["price"]
+    ink = {pal.up_body, pal.down_body, pal.up_wick}
+    mask = _mask(img[y0:y1, x0:x1], ink)
+    cols = np.flatnonzero(mask.any(axis=0))
+    groups = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+    centres = [x0 + g.mean() for g in groups]
+    expected = [x0 + (i + 1) / (n + 1) * (x1 - x0) for i in range(n)]
+    assert len(centres) == n and np.abs(np.array(centres) - expected).max() <= 1.0
+    rows = np.flatnonzero(mask.any(axis=1))
+    span = (y1 - y0) / 1.1  # 5% padding above the highest high and below the lowest low
+    assert abs(rows[0] - 0.05 * span) <= 1.5 and abs(rows[-1] - (y1 - y0 - 0.05 * span)) <= 1.5

@@ -28,7 +28,8 @@ for dates (bottom), prices (right, as mplfinance's ``y_on_right``) and the title
 Bar i of the N drawn bars is centred at data x = i, x-limits are (-1, N); bodies and volume bars are 0.6 wide,
 wicks and MA/Bollinger lines 1 px. The price y-range is [min Low - 5% span, max High + 5% span] over the drawn
 bars only (MAs can be clipped); the volume y-range is [0, 1.1 * max Volume]. Bodies (1 px edge) are drawn over
-their wicks.
+their wicks. In pixels, with ``(x0, y0, x1, y1) = chart_layout(size)["price"]``: bar i is centred at
+x0 + (i + 1) / (N + 1) * (x1 - x0), and price p sits at y0 + (ymax - p) / (ymax - ymin) * (y1 - y0) (tested).
 
 ``warmup`` leading bars feed the moving averages / Bollinger bands but are not drawn, so overlays start at the
 first drawn bar without look-ahead (every value at bar t uses bars <= t only).
