@@ -123,11 +123,13 @@ def test_grid_constraints_and_chunking_do_not_change_results(aapl):
     np.testing.assert_array_equal(merged["sharpe"].to_numpy(), merged["sharpe_t"].to_numpy())
 
 
-def test_resolver_falls_back_and_forcing_gpu_is_a_clear_error():
+def test_resolver_falls_back_and_forcing_gpu_is_a_clear_error(caplog):
     if GPU_OK:
         pytest.skip("a GPU is usable here: the fallback path is not reachable")
-    auto = resolve("auto", "")
+    with caplog.at_level("INFO", logger="alphasignal.backtest.xp"):
+        auto = resolve("auto", "")
     assert (auto.engine, auto.device) == ("numba", "cpu") and "auto:" in auto.note
+    assert "no GPU backend" in caplog.text and "using the CPU" in caplog.text
     with pytest.raises(UsageError, match="GPU backend requested but unusable"):
         resolve("gpu", "")
     with pytest.raises(UsageError, match="GPU backend requested but unusable"):

@@ -79,7 +79,8 @@ def resolve(device: str = "auto", engine: str = "") -> Backend:
         ok, why = gpu_status()
         if ok:
             return Backend("cupy", "gpu", why)
-        log.info("no GPU backend (%s); using the CPU", why)
+        # someone who installed cupy expects the GPU: say so; a plain CPU install stays quiet
+        (log.warning if "installed" in why else log.info)("no GPU backend (%s); using the CPU", why)
         note = f"auto: {why}"
     else:
         note = "requested"
