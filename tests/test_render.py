@@ -131,3 +131,12 @@ def test_documented_data_to_pixel_mapping(aapl):
     rows = np.flatnonzero(mask.any(axis=1))
     span = (y1 - y0) / 1.1  # 5% padding above the highest high and below the lowest low
     assert abs(rows[0] - 0.05 * span) <= 1.5 and abs(rows[-1] - (y1 - y0 - 0.05 * span)) <= 1.5
+
+
+def test_flat_prices_and_zero_volume_still_render(aapl):
+    flat = aapl.iloc[:30].copy()
+    flat[["Open", "High", "Low", "Close"]] = 50.0
+    flat["Volume"] = 0.0
+    img = _img(render_chart(flat, style="charles", moving_averages=(5,)))
+    assert img.shape == (448, 448, 3)
+    assert PALETTES["charles"].up_body in _colours(img)  # 30 flat (doji) candles are still drawn
