@@ -23,15 +23,22 @@ def normalised(df: pd.DataFrame, sp: Mapping[str, Any]) -> np.ndarray:
     """Parameters scaled to [0, 1] by their spec range (booleans as 0/1), shape (rows, params)."""
     cols = []
     for name, spec in sp.items():
-        v = df[name].astype(float).to_numpy()
-        lo, hi = (0.0, 1.0) if space.kind(spec) == "bool" else (float(spec.min), float(spec.max))
-        cols.append((v - lo) / ((hi - lo) or 1.0))
+        lo, hi = _range(spec)
+        cols.append((df[name].to_numpy(dtype=float) - lo) / ((hi - lo) or 1.0))
     return np.column_stack(cols) if cols else np.zeros((len(df), 0))
 
 
 def point(params: Mapping[str, Any], sp: Mapping[str, Any]) -> np.ndarray:
     """One configuration in the normalised space."""
-    return normalised(pd.DataFrame([dict(params)]), sp)[0]
+    out = []
+    for name, spec in sp.items():
+        lo, hi = _range(spec)
+        out.append((float(params[name]) - lo) / ((hi - lo) or 1.0))
+    return np.array(out)
+
+
+def _range(spec: Any) -> tuple[float, float]:
+    return (0.0, 1.0) if space.kind(spec) == "bool" else (float(spec.min), float(spec.max))
 
 
 def marginal_effects(df: pd.DataFrame, sp: Mapping[str, Any], objective: str) -> dict[str, dict[str, Any]]:

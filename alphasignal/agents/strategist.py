@@ -157,7 +157,7 @@ def tpe_study(state: RoundState, seed: int) -> tuple[optuna.Study, dict[str, Any
     return study, dists
 
 
-def exploratory(state: RoundState, taken: set[str], n: int = 1, samples: int = 16) -> list[Proposal]:
+def exploratory(state: RoundState, taken: set[str], n: int = 1, samples: int = 8) -> list[Proposal]:
     """The ``n`` TPE suggestions farthest from every tried configuration (least-explored, still promising)."""
     study, dists = tpe_study(state, state.seed * 1000 + state.round_no)
     cands = []
