@@ -7,7 +7,6 @@ listening, port taken, missing GGUF, model absent) is a one-line ``ModelError`` 
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from config import Config
 
 from ..errors import ModelError
 from ..finetune.export import ExportPlan
-from .health import HealthRow, is_json_reply, openai_probe, openai_vision_probe, render_table
+from .health import HealthRow, is_json_reply, note, openai_probe, openai_vision_probe, render_table
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def _llamacpp(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
     if opts.stop:
         record = stop_server(pid)
         print(f"stopped llama.cpp server pid {record.pid} at {record.url}" if record else
-              f"no llama.cpp server recorded in {pid}: nothing to stop", file=sys.stderr)
+              f"no llama.cpp server recorded in {pid}: nothing to stop")
         return []
     record = read_record(pid)
     if record is None and opts.check_only:
@@ -98,11 +97,11 @@ def _llamacpp(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
         gguf, mmproj = _gguf_files(cfg)
         alias = s.model or (cfg.training.ollama_model_name if not s.gguf_path else gguf.stem)
         record, waited = start_server(gguf, mmproj, alias, s.host, s.port, s.max_model_len, pid, s.startup_timeout)
-        print(f"started pid {record.pid} in {waited:.1f} s: {shlex.join(record.command)}", file=sys.stderr)
+        print(f"started pid {record.pid} in {waited:.1f} s: {shlex.join(record.command)}")
         load_s, vision = waited, mmproj is not None
         size = gguf.stat().st_size + (mmproj.stat().st_size if mmproj else 0)
     else:
-        print(f"already running: pid {record.pid} at {record.url}", file=sys.stderr)
+        print(f"already running: pid {record.pid} at {record.url}")
         load_s, vision, size = None, None, None
     row = _probe(record.url, record.model, s.api_key, "json_object", vision)
     row.load_s, row.size_bytes = load_s, size
@@ -148,7 +147,7 @@ def _openai(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
     s = cfg.serve
     hint = f"start one, e.g.: {vllm_command(cfg)}"
     if s.provider == "vllm":
-        print(f"vLLM command for the fine-tuned model:\n  {vllm_command(cfg)}", file=sys.stderr)
+        print(f"vLLM command for the fine-tuned model:\n  {vllm_command(cfg)}")
     url = s.openai_base_url.rstrip("/")
     try:
         start = time.perf_counter()
@@ -165,7 +164,7 @@ def _openai(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
     if model not in listed:
         raise ModelError(f"the server at {url} lacks model {model!r} (it has {', '.join(sorted(listed)) or 'none'}): "
                          f"set serve.model to one of them, or {hint}")
-    print(f"{url} lists {len(listed)} model(s) in {list_s:.2f} s", file=sys.stderr)
+    note(f"{url} lists {len(listed)} model(s) in {list_s:.2f} s", opts.quiet)
     row = _probe(url, model, s.api_key, "json_schema", None)
     render_table([row], f"OpenAI-compatible server at {url}")
     _stage04_hint(f"--set pipeline.provider=openai --set pipeline.openai_base_url={url} "

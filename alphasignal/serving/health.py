@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,12 @@ class HealthRow:
     vision: bool | None = None
     json_ok: bool | None = None
     status: str = "ok"
+
+
+def note(message: str, quiet: bool) -> None:
+    """A progress/diagnostic line on stderr (silenced by --quiet)."""
+    if not quiet:
+        print(message, file=sys.stderr)
 
 
 def probe_png() -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 
 from ..errors import ModelError, UsageError
 from ..finetune.export import Modelfile
-from .health import PROBE_MAX_TOKENS, PROBE_MESSAGES, PROBE_SCHEMA, HealthRow, is_json_reply
+from .health import PROBE_MAX_TOKENS, PROBE_MESSAGES, PROBE_SCHEMA, HealthRow, is_json_reply, note
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +60,10 @@ def pull(client: Any, model: str, quiet: bool) -> None:
         except Exception as exc:  # ollama.ResponseError, httpx errors: all mean the pull failed
             raise ModelError(f"pulling {model} failed ({exc}): check the name on https://ollama.com/library "
                              "and the server's internet access") from None
-    print(f"pulled {model}", file=sys.stderr)
+    note(f"pulled {model}", quiet)
 
 
-def create_from_modelfile(client: Any, name: str, modelfile_path: Path) -> None:
+def create_from_modelfile(client: Any, name: str, modelfile_path: Path, quiet: bool = False) -> None:
     """Upload the Modelfile's GGUF files as blobs and create the model (``ollama create NAME -f Modelfile``)."""
     modelfile = Modelfile.parse(modelfile_path.read_text(encoding="utf-8"))
     digests = {}
@@ -73,14 +72,14 @@ def create_from_modelfile(client: Any, name: str, modelfile_path: Path) -> None:
         if not path.is_file():
             raise UsageError(f"{modelfile_path} refers to {ref}, which does not exist: copy the whole gguf/ folder "
                              "from stage 02 (GGUF + mmproj + Modelfile)")
-        print(f"uploading {path.name} ({path.stat().st_size / 2**20:.0f} MiB)", file=sys.stderr)
+        note(f"uploading {path.name} ({path.stat().st_size / 2**20:.0f} MiB)", quiet)
         digests[path.name] = client.create_blob(path)
     try:
         client.create(**modelfile.create_request(name, digests))
     except Exception as exc:  # ollama.ResponseError carries the server's reason
         raise ModelError(f"ollama create {name} failed ({exc}): check the GGUF files, or run "
                          f"`ollama create {name} -f {modelfile_path}` to see the server's log") from None
-    print(f"created {name} from {modelfile_path}", file=sys.stderr)
+    note(f"created {name} from {modelfile_path}", quiet)
 
 
 def _vision(client: Any, model: str) -> bool | None:
@@ -122,7 +121,7 @@ def setup_ollama(host: str, wanted: list[str], finetuned: str, modelfile: Path, 
     import ollama
 
     version = server_version(host)
-    print(f"Ollama {version} at {host}", file=sys.stderr)
+    note(f"Ollama {version} at {host}", quiet)
     client = ollama.Client(host=host, timeout=600)
     have = local_models(client)
     missing = [m for m in wanted if m not in have]
@@ -138,12 +137,12 @@ def setup_ollama(host: str, wanted: list[str], finetuned: str, modelfile: Path, 
         if finetuned in have and not recreate:
             targets.append(finetuned)
         elif check_only:
-            print(f"note: fine-tuned model {finetuned} is not registered (run without --check)", file=sys.stderr)
+            note(f"note: fine-tuned model {finetuned} is not registered (run without --check)", quiet)
         elif modelfile.is_file():
-            create_from_modelfile(client, finetuned, modelfile)
+            create_from_modelfile(client, finetuned, modelfile, quiet)
             targets.append(finetuned)
         else:
-            print(f"note: no Modelfile at {modelfile}: skipping {finetuned} (run 02_finetune_colab.py first, "
-                  "or copy its models/gguf/ folder here)", file=sys.stderr)
+            note(f"note: no Modelfile at {modelfile}: skipping {finetuned} (run 02_finetune_colab.py first, "
+                 "or copy its models/gguf/ folder here)", quiet)
     have = local_models(client)
     return [health(client, m, have.get(m)) for m in targets]
