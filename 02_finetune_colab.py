@@ -62,8 +62,9 @@ _STANDALONE_DEFAULTS = {
     "lora_dropout": 0.0, "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj"),
     "learning_rate": 2e-4, "epochs": 1.0, "max_steps": 0, "batch_size": 2, "grad_accumulation": 4,
-    "max_seq_length": 2048, "eval_samples": 20, "seed": 3407, "dataset_path": "dataset/training_data.jsonl",
-    "output_dir": "models", "gguf_quantization": "q4_k_m", "ollama_model_name": "alphasignal-vlm"}
+    "max_seq_length": 2048, "eval_samples": 20, "eval_max_new_tokens": 160, "seed": 3407,
+    "dataset_path": "dataset/training_data.jsonl", "output_dir": "models", "gguf_quantization": "q4_k_m",
+    "ollama_model_name": "alphasignal-vlm"}
 _TEMPLATE = ('{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}\n{{- range $i, $_ := .Messages }}'
              '\n{{- $last := eq (len (slice $.Messages $i)) 1 }}\n{{- if eq .Role "user" }}<|im_start|>user\n'
              '{{ .Content }}<|im_end|>\n{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}'
@@ -134,7 +135,7 @@ def _standalone(argv: list[str] | None = None) -> int:
         image = next(p["image"] for m in msgs for p in m["content"] if p["type"] == "image")
         inputs = proc(image, proc.apply_chat_template(msgs, add_generation_prompt=True), add_special_tokens=False,
                       return_tensors="pt").to("cuda")
-        out = model.generate(**inputs, max_new_tokens=160, do_sample=False)
+        out = model.generate(**inputs, max_new_tokens=c["eval_max_new_tokens"], do_sample=False)
         ok, act = _signal_ok(proc.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
         valid, hits = valid + ok, hits + (act == json.loads(row["messages"][-1]["content"][0]["text"])["action"])
     n = max(1, min(len(val), c["eval_samples"]))

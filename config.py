@@ -124,6 +124,7 @@ class TrainingConfig:
     grad_accumulation: int = 4
     max_seq_length: int = 2048
     eval_samples: int = 20
+    eval_max_new_tokens: int = 160  # a TradingSignal answer is ~60-100 tokens
     seed: int = 3407
     dataset_path: str = "dataset/training_data.jsonl"
     output_dir: str = "models"
@@ -139,7 +140,8 @@ class TrainingConfig:
                "training.batch_size and grad_accumulation must be > 0")
         _check(self.epochs > 0 and self.max_steps >= 0, "training.epochs must be > 0 and training.max_steps >= 0")
         _check(self.max_seq_length >= 256, "training.max_seq_length must be >= 256 (a chart alone takes ~100+ tokens)")
-        _check(self.eval_samples >= 0, "training.eval_samples must be >= 0")
+        _check(self.eval_samples >= 0 and self.eval_max_new_tokens > 0,
+               "training.eval_samples must be >= 0 and training.eval_max_new_tokens > 0")
         _check(bool(self.target_modules), "training.target_modules is empty: name the layers LoRA adapts, e.g. q_proj")
         _check(self.gguf_quantization.lower() in self.GGUF_TYPES,
                f"training.gguf_quantization={self.gguf_quantization!r} is invalid: use one of "

@@ -225,6 +225,7 @@ def test_script_end_to_end_on_cpu_writes_every_artifact(jsonl, tmp_path):
     cmd = [sys.executable, str(ROOT / "02_finetune_colab.py"), "--backend", "hf", "--dataset", str(jsonl), "-q",
            "--max-steps", "2", "--limit", "4", "--set", "training.base_model=tiny-random",
            "--set", f"training.output_dir={tmp_path}", "--set", "training.eval_samples=1",
+           "--set", "training.eval_max_new_tokens=8",
            "--set", "training.batch_size=2", "--set", "training.grad_accumulation=1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]

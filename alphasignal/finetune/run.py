@@ -134,7 +134,7 @@ def _run_hf(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: lis
     losses = _train_with_progress(hf, model, encoder, train, cfg, quiet)
     figures.mark("train")
     _step(4, quiet)
-    metrics = evaluate(lambda s: hf.generate(model, encoder, s), val[:cfg.eval_samples])
+    metrics = evaluate(lambda s: hf.generate(model, encoder, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = hf.eval_loss(model, encoder, val)
     print(f"    val loss {metrics['val_loss']:.4f}, JSON valid {metrics['json_valid']:.0%}, "
           f"action accuracy {metrics['action_accuracy']:.0%} on {metrics['n']} generations", file=sys.stderr)

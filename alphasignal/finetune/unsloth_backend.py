@@ -98,7 +98,7 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
     step(4)
     val_loss = trainer.evaluate(eval_dataset=val_ds)["eval_loss"] if val_ds else float("nan")
     FastVisionModel.for_inference(model)
-    metrics = evaluate(lambda s: _generate(model, processor, s), val[:cfg.eval_samples])
+    metrics = evaluate(lambda s: _generate(model, processor, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = val_loss
     print(f"    val loss {val_loss:.4f}, JSON valid {metrics['json_valid']:.0%}, action accuracy "
           f"{metrics['action_accuracy']:.0%} on {metrics['n']} generations", file=sys.stderr)
