@@ -159,11 +159,12 @@ def replace_raw_dir(cfg: PipelineConfig, tmp_path: Path):
 
 
 def _server_address(server, suffix: str) -> tuple[str, str]:
-    """(base URL, model name) from a server fixture (an object with url/base_url/host and model/alias)."""
-    if isinstance(server, (tuple, list)):
-        return str(server[0]), str(server[1])
-    url = next(getattr(server, a) for a in ("base_url", "url", "host") if getattr(server, a, None))
-    model = next(getattr(server, a) for a in ("model", "alias", "model_name") if getattr(server, a, None))
+    """(base URL, model name) from a fixtures_llm server: a base-URL string (llama_server, alias ``smollm2``)
+    or a ``RunningServer`` (``.url``, ``.models`` name -> file)."""
+    if isinstance(server, str):
+        url, model = server, "smollm2"
+    else:
+        url, model = server.url, next(iter(server.models))
     url = str(url).rstrip("/")
     if suffix and not url.endswith(suffix):
         url += suffix

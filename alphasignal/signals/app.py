@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -104,7 +103,7 @@ def _batch(args: argparse.Namespace, pc) -> int:
             offline_cfg = replace(pc, provider="builtin", vlm_provider="", llm_provider="")
             results = decide_offline_batch(offline_cfg, rows, workers, on_done=lambda: progress.advance(task))
         else:  # model calls: bounded concurrency on one event loop
-            results = asyncio.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows],
+            results = pipe.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows],
                                                     on_done=lambda: progress.advance(task)))
     lines, failed = [], []
     for row, res in zip(rows, results, strict=True):

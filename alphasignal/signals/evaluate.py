@@ -14,7 +14,6 @@ itself is not scored against a ground truth.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -121,7 +120,7 @@ def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool
     pipe = SignalPipeline.from_config(pc)
     with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
         task = progress.add_task("eval", total=len(samples))
-        out = asyncio.run(pipe.adecide_many(
+        out = pipe.run(pipe.adecide_many(
             [lambda s=s: make_item(pc, s.image, s.news, s.last_close) for s in samples],
             on_done=lambda: progress.advance(task)))
     failed = [o for o in out if not isinstance(o, FinalDecision)]

@@ -9,9 +9,9 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from config import PipelineConfig
 
@@ -25,6 +25,7 @@ from .schemas import FinalDecision
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 CHART_PROMPT = "chart_signal"
 NEWS_PROMPT = "news_sentiment"
 
@@ -35,6 +36,7 @@ class SignalPipeline:
     def __init__(self, cfg: PipelineConfig, vlm: Provider, llm: Provider) -> None:
         register_builtin_engines()
         self.cfg, self.vlm, self.llm = cfg, vlm, llm
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.chain = build_chain(vlm, llm, load_prompt(CHART_PROMPT), load_prompt(NEWS_PROMPT), cfg)
 
     @classmethod
@@ -72,7 +74,14 @@ class SignalPipeline:
 
     def decide(self, item: DecisionItem) -> FinalDecision:
         """Synchronous ``adecide``."""
-        return asyncio.run(self.adecide(item))
+        return self.run(self.adecide(item))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on this pipeline's own event loop. Model clients cache async HTTP connections bound to
+        the loop that opened them, so every synchronous call must reuse one loop (``asyncio.run`` would not)."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coro)
 
     async def adecide_many(self, items: Iterable[Callable[[], DecisionItem]], *, concurrency: int | None = None,
                            on_done: Callable[[], None] | None = None) -> list[FinalDecision | AlphaSignalError]:
