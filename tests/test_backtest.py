@@ -193,3 +193,18 @@ def test_cuda_kernel_source_compiles_with_nvrtc():
     prog = nvrtc.createProgram(_SOURCE, "sweep.cu", [], [])
     nvrtc.compileProgram(prog, ["-arch=compute_80"])
     assert ".entry sweep_kernel" in nvrtc.getPTX(prog).decode()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_numba_bar_blocks_carry_state_exactly(strategy, prices, reference, configs_for, monkeypatch):
+    """The numba engine advances all configurations block by block of bars; tiny blocks change nothing."""
+    from alphasignal.backtest import kernels
+
+    configs = configs_for(strategy, np.random.default_rng(11), 4)
+    opts = _opts("numba", mode="long_short", fill="next_open", fees_bps=2.0)
+    whole = backtest(prices, strategy, configs, options=opts)
+    monkeypatch.setattr(kernels, "BAR_BLOCK", 97)
+    pieces = backtest(prices, strategy, configs, options=opts)
+    pd.testing.assert_frame_equal(whole, pieces)
+    _assert_matches(pieces, [reference(prices, strategy, c, mode="long_short", fill="next_open", fees_bps=2.0)
+                             for c in configs])

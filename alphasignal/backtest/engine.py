@@ -160,6 +160,7 @@ def simulate(prices: Prices, strat: Strategy, configs: list[dict[str, Any]], opt
             blocks[idx] = b
         if want_rets:
             rets[:, idx] = r
+        del table, a, b, r  # free this chunk's indicator table before the next one is built
         if on_chunk:
             on_chunk(len(idx))
     return acc, blocks, rets

@@ -93,11 +93,17 @@ def _fill(cash, units, tgt, price, kb, ks, entry_eq, acc_trades, acc_wins, gw, g
     return cash, units, entry_eq, acc_trades, acc_wins, gw, gl
 
 
+# Per-configuration state carried between blocks of bars (columns of ``state``).
+(_CASH, _UNITS, _POS, _PENDING, _ENTRY, _EQ, _PEAK, _MDD, _S1, _S2, _SD2, _TRADES, _WINS, _GW, _GL, _EXPOSED,
+ _TURNOVER, _BUST, _BLOCK, _EDGE) = range(20)
+BAR_BLOCK = 2048  # bars per pass: the indicator rows of one pass stay in cache for every configuration
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
-def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, lo, hi, kb, ks, rf_bar,
-                 edges, out, blocks, rets):
-    """Run every configuration (row of ``ia``/``fa``) over bars ``lo..hi-1``; fill ``out`` (k x NACC),
-    per-block return sums ``blocks`` (k x S x 2, S = len(edges) - 1) and ``rets`` (bars x k) when non-empty."""
+def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, t0, t1, lo, kb, ks, rf_bar,
+                 edges, state, blocks, rets):
+    """Advance every configuration (row of ``ia``/``fa``/``state``) over bars ``t0..t1-1``; accumulate per-block
+    return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k) when non-empty."""
     k = ia.shape[0]
     n_blocks = edges.shape[0] - 1
     want_rets = rets.shape[0] > 0
@@ -107,27 +113,28 @@ def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, lo, hi,
         flag = ia[j, 2]
         f0 = fa[j, 0]
         f1 = fa[j, 1]
-        cash = 1.0
-        units = 0.0
-        pos = 0
-        pending = 0
-        entry_eq = 1.0
-        eq_prev = 1.0
-        peak = 1.0
-        mdd = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        sd2 = 0.0
-        trades = 0.0
-        wins = 0.0
-        gw = 0.0
-        gl = 0.0
-        exposed = 0.0
-        turnover = 0.0
-        bust = False
-        b = 0
-        next_edge = edges[1] if n_blocks > 0 else hi + 1
-        for t in range(lo, hi):
+        st = state[j]
+        cash = st[_CASH]
+        units = st[_UNITS]
+        pos = int(st[_POS])
+        pending = int(st[_PENDING])
+        entry_eq = st[_ENTRY]
+        eq_prev = st[_EQ]
+        peak = st[_PEAK]
+        mdd = st[_MDD]
+        s1 = st[_S1]
+        s2 = st[_S2]
+        sd2 = st[_SD2]
+        trades = st[_TRADES]
+        wins = st[_WINS]
+        gw = st[_GW]
+        gl = st[_GL]
+        exposed = st[_EXPOSED]
+        turnover = st[_TURNOVER]
+        bust = st[_BUST] != 0.0
+        b = int(st[_BLOCK])
+        next_edge = int(st[_EDGE])
+        for t in range(t0, t1):
             c = close[t]
             if next_open and pending != pos:
                 cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[t], kb, ks,
@@ -171,34 +178,48 @@ def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, lo, hi,
                 blocks[j, b, 1] += r * r
             if want_rets:
                 rets[t - lo, j] = r
-        if units != 0.0:  # open trade: marked at the last close, no exit cost
-            pnl = eq_prev - entry_eq
-            if pnl > 0.0:
-                wins += 1.0
-                gw += pnl
-            elif pnl < 0.0:
-                gl -= pnl
-        out[j, 0] = eq_prev
-        out[j, 1] = s1
-        out[j, 2] = s2
-        out[j, 3] = sd2
-        out[j, 4] = mdd
-        out[j, 5] = trades
-        out[j, 6] = wins
-        out[j, 7] = gw
-        out[j, 8] = gl
-        out[j, 9] = exposed
-        out[j, 10] = turnover
+        st[_CASH] = cash
+        st[_UNITS] = units
+        st[_POS] = pos
+        st[_PENDING] = pending
+        st[_ENTRY] = entry_eq
+        st[_EQ] = eq_prev
+        st[_PEAK] = peak
+        st[_MDD] = mdd
+        st[_S1] = s1
+        st[_S2] = s2
+        st[_SD2] = sd2
+        st[_TRADES] = trades
+        st[_WINS] = wins
+        st[_GW] = gw
+        st[_GL] = gl
+        st[_EXPOSED] = exposed
+        st[_TURNOVER] = turnover
+        st[_BUST] = 1.0 if bust else 0.0
+        st[_BLOCK] = b
+        st[_EDGE] = next_edge
 
 
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
               *, short_ok: bool, next_open: bool, lo: int, hi: int, kb: float, ks: float, rf_bar: float,
               edges: np.ndarray, want_rets: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Allocate outputs and call :func:`sweep_kernel`; returns (acc k x NACC, blocks k x S x 2, rets bars x k)."""
+    """Run :func:`sweep_kernel` pass by pass over blocks of bars; returns (acc k x NACC, blocks k x S x 2,
+    rets bars x k). The accumulation order per configuration is the plain bar order, whatever the blocking."""
     k = ia.shape[0]
-    out = np.empty((k, NACC))
-    blocks = np.zeros((k, max(len(edges) - 1, 0), 2))
+    n_blocks = max(len(edges) - 1, 0)
+    state = np.zeros((k, 20))
+    state[:, [_CASH, _ENTRY, _EQ, _PEAK]] = 1.0
+    state[:, _EDGE] = edges[1] if n_blocks > 0 else hi + 1
+    blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
-    sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, lo, hi, kb, ks, rf_bar,
-                 edges, out, blocks, rets)
+    for t0 in range(lo, hi, BAR_BLOCK):
+        sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, t0, min(t0 + BAR_BLOCK, hi), lo,
+                     kb, ks, rf_bar, edges, state, blocks, rets)
+    units, eq, entry = state[:, _UNITS], state[:, _EQ], state[:, _ENTRY]
+    pnl = eq - entry
+    won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
+    out = state[:, [_EQ, _S1, _S2, _SD2, _MDD, _TRADES, _WINS, _GW, _GL, _EXPOSED, _TURNOVER]].copy()
+    out[:, 6] += won
+    out[:, 7] += np.where(won, pnl, 0.0)
+    out[:, 8] -= np.where(lost, pnl, 0.0)
     return out, blocks, rets
