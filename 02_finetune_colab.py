@@ -87,17 +87,25 @@ def _signal_ok(text: str) -> tuple[bool, str | None]:
 
 
 def _standalone(argv: list[str] | None = None) -> int:
-    import torch
-    from PIL import Image
-    from trl import SFTConfig, SFTTrainer
-    from unsloth import FastVisionModel, is_bf16_supported
-    from unsloth.trainer import UnslothVisionDataCollator
-
     args = _add_args(argparse.ArgumentParser(description=__doc__.splitlines()[0])).parse_args(argv)
     c = dict(_STANDALONE_DEFAULTS, max_steps=args.max_steps or _STANDALONE_DEFAULTS["max_steps"])
     path = Path(args.dataset or c["dataset_path"])
-    if not path.is_file() or not torch.cuda.is_available():
-        sys.exit(f"error: need {path} (upload the dataset) and a CUDA GPU (Runtime > Change runtime type > T4)")
+    if not path.is_file():
+        print(f"error: dataset {path} not found: upload training_data.jsonl and images/, or pass --dataset PATH",
+              file=sys.stderr)
+        return 2
+    try:
+        import torch
+        from PIL import Image
+        from trl import SFTConfig, SFTTrainer
+        from unsloth import FastVisionModel, is_bf16_supported
+        from unsloth.trainer import UnslothVisionDataCollator
+    except ImportError as exc:
+        print(f"error: {exc.name} is not installed: run pip install unsloth (on a CUDA GPU runtime)", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("error: no CUDA GPU: Runtime > Change runtime type > T4 GPU", file=sys.stderr)
+        return 2
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def chat(row, answer=True):

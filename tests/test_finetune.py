@@ -247,3 +247,18 @@ def test_training_config_rejects_bad_values_with_the_fix():
                              ("training.ollama_model_name=a b", "without spaces")):
         with pytest.raises(ConfigError, match=needle):
             load_config(overrides=[override])
+
+
+def test_script_uploaded_alone_runs_its_standalone_path(tmp_path, jsonl):
+    """Copied alone into an empty folder (as on Colab), the script must not need the repo."""
+    import shutil
+
+    script = shutil.copy(ROOT / "02_finetune_colab.py", tmp_path / "02_finetune_colab.py")
+    run_alone = [sys.executable, "-I", script]  # -I: no PYTHONPATH, no cwd on the path
+    proc = subprocess.run([*run_alone, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and "--dataset" in proc.stdout and "--set" not in proc.stdout  # not the repo CLI
+    proc = subprocess.run([*run_alone, "--dataset", "nope.jsonl"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: dataset nope.jsonl not found")
+    if not has_module("unsloth"):
+        proc = subprocess.run([*run_alone, "--dataset", str(jsonl)], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 2 and "pip install unsloth" in proc.stderr and "Traceback" not in proc.stderr
