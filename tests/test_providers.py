@@ -141,6 +141,13 @@ def test_async_twin_uses_the_same_loop() -> None:
     assert reply.value.confidence == 0.85 and reply.repairs and reply.meta()["engine"] == "model"
 
 
+def test_as_runnable_plugs_into_langchain_sync_and_async() -> None:
+    replies = ['{"label": "a", "confidence": 0.1}', '{"label": "b", "confidence": 0.2}']
+    chain = _ReplayProvider(replies).as_runnable(Score)
+    assert chain.invoke({"system": "s", "user": "u"}).value.label == "a"
+    assert asyncio.run(chain.ainvoke({"system": "s", "user": "u"})).value.label == "b"
+
+
 def test_images_to_a_text_only_provider_are_a_usage_error() -> None:
     with pytest.raises(UsageError, match="cannot read images"):
         _ReplayProvider(["{}"]).structured(Score, "s", "u", images=[b"\x89PNG"])
@@ -309,7 +316,7 @@ def _valid_or_clear(call: Callable[[], Reply]) -> Reply | None:
     (NewsSentiment, NEWS_SYSTEM, NEWS),
     (TradingSignal, "You are a chart analyst. BUY: stop_loss < entry_price < take_profit. Answer with JSON only.",
      "Last close 187.3, ATR 2.1, uptrend, RSI 62. Give the trading signal."),
-])
+], ids=["news", "signal"])
 def test_real_model_gives_a_valid_contract_or_a_clear_error(make_provider, schema, system, user) -> None:  # noqa: ANN001
     provider = make_provider()
     raws = _spy(provider)
@@ -404,3 +411,52 @@ def test_real_ollama_when_reachable(tmp_path: Path) -> None:
     p = get_provider("ollama", model=model, cfg=ProviderSettings(ollama_host=host, raw_dir=str(tmp_path)))
     reply = _valid_or_clear(lambda: p.structured(NewsSentiment, NEWS_SYSTEM, NEWS))
     assert reply is None or isinstance(reply.value, NewsSentiment)
+
+
+# --------------------------------------------------------------------------------- vision plumbing (tiny Qwen2.5-VL)
+def _chart_png() -> bytes:
+    """A small green/red candlestick-like PNG."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (112, 112), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(10):
+        up, x, y = i % 3 != 0, 6 + i * 10, 80 - i * 5
+        draw.line([(x + 3, y - 12), (x + 3, y + 12)], fill="black")
+        draw.rectangle([x, y - 6, x + 6, y + 6], fill="green" if up else "red")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+VLM_SYSTEM = "You are a chart analyst. Answer with JSON only."
+
+
+@pytest.mark.slow
+def test_vision_through_llamacpp_with_mmproj(tiny_qwen_vl_gguf, tmp_path: Path) -> None:  # noqa: ANN001
+    gguf, mmproj = tiny_qwen_vl_gguf
+    s = ProviderSettings(mmproj_path=str(mmproj), raw_dir=str(tmp_path), max_tokens=96, max_retries=1)
+    provider = get_provider("llamacpp", model=str(gguf), cfg=s, role="vlm")
+    assert provider.supports_vision
+    raws = _spy(provider)
+    reply = _valid_or_clear(lambda: provider.structured(TradingSignal, VLM_SYSTEM, "Last close 100.",
+                                                        images=[_chart_png()]))
+    assert raws and raws[0].lstrip().startswith("{")  # grammar-shaped output from the image+text prompt
+    assert reply is None or isinstance(reply.value, TradingSignal)
+    text_only = get_provider("llamacpp", model=str(gguf), cfg=s, role="llm")
+    assert not text_only.supports_vision  # the projector is loaded for the vlm role only
+
+
+@pytest.mark.slow
+def test_vision_through_the_ollama_compat_server(tiny_qwen_vl_gguf, tmp_path: Path) -> None:  # noqa: ANN001
+    with start_ollama_compat({"tiny-vl:test": tiny_qwen_vl_gguf}) as srv:
+        s = ProviderSettings(ollama_host=srv.url, raw_dir=str(tmp_path), max_tokens=96, max_retries=1)
+        provider = get_provider("ollama", model="tiny-vl:test", cfg=s, role="vlm")
+        assert provider.supports_vision  # /api/show lists "vision" when an mmproj is served
+        raws = _spy(provider)
+        reply = _valid_or_clear(lambda: provider.structured(TradingSignal, VLM_SYSTEM, "Last close 100.",
+                                                            images=[_chart_png()]))
+        assert raws and raws[0].lstrip().startswith("{")
+        assert reply is None or isinstance(reply.value, TradingSignal)

@@ -372,6 +372,14 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def probe_timeout(settings: ProviderSettings) -> Any:
+    """Timeout for reachability checks: a short connect (offline runs stay fast), then as long as a call may take
+    (a busy local server answers its model list only after the running generation)."""
+    import httpx
+
+    return httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
+
+
 def image_mime(data: bytes) -> str:
     """MIME type from the magic bytes (PNG, JPEG, GIF, WebP); PNG when unknown."""
     if data[:3] == b"\xff\xd8\xff":

@@ -13,7 +13,7 @@ import httpx
 import ollama
 
 from ..errors import ModelError
-from .base import Message, Provider, ProviderSettings, langchain_messages, one_line
+from .base import Message, Provider, ProviderSettings, langchain_messages, one_line, probe_timeout
 
 # Transport and server failures; anything else is a bug and keeps its traceback.
 _FAILURES = (ConnectionError, httpx.HTTPError, ollama.ResponseError)
@@ -35,13 +35,16 @@ class OllamaProvider(Provider):
 
     def check(self) -> None:
         """Server reachable (``/api/version``), model pulled (``/api/tags``), vision known (``/api/show``)."""
-        t = httpx.Timeout(max(2.0, self.settings.connect_timeout), connect=self.settings.connect_timeout)
+        t = probe_timeout(self.settings)
         try:
             httpx.get(f"{self.host}/api/version", timeout=t).raise_for_status()
             tags = httpx.get(f"{self.host}/api/tags", timeout=t).json().get("models", [])
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ModelError(f"no Ollama server at {self.host} ({type(exc).__name__}): start it with `ollama serve` "
                              "or set pipeline.ollama_host, or use --provider builtin") from None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise ModelError(f"the server at {self.host} does not answer like Ollama ({type(exc).__name__}: "
+                             f"{one_line(str(exc), 100)}): check pipeline.ollama_host") from None
         names = {n for m in tags for n in (m.get("name"), m.get("model")) if n}
         if not ({self.model, f"{self.model}:latest"} & names):
             raise ModelError(f"model {self.model!r} is not on the Ollama server at {self.host}: run "

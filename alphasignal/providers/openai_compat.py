@@ -16,7 +16,7 @@ import httpx
 import openai
 
 from ..errors import ModelError
-from .base import Message, Provider, ProviderSettings, langchain_messages, one_line
+from .base import Message, Provider, ProviderSettings, langchain_messages, one_line, probe_timeout
 
 _FAILURES = (httpx.HTTPError, openai.APIError)
 
@@ -38,16 +38,19 @@ class OpenAICompatProvider(Provider):
 
     def check(self) -> None:
         """Server reachable and serving the model (``GET /models``)."""
-        t = httpx.Timeout(max(2.0, self.settings.connect_timeout), connect=self.settings.connect_timeout)
         try:
-            r = httpx.get(f"{self.base_url}/models", timeout=t,
+            r = httpx.get(f"{self.base_url}/models", timeout=probe_timeout(self.settings),
                           headers={"Authorization": f"Bearer {self.settings.api_key}"})
             r.raise_for_status()
             ids = {m.get("id") for m in r.json().get("data", []) if isinstance(m, dict)}
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ModelError(f"no OpenAI-compatible server at {self.base_url} ({type(exc).__name__}): start one "
                              "(e.g. `python -m llama_cpp.server --model M.gguf` or `vllm serve MODEL`) or set "
                              "pipeline.openai_base_url, or use --provider builtin") from None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise ModelError(f"the server at {self.base_url} did not list its models ({type(exc).__name__}: "
+                             f"{one_line(str(exc), 100)}): check it is OpenAI-compatible and the URL ends in /v1"
+                             ) from None
         if ids and self.model not in ids:
             raise ModelError(f"model {self.model!r} is not served at {self.base_url} (serves: "
                              f"{', '.join(sorted(map(str, ids)))}): pass one of those or restart the server with it")
