@@ -12,6 +12,7 @@ import math
 import random
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,6 @@ def load_with_adapter(base_path: str | Path, adapter_dir: Path, cfg: TrainingCon
 
 
 def _full_precision(cfg: TrainingConfig) -> TrainingConfig:
-    from dataclasses import replace
-
     return replace(cfg, load_in_4bit=False)
 
 

@@ -29,14 +29,16 @@ STEPS = ("load the dataset (train + val splits)", "load the base model and add L
 class Figures:
     """Time and memory per phase, printed as we go and stored in the report."""
 
+    quiet: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
 
     def mark(self, phase: str) -> None:
+        """Record the time since the previous mark under ``phase`` and print it with the memory peak."""
         now = time.perf_counter()
         self.seconds[phase] = round(now - self.start, 2)
         self.start = now
-        print(f"    done in {self.seconds[phase]:.1f} s, {memory_summary()}", file=sys.stderr)
+        _say(f"    done in {self.seconds[phase]:.1f} s, {memory_summary()}", self.quiet)
 
 
 def memory_summary() -> str:
@@ -49,9 +51,13 @@ def memory_summary() -> str:
     return text
 
 
-def _step(i: int, quiet: bool) -> None:
+def _say(text: str, quiet: bool) -> None:
     if not quiet:
-        print(f"[{i}/{len(STEPS)}] {STEPS[i - 1]}", file=sys.stderr)
+        print(text, file=sys.stderr)
+
+
+def _step(i: int, quiet: bool) -> None:
+    _say(f"[{i}/{len(STEPS)}] {STEPS[i - 1]}", quiet)
 
 
 def resolve_base_model(cfg: TrainingConfig, plan: ExportPlan) -> str:
@@ -78,7 +84,7 @@ def finetune(cfg: TrainingConfig, *, dataset: str | None = None, limit: int = 0,
              quiet: bool = False) -> dict[str, Any]:
     """Run stage 02 end to end and return the report (also written to ``output_dir/finetune_report.json``)."""
     plan = ExportPlan.from_config(cfg)
-    figures = Figures()
+    figures = Figures(quiet=quiet)
     _step(1, quiet)
     path = dataset or cfg.dataset_path
     train = load_samples(path, "train", limit or None)
@@ -88,8 +94,7 @@ def finetune(cfg: TrainingConfig, *, dataset: str | None = None, limit: int = 0,
     prompts = {s.system_prompt for s in train}
     if len(prompts) != 1:
         raise UsageError(f"{path} mixes {len(prompts)} system prompts: regenerate it with one prompt version")
-    print(f"    {len(train)} train / {len(val)} val samples, prompt version {train[0].prompt_version or '?'}",
-          file=sys.stderr)
+    _say(f"    {len(train)} train / {len(val)} val samples, prompt version {train[0].prompt_version or '?'}", quiet)
     figures.mark("data")
     if cfg.backend == "unsloth":
         from . import unsloth_backend
@@ -127,8 +132,8 @@ def _run_hf(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: lis
     model, encoder, four_bit = hf.load_base(base, cfg)
     model = hf.add_lora(model, cfg, four_bit)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"    {'QLoRA (nf4)' if four_bit else 'LoRA'} on {hf.device()}: {trainable / 1e6:.2f}M trainable params",
-          file=sys.stderr)
+    kind = "QLoRA (nf4)" if four_bit else "LoRA"
+    _say(f"    {kind} on {hf.device()}: {trainable / 1e6:.2f}M trainable params", quiet)
     figures.mark("load")
     _step(3, quiet)
     losses = _train_with_progress(hf, model, encoder, train, cfg, quiet)
@@ -136,8 +141,8 @@ def _run_hf(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: lis
     _step(4, quiet)
     metrics = evaluate(lambda s: hf.generate(model, encoder, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = hf.eval_loss(model, encoder, val)
-    print(f"    val loss {metrics['val_loss']:.4f}, JSON valid {metrics['json_valid']:.0%}, "
-          f"action accuracy {metrics['action_accuracy']:.0%} on {metrics['n']} generations", file=sys.stderr)
+    _say(f"    val loss {metrics['val_loss']:.4f}, JSON valid {metrics['json_valid']:.0%}, "
+         f"action accuracy {metrics['action_accuracy']:.0%} on {metrics['n']} generations", quiet)
     figures.mark("eval")
     _step(5, quiet)
     hf.save_adapter(model, base, plan.adapter)
@@ -160,7 +165,7 @@ def _train_with_progress(hf, model, encoder, train, cfg, quiet) -> list[float]:
             log.info("step %d/%d loss %.4f", step, total, loss)
 
         losses = hf.train(model, encoder, train, cfg, on_step)
-    print(f"    loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps", file=sys.stderr)
+    _say(f"    loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps", quiet)
     return losses
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
     from unsloth import FastVisionModel, is_bf16_supported
     from unsloth.trainer import UnslothVisionDataCollator
 
-    from .run import evaluate
+    from .run import _say, evaluate
 
     step(2)
     model, processor = FastVisionModel.from_pretrained(cfg.base_model, load_in_4bit=cfg.load_in_4bit,
@@ -93,15 +92,15 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
     trainer = SFTTrainer(model=model, tokenizer=processor, data_collator=collator, train_dataset=train_ds, args=args)
     stats = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    print(f"    train loss {stats.training_loss:.4f} over {trainer.state.global_step} steps", file=sys.stderr)
+    _say(f"    train loss {stats.training_loss:.4f} over {trainer.state.global_step} steps", quiet)
     figures.mark("train")
     step(4)
     val_loss = trainer.evaluate(eval_dataset=val_ds)["eval_loss"] if val_ds else float("nan")
     FastVisionModel.for_inference(model)
     metrics = evaluate(lambda s: _generate(model, processor, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = val_loss
-    print(f"    val loss {val_loss:.4f}, JSON valid {metrics['json_valid']:.0%}, action accuracy "
-          f"{metrics['action_accuracy']:.0%} on {metrics['n']} generations", file=sys.stderr)
+    _say(f"    val loss {val_loss:.4f}, JSON valid {metrics['json_valid']:.0%}, action accuracy "
+         f"{metrics['action_accuracy']:.0%} on {metrics['n']} generations", quiet)
     figures.mark("eval")
     step(5)
     model.save_pretrained(plan.adapter)
