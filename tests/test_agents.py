@@ -146,12 +146,13 @@ def test_builtin_strategist_proposes_valid_untried_and_seeded():
     call = make_strategist(BuiltinProvider())(state, report)
     props = call.value.proposals
     assert [p.name for p in props][:3] == ["Conservative", "Aggressive", "Exploratory"]
-    keys = {space.config_key(p.params) for p in props}
+    assert type(call.value).__name__ == "MA_CrossoverReply"  # parameter names spelled out for the grammar
+    keys = {space.config_key(p.param_dict()) for p in props}
     assert len(keys) == len(props) and not keys & state.tried_keys()
     for p in props:
-        assert validate_params(STRAT, p.params) == []
+        assert validate_params(STRAT, p.param_dict()) == []
     assert builtin_reply(state) == builtin_reply(_state())  # same inputs and seed -> same proposals
-    cons = props[0].params  # conservative stays next to the plateau (within one 5% step per parameter)
+    cons = props[0].param_dict()  # conservative stays next to the plateau (within one 5% step per parameter)
     centre = analysis.plateau(state.trials, state.specs, "sharpe")["centre"]
     assert abs(cons["short_period"] - centre["short_period"]) <= 10
     assert abs(cons["long_period"] - centre["long_period"]) <= 20

@@ -218,10 +218,11 @@ def _round(r: int, ev: Evaluator, agents: Agents, history: History, run_id: str,
     budget_left = oc.budget - prev["budget_used"]
     props, runnable = [], []
     for p in reply.value.proposals:
-        rec = {"name": p.name, "source": "agent", "raw_params": dict(p.params), "rationale": p.rationale,
+        raw = p.param_dict()
+        rec = {"name": p.name, "source": "agent", "raw_params": raw, "rationale": p.rationale,
                "params": None, "status": "rejected", "notes": [], "reason": "", "metrics_is": None,
                "metrics_oos": None}
-        checked = space.check_proposal(oc.strategy, p.params, state.baseline)
+        checked = space.check_proposal(oc.strategy, raw, state.baseline)
         rec.update(notes=checked.notes, reason=checked.reason, status=checked.status, params=checked.params)
         if checked.params is not None:
             k = space.config_key(checked.params)

@@ -7,7 +7,10 @@ here (numbers, booleans or strings) on purpose: bounds, steps and constraints ar
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 ParamValue = bool | int | float | str
 
@@ -69,12 +72,18 @@ class Proposal(BaseModel):
     def _rationale(cls, v: str) -> str:
         return " ".join(str(v).split())[:600]
 
-    @field_validator("params")
+    @field_validator("params", mode="before")
     @classmethod
-    def _params(cls, v: dict[str, ParamValue]) -> dict[str, ParamValue]:
-        if not v:
-            raise ValueError("params must name at least one parameter")
+    def _params(cls, v: Any) -> Any:
+        if isinstance(v, BaseModel):
+            v = v.model_dump()
+        if not isinstance(v, dict) or not v:
+            raise ValueError("params must be an object naming at least one parameter")
         return {str(k).strip(): val for k, val in v.items()}
+
+    def param_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict (also for strategy-specific subclasses whose params are a model)."""
+        return self.params.model_dump() if isinstance(self.params, BaseModel) else dict(self.params)
 
 
 class StrategistReply(BaseModel):
@@ -150,3 +159,18 @@ class Ballot(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     votes: list[Vote] = Field(min_length=1, description="one vote per proposal")
+
+
+@cache
+def strategist_schema(strategy: str, specs_text: tuple[tuple[str, str], ...]) -> type[StrategistReply]:
+    """A StrategistReply whose ``params`` name exactly this strategy's parameters (``specs_text``: (name, range
+    description) pairs), so a grammar-constrained model is told every key; values stay loosely typed and are
+    validated in code."""
+    fields: dict[str, Any] = {n: (ParamValue, Field(description=d)) for n, d in specs_text}
+    strict_grammar = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": False})
+    params = create_model(f"{strategy}Params", __config__=strict_grammar, **fields)
+    proposal = create_model(f"{strategy}Proposal", __base__=Proposal,
+                            params=(params, Field(description="a value for every parameter, inside its range")))
+    desc = StrategistReply.model_fields["proposals"].description
+    return create_model(f"{strategy}Reply", __base__=StrategistReply,
+                        proposals=(list[proposal], Field(min_length=3, max_length=5, description=desc)))

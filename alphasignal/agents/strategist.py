@@ -18,7 +18,7 @@ from ..providers import EngineRequest, Provider, register_engine
 from . import analysis, space
 from .calls import AgentCall, ask
 from .risk import hard_limit_breaches
-from .schemas import AnalystReport, Proposal, StrategistReply
+from .schemas import AnalystReport, Proposal, StrategistReply, strategist_schema
 from .state import RoundState
 
 Strategist = Callable[[RoundState, AnalystReport], AgentCall[StrategistReply]]
@@ -36,9 +36,15 @@ def make_strategist(provider: Provider) -> Strategist:
                   "baseline": state.baseline, "patterns": "\n".join(f"- {p}" for p in report.patterns),
                   "recommendations": "\n".join(f"- {r}" for r in report.recommendations),
                   "tried": state.tried_text(), "n": state.n_proposals}
-        return ask(provider, StrategistReply, "strategist", "strategist", values, {"state": state})
+        schema = strategist_schema(state.strategy, tuple((n, _describe(s)) for n, s in state.specs.items()))
+        return ask(provider, schema, "strategist", "strategist", values, {"state": state})
 
     return strategist
+
+
+def _describe(spec: Any) -> str:
+    k = space.kind(spec)
+    return "true or false" if k == "bool" else f"{k} from {spec.min} to {spec.max}, step {spec.step}"
 
 
 def _step(spec: Any, scale: float) -> float:
