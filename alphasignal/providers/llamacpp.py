@@ -8,6 +8,7 @@ tokens. The vision projector (``mmproj_path``) is loaded only for the ``vlm`` ro
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Sequence
@@ -43,8 +44,18 @@ def load_llama(path: str | Path, mmproj: str | Path = "", n_ctx: int = 4096) -> 
                             verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"cannot load GGUF {key[0]}: {exc}: check the file is a complete GGUF model") from None
+            if not _CACHE:
+                atexit.register(_close_all)
             _CACHE[key] = (llm, threading.Lock())
         return _CACHE[key]
+
+
+def _close_all() -> None:
+    """Free the models while the interpreter is intact (the vision handler's finaliser writes to stderr)."""
+    with _CACHE_LOCK:
+        for llm, _ in _CACHE.values():
+            llm.close()
+        _CACHE.clear()
 
 
 class LlamaCppProvider(Provider):
