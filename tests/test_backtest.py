@@ -126,10 +126,14 @@ def test_grid_constraints_and_chunking_do_not_change_results(aapl):
 def test_resolver_falls_back_and_forcing_gpu_is_a_clear_error(caplog):
     if GPU_OK:
         pytest.skip("a GPU is usable here: the fallback path is not reachable")
+    from alphasignal.backtest import xp
+
+    xp._note_fallback.cache_clear()  # the reason is logged once per process
     with caplog.at_level("INFO", logger="alphasignal.backtest.xp"):
         auto = resolve("auto", "")
+        resolve("auto", "")
     assert (auto.engine, auto.device) == ("numba", "cpu") and "auto:" in auto.note
-    assert "no GPU backend" in caplog.text and "using the CPU" in caplog.text
+    assert caplog.text.count("no GPU backend") == 1 and "using the CPU" in caplog.text
     with pytest.raises(UsageError, match="GPU backend requested but unusable"):
         resolve("gpu", "")
     with pytest.raises(UsageError, match="GPU backend requested but unusable"):

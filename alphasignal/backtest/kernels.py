@@ -1,4 +1,5 @@
-"""Fused per-configuration kernels: signal -> fills -> equity -> metric accumulators in one pass over the bars.
+"""Fused per-configuration kernel: signal -> fills -> equity -> metric accumulators, bar by bar, with all
+configurations advanced together in passes over blocks of bars (state carried between passes).
 
 Execution conventions (identical in every engine and in the tests' reference loop):
 

@@ -10,8 +10,6 @@ from types import ModuleType
 
 import numpy as np
 
-from .kernels import NACC
-
 
 def _target(xp: ModuleType, kind: int, pos, c, x0, x1, flag, f0, f1, short_ok: bool):
     """Vectorised ``kernels.target_position`` over configurations (int8 arrays)."""
@@ -130,5 +128,4 @@ def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: 
     gw = gw + xp.where(open_tr & (pnl > 0), pnl, 0.0)
     gl = gl - xp.where(open_tr & (pnl < 0), pnl, 0.0)
     acc = xp.stack([eq_prev, s1, s2, sd2, mdd, trades, wins, gw, gl, exposed, turnover], axis=1)
-    assert acc.shape[1] == NACC
     return acc, blocks, rets

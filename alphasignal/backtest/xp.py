@@ -3,6 +3,7 @@ imports cupy, and only when a GPU backend is considered."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from types import ModuleType
@@ -24,8 +25,9 @@ class Backend:
     note: str = ""
 
 
+@functools.cache
 def gpu_status() -> tuple[bool, str]:
-    """(usable, reason): cupy importable, a CUDA device present, and a tiny allocation succeeds."""
+    """(usable, reason): cupy importable, a CUDA device present, and a tiny allocation succeeds (probed once)."""
     try:
         import cupy
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA install
@@ -37,6 +39,13 @@ def gpu_status() -> tuple[bool, str]:
     except Exception as exc:  # noqa: BLE001 - CUDARuntimeError and driver errors
         return False, f"cupy is installed but the GPU is unusable ({type(exc).__name__}: {exc})"
     return True, "CUDA GPU available"
+
+
+@functools.cache
+def _note_fallback(why: str) -> None:
+    """Say once per process why ``auto`` runs on the CPU: a warning when cupy is installed (the user expects
+    the GPU), info on a plain CPU install."""
+    (log.warning if "installed" in why else log.info)("no GPU backend (%s); using the CPU", why)
 
 
 def get_cupy() -> ModuleType:
@@ -79,8 +88,7 @@ def resolve(device: str = "auto", engine: str = "") -> Backend:
         ok, why = gpu_status()
         if ok:
             return Backend("cupy", "gpu", why)
-        # someone who installed cupy expects the GPU: say so; a plain CPU install stays quiet
-        (log.warning if "installed" in why else log.info)("no GPU backend (%s); using the CPU", why)
+        _note_fallback(why)
         note = f"auto: {why}"
     else:
         note = "requested"
