@@ -292,6 +292,7 @@ class OptimizerConfig:
     risk_model: str = "qwen2.5:3b"
     gguf_path: str = ""  # GGUF file for provider llamacpp ("" = pipeline.gguf_path)
     require_server: bool = False  # True: no reachable model server is an error (exit 3), not a builtin fallback
+    max_tokens: int = 1024  # reply length cap for the agents' model calls (timeouts/retries from [pipeline])
     use_risk_manager: bool = True
     rounds: int = 5
     proposals_per_round: int = 3
@@ -323,6 +324,7 @@ class OptimizerConfig:
         _check(self.min_trades >= 0 and self.max_turnover > 0,
                "optimizer.min_trades must be >= 0 and optimizer.max_turnover > 0")
         _check(self.debate_rounds >= 0, "optimizer.debate_rounds must be >= 0")
+        _check(self.max_tokens >= 64, "optimizer.max_tokens must be >= 64")
         _check(self.objective in {"sharpe", "sortino", "calmar", "total_return", "cagr", "profit_factor"},
                f"optimizer.objective={self.objective!r} is invalid: use sharpe, sortino, calmar, total_return, "
                "cagr or profit_factor")

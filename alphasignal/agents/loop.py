@@ -56,7 +56,7 @@ class Agents:
 def build_agents(cfg: Any) -> Agents:
     """Providers per role from ``cfg.optimizer`` (server settings from ``cfg.pipeline``)."""
     oc = cfg.optimizer
-    settings = ProviderSettings.from_config(cfg.pipeline, require_server=oc.require_server,
+    settings = ProviderSettings.from_config(cfg.pipeline, require_server=oc.require_server, max_tokens=oc.max_tokens,
                                             **({"gguf_path": oc.gguf_path} if oc.gguf_path else {}))
     spec = {"analyst": (oc.analyst_provider, oc.analyst_model), "strategist": (oc.strategist_provider,
             oc.strategist_model), "risk_manager": (oc.risk_provider, oc.risk_model)}
