@@ -66,11 +66,16 @@ def _untried(state: RoundState, candidates: list[dict[str, Any]], taken: set[str
     return out
 
 
-def feasible(state: RoundState, params: Mapping[str, Any]) -> bool:
-    """kNN-predicted drawdown, trades and turnover within the hard limits."""
+def feasible(state: RoundState, params: Mapping[str, Any], margin: float = 0.1) -> bool:
+    """kNN-predicted drawdown, trades and turnover within the hard limits tightened by ``margin``."""
     cols = [c for c in ("max_drawdown", "trades", "turnover") if c in state.trials]
     pred = {c: analysis.predict(state.trials, state.specs, params, c) for c in cols}
-    return not hard_limit_breaches(pred, state.limits)
+    tight = {k: v * (1 + margin) if k == "min_trades" else v * (1 - margin) for k, v in state.limits.items()}
+    return not hard_limit_breaches(pred, tight)
+
+
+def _meets_limits(state: RoundState) -> list[bool]:
+    return [not hard_limit_breaches(r, state.limits) for r in state.trials.to_dict("records")]
 
 
 def _best_feasible(state: RoundState) -> dict[str, Any]:
@@ -83,7 +88,9 @@ def _best_feasible(state: RoundState) -> dict[str, Any]:
 
 def conservative(state: RoundState, taken: set[str]) -> Proposal | None:
     """The best-predicted untried one-step neighbour of the most robust plateau's centre."""
-    p = analysis.plateau(state.trials, state.specs, state.objective)
+    ok_rows = state.trials[_meets_limits(state)]
+    p = analysis.plateau(ok_rows if len(ok_rows) > 2 * analysis.NEIGHBOURS else state.trials, state.specs,
+                         state.objective)
     centre = p["centre"]
     cands = []
     for name, spec in state.specs.items():
@@ -152,11 +159,13 @@ def tpe_study(state: RoundState, seed: int) -> tuple[optuna.Study, dict[str, Any
     dists = _distributions(state.specs)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     trials = []
-    for _, row in state.trials.iterrows():
+    ok = _meets_limits(state)
+    floor = float(np.nanmin(state.trials[state.objective].to_numpy(float))) if len(state.trials) else 0.0
+    for (_, row), fine in zip(state.trials.iterrows(), ok, strict=True):
         params = {n: analysis._py(row[n]) for n in state.specs}
+        value = float(np.nan_to_num(row[state.objective], nan=floor)) if fine else floor  # breaches rank last
         try:
-            trials.append(optuna.trial.create_trial(params=params, distributions=dists,
-                                                    value=float(np.nan_to_num(row[state.objective], nan=-10))))
+            trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=value))
         except ValueError:  # a value outside the distribution's step grid (e.g. a custom sweep grid)
             continue
     study.add_trials(trials)

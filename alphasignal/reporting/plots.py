@@ -54,14 +54,15 @@ def comparison_png(data: Mapping[str, Any], path: str | Path) -> Path:
         ov = np.array([float(i[2].get(metric, np.nan)) * scale for i in items])
         if metric == "max_drawdown":  # drawdowns as negative bars whatever the engine's sign convention
             iv, ov = -np.abs(iv), -np.abs(ov)
-        ax.bar(x - 0.2, iv, 0.4, label="in-sample", color=_IS)
-        ax.bar(x + 0.2, ov, 0.4, label="out-of-sample", color=_OOS)
+        ax.bar(x - 0.2, iv, 0.4, label="in-sample", color=_IS, zorder=2)
+        ax.bar(x + 0.2, ov, 0.4, label="out-of-sample", color=_OOS, zorder=2)
         for part, vals in (("IS", iv), ("OOS", ov)):
             ax.axhline(vals[0], color=_IS if part == "IS" else _OOS, lw=0.8, ls="--", alpha=0.7)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_ylabel(title)
         ax.grid(axis="y", alpha=0.3)
-        ax.axvspan(labels.index(win_label) - 0.45, labels.index(win_label) + 0.45, color="gold", alpha=0.2, lw=0)
+        w = labels.index(win_label)
+        ax.axvspan(w - 0.45, w + 0.45, color="gold", alpha=0.3, lw=0, zorder=0)
     axes[0].legend(loc="upper right", fontsize=8)
     axes[0].set_title(f"{data['run']['strategy']}: baseline vs proposals (dashed: baseline; shaded: winner)")
     axes[-1].set_xticks(x, labels, rotation=45, ha="right", fontsize=8)

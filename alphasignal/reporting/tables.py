@@ -123,7 +123,7 @@ def _print_summary(c: Console, s: Mapping[str, Any], obj: str) -> None:
             a, b = i[f"metrics_{part}"].get(m), w[f"metrics_{part}"].get(m)
             delta = None if a is None or b is None else float(b) - float(a)
             rows.append([f"{m} ({part.upper()})", fmt(m, a), fmt(m, b), "-" if delta is None else
-                         (fmt(m, delta) if m != "trades" else f"{delta:+.0f}")])
+                         ("+" if delta >= 0 else "") + fmt(m, delta)])
     c.print(_table("initial baseline vs best (IS and OOS)", ["metric", "initial", "best", "delta"],
                    rows))
     imp = s.get("improvement_pct")
