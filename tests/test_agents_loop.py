@@ -132,3 +132,31 @@ def test_walk_forward_objective(tmp_path, aapl):
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(aapl, cfg, h, progress=False)
         assert len(h.rounds(run_id)) == 2
+
+
+def test_debate_votes_are_recorded_and_bind(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=2", "optimizer.debate_rounds=2", "optimizer.patience=10")
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        for rd in h.rounds(run_id)[1:]:
+            votes = rd["state"]["votes"]
+            agents = {m["agent"] for m in h.messages(run_id, rd["round_no"])}
+            assert {"analyst:debate1", "strategist:debate2", "risk_manager:debate2"} <= agents
+            props = [p for p in h.proposals(run_id, rd["round_no"]) if p["source"] == "agent"]
+            debated = {v["proposal"] for v in votes}
+            assert debated and len(votes) == 2 * 3 * len(debated) and all(v["argument"] for v in votes)
+            for p in props:
+                last = [v["support"] for v in votes if v["proposal"] == p["name"] and v["round"] == 2]
+                if last and 2 * sum(last) < len(last):  # a majority against: never backtested
+                    assert p["status"] == "voted_down" and p["metrics_is"] is None
+
+
+def test_strategy_without_a_sweep_grid_and_undefined_metrics(tmp_path, aapl):
+    cfg = load_config(None, ["optimizer.provider=builtin", "optimizer.strategy=Bollinger_Breakout",
+                             "optimizer.rounds=1", f"optimizer.history_db={tmp_path / 'h.sqlite'}"])
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        sweep = [p for p in h.proposals(run_id, 0)]
+        assert {"period", "num_std", "mean_reversion"} == set(sweep[0]["params"]) and len(sweep) > 20
+        report = h.rounds(run_id)[1]["state"]["report"]
+        assert "nan" not in " ".join(report["patterns"] + report["recommendations"]).lower()

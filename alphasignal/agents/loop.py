@@ -83,11 +83,18 @@ def sweep_grid(cfg: Any) -> dict[str, list[Any]]:
     return out
 
 
-def _frame(rows: list[Mapping[str, Any]], specs: Mapping[str, Any]) -> pd.DataFrame:
+def _frame(rows: list[Mapping[str, Any]], specs: Mapping[str, Any], objective: str) -> pd.DataFrame:
+    """The agents' view of the trials. An undefined objective (no trades, no variance) ranks last: it takes the
+    lowest defined value; undefined drawdown/trades/turnover (no position) read as 0."""
     df = pd.DataFrame([{**r["params"], **r["metrics_is"]} for r in rows])
     for name, s in specs.items():
         if name in df:
             df[name] = df[name].astype({"bool": bool, "int": int}.get(space.kind(s), float))
+    obj = df[objective].astype(float).replace([np.inf, -np.inf], np.nan)
+    df[objective] = obj.fillna(obj.min() if obj.notna().any() else 0.0)
+    for col in ("max_drawdown", "trades", "turnover"):
+        if col in df:
+            df[col] = df[col].astype(float).fillna(0.0)
     return df
 
 
@@ -204,8 +211,8 @@ def _round(r: int, ev: Evaluator, agents: Agents, history: History, run_id: str,
     t_start = time.perf_counter()
     tm = {"agents": 0.0, "validation": 0.0, "backtests": 0.0}
     limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
-    state = RoundState(oc.strategy, dict(specs), _frame(trials, specs), oc.objective, dict(prev["baseline"]),
-                       dict(prev["baseline_is"]), r, oc.seed, oc.proposals_per_round, limits)
+    state = RoundState(oc.strategy, dict(specs), _frame(trials, specs, oc.objective), oc.objective,
+                       dict(prev["baseline"]), dict(prev["baseline_is"]), r, oc.seed, oc.proposals_per_round, limits)
     messages = []
     t = time.perf_counter()
     report = agents.analyst(state)
