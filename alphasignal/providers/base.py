@@ -17,11 +17,13 @@ import dataclasses
 import hashlib
 import json
 import re
+import socket
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -372,6 +374,18 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def port_open(url: str, timeout: float) -> bool:
+    """True when something accepts TCP connections at ``url``'s host and port (a cheap first reachability test:
+    building an HTTP client costs ~0.2 s, a refused connect well under 1 ms)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def probe_timeout(settings: ProviderSettings) -> Any:
     """Timeout for reachability checks: a short connect (offline runs stay fast), then as long as a call may take
     (a busy local server answers its model list only after the running generation)."""
@@ -414,3 +428,11 @@ def langchain_messages(messages: Sequence[Message]) -> list[Any]:
 
     kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
     return [kinds[d["role"]](content=d["content"]) for d in openai_messages(messages)]
+
+
+def message_text(reply: Any) -> str:
+    """The text of a LangChain AI message (string content, or the text parts of a content list)."""
+    content = reply.content
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)

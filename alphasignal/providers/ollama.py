@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-import ollama
-
 from ..errors import ModelError
-from .base import Message, Provider, ProviderSettings, langchain_messages, one_line, probe_timeout
-
-# Transport and server failures; anything else is a bug and keeps its traceback.
-_FAILURES = (ConnectionError, httpx.HTTPError, ollama.ResponseError)
+from .base import (
+    Message,
+    Provider,
+    ProviderSettings,
+    langchain_messages,
+    message_text,
+    one_line,
+    port_open,
+    probe_timeout,
+)
 
 
 class OllamaProvider(Provider):
@@ -35,6 +38,11 @@ class OllamaProvider(Provider):
 
     def check(self) -> None:
         """Server reachable (``/api/version``), model pulled (``/api/tags``), vision known (``/api/show``)."""
+        if not port_open(self.host, self.settings.connect_timeout):
+            raise ModelError(f"no Ollama server at {self.host} (nothing listening): start it with `ollama serve` "
+                             "or set pipeline.ollama_host, or use --provider builtin")
+        import httpx  # here, not at import: an offline run never pays for it
+
         t = probe_timeout(self.settings)
         try:
             httpx.get(f"{self.host}/api/version", timeout=t).raise_for_status()
@@ -68,18 +76,26 @@ class OllamaProvider(Provider):
     def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
         try:
             reply = self._chat(timeout).invoke(langchain_messages(messages), format=json_schema)
-        except _FAILURES as exc:
-            raise self._error(exc, timeout) from None
-        return _text(reply)
+        except Exception as exc:
+            if (error := self._error(exc, timeout)) is None:
+                raise
+            raise error from None
+        return message_text(reply)
 
     async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
         try:
             reply = await self._chat(timeout).ainvoke(langchain_messages(messages), format=json_schema)
-        except _FAILURES as exc:
-            raise self._error(exc, timeout) from None
-        return _text(reply)
+        except Exception as exc:
+            if (error := self._error(exc, timeout)) is None:
+                raise
+            raise error from None
+        return message_text(reply)
 
-    def _error(self, exc: Exception, timeout: float) -> ModelError:
+    def _error(self, exc: Exception, timeout: float) -> ModelError | None:
+        """The one-line ModelError for a transport or server failure; None for anything else (a bug)."""
+        import httpx
+        import ollama
+
         if isinstance(exc, (ConnectionError, httpx.ConnectError)):
             return ModelError(f"cannot reach Ollama at {self.host}: start it with `ollama serve` or set "
                               "pipeline.ollama_host, or use --provider builtin")
@@ -91,12 +107,7 @@ class OllamaProvider(Provider):
                 return ModelError(f"model {self.model!r} is not on the Ollama server at {self.host}: run "
                                   f"`ollama pull {self.model}`")
             return ModelError(f"Ollama at {self.host} failed for model {self.model!r}: {one_line(exc.error)}")
-        return ModelError(f"Ollama at {self.host} failed for model {self.model!r}: {type(exc).__name__}: "
-                          f"{one_line(str(exc))}")
-
-
-def _text(reply: Any) -> str:
-    content = reply.content
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)
+        if isinstance(exc, httpx.HTTPError):
+            return ModelError(f"Ollama at {self.host} failed for model {self.model!r}: {type(exc).__name__}: "
+                              f"{one_line(str(exc))}")
+        return None

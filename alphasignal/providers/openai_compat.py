@@ -12,13 +12,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-import openai
-
 from ..errors import ModelError
-from .base import Message, Provider, ProviderSettings, langchain_messages, one_line, probe_timeout
-
-_FAILURES = (httpx.HTTPError, openai.APIError)
+from .base import (
+    Message,
+    Provider,
+    ProviderSettings,
+    langchain_messages,
+    message_text,
+    one_line,
+    port_open,
+    probe_timeout,
+)
 
 
 class OpenAICompatProvider(Provider):
@@ -38,6 +42,12 @@ class OpenAICompatProvider(Provider):
 
     def check(self) -> None:
         """Server reachable and serving the model (``GET /models``)."""
+        if not port_open(self.base_url, self.settings.connect_timeout):
+            raise ModelError(f"no OpenAI-compatible server at {self.base_url} (nothing listening): start one (e.g. "
+                             "`python -m llama_cpp.server --model M.gguf` or `vllm serve MODEL`) or set "
+                             "pipeline.openai_base_url, or use --provider builtin")
+        import httpx  # here, not at import: an offline run never pays for it
+
         try:
             r = httpx.get(f"{self.base_url}/models", timeout=probe_timeout(self.settings),
                           headers={"Authorization": f"Bearer {self.settings.api_key}"})
@@ -85,10 +95,12 @@ class OpenAICompatProvider(Provider):
             runnable, kwargs = self._request(json_schema, timeout, method)
             try:
                 reply = runnable.invoke(langchain_messages(messages), **kwargs)
-            except _FAILURES as exc:
+            except Exception as exc:
+                if (error := self._error(exc, timeout)) is None:
+                    raise
                 if self._fall_back(exc, method):
                     continue
-                raise self._error(exc, timeout) from None
+                raise error from None
             self.method = method
             return _text(reply)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -98,20 +110,28 @@ class OpenAICompatProvider(Provider):
             runnable, kwargs = self._request(json_schema, timeout, method)
             try:
                 reply = await runnable.ainvoke(langchain_messages(messages), **kwargs)
-            except _FAILURES as exc:
+            except Exception as exc:
+                if (error := self._error(exc, timeout)) is None:
+                    raise
                 if self._fall_back(exc, method):
                     continue
-                raise self._error(exc, timeout) from None
+                raise error from None
             self.method = method
             return _text(reply)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fall_back(self, exc: Exception, method: str) -> bool:
         """True when ``auto`` should retry with function calling: the server refused the json_schema format."""
+        import openai
+
         refused = isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 422, 500, 501)
         return self.method == "auto" and method == "json_schema" and refused
 
-    def _error(self, exc: Exception, timeout: float) -> ModelError:
+    def _error(self, exc: Exception, timeout: float) -> ModelError | None:
+        """The one-line ModelError for a transport or server failure; None for anything else (a bug)."""
+        import httpx
+        import openai  # ~1 s to import: only a failing call needs it
+
         if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
             return ModelError(f"model {self.model!r} at {self.base_url} timed out after {timeout:g}s: raise "
                               "pipeline.timeout (e.g. --set pipeline.timeout=120) or use a smaller model")
@@ -120,8 +140,10 @@ class OpenAICompatProvider(Provider):
                               "pipeline.openai_base_url, or use --provider builtin")
         if isinstance(exc, openai.NotFoundError):
             return ModelError(f"model {self.model!r} is not served at {self.base_url}: check the model name")
-        return ModelError(f"server {self.base_url} failed for model {self.model!r}: {type(exc).__name__}: "
-                          f"{one_line(str(exc))}")
+        if isinstance(exc, (httpx.HTTPError, openai.APIError)):
+            return ModelError(f"server {self.base_url} failed for model {self.model!r}: {type(exc).__name__}: "
+                              f"{one_line(str(exc))}")
+        return None
 
 
 def _text(reply: Any) -> str:
@@ -130,7 +152,4 @@ def _text(reply: Any) -> str:
         return json.dumps(call.get("args", {}))
     for call in getattr(reply, "invalid_tool_calls", None) or ():
         return str(call.get("args") or "")
-    content = reply.content
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)
+    return message_text(reply)
