@@ -262,3 +262,18 @@ def test_script_uploaded_alone_runs_its_standalone_path(tmp_path, jsonl):
     if not has_module("unsloth"):
         proc = subprocess.run([*run_alone, "--dataset", str(jsonl)], capture_output=True, text=True, cwd=tmp_path)
         assert proc.returncode == 2 and "pip install unsloth" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gguf_export_bad_input_is_a_one_line_error(tmp_path):
+    from alphasignal.errors import ModelError
+    from alphasignal.finetune.gguf import convert_to_gguf, quantize
+
+    with pytest.raises(UsageError, match="no config.json"):
+        convert_to_gguf(tmp_path, tmp_path / "out", "m")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UsageError, match="unknown GGUF quantization 'q9'"):
+        convert_to_gguf(tmp_path, tmp_path / "out", "m", quant="q9")
+    if has_module("llama_cpp"):
+        with pytest.raises(ModelError, match=r"could not quantize missing.gguf to q4_k_m .*failed to load"):
+            quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "q4_k_m")
+        assert not list(tmp_path.glob("x.gguf*"))  # no half-written output

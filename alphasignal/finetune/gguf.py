@@ -8,6 +8,7 @@ under ``~/.cache/alphasignal/``. Quantization below 8 bits uses llama.cpp's C AP
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.metadata
 import logging
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +128,30 @@ def quantize(src: Path, dst: Path, quant: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     tmp = dst.with_name(dst.name + ".tmp")
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+    with _captured_stderr() as log:  # llama.cpp logs every tensor to fd 2; keep it for the error message only
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
-        raise ModelError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc})")
+        lines = [ln for ln in "".join(log).splitlines() if ln.strip()]
+        raise ModelError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc}: "
+                         f"{lines[-1] if lines else 'no log'})")
     os.replace(tmp, dst)
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Redirect the process-level stderr (C libraries included) while the block runs; the list gets the text."""
+    sys.stderr.flush()
+    saved, captured = os.dup(2), []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode(errors="replace"))
 
 
 def convert_to_gguf(model_dir: str | Path, out_dir: str | Path, name: str, quant: str = "q4_k_m",
