@@ -293,6 +293,7 @@ class OptimizerConfig:
     gguf_path: str = ""  # GGUF file for provider llamacpp ("" = pipeline.gguf_path)
     require_server: bool = False  # True: no reachable model server is an error (exit 3), not a builtin fallback
     max_tokens: int = 1024  # reply length cap for the agents' model calls (timeouts/retries from [pipeline])
+    summary_chars: int = 2500  # size cap of the sweep summary in the Analyst's prompt (smaller for tiny models)
     use_risk_manager: bool = True
     rounds: int = 5
     proposals_per_round: int = 3
@@ -325,6 +326,7 @@ class OptimizerConfig:
                "optimizer.min_trades must be >= 0 and optimizer.max_turnover > 0")
         _check(self.debate_rounds >= 0, "optimizer.debate_rounds must be >= 0")
         _check(self.max_tokens >= 64, "optimizer.max_tokens must be >= 64")
+        _check(self.summary_chars >= 200, "optimizer.summary_chars must be >= 200")
         _check(self.objective in {"sharpe", "sortino", "calmar", "total_return", "cagr", "profit_factor"},
                f"optimizer.objective={self.objective!r} is invalid: use sharpe, sortino, calmar, total_return, "
                "cagr or profit_factor")

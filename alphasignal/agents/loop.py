@@ -39,12 +39,13 @@ class Agents:
     """The three role callables and the providers behind them (one per role, possibly different models)."""
 
     providers: dict[str, Provider]
+    summary_chars: int = 2500
     analyst: Callable = field(init=False)
     strategist: Callable = field(init=False)
     risk: Callable = field(init=False)
 
     def __post_init__(self) -> None:
-        self.analyst = make_analyst(self.providers["analyst"])
+        self.analyst = make_analyst(self.providers["analyst"], max_summary_chars=self.summary_chars)
         self.strategist = make_strategist(self.providers["strategist"])
         self.risk = make_risk_manager(self.providers["risk_manager"])
 
@@ -66,7 +67,8 @@ def build_agents(cfg: Any) -> Agents:
         if key not in built:
             roles = "+".join(r for r, (n, m) in spec.items() if (n or oc.provider, m) == key)
             built[key] = get_provider(key[0], model=model, cfg=settings, role=roles)
-    return Agents({role: built[(name or oc.provider, model)] for role, (name, model) in spec.items()})
+    return Agents({role: built[(name or oc.provider, model)] for role, (name, model) in spec.items()},
+                  summary_chars=oc.summary_chars)
 
 
 def sweep_grid(cfg: Any) -> dict[str, list[Any]]:
