@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.metadata
+import io
 import logging
 import os
 import shutil
@@ -140,10 +141,11 @@ def quantize(src: Path, dst: Path, quant: str) -> None:
 
 @contextlib.contextmanager
 def _captured_stderr() -> Iterator[list[str]]:
-    """Redirect the process-level stderr (C libraries included) while the block runs; the list gets the text."""
+    """Redirect stderr (sys.stderr, where llama-cpp-python's log callback prints, and fd 2 for C code) while the
+    block runs; the yielded list receives the text."""
     sys.stderr.flush()
-    saved, captured = os.dup(2), []
-    with tempfile.TemporaryFile() as tmp:
+    saved, captured, text = os.dup(2), [], io.StringIO()
+    with tempfile.TemporaryFile() as tmp, contextlib.redirect_stderr(text):
         os.dup2(tmp.fileno(), 2)
         try:
             yield captured
@@ -151,7 +153,7 @@ def _captured_stderr() -> Iterator[list[str]]:
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
-            captured.append(tmp.read().decode(errors="replace"))
+            captured.append(tmp.read().decode(errors="replace") + text.getvalue())
 
 
 def convert_to_gguf(model_dir: str | Path, out_dir: str | Path, name: str, quant: str = "q4_k_m",
