@@ -3,7 +3,8 @@
 Colab (T4 GPU), with or without the repo: upload this file and the dataset folder (training_data.jsonl + images/),
     !pip install unsloth
     !python 02_finetune_colab.py --dataset dataset/training_data.jsonl
-then download models/gguf/ (GGUF + vision projector + Modelfile) and run `python 03_serve_ollama.py` locally.
+then download models/gguf/ (GGUF + vision projector + Modelfile) and run `python 03_serve_ollama.py` locally
+(or download models/merged_16bit/ and run `python 02_finetune_colab.py --export-only` in the repo).
 
 In the repo, CPU (transformers + peft; pip install -r requirements-finetune.txt):
     python 02_finetune_colab.py --backend hf --set training.base_model=tiny-random --max-steps 5   # plumbing check
@@ -34,15 +35,20 @@ def _add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--max-steps", type=int, help="optimizer steps (overrides epochs)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N train samples")
     parser.add_argument("--no-gguf", action="store_true", help="skip the GGUF + Modelfile export")
+    parser.add_argument("--export-only", action="store_true",
+                        help="no training: convert an existing models/merged_16bit/ to GGUF + Modelfile")
     return parser
 
 
 def _main(args: argparse.Namespace, cfg) -> int:
     from dataclasses import replace
 
-    from alphasignal.finetune import finetune
+    from alphasignal.finetune import export_only, finetune
 
     training = cfg.training
+    if args.export_only:
+        print(json.dumps(export_only(training, quiet=args.quiet), indent=2))
+        return 0
     if args.backend:
         training = replace(training, backend=args.backend)
     if args.max_steps is not None:
@@ -153,7 +159,12 @@ def _standalone(argv: list[str] | None = None) -> int:
     model.save_pretrained(out_dir / "lora_adapter")
     proc.save_pretrained(out_dir / "lora_adapter")
     model.save_pretrained_merged(str(out_dir / "merged_16bit"), proc, save_method="merged_16bit")
-    model.save_pretrained_gguf(str(out_dir / "gguf"), proc, quantization_method=quant)
+    try:
+        model.save_pretrained_gguf(str(out_dir / "gguf"), proc, quantization_method=quant)
+    except Exception as exc:  # Unsloth's GGUF export of vision models depends on its llama.cpp build
+        print(f"error: GGUF export failed ({exc}): download {out_dir / 'merged_16bit'} and run "
+              "python 02_finetune_colab.py --export-only in the repo", file=sys.stderr)
+        return 3
     ggufs = sorted((out_dir / "gguf").rglob("*.gguf"))
     froms = [f"./{p.relative_to(out_dir / 'gguf')}" for p in ggufs if quant in p.name.lower() or "mmproj" in p.name]
     system = next(p["text"] for p in rows[0]["messages"][0]["content"] if p["type"] == "text")

@@ -234,9 +234,16 @@ def test_script_end_to_end_on_cpu_writes_every_artifact(jsonl, tmp_path):
     plan = ExportPlan.from_config(TrainingConfig(output_dir=str(tmp_path)))
     for path in (plan.adapter / "adapter_config.json", plan.merged / "config.json", plan.gguf, plan.mmproj):
         assert path.is_file(), path
-    mf = Modelfile.parse(plan.modelfile.read_text())
+    text = plan.modelfile.read_text()
+    mf = Modelfile.parse(text)
     assert [(plan.gguf_dir / f).resolve() for f in mf.froms] == [plan.gguf.resolve(), plan.mmproj.resolve()]
     assert mf.system == load_prompt("chart_signal").system
+    assert text.splitlines()[0].endswith(f"prompt {load_prompt('chart_signal').id}")
+    # --export-only re-exports the merged model (what a Colab user does after downloading merged_16bit/)
+    plan.gguf.unlink()
+    proc = subprocess.run([*cmd[:2], "--export-only", "-q", "--set", f"training.output_dir={tmp_path}"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and plan.gguf.is_file(), proc.stderr[-2000:]
 
 
 def test_training_config_rejects_bad_values_with_the_fix():
@@ -277,3 +284,19 @@ def test_gguf_export_bad_input_is_a_one_line_error(tmp_path):
         with pytest.raises(ModelError, match=r"could not quantize missing.gguf to q4_k_m .*failed to load"):
             quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "q4_k_m")
         assert not list(tmp_path.glob("x.gguf*"))  # no half-written output
+
+
+def test_export_only_refuses_missing_model_and_prompt_mismatch(tmp_path):
+    from alphasignal.finetune import export_only
+    from alphasignal.finetune.run import prompt_id
+
+    cfg = TrainingConfig(output_dir=str(tmp_path))
+    with pytest.raises(UsageError, match="no merged model"):
+        export_only(cfg, quiet=True)
+    plan = ExportPlan.from_config(cfg)
+    plan.merged.mkdir(parents=True)
+    (plan.merged / "config.json").write_text("{}")
+    plan.report.write_text(json.dumps({"prompt_version": "chart_signal@0"}))
+    with pytest.raises(UsageError, match="trained with prompt chart_signal@0 but the repo has chart_signal@"):
+        export_only(cfg, quiet=True)
+    assert prompt_id("chart_signal@1") == prompt_id("1") == "chart_signal@1"

@@ -5,6 +5,6 @@ transformers, unsloth) happen inside functions, so importing this package is che
 """
 
 from .export import ExportPlan, Modelfile, build_modelfile
-from .run import finetune
+from .run import export_only, finetune
 
-__all__ = ["ExportPlan", "Modelfile", "build_modelfile", "finetune"]
+__all__ = ["ExportPlan", "Modelfile", "build_modelfile", "export_only", "finetune"]

@@ -105,7 +105,7 @@ def finetune(cfg: TrainingConfig, *, dataset: str | None = None, limit: int = 0,
     if export_gguf:
         _step(6, quiet)
         files = result.pop("gguf_files", None) or _convert(plan)
-        modelfile = build_modelfile(plan, train[0].system_prompt, f"chart_signal@{train[0].prompt_version}",
+        modelfile = build_modelfile(plan, train[0].system_prompt, prompt_id(train[0].prompt_version),
                                     include_mmproj=files.mmproj is not None)
         write_atomic(plan.modelfile, modelfile.render())
         figures.mark("export_gguf")
@@ -115,6 +115,29 @@ def finetune(cfg: TrainingConfig, *, dataset: str | None = None, limit: int = 0,
               "files": {k: str(v) for k, v in plan.files().items() if v.exists() or k == "report"}}
     write_atomic(plan.report, json.dumps(report, indent=2, default=str))
     return report
+
+
+def prompt_id(version: str) -> str:
+    """``chart_signal@V`` from a dataset's prompt_version (stage 01 writes the full id; a bare version is accepted)."""
+    return version if "@" in version else f"chart_signal@{version or '?'}"
+
+
+def export_only(cfg: TrainingConfig, quiet: bool = False) -> dict[str, Any]:
+    """Convert an existing ``merged_16bit/`` (e.g. downloaded from Colab) to GGUF + projector + Modelfile."""
+    from ..prompts import load_prompt
+
+    plan = ExportPlan.from_config(cfg)
+    if not (plan.merged / "config.json").is_file():
+        raise UsageError(f"{plan.merged} has no merged model: train first, or copy merged_16bit/ from Colab there")
+    prompt = load_prompt("chart_signal")
+    trained = json.loads(plan.report.read_text()).get("prompt_version") if plan.report.is_file() else None
+    if trained and prompt_id(trained) != prompt.id:
+        raise UsageError(f"the model was trained with prompt {prompt_id(trained)} but the repo has {prompt.id}: "
+                         "check out the matching prompt before exporting")
+    _step(6, quiet)
+    files = _convert(plan)
+    write_atomic(plan.modelfile, build_modelfile(plan, prompt.system, prompt.id, files.mmproj is not None).render())
+    return {"files": {k: str(v) for k, v in plan.files().items() if v.exists()}}
 
 
 def _convert(plan: ExportPlan):
