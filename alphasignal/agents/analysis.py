@@ -171,10 +171,11 @@ def _fmt(v: Any) -> Any:
 
 
 def _params(row: pd.Series, sp: Mapping[str, Any]) -> dict[str, Any]:
-    return {n: _py(row[n]) for n in sp}
+    return {n: py_value(row[n]) for n in sp}
 
 
-def _py(v: Any) -> Any:
+def py_value(v: Any) -> Any:
+    """A numpy/pandas scalar as the plain Python bool, int or float."""
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (int, np.integer)):
@@ -183,7 +184,7 @@ def _py(v: Any) -> Any:
 
 
 def _rows(df: pd.DataFrame, cols: Sequence[str]) -> list[dict[str, Any]]:
-    return [{c: _py(r[c]) for c in cols} for _, r in df.iterrows()]
+    return [{c: py_value(r[c]) for c in cols} for _, r in df.iterrows()]
 
 
 def _row_text(row: Mapping[str, Any]) -> str:

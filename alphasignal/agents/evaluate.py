@@ -13,10 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import space
-
-METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
-           "exposure", "turnover", "profit_factor")
+from ..backtest.metrics import METRICS
 
 
 def _bt():
@@ -36,7 +33,7 @@ def _row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 class Evaluator:
-    """Runs backtests of one strategy on a fixed time-ordered split and counts them.
+    """Runs backtests of one strategy on a fixed time-ordered split.
 
     In-sample = bars before the split; out-of-sample backtests run on the full frame with the evaluation window
     starting at the split, so indicators warm up on earlier bars and nothing after a bar is used for it.
@@ -53,12 +50,10 @@ class Evaluator:
         edges = np.linspace(self.split, len(data), folds + 1).round().astype(int)
         self.windows = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)] \
             if oos_method == "walk_forward" and n_test >= 3 * folds else [(self.split, len(data))]
-        self.backtests = 0
 
     def sweep(self, grid: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The in-sample sweep: one row per valid grid configuration, parameter and metric columns."""
         df = _bt().run_sweep(self.train, self.strategy, dict(grid), options=self.options, progress=False)
-        self.backtests += len(df)
         return df.reset_index(drop=True)
 
     def evaluate(self, params_list: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, float], dict[str, float]]]:
@@ -71,7 +66,6 @@ class Evaluator:
         ins = bt.backtest(self.train, self.strategy, plist, options=self.options)
         folds = [bt.backtest(self.data, self.strategy, plist, options=self.options, start=a, end=b)
                  for a, b in self.windows]
-        self.backtests += len(plist)
         out = []
         for i in range(len(plist)):
             m_is = _row_metrics(ins.iloc[i])
@@ -113,8 +107,3 @@ def objective_of(metrics: Mapping[str, float], objective: str) -> float:
     """The objective value, with NaN (no trades, flat equity) read as -inf so it never wins."""
     v = float(metrics.get(objective, float("nan")))
     return v if np.isfinite(v) else float("-inf")
-
-
-def key(params: Mapping[str, Any]) -> str:
-    """Alias of :func:`space.config_key`."""
-    return space.config_key(params)

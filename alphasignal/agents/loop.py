@@ -198,12 +198,12 @@ def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[s
 
 
 def _split_rows(df: pd.DataFrame, specs: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]:
-    from .analysis import _py
+    from .analysis import py_value
     from .evaluate import METRICS
 
     out = []
     for rec in df.to_dict("records"):
-        out.append(({n: _py(rec[n]) for n in specs}, {k: float(rec[k]) for k in METRICS if k in rec}))
+        out.append(({n: py_value(rec[n]) for n in specs}, {k: float(rec[k]) for k in METRICS if k in rec}))
     return out
 
 

@@ -82,8 +82,8 @@ def _best_feasible(state: RoundState) -> dict[str, Any]:
     rows = state.trials.sort_values(state.objective, ascending=False)
     for _, row in rows.iterrows():
         if not hard_limit_breaches(row.to_dict(), state.limits):
-            return {n: analysis._py(row[n]) for n in state.specs}
-    return {n: analysis._py(rows.iloc[0][n]) for n in state.specs}
+            return {n: analysis.py_value(row[n]) for n in state.specs}
+    return {n: analysis.py_value(rows.iloc[0][n]) for n in state.specs}
 
 
 def conservative(state: RoundState, taken: set[str]) -> Proposal | None:
@@ -162,7 +162,7 @@ def tpe_study(state: RoundState, seed: int) -> tuple[optuna.Study, dict[str, Any
     ok = _meets_limits(state)
     floor = float(np.nanmin(state.trials[state.objective].to_numpy(float))) if len(state.trials) else 0.0
     for (_, row), fine in zip(state.trials.iterrows(), ok, strict=True):
-        params = {n: analysis._py(row[n]) for n in state.specs}
+        params = {n: analysis.py_value(row[n]) for n in state.specs}
         value = float(np.nan_to_num(row[state.objective], nan=floor)) if fine else floor  # breaches rank last
         try:
             trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=value))
