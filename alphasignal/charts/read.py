@@ -1,0 +1,280 @@
+"""Offline chart reader: candlestick PNG -> candle series, by colour segmentation of the price panel.
+
+Steps: decode (downscale huge images) -> find the background -> classify every pixel to the nearest colour of
+a known palette (the stage-01 styles, see ``render.PALETTES``) or, for other screenshots, by hue (green = up,
+red = down) -> split the price panel from the volume panel at the widest empty horizontal band -> group candle
+columns into candles -> per candle: wick extremes give high/low, the body rows give open/close, the colour (or,
+for black/white styles, filled vs hollow) gives the direction -> volume bars below, when present.
+
+Prices come back in *chart units* (pixels above the bottom of the price panel): axes are often hidden, so the
+absolute scale is unknown. ``Candles.to_prices`` maps them to prices given the drawn price range, or an
+assumption stated by the caller.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import UsageError
+from .render import PALETTES
+
+_TOL2 = 48**2  # squared RGB distance within which a pixel belongs to a palette colour
+_MIN_CANDLES = 5
+
+
+@dataclass(frozen=True)
+class Candles:
+    """A recovered candle series in chart units (larger = higher price); ``volume`` is None without a panel."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray | None
+    style: str  # the matched stage-01 style, or "generic"
+    x: np.ndarray  # candle centre columns (pixels)
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def to_prices(self, last_close: float, *, price_range: tuple[float, float] | None = None,
+                  span_fraction: float = 0.2) -> Candles:
+        """Map to prices with the last close at ``last_close``.
+
+        With ``price_range`` = (lowest low, highest high) of the drawn bars the affine map is exact; without it
+        the drawn high-low span is assumed to be ``span_fraction`` of the last close.
+        """
+        units_span = float(self.high.max() - self.low.min()) or 1.0
+        if price_range is not None:
+            lo, hi = price_range
+            scale = (hi - lo) / units_span
+            offset = lo - self.low.min() * scale
+        else:
+            scale = span_fraction * last_close / units_span
+            offset = last_close - self.close[-1] * scale
+
+        def m(a: np.ndarray) -> np.ndarray:
+            return a * scale + offset
+
+        return Candles(m(self.open), m(self.high), m(self.low), m(self.close), self.volume, self.style, self.x)
+
+
+def load_image(png: bytes | str | Path, *, max_side: int = 1024) -> np.ndarray:
+    """Decode an image to an RGB uint8 array, downscaling so the longer side is at most ``max_side``."""
+    if isinstance(png, (str, Path)):
+        path = Path(png)
+        if not path.is_file():
+            raise UsageError(f"image {str(path)!r} not found: check the path")
+        data = path.read_bytes()
+    else:
+        data = bytes(png)
+    if not data:
+        raise UsageError("the image is empty (0 bytes): pass a PNG or JPEG chart")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UsageError(f"the file is not a readable image ({exc.__class__.__name__}): pass a PNG or JPEG chart"
+                         ) from None
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(img.convert("RGB"))
+
+
+def _hex(c: str) -> tuple[int, int, int]:
+    c = c.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def _background(rgb: np.ndarray) -> np.ndarray:
+    packed = (rgb[::3, ::3].reshape(-1, 3).astype(np.int32) @ np.array([65536, 256, 1])).ravel()
+    vals, counts = np.unique(packed, return_counts=True)
+    v = int(vals[counts.argmax()])
+    return np.array([v >> 16, (v >> 8) & 255, v & 255])
+
+
+# Pixel classes.
+_BG, _UP, _DOWN, _NEUTRAL, _VOL_UP, _VOL_DOWN, _OTHER = range(7)
+
+
+def _style_table(style: str) -> tuple[np.ndarray, np.ndarray]:
+    p = PALETTES[style]
+    up = {p.up_edge, p.up_wick} | ({p.up_body} if p.up_body != p.background else set())
+    down = {p.down_body, p.down_edge, p.down_wick}
+    shared = up & down
+    colours: list[tuple[str, int]] = [(p.background, _BG)]
+    colours += [(c, _NEUTRAL) for c in sorted(shared)]
+    colours += [(c, _UP) for c in sorted(up - shared)] + [(c, _DOWN) for c in sorted(down - shared)]
+    if p.volume_up == p.volume_down:
+        colours.append((p.volume_up, _VOL_UP))
+    else:
+        colours += [(p.volume_up, _VOL_UP), (p.volume_down, _VOL_DOWN)]
+    colours += [(c, _OTHER) for c in p.mavs] + [("#9467bd", _OTHER), (p.grid, _OTHER)]
+    rgb = np.array([_hex(c) for c, _ in colours], dtype=np.int32)
+    return rgb, np.array([k for _, k in colours], dtype=np.int8)
+
+
+def _classify_known(colours: np.ndarray, style: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest palette colour for each distinct image colour: (class per colour, within-tolerance flag)."""
+    table, kinds = _style_table(style)
+    d2 = ((colours[:, None, :] - table[None, :, :]) ** 2).sum(-1)
+    best = d2.argmin(1)
+    ok = d2[np.arange(len(colours)), best] <= _TOL2
+    return np.where(ok, kinds[best], _OTHER).astype(np.int8), ok
+
+
+def _classify_generic(rgb: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Hue-based classes for screenshots of other tools: saturated green = up, saturated red = down."""
+    a = rgb.astype(np.int16)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    sat = a.max(-1) - a.min(-1)
+    cls = np.full(rgb.shape[:2], _OTHER, dtype=np.int8)
+    cls[((a - bg) ** 2).sum(-1) <= _TOL2] = _BG
+    cls[(g > r + 30) & (g >= b) & (sat > 50)] = _UP
+    cls[(10 * g < 3 * r) & (20 * b < 9 * r) & (sat > 50)] = _DOWN  # pure reds; orange MA lines stay out
+    return cls
+
+
+def _pick_style(rgb: np.ndarray, bg: np.ndarray) -> tuple[str, np.ndarray]:
+    """Match the image to a stage-01 palette (or fall back to hue classes); classify every pixel."""
+    packed = (rgb.astype(np.int32) << np.array([16, 8, 0], dtype=np.int32)).sum(-1)
+    values, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
+    colours = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=1)
+    best, best_score, best_cls = "generic", 0.0, None
+    for style in PALETTES:
+        cls, ok = _classify_known(colours, style)
+        candle_share = counts[np.isin(cls, (_UP, _DOWN, _NEUTRAL))].sum() / counts.sum()
+        score = counts[ok].sum() / counts.sum() if candle_share > 0.002 else 0.0
+        if score > best_score:
+            best, best_score, best_cls = style, score, cls
+    if best_score < 0.9 or best_cls is None:
+        return "generic", _classify_generic(rgb, bg)
+    return best, best_cls[inverse].reshape(rgb.shape[:2])
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive (start, end) of consecutive True runs."""
+    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1, strict=True))
+
+
+def _panels(content_rows: np.ndarray) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """Split rows with content into (price rows, volume rows or None) at the LAST empty band.
+
+    Volume bars all stand on one baseline, so the volume block has no empty row inside; price gaps can.
+    """
+    runs = _runs(content_rows)
+    if not runs:
+        raise UsageError("no candles found: this does not look like a candlestick chart (is it blank?)")
+    top, bottom = runs[0][0], runs[-1][1]
+    if len(runs) > 1 and runs[-1][1] - runs[-1][0] < 0.45 * (bottom - top):
+        return (top, runs[-2][1]), runs[-1]
+    return (top, bottom), None
+
+
+def _strip_frame(mask: np.ndarray) -> np.ndarray:
+    """Drop axis frames and grid lines (rows/columns mostly covered) and anything outside the outer frame."""
+    h, w = mask.shape
+    long_rows = np.flatnonzero(mask.sum(1) > 0.75 * w)
+    long_cols = np.flatnonzero(mask.sum(0) > 0.75 * h)
+    if not len(long_rows) and not len(long_cols):
+        return mask
+    out = mask.copy()
+    out[long_rows] = False
+    out[:, long_cols] = False
+    if len(long_rows) >= 2:
+        out[: long_rows[0]] = False
+        out[long_rows[-1] + 1:] = False
+    if len(long_cols) >= 2:
+        out[:, : long_cols[0]] = False
+        out[:, long_cols[-1] + 1:] = False
+    return out
+
+
+def _regroup(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Assign content columns to an evenly spaced bar grid fitted on the clean runs.
+
+    Merges fragments of one candle (an overlay line drawn on top can hide part of it) and splits candles
+    that touch.
+    """
+    centres = np.array([(a + b) / 2 for a, b in runs])
+    widths = np.array([b - a + 1 for a, b in runs])
+    clean = np.abs(widths - np.median(widths)) <= max(1.0, 0.3 * np.median(widths))
+    if clean.sum() < 3:
+        return runs
+    c = centres[clean]
+    spacing = float(np.median(np.diff(c)))
+    k = np.concatenate([[0.0], np.cumsum(np.maximum(np.round(np.diff(c) / spacing), 1))])  # robust to drift
+    spacing, c0 = np.polyfit(k, c, 1) if len(np.unique(k)) > 1 else (spacing, c[0])
+    slots: dict[int, list[int]] = {}
+    for a, b in runs:
+        for x in range(a, b + 1):
+            slots.setdefault(int(round((x - c0) / spacing)), []).append(x)
+    return [(min(xs), max(xs)) for _, xs in sorted(slots.items())]
+
+
+def read_chart(png: bytes | str | Path, *, max_side: int = 1024) -> Candles:
+    """Recover open/high/low/close (and volume, when a volume panel exists) from a candlestick chart image."""
+    rgb = load_image(png, max_side=max_side)
+    if min(rgb.shape[:2]) < 32:
+        raise UsageError(f"image is too small ({rgb.shape[1]}x{rgb.shape[0]} px) to hold a chart: use >= 112 px")
+    style, cls = _pick_style(rgb, _background(rgb))
+    candle = _strip_frame(np.isin(cls, (_UP, _DOWN, _NEUTRAL)))
+    if style == "generic":  # volume bars share the candle colours: split the panels at the empty band
+        (p0, p1), vol_rows = _panels(candle.sum(1) > 0)
+        volume_px = candle
+    else:
+        volume_px = _strip_frame(np.isin(cls, (_VOL_UP, _VOL_DOWN)))
+        vol = _runs(volume_px.sum(1) > 0)
+        vol_rows = vol[-1] if vol and vol[-1][1] - vol[-1][0] > 2 else None
+        rows = np.flatnonzero(candle[: vol_rows[0] if vol_rows else None].any(1))
+        if not len(rows):
+            raise UsageError("no candles found: this does not look like a candlestick chart")
+        p0, p1 = int(rows[0]), int(rows[-1])
+    price = candle[p0:p1 + 1]
+    runs = [r for r in _runs(price.sum(0) > 0) if price[:, r[0]:r[1] + 1].sum() >= 2]
+    if len(runs) < _MIN_CANDLES:
+        raise UsageError(f"found {len(runs)} candle(s): this does not look like a candlestick chart "
+                         f"(need >= {_MIN_CANDLES}); pass a chart with visible green/red or black/white candles")
+    runs = _regroup(runs)
+    n = len(runs)
+    o, h, lo, c, xs = (np.empty(n) for _ in range(5))
+    col_cls = cls[p0:p1 + 1]
+    for k, (a, b) in enumerate(runs):
+        sub = price[:, a:b + 1]
+        rows = np.flatnonzero(sub.any(1))
+        top, bottom = rows[0], rows[-1]
+        counts = sub.sum(0)
+        wick = int(counts.argmax())
+        side = np.delete(sub, wick, axis=1) if sub.shape[1] > 1 else sub
+        body_rows = np.flatnonzero(side.any(1)) if sub.shape[1] >= 3 else rows
+        b_top, b_bot = (body_rows[0], body_rows[-1]) if len(body_rows) else (top, bottom)
+        up = _is_up(col_cls[:, a:b + 1], sub, b_top, b_bot)
+        o[k], c[k] = (b_bot, b_top) if up else (b_top, b_bot)
+        h[k], lo[k], xs[k] = top, bottom, (a + b) / 2
+    base = float(p1 - p0)
+    vol = _volumes(volume_px, vol_rows, runs) if vol_rows else None
+    return Candles(base - o, base - h, base - lo, base - c, vol, style, xs)
+
+
+def _is_up(cls: np.ndarray, sub: np.ndarray, b_top: int, b_bot: int) -> bool:
+    n_up, n_down = int((cls == _UP).sum()), int((cls == _DOWN).sum())
+    if n_up != n_down:
+        return n_up > n_down
+    interior = sub[b_top + 1:b_bot, 1:-1]  # black/white styles: filled body = down, hollow = up
+    return bool(interior.size == 0 or interior.mean() < 0.5)
+
+
+def _volumes(volume_px: np.ndarray, rows: tuple[int, int], runs: list[tuple[int, int]]) -> np.ndarray:
+    panel = volume_px[rows[0]:rows[1] + 1]
+    bottom = panel.shape[0]
+    out = np.zeros(len(runs))
+    for k, (a, b) in enumerate(runs):
+        hit = np.flatnonzero(panel[:, a:b + 1].any(1))
+        out[k] = bottom - hit[0] if len(hit) else 0.0
+    return out
