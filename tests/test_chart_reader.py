@@ -1,0 +1,159 @@
+"""Offline chart reader and rule engine on real stage-01 charts (real AAPL/GOOG prices) and bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from alphasignal.charts.read import read_chart
+from alphasignal.charts.render import STYLES, render_chart
+from alphasignal.errors import UsageError
+from alphasignal.signals.rules import analyze_chart, rule_votes, signal_from_candles
+from alphasignal.signals.schemas import TradingSignal
+
+WARMUP, DRAWN = 20, 60
+
+
+def _windows(df: pd.DataFrame, n: int = 8, step: int = 131) -> list[pd.DataFrame]:
+    return [df.iloc[s:s + WARMUP + DRAWN] for s in range(0, n * step, step)]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_recovered_closes_correlate_with_true_closes(aapl, goog, style):
+    corrs, vol_corrs = [], []
+    for w in _windows(aapl) + _windows(goog, 4):
+        candles = read_chart(render_chart(w, style=style, warmup=WARMUP))
+        true = w.iloc[WARMUP:]
+        assert len(candles) == DRAWN, "candle count must be exact"
+        corrs.append(np.corrcoef(candles.close, true["Close"])[0, 1])
+        assert np.corrcoef(candles.high, true["High"])[0, 1] > 0.99
+        assert np.corrcoef(candles.low, true["Low"])[0, 1] > 0.99
+        assert candles.volume is not None
+        vol_corrs.append(np.corrcoef(candles.volume, true["Volume"])[0, 1])
+    assert min(corrs) >= 0.99, corrs
+    assert min(vol_corrs) >= 0.99, vol_corrs
+
+
+def test_direction_and_prices_exact_with_price_range(aapl):
+    w = aapl.iloc[300:300 + WARMUP + DRAWN]
+    true = w.iloc[WARMUP:]
+    candles = read_chart(render_chart(w, style="classic", warmup=WARMUP))
+    prices = candles.to_prices(float(true["Close"].iloc[-1]),
+                               price_range=(float(true["Low"].min()), float(true["High"].max())))
+    span = float(true["High"].max() - true["Low"].min())
+    assert np.max(np.abs(prices.close - true["Close"].to_numpy())) < 0.02 * span
+    up_true = (true["Close"] >= true["Open"]).to_numpy()
+    up_read = prices.close >= prices.open
+    big = np.abs(true["Close"] - true["Open"]).to_numpy() > 0.02 * span  # dojis can go either way
+    assert (up_true[big] == up_read[big]).all()
+
+
+def test_no_volume_panel_and_resized_images(aapl):
+    w = aapl.iloc[500:500 + WARMUP + DRAWN]
+    true = w["Close"].iloc[WARMUP:]
+    no_vol = read_chart(render_chart(w, style="charles", volume=False, warmup=WARMUP))
+    assert no_vol.volume is None and len(no_vol) == DRAWN
+    png = render_chart(w, style="yahoo", warmup=WARMUP, size=448)
+    img = Image.open(io.BytesIO(png)).resize((896, 896), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    big = read_chart(buf.getvalue())
+    assert len(big) == DRAWN
+    assert np.corrcoef(big.close, true)[0, 1] > 0.99
+
+
+def test_huge_image_is_downscaled_not_rejected(aapl):
+    w = aapl.iloc[700:700 + WARMUP + DRAWN]
+    png = render_chart(w, style="charles", warmup=WARMUP, size=448)
+    img = Image.open(io.BytesIO(png)).resize((3000, 3000), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    candles = read_chart(buf.getvalue(), max_side=1024)
+    assert np.corrcoef(candles.close, w["Close"].iloc[WARMUP:])[0, 1] > 0.98
+
+
+def test_generic_green_red_screenshot():
+    """An ordinary chart from another tool: green/red filled candles on a dark background, no known palette."""
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 40)))
+    opn = np.concatenate([[100.0], close[:-1]])
+    hi, lo = np.maximum(opn, close) * 1.01, np.minimum(opn, close) * 0.99
+    img = np.full((300, 400, 3), (20, 22, 30), dtype=np.uint8)
+    ymin, ymax = lo.min(), hi.max()
+
+    def y(p):
+        return int(round(10 + (ymax - p) / (ymax - ymin) * 280))
+
+    for i in range(40):
+        x = 10 + i * 9
+        colour = (38, 166, 91) if close[i] >= opn[i] else (239, 34, 34)
+        img[y(hi[i]):y(lo[i]) + 1, x + 2] = colour
+        top, bot = sorted((y(opn[i]), y(close[i])))
+        img[top:bot + 1, x:x + 5] = colour
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    candles = read_chart(buf.getvalue())
+    assert candles.style == "generic"
+    assert len(candles) == 40
+    assert np.corrcoef(candles.close, close)[0, 1] > 0.99
+    assert ((candles.close >= candles.open) == (close >= opn)).mean() > 0.9
+
+
+@pytest.mark.parametrize("payload, match", [
+    (b"", "empty"),
+    (b"not an image at all", "not a readable image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "not a readable image"),
+])
+def test_bad_bytes_are_one_line_usage_errors(payload, match):
+    with pytest.raises(UsageError, match=match) as exc:
+        read_chart(payload)
+    assert "\n" not in str(exc.value)
+
+
+def test_blank_and_missing_images(tmp_path):
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 300), "white").save(buf, format="PNG")
+    with pytest.raises(UsageError, match="does not look like a candlestick chart"):
+        read_chart(buf.getvalue())
+    with pytest.raises(UsageError, match="not found"):
+        read_chart(tmp_path / "missing.png")
+
+
+def _series(close: np.ndarray):
+    from alphasignal.charts.read import Candles
+
+    opn = np.concatenate([[close[0]], close[:-1]])
+    return Candles(opn, np.maximum(opn, close) + 0.2, np.minimum(opn, close) - 0.2, close, None, "synthetic",
+                   np.arange(len(close), dtype=float))
+
+
+@pytest.mark.parametrize("drift, action", [(0.6, "BUY"), (-0.6, "SELL")])
+def test_rules_follow_clear_trends(drift, action):
+    rng = np.random.default_rng(0)
+    close = 100 + np.cumsum(drift + rng.normal(0, 0.3, 60))
+    sig = signal_from_candles(_series(close), last_close=float(close[-1]))
+    assert sig.action == action
+    assert sig.confidence > 0.5
+    assert "trend" in sig.rationale
+    assert rule_votes(_series(close))["trend"] == (1 if drift > 0 else -1)
+
+
+def test_rules_hold_on_flat_noise():
+    close = 100 + 0.3 * np.sin(np.arange(60) / 2.0)
+    sig = signal_from_candles(_series(close), last_close=100.0)
+    assert sig.action == "HOLD"
+    assert sig.stop_loss is None and sig.take_profit is None
+
+
+def test_analyze_chart_is_deterministic_and_valid(aapl):
+    for s in range(0, 1200, 200):
+        png = render_chart(aapl.iloc[s:s + 80], warmup=WARMUP)
+        a = analyze_chart(png, last_close=float(aapl["Close"].iloc[s + 79]))
+        b = analyze_chart(png, last_close=float(aapl["Close"].iloc[s + 79]))
+        assert a == b
+        TradingSignal.model_validate(a.model_dump())  # the contract's cross-field rules hold
+        assert a.entry_price == pytest.approx(float(aapl["Close"].iloc[s + 79]))
