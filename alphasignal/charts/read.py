@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import UsageError
@@ -143,7 +144,8 @@ def _classify_generic(rgb: np.ndarray, bg: np.ndarray) -> np.ndarray:
 def _pick_style(rgb: np.ndarray, bg: np.ndarray) -> tuple[str, np.ndarray]:
     """Match the image to a stage-01 palette (or fall back to hue classes); classify every pixel."""
     packed = (rgb.astype(np.int32) << np.array([16, 8, 0], dtype=np.int32)).sum(-1)
-    values, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
+    inverse, values = pd.factorize(packed.ravel())  # hashing: O(pixels), unlike np.unique's sort
+    counts = np.bincount(inverse, minlength=len(values))
     colours = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=1)
     best, best_score, best_cls = "generic", 0.0, None
     for style in PALETTES:
