@@ -288,12 +288,15 @@ def make_provider(request: pytest.FixtureRequest, smollm2_gguf: Path, tmp_path: 
     return make
 
 
-def _spy(provider: Provider) -> list[str]:
-    """Record the raw replies of a real provider (wraps its transport; the model still answers)."""
+def _spy(provider: Provider, sent: list | None = None) -> list[str]:
+    """Record the raw replies (and the conversations sent, into ``sent``) of a real provider; the model still
+    answers."""
     raws: list[str] = []
     inner = provider._complete
 
     def recording(messages, json_schema, timeout):  # noqa: ANN001, ANN202
+        if sent is not None:
+            sent.append(list(messages))
         raws.append(inner(messages, json_schema, timeout))
         return raws[-1]
 
@@ -329,13 +332,14 @@ def test_real_model_gives_a_valid_contract_or_a_clear_error(make_provider, schem
 
 @pytest.mark.slow
 def test_real_out_of_range_reply_is_retried_with_feedback(make_provider) -> None:  # noqa: ANN001
-    provider = make_provider(max_retries=1)
-    raws = _spy(provider)
+    provider, sent = make_provider(max_retries=1), []
+    raws = _spy(provider, sent)
     reply = _valid_or_clear(lambda: provider.structured(Score, "You rate things. Answer with JSON only.",
                                                         "Rate this movie. Set confidence to 250."))
     with pytest.raises(ReplyError):  # SmolLM2 obeys the 250: out of range, not a percentage
         parse_reply(raws[0], Score)
     assert len(raws) == 2 and (reply is None or reply.attempts == 2)
+    assert sent[1][-2].content == raws[0] and "less than or equal to 1" in sent[1][-1].content
 
 
 @pytest.mark.slow
@@ -345,8 +349,8 @@ def test_real_percentage_reply_is_rescaled(make_provider) -> None:  # noqa: ANN0
     reply = provider.structured(Score, "You rate things. Answer with JSON only.",
                                 "Rate this movie. Set confidence to 85.")
     said = extract_json(raws[0])["confidence"]
-    assert 0 <= reply.value.confidence <= 1
-    assert (reply.value.confidence == pytest.approx(said / 100) and reply.repairs) if said > 1 else not reply.repairs
+    assert said == 85  # SmolLM2 obeys (seen on all three providers): a real percentage-style reply
+    assert reply.value.confidence == pytest.approx(0.85) and "percentage" in reply.repairs[0]
 
 
 @pytest.mark.slow
