@@ -71,11 +71,20 @@ def _latin1_news(tmp: Path) -> list[str]:
     return ["--image", "c.png", "--news-file", "n.txt"]
 
 
+def _blank_chart(tmp: Path) -> list[str]:
+    from PIL import Image
+
+    pytest.importorskip("alphasignal.signals.rules", reason="the chart reader has not landed yet")
+    Image.new("RGB", (448, 448), "white").save(tmp / "blank.png")
+    return ["--image", "blank.png", "--news", "x", "--provider", "builtin"]
+
+
 @pytest.mark.parametrize(("make_args", "code", "needle"), [
     (lambda t: ["--image", "missing.png", "--news", "x"], 2, "not found"),
     (lambda t: (t / "e.png").write_bytes(b"") and [] or ["--image", "e.png", "--news", "x"], 2, "empty"),
     (_corrupt_png, 2, "not a readable image"),
     (_latin1_news, 2, "not UTF-8"),
+    (_blank_chart, 2, "does not look like a candlestick chart"),
     (lambda t: ["--news", "x"], 2, "--news/--news-file go with --image"),
     (lambda t: [], 2, "nothing to do"),
     (lambda t: ["--demo", "--provider", "ollama", "--set", "pipeline.ollama_host=http://127.0.0.1:9"], 3,
@@ -84,8 +93,8 @@ def _latin1_news(tmp: Path) -> list[str]:
      "127.0.0.1:9"),
     (lambda t: ["--demo", *NO_SERVERS, "--set", "pipeline.require_server=true"], 3, "require_server"),
     (lambda t: ["--demo", "--set", "pipeline.max_news_chars=0"], 2, "max_news_chars"),
-], ids=["missing", "empty", "corrupt", "latin1-news", "news-alone", "no-mode", "ollama-down", "openai-down",
-        "require-server", "bad-config"])
+], ids=["missing", "empty", "corrupt", "latin1-news", "not-a-chart", "news-alone", "no-mode", "ollama-down",
+        "openai-down", "require-server", "bad-config"])
 def test_bad_input_exit_codes(tmp_path, make_args, code, needle) -> None:
     proc = _run([*make_args(tmp_path), "--output", "out.json"], tmp_path)
     assert proc.returncode == code, proc.stderr
