@@ -183,7 +183,8 @@ def test_register_engine_is_global_and_type_checked() -> None:
         n: int
 
     register_engine(Registered, lambda r: Registered(n=len(r.user)))
-    assert get_provider("builtin").structured(Registered, "s", "four").value.n == 4
+    reply = get_provider("builtin", model="qwen2.5:3b").structured(Registered, "s", "four")
+    assert reply.value.n == 4 and reply.model == "builtin"  # never labelled with a model that did not answer
     with pytest.raises(TypeError):
         register_engine(dict, lambda r: {})  # type: ignore[arg-type]
 

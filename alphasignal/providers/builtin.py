@@ -65,7 +65,7 @@ class BuiltinProvider(Provider):
 
     def __init__(self, model: str = "builtin", settings: ProviderSettings | None = None, role: str = "",
                  engines: Mapping[type[BaseModel], EngineFn] | None = None) -> None:
-        super().__init__(model or "builtin", settings, role)
+        super().__init__("builtin", settings, role)  # ``model`` is ignored: the registered engine is the model
         self._engines = dict(engines or {})
 
     def engine_for(self, schema: type[BaseModel]) -> EngineFn:
