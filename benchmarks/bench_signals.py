@@ -105,7 +105,8 @@ def main() -> int:
     ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args()
     charts = _charts(args.n)
-    print(f"machine: {os.cpu_count()} CPU(s) visible, shared with other work (figures are noisy)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPU(s) visible, load average {load} (shared with other work: figures are noisy)")
     rate2 = bench_batch(charts, 2)
     print(f"offline batch, 2 cores: {rate2:.1f} decisions/s (goal >= 40: {rate2 / 40:.2f}x the goal)")
     if not args.skip_model:
