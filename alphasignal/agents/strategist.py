@@ -25,6 +25,7 @@ Strategist = Callable[[RoundState, AnalystReport], AgentCall[StrategistReply]]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
+_LINE = 160  # the Analyst's sentences as shown to the Strategist: long copies invite small models to ramble
 
 
 def make_strategist(provider: Provider) -> Strategist:
@@ -33,9 +34,9 @@ def make_strategist(provider: Provider) -> Strategist:
     def strategist(state: RoundState, report: AnalystReport) -> AgentCall[StrategistReply]:
         constraints = space.constraints_text(state.strategy)
         values = {"strategy": state.strategy, "space": state.space_text(), "constraints": constraints,
-                  "baseline": state.baseline, "patterns": "\n".join(f"- {p}" for p in report.patterns),
-                  "recommendations": "\n".join(f"- {r}" for r in report.recommendations),
-                  "tried": state.tried_text(), "n": state.n_proposals}
+                  "baseline": state.baseline, "patterns": "\n".join(f"- {p[:_LINE]}" for p in report.patterns),
+                  "recommendations": "\n".join(f"- {r[:_LINE]}" for r in report.recommendations),
+                  "tried": state.tried_text(15), "n": state.n_proposals}
         schema = strategist_schema(state.strategy, tuple((n, _describe(s)) for n, s in state.specs.items()))
         return ask(provider, schema, "strategist", "strategist", values, {"state": state})
 
