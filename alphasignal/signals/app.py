@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--last-close", type=float, metavar="PRICE",
                         help="last close of the chart (charts without a price axis need it for levels)")
     parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
-                        "decisions.jsonl for --batch, pipeline.eval_output for --eval)")
+                        "results/decisions.jsonl for --batch, pipeline.eval_output for --eval)")
     parser.add_argument("--provider", choices=("auto", "builtin", "ollama", "openai", "llamacpp"),
                         help="provider for both calls (pipeline.provider)")
     parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
@@ -95,7 +95,7 @@ def _batch(args: argparse.Namespace, pc) -> int:
 
     rows = read_manifest(args.batch)
     pipe = SignalPipeline.from_config(pc)
-    out = Path(args.output or "decisions.jsonl")
+    out = Path(args.output or "results/decisions.jsonl")
     workers = min(pc.concurrency, os.cpu_count() or 1, max(1, len(rows) // 8))
     with Progress(console=Console(stderr=True), disable=args.quiet) as progress:
         task = progress.add_task("decisions", total=len(rows))
