@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smol(smollm2_gguf):
     return get_provider("llamacpp", model=str(smollm2_gguf),
-                        cfg=ProviderSettings(max_retries=2, max_tokens=900, timeout=900))
+                        cfg=ProviderSettings(max_retries=2, max_tokens=1200, timeout=900))
 
 
 def test_smollm2_agents_never_feed_unvalidated_configs_to_the_engine(smol, aapl, tmp_path, monkeypatch):
@@ -40,7 +40,7 @@ def test_smollm2_agents_never_feed_unvalidated_configs_to_the_engine(smol, aapl,
     cfg = load_config(None, ["optimizer.rounds=1", "optimizer.min_trades=3",
                              "sweep.grid={short_period=[5, 10, 20], long_period=[50, 100], use_ema=[false, true]}",
                              f"optimizer.history_db={tmp_path / 'h.sqlite'}"])
-    agents = Agents({"analyst": smol, "strategist": smol, "risk_manager": BuiltinProvider()}, summary_chars=700)
+    agents = Agents({"analyst": smol, "strategist": smol, "risk_manager": BuiltinProvider()}, summary_chars=500)
     with History(cfg.optimizer.history_db) as h:
         try:
             run_id = optimize(aapl, cfg, h, agents=agents, progress=False)
