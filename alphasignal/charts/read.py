@@ -92,8 +92,13 @@ def _hex(c: str) -> tuple[int, int, int]:
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """One int32 per pixel (0xRRGGBB)."""
+    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+
 def _background(rgb: np.ndarray) -> np.ndarray:
-    packed = (rgb[::3, ::3].reshape(-1, 3).astype(np.int32) @ np.array([65536, 256, 1])).ravel()
+    packed = _pack(rgb[::3, ::3]).ravel()
     vals, counts = np.unique(packed, return_counts=True)
     v = int(vals[counts.argmax()])
     return np.array([v >> 16, (v >> 8) & 255, v & 255])
@@ -143,7 +148,7 @@ def _classify_generic(rgb: np.ndarray, bg: np.ndarray) -> np.ndarray:
 
 def _pick_style(rgb: np.ndarray, bg: np.ndarray) -> tuple[str, np.ndarray]:
     """Match the image to a stage-01 palette (or fall back to hue classes); classify every pixel."""
-    packed = (rgb.astype(np.int32) << np.array([16, 8, 0], dtype=np.int32)).sum(-1)
+    packed = _pack(rgb)
     inverse, values = pd.factorize(packed.ravel())  # hashing: O(pixels), unlike np.unique's sort
     counts = np.bincount(inverse, minlength=len(values))
     colours = np.stack([values >> 16, (values >> 8) & 255, values & 255], axis=1)
@@ -239,44 +244,66 @@ def read_chart(png: bytes | str | Path, *, max_side: int = 1024) -> Candles:
             raise UsageError("no candles found: this does not look like a candlestick chart")
         p0, p1 = int(rows[0]), int(rows[-1])
     price = candle[p0:p1 + 1]
-    runs = [r for r in _runs(price.sum(0) > 0) if price[:, r[0]:r[1] + 1].sum() >= 2]
+    col_counts = price.sum(0)
+    runs = [r for r in _runs(col_counts > 0) if col_counts[r[0]:r[1] + 1].sum() >= 2]
     if len(runs) < _MIN_CANDLES:
         raise UsageError(f"found {len(runs)} candle(s): this does not look like a candlestick chart "
                          f"(need >= {_MIN_CANDLES}); pass a chart with visible green/red or black/white candles")
     runs = _regroup(runs)
-    n = len(runs)
-    o, h, lo, c, xs = (np.empty(n) for _ in range(5))
-    col_cls = cls[p0:p1 + 1]
-    for k, (a, b) in enumerate(runs):
-        sub = price[:, a:b + 1]
-        rows = np.flatnonzero(sub.any(1))
-        top, bottom = rows[0], rows[-1]
-        counts = sub.sum(0)
-        wick = int(counts.argmax())
-        side = np.delete(sub, wick, axis=1) if sub.shape[1] > 1 else sub
-        body_rows = np.flatnonzero(side.any(1)) if sub.shape[1] >= 3 else rows
-        b_top, b_bot = (body_rows[0], body_rows[-1]) if len(body_rows) else (top, bottom)
-        up = _is_up(col_cls[:, a:b + 1], sub, b_top, b_bot)
-        o[k], c[k] = (b_bot, b_top) if up else (b_top, b_bot)
-        h[k], lo[k], xs[k] = top, bottom, (a + b) / 2
+    o, h, lo, c = _ohlc(price, cls[p0:p1 + 1], runs)
     base = float(p1 - p0)
     vol = _volumes(volume_px, vol_rows, runs) if vol_rows else None
+    xs = np.array([(a + b) / 2 for a, b in runs])
     return Candles(base - o, base - h, base - lo, base - c, vol, style, xs)
 
 
-def _is_up(cls: np.ndarray, sub: np.ndarray, b_top: int, b_bot: int) -> bool:
-    n_up, n_down = int((cls == _UP).sum()), int((cls == _DOWN).sum())
-    if n_up != n_down:
-        return n_up > n_down
-    interior = sub[b_top + 1:b_bot, 1:-1]  # black/white styles: filled body = down, hollow = up
-    return bool(interior.size == 0 or interior.mean() < 0.5)
+def _col_extents(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last True row per column (rows, -1 where a column is empty)."""
+    any_col = mask.any(0)
+    first = np.where(any_col, mask.argmax(0), mask.shape[0])
+    last = np.where(any_col, mask.shape[0] - 1 - mask[::-1].argmax(0), -1)
+    return first, last
+
+
+def _ohlc(price: np.ndarray, cls: np.ndarray, runs: list[tuple[int, int]]) -> tuple[np.ndarray, ...]:
+    """Per candle: wick extremes give high/low, the body rows open/close, colour (or fill) the direction.
+
+    Works on per-column summaries computed once (no per-candle 2-D slicing): the wick is the fullest
+    column, the body the extent of the other columns.
+    """
+    first, last = _col_extents(price)
+    counts = price.sum(0)
+    n_up, n_down = (cls == _UP).sum(0), (cls == _DOWN).sum(0)
+    csum = None
+    n = len(runs)
+    o, h, lo, c = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for k, (a, b) in enumerate(runs):
+        top, bottom = first[a:b + 1].min(), last[a:b + 1].max()
+        b_top, b_bot = top, bottom
+        if b - a >= 2:
+            side = np.delete(np.arange(a, b + 1), counts[a:b + 1].argmax())
+            if last[side].max() >= 0:
+                b_top, b_bot = first[side].min(), last[side].max()
+        nu, nd = n_up[a:b + 1].sum(), n_down[a:b + 1].sum()
+        if nu != nd:
+            up = nu > nd
+        else:  # black/white styles: filled body = down, hollow = up
+            rows, cols = b_bot - b_top - 1, b - a - 1
+            if rows <= 0 or cols <= 0:
+                up = True
+            else:
+                if csum is None:
+                    csum = np.vstack([np.zeros((1, price.shape[1]), np.int32), price.cumsum(0, dtype=np.int32)])
+                filled = (csum[b_bot, a + 1:b] - csum[b_top + 1, a + 1:b]).sum()
+                up = filled < 0.5 * rows * cols
+        o[k], c[k] = (b_bot, b_top) if up else (b_top, b_bot)
+        h[k], lo[k] = top, bottom
+    return o, h, lo, c
 
 
 def _volumes(volume_px: np.ndarray, rows: tuple[int, int], runs: list[tuple[int, int]]) -> np.ndarray:
     panel = volume_px[rows[0]:rows[1] + 1]
+    first, _ = _col_extents(panel)
     bottom = panel.shape[0]
-    out = np.zeros(len(runs))
-    for k, (a, b) in enumerate(runs):
-        hit = np.flatnonzero(panel[:, a:b + 1].any(1))
-        out[k] = bottom - hit[0] if len(hit) else 0.0
-    return out
+    return np.array([float(bottom - first[a:b + 1].min()) if first[a:b + 1].min() < bottom else 0.0
+                     for a, b in runs])
