@@ -67,8 +67,11 @@ def rule_votes(c: Candles) -> dict[str, int]:
 
 
 def signal_from_candles(c: Candles, *, last_close: float, price_range: tuple[float, float] | None = None,
-                        span_fraction: float = 0.2) -> TradingSignal:
-    """Apply the rule set to candles (chart units) and return a validated TradingSignal at ``last_close``."""
+                        span_fraction: float = 0.2, relative: bool = False) -> TradingSignal:
+    """Apply the rule set to candles (chart units) and return a validated TradingSignal at ``last_close``.
+
+    ``relative=True`` says in the rationale that ``last_close`` is a stand-in (prices in relative units).
+    """
     prices = c.to_prices(last_close, price_range=price_range, span_fraction=span_fraction)
     votes = rule_votes(prices)
     score = sum(_WEIGHTS[k] * v for k, v in votes.items()) / sum(_WEIGHTS.values())
@@ -84,8 +87,10 @@ def signal_from_candles(c: Candles, *, last_close: float, price_range: tuple[flo
         stop, take = last_close - STOP_ATR * atr, last_close + TAKE_ATR * atr
     elif action == "SELL":
         stop, take = last_close + STOP_ATR * atr, last_close - TAKE_ATR * atr
-    fired = ", ".join(f"{k} {'+' if v > 0 else '-'}" for k, v in votes.items() if v) or "none"
+    fired = ", ".join(f"{k} {v:+d}" for k, v in votes.items() if v) or "none"
     scale = "exact price range" if price_range else f"price scale assumed (drawn range = {span_fraction:.0%} of close)"
+    if relative:
+        scale += f"; last close unknown, so prices are relative units with last close = {last_close:g}"
     rationale = (f"builtin rules on {n} candles read from the chart: score {score:+.2f} "
                  f"(fired: {fired}); levels {STOP_ATR:g}/{TAKE_ATR:g} ATR, {scale}.")
     return TradingSignal(action=action, confidence=round(conf, 4), entry_price=last_close,
@@ -97,4 +102,5 @@ def analyze_chart(png: bytes | str | Path, *, last_close: float | None = None,
                   price_range: tuple[float, float] | None = None) -> TradingSignal:
     """Read a chart image and apply the rules; without ``last_close`` prices are relative (last close = 100)."""
     candles = read_chart(png)
-    return signal_from_candles(candles, last_close=float(last_close or DEFAULT_CLOSE), price_range=price_range)
+    return signal_from_candles(candles, last_close=float(last_close or DEFAULT_CLOSE), price_range=price_range,
+                               relative=not last_close)
