@@ -232,17 +232,14 @@ def read_chart(png: bytes | str | Path, *, max_side: int = 1024) -> Candles:
         raise UsageError(f"image is too small ({rgb.shape[1]}x{rgb.shape[0]} px) to hold a chart: use >= 112 px")
     style, cls = _pick_style(rgb, _background(rgb))
     candle = _strip_frame(np.isin(cls, (_UP, _DOWN, _NEUTRAL)))
-    if style == "generic":  # volume bars share the candle colours: split the panels at the empty band
-        (p0, p1), vol_rows = _panels(candle.sum(1) > 0)
-        volume_px = candle
-    else:
-        volume_px = _strip_frame(np.isin(cls, (_VOL_UP, _VOL_DOWN)))
-        vol = _runs(volume_px.sum(1) > 0)
-        vol_rows = vol[-1] if vol and vol[-1][1] - vol[-1][0] > 2 else None
-        rows = np.flatnonzero(candle[: vol_rows[0] if vol_rows else None].any(1))
-        if not len(rows):
-            raise UsageError("no candles found: this does not look like a candlestick chart")
-        p0, p1 = int(rows[0]), int(rows[-1])
+    # Volume bars stand on one baseline below the price panel: split the panels at the last empty band. The
+    # colour tells them apart only as a check (compression noise blurs thin bars into candle colours).
+    volume_px = candle if style == "generic" else candle | _strip_frame(np.isin(cls, (_VOL_UP, _VOL_DOWN)))
+    (p0, p1), vol_rows = _panels(volume_px.sum(1) > 0)
+    if vol_rows and style != "generic":
+        block = slice(vol_rows[0], vol_rows[1] + 1)
+        if np.isin(cls[block], (_VOL_UP, _VOL_DOWN)).sum() < 0.3 * volume_px[block].sum():
+            (p0, p1), vol_rows = (p0, vol_rows[1]), None
     price = candle[p0:p1 + 1]
     col_counts = price.sum(0)
     runs = [r for r in _runs(col_counts > 0) if col_counts[r[0]:r[1] + 1].sum() >= 2]
