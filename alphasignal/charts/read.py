@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import UsageError
 from .render import PALETTES
 
-_TOL2 = 48**2  # squared RGB distance within which a pixel belongs to a palette colour
+_TOL2 = 64**2  # squared RGB distance within which a pixel belongs to a palette colour
 _MIN_CANDLES = 5
 
 
@@ -203,6 +203,23 @@ def _strip_frame(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _periodogram_grid(runs: list[tuple[int, int]]) -> tuple[float, float]:
+    """Bar spacing and first centre from the strongest period of the column-content profile (coarse, then fine)."""
+    x = np.concatenate([np.arange(a, b + 1) for a, b in runs]).astype(float)
+    span = x[-1] - x[0] + 1
+
+    def power(periods: np.ndarray) -> np.ndarray:
+        return np.abs(np.exp(2j * np.pi * x[None, :] / periods[:, None]).sum(1))
+
+    coarse = np.arange(3.0, max(span / _MIN_CANDLES, 3.5), 0.1)
+    best = coarse[power(coarse).argmax()]
+    fine = np.linspace(best - 0.1, best + 0.1, 81)
+    spacing = float(fine[power(fine).argmax()])
+    phase = np.angle(np.exp(2j * np.pi * x / spacing).sum()) / (2 * np.pi) * spacing
+    c0 = phase + np.ceil((x[0] - phase - spacing / 2) / spacing) * spacing
+    return spacing, float(c0)
+
+
 def _regroup(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Assign content columns to an evenly spaced bar grid fitted on the clean runs.
 
@@ -212,12 +229,15 @@ def _regroup(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     centres = np.array([(a + b) / 2 for a, b in runs])
     widths = np.array([b - a + 1 for a, b in runs])
     clean = np.abs(widths - np.median(widths)) <= max(1.0, 0.3 * np.median(widths))
-    if clean.sum() < 3:
+    if clean.sum() < 0.8 * len(runs) and len(runs) >= _MIN_CANDLES:
+        spacing, c0 = _periodogram_grid(runs)  # fragmented columns (lossy compression): trust the rhythm
+    elif clean.sum() < 3:
         return runs
-    c = centres[clean]
-    spacing = float(np.median(np.diff(c)))
-    k = np.concatenate([[0.0], np.cumsum(np.maximum(np.round(np.diff(c) / spacing), 1))])  # robust to drift
-    spacing, c0 = np.polyfit(k, c, 1) if len(np.unique(k)) > 1 else (spacing, c[0])
+    else:
+        c = centres[clean]
+        spacing = float(np.median(np.diff(c)))
+        k = np.concatenate([[0.0], np.cumsum(np.maximum(np.round(np.diff(c) / spacing), 1))])  # robust to drift
+        spacing, c0 = np.polyfit(k, c, 1) if len(np.unique(k)) > 1 else (spacing, c[0])
     slots: dict[int, list[int]] = {}
     for a, b in runs:
         for x in range(a, b + 1):
