@@ -105,7 +105,7 @@ def _background(rgb: np.ndarray) -> np.ndarray:
 
 
 # Pixel classes.
-_BG, _UP, _DOWN, _NEUTRAL, _VOL_UP, _VOL_DOWN, _OTHER = range(7)
+_BG, _UP, _DOWN, _NEUTRAL, _VOL_UP, _VOL_DOWN, _OTHER, _FAINT = range(8)  # FAINT: matches no palette colour
 
 
 def _style_table(style: str) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +131,7 @@ def _classify_known(colours: np.ndarray, style: str) -> tuple[np.ndarray, np.nda
     d2 = ((colours[:, None, :] - table[None, :, :]) ** 2).sum(-1)
     best = d2.argmin(1)
     ok = d2[np.arange(len(colours)), best] <= _TOL2
-    return np.where(ok, kinds[best], _OTHER).astype(np.int8), ok
+    return np.where(ok, kinds[best], _FAINT).astype(np.int8), ok
 
 
 def _classify_generic(rgb: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -220,11 +220,12 @@ def _periodogram_grid(runs: list[tuple[int, int]]) -> tuple[float, float]:
     return spacing, float(c0)
 
 
-def _regroup(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Assign content columns to an evenly spaced bar grid fitted on the clean runs.
+def _regroup(runs: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Assign content columns to an evenly spaced bar grid fitted on the clean runs: (runs, empty grid slots).
 
     Merges fragments of one candle (an overlay line drawn on top can hide part of it) and splits candles
-    that touch.
+    that touch. Empty slots between the first and last candle are bars whose colours were lost (resampling
+    blends a thin doji into the background); their central columns are returned for a second look.
     """
     centres = np.array([(a + b) / 2 for a, b in runs])
     widths = np.array([b - a + 1 for a, b in runs])
@@ -232,7 +233,7 @@ def _regroup(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     if clean.sum() < 0.8 * len(runs) and len(runs) >= _MIN_CANDLES:
         spacing, c0 = _periodogram_grid(runs)  # fragmented columns (lossy compression): trust the rhythm
     elif clean.sum() < 3:
-        return runs
+        return runs, []
     else:
         c = centres[clean]
         spacing = float(np.median(np.diff(c)))
@@ -242,7 +243,10 @@ def _regroup(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     for a, b in runs:
         for x in range(a, b + 1):
             slots.setdefault(int(round((x - c0) / spacing)), []).append(x)
-    return [(min(xs), max(xs)) for _, xs in sorted(slots.items())]
+    empty = sorted(set(range(min(slots), max(slots) + 1)) - set(slots))
+    half = max(0.25 * spacing, 0.5)
+    gaps = [(int(np.ceil(c0 + k * spacing - half)), int(np.floor(c0 + k * spacing + half))) for k in empty]
+    return [(min(xs), max(xs)) for _, xs in sorted(slots.items())], gaps
 
 
 def read_chart(png: bytes | str | Path, *, max_side: int = 1024) -> Candles:
@@ -266,12 +270,26 @@ def read_chart(png: bytes | str | Path, *, max_side: int = 1024) -> Candles:
     if len(runs) < _MIN_CANDLES:
         raise UsageError(f"found {len(runs)} candle(s): this does not look like a candlestick chart "
                          f"(need >= {_MIN_CANDLES}); pass a chart with visible green/red or black/white candles")
-    runs = _regroup(runs)
+    runs, gaps = _regroup(runs)
+    if gaps and style != "generic":
+        price, runs = _recover_faint(price, cls[p0:p1 + 1] == _FAINT, runs, gaps)
     o, h, lo, c = _ohlc(price, cls[p0:p1 + 1], runs)
     base = float(p1 - p0)
     vol = _volumes(volume_px, vol_rows, runs) if vol_rows else None
     xs = np.array([(a + b) / 2 for a, b in runs])
     return Candles(base - o, base - h, base - lo, base - c, vol, style, xs)
+
+
+def _recover_faint(price: np.ndarray, faint: np.ndarray, runs: list[tuple[int, int]],
+                   gaps: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Fill empty bar slots from pixels that match no palette colour (blended candle pixels), when present."""
+    price = price.copy()
+    for a, b in gaps:
+        cols = faint[:, max(a, 0):b + 1]
+        if cols.sum() >= 3:
+            price[:, max(a, 0):b + 1] = cols
+            runs.append((max(a, 0), b))
+    return price, sorted(runs)
 
 
 def _col_extents(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
