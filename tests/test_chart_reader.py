@@ -131,3 +131,32 @@ def test_read_is_deterministic_and_hollow_direction_follows_fill(aapl):
     span = float(true["High"].max() - true["Low"].min())
     big = np.abs(true["Close"] - true["Open"]).to_numpy() > 0.02 * span
     assert ((a.close >= a.open) == (true["Close"] >= true["Open"]).to_numpy())[big].all()
+
+
+def _reencode(png: bytes, *, size: int | None = None, fmt: str = "PNG") -> bytes:
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    if size:
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_jpeg_charts_keep_the_candle_count(aapl, style):
+    corrs = []
+    for s in (0, 280, 560, 840):
+        w = aapl.iloc[s:s + WARMUP + DRAWN]
+        candles = read_chart(_reencode(render_chart(w, style=style, warmup=WARMUP), fmt="JPEG"))
+        assert len(candles) == DRAWN
+        corrs.append(np.corrcoef(candles.close, w["Close"].iloc[WARMUP:])[0, 1])
+    assert np.mean(corrs) > 0.9, corrs  # 4:2:0 chroma subsampling blurs thin candles' colours
+
+
+@pytest.mark.parametrize("style", ["charles", "yahoo", "hollow"])  # classic: blended edges look like its grey MAs
+def test_bilinear_resized_colour_charts_keep_the_candle_count(aapl, style):
+    for s in (0, 280, 560, 840):
+        w = aapl.iloc[s:s + WARMUP + DRAWN]
+        candles = read_chart(_reencode(render_chart(w, style=style, warmup=WARMUP), size=560))
+        assert len(candles) == DRAWN
+        assert np.corrcoef(candles.close, w["Close"].iloc[WARMUP:])[0, 1] > 0.98
