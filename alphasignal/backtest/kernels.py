@@ -100,105 +100,197 @@ def _fill(cash, units, tgt, price, kb, ks, entry_eq, acc_trades, acc_wins, gw, g
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
 
 
+@nb.njit(inline="always", cache=True)
+def _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
+    """:func:`target_position`, with crossovers (kind 0) reduced to two comparisons (a NaN compares False)."""
+    if kind == 0:
+        return 1 if x0 > x1 else (-1 if short_ok and x0 < x1 else 0)
+    return target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
+
+
+@nb.njit(inline="always", cache=True)
+def _advance(kind, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar,
+             edges, st, blk, rets, j):
+    """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. ``kind`` is a literal at every call
+    site, so each strategy gets its own loops.
+
+    Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
+    of bars where the position stays as it is, in a tight loop per position state: flat (return 0), long
+    (return = the market return ``ret[t]``, equal to ``eq_t / eq_{t-1} - 1`` up to rounding, ~1e-16; exact
+    division when ``exact``) or short (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block sums are
+    differences of the running sums at the block edges, so the runs do no block bookkeeping."""
+    cash = st[_CASH]
+    units = st[_UNITS]
+    pos = int(st[_POS])
+    pending = int(st[_PENDING])
+    entry_eq = st[_ENTRY]
+    eq_prev = st[_EQ]
+    peak = st[_PEAK]
+    mdd = st[_MDD]
+    s1 = st[_S1]
+    s2 = st[_S2]
+    sd2 = st[_SD2]
+    trades = st[_TRADES]
+    wins = st[_WINS]
+    gw = st[_GW]
+    gl = st[_GL]
+    exposed = 0
+    turnover = st[_TURNOVER]
+    bust = st[_BUST] != 0.0
+    b = int(st[_BLOCK])
+    next_edge = int(st[_EDGE])
+    has_blocks = blk.shape[0] > 0
+    want_rets = rets.shape[0] > 0
+    if has_blocks:
+        blk[b, 0] -= s1
+        blk[b, 1] -= s2
+    m = t1 - t0
+    close, open_, ret, xa, xb = close[t0:t1], open_[t0:t1], ret[t0:t1], xa[t0:t1], xb[t0:t1]
+    d0 = min(-rf_bar, 0.0)
+    i = 0
+    while i < m:
+        # one full step at bar i
+        t = t0 + i
+        c = close[i]
+        if next_open and pending != pos:
+            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], kb, ks,
+                                                                entry_eq, trades, wins, gw, gl)
+            turnover += abs(pending - pos)
+            pos = pending
+        exposed += units != 0.0
+        eq = cash + units * c
+        if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
+            if units != 0.0:
+                gl += entry_eq
+            turnover += abs(pos)
+            eq = 0.0
+            cash = 0.0
+            units = 0.0
+            pos = 0
+            bust = True
+        tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
+        if next_open:
+            pending = tgt
+        elif tgt != pos:
+            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
+                                                                entry_eq, trades, wins, gw, gl)
+            turnover += abs(tgt - pos)
+            pos = tgt
+            eq = cash + units * c
+        r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
+        eq_prev = eq
+        if has_blocks:
+            while t >= next_edge:
+                blk[b, 0] += s1
+                blk[b, 1] += s2
+                b += 1
+                next_edge = edges[b + 1]
+                blk[b, 0] -= s1
+                blk[b, 1] -= s2
+        s1 += r
+        s2 += r * r
+        d = min(r - rf_bar, 0.0)
+        sd2 += d * d
+        peak = max(peak, eq)
+        if peak - eq > mdd * peak:
+            mdd = 1.0 - eq / peak
+        if want_rets:
+            rets[t - lo, j] = r
+        i += 1
+        # steady run: no fill due, the signal keeps the position, no block edge
+        if pending != pos and next_open:
+            continue
+        stop = min(m, next_edge - t0)
+        if units > 0.0:  # long (cash is 0)
+            while i < stop:
+                c = close[i]
+                if _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok) != pos:
+                    break
+                eq = units * c
+                r = eq / eq_prev - 1.0 if exact else ret[i]
+                eq_prev = eq
+                s1 += r
+                s2 += r * r
+                d = min(r - rf_bar, 0.0)
+                sd2 += d * d
+                peak = max(peak, eq)
+                mdd = max(mdd, 1.0 - eq / peak)
+                if want_rets:
+                    rets[t0 + i - lo, j] = r
+                exposed += 1
+                i += 1
+        elif units < 0.0:  # short
+            while i < stop:
+                c = close[i]
+                eq = cash + units * c
+                if eq <= 0.0 or _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok) != pos:
+                    break
+                r = eq / eq_prev - 1.0
+                eq_prev = eq
+                s1 += r
+                s2 += r * r
+                d = min(r - rf_bar, 0.0)
+                sd2 += d * d
+                peak = max(peak, eq)
+                mdd = max(mdd, 1.0 - eq / peak)
+                if want_rets:
+                    rets[t0 + i - lo, j] = r
+                exposed += 1
+                i += 1
+        elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
+            while i < stop:
+                if not bust and _signal(kind, pos, close[i], xa[i], xb[i], flag, f0, f1, short_ok) != 0:
+                    break
+                sd2 += d0 * d0
+                if want_rets:
+                    rets[t0 + i - lo, j] = 0.0
+                i += 1
+    if has_blocks:
+        blk[b, 0] += s1
+        blk[b, 1] += s2
+    st[_CASH] = cash
+    st[_UNITS] = units
+    st[_POS] = pos
+    st[_PENDING] = pending
+    st[_ENTRY] = entry_eq
+    st[_EQ] = eq_prev
+    st[_PEAK] = peak
+    st[_MDD] = mdd
+    st[_S1] = s1
+    st[_S2] = s2
+    st[_SD2] = sd2
+    st[_TRADES] = trades
+    st[_WINS] = wins
+    st[_GW] = gw
+    st[_GL] = gl
+    st[_EXPOSED] += exposed
+    st[_TURNOVER] = turnover
+    st[_BUST] = 1.0 if bust else 0.0
+    st[_BLOCK] = b
+    st[_EDGE] = next_edge
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
-def sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, t0, t1, lo, kb, ks, rf_bar,
+def sweep_kernel(kind, close, open_, ret, table, ia, fa, short_ok, next_open, exact, t0, t1, lo, kb, ks, rf_bar,
                  edges, state, blocks, rets):
     """Advance every configuration (row of ``ia``/``fa``/``state``) over bars ``t0..t1-1``; accumulate per-block
-    return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k) when non-empty."""
-    k = ia.shape[0]
-    n_blocks = edges.shape[0] - 1
-    want_rets = rets.shape[0] > 0
-    for j in nb.prange(k):
-        r0 = ia[j, 0]
-        r1 = ia[j, 1]
-        flag = ia[j, 2]
-        f0 = fa[j, 0]
-        f1 = fa[j, 1]
-        st = state[j]
-        cash = st[_CASH]
-        units = st[_UNITS]
-        pos = int(st[_POS])
-        pending = int(st[_PENDING])
-        entry_eq = st[_ENTRY]
-        eq_prev = st[_EQ]
-        peak = st[_PEAK]
-        mdd = st[_MDD]
-        s1 = st[_S1]
-        s2 = st[_S2]
-        sd2 = st[_SD2]
-        trades = st[_TRADES]
-        wins = st[_WINS]
-        gw = st[_GW]
-        gl = st[_GL]
-        exposed = st[_EXPOSED]
-        turnover = st[_TURNOVER]
-        bust = st[_BUST] != 0.0
-        b = int(st[_BLOCK])
-        next_edge = int(st[_EDGE])
-        for t in range(t0, t1):
-            c = close[t]
-            if next_open and pending != pos:
-                cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[t], kb, ks,
-                                                                    entry_eq, trades, wins, gw, gl)
-                turnover += abs(pending - pos)
-                pos = pending
-            exposed += units != 0.0
-            eq = cash + units * c
-            if eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
-                if units != 0.0:
-                    gl += entry_eq
-                turnover += abs(pos)
-                eq = 0.0
-                cash = 0.0
-                units = 0.0
-                pos = 0
-                bust = True
-            tgt = 0 if bust else target_position(kind, pos, c, table[r0, t], table[r1, t], flag, f0, f1, short_ok)
-            if next_open:
-                pending = tgt
-            elif tgt != pos:
-                cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
-                                                                    entry_eq, trades, wins, gw, gl)
-                turnover += abs(tgt - pos)
-                pos = tgt
-                eq = cash + units * c
-            r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
-            eq_prev = eq
-            s1 += r
-            s2 += r * r
-            d = min(r - rf_bar, 0.0)  # branch-free: the sign of a return is unpredictable
-            sd2 += d * d
-            peak = max(peak, eq)
-            if peak - eq > mdd * peak:
-                mdd = 1.0 - eq / peak
-            if n_blocks > 0:
-                while t >= next_edge:
-                    b += 1
-                    next_edge = edges[b + 1]
-                blocks[j, b, 0] += r
-                blocks[j, b, 1] += r * r
-            if want_rets:
-                rets[t - lo, j] = r
-        st[_CASH] = cash
-        st[_UNITS] = units
-        st[_POS] = pos
-        st[_PENDING] = pending
-        st[_ENTRY] = entry_eq
-        st[_EQ] = eq_prev
-        st[_PEAK] = peak
-        st[_MDD] = mdd
-        st[_S1] = s1
-        st[_S2] = s2
-        st[_SD2] = sd2
-        st[_TRADES] = trades
-        st[_WINS] = wins
-        st[_GW] = gw
-        st[_GL] = gl
-        st[_EXPOSED] = exposed
-        st[_TURNOVER] = turnover
-        st[_BUST] = 1.0 if bust else 0.0
-        st[_BLOCK] = b
-        st[_EDGE] = next_edge
+    return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k) when non-empty.
+    ``ret[t] = close[t] / close[t-1] - 1``; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
+    for j in nb.prange(ia.shape[0]):
+        xa, xb, flag, f0, f1 = table[ia[j, 0]], table[ia[j, 1]], ia[j, 2], fa[j, 0], fa[j, 1]
+        st, blk = state[j], blocks[j]
+        if kind == 0 or kind == 3:
+            _advance(0, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
+                     rf_bar, edges, st, blk, rets, j)
+        elif kind == 1:
+            _advance(1, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
+                     rf_bar, edges, st, blk, rets, j)
+        elif kind == 2:
+            _advance(2, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
+                     rf_bar, edges, st, blk, rets, j)
+        else:
+            _advance(4, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
+                     rf_bar, edges, st, blk, rets, j)
 
 
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
@@ -213,9 +305,13 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     state[:, _EDGE] = edges[1] if n_blocks > 0 else hi + 1
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
+    ret = np.empty_like(close)
+    ret[0] = 0.0
+    np.divide(close[1:], close[:-1], out=ret[1:])
+    ret[1:] -= 1.0
     for t0 in range(lo, hi, BAR_BLOCK):
-        sweep_kernel(kind, close, open_, table, ia, fa, short_ok, next_open, t0, min(t0 + BAR_BLOCK, hi), lo,
-                     kb, ks, rf_bar, edges, state, blocks, rets)
+        sweep_kernel(kind, close, open_, ret, table, ia, fa, short_ok, next_open, want_rets, t0,
+                     min(t0 + BAR_BLOCK, hi), lo, kb, ks, rf_bar, edges, state, blocks, rets)
     units, eq, entry = state[:, _UNITS], state[:, _EQ], state[:, _ENTRY]
     pnl = eq - entry
     won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
