@@ -184,20 +184,24 @@ def _panels(content_rows: np.ndarray) -> tuple[tuple[int, int], tuple[int, int] 
     return (top, bottom), None
 
 
-def _strip_frame(mask: np.ndarray) -> np.ndarray:
-    """Drop axis frames and grid lines (rows/columns mostly covered) and anything outside the outer frame."""
-    h, w = mask.shape
-    long_rows = np.flatnonzero(mask.sum(1) > 0.75 * w)
-    long_cols = np.flatnonzero(mask.sum(0) > 0.75 * h)
+def _lines(covered: np.ndarray) -> np.ndarray:
+    """Indices of thin (<= 3 px) bands of mostly covered rows or columns: axis frames and grid lines."""
+    return np.concatenate([np.arange(a, b + 1) for a, b in _runs(covered) if b - a < 3] or [np.empty(0, int)])
+
+
+def _strip_frame(mask: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """Drop frame/grid lines of ``ink`` (all non-background pixels) from ``mask``, and, when a full frame
+    (rows and columns) exists, everything outside it: tick labels and titles can share candle colours."""
+    h, w = ink.shape
+    long_rows, long_cols = _lines(ink.sum(1) > 0.75 * w), _lines(ink.sum(0) > 0.75 * h)
     if not len(long_rows) and not len(long_cols):
         return mask
     out = mask.copy()
     out[long_rows] = False
     out[:, long_cols] = False
-    if len(long_rows) >= 2:
+    if len(long_rows) >= 2 and len(long_cols) >= 2:
         out[: long_rows[0]] = False
         out[long_rows[-1] + 1:] = False
-    if len(long_cols) >= 2:
         out[:, : long_cols[0]] = False
         out[:, long_cols[-1] + 1:] = False
     return out
@@ -255,10 +259,11 @@ def read_chart(png: bytes | str | Path, *, max_side: int = 1024) -> Candles:
     if min(rgb.shape[:2]) < 32:
         raise UsageError(f"image is too small ({rgb.shape[1]}x{rgb.shape[0]} px) to hold a chart: use >= 112 px")
     style, cls = _pick_style(rgb, _background(rgb))
-    candle = _strip_frame(np.isin(cls, (_UP, _DOWN, _NEUTRAL)))
+    ink = cls != _BG
+    candle = _strip_frame(np.isin(cls, (_UP, _DOWN, _NEUTRAL)), ink)
     # Volume bars stand on one baseline below the price panel: split the panels at the last empty band. The
     # colour tells them apart only as a check (compression noise blurs thin bars into candle colours).
-    volume_px = candle if style == "generic" else candle | _strip_frame(np.isin(cls, (_VOL_UP, _VOL_DOWN)))
+    volume_px = candle if style == "generic" else candle | _strip_frame(np.isin(cls, (_VOL_UP, _VOL_DOWN)), ink)
     (p0, p1), vol_rows = _panels(volume_px.sum(1) > 0)
     if vol_rows and style != "generic":
         block = slice(vol_rows[0], vol_rows[1] + 1)
