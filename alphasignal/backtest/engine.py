@@ -6,8 +6,10 @@ accumulators (see ``kernels.ACC``), optional per-block return sums (for PBO) and
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +86,19 @@ def annualisation(prices: Prices, opts: SweepConfig) -> float:
     return float(opts.periods_per_year) if opts.periods_per_year > 0 else periods_per_year(prices.index)
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while per-configuration tuples are built: with a large heap its
+    collections, triggered every 700 allocations, cost ~10x the work itself (75 of 82 ms for 11k configs)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _plan_chunks(keys: list[tuple[RowKey, ...]], row_bytes: int, cfg_bytes: int, budget: int) -> list[np.ndarray]:
     """Group configurations (sorted so shared indicator rows cluster) so rows + per-config outputs fit ``budget``."""
     if len({k for ks in keys for k in ks}) * row_bytes + len(keys) * cfg_bytes <= budget:
@@ -136,13 +151,15 @@ def simulate(prices: Prices, strat: Strategy, configs: list[dict[str, Any]], opt
     per_cfg = 8 * (kernels.NACC + 2 * n_blocks) + (8 * m if want_rets else 0)
     if backend.engine != "numba":  # positions matrix + 2-D indicator gathers
         per_cfg += 17 * m
-    keys = [strat.rows(c) for c in configs]
-    chunks = _plan_chunks(keys, 8 * prices.n, per_cfg, int(opts.max_memory_mb) * 2**20)
+    with _gc_paused():
+        keys = [strat.rows(c) for c in configs]
+        chunks = _plan_chunks(keys, 8 * prices.n, per_cfg, int(opts.max_memory_mb) * 2**20)
     acc = np.empty((k, kernels.NACC))
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
-        table, ia, fa = _config_arrays(strat, configs, idx, prices, keys)
+        with _gc_paused():
+            table, ia, fa = _config_arrays(strat, configs, idx, prices, keys)
         args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
         if backend.engine == "numba":
             a, b, r = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
