@@ -160,3 +160,17 @@ def test_bilinear_resized_colour_charts_keep_the_candle_count(aapl, style):
         candles = read_chart(_reencode(render_chart(w, style=style, warmup=WARMUP), size=560))
         assert len(candles) == DRAWN
         assert np.corrcoef(candles.close, w["Close"].iloc[WARMUP:])[0, 1] > 0.98
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("options", [dict(hide_context=False, bollinger=True), dict(size=224),
+                                     dict(moving_averages=(5, 10, 20, 50), volume=False)], ids=str)
+def test_render_options(aapl, style, options):
+    """Axes, tick labels and grid; small images where bars touch; more overlays and no volume panel."""
+    for s in (100, 700):
+        w = aapl.iloc[s:s + WARMUP + DRAWN]
+        candles = read_chart(render_chart(w, style=style, warmup=WARMUP, **options))
+        assert len(candles) == DRAWN
+        floor = 0.95 if (style, options.get("size")) == ("classic", 224) else 0.99  # 2-px bodies: fill is ambiguous
+        assert np.corrcoef(candles.close, w["Close"].iloc[WARMUP:])[0, 1] > floor
+        assert (candles.volume is None) == (options.get("volume") is False)

@@ -336,8 +336,8 @@ def _ohlc(price: np.ndarray, cls: np.ndarray, runs: list[tuple[int, int]]) -> tu
             else:
                 if csum is None:
                     csum = np.vstack([np.zeros((1, price.shape[1]), np.int32), price.cumsum(0, dtype=np.int32)])
-                filled = (csum[b_bot, a + 1:b] - csum[b_top + 1, a + 1:b]).sum()
-                up = filled < 0.5 * rows * cols
+                # Emptiest inner column: a pixel-snapped edge can be 2 px wide and look like fill.
+                up = (csum[b_bot, a + 1:b] - csum[b_top + 1, a + 1:b]).min() < 0.5 * rows
         o[k], c[k] = (b_bot, b_top) if up else (b_top, b_bot)
         h[k], lo[k] = top, bottom
     return o, h, lo, c
