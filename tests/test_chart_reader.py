@@ -174,3 +174,18 @@ def test_render_options(aapl, style, options):
         floor = 0.95 if (style, options.get("size")) == ("classic", 224) else 0.99  # 2-px bodies: fill is ambiguous
         assert np.corrcoef(candles.close, w["Close"].iloc[WARMUP:])[0, 1] > floor
         assert (candles.volume is None) == (options.get("volume") is False)
+
+
+@pytest.mark.parametrize("style", ["classic", "charles", "yahoo"])
+def test_plain_mplfinance_screenshots(aapl, style, tmp_path):
+    """Charts drawn by mplfinance itself (anti-aliased, alpha 0.9, touching volume bars, default margins)."""
+    import mplfinance as mpf
+
+    w = aapl.iloc[500:560]
+    path = tmp_path / "chart.png"
+    mpf.plot(w, type="candle", style=style, volume=True, mav=(10, 20), axisoff=True, figsize=(4.48, 4.48),
+             savefig=dict(fname=str(path), dpi=100))
+    candles = read_chart(path)
+    assert len(candles) == len(w)
+    assert np.corrcoef(candles.close, w["Close"])[0, 1] > 0.99
+    assert np.corrcoef(candles.volume, w["Volume"])[0, 1] > 0.99
