@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from dataclasses import replace
 
@@ -214,6 +215,7 @@ def test_bad_manifests(tmp_path, text, match) -> None:
 
 
 def test_auto_falls_back_to_builtin_when_no_server(caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="alphasignal")  # in-process CLI runs elsewhere may raise the root level
     cfg = replace(Config().pipeline, ollama_host="http://127.0.0.1:9", openai_base_url="http://127.0.0.1:9/v1")
     pipe = SignalPipeline.from_config(cfg)
     assert pipe.offline
