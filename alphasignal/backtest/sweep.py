@@ -110,14 +110,21 @@ def backtest(data: Data, strategy: str, params_list: list[dict[str, Any]], *, op
     return out, curve
 
 
-def returns_matrix(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any]], *,
-                   options: SweepConfig | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
-    """Per-bar strategy returns (bars x configs, column ``i`` = ``params_list[i]``) for one price frame."""
+def _one_frame(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any]],
+               options: SweepConfig | None, start: Any, end: Any):
+    """Shared set-up of the single-frame helpers: options, strategy, checked configs, prices, bar window."""
     opts = options or SweepConfig()
     strat = get_strategy(strategy)
     configs = _check_all_valid(strategy, params_list)
     prices = prepare_prices(data, str(data.attrs.get("ticker", "data")), strat.needs)
     lo, hi = _window(prices, start, end)
+    return opts, strat, configs, prices, lo, hi
+
+
+def returns_matrix(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any]], *,
+                   options: SweepConfig | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """Per-bar strategy returns (bars x configs, column ``i`` = ``params_list[i]``) for one price frame."""
+    opts, strat, configs, prices, lo, hi = _one_frame(data, strategy, params_list, options, start, end)
     _, _, rets = run_window(prices, strategy, configs, opts, resolve(opts.device, opts.engine), lo=lo, hi=hi,
                             want_rets=True)
     return pd.DataFrame(rets, index=prices.index[lo:hi])
@@ -126,11 +133,7 @@ def returns_matrix(data: pd.DataFrame, strategy: str, params_list: list[dict[str
 def positions(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any]], *,
               options: SweepConfig | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
     """Target position (-1/0/1) decided at each close (held from the next bar), bars x configs, for one frame."""
-    opts = options or SweepConfig()
-    strat = get_strategy(strategy)
-    configs = _check_all_valid(strategy, params_list)
-    prices = prepare_prices(data, str(data.attrs.get("ticker", "data")), strat.needs)
-    lo, hi = _window(prices, start, end)
+    opts, strat, configs, prices, lo, hi = _one_frame(data, strategy, params_list, options, start, end)
     table, ia, fa = _config_arrays(strat, configs, np.arange(len(configs)), prices)
     pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=opts.mode == "long_short", lo=lo,
                            hi=hi)
