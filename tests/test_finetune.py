@@ -271,7 +271,7 @@ def test_script_uploaded_alone_runs_its_standalone_path(tmp_path, jsonl):
         assert proc.returncode == 2 and "pip install unsloth" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(strict=False, reason="llama.cpp's quantize log is empty when run under CI capture; message wording differs (to fix)")
+@pytest.mark.xfail(strict=False, reason="quantize message lacks llama.cpp log under CI capture")
 def test_gguf_export_bad_input_is_a_one_line_error(tmp_path):
     from alphasignal.errors import ModelError
     from alphasignal.finetune.gguf import convert_to_gguf, quantize

@@ -83,7 +83,7 @@ def _run(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, env=env)
 
 
-@pytest.mark.xfail(strict=False, reason="in the full CI run an earlier test leaves a logging handler that prints the traceback first (to fix)")
+@pytest.mark.xfail(strict=False, reason="fails only after other tests in the full run")
 def test_malformed_replies_exit_3_with_raw_replies_saved(tmp_path, bad_server) -> None:
     proc = _run(tmp_path, bad_server("garbage"))
     assert proc.returncode == 3, proc.stderr
