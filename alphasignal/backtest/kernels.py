@@ -15,6 +15,9 @@ Accumulators per configuration (columns of ``out``) are turned into metrics by `
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numba as nb
 import numpy as np
 
@@ -108,189 +111,217 @@ def _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
     return target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
 
 
-@nb.njit(inline="always", cache=True)
-def _advance(kind, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar,
-             edges, st, blk, rets, j):
-    """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. ``kind`` is a literal at every call
-    site, so each strategy gets its own loops.
+@functools.cache
+def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
+    """The fused kernel of one signal rule (``kind``) and short mode, compiled on first use (each pair once per
+    machine: Numba's disk cache keys on the closure's constants)."""
 
-    Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
-    of bars where the position stays as it is, in a tight loop per position state: flat (return 0), long
-    (return = the market return ``ret[t]``, equal to ``eq_t / eq_{t-1} - 1`` up to rounding, ~1e-16; exact
-    division when ``exact``) or short (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block sums are
-    differences of the running sums at the block edges, so the runs do no block bookkeeping."""
-    cash = st[_CASH]
-    units = st[_UNITS]
-    pos = int(st[_POS])
-    pending = int(st[_PENDING])
-    entry_eq = st[_ENTRY]
-    eq_prev = st[_EQ]
-    peak = st[_PEAK]
-    mdd = st[_MDD]
-    s1 = st[_S1]
-    s2 = st[_S2]
-    sd2 = st[_SD2]
-    trades = st[_TRADES]
-    wins = st[_WINS]
-    gw = st[_GW]
-    gl = st[_GL]
-    exposed = 0
-    turnover = st[_TURNOVER]
-    bust = st[_BUST] != 0.0
-    b = int(st[_BLOCK])
-    next_edge = int(st[_EDGE])
-    has_blocks = blk.shape[0] > 0
-    want_rets = rets.shape[0] > 0
-    if has_blocks:
-        blk[b, 0] -= s1
-        blk[b, 1] -= s2
-    m = t1 - t0
-    close, open_, ret, xa, xb = close[t0:t1], open_[t0:t1], ret[t0:t1], xa[t0:t1], xb[t0:t1]
-    d0 = min(-rf_bar, 0.0)
-    i = 0
-    while i < m:
-        # one full step at bar i
-        t = t0 + i
-        c = close[i]
-        if next_open and pending != pos:
-            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], kb, ks,
-                                                                entry_eq, trades, wins, gw, gl)
-            turnover += abs(pending - pos)
-            pos = pending
-        exposed += units != 0.0
-        eq = cash + units * c
-        if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
-            if units != 0.0:
-                gl += entry_eq
-            turnover += abs(pos)
-            eq = 0.0
-            cash = 0.0
-            units = 0.0
-            pos = 0
-            bust = True
-        tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
-        if next_open:
-            pending = tgt
-        elif tgt != pos:
-            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
-                                                                entry_eq, trades, wins, gw, gl)
-            turnover += abs(tgt - pos)
-            pos = tgt
-            eq = cash + units * c
-        r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
-        eq_prev = eq
+    @nb.njit(cache=True, nogil=True)
+    def advance(next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar, edges, st,
+                blk, rets, j):
+        """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. ``kind`` and ``short_ok`` are constants
+        of the closure, so each (strategy, mode) pair gets its own loops.
+
+        Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
+        of bars where the position stays as it is, in a tight loop per position state: flat (return 0: the loop only
+        scans the signal), long (return = the market return, equal to ``eq_t / eq_{t-1} - 1`` up to rounding, ~1e-16:
+        the loop scans the signal and the drawdown, and the run's return sums are differences of the prefix sums
+        ``pre``; every bar's division when ``exact``) or short (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block
+        sums are differences of the running sums at the block edges, so the runs do no block bookkeeping."""
+        cash = st[_CASH]
+        units = st[_UNITS]
+        pos = int(st[_POS])
+        pending = int(st[_PENDING])
+        entry_eq = st[_ENTRY]
+        eq_prev = st[_EQ]
+        peak = st[_PEAK]
+        mdd = st[_MDD]
+        s1 = st[_S1]
+        s2 = st[_S2]
+        sd2 = st[_SD2]
+        trades = st[_TRADES]
+        wins = st[_WINS]
+        gw = st[_GW]
+        gl = st[_GL]
+        exposed = 0
+        turnover = st[_TURNOVER]
+        bust = st[_BUST] != 0.0
+        b = int(st[_BLOCK])
+        next_edge = int(st[_EDGE])
+        has_blocks = blk.shape[0] > 0
+        want_rets = rets.shape[0] > 0
         if has_blocks:
-            while t >= next_edge:
-                blk[b, 0] += s1
-                blk[b, 1] += s2
-                b += 1
-                next_edge = edges[b + 1]
-                blk[b, 0] -= s1
-                blk[b, 1] -= s2
-        s1 += r
-        s2 += r * r
-        d = min(r - rf_bar, 0.0)
-        sd2 += d * d
-        peak = max(peak, eq)
-        if peak - eq > mdd * peak:
-            mdd = 1.0 - eq / peak
-        if want_rets:
-            rets[t - lo, j] = r
-        i += 1
-        # steady run: no fill due, the signal keeps the position, no block edge
-        if pending != pos and next_open:
-            continue
-        stop = min(m, next_edge - t0)
-        if units > 0.0:  # long (cash is 0)
-            while i < stop:
-                c = close[i]
-                if _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok) != pos:
-                    break
-                eq = units * c
-                r = eq / eq_prev - 1.0 if exact else ret[i]
-                eq_prev = eq
-                s1 += r
-                s2 += r * r
-                d = min(r - rf_bar, 0.0)
-                sd2 += d * d
-                peak = max(peak, eq)
-                mdd = max(mdd, 1.0 - eq / peak)
-                if want_rets:
-                    rets[t0 + i - lo, j] = r
-                exposed += 1
-                i += 1
-        elif units < 0.0:  # short
-            while i < stop:
-                c = close[i]
+            blk[b, 0] -= s1
+            blk[b, 1] -= s2
+        m = t1 - t0
+        close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
+        p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
+        d0 = min(-rf_bar, 0.0)
+        i = 0
+        while i < m:
+            # one full step at bar i
+            t = t0 + i
+            c = close[i]
+            if next_open and pending != pos:
+                cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], kb, ks,
+                                                                    entry_eq, trades, wins, gw, gl)
+                turnover += abs(pending - pos)
+                pos = pending
+            exposed += units != 0.0
+            eq = cash + units * c
+            if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
+                if units != 0.0:
+                    gl += entry_eq
+                turnover += abs(pos)
+                eq = 0.0
+                cash = 0.0
+                units = 0.0
+                pos = 0
+                bust = True
+            tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
+            if next_open:
+                pending = tgt
+            elif tgt != pos:
+                cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
+                                                                    entry_eq, trades, wins, gw, gl)
+                turnover += abs(tgt - pos)
+                pos = tgt
                 eq = cash + units * c
-                if eq <= 0.0 or _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok) != pos:
-                    break
-                r = eq / eq_prev - 1.0
-                eq_prev = eq
-                s1 += r
-                s2 += r * r
-                d = min(r - rf_bar, 0.0)
-                sd2 += d * d
-                peak = max(peak, eq)
-                mdd = max(mdd, 1.0 - eq / peak)
+            r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
+            eq_prev = eq
+            if has_blocks:
+                while t >= next_edge:
+                    blk[b, 0] += s1
+                    blk[b, 1] += s2
+                    b += 1
+                    next_edge = edges[b + 1]
+                    blk[b, 0] -= s1
+                    blk[b, 1] -= s2
+            s1 += r
+            s2 += r * r
+            d = min(r - rf_bar, 0.0)
+            sd2 += d * d
+            peak = max(peak, eq)
+            if peak - eq > mdd * peak:
+                mdd = 1.0 - eq / peak
+            if want_rets:
+                rets[t - lo, j] = r
+            i += 1
+            # steady run: no fill due, the signal keeps the position, no block edge
+            if pending != pos and next_open:
+                continue
+            stop = min(m, next_edge - t0)
+            if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
+                i0 = i
+                while i < stop:
+                    if _signal(kind, 1, close[i], xa[i], xb[i], flag, f0, f1, short_ok) != 1:
+                        break
+                    eq = units * close[i]
+                    if eq > peak:
+                        peak = eq
+                    elif peak - eq > mdd * peak:
+                        mdd = 1.0 - eq / peak
+                    i += 1
+                if i > i0:
+                    s1 += p1[i] - p1[i0]
+                    s2 += p2[i] - p2[i0]
+                    sd2 += p3[i] - p3[i0]
+                    exposed += i - i0
+                    eq_prev = units * close[i - 1]
+            elif units > 0.0:  # long, exact returns
+                while i < stop:
+                    c = close[i]
+                    if _signal(kind, 1, c, xa[i], xb[i], flag, f0, f1, short_ok) != 1:
+                        break
+                    eq = units * c
+                    r = eq / eq_prev - 1.0
+                    eq_prev = eq
+                    s1 += r
+                    s2 += r * r
+                    d = min(r - rf_bar, 0.0)
+                    sd2 += d * d
+                    peak = max(peak, eq)
+                    mdd = max(mdd, 1.0 - eq / peak)
+                    if want_rets:
+                        rets[t0 + i - lo, j] = r
+                    exposed += 1
+                    i += 1
+            elif units < 0.0:  # short
+                while i < stop:
+                    c = close[i]
+                    eq = cash + units * c
+                    if eq <= 0.0 or _signal(kind, -1, c, xa[i], xb[i], flag, f0, f1, short_ok) != -1:
+                        break
+                    r = eq / eq_prev - 1.0
+                    eq_prev = eq
+                    s1 += r
+                    s2 += r * r
+                    d = min(r - rf_bar, 0.0)
+                    sd2 += d * d
+                    peak = max(peak, eq)
+                    mdd = max(mdd, 1.0 - eq / peak)
+                    if want_rets:
+                        rets[t0 + i - lo, j] = r
+                    exposed += 1
+                    i += 1
+            elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
+                i0 = i
+                if bust:
+                    i = stop
+                else:
+                    while i < stop and _signal(kind, 0, close[i], xa[i], xb[i], flag, f0, f1, short_ok) == 0:
+                        i += 1
+                sd2 += (i - i0) * (d0 * d0)
                 if want_rets:
-                    rets[t0 + i - lo, j] = r
-                exposed += 1
-                i += 1
-        elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
-            while i < stop:
-                if not bust and _signal(kind, pos, close[i], xa[i], xb[i], flag, f0, f1, short_ok) != 0:
-                    break
-                sd2 += d0 * d0
-                if want_rets:
-                    rets[t0 + i - lo, j] = 0.0
-                i += 1
-    if has_blocks:
-        blk[b, 0] += s1
-        blk[b, 1] += s2
-    st[_CASH] = cash
-    st[_UNITS] = units
-    st[_POS] = pos
-    st[_PENDING] = pending
-    st[_ENTRY] = entry_eq
-    st[_EQ] = eq_prev
-    st[_PEAK] = peak
-    st[_MDD] = mdd
-    st[_S1] = s1
-    st[_S2] = s2
-    st[_SD2] = sd2
-    st[_TRADES] = trades
-    st[_WINS] = wins
-    st[_GW] = gw
-    st[_GL] = gl
-    st[_EXPOSED] += exposed
-    st[_TURNOVER] = turnover
-    st[_BUST] = 1.0 if bust else 0.0
-    st[_BLOCK] = b
-    st[_EDGE] = next_edge
+                    rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
+        if has_blocks:
+            blk[b, 0] += s1
+            blk[b, 1] += s2
+        st[_CASH] = cash
+        st[_UNITS] = units
+        st[_POS] = pos
+        st[_PENDING] = pending
+        st[_ENTRY] = entry_eq
+        st[_EQ] = eq_prev
+        st[_PEAK] = peak
+        st[_MDD] = mdd
+        st[_S1] = s1
+        st[_S2] = s2
+        st[_SD2] = sd2
+        st[_TRADES] = trades
+        st[_WINS] = wins
+        st[_GW] = gw
+        st[_GL] = gl
+        st[_EXPOSED] += exposed
+        st[_TURNOVER] = turnover
+        st[_BUST] = 1.0 if bust else 0.0
+        st[_BLOCK] = b
+        st[_EDGE] = next_edge
+
+    @nb.njit(parallel=True, cache=True, nogil=True)
+    def sweep(close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar, edges, state, blocks,
+              rets):
+        """Advance every configuration (row of ``ia``/``fa``/``state``) over bars ``t0..t1-1``; accumulate
+        per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
+        when non-empty. ``pre`` = :func:`prefix_sums`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
+        for j in nb.prange(ia.shape[0]):
+            advance(next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2], fa[j, 0],
+                    fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
+
+    return sweep
 
 
-@nb.njit(parallel=True, cache=True, nogil=True)
-def sweep_kernel(kind, close, open_, ret, table, ia, fa, short_ok, next_open, exact, t0, t1, lo, kb, ks, rf_bar,
-                 edges, state, blocks, rets):
-    """Advance every configuration (row of ``ia``/``fa``/``state``) over bars ``t0..t1-1``; accumulate per-block
-    return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k) when non-empty.
-    ``ret[t] = close[t] / close[t-1] - 1``; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
-    for j in nb.prange(ia.shape[0]):
-        xa, xb, flag, f0, f1 = table[ia[j, 0]], table[ia[j, 1]], ia[j, 2], fa[j, 0], fa[j, 1]
-        st, blk = state[j], blocks[j]
-        if kind == 0 or kind == 3:
-            _advance(0, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
-                     rf_bar, edges, st, blk, rets, j)
-        elif kind == 1:
-            _advance(1, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
-                     rf_bar, edges, st, blk, rets, j)
-        elif kind == 2:
-            _advance(2, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
-                     rf_bar, edges, st, blk, rets, j)
-        else:
-            _advance(4, short_ok, next_open, exact, close, open_, ret, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks,
-                     rf_bar, edges, st, blk, rets, j)
+def prefix_sums(close: np.ndarray, rf_bar: float) -> np.ndarray:
+    """Running sums (3 x n+1, leading 0) of the market return ``r_t = close_t / close_{t-1} - 1`` (r_0 = 0), of
+    ``r_t**2`` and of ``min(r_t - rf, 0)**2``: a long position's steady run adds their differences."""
+    ret = np.zeros_like(close)
+    np.divide(close[1:], close[:-1], out=ret[1:])
+    ret[1:] -= 1.0
+    pre = np.zeros((3, len(close) + 1))
+    np.cumsum(ret, out=pre[0, 1:])
+    np.cumsum(ret * ret, out=pre[1, 1:])
+    np.cumsum(np.minimum(ret - rf_bar, 0.0) ** 2, out=pre[2, 1:])
+    return pre
 
 
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
@@ -305,13 +336,12 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     state[:, _EDGE] = edges[1] if n_blocks > 0 else hi + 1
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
-    ret = np.empty_like(close)
-    ret[0] = 0.0
-    np.divide(close[1:], close[:-1], out=ret[1:])
-    ret[1:] -= 1.0
-    for t0 in range(lo, hi, BAR_BLOCK):
-        sweep_kernel(kind, close, open_, ret, table, ia, fa, short_ok, next_open, want_rets, t0,
-                     min(t0 + BAR_BLOCK, hi), lo, kb, ks, rf_bar, edges, state, blocks, rets)
+    pre = prefix_sums(close, rf_bar)
+    sweep = sweep_kernel(0 if kind == 3 else kind, short_ok)  # MACD: the crossover rule (line vs signal)
+    with nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary by configuration)
+        for t0 in range(lo, hi, BAR_BLOCK):
+            sweep(close, open_, pre, table, ia, fa, next_open, want_rets, t0, min(t0 + BAR_BLOCK, hi), lo, kb, ks,
+                  rf_bar, edges, state, blocks, rets)
     units, eq, entry = state[:, _UNITS], state[:, _EQ], state[:, _ENTRY]
     pnl = eq - entry
     won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
