@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphasignal.backtest.strategies import PARAM_SPECS, build_row, get_strategy, validate_params
+from alphasignal.backtest.strategies import PARAM_SPECS, build_row, row_keys, validate_params
 
 
 def _rule(strategy: str, p: dict, pos: int, c: float, a: float, b: float, short: bool) -> int:
@@ -61,7 +61,7 @@ def reference_backtest(df: pd.DataFrame, strategy: str, p: dict, *, mode: str = 
     close, opn = df["Close"].to_numpy(float), df["Open"].to_numpy(float)
     high, low = df["High"].to_numpy(float), df["Low"].to_numpy(float)
     hi = len(close) if hi is None else hi
-    keys = get_strategy(strategy).rows(p)
+    keys = row_keys(strategy, p)
     ind_a, ind_b = build_row(keys[0], high, low, close), build_row(keys[-1], high, low, close)
     fee, slip, short = fees_bps / 1e4, slippage_bps / 1e4, mode == "long_short"
     buy_mult, sell_mult = (1 + slip) * (1 + fee), (1 - slip) * (1 - fee)

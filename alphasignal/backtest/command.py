@@ -24,7 +24,7 @@ from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
 from .metrics import METRICS
-from .strategies import get_strategy, grid_frame, split_valid
+from .strategies import config_at, get_strategy, grid_frame, split_valid
 from .sweep import _progress, run_window
 from .validation import dsr_of_best, pbo_from_blocks, split_point
 from .xp import Backend, resolve
@@ -44,23 +44,23 @@ def data_hash(frames: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()[:12]
 
 
-def _oos_columns(prices: Prices, strategy: str, valid: list[dict], opts: SweepConfig, backend: Backend) -> pd.DataFrame:
+def _oos_columns(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
+                 ) -> pd.DataFrame:
     """is_/oos_ metrics for the time-ordered split; configs whose warm-up exceeds the in-sample part get NaN."""
     strat = get_strategy(strategy)
     cut = split_point(prices.n, opts.test_fraction)
     out = pd.DataFrame(index=range(len(valid)), columns=[f"{p}_{m}" for p in ("is", "oos") for m in METRICS],
                        dtype="float64")
-    fits = np.array([strat.warmup(c) < cut - 1 for c in valid])
+    fits = np.asarray(strat.warmup(valid)) < cut - 1
     if fits.any():
-        sub = [c for c, ok in zip(valid, fits, strict=True) if ok]
-        is_f, _, _ = run_window(prices, strategy, sub, opts, backend, lo=0, hi=cut)
+        is_f, _, _ = run_window(prices, strategy, valid[fits], opts, backend, lo=0, hi=cut)
         out.loc[fits, [f"is_{m}" for m in METRICS]] = is_f[list(METRICS)].to_numpy()
     oos_f, _, _ = run_window(prices, strategy, valid, opts, backend, lo=cut, hi=prices.n)
     out[[f"oos_{m}" for m in METRICS]] = oos_f[list(METRICS)].to_numpy()
     return out
 
 
-def _overfitting(prices: Prices, strategy: str, valid: list[dict], frame: pd.DataFrame, blocks: np.ndarray,
+def _overfitting(prices: Prices, strategy: str, valid: pd.DataFrame, frame: pd.DataFrame, blocks: np.ndarray,
                  opts: SweepConfig, backend: Backend) -> dict[str, Any]:
     """DSR of the full-sample best configuration and PBO (CSCV) over all configurations of one ticker."""
     ppy = annualisation(prices, opts)
@@ -68,9 +68,9 @@ def _overfitting(prices: Prices, strategy: str, valid: list[dict], frame: pd.Dat
     if not np.isfinite(sharpe).any():
         return {"dsr": None, "pbo": None, "note": "no configuration has a defined Sharpe ratio"}
     best = int(np.nanargmax(sharpe))
-    _, _, rets = run_window(prices, strategy, [valid[best]], opts, backend, want_rets=True)
+    _, _, rets = run_window(prices, strategy, valid.iloc[[best]], opts, backend, want_rets=True)
     dsr = dsr_of_best(rets[:, 0], sharpe / np.sqrt(ppy))
-    out: dict[str, Any] = {"best_config": valid[best], **{k: _plain(v) for k, v in dsr.items()}}
+    out: dict[str, Any] = {"best_config": config_at(valid, best), **{k: _plain(v) for k, v in dsr.items()}}
     if blocks.shape[1] and len(valid) >= 2:
         edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
         res = pbo_from_blocks(blocks, np.diff(edges))
@@ -167,7 +167,7 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     for ticker, df in frames.items():
         prices = prepare_prices(df, ticker, strat.needs)
         valid, bad = split_valid(opts.strategy, configs, prices.n)
-        if not valid:
+        if valid.empty:
             raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
                              f"({bad[0][1]}): fix sweep.grid or widen the date range")
         plan[ticker] = (prices, valid, bad)

@@ -13,7 +13,6 @@ the reference loop in ``tests/test_backtest.py``.
 from __future__ import annotations
 
 import difflib
-import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,29 +36,32 @@ class ParamSpec(NamedTuple):
 
 
 RowKey = tuple  # ("sma", 20), ("macd_sig", 12, 26, 9), ...
+Columns = Mapping[str, Any]  # parameter name -> array of values (a DataFrame of configurations works)
+INDICATOR_ROWS = ("sma", "ema", "std", "rsi", "macd_line", "macd_sig", "dc_hi", "dc_lo")
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """One strategy: specs, constraints (message, predicate), warm-up bars and indicator rows per config.
+    """One strategy: specs, constraints (message, predicate), warm-up bars, indicator rows, floats and a flag.
 
-    ``warmup`` and the constraint predicates are arithmetic on ``p[name]``, so they accept one config (a dict)
-    or many at once (a DataFrame, giving Series)."""
+    Every callable is arithmetic on the columns ``p[name]`` of many configurations at once (a DataFrame or a
+    dict of arrays) and returns arrays (or scalars, broadcast). ``rows`` gives the indicator series each
+    configuration reads, as slots ``(name, *int args)`` whose name may vary per configuration (an array)."""
 
     name: str
     kind: int
     specs: dict[str, ParamSpec]
-    rows: Callable[[Mapping[str, Any]], tuple[RowKey, ...]]
-    warmup: Callable[[Mapping[str, Any]], int]
-    floats: Callable[[Mapping[str, Any]], tuple[float, float]] = lambda p: (0.0, 0.0)
-    flag: Callable[[Mapping[str, Any]], int] = lambda p: 0
-    constraints: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = field(default_factory=tuple)
+    rows: Callable[[Columns], tuple[tuple[Any, ...], ...]]
+    warmup: Callable[[Columns], Any]
+    floats: Callable[[Columns], tuple[Any, Any]] = lambda p: (0.0, 0.0)
+    flag: Callable[[Columns], Any] = lambda p: 0
+    constraints: tuple[tuple[str, Callable[[Columns], Any]], ...] = field(default_factory=tuple)
     needs: tuple[str, ...] = ("Close",)
 
 
-def _ma_rows(p: Mapping[str, Any]) -> tuple[RowKey, ...]:
-    kind = "ema" if p["use_ema"] else "sma"
-    return (kind, int(p["short_period"])), (kind, int(p["long_period"]))
+def _ma_rows(p: Columns) -> tuple[tuple[Any, ...], ...]:
+    kind = np.where(np.asarray(p["use_ema"], dtype=bool), "ema", "sma")
+    return (kind, p["short_period"]), (kind, p["long_period"])
 
 
 _STRATEGY_LIST = [
@@ -75,33 +77,32 @@ _STRATEGY_LIST = [
         "Bollinger_Breakout", 1,
         {"period": ParamSpec(5, 200, 1, int, 20), "num_std": ParamSpec(0.5, 4.0, 0.05, float, 2.0),
          "mean_reversion": ParamSpec(0, 1, 1, bool, False)},
-        rows=lambda p: (("sma", int(p["period"])), ("std", int(p["period"]))),
+        rows=lambda p: (("sma", p["period"]), ("std", p["period"])),
         warmup=lambda p: p["period"] - 1,
-        floats=lambda p: (float(p["num_std"]), 0.0),
-        flag=lambda p: int(bool(p["mean_reversion"])),
+        floats=lambda p: (p["num_std"], 0.0),
+        flag=lambda p: p["mean_reversion"],
     ),
     Strategy(
         "RSI_Reversion", 2,
         {"period": ParamSpec(2, 100, 1, int, 14), "lower": ParamSpec(1, 50, 1, float, 30.0),
          "upper": ParamSpec(50, 99, 1, float, 70.0)},
-        rows=lambda p: (("rsi", int(p["period"])),),
+        rows=lambda p: (("rsi", p["period"]),),
         warmup=lambda p: p["period"] + 0,
-        floats=lambda p: (float(p["lower"]), float(p["upper"])),
+        floats=lambda p: (p["lower"], p["upper"]),
         constraints=(("lower must be < upper", lambda p: p["lower"] < p["upper"]),),
     ),
     Strategy(
         "MACD", 3,
         {"fast": ParamSpec(2, 100, 1, int, 12), "slow": ParamSpec(3, 300, 1, int, 26),
          "signal": ParamSpec(2, 100, 1, int, 9)},
-        rows=lambda p: (("macd_line", int(p["fast"]), int(p["slow"])),
-                        ("macd_sig", int(p["fast"]), int(p["slow"]), int(p["signal"]))),
+        rows=lambda p: (("macd_line", p["fast"], p["slow"]), ("macd_sig", p["fast"], p["slow"], p["signal"])),
         warmup=lambda p: p["slow"] + p["signal"] - 2,
         constraints=(("fast must be < slow", lambda p: p["fast"] < p["slow"]),),
     ),
     Strategy(
         "Donchian_Breakout", 4,
         {"channel": ParamSpec(2, 400, 1, int, 20)},
-        rows=lambda p: (("dc_hi", int(p["channel"])), ("dc_lo", int(p["channel"]))),
+        rows=lambda p: (("dc_hi", p["channel"]), ("dc_lo", p["channel"])),
         warmup=lambda p: p["channel"] + 0,
         needs=("High", "Low", "Close"),
     ),
@@ -205,25 +206,92 @@ def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]])
         for v in vals:
             if msg := _type_problem(k, v, spec):
                 raise UsageError(f"{strategy} grid: {msg}: fix the grid values")
-        axes[k] = vals
-    return pd.DataFrame(list(itertools.product(*axes.values())), columns=list(axes))
+        axes[k] = np.asarray(vals)
+    mesh = np.meshgrid(*axes.values(), indexing="ij")  # the Cartesian product, first parameter slowest
+    return pd.DataFrame({k: m.ravel() for k, m in zip(axes, mesh, strict=True)})
+
+
+def as_config_frame(strategy: str, configs: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Configurations as a frame: one column per parameter (PARAM_SPECS order), one row each, index 0..k-1."""
+    names = list(get_strategy(strategy).specs)
+    if isinstance(configs, pd.DataFrame):
+        return configs[names].reset_index(drop=True)
+    return pd.DataFrame([{k: c[k] for k in names} for c in configs], columns=names)
+
+
+def config_at(frame: pd.DataFrame, i: int) -> dict[str, Any]:
+    """Row ``i`` of a configuration frame as a dict of plain Python values (int, float, bool)."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in frame.iloc[i].items()}
 
 
 def split_valid(strategy: str, configs: list[dict[str, Any]] | pd.DataFrame, n_bars: int
-                ) -> tuple[list[dict], list[tuple[dict, str]]]:
-    """(valid configs, [(config, reason)] skipped): constraint violations and warm-ups longer than the data."""
+                ) -> tuple[pd.DataFrame, list[tuple[dict, str]]]:
+    """(frame of valid configs, typed; [(config, reason)] skipped): constraint violations and warm-ups longer
+    than the data."""
     strat = get_strategy(strategy)
-    frame = configs if isinstance(configs, pd.DataFrame) else pd.DataFrame(list(configs))
-    reason = pd.Series("", index=frame.index, dtype=object)
+    frame = as_config_frame(strategy, configs)
+    good = np.ones(len(frame), dtype=bool)
+    reason = np.empty(len(frame), dtype=object)
     for msg, ok in strat.constraints:
-        reason[(reason == "") & ~np.asarray(ok(frame), dtype=bool)] = msg
+        fail = good & ~np.asarray(ok(frame), dtype=bool)
+        reason[fail] = msg
+        good &= ~fail
     warm = np.asarray(strat.warmup(frame))
-    too_long = (reason == "") & (warm >= n_bars - 1)
-    reason[too_long] = [f"needs {w + 2} bars, data has {n_bars}" for w in warm[too_long.to_numpy()]]
-    good = (reason == "").to_numpy()
-    typed = frame[good].astype({k: s.type for k, s in strat.specs.items()})
-    bad = frame[~good].to_dict("records")
-    return typed.to_dict("records"), list(zip(bad, reason[~good], strict=True))
+    too_long = good & (warm >= n_bars - 1)
+    reason[too_long] = [f"needs {w + 2} bars, data has {n_bars}" for w in warm[too_long]]
+    good &= ~too_long
+    typed = frame[good].astype({k: s.type for k, s in strat.specs.items()}).reset_index(drop=True)
+    bad = frame[~good].to_dict("records") if not good.all() else []
+    return typed, list(zip(bad, reason[~good], strict=True))
+
+
+_N_ARGS = {"sma": 1, "ema": 1, "std": 1, "rsi": 1, "macd_line": 2, "macd_sig": 3, "dc_hi": 1, "dc_lo": 1}
+
+
+def row_codes(strat: Strategy, frame: pd.DataFrame) -> np.ndarray:
+    """The indicator rows each configuration reads (k x slots), each key packed in one int64: the name's index
+    in ``INDICATOR_ROWS`` and up to three 16-bit integer arguments."""
+    k = len(frame)
+    slots = strat.rows(frame)
+    out = np.empty((k, len(slots)), dtype=np.int64)
+    for s, (name, *args) in enumerate(slots):
+        names = np.asarray(name)
+        if names.ndim == 0:
+            code = np.full(k, INDICATOR_ROWS.index(str(names)), dtype=np.int64)
+        else:
+            code = np.zeros(k, dtype=np.int64)
+            for c, row in enumerate(INDICATOR_ROWS):
+                code[names == row] = c
+        code <<= 48
+        for a, arg in enumerate(args):
+            code |= np.broadcast_to(np.asarray(arg, dtype=np.int64), (k,)) << (32 - 16 * a)
+        out[:, s] = code
+    return out
+
+
+def decode_row(code: int) -> RowKey:
+    """The row key (name, *args) packed by :func:`row_codes`."""
+    name = INDICATOR_ROWS[code >> 48]
+    return (name, *((code >> sh) & 0xFFFF for sh in (32, 16, 0)[:_N_ARGS[name]]))
+
+
+def row_keys(strategy: str, params: Mapping[str, Any]) -> tuple[RowKey, ...]:
+    """The indicator row keys of one configuration, e.g. ``(("sma", 10), ("sma", 50))``."""
+    strat = get_strategy(strategy)
+    return tuple(decode_row(int(c)) for c in row_codes(strat, as_config_frame(strategy, [params]))[0])
+
+
+def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Indicator table, one row per packed key in ``codes`` (simple averages share one running sum)."""
+    keys = [decode_row(int(c)) for c in codes]
+    table = np.empty((len(keys), len(close)))
+    sma_at = [i for i, key in enumerate(keys) if key[0] == "sma"]
+    if sma_at:
+        table[sma_at] = ind.sma_rows(close, [keys[i][1] for i in sma_at])
+    for i, key in enumerate(keys):
+        if key[0] != "sma":
+            table[i] = build_row(key, high, low, close)
+    return table
 
 
 def build_row(key: RowKey, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

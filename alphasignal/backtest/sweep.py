@@ -15,9 +15,9 @@ from config import SweepConfig
 
 from ..errors import UsageError
 from . import vector
-from .engine import Prices, _config_arrays, annualisation, as_frames, prepare_prices, simulate
+from .engine import Prices, annualisation, as_frames, config_arrays, config_parts, prepare_prices, simulate
 from .metrics import METRICS, finalise, rf_per_bar
-from .strategies import get_strategy, grid_frame, normalise, split_valid, validate_params
+from .strategies import as_config_frame, config_at, get_strategy, grid_frame, normalise, split_valid, validate_params
 from .xp import Backend, resolve
 
 Data = pd.DataFrame | Mapping[str, pd.DataFrame]
@@ -43,15 +43,12 @@ def _window(prices: Prices, start: Any, end: Any) -> tuple[int, int]:
     return lo, hi
 
 
-def _metrics_frame(prices: Prices, configs: list[dict], acc: np.ndarray, n: int, opts: SweepConfig) -> pd.DataFrame:
+def _metrics_frame(prices: Prices, configs: pd.DataFrame, acc: np.ndarray, n: int, opts: SweepConfig) -> pd.DataFrame:
     ppy = annualisation(prices, opts)
     cols = finalise(acc, n, ppy, rf_per_bar(opts.risk_free, ppy))
-    frame = pd.DataFrame(configs)
-    frame.insert(0, "ticker", prices.ticker)
-    for name in METRICS:
-        frame[name] = cols[name]
-    frame["trades"] = frame["trades"].astype("int64")
-    return frame
+    cols["trades"] = cols["trades"].astype("int64")
+    return pd.DataFrame({"ticker": prices.ticker, **{k: configs[k].to_numpy() for k in configs},
+                         **{name: cols[name] for name in METRICS}})
 
 
 def _check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,17 +61,19 @@ def _check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[d
     return [normalise(strategy, p) for p in params_list]
 
 
-def run_window(prices: Prices, strategy: str, configs: list[dict], opts: SweepConfig, backend: Backend, *,
-               lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
+def run_window(prices: Prices, strategy: str, configs: pd.DataFrame | list[dict], opts: SweepConfig,
+               backend: Backend, *, lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
                on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Metrics frame over bars ``lo..hi-1`` (earlier bars feed indicators only), block sums and returns."""
+    """Metrics frame over bars ``lo..hi-1`` (earlier bars feed indicators only), block sums and returns of valid
+    configurations (a frame, see :func:`~.strategies.as_config_frame`, or a list of dicts)."""
     hi = prices.n if hi is None else hi
     strat = get_strategy(strategy)
-    too_long = [c for c in configs if strat.warmup(c) >= hi - 1]
-    if too_long:
-        need = strat.warmup(too_long[0]) + 2
-        raise UsageError(f"{prices.ticker}: {strategy} {too_long[0]} needs {need} bars but the data ends at bar {hi}: "
-                         "use shorter windows or more data")
+    configs = as_config_frame(strategy, configs)
+    warm = np.asarray(strat.warmup(configs))
+    if (warm >= hi - 1).any():
+        i = int(np.argmax(warm >= hi - 1))
+        raise UsageError(f"{prices.ticker}: {strategy} {config_at(configs, i)} needs {warm[i] + 2} bars but the data "
+                         f"ends at bar {hi}: use shorter windows or more data")
     acc, blocks, rets = simulate(prices, strat, configs, opts, backend, lo=lo, hi=hi, n_blocks=n_blocks,
                                  want_rets=want_rets, on_chunk=on_chunk)
     return _metrics_frame(prices, configs, acc, hi - lo, opts), blocks, rets
@@ -134,7 +133,7 @@ def positions(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any
               options: SweepConfig | None = None, start: Any = None, end: Any = None) -> pd.DataFrame:
     """Target position (-1/0/1) decided at each close (held from the next bar), bars x configs, for one frame."""
     opts, strat, configs, prices, lo, hi = _one_frame(data, strategy, params_list, options, start, end)
-    table, ia, fa = _config_arrays(strat, configs, np.arange(len(configs)), prices)
+    table, ia, fa = config_arrays(config_parts(strat, as_config_frame(strategy, configs)), prices)
     pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=opts.mode == "long_short", lo=lo,
                            hi=hi)
     return pd.DataFrame(pos, index=prices.index[lo:hi])
@@ -154,7 +153,7 @@ def run_sweep(data: Data, strategy: str, grid: Mapping[str, Any] | list[Mapping[
     skipped: Counter[str] = Counter()
     for ticker, prices in frames_in.items():
         valid, bad = split_valid(strategy, configs, prices.n)
-        if not valid:
+        if valid.empty:
             raise UsageError(f"{ticker}: none of the {len(configs)} {strategy} configurations is valid "
                              f"({bad[0][1]}): fix the grid or use more data")
         plan[ticker] = valid

@@ -29,13 +29,20 @@ def _check_period(period: int) -> None:
 
 def sma(x: ArrayLike, period: int) -> ArrayLike:
     """Simple moving average over ``period`` bars."""
-    _check_period(period)
+    return _like(x, sma_rows(_arr(x), [period])[0])
+
+
+def sma_rows(x: np.ndarray, periods: list[int]) -> np.ndarray:
+    """Simple moving averages of one series for many periods (len(periods) x len(x)), sharing one running sum."""
+    for p in periods:
+        _check_period(p)
     a = _arr(x)
-    out = np.full(a.shape, np.nan)
-    if len(a) >= period:
-        c = np.cumsum(np.insert(a, 0, 0.0))
-        out[period - 1:] = (c[period:] - c[:-period]) / period
-    return _like(x, out)
+    out = np.full((len(periods), len(a)), np.nan)
+    c = np.cumsum(np.insert(a, 0, 0.0))
+    for row, p in zip(out, periods, strict=True):
+        if len(a) >= p:
+            row[p - 1:] = (c[p:] - c[:-p]) / p
+    return out
 
 
 def _ewm(a: np.ndarray, alpha: float, period: int) -> np.ndarray:
