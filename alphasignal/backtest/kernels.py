@@ -154,6 +154,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
             blk[b, 0] -= s1
             blk[b, 1] -= s2
         m = t1 - t0
+        close_all = close
         close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
         p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
         d0 = min(-rf_bar, 0.0)
@@ -213,14 +214,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
             stop = min(m, next_edge - t0)
             if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
                 i0 = i
-                while i < stop:
-                    if _signal(kind, 1, close[i], xa[i], xb[i], flag, f0, f1, short_ok) != 1:
-                        break
-                    eq = units * close[i]
-                    if eq > peak:
-                        peak = eq
-                    elif peak - eq > mdd * peak:
-                        mdd = 1.0 - eq / peak
+                while i < stop and _signal(kind, 1, close[i], xa[i], xb[i], flag, f0, f1, short_ok) == 1:
                     i += 1
                 if i > i0:
                     s1 += p1[i] - p1[i0]
@@ -228,6 +222,9 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
                     sd2 += p3[i] - p3[i0]
                     exposed += i - i0
                     eq_prev = units * close[i - 1]
+                    mx, mn, dd = _span(pre, close_all, t0 + i0, t0 + i)
+                    mdd = max(mdd, dd, 1.0 - units * mn / peak)
+                    peak = max(peak, units * mx)
             elif units > 0.0:  # long, exact returns
                 while i < stop:
                     c = close[i]
@@ -311,17 +308,65 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     return sweep
 
 
-def prefix_sums(close: np.ndarray, rf_bar: float) -> np.ndarray:
-    """Running sums (3 x n+1, leading 0) of the market return ``r_t = close_t / close_{t-1} - 1`` (r_0 = 0), of
-    ``r_t**2`` and of ``min(r_t - rf, 0)**2``: a long position's steady run adds their differences."""
-    ret = np.zeros_like(close)
-    np.divide(close[1:], close[:-1], out=ret[1:])
-    ret[1:] -= 1.0
-    pre = np.zeros((3, len(close) + 1))
-    np.cumsum(ret, out=pre[0, 1:])
-    np.cumsum(ret * ret, out=pre[1, 1:])
-    np.cumsum(np.minimum(ret - rf_bar, 0.0) ** 2, out=pre[2, 1:])
-    return pre
+DD_BLOCK = 32  # bars per block of the drawdown tables
+
+
+@nb.njit(cache=True, nogil=True)
+def market_tables(close, rf_bar):
+    """Per-series tables (12 x n+1) that let a long run be summed without a per-bar loop.
+
+    Rows 0-2: running sums (leading 0) of the market return ``r_t = close_t / close_{t-1} - 1`` (r_0 = 0), of
+    ``r_t**2`` and of ``min(r_t - rf, 0)**2``. Rows 3-11: (max, min, drawdown) of the close over aligned blocks of
+    ``DD_BLOCK`` bars -- from the block's start to bar t (rows 3-5), from bar t to the block's end (rows 6-8), and
+    the whole block at its first bar (rows 9-11); drawdown = max of ``1 - c_t / max(c_start..t)``."""
+    n = close.shape[0]
+    tab = np.zeros((12, n + 1))
+    for t in range(n):
+        r = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
+        d = min(r - rf_bar, 0.0)
+        tab[0, t + 1] = tab[0, t] + r
+        tab[1, t + 1] = tab[1, t] + r * r
+        tab[2, t + 1] = tab[2, t] + d * d
+    for s0 in range(0, n, DD_BLOCK):
+        e = min(s0 + DD_BLOCK, n)
+        mx, mn, dd = close[s0], close[s0], 0.0
+        for t in range(s0, e):
+            mx, mn, dd = _join(mx, mn, dd, close[t], close[t], 0.0)
+            tab[3, t], tab[4, t], tab[5, t] = mx, mn, dd
+        tab[9, s0], tab[10, s0], tab[11, s0] = mx, mn, dd
+        mx, mn, dd = close[e - 1], close[e - 1], 0.0
+        for t in range(e - 1, s0 - 1, -1):
+            mx, mn, dd = _join(close[t], close[t], 0.0, mx, mn, dd)
+            tab[6, t], tab[7, t], tab[8, t] = mx, mn, dd
+    return tab
+
+
+@nb.njit(inline="always", cache=True)
+def _join(mx, mn, dd, mx2, mn2, dd2):
+    """(max, min, drawdown) of a span followed by another span."""
+    return max(mx, mx2), min(mn, mn2), max(dd, dd2, 1.0 - mn2 / mx)
+
+
+@nb.njit(inline="always", cache=True)
+def _span(tab, close, a, e):
+    """(max, min, drawdown) of the close over bars ``a..e-1`` (a < e) from :func:`market_tables`."""
+    ba, be = a // DD_BLOCK, (e - 1) // DD_BLOCK
+    if ba == be:  # within one block: a short loop, dividing only on a new drawdown
+        mx, mn, dd = close[a], close[a], 0.0
+        for t in range(a + 1, e):
+            c = close[t]
+            if c > mx:
+                mx = c
+            else:
+                mn = min(mn, c)
+                if mx - c > dd * mx:
+                    dd = 1.0 - c / mx
+        return mx, mn, dd
+    mx, mn, dd = tab[6, a], tab[7, a], tab[8, a]
+    for b in range(ba + 1, be):
+        s0 = b * DD_BLOCK
+        mx, mn, dd = _join(mx, mn, dd, tab[9, s0], tab[10, s0], tab[11, s0])
+    return _join(mx, mn, dd, tab[3, e - 1], tab[4, e - 1], tab[5, e - 1])
 
 
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
@@ -336,7 +381,7 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     state[:, _EDGE] = edges[1] if n_blocks > 0 else hi + 1
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
-    pre = prefix_sums(close, rf_bar)
+    pre = market_tables(close, rf_bar)
     sweep = sweep_kernel(0 if kind == 3 else kind, short_ok)  # MACD: the crossover rule (line vs signal)
     with nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary by configuration)
         for t0 in range(lo, hi, BAR_BLOCK):
