@@ -111,6 +111,28 @@ def _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
     return target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
 
 
+@nb.njit(inline="always", cache=True)
+def _holds(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
+    """Whether the signal at this bar keeps position ``pos`` (a constant at each call site)."""
+    if kind == 0:
+        if pos == 1:
+            return x0 > x1
+        if pos == -1:
+            return short_ok and x0 < x1
+        return not (x0 > x1) and not (short_ok and x0 < x1)
+    return target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok) == pos
+
+
+@nb.njit(inline="always", cache=True)
+def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
+    """First bar in ``i..stop-1`` whose signal leaves ``pos`` (``stop`` if none). Unsigned indices spare every
+    load Numba's negative-index wraparound check (~1.3x faster scans)."""
+    u, end, one = np.uint64(i), np.uint64(stop), np.uint64(1)
+    while u < end and _holds(kind, pos, close[u], xa[u], xb[u], flag, f0, f1, short_ok):
+        u += one
+    return np.int64(u)
+
+
 @functools.cache
 def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     """The fused kernel of one signal rule (``kind``) and short mode, compiled on first use (each pair once per
@@ -214,8 +236,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
             stop = min(m, next_edge - t0)
             if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
                 i0 = i
-                while i < stop and _signal(kind, 1, close[i], xa[i], xb[i], flag, f0, f1, short_ok) == 1:
-                    i += 1
+                i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop)
                 if i > i0:
                     s1 += p1[i] - p1[i0]
                     s2 += p2[i] - p2[i0]
@@ -228,7 +249,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
             elif units > 0.0:  # long, exact returns
                 while i < stop:
                     c = close[i]
-                    if _signal(kind, 1, c, xa[i], xb[i], flag, f0, f1, short_ok) != 1:
+                    if not _holds(kind, 1, c, xa[i], xb[i], flag, f0, f1, short_ok):
                         break
                     eq = units * c
                     r = eq / eq_prev - 1.0
@@ -247,7 +268,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
                 while i < stop:
                     c = close[i]
                     eq = cash + units * c
-                    if eq <= 0.0 or _signal(kind, -1, c, xa[i], xb[i], flag, f0, f1, short_ok) != -1:
+                    if eq <= 0.0 or not _holds(kind, -1, c, xa[i], xb[i], flag, f0, f1, short_ok):
                         break
                     r = eq / eq_prev - 1.0
                     eq_prev = eq
@@ -266,8 +287,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
                 if bust:
                     i = stop
                 else:
-                    while i < stop and _signal(kind, 0, close[i], xa[i], xb[i], flag, f0, f1, short_ok) == 0:
-                        i += 1
+                    i = _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
                 sd2 += (i - i0) * (d0 * d0)
                 if want_rets:
                     rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
