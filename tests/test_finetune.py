@@ -271,7 +271,6 @@ def test_script_uploaded_alone_runs_its_standalone_path(tmp_path, jsonl):
         assert proc.returncode == 2 and "pip install unsloth" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(strict=False, reason="quantize message lacks llama.cpp log under CI capture")
 def test_gguf_export_bad_input_is_a_one_line_error(tmp_path):
     from alphasignal.errors import ModelError
     from alphasignal.finetune.gguf import convert_to_gguf, quantize
@@ -282,8 +281,14 @@ def test_gguf_export_bad_input_is_a_one_line_error(tmp_path):
     with pytest.raises(UsageError, match="unknown GGUF quantization 'q9'"):
         convert_to_gguf(tmp_path, tmp_path / "out", "m", quant="q9")
     if has_module("llama_cpp"):
-        with pytest.raises(ModelError, match=r"could not quantize missing.gguf to q4_k_m .*failed to load"):
+        with pytest.raises(UsageError, match=r"cannot quantize .*missing.gguf: no such file"):
             quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf", "q4_k_m")
+        (tmp_path / "notes.gguf").write_text("not a model")
+        with pytest.raises(UsageError, match=r"notes.gguf: not a GGUF file"):
+            quantize(tmp_path / "notes.gguf", tmp_path / "x.gguf", "q4_k_m")
+        (tmp_path / "cut.gguf").write_bytes(b"GGUF" + bytes(60))  # the magic, then a truncated header
+        with pytest.raises(ModelError, match=r"llama.cpp could not quantize cut.gguf to q4_k_m \(code "):
+            quantize(tmp_path / "cut.gguf", tmp_path / "x.gguf", "q4_k_m")
         assert not list(tmp_path.glob("x.gguf*"))  # no half-written output
 
 

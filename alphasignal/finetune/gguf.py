@@ -126,6 +126,11 @@ def quantize(src: Path, dst: Path, quant: str) -> None:
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}", None)
     if ftype is None:
         raise UsageError(f"unknown GGUF quantization {quant!r}: use one of {', '.join(quantization_names())}")
+    if not src.is_file():
+        raise UsageError(f"cannot quantize {src}: no such file (export the f16 GGUF first)")
+    with open(src, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise UsageError(f"cannot quantize {src}: not a GGUF file (no GGUF magic): point at a .gguf model")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     tmp = dst.with_name(dst.name + ".tmp")
@@ -134,8 +139,9 @@ def quantize(src: Path, dst: Path, quant: str) -> None:
     if rc != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         lines = [ln for ln in "".join(log).splitlines() if ln.strip()]
-        raise ModelError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc}: "
-                         f"{lines[-1] if lines else 'no log'})")
+        last = lines[-1] if lines else "llama.cpp logged nothing"
+        raise ModelError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc}: {last}): check that the "
+                         "file is a complete GGUF")
     os.replace(tmp, dst)
 
 

@@ -16,6 +16,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel,
 
 from config import PipelineConfig
 
+from ..errors import AlphaSignalError
 from ..prompts import Prompt
 from ..providers import Provider, Reply
 from .engines import CHART_ENGINE, NEWS_ENGINE
@@ -40,23 +41,34 @@ def build_chain(vlm: Provider, llm: Provider, chart_prompt: Prompt, news_prompt:
                 ) -> Runnable:
     """The pipeline as one Runnable: ``DecisionItem -> FinalDecision`` (use ``ainvoke``)."""
 
-    async def _chart(item: DecisionItem) -> Reply[TradingSignal]:
+    # Each branch returns its error instead of raising: both calls always finish, the error reported is the
+    # chart's when both fail, and asyncio never prints the other branch's error as "never retrieved".
+    async def _chart(item: DecisionItem) -> Reply[TradingSignal] | AlphaSignalError:
         close = f"{item.last_close:.4f}" if item.last_close else "not given (read it from the chart)"
-        return await vlm.astructured(TradingSignal, chart_prompt.system, chart_prompt.format(last_close=close),
-                                     images=[item.chart.data], context={"last_close": item.last_close},
-                                     timeout=cfg.timeout)
+        try:
+            return await vlm.astructured(TradingSignal, chart_prompt.system, chart_prompt.format(last_close=close),
+                                         images=[item.chart.data], context={"last_close": item.last_close},
+                                         timeout=cfg.timeout)
+        except AlphaSignalError as exc:
+            return exc
 
-    async def _news(item: DecisionItem) -> Reply[NewsSentiment] | None:
+    async def _news(item: DecisionItem) -> Reply[NewsSentiment] | AlphaSignalError | None:
         if item.news.empty:
             return None  # nothing to judge: NEUTRAL, intensity 0, without a model call
         # The news is quoted data in the prompt; a triple quote inside it must not close the quote.
         text = item.news.text.replace('"""', "'''")
-        return await llm.astructured(NewsSentiment, news_prompt.system, news_prompt.format(news=text),
-                                     context={"news": item.news.text}, timeout=cfg.timeout)
+        try:
+            return await llm.astructured(NewsSentiment, news_prompt.system, news_prompt.format(news=text),
+                                         context={"news": item.news.text}, timeout=cfg.timeout)
+        except AlphaSignalError as exc:
+            return exc
 
     prompts = {"vlm": chart_prompt.id, "sentiment": news_prompt.id}
 
     def _assemble(out: dict[str, Any]) -> FinalDecision:
+        for key in ("signal", "sentiment"):
+            if isinstance(out[key], AlphaSignalError):
+                raise out[key]
         return assemble(out["item"], out["signal"], out["sentiment"], prompts, cfg)
 
     return (RunnableParallel(item=RunnablePassthrough(), signal=RunnableLambda(_chart, name="chart_signal"),
