@@ -141,15 +141,16 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     @nb.njit(cache=True, nogil=True)
     def advance(next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar, edges, st,
                 blk, rets, j):
-        """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. ``kind`` and ``short_ok`` are constants
-        of the closure, so each (strategy, mode) pair gets its own loops.
+        """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. ``kind`` and ``short_ok`` are
+        constants of the closure, so each (strategy, mode) pair gets its own loops.
 
         Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
-        of bars where the position stays as it is, in a tight loop per position state: flat (return 0: the loop only
-        scans the signal), long (return = the market return, equal to ``eq_t / eq_{t-1} - 1`` up to rounding, ~1e-16:
-        the loop scans the signal and the drawdown, and the run's return sums are differences of the prefix sums
-        ``pre``; every bar's division when ``exact``) or short (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block
-        sums are differences of the running sums at the block edges, so the runs do no block bookkeeping."""
+        of bars where the position stays as it is. Flat and long runs only scan the signal for the run's end: a
+        flat bar returns 0, and a long run's return sums and drawdown come from the tables ``pre``
+        (:func:`market_tables`; its returns are the market's, equal to ``eq_t / eq_{t-1} - 1`` up to rounding,
+        ~1e-16). With ``exact`` (return series wanted) long bars divide one by one; short runs always do
+        (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block sums are differences of the running sums at the
+        block edges, so the runs do no block bookkeeping."""
         cash = st[_CASH]
         units = st[_UNITS]
         pos = int(st[_POS])
@@ -284,10 +285,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
                     i += 1
             elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
                 i0 = i
-                if bust:
-                    i = stop
-                else:
-                    i = _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
+                i = stop if bust else _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
                 sd2 += (i - i0) * (d0 * d0)
                 if want_rets:
                     rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
