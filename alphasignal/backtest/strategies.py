@@ -282,12 +282,16 @@ def row_keys(strategy: str, params: Mapping[str, Any]) -> tuple[RowKey, ...]:
 
 
 def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    """Indicator table, one row per packed key in ``codes`` (simple averages share one running sum)."""
+    """Indicator table, one row per packed key in ``codes`` (simple averages share one running sum; sorted codes,
+    as ``np.unique`` gives, put them first and they are written in place)."""
     keys = [decode_row(int(c)) for c in codes]
     table = np.empty((len(keys), len(close)))
     sma_at = [i for i, key in enumerate(keys) if key[0] == "sma"]
-    if sma_at:
-        table[sma_at] = ind.sma_rows(close, [keys[i][1] for i in sma_at])
+    periods = [keys[i][1] for i in sma_at]
+    if sma_at == list(range(len(sma_at))):
+        ind.sma_rows(close, periods, out=table[:len(sma_at)])
+    else:
+        table[sma_at] = ind.sma_rows(close, periods)
     for i, key in enumerate(keys):
         if key[0] != "sma":
             table[i] = build_row(key, high, low, close)

@@ -32,16 +32,18 @@ def sma(x: ArrayLike, period: int) -> ArrayLike:
     return _like(x, sma_rows(_arr(x), [period])[0])
 
 
-def sma_rows(x: np.ndarray, periods: list[int]) -> np.ndarray:
-    """Simple moving averages of one series for many periods (len(periods) x len(x)), sharing one running sum."""
-    for p in periods:
-        _check_period(p)
+def sma_rows(x: np.ndarray, periods: list[int], out: np.ndarray | None = None) -> np.ndarray:
+    """Simple moving averages of one series for many periods (len(periods) x len(x), written into ``out`` when
+    given), sharing one running sum."""
     a = _arr(x)
-    out = np.full((len(periods), len(a)), np.nan)
+    out = np.empty((len(periods), len(a))) if out is None else out
     c = np.cumsum(np.insert(a, 0, 0.0))
     for row, p in zip(out, periods, strict=True):
+        _check_period(p)
+        row[:min(p - 1, len(a))] = np.nan
         if len(a) >= p:
-            row[p - 1:] = (c[p:] - c[:-p]) / p
+            np.subtract(c[p:], c[:-p], out=row[p - 1:])
+            row[p - 1:] /= p
     return out
 
 
