@@ -247,29 +247,11 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
                     mx, mn, dd = _span(pre, close_all, t0 + i0, t0 + i)
                     mdd = max(mdd, dd, 1.0 - units * mn / peak)
                     peak = max(peak, units * mx)
-            elif units > 0.0:  # long, exact returns
-                while i < stop:
-                    c = close[i]
-                    if not _holds(kind, 1, c, xa[i], xb[i], flag, f0, f1, short_ok):
-                        break
-                    eq = units * c
-                    r = eq / eq_prev - 1.0
-                    eq_prev = eq
-                    s1 += r
-                    s2 += r * r
-                    d = min(r - rf_bar, 0.0)
-                    sd2 += d * d
-                    peak = max(peak, eq)
-                    mdd = max(mdd, 1.0 - eq / peak)
-                    if want_rets:
-                        rets[t0 + i - lo, j] = r
-                    exposed += 1
-                    i += 1
-            elif units < 0.0:  # short
+            elif units != 0.0:  # short, or long with exact returns: a division per bar (long: cash is 0)
                 while i < stop:
                     c = close[i]
                     eq = cash + units * c
-                    if eq <= 0.0 or not _holds(kind, -1, c, xa[i], xb[i], flag, f0, f1, short_ok):
+                    if eq <= 0.0 or not _holds(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok):
                         break
                     r = eq / eq_prev - 1.0
                     eq_prev = eq

@@ -58,14 +58,17 @@ def _paired(is_frame: pd.DataFrame, oos_frame: pd.DataFrame, keys: list[str]) ->
     return out
 
 
+def _setup(strategy: str, params_list: list[dict[str, Any]], options: SweepConfig | None):
+    """Options, strategy, checked configurations and backend shared by the split helpers."""
+    opts = options or SweepConfig()
+    return opts, get_strategy(strategy), _check_all_valid(strategy, params_list), resolve(opts.device, opts.engine)
+
+
 def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
                test_fraction: float | None = None, options: SweepConfig | None = None) -> pd.DataFrame:
     """In-sample (``is_*``) and out-of-sample (``oos_*``) metrics per (ticker, config) for a time-ordered split."""
-    opts = options or SweepConfig()
+    opts, strat, configs, backend = _setup(strategy, params_list, options)
     frac = opts.test_fraction if test_fraction is None else test_fraction
-    strat = get_strategy(strategy)
-    configs = _check_all_valid(strategy, params_list)
-    backend = resolve(opts.device, opts.engine)
     frames = []
     for ticker, df in as_frames(data).items():
         prices = prepare_prices(df, ticker, strat.needs)
@@ -85,10 +88,7 @@ def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str,
     ``train_bars``) or is anchored at the first bar. One row per (ticker, fold, config) with ``is_*``/``oos_*``."""
     if n_splits < 1:
         raise UsageError(f"n_splits={n_splits} must be >= 1")
-    opts = options or SweepConfig()
-    strat = get_strategy(strategy)
-    configs = _check_all_valid(strategy, params_list)
-    backend = resolve(opts.device, opts.engine)
+    opts, strat, configs, backend = _setup(strategy, params_list, options)
     frames = []
     for ticker, df in as_frames(data).items():
         prices = prepare_prices(df, ticker, strat.needs)

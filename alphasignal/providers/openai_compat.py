@@ -96,11 +96,8 @@ class OpenAICompatProvider(Provider):
             try:
                 reply = runnable.invoke(langchain_messages(messages), **kwargs)
             except Exception as exc:
-                if (error := self._error(exc, timeout)) is None:
-                    raise
-                if self._fall_back(exc, method):
-                    continue
-                raise error from None
+                self._on_error(exc, method, timeout)
+                continue
             self.method = method
             return _text(reply)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -111,14 +108,18 @@ class OpenAICompatProvider(Provider):
             try:
                 reply = await runnable.ainvoke(langchain_messages(messages), **kwargs)
             except Exception as exc:
-                if (error := self._error(exc, timeout)) is None:
-                    raise
-                if self._fall_back(exc, method):
-                    continue
-                raise error from None
+                self._on_error(exc, method, timeout)
+                continue
             self.method = method
             return _text(reply)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _on_error(self, exc: Exception, method: str, timeout: float) -> None:
+        """Return when ``auto`` should try the next method; otherwise raise the error users should see."""
+        if (error := self._error(exc, timeout)) is None:
+            raise exc
+        if not self._fall_back(exc, method):
+            raise error from None
 
     def _fall_back(self, exc: Exception, method: str) -> bool:
         """True when ``auto`` should retry with function calling: the server refused the json_schema format."""
