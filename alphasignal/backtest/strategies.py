@@ -1,10 +1,11 @@
 """Strategies: parameter specs, constraints, and the indicator rows each configuration reads.
 
 A strategy is a :class:`Strategy` entry: its ``PARAM_SPECS``, cross-parameter constraints, the warm-up it
-needs, and ``rows(params)`` -- the keys of the indicator series (e.g. ``("sma", 20)``) that its signal
-compares. Indicator series are computed once per unique key (:func:`build_row`) and shared by every
-configuration that reads them; the per-bar signal rules live in the engines (``kernels.py`` for Numba and
-CUDA, ``engine.positions`` for NumPy/CuPy), all selected by the strategy's ``kind`` code.
+needs, and ``rows(columns)`` -- the keys of the indicator series (e.g. ``("sma", 20)``) that its signal
+compares, computed for all configurations at once from their parameter columns. Indicator series are computed
+once per unique key (:func:`build_rows`) and shared by every configuration that reads them; the per-bar signal
+rules live in the engines (``kernels.py`` for Numba and CUDA, ``vector.positions`` for NumPy/CuPy), all selected
+by the strategy's ``kind`` code.
 
 Adding a strategy = one ``Strategy`` entry (specs + rows) and one signal rule per engine, tested against
 the reference loop in ``tests/test_backtest.py``.
@@ -264,7 +265,10 @@ def row_codes(strat: Strategy, frame: pd.DataFrame) -> np.ndarray:
                 code[names == row] = c
         code <<= 48
         for a, arg in enumerate(args):
-            code |= np.broadcast_to(np.asarray(arg, dtype=np.int64), (k,)) << (32 - 16 * a)
+            vals = np.broadcast_to(np.asarray(arg, dtype=np.int64), (k,))
+            if ((vals < 0) | (vals > 0xFFFF)).any():
+                raise ValueError(f"{strat.name}: indicator argument outside 0..65535 in {name!r} rows")
+            code |= vals << (32 - 16 * a)
         out[:, s] = code
     return out
 
