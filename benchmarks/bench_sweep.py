@@ -70,7 +70,7 @@ def _child_ours(bars: int, engine: str) -> dict:
     run_sweep(df.iloc[:300], "MA_Crossover", {"short_period": [5], "long_period": [20]}, options=opts)  # JIT/cache
     base = _current_rss()
     walls, cpu, res = [], float("inf"), None
-    for _ in range(REPEATS if bars <= 10_000 else 1):
+    for _ in range(REPEATS if bars <= 10_000 else (3 if bars <= 100_000 else 1)):
         t0, c0 = time.perf_counter(), time.process_time()
         res = run_sweep(df, "MA_Crossover", GRID, options=opts)
         walls.append(time.perf_counter() - t0)
