@@ -1,6 +1,6 @@
 """CuPy backend: the fused per-configuration kernel of ``kernels.py`` in CUDA C, one GPU thread per configuration.
 
-A line-by-line port of ``kernels.sweep_kernel`` (same fills, costs, bust rule and accumulators). cupy itself is
+A bar-by-bar port of the rules of ``kernels.py`` (same fills, costs, bust rule and accumulators). cupy itself is
 reached only through ``xp.get_cupy()``. NOTE: written without access to a GPU; the engine tests
 (tests/test_backtest.py) run it against the reference loop wherever ``xp.gpu_status()`` finds a usable GPU.
 """

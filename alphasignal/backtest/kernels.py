@@ -300,7 +300,7 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
               rets):
         """Advance every configuration (row of ``ia``/``fa``/``state``) over bars ``t0..t1-1``; accumulate
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
-        when non-empty. ``pre`` = :func:`prefix_sums`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
+        when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
         for j in nb.prange(ia.shape[0]):
             advance(next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2], fa[j, 0],
                     fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)

@@ -1,7 +1,8 @@
 """Array-module engines (NumPy reference/fallback, CuPy's position step): positions for many configurations at
 once (each configuration a column), then a portfolio pass vectorised across configurations.
 
-Mirrors ``kernels.sweep_kernel`` operation by operation, so every engine produces the same numbers.
+Applies the rules of ``kernels.py`` bar by bar (the Numba kernel's fills, costs, bust rule and accumulators;
+the kernel sums steady runs from tables instead): the tests hold every engine to the reference loop at 1e-9.
 """
 
 from __future__ import annotations
