@@ -1,8 +1,10 @@
 """CuPy backend: the fused per-configuration kernel of ``kernels.py`` in CUDA C, one GPU thread per configuration.
 
-A bar-by-bar port of the rules of ``kernels.py`` (same fills, costs, bust rule and accumulators). cupy itself is
-reached only through ``xp.get_cupy()``. NOTE: written without access to a GPU; the engine tests
-(tests/test_backtest.py) run it against the reference loop wherever ``xp.gpu_status()`` finds a usable GPU.
+A bar-by-bar port of the rules of ``kernels.py`` (same fills, costs, bust rule and accumulators); a thread keeps
+its state, and the current block's return sums, in registers. cupy itself is reached only through
+``xp.get_cupy()``. NOTE: written without access to a GPU. Its source is compiled for the CPU by gcc and checked
+against the Numba kernel everywhere (tests/test_backtest_cuda_source.py); the engine tests (tests/test_backtest.py)
+run it on the GPU against the reference loop wherever ``xp.gpu_status()`` finds a usable one.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ extern "C" __global__ void sweep_kernel(
     double turnover = 0.0;
     int pos = 0, pending = 0, bust = 0, b = 0;
     long long next_edge = n_blocks > 0 ? edges[1] : (long long)hi + 1;
+    double b1 = 0.0, b2 = 0.0;  // the current block's sums, kept in registers and stored once per block
+    double* my_blocks = blocks + (long long)j * n_blocks * 2;
     for (int t = lo; t < hi; ++t) {
         double c = close[t];
         if (next_open && pending != pos) {
@@ -104,12 +108,16 @@ extern "C" __global__ void sweep_kernel(
         peak = fmax(peak, eq);
         if (peak - eq > mdd * peak) mdd = 1.0 - eq / peak;
         if (n_blocks > 0) {
-            while (t >= next_edge) { b += 1; next_edge = edges[b + 1]; }
-            blocks[(j * n_blocks + b) * 2] += r;
-            blocks[(j * n_blocks + b) * 2 + 1] += r * r;
+            while (t >= next_edge) {
+                my_blocks[2 * b] = b1; my_blocks[2 * b + 1] = b2; b1 = 0.0; b2 = 0.0;
+                b += 1; next_edge = edges[b + 1];
+            }
+            b1 += r;
+            b2 += r * r;
         }
         if (want_rets) rets[(long long)(t - lo) * k + j] = r;
     }
+    if (n_blocks > 0) { my_blocks[2 * b] = b1; my_blocks[2 * b + 1] = b2; }
     if (units != 0.0) {
         double pnl = eq_prev - entry_eq;
         if (pnl > 0.0) { wins += 1.0; gw += pnl; }
