@@ -109,6 +109,30 @@ def test_pbo_and_dsr_flag_pure_noise():
     assert dsr["dsr"] < 0.95  # ... and the deflated Sharpe ratio rejects it
 
 
+def test_pbo_matches_cscv_written_out_combination_by_combination():
+    """CSCV from its definition (Bailey et al. 2015): join the chosen blocks' bars, Sharpe per config, the in-sample
+    best's relative rank out of sample, logit; one loop per combination over the raw return matrix."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+    rets = rng.normal(0, 0.01, (240, 30)) + rng.normal(0, 0.002, 30)  # some configs better than others
+    rets[:, 4] = rets[:, 5]  # two identical configurations: ties are ranked as the midpoint
+    blocks = np.array_split(np.arange(len(rets)), 8)
+    logits = []
+    for ins in itertools.combinations(range(8), 4):
+        is_rows = np.concatenate([blocks[b] for b in ins])
+        oos_rows = np.concatenate([blocks[b] for b in range(8) if b not in ins])
+        is_sr = rets[is_rows].mean(0) / rets[is_rows].std(0, ddof=1)
+        oos_sr = rets[oos_rows].mean(0) / rets[oos_rows].std(0, ddof=1)
+        chosen = oos_sr[np.argmax(is_sr)]
+        omega = ((oos_sr < chosen).sum() + ((oos_sr == chosen).sum() + 1) / 2) / (rets.shape[1] + 1)
+        logits.append(np.log(omega / (1 - omega)))
+    res = probability_of_backtest_overfitting(rets, n_splits=8)
+    assert res.n_combinations == 70
+    np.testing.assert_allclose(np.sort(res.logits), np.sort(logits), rtol=1e-9)
+    assert res.pbo == np.mean(np.array(logits) <= 0)
+
+
 def test_pbo_and_dsr_accept_a_real_edge():
     rng = np.random.default_rng(1)
     rets = rng.normal(0, 0.01, (1000, 50))

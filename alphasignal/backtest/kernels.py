@@ -135,167 +135,170 @@ def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
     return np.int64(u)
 
 
+@nb.njit(inline="always")
+def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar,
+             edges, st, blk, rets, j):
+    """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. Inlined into :func:`sweep_kernel`'s
+    loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops.
+
+    Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
+    of bars where the position stays as it is. Flat and long runs only scan the signal for the run's end: a
+    flat bar returns 0, and a long run's return sums and drawdown come from the tables ``pre``
+    (:func:`market_tables`; its returns are the market's, equal to ``eq_t / eq_{t-1} - 1`` up to rounding,
+    ~1e-16). With ``exact`` (return series wanted) long bars divide one by one; short runs always do
+    (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block sums are differences of the running sums at the
+    block edges, so the runs do no block bookkeeping."""
+    cash = st[_CASH]
+    units = st[_UNITS]
+    pos = int(st[_POS])
+    pending = int(st[_PENDING])
+    entry_eq = st[_ENTRY]
+    eq_prev = st[_EQ]
+    peak = st[_PEAK]
+    mdd = st[_MDD]
+    s1 = st[_S1]
+    s2 = st[_S2]
+    sd2 = st[_SD2]
+    trades = st[_TRADES]
+    wins = st[_WINS]
+    gw = st[_GW]
+    gl = st[_GL]
+    exposed = 0
+    turnover = st[_TURNOVER]
+    bust = st[_BUST] != 0.0
+    b = int(st[_BLOCK])
+    next_edge = int(st[_EDGE])
+    has_blocks = blk.shape[0] > 0
+    want_rets = rets.shape[0] > 0
+    if has_blocks:
+        blk[b, 0] -= s1
+        blk[b, 1] -= s2
+    m = t1 - t0
+    close_all = close
+    close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
+    p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
+    d0 = min(-rf_bar, 0.0)
+    i = 0
+    while i < m:
+        # one full step at bar i
+        t = t0 + i
+        c = close[i]
+        if next_open and pending != pos:
+            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], kb, ks,
+                                                                entry_eq, trades, wins, gw, gl)
+            turnover += abs(pending - pos)
+            pos = pending
+        exposed += units != 0.0
+        eq = cash + units * c
+        if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
+            if units != 0.0:
+                gl += entry_eq
+            turnover += abs(pos)
+            eq = 0.0
+            cash = 0.0
+            units = 0.0
+            pos = 0
+            bust = True
+        tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
+        if next_open:
+            pending = tgt
+        elif tgt != pos:
+            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
+                                                                entry_eq, trades, wins, gw, gl)
+            turnover += abs(tgt - pos)
+            pos = tgt
+            eq = cash + units * c
+        r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
+        eq_prev = eq
+        if has_blocks:
+            while t >= next_edge:
+                blk[b, 0] += s1
+                blk[b, 1] += s2
+                b += 1
+                next_edge = edges[b + 1]
+                blk[b, 0] -= s1
+                blk[b, 1] -= s2
+        s1 += r
+        s2 += r * r
+        d = min(r - rf_bar, 0.0)
+        sd2 += d * d
+        peak = max(peak, eq)
+        if peak - eq > mdd * peak:
+            mdd = 1.0 - eq / peak
+        if want_rets:
+            rets[t - lo, j] = r
+        i += 1
+        # steady run: no fill due, the signal keeps the position, no block edge
+        if pending != pos and next_open:
+            continue
+        stop = min(m, next_edge - t0)
+        if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
+            i0 = i
+            i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop)
+            if i > i0:
+                s1 += p1[i] - p1[i0]
+                s2 += p2[i] - p2[i0]
+                sd2 += p3[i] - p3[i0]
+                exposed += i - i0
+                eq_prev = units * close[i - 1]
+                mx, mn, dd = _span(pre, close_all, t0 + i0, t0 + i)
+                mdd = max(mdd, dd, 1.0 - units * mn / peak)
+                peak = max(peak, units * mx)
+        elif units != 0.0:  # short, or long with exact returns: a division per bar (long: cash is 0)
+            while i < stop:
+                c = close[i]
+                eq = cash + units * c
+                if eq <= 0.0 or not _holds(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok):
+                    break
+                r = eq / eq_prev - 1.0
+                eq_prev = eq
+                s1 += r
+                s2 += r * r
+                d = min(r - rf_bar, 0.0)
+                sd2 += d * d
+                peak = max(peak, eq)
+                mdd = max(mdd, 1.0 - eq / peak)
+                if want_rets:
+                    rets[t0 + i - lo, j] = r
+                exposed += 1
+                i += 1
+        elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
+            i0 = i
+            i = stop if bust else _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
+            sd2 += (i - i0) * (d0 * d0)
+            if want_rets:
+                rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
+    if has_blocks:
+        blk[b, 0] += s1
+        blk[b, 1] += s2
+    st[_CASH] = cash
+    st[_UNITS] = units
+    st[_POS] = pos
+    st[_PENDING] = pending
+    st[_ENTRY] = entry_eq
+    st[_EQ] = eq_prev
+    st[_PEAK] = peak
+    st[_MDD] = mdd
+    st[_S1] = s1
+    st[_S2] = s2
+    st[_SD2] = sd2
+    st[_TRADES] = trades
+    st[_WINS] = wins
+    st[_GW] = gw
+    st[_GL] = gl
+    st[_EXPOSED] += exposed
+    st[_TURNOVER] = turnover
+    st[_BUST] = 1.0 if bust else 0.0
+    st[_BLOCK] = b
+    st[_EDGE] = next_edge
+
+
+
 @functools.cache
 def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     """The fused kernel of one signal rule (``kind``) and short mode, compiled on first use (each pair once per
-    machine: Numba's disk cache keys on the closure's constants)."""
-
-    @nb.njit(cache=True, nogil=True)
-    def advance(next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar, edges, st,
-                blk, rets, j):
-        """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. ``kind`` and ``short_ok`` are
-        constants of the closure, so each (strategy, mode) pair gets its own loops.
-
-        Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
-        of bars where the position stays as it is. Flat and long runs only scan the signal for the run's end: a
-        flat bar returns 0, and a long run's return sums and drawdown come from the tables ``pre``
-        (:func:`market_tables`; its returns are the market's, equal to ``eq_t / eq_{t-1} - 1`` up to rounding,
-        ~1e-16). With ``exact`` (return series wanted) long bars divide one by one; short runs always do
-        (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block sums are differences of the running sums at the
-        block edges, so the runs do no block bookkeeping."""
-        cash = st[_CASH]
-        units = st[_UNITS]
-        pos = int(st[_POS])
-        pending = int(st[_PENDING])
-        entry_eq = st[_ENTRY]
-        eq_prev = st[_EQ]
-        peak = st[_PEAK]
-        mdd = st[_MDD]
-        s1 = st[_S1]
-        s2 = st[_S2]
-        sd2 = st[_SD2]
-        trades = st[_TRADES]
-        wins = st[_WINS]
-        gw = st[_GW]
-        gl = st[_GL]
-        exposed = 0
-        turnover = st[_TURNOVER]
-        bust = st[_BUST] != 0.0
-        b = int(st[_BLOCK])
-        next_edge = int(st[_EDGE])
-        has_blocks = blk.shape[0] > 0
-        want_rets = rets.shape[0] > 0
-        if has_blocks:
-            blk[b, 0] -= s1
-            blk[b, 1] -= s2
-        m = t1 - t0
-        close_all = close
-        close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
-        p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
-        d0 = min(-rf_bar, 0.0)
-        i = 0
-        while i < m:
-            # one full step at bar i
-            t = t0 + i
-            c = close[i]
-            if next_open and pending != pos:
-                cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], kb, ks,
-                                                                    entry_eq, trades, wins, gw, gl)
-                turnover += abs(pending - pos)
-                pos = pending
-            exposed += units != 0.0
-            eq = cash + units * c
-            if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
-                if units != 0.0:
-                    gl += entry_eq
-                turnover += abs(pos)
-                eq = 0.0
-                cash = 0.0
-                units = 0.0
-                pos = 0
-                bust = True
-            tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
-            if next_open:
-                pending = tgt
-            elif tgt != pos:
-                cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
-                                                                    entry_eq, trades, wins, gw, gl)
-                turnover += abs(tgt - pos)
-                pos = tgt
-                eq = cash + units * c
-            r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
-            eq_prev = eq
-            if has_blocks:
-                while t >= next_edge:
-                    blk[b, 0] += s1
-                    blk[b, 1] += s2
-                    b += 1
-                    next_edge = edges[b + 1]
-                    blk[b, 0] -= s1
-                    blk[b, 1] -= s2
-            s1 += r
-            s2 += r * r
-            d = min(r - rf_bar, 0.0)
-            sd2 += d * d
-            peak = max(peak, eq)
-            if peak - eq > mdd * peak:
-                mdd = 1.0 - eq / peak
-            if want_rets:
-                rets[t - lo, j] = r
-            i += 1
-            # steady run: no fill due, the signal keeps the position, no block edge
-            if pending != pos and next_open:
-                continue
-            stop = min(m, next_edge - t0)
-            if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
-                i0 = i
-                i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop)
-                if i > i0:
-                    s1 += p1[i] - p1[i0]
-                    s2 += p2[i] - p2[i0]
-                    sd2 += p3[i] - p3[i0]
-                    exposed += i - i0
-                    eq_prev = units * close[i - 1]
-                    mx, mn, dd = _span(pre, close_all, t0 + i0, t0 + i)
-                    mdd = max(mdd, dd, 1.0 - units * mn / peak)
-                    peak = max(peak, units * mx)
-            elif units != 0.0:  # short, or long with exact returns: a division per bar (long: cash is 0)
-                while i < stop:
-                    c = close[i]
-                    eq = cash + units * c
-                    if eq <= 0.0 or not _holds(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok):
-                        break
-                    r = eq / eq_prev - 1.0
-                    eq_prev = eq
-                    s1 += r
-                    s2 += r * r
-                    d = min(r - rf_bar, 0.0)
-                    sd2 += d * d
-                    peak = max(peak, eq)
-                    mdd = max(mdd, 1.0 - eq / peak)
-                    if want_rets:
-                        rets[t0 + i - lo, j] = r
-                    exposed += 1
-                    i += 1
-            elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
-                i0 = i
-                i = stop if bust else _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
-                sd2 += (i - i0) * (d0 * d0)
-                if want_rets:
-                    rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
-        if has_blocks:
-            blk[b, 0] += s1
-            blk[b, 1] += s2
-        st[_CASH] = cash
-        st[_UNITS] = units
-        st[_POS] = pos
-        st[_PENDING] = pending
-        st[_ENTRY] = entry_eq
-        st[_EQ] = eq_prev
-        st[_PEAK] = peak
-        st[_MDD] = mdd
-        st[_S1] = s1
-        st[_S2] = s2
-        st[_SD2] = sd2
-        st[_TRADES] = trades
-        st[_WINS] = wins
-        st[_GW] = gw
-        st[_GL] = gl
-        st[_EXPOSED] += exposed
-        st[_TURNOVER] = turnover
-        st[_BUST] = 1.0 if bust else 0.0
-        st[_BLOCK] = b
-        st[_EDGE] = next_edge
+    machine: Numba's disk cache keys on the closure's values, so the closure holds plain constants only -- a
+    captured dispatcher pickles differently in every process and would recompile each run)."""
 
     @nb.njit(parallel=True, cache=True, nogil=True)
     def sweep(close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar, edges, state, blocks,
@@ -304,8 +307,8 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
         for j in nb.prange(ia.shape[0]):
-            advance(next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2], fa[j, 0],
-                    fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
+            _advance(kind, short_ok, next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2],
+                     fa[j, 0], fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
 
     return sweep
 
