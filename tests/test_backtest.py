@@ -148,6 +148,24 @@ def test_fused_kernels_need_no_per_bar_memory_per_configuration():
     assert per_config_bytes("numpy", 5000, 0, False) > 17 * 5000
 
 
+def test_a_kernel_compilation_is_announced_once_and_cache_hits_are_silent(caplog):
+    import numba as nb
+
+    from alphasignal.backtest.kernels import compile_notice
+
+    @nb.njit
+    def fresh(x):  # a new function: compiled on its first call
+        return x + 1
+
+    with caplog.at_level("WARNING", logger="alphasignal.backtest.kernels"):
+        with compile_notice():
+            fresh(1)
+            fresh(1.5)  # a second signature compiles too: still one notice
+        with compile_notice():
+            fresh(2)  # already compiled: nothing to say
+    assert caplog.text.count("compiling the Numba backtest kernel") == 1
+
+
 def test_resolver_falls_back_and_forcing_gpu_is_a_clear_error(caplog):
     if GPU_OK:
         pytest.skip("a GPU is usable here: the fallback path is not reachable")

@@ -16,10 +16,15 @@ Accumulators per configuration (columns of ``out``) are turned into metrics by `
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import numba as nb
 import numpy as np
+from numba.core import event
+
+log = logging.getLogger(__name__)
 
 ACC = ("final_equity", "sum_r", "sum_r2", "sum_down2", "max_dd", "trades", "wins", "gross_win", "gross_loss",
        "exposed", "turnover")
@@ -374,6 +379,26 @@ def _span(tab, close, a, e):
     return _join(mx, mn, dd, tab[3, e - 1], tab[4, e - 1], tab[5, e - 1])
 
 
+class _CompileNotice(event.Listener):
+    def __init__(self) -> None:
+        self.said = False
+
+    def on_start(self, ev: event.Event) -> None:
+        if not self.said:
+            self.said = True
+            log.warning("compiling the Numba backtest kernel for this strategy and mode (first run on this machine: "
+                        "~15 s; cached on disk afterwards)")
+
+    def on_end(self, ev: event.Event) -> None:
+        pass
+
+
+def compile_notice() -> AbstractContextManager[None]:
+    """Within it, a Numba compilation (a disk-cache miss; cache loads are silent) is announced once, before the
+    wait, so a first run does not look hung."""
+    return event.install_listener("numba:compile", _CompileNotice())
+
+
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
               *, short_ok: bool, next_open: bool, lo: int, hi: int, kb: float, ks: float, rf_bar: float,
               edges: np.ndarray, want_rets: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -388,9 +413,9 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     state[:] = start  # one broadcast pass (column-wise fancy writes cost ~0.4 s per million configurations)
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
-    pre = market_tables(close, rf_bar)
     sweep = sweep_kernel(0 if kind == 3 else kind, short_ok)  # MACD: the crossover rule (line vs signal)
-    with nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary by configuration)
+    with compile_notice(), nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary)
+        pre = market_tables(close, rf_bar)
         for t0 in range(lo, hi, BAR_BLOCK):
             sweep(close, open_, pre, table, ia, fa, next_open, want_rets, t0, min(t0 + BAR_BLOCK, hi), lo, kb, ks,
                   rf_bar, edges, state, blocks, rets)
