@@ -1,7 +1,8 @@
 """The CuPy backend's CUDA C, compiled by gcc for the CPU and run one configuration ("thread") per call, against the
 Numba kernel: checks the kernel's logic (signals, fills, costs, bust rule, accumulators, block sums, returns) on
-machines with no GPU. Not a GPU test: execution on a GPU (and cupy's host wrapper) is covered by the cupy-engine
-cases of tests/test_backtest.py, which run wherever a GPU is usable."""
+machines with no GPU; and ``run_cupy``'s host side (argument types, launch shape, copies) through the engine, with a
+CPU stand-in for the cupy module (a fake, named as such: it runs the CPU build thread by thread). Not a GPU test:
+execution on a GPU is covered by the cupy-engine cases of tests/test_backtest.py wherever a GPU is usable."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import zlib
 import numpy as np
 import pytest
 
-from alphasignal.backtest import STRATEGIES, get_strategy, kernels
+from alphasignal.backtest import STRATEGIES, cuda, get_strategy, kernels
 from alphasignal.backtest.cuda import _SOURCE
-from alphasignal.backtest.engine import config_arrays, config_parts, cost_factors, prepare_prices
+from alphasignal.backtest.engine import config_arrays, config_parts, cost_factors, prepare_prices, simulate
 from alphasignal.backtest.metrics import rf_per_bar
 from alphasignal.backtest.strategies import as_config_frame
+from alphasignal.backtest.xp import Backend
 from config import SweepConfig
 
 # CUDA's qualifiers and thread index as plain C: one "thread" (configuration) per call, chosen by set_thread().
@@ -27,9 +29,13 @@ _HOST_PRELUDE = r"""#include <math.h>
 #define __global__
 struct dim_ { int x; };
 static struct dim_ blockDim = {1}, threadIdx = {0}, blockIdx = {0};
-void set_thread(int j) { blockIdx.x = j; }
+void set_thread(int dim, int block, int thread) { blockDim.x = dim; blockIdx.x = block; threadIdx.x = thread; }
 """
 _D, _I64 = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_longlong)
+_INT, _LL, _DBL = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
+_C_ARGS = [_INT, _D, _D, _D, _LL, _I64, _D, _INT, _INT, _INT, _INT, _INT, _DBL, _DBL, _DBL, _I64, _INT, _D, _D, _D,
+           _INT]  # sweep_kernel's parameters, in order
+_NUMPY_TYPE = {_INT: np.int32, _LL: np.int64, _DBL: np.float64, _D: np.float64, _I64: np.int64}
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +47,7 @@ def cpu_kernel(tmp_path_factory):
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(folder / "kernel.so"),
                     str(folder / "kernel.c"), "-lm"], check=True, capture_output=True, text=True)
     lib = ctypes.CDLL(str(folder / "kernel.so"))
-    c_int, c_ll, c_dbl = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
-    lib.sweep_kernel.argtypes = [c_int, _D, _D, _D, c_ll, _I64, _D, c_int, c_int, c_int, c_int, c_int, c_dbl, c_dbl,
-                                 c_dbl, _I64, c_int, _D, _D, _D, c_int]
+    lib.sweep_kernel.argtypes = _C_ARGS
     lib.sweep_kernel.restype = None
     return lib
 
@@ -56,7 +60,7 @@ def _run_source(lib, kind, close, open_, table, ia, fa, *, short_ok, next_open, 
     k, n_blocks = len(ia), len(edges) - 1
     out, blocks, rets = np.zeros((k, kernels.NACC)), np.zeros((k, n_blocks, 2)), np.zeros((hi - lo, k))
     for j in range(k):
-        lib.set_thread(j)
+        lib.set_thread(1, j, 0)
         lib.sweep_kernel(kind, _ptr(close), _ptr(open_), _ptr(table), table.shape[1], _ptr(ia, _I64), _ptr(fa), k,
                          int(short_ok), int(next_open), lo, hi, kb, ks, rf_bar, _ptr(edges, _I64), n_blocks,
                          _ptr(out), _ptr(blocks), _ptr(rets), 1)
@@ -80,5 +84,55 @@ def test_cuda_kernel_source_matches_the_numba_kernel(strategy, mode, fill, fees,
     got = _run_source(cpu_kernel, strat.kind, prices.close, prices.open, np.ascontiguousarray(table),
                       np.ascontiguousarray(ia, dtype=np.int64), np.ascontiguousarray(fa), **args)
     assert want[0][:, kernels.ACC.index("trades")].sum() > 0  # the configurations trade
+    for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+class _CpuStandInForCupy:
+    """FAKE cupy (tests only): host arrays, and a RawKernel that launches the CPU build of the kernel over the
+    launch's grid thread by thread, after checking every argument's type as the CUDA signature needs it."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib, self.launches = lib, []
+        self.asarray, self.empty, self.zeros, self.asnumpy = np.array, np.empty, np.zeros, np.array
+
+    def RawKernel(self, source: str, name: str):  # noqa: N802 - cupy's name
+        assert (source, name) == (_SOURCE, "sweep_kernel")
+        return self._launch
+
+    def _launch(self, grid: tuple[int], block: tuple[int], args: tuple) -> None:
+        assert len(args) == len(_C_ARGS)
+        for i, (arg, ctype) in enumerate(zip(args, _C_ARGS, strict=True)):
+            want = _NUMPY_TYPE[ctype]
+            if ctype in (_D, _I64):
+                assert isinstance(arg, np.ndarray) and arg.dtype == want and arg.flags.c_contiguous, i
+            else:
+                assert type(arg) is want, (i, type(arg))
+        c_args = [a.ctypes.data_as(t) if t in (_D, _I64) else a.item() for a, t in zip(args, _C_ARGS, strict=True)]
+        self.launches.append((grid[0], block[0], int(args[7])))
+        for b in range(grid[0]):
+            for t in range(block[0]):
+                self.lib.set_thread(block[0], b, t)
+                self.lib.sweep_kernel(*c_args)
+
+
+@pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open")])
+def test_cupy_host_side_through_the_engine_with_a_cpu_stand_in(mode, fill, cpu_kernel, aapl, configs_for,
+                                                                monkeypatch):
+    fake = _CpuStandInForCupy(cpu_kernel)
+    monkeypatch.setattr(cuda, "get_cupy", lambda: fake)
+    cuda._kernel.cache_clear()
+    try:
+        strat = get_strategy("Bollinger_Breakout")
+        prices = prepare_prices(aapl.iloc[-700:], "AAPL", strat.needs)
+        configs = as_config_frame(strat.name, configs_for(strat.name, np.random.default_rng(5), 150))
+        opts = SweepConfig(mode=mode, fill=fill, fees_bps=4.0, max_memory_mb=1)  # 1 MB: several chunks
+        run = dict(lo=60, n_blocks=6, want_rets=True)
+        got = simulate(prices, strat, configs, opts, Backend("cupy", "gpu", "fake"), **run)
+        want = simulate(prices, strat, configs, opts, Backend("numba", "cpu"), **run)
+    finally:
+        cuda._kernel.cache_clear()
+    assert len(fake.launches) > 1 and sum(k for _, _, k in fake.launches) == len(configs)
+    assert all(g * b >= k > (g - 1) * b for g, b, k in fake.launches)  # one thread per configuration
     for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
