@@ -3,8 +3,9 @@
 A bar-by-bar port of the rules of ``kernels.py`` (same fills, costs, bust rule and accumulators); a thread keeps
 its state, and the current block's return sums, in registers. cupy itself is reached only through
 ``xp.get_cupy()``. NOTE: written without access to a GPU. Its source is compiled for the CPU by gcc and checked
-against the Numba kernel everywhere (tests/test_backtest_cuda_source.py); the engine tests (tests/test_backtest.py)
-run it on the GPU against the reference loop wherever ``xp.gpu_status()`` finds a usable one.
+against the Numba kernel, and :func:`run_cupy` is run through the engine with a CPU stand-in for cupy, everywhere
+(tests/test_backtest_cuda_source.py); the engine tests (tests/test_backtest.py) run it on the GPU against the
+reference loop wherever ``xp.gpu_status()`` finds a usable one.
 """
 
 from __future__ import annotations
