@@ -4,6 +4,7 @@ known cases, and the sweep command end to end (outputs, metadata, exit codes).""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
@@ -112,8 +113,6 @@ def test_pbo_and_dsr_flag_pure_noise():
 def test_pbo_matches_cscv_written_out_combination_by_combination():
     """CSCV from its definition (Bailey et al. 2015): join the chosen blocks' bars, Sharpe per config, the in-sample
     best's relative rank out of sample, logit; one loop per combination over the raw return matrix."""
-    import itertools
-
     rng = np.random.default_rng(3)
     rets = rng.normal(0, 0.01, (240, 30)) + rng.normal(0, 0.002, 30)  # some configs better than others
     rets[:, 4] = rets[:, 5]  # two identical configurations: ties are ranked as the midpoint
@@ -131,6 +130,25 @@ def test_pbo_matches_cscv_written_out_combination_by_combination():
     assert res.n_combinations == 70
     np.testing.assert_allclose(np.sort(res.logits), np.sort(logits), rtol=1e-9)
     assert res.pbo == np.mean(np.array(logits) <= 0)
+
+
+def test_pbo_of_a_huge_sweep_is_estimated_from_drawn_combinations_reproducibly():
+    from alphasignal.backtest.validation import pbo_from_blocks
+
+    rng = np.random.default_rng(4)
+    k, s = 400, 12
+    r = rng.normal(0, 0.01, (1200, k))
+    edges = np.linspace(0, len(r), s + 1).astype(int)
+    blocks = np.stack([np.stack([r[a:b].sum(0), (r[a:b] ** 2).sum(0)], axis=1)
+                       for a, b in itertools.pairwise(edges)], axis=1)
+    full = pbo_from_blocks(blocks, np.diff(edges))
+    part = pbo_from_blocks(blocks, np.diff(edges), max_work=k * 200)
+    assert full.n_combinations == full.of_combinations == 924 and part.of_combinations == 924
+    assert part.n_combinations == 200  # 100 complementary pairs
+    assert np.isin(part.logits, full.logits).all()  # the same logits, for a subset of the combinations
+    again = pbo_from_blocks(blocks, np.diff(edges), max_work=k * 200)
+    assert again.pbo == part.pbo and np.array_equal(again.logits, part.logits)  # seeded: reproducible
+    assert abs(part.pbo - full.pbo) < 4 * 0.5 / np.sqrt(200)
 
 
 def test_pbo_and_dsr_accept_a_real_edge():

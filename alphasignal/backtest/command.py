@@ -74,7 +74,8 @@ def _overfitting(prices: Prices, strategy: str, valid: pd.DataFrame, frame: pd.D
     if blocks.shape[1] and len(valid) >= 2:
         edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
         res = pbo_from_blocks(blocks, np.diff(edges))
-        out.update(pbo=res.pbo, pbo_combinations=res.n_combinations, pbo_logit_median=float(np.median(res.logits)))
+        out.update(pbo=res.pbo, pbo_combinations=res.n_combinations, pbo_combinations_total=res.of_combinations,
+                   pbo_logit_median=float(np.median(res.logits)))
     else:
         out["pbo"] = None
     return out
@@ -129,9 +130,11 @@ def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, re
         console.print(table)
         rep = reports[ticker]
         dsr, pbo = rep.get("dsr"), rep.get("pbo")
+        used, total = rep.get("pbo_combinations"), rep.get("pbo_combinations_total")
+        sampled = f", {used:,} of {total:,} combinations drawn" if used and total and used < total else ""
         console.print(f"{ticker}: deflated Sharpe ratio of the best = {_fmt(dsr)} over {rep.get('n_trials')} trials "
                       f"({'passes' if dsr is not None and dsr >= 0.95 else 'REJECTS'} at 0.95); "
-                      f"PBO (CSCV, {opts.pbo_splits} splits) = {_fmt(pbo)}"
+                      f"PBO (CSCV, {opts.pbo_splits} splits{sampled}) = {_fmt(pbo)}"
                       f"{' - likely overfit' if pbo is not None and pbo >= 0.5 else ''}")
 
 

@@ -157,8 +157,9 @@ class PBOResult:
 
     pbo: float
     logits: np.ndarray
-    n_combinations: int
+    n_combinations: int  # combinations evaluated
     n_configs: int
+    of_combinations: int  # all C(S, S/2); more than n_combinations when they were sampled
 
 
 @nb.njit(inline="always", cache=True)
@@ -201,21 +202,29 @@ def _cscv_logits(b1, b2, bars, halves, out):
         out[i + m] = _logit(sr[1], sr[0])
 
 
-def pbo_from_blocks(blocks: np.ndarray, block_bars: np.ndarray) -> PBOResult:
+def pbo_from_blocks(blocks: np.ndarray, block_bars: np.ndarray, max_work: float = 1e9, seed: int = 0) -> PBOResult:
     """CSCV from per-block return sums ``blocks`` (configs x S x 2: sum r, sum r^2) and bars per block (S,): every
     way of taking S/2 blocks in sample (Sharpe ratio of the joined blocks) and the rest out of sample. One fused
-    parallel pass per complementary pair of combinations (~10x faster than numpy's matrix products and masks)."""
+    parallel pass per complementary pair of combinations (~10x faster than numpy's matrix products and masks).
+
+    When configurations x combinations exceed ``max_work`` (1e9: ~7 s on 2 cores; 10,948 configs x 12,870 is 1.4e8)
+    PBO is estimated from complementary pairs drawn without replacement (seeded: reproducible); its standard error
+    is at most 0.5 / sqrt(n_combinations)."""
     k, s, _ = blocks.shape
     if k < 2:
         raise UsageError("PBO needs at least 2 configurations")
     if s < 4 or s % 2:
         raise UsageError(f"PBO needs an even number of splits >= 4 (got {s})")
     firsts = [c for c in itertools.combinations(range(s), s // 2) if c[0] == 0]  # one of each complementary pair
+    n_pairs = max(1, min(len(firsts), int(max_work / (2 * k))))
+    if n_pairs < len(firsts):
+        picked = np.sort(np.random.default_rng(seed).choice(len(firsts), n_pairs, replace=False))
+        firsts = [firsts[i] for i in picked]
     halves = np.array(firsts + [tuple(sorted(set(range(s)) - set(c))) for c in firsts], dtype=np.int64)
     logits = np.empty(len(halves))
     _cscv_logits(np.ascontiguousarray(blocks[:, :, 0].T), np.ascontiguousarray(blocks[:, :, 1].T),
                  np.asarray(block_bars, dtype="float64"), halves, logits)
-    return PBOResult(float(np.mean(logits <= 0)), logits, len(halves), k)
+    return PBOResult(float(np.mean(logits <= 0)), logits, len(halves), k, math.comb(s, s // 2))
 
 
 def probability_of_backtest_overfitting(returns_matrix: np.ndarray | pd.DataFrame, n_splits: int = 16) -> PBOResult:
