@@ -1,8 +1,8 @@
-"""The CuPy backend's CUDA C, compiled by gcc for the CPU and run one configuration ("thread") per call, against the
-Numba kernel: checks the kernel's logic (signals, fills, costs, bust rule, accumulators, block sums, returns) on
-machines with no GPU; and ``run_cupy``'s host side (argument types, launch shape, copies) through the engine, with a
-CPU stand-in for the cupy module (a fake, named as such: it runs the CPU build thread by thread). Not a GPU test:
-execution on a GPU is covered by the cupy-engine cases of tests/test_backtest.py wherever a GPU is usable."""
+"""The CuPy backend's CUDA C, compiled by gcc for the CPU and launched through ``run_cupy`` with a CPU stand-in for
+the cupy module (a fake, named as such: it runs the CPU build thread by thread over the launch grid and checks every
+argument's C type), against the Numba kernel: the kernel's logic (signals, fills, costs, bust rule, accumulators,
+block sums, returns) and the host side (argument types, launch shape, chunks) on machines with no GPU. Not a GPU
+test: execution on a GPU is covered by the cupy-engine cases of tests/test_backtest.py wherever a GPU is usable."""
 
 from __future__ import annotations
 
@@ -52,42 +52,6 @@ def cpu_kernel(tmp_path_factory):
     return lib
 
 
-def _ptr(a: np.ndarray, kind=_D):
-    return a.ctypes.data_as(kind)
-
-
-def _run_source(lib, kind, close, open_, table, ia, fa, *, short_ok, next_open, lo, hi, kb, ks, rf_bar, edges):
-    k, n_blocks = len(ia), len(edges) - 1
-    out, blocks, rets = np.zeros((k, kernels.NACC)), np.zeros((k, n_blocks, 2)), np.zeros((hi - lo, k))
-    for j in range(k):
-        lib.set_thread(1, j, 0)
-        lib.sweep_kernel(kind, _ptr(close), _ptr(open_), _ptr(table), table.shape[1], _ptr(ia, _I64), _ptr(fa), k,
-                         int(short_ok), int(next_open), lo, hi, kb, ks, rf_bar, _ptr(edges, _I64), n_blocks,
-                         _ptr(out), _ptr(blocks), _ptr(rets), 1)
-    return out, blocks, rets
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("mode,fill,fees,slip", [("long_only", "close", 0.0, 0.0),
-                                                  ("long_short", "next_open", 10.0, 5.0)])
-def test_cuda_kernel_source_matches_the_numba_kernel(strategy, mode, fill, fees, slip, cpu_kernel, aapl, configs_for):
-    strat = get_strategy(strategy)
-    prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
-    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
-    table, ia, fa = config_arrays(config_parts(strat, configs), prices)
-    opts = SweepConfig(mode=mode, fill=fill, fees_bps=fees, slippage_bps=slip, risk_free=0.02)
-    kb, ks = cost_factors(opts)
-    lo, hi = 120, prices.n
-    args = dict(short_ok=mode == "long_short", next_open=fill == "next_open", lo=lo, hi=hi, kb=kb, ks=ks,
-                rf_bar=rf_per_bar(0.02, 252.0), edges=np.linspace(lo, hi, 7).round().astype(np.int64))
-    want = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
-    got = _run_source(cpu_kernel, strat.kind, prices.close, prices.open, np.ascontiguousarray(table),
-                      np.ascontiguousarray(ia, dtype=np.int64), np.ascontiguousarray(fa), **args)
-    assert want[0][:, kernels.ACC.index("trades")].sum() > 0  # the configurations trade
-    for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
-
-
 class _CpuStandInForCupy:
     """FAKE cupy (tests only): host arrays, and a RawKernel that launches the CPU build of the kernel over the
     launch's grid thread by thread, after checking every argument's type as the CUDA signature needs it."""
@@ -116,23 +80,48 @@ class _CpuStandInForCupy:
                 self.lib.sweep_kernel(*c_args)
 
 
-@pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open")])
-def test_cupy_host_side_through_the_engine_with_a_cpu_stand_in(mode, fill, cpu_kernel, aapl, configs_for,
-                                                                monkeypatch):
+
+
+@pytest.fixture
+def fake_cupy(cpu_kernel, monkeypatch):
     fake = _CpuStandInForCupy(cpu_kernel)
     monkeypatch.setattr(cuda, "get_cupy", lambda: fake)
     cuda._kernel.cache_clear()
-    try:
-        strat = get_strategy("Bollinger_Breakout")
-        prices = prepare_prices(aapl.iloc[-700:], "AAPL", strat.needs)
-        configs = as_config_frame(strat.name, configs_for(strat.name, np.random.default_rng(5), 150))
-        opts = SweepConfig(mode=mode, fill=fill, fees_bps=4.0, max_memory_mb=1)  # 1 MB: several chunks
-        run = dict(lo=60, n_blocks=6, want_rets=True)
-        got = simulate(prices, strat, configs, opts, Backend("cupy", "gpu", "fake"), **run)
-        want = simulate(prices, strat, configs, opts, Backend("numba", "cpu"), **run)
-    finally:
-        cuda._kernel.cache_clear()
-    assert len(fake.launches) > 1 and sum(k for _, _, k in fake.launches) == len(configs)
-    assert all(g * b >= k > (g - 1) * b for g, b, k in fake.launches)  # one thread per configuration
+    yield fake
+    cuda._kernel.cache_clear()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("mode,fill,fees,slip", [("long_only", "close", 0.0, 0.0),
+                                                  ("long_short", "next_open", 10.0, 5.0)])
+def test_cuda_kernel_source_matches_the_numba_kernel(strategy, mode, fill, fees, slip, fake_cupy, aapl, configs_for):
+    strat = get_strategy(strategy)
+    prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
+    table, ia, fa = config_arrays(config_parts(strat, configs), prices)
+    opts = SweepConfig(mode=mode, fill=fill, fees_bps=fees, slippage_bps=slip, risk_free=0.02)
+    kb, ks = cost_factors(opts)
+    lo, hi = 120, prices.n
+    args = dict(short_ok=mode == "long_short", next_open=fill == "next_open", lo=lo, hi=hi, kb=kb, ks=ks,
+                rf_bar=rf_per_bar(0.02, 252.0), edges=np.linspace(lo, hi, 7).round().astype(np.int64))
+    want = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
+    got = cuda.run_cupy(strat.kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
+    assert want[0][:, kernels.ACC.index("trades")].sum() > 0  # the configurations trade
+    for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open")])
+def test_cupy_host_side_through_the_engine_with_a_cpu_stand_in(mode, fill, fake_cupy, aapl, configs_for):
+    strat = get_strategy("Bollinger_Breakout")
+    prices = prepare_prices(aapl.iloc[-700:], "AAPL", strat.needs)
+    configs = as_config_frame(strat.name, configs_for(strat.name, np.random.default_rng(5), 150))
+    opts = SweepConfig(mode=mode, fill=fill, fees_bps=4.0, max_memory_mb=1)  # 1 MB: several chunks
+    run = dict(lo=60, n_blocks=6, want_rets=True)
+    got = simulate(prices, strat, configs, opts, Backend("cupy", "gpu", "fake"), **run)
+    want = simulate(prices, strat, configs, opts, Backend("numba", "cpu"), **run)
+    launches = fake_cupy.launches
+    assert len(launches) > 1 and sum(k for _, _, k in launches) == len(configs)
+    assert all(g * b >= k > (g - 1) * b for g, b, k in launches)  # one thread per configuration
     for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
