@@ -104,9 +104,9 @@ def _fill(cash, units, tgt, price, kb, ks, entry_eq, acc_trades, acc_wins, gw, g
 
 # Per-configuration state carried between blocks of bars (columns of ``state``); the first NACC are the
 # accumulators in ACC order, so the result is a plain slice of the state.
-(_EQ, _S1, _S2, _SD2, _MDD, _TRADES, _WINS, _GW, _GL, _EXPOSED, _TURNOVER, _CASH, _UNITS, _POS, _PENDING, _ENTRY,
- _PEAK, _BUST, _BLOCK, _EDGE) = range(20)
 NSTATE = 20
+(_EQ, _S1, _S2, _SD2, _MDD, _TRADES, _WINS, _GW, _GL, _EXPOSED, _TURNOVER, _CASH, _UNITS, _POS, _PENDING, _ENTRY,
+ _PEAK, _BUST, _BLOCK, _EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
 
 
@@ -298,7 +298,6 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
     st[_EDGE] = next_edge
 
 
-
 @functools.cache
 def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     """The fused kernel of one signal rule (``kind``) and short mode, compiled on first use (each pair once per
@@ -422,8 +421,8 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     units, eq, entry = state[:, _UNITS], state[:, _EQ], state[:, _ENTRY]
     pnl = eq - entry
     won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
+    state[:, _WINS] += won
+    state[:, _GW] += np.where(won, pnl, 0.0)
+    state[:, _GL] -= np.where(lost, pnl, 0.0)
     out = state[:, :NACC]
-    out[:, 6] += won
-    out[:, 7] += np.where(won, pnl, 0.0)
-    out[:, 8] -= np.where(lost, pnl, 0.0)
     return out, blocks, rets
