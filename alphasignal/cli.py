@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -30,6 +31,28 @@ def build_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (a price, a size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0 < value < 1e12):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0 and < 1e12")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log to stderr: warnings by default, info with -v, debug with -vv, errors only with --quiet."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
@@ -50,6 +73,11 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
     except (AlphaSignalError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the stage could not read or write, outside the checks each stage makes first
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"error: cannot access{where} ({exc.strerror or exc}): check the path, its permissions and free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
         return 130
