@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from config import Config, ConfigError, load_config, to_toml
@@ -15,10 +16,17 @@ from .errors import AlphaSignalError
 log = logging.getLogger("alphasignal")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``error: ...`` on stderr and exit code 2, no usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every script shares; the script's docstring is its help."""
     first, _, rest = (doc or "").strip().partition("\n")
-    parser = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
+    parser = _Parser(description=first, epilog=rest.strip() or None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("configuration")
     g.add_argument("--config", metavar="FILE.toml", help="TOML file with [section] tables overriding defaults")

@@ -64,16 +64,16 @@ def check_output_file(path: str | Path, *, what: str = "output") -> Path:
 
 
 def check_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
-    """Create ``path`` if needed and prove it is writable with a probe file; one-line error otherwise."""
+    """Refuse, before any work, a folder that is a file (or lies under one) or that cannot be created or written.
+    Creates nothing: the nearest existing folder on the path must be writable."""
     path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{what} {str(path)!r} is a file, not a folder: choose another location")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UsageError(f"{what} {str(path)!r} is not writable ({exc.strerror or exc}): fix its permissions or "
-                         "choose another location") from None
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {str(existing)!r}"
+        raise UsageError(f"{what} {str(path)!r} {where}, not a folder: choose another location")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(path)!r} is not writable ({str(existing)!r} is read-only for this user): "
+                         "fix its permissions or choose another location")
     return path

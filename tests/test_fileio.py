@@ -47,25 +47,41 @@ def test_bad_locations_are_one_line_usage_errors(tmp_path: Path) -> None:
         write_atomic(tmp_path / "a_file" / "out.json", "x")
     with pytest.raises(UsageError, match="is a file, not a folder"):
         check_output_dir(tmp_path / "a_file")
-    with pytest.raises(UsageError, match="not writable"):
+    with pytest.raises(UsageError, match="lies under the file"):
         check_output_file(tmp_path / "a_file" / "sub" / "out.json")
     assert check_output_file(tmp_path / "fresh" / "out.json") == tmp_path / "fresh" / "out.json"
-    assert (tmp_path / "fresh").is_dir() and list((tmp_path / "fresh").iterdir()) == []  # the probe is gone
+    assert not (tmp_path / "fresh").exists()  # a check creates nothing
     assert (tmp_path / "a_file").read_text() == "x"
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path):
-    """A real 64 KiB tmpfs (needs root, as on the project's machines and CI)."""
-    mnt = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
+def _tmpfs(where: Path, options: str):
+    """Mount a real tmpfs (needs root, as on the project's machines and CI); yields the mount point."""
+    mnt = where / f"tmpfs-{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
                                            capture_output=True).returncode != 0:
-        pytest.skip("mounting a 64 KiB tmpfs needs root")
+        pytest.skip("mounting a tmpfs needs root")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    yield from _tmpfs(tmp_path, "size=64k")
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path):
+    yield from _tmpfs(tmp_path, "ro,size=64k")
+
+
+def test_a_read_only_folder_is_refused_before_any_work(read_only_fs: Path) -> None:
+    with pytest.raises(UsageError, match="not writable"):
+        check_output_file(read_only_fs / "sub" / "decision.json")
+    with pytest.raises(UsageError, match=r"decision\.json.*Read-only"):
+        write_atomic(read_only_fs / "decision.json", "{}")
 
 
 def test_a_full_disk_names_the_path_and_leaves_nothing(full_disk: Path) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 from config import Config, SweepConfig
 
 from ..errors import DataError, UsageError
-from ..fileio import write_atomic
+from ..fileio import check_output_file, write_atomic
 from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
@@ -138,6 +138,8 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     opts, ds = cfg.sweep, cfg.dataset
     if opts.sort_by not in METRICS:
         raise UsageError(f"sweep.sort_by={opts.sort_by!r} is not a metric: use one of {', '.join(METRICS)}")
+    check_output_file(opts.output, what="sweep output")  # before any work
+    check_output_file(Path(opts.output).with_suffix(".meta.json"), what="sweep metadata")
     strat = get_strategy(opts.strategy)
     backend = resolve(opts.device, opts.engine)
     configs = grid_frame(opts.strategy, opts.grid)

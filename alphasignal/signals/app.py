@@ -14,7 +14,7 @@ from config import Config
 
 from ..cli import count, positive_number
 from ..errors import AlphaSignalError, UsageError
-from ..fileio import write_atomic
+from ..fileio import check_output_file, write_atomic
 from .pipeline import (
     SignalPipeline,
     decide_offline_batch,
@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = _pipeline_config(args, cfg)
+    check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
+                                      else pc.output), what="--output")  # before any work
     if args.eval:
         from .evaluate import run_eval
 
