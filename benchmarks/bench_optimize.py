@@ -88,7 +88,7 @@ def main() -> None:
         t0 = time.perf_counter()
         random_search(ev, "MA_Crossover", n_total, 7, "sharpe")
         anchor = time.perf_counter() - t0
-        print(f"anchor: random search, same {n_total} backtests, same engine/split: {anchor:.2f} s "
+        print(f"anchor: random search, same {n_total} backtests, same engine/segments: {anchor:.2f} s "
               f"(agents loop / anchor = {statistics.median(walls) / anchor:.1f}x)")
         seg = ev.segments()
         print("segments: " + ", ".join(f"{k} {b - a} bars" for k in ("exploration", "selection", "holdout")
