@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -86,3 +88,18 @@ def test_pngs_are_written_and_show_the_data(finished):
         shaded = np.asarray(im.convert("RGB"))
     # the hold-out span is shaded green (a light tint of #55A868)
     assert ((shaded[..., 1] > shaded[..., 0] + 5) & (shaded[..., 1] > shaded[..., 2] + 3)).sum() > 1000
+
+
+def test_a_run_made_before_the_holdout_split_still_prints(finished):
+    _, _, data = finished
+    old = copy.deepcopy(data)
+    old["segments"] = None
+    for key in ("winner", "initial"):
+        old["summary"][key].pop("metrics_holdout")
+    for row in old["summary"]["compare"]:
+        row.pop("metrics_holdout")
+    console = Console(record=True, width=200)
+    print_report(old, console)
+    text = console.export_text()
+    assert "segments: not recorded" in text and "no hold-out (run made before the split)" in text
+    assert "hold-out sharpe improvement" not in text

@@ -93,6 +93,9 @@ def headline(s: Mapping[str, Any], obj: str) -> str:
     def pct(v: Any) -> str:
         return "n/a" if v is None else f"{v:+.1f}%"
 
+    if "metrics_holdout" not in s["winner"]:  # a run made before the hold-out split: its only figure was OOS
+        return (f"no hold-out (run made before the split); out-of-sample {obj} improvement, selection-biased: "
+                f"{pct(s.get('improvement_pct'))}; verdict: {s['label']}")
     text = (f"hold-out {obj} improvement over the initial baseline: {pct(s.get('improvement_pct'))} (selection: "
             f"{pct(s.get('improvement_selection_pct'))}); verdict: {s['label']}")
     return text + (f"; {s['holdout_label']}" if s.get("holdout_label") else "")
