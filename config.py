@@ -307,7 +307,9 @@ class OptimizerConfig:
     budget: int = 200  # max backtests proposed by agents in total
     objective: str = "sharpe"
     oos_method: str = "holdout"  # holdout | walk_forward
-    folds: int = 4  # walk-forward test folds inside the out-of-sample part
+    folds: int = 4  # walk-forward folds inside the selection segment (oos_method=walk_forward)
+    holdout_fraction: float = 0.2  # final bars no optimizer sees; each winner is scored on them once, at the end
+    holdout_embargo: int = 5  # bars dropped between the selection segment and the hold-out (serial correlation)
     max_drawdown: float = 0.5
     min_trades: int = 5
     max_turnover: float = 200.0
@@ -326,6 +328,9 @@ class OptimizerConfig:
         _check(self.oos_method in {"holdout", "walk_forward"},
                f"optimizer.oos_method={self.oos_method!r} is invalid: use holdout or walk_forward")
         _check(self.folds >= 2, "optimizer.folds must be >= 2")
+        _check(0 < self.holdout_fraction <= 0.5,
+               f"optimizer.holdout_fraction={self.holdout_fraction} must be in (0, 0.5]: e.g. 0.2")
+        _check(self.holdout_embargo >= 0, f"optimizer.holdout_embargo={self.holdout_embargo} must be >= 0 bars")
         _check(0 < self.max_drawdown <= 1, "optimizer.max_drawdown must be in (0, 1]")
         _check(self.min_trades >= 0 and self.max_turnover > 0,
                "optimizer.min_trades must be >= 0 and optimizer.max_turnover > 0")

@@ -1,7 +1,9 @@
 """Optimizer history in SQLite (stdlib ``sqlite3``, WAL): runs, rounds, proposals and agent messages.
 
 Each round is written in ONE transaction (round row + its proposals + its messages), so a process killed mid-round
-loses at most that round and a resumed run continues after the last committed one. A file that is not a readable
+loses at most that round and a resumed run continues after the last committed one. Stage 06 stores exploration
+metrics as ``metrics_is`` and selection metrics as ``metrics_oos``, the segment boundaries in round 0's state, and
+the hold-out figures of every winner (scored once, at the end) in the run's summary. A file that is not a readable
 history database raises :class:`HistoryError` and is never modified.
 """
 
