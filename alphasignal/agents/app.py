@@ -63,11 +63,13 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     cfg = with_args(cfg, args)
     oc = cfg.optimizer
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
-    with History(oc.history_db) as history:
+    show = getattr(args, "show", None)
+    listing = getattr(args, "history", False) or show is not None
+    with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
         if getattr(args, "history", False):
             _print_history(history, console)
             return 0
-        if getattr(args, "show", None):
+        if show is not None:
             print_report(load_run(history, args.show), console)
             return 0
         resume = getattr(args, "resume", None)
