@@ -16,6 +16,7 @@ examples:
 """
 
 import sys
+from pathlib import Path
 
 from alphasignal.backtest.command import sweep_command
 from alphasignal.cli import build_parser, run
@@ -53,6 +54,8 @@ def _main(args, cfg) -> int:
     sets = [f"{key}={getattr(args, flag)}" for flag, key in _FLAGS.items() if getattr(args, flag) is not None]
     if args.csv and args.source is None:
         sets.append("dataset.source=csv")
+    if args.csv and args.tickers is None:  # results are named by the file, as in stage 01
+        sets.append(f"dataset.tickers={Path(args.csv).stem}")
     if sets:
         cfg = load_config(args.config, [*args.overrides, *sets])
     return sweep_command(cfg, progress=not args.quiet)

@@ -254,6 +254,7 @@ class SweepConfig:
     device: str = "auto"  # auto | cpu | gpu
     engine: str = ""  # numba | numpy | cupy ("" = resolved from device)
     max_memory_mb: int = 512
+    max_configs: int = 20_000_000  # larger grids are refused before anything is allocated
     periods_per_year: float = 0.0  # bars per year for annualising; 0 = inferred from the bar spacing
     test_fraction: float = 0.3  # time-ordered out-of-sample tail reported beside in-sample metrics
     pbo_splits: int = 16  # CSCV partitions for the probability of backtest overfitting (even, >= 4; 0 = off)
@@ -273,6 +274,7 @@ class SweepConfig:
                f"{self.fees_bps + self.slippage_bps:g} bps is over 10 % a trade: give costs in basis points, e.g. 5")
         _check(0 < self.test_fraction < 1, "sweep.test_fraction must be in (0, 1)")
         _check(self.max_memory_mb > 0, "sweep.max_memory_mb must be > 0")
+        _check(self.max_configs > 0, "sweep.max_configs must be > 0")
         _check(self.periods_per_year >= 0, "sweep.periods_per_year must be >= 0 (0 = infer from the data)")
         _check(self.pbo_splits == 0 or (self.pbo_splits >= 4 and self.pbo_splits % 2 == 0),
                f"sweep.pbo_splits={self.pbo_splits} is invalid: use an even number >= 4, or 0 to skip PBO")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from config import Config, SweepConfig
 
-from ..errors import DataError, UsageError
+from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
 from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
@@ -142,16 +142,11 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     check_output_file(Path(opts.output).with_suffix(".meta.json"), what="sweep metadata")
     strat = get_strategy(opts.strategy)
     backend = resolve(opts.device, opts.engine)
-    configs = grid_frame(opts.strategy, opts.grid)
+    configs = grid_frame(opts.strategy, opts.grid, max_configs=opts.max_configs)
     t0 = time.perf_counter()
-    try:
-        frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
-                           cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
-                           min_length=ds.min_length, retries=ds.download_retries)
-    except DataError as exc:
-        if ds.source == "csv":  # the user's own file is bad input (exit 2), not a failing data source
-            raise UsageError(str(exc)) from None
-        raise
+    frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
+                       cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
+                       min_length=ds.min_length, retries=ds.download_retries)
     load_s = time.perf_counter() - t0
     plan = {}
     for ticker, df in frames.items():
