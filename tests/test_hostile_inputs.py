@@ -132,7 +132,7 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     ("05-grid-empty", S05, ("--grid", "{short_period = []}"), {2}),
     ("05-grid-tiny-step", S05, ("--grid", "{short_period = {min = 1, max = 100, step = 1e-12}}"), {2}),
     ("05-grid-over-max-configs", S05, ("--grid", "{short_period = {min = 2, max = 200, step = 1}, long_period = "
-                                                 "{min = 3, max = 400, step = 1}}", "--set", "sweep.max_configs=1000"),
+                                                 "{min = 5, max = 400, step = 1}}", "--set", "sweep.max_configs=1000"),
      {2}),
     ("05-grid-range-inf", S05, ("--grid", "{short_period = {min = 2, max = inf, step = 1}}"), {2}),
     ("05-csv-missing", S05, ("--csv", "{f}/missing.csv"), {2}),
