@@ -71,6 +71,9 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
         check_output_dir(oc.output_dir, what="--output-dir")
         data = load_from_config(cfg.dataset)
         agents = None if resume else build_agents(cfg)
+    if resume:  # an unknown id fails before the database is opened for writing
+        with History(oc.history_db, create=False) as history:
+            history.run(resume)
     with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
         if getattr(args, "history", False):
             _print_history(history, console)

@@ -89,7 +89,10 @@ class History:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if not create:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10, isolation_level=None)
+            # with no write-ahead log beside it, everything is in the file: immutable=1 reads it without creating
+            # -wal/-shm files; while a writer is active (its -wal exists) a plain read-only connection sees its commits
+            flags = "mode=ro" if self.path.with_name(self.path.name + "-wal").exists() else "mode=ro&immutable=1"
+            self.conn = sqlite3.connect(f"file:{self.path}?{flags}", uri=True, timeout=10, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             return
         self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
