@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphasignal.backtest import STRATEGIES, backtest, get_strategy, returns_matrix
+from alphasignal.backtest import STRATEGIES, backtest, get_strategy, returns_matrix, walk_forward_optimize
 from alphasignal.backtest.metrics import from_returns
-from alphasignal.backtest.wfo import choose, parameter_stability, walk_forward_optimize
+from alphasignal.backtest.wfo import choose, parameter_stability
 from config import ConfigError, SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +117,8 @@ def test_wfo_reports_about_zero_out_of_sample_for_pure_noise():
     assert res.stability["configuration"]["distinct"] >= 3  # and the "best" configuration keeps changing
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(strategy=st.sampled_from(STRATEGIES), seed=st.integers(0, 2**31 - 1), fold=st.integers(0, 2),
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(strategy=st.sampled_from(STRATEGIES), seed=st.integers(0, 2**31 - 1), fold=st.integers(0, 1),
        anchored=st.booleans(), mode=st.sampled_from(["long_only", "long_short"]))
 def test_wfo_fold_ignores_every_bar_after_its_test_window(strategy, seed, fold, anchored, mode, aapl, configs_for):
     """Changing every price after fold k's test window changes neither fold k's choice nor its returns."""
@@ -126,16 +126,15 @@ def test_wfo_fold_ignores_every_bar_after_its_test_window(strategy, seed, fold, 
     rng = np.random.default_rng(seed)
     configs = configs_for(strategy, rng, 12, max_window=60)
     opts = SweepConfig(device="cpu", mode=mode, fees_bps=5.0)
-    base = walk_forward_optimize(df, strategy, configs, options=opts, folds=4, anchored=anchored)
+    base = walk_forward_optimize(df, strategy, configs, options=opts, folds=3, anchored=anchored)
     end = df.index.get_loc(base.folds["test_end"].iloc[fold]) + 1
     future = df.copy()
     future.iloc[end:, :4] = df.iloc[end:, :4].to_numpy() * np.exp(rng.normal(0, 0.05, (len(df) - end, 1)))
-    other = walk_forward_optimize(future, strategy, configs, options=opts, folds=4, anchored=anchored)
-    cols = [c for c in base.folds.columns if c != "candidates"]
-    pd.testing.assert_frame_equal(base.folds[cols].iloc[:fold + 1], other.folds[cols].iloc[:fold + 1])
+    other = walk_forward_optimize(future, strategy, configs, options=opts, folds=3, anchored=anchored)
+    pd.testing.assert_frame_equal(base.folds.iloc[:fold + 1], other.folds.iloc[:fold + 1])
     until = base.returns.index <= base.folds["test_end"].iloc[fold]
     np.testing.assert_array_equal(base.returns[until].to_numpy(), other.returns[until].to_numpy())
-    assert not base.returns[~until].equals(other.returns[~until])  # the change did reach the later folds
+    assert not base.folds.iloc[fold + 1:].equals(other.folds.iloc[fold + 1:])  # the change reached the later folds
 
 
 def test_choose_skips_nan_breaks_ties_by_grid_order_and_minimises_drawdown():

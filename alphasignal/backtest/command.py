@@ -158,8 +158,8 @@ def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
         sort_by = res.sort_by
         table = Table(title=f"{ticker}: walk-forward optimisation, {len(res.folds)} "
                             f"{'anchored' if res.anchored else 'rolling'} folds, chosen by in-sample {sort_by}")
-        cols = ["fold", "test_start", "test_end", *params, f"is_{sort_by}", f"oos_{sort_by}", "oos_total_return",
-                "oos_trades"]
+        cols = ["fold", "train_start", "test_start", "test_end", *params, f"is_{sort_by}", f"oos_{sort_by}",
+                "oos_total_return", "oos_trades"]
         for col in cols:
             table.add_column(col, justify="right")
         for _, row in res.folds.iterrows():
@@ -167,9 +167,10 @@ def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
         console.print(table)
         m, stab = res.metrics, res.stability
         console.print(f"{ticker}: stitched out-of-sample ({len(res.returns)} bars): "
-                      + ", ".join(f"{k} {_fmt(m[k])}" for k in SUMMARY)
-                      + f"; walk-forward efficiency (OOS / IS CAGR) {_fmt(res.efficiency)}; parameter stability "
-                      f"(modal share): " + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
+                      + ", ".join(f"{k} {_fmt(m[k])}" for k in SUMMARY))
+        console.print(f"{ticker}: walk-forward efficiency (OOS / mean IS CAGR) {_fmt(res.efficiency)}; parameter "
+                      "stability (share of folds on the modal value): "
+                      + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
 
 
 def _fmt(v: Any) -> str:

@@ -3,17 +3,16 @@ window by ``sort_by``, trade it on the test window right after, and stitch the t
 
 Folds are :func:`~.validation.fold_windows`: K test windows of ``n // (K + 1)`` bars at the end of the data, each
 after a training window of the same length (rolling) or from the first bar (anchored). Every window is a backtest
-of its own over the full price history: indicators at bar t use bars <= t (earlier bars warm them up), the position
-starts flat at the window's first bar, and no bar after the window is read. A configuration whose warm-up does not
-fit before a fold's training window ends cannot be chosen in that fold.
+of its own on the prices up to its last bar only (no later bar can be read): indicators at bar t use bars <= t
+(earlier bars warm them up), the position starts flat at the window's first bar, and the bars per year are those of
+the whole calendar. A configuration whose warm-up does not fit before a fold's training window ends cannot be chosen
+in that fold.
 
 Selection: the highest ``sort_by`` (the lowest for ``max_drawdown``) among configurations whose training metric is
 defined; NaN never wins; ties go to the first configuration in grid order. A fold where no configuration has a
 defined metric stays flat (zero returns) and reports no parameters.
 
-Each window is simulated on the prices up to its last bar only (so no later bar can be read), with the bars per year
-of the whole calendar. Costs: one kernel pass over every configuration per training window, one single-configuration
-pass per test window.
+Costs: one kernel pass over every configuration per training window, one single-configuration pass per test window.
 
 Reported:
 
@@ -181,7 +180,6 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
             row.update(config_at(configs, pick))
             row.update({f"is_{m}": is_m[METRICS.index(m), pick] for m in is_cols})
             chosen.append(config_at(configs, pick))
-        row.update({f"oos_{m}": v[0] for m, v in zip(METRICS, finalise_matrix(acc, d - c, ppy, rf_bar), strict=True)})
         rows.append(row)
         accs.append(acc[0])
         rets.append(r)
@@ -190,6 +188,10 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
     stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar)[:, 0]
     metrics = dict(zip(METRICS, (float(v) for v in stitched), strict=True))
     frame = pd.DataFrame(rows)
+    test_bars = windows[0][3] - windows[0][2]  # every test window has the same length: one finalise for all
+    oos = finalise_matrix(np.array(accs), test_bars, ppy, rf_bar)
+    frame = frame.assign(**{f"oos_{m}": v for m, v in zip(METRICS, oos, strict=True)}).astype({"oos_trades": "int64"})
+    metrics["trades"] = int(metrics["trades"])
     is_cagr = frame["is_cagr"].dropna()
     mean_is = float(is_cagr.mean()) if len(is_cagr) else np.nan
     wfe = metrics["cagr"] / mean_is if mean_is > 0 else np.nan
