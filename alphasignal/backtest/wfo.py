@@ -28,10 +28,12 @@ Reported:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numba as nb
 import numpy as np
 import pandas as pd
 
@@ -41,7 +43,7 @@ from ..errors import UsageError
 from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
 from .kernels import ACC, NACC
 from .metrics import METRICS, finalise_matrix, rf_per_bar
-from .strategies import config_at, get_strategy, grid_frame, split_valid
+from .strategies import Strategy, config_at, get_strategy, grid_frame, split_valid
 from .validation import fold_windows
 from .xp import Backend, resolve
 
@@ -120,6 +122,46 @@ def _stitched_acc(fold_accs: list[np.ndarray], rets: np.ndarray, bounds: list[in
     return acc
 
 
+def _training_metrics(prices: Prices, strat: Strategy, configs: pd.DataFrame, windows: list[tuple[int, ...]],
+                      opts: SweepConfig, backend: Backend, rf_bar: float) -> list[np.ndarray]:
+    """Per fold, METRICS x configs over its training window (NaN where the warm-up does not fit): one kernel pass
+    per window, or with numba and anchored windows (all starting at bar 0) one pass that records every window."""
+    warm = np.asarray(strat.warmup(configs))
+    ppy, out = opts.periods_per_year, []
+    if backend.engine == "numba" and all(w[0] == 0 for w in windows) and len(windows) > 1:
+        his = tuple(w[1] for w in windows)
+        fits = np.flatnonzero(warm < his[-1] - 1)
+        acc, _, _ = simulate(upto(prices, his[-1]), strat, configs.iloc[fits].reset_index(drop=True), opts, backend,
+                             stops=his)
+        for hi, acc_f in zip(his, acc, strict=True):
+            is_m = np.full((len(METRICS), len(configs)), np.nan)
+            with one_thread():
+                is_m[:, fits] = finalise_matrix(acc_f, hi, ppy, rf_bar)
+            is_m[:, warm >= hi - 1] = np.nan  # not warmed up within this window: not a candidate
+            out.append(is_m)
+        return out
+    for a, b, _, _ in windows:
+        fits = np.flatnonzero(warm < b - 1)
+        acc, _, _ = simulate(upto(prices, b), strat, configs.iloc[fits].reset_index(drop=True), opts, backend, lo=a)
+        is_m = np.full((len(METRICS), len(configs)), np.nan)
+        with one_thread():
+            is_m[:, fits] = finalise_matrix(acc, b - a, ppy, rf_bar)
+        out.append(is_m)
+    return out
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Numba's parallel loops on the calling thread only, for small work (one configuration, metric finalising): a
+    parallel launch that wakes the other threads costs ~10-20 ms on busy shared cores, the work itself < 1 ms."""
+    before = nb.get_num_threads()
+    nb.set_num_threads(1)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(before)
+
+
 def upto(prices: Prices, hi: int) -> Prices:
     """Bars ``0..hi-1`` only: a window simulated on them cannot read a later bar (indicators are causal, so their
     values up to ``hi`` are those of the full series)."""
@@ -157,14 +199,10 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
     ppy = annualisation(prices, opts)
     rf_bar = rf_per_bar(opts.risk_free, ppy)
     opts = replace(opts, periods_per_year=ppy)  # the whole calendar's bars per year, in every window
-    warm = np.asarray(strat.warmup(configs))
     is_cols = list(dict.fromkeys([opts.sort_by, "cagr", "sharpe"]))
     rows, accs, rets, chosen = [], [], [], []
-    for f, (a, b, c, d) in enumerate(windows):
-        fits = np.flatnonzero(warm < b - 1)
-        is_m = np.full((len(METRICS), len(configs)), np.nan)
-        acc, _, _ = simulate(upto(prices, b), strat, configs.iloc[fits].reset_index(drop=True), opts, backend, lo=a)
-        is_m[:, fits] = finalise_matrix(acc, b - a, ppy, rf_bar)
+    for f, ((a, b, c, d), is_m) in enumerate(zip(windows, _training_metrics(prices, strat, configs, windows, opts,
+                                                                            backend, rf_bar), strict=True)):
         pick = choose(is_m[METRICS.index(opts.sort_by)], opts.sort_by)
         row = _fold_row(f, (a, b, c, d), prices)
         row["candidates"] = int((~np.isnan(is_m[METRICS.index(opts.sort_by)])).sum())
@@ -174,8 +212,9 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
             row.update(dict.fromkeys(strat.specs))
             row.update({f"is_{m}": np.nan for m in is_cols})
         else:
-            acc, _, r2 = simulate(upto(prices, d), strat, configs.iloc[[pick]].reset_index(drop=True), opts, backend,
-                                  lo=c, want_rets=True)
+            with one_thread():
+                acc, _, r2 = simulate(upto(prices, d), strat, configs.iloc[[pick]].reset_index(drop=True), opts,
+                                      backend, lo=c, want_rets=True)
             r = r2[:, 0]
             row.update(config_at(configs, pick))
             row.update({f"is_{m}": is_m[METRICS.index(m), pick] for m in is_cols})
@@ -185,11 +224,11 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
         rets.append(r)
     r_all = np.concatenate(rets)
     bounds = list(np.cumsum([0] + [len(r) for r in rets[:-1]]))
-    stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar)[:, 0]
+    with one_thread():
+        stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar)[:, 0]
+        oos = finalise_matrix(np.array(accs), windows[0][3] - windows[0][2], ppy, rf_bar)  # test windows: equal length
     metrics = dict(zip(METRICS, (float(v) for v in stitched), strict=True))
     frame = pd.DataFrame(rows)
-    test_bars = windows[0][3] - windows[0][2]  # every test window has the same length: one finalise for all
-    oos = finalise_matrix(np.array(accs), test_bars, ppy, rf_bar)
     frame = frame.assign(**{f"oos_{m}": v for m, v in zip(METRICS, oos, strict=True)}).astype({"oos_trades": "int64"})
     metrics["trades"] = int(metrics["trades"])
     is_cagr = frame["is_cagr"].dropna()
