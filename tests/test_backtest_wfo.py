@@ -212,3 +212,35 @@ def test_cli_walk_forward_bad_input_exits_2_before_writing(argv, message, tmp_pa
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_pass_with_stops_equals_a_run_per_window(strategy, goog, configs_for, monkeypatch):
+    """Anchored training windows come from one kernel pass recording the accumulators at each stop; they must equal
+    one run per window (kernel passes cut across the stops too)."""
+    from alphasignal.backtest import kernels
+    from alphasignal.backtest.engine import prepare_prices, simulate
+    from alphasignal.backtest.strategies import as_config_frame
+    from alphasignal.backtest.wfo import upto
+    from alphasignal.backtest.xp import resolve
+
+    monkeypatch.setattr(kernels, "BAR_BLOCK", 97)
+    prices = prepare_prices(goog, "GOOG", get_strategy(strategy).needs)
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(3), 24, max_window=60))
+    opts = SweepConfig(device="cpu", mode="long_short", fill="next_open", fees_bps=3.0)
+    stops = (400, 777, 1500, 2000)
+    backend = resolve("cpu", "numba")
+    acc, _, _ = simulate(upto(prices, stops[-1]), get_strategy(strategy), configs, opts, backend, stops=stops)
+    assert acc.shape == (len(stops), len(configs), kernels.NACC)
+    for s, got in zip(stops, acc, strict=True):
+        want, _, _ = simulate(upto(prices, s), get_strategy(strategy), configs, opts, backend)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_numpy_engine_gives_the_same_walk_forward(goog):
+    """The numpy engine runs one pass per anchored window (no stops): the same choices and returns."""
+    grid = {"short_period": [5, 10, 20], "long_period": [50, 100]}
+    runs = [walk_forward_optimize(goog, "MA_Crossover", grid, options=SweepConfig(device="cpu", engine=e), folds=3,
+                                  anchored=True) for e in ("numba", "numpy")]
+    assert runs[0].folds[PARAMS].equals(runs[1].folds[PARAMS])
+    np.testing.assert_allclose(runs[0].returns.to_numpy(), runs[1].returns.to_numpy(), rtol=0, atol=1e-12)
