@@ -244,3 +244,9 @@ def test_numpy_engine_gives_the_same_walk_forward(goog):
                                   anchored=True) for e in ("numba", "numpy")]
     assert runs[0].folds[PARAMS].equals(runs[1].folds[PARAMS])
     np.testing.assert_allclose(runs[0].returns.to_numpy(), runs[1].returns.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_cli_walk_forward_folds_path_is_checked_before_any_work(tmp_path, capsys):
+    (tmp_path / "r_wfo.csv").mkdir()  # where the folds would go
+    assert _run_cli("--walk-forward", "3", "--output", str(tmp_path / "r.csv")) == 2
+    assert "walk-forward folds" in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
