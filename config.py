@@ -261,6 +261,8 @@ class SweepConfig:
     top_n: int = 10
     sort_by: str = "sharpe"
     output: str = "results/sweep_results.csv"  # .csv or .parquet; metadata JSON is written beside it
+    walk_forward: int = 0  # walk-forward optimisation folds (0 = off, else >= 2): re-choose by sort_by per fold
+    anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
 
     def __post_init__(self) -> None:
         _check(self.mode in {"long_only", "long_short"},
@@ -279,6 +281,8 @@ class SweepConfig:
         _check(self.pbo_splits == 0 or (self.pbo_splits >= 4 and self.pbo_splits % 2 == 0),
                f"sweep.pbo_splits={self.pbo_splits} is invalid: use an even number >= 4, or 0 to skip PBO")
         _check(self.top_n > 0, "sweep.top_n must be > 0")
+        _check(self.walk_forward == 0 or self.walk_forward >= 2,
+               f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
         _check(self.output.lower().endswith((".csv", ".parquet")),
                f"sweep.output={self.output!r} must end in .csv or .parquet")
 
