@@ -113,17 +113,18 @@ def simulate(frames: dict[str, pd.DataFrame], signals: dict[str, dict[int, Signa
     prev_equity = rc.initial_cash
     for k, d in enumerate(dates):
         today = [(t, int(bar_at[t][k])) for t in frames if bar_at[t][k] >= 0]
-        for t, j in today:  # the open: exits first, so their cash is there for the entries
-            for order in [o for o in book.pending.get(t, []) if o.kind == "exit"]:
-                exit_position(book, t, arrays[t]["Open"][j], order.reason, d, prev_equity)
-        for t, j in today:
-            for order in [o for o in book.pending.pop(t, []) if o.kind == "enter"]:
-                enter_position(book, t, order, arrays[t]["Open"][j], d, prev_equity)
+        if book.pending:
+            for t, j in today:  # the open: exits first, so their cash is there for the entries
+                for order in [o for o in book.pending.get(t, []) if o.kind == "exit"]:
+                    exit_position(book, t, arrays[t]["Open"][j], order.reason, d, prev_equity)
+            for t, j in today:
+                for order in [o for o in book.pending.pop(t, []) if o.kind == "enter"]:
+                    enter_position(book, t, order, arrays[t]["Open"][j], d, prev_equity)
         for t, j in today:  # during the bar: live stop and target orders
+            a = arrays[t]
             if t in book.positions:
-                check_levels(book, t, *(arrays[t][c][j] for c in ("Open", "High", "Low")), d, prev_equity)
-        for t, j in today:
-            last_close[t] = arrays[t]["Close"][j]
+                check_levels(book, t, a["Open"][j], a["High"][j], a["Low"][j], d, prev_equity)
+            last_close[t] = a["Close"][j]
         equity[k] = mark(book, last_close)
         exposed[k] = bool(book.positions)
         for t, j in today:  # the close: decisions become orders for the next open

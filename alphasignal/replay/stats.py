@@ -9,7 +9,8 @@
   and slippage), held to the end.
 * Random: the same decision dates, of which as many get a random BUY/SELL (others no decision) as it takes
   to make the same number of trades as the replay; levels at the distances the model chose, drawn at random.
-  ``replay.random_runs`` seeds give the model's rank among random decision-makers.
+  ``replay.random_runs`` seeds (with that many random decisions) give the model's rank among random
+  decision-makers.
 * DSR (Bailey & López de Prado) of the replay's daily returns with ``replay.trials`` trials (1 = the
   probabilistic Sharpe ratio); the dispersion of trial Sharpe ratios is taken from the random runs.
 """
@@ -114,18 +115,19 @@ def random_signals(model: dict[str, dict[int, Signal]], closes: dict[str, np.nda
 
 def random_baseline(run: Callable[[dict[str, dict[int, Signal]]], SimResult], model: dict[str, dict[int, Signal]],
                     closes: dict[str, np.ndarray], target_trades: int, rc: ReplayConfig, seed: int
-                    ) -> SimResult:
+                    ) -> tuple[SimResult, int]:
     """A random decision stream whose simulation makes ``target_trades`` trades, or as close as a few tries get:
-    the number of random decisions is rescaled by target / trades made after each try (same seed)."""
+    the number of random decisions is rescaled by target / trades made after each try (same seed). Returns the
+    simulation and the number of random decisions it used."""
     total = sum(len(s) for s in model.values())
     m, tried = max(1, min(target_trades, total)), set()
-    best: SimResult | None = None
+    best: tuple[SimResult, int] | None = None
     for _ in range(8):
         tried.add(m)
         sim = run(random_signals(model, closes, m, np.random.default_rng(seed), rc.mode == "long_only"))
         n = len(sim.trades)
-        if best is None or abs(n - target_trades) < abs(len(best.trades) - target_trades):
-            best = sim
+        if best is None or abs(n - target_trades) < abs(len(best[0].trades) - target_trades):
+            best = sim, m
         if n == target_trades:
             break
         nxt = max(1, min(total, round(m * target_trades / max(n, 1))))
@@ -136,6 +138,16 @@ def random_baseline(run: Callable[[dict[str, dict[int, Signal]]], SimResult], mo
         m = nxt
     assert best is not None
     return best
+
+
+def random_runs(run: Callable[[dict[str, dict[int, Signal]]], SimResult], model: dict[str, dict[int, Signal]],
+                closes: dict[str, np.ndarray], target_trades: int, rc: ReplayConfig) -> list[SimResult]:
+    """``rc.random_runs`` random baselines: the first (seed ``rc.seed``) is matched to the replay's number of
+    trades; the others (seeds ``rc.seed + k``) use as many random decisions as it needed."""
+    first, m = random_baseline(run, model, closes, target_trades, rc, rc.seed)
+    long_only = rc.mode == "long_only"
+    return [first] + [run(random_signals(model, closes, m, np.random.default_rng(rc.seed + k), long_only))
+                      for k in range(1, rc.random_runs)]
 
 
 def dsr(r: np.ndarray, rc: ReplayConfig, random_sharpes: np.ndarray) -> float:
@@ -156,7 +168,7 @@ def compare(sim: SimResult, frames: dict[str, pd.DataFrame], model: dict[str, di
     bh = buy_and_hold(frames, sim.dates, rc)
     r_bh = returns_of(bh, rc.initial_cash)
     n_trades = len(sim.trades)
-    rand_sims = [random_baseline(run, model, closes, n_trades, rc, rc.seed + k) for k in range(rc.random_runs)]
+    rand_sims = random_runs(run, model, closes, n_trades, rc)
     r_rand = returns_of(rand_sims[0].equity, rc.initial_cash)
     sharpes = np.array([_sharpe(returns_of(s.equity, rc.initial_cash), ppy) for s in rand_sims])
     cols = {}
