@@ -25,6 +25,9 @@ WORDS = ("beats estimates and raises guidance", "plunges after a lawsuit", "reco
          "cuts guidance sharply", "surges on strong demand")
 
 
+_PIPE: dict[str, SignalPipeline] = {}
+
+
 def _rc(frame: pd.DataFrame) -> ReplayConfig:
     return ReplayConfig(tickers=("AAPL",), start=str(frame.index[N_BARS - N_DECISIONS].date()), workers=1,
                         fsync=False, max_hold=5, random_runs=1)
@@ -41,7 +44,7 @@ def _news(frame: pd.DataFrame, rc: ReplayConfig, extra: list[tuple[int, str]] = 
 
 def _replay(frame: pd.DataFrame, news: NewsIndex, rc: ReplayConfig):
     data = ReplayData({"AAPL": frame}, news, {"AAPL": decision_times(frame.index, rc.decision_time)})
-    pipe = SignalPipeline.from_config(PC)
+    pipe = _PIPE.setdefault("pipe", SignalPipeline.from_config(PC))  # one pipeline (and event loop) for all
     jobs = plan_jobs(data, DS, rc, fingerprint(DS, PC, rc, ["builtin"]))
     with tempfile.TemporaryDirectory() as tmp:
         records, _, _ = decide_all(jobs, pipe, data, DS, rc, Journal(Path(tmp) / "j.jsonl", fsync=False))

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -199,6 +200,14 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(pc: PipelineConfig, data: ReplayData, ds: DatasetConfig, rc: ReplayConfig) -> None:
     _WORKER.update(pipe=SignalPipeline.from_config(pc), data=data, ds=ds, rc=rc, loop=asyncio.new_event_loop())
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed (kill -9 leaves no time to stop the pool) exits within a second."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _worker_job(job: Job) -> dict[str, Any]:
