@@ -14,6 +14,7 @@ import pytest
 from alphasignal.errors import UsageError
 from alphasignal.replay.journal import Journal
 from alphasignal.replay.news import load_news
+from alphasignal.replay.run import decision_times
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = pd.Timestamp("2025-01-01T00:00:00Z")
@@ -23,6 +24,15 @@ def _csv(tmp_path: Path, text: str, name: str = "news.csv") -> Path:
     p = tmp_path / name
     p.write_text(text, encoding="utf-8")
     return p
+
+
+def test_decision_times_are_utc_nanoseconds_whatever_the_index_unit() -> None:
+    for unit in ("s", "us", "ns"):
+        idx = pd.DatetimeIndex(["2012-03-05", "2012-03-06"]).as_unit(unit)
+        assert list(decision_times(idx, "20:00")) == [pd.Timestamp("2012-03-05T20:00Z").value,
+                                                      pd.Timestamp("2012-03-06T20:00Z").value]
+    hourly = pd.DatetimeIndex(["2012-03-05 14:30", "2012-03-05 15:30", "2012-03-05 16:30"]).as_unit("s")
+    assert decision_times(hourly, "20:00")[0] == pd.Timestamp("2012-03-05T15:30Z").value  # the bar's close
 
 
 def test_csv_and_jsonl_give_the_same_causal_index(tmp_path) -> None:
@@ -103,3 +113,19 @@ def test_journal_drops_a_torn_last_line_and_rejects_corruption(tmp_path) -> None
     (tmp_path / "journal.jsonl").write_bytes(b'{"key": "a"}\nnot json\n{"key": "b"}\n')
     with pytest.raises(UsageError, match="line 2 is corrupt"):
         j.load()
+
+
+def test_a_decision_sees_the_headlines_before_its_decision_time(tmp_path, goog) -> None:
+    from alphasignal.replay.run import ReplayData, _news_text
+    from config import ReplayConfig
+
+    news = load_news(_csv(tmp_path, "timestamp,ticker,headline\n2012-03-05T13:00:00Z,GOOG,first\n"
+                                    "2012-03-06T21:30:00Z,GOOG,after the close\n"
+                                    "2012-03-07T10:00:00-05:00,GOOG,third\n"), ["GOOG"])
+    rc = ReplayConfig(news_days=3.0, decision_time="20:00")
+    data = ReplayData({"GOOG": goog}, news, {"GOOG": decision_times(goog.index, rc.decision_time)})
+    seen = {d: _news_text(data, rc, "GOOG", int(goog.index.get_loc(pd.Timestamp(d))))
+            for d in ("2012-03-02", "2012-03-05", "2012-03-06", "2012-03-07", "2012-03-08", "2012-03-12")}
+    assert seen == {"2012-03-02": "", "2012-03-05": "first", "2012-03-06": "first",
+                    "2012-03-07": "third\nafter the close\nfirst", "2012-03-08": "third\nafter the close",
+                    "2012-03-12": ""}

@@ -105,6 +105,7 @@ def call_usage(meta: dict[str, Any]) -> dict[str, Any]:
 def decision_times(index: pd.DatetimeIndex, hhmm: str) -> np.ndarray:
     """Decision time of every bar in UTC ns: daily bars at ``hhmm`` UTC on their date, intraday bars at their
     close (timestamp + the median bar spacing)."""
+    index = pd.DatetimeIndex(index).as_unit("ns")  # news stamps are ns; price indexes may be in s or us
     if len(index) and (index == index.normalize()).all():
         hh, mm = (int(x) for x in hhmm.split(":"))
         return (index + pd.Timedelta(hours=hh, minutes=mm)).asi8
