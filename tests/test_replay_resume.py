@@ -68,3 +68,25 @@ def test_replay_writes_everything_and_resumes_after_kill_9(tmp_path) -> None:
     assert made == len(decisions) - done_at_kill
     for name in ("trades.csv", "equity.csv"):
         assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_max_calls_stops_cleanly_keeps_what_is_done_and_the_next_run_continues(tmp_path) -> None:
+    from dataclasses import replace
+
+    from alphasignal.replay.run import run_replay
+    from config import Config, PipelineConfig, ReplayConfig
+
+    cfg = Config()
+    cfg = replace(cfg, dataset=replace(cfg.dataset, source="offline"))
+    rc = ReplayConfig(tickers=("GOOG",), start="2012-06-01", end="2012-07-31", workers=1, fsync=False,
+                      max_calls=12, random_runs=2, bootstrap=100, output_dir=str(tmp_path))
+    pc = PipelineConfig(provider="builtin")
+    first = run_replay(cfg, pc, rc, quiet=True)
+    n = first.meter.decisions  # one call each (no news): the limit is never passed, even with calls in flight
+    assert first.meter.stopped.startswith("replay.max_calls=12 reached") and 8 <= first.meter.calls == n <= 12
+    assert len(first.records) == n and _lines(tmp_path / "journal.jsonl") == n
+    undecided = next(j for j in first.jobs if j.key not in first.records)
+    assert first.sim.dates[-1] < pd.Timestamp(undecided.date) and any("stopped early" in x for x in first.notes)
+    second = run_replay(cfg, pc, replace(rc, max_calls=0), quiet=True)
+    assert second.reused == n and second.meter.decisions == len(second.jobs) - n and not second.meter.stopped
+    assert str(second.sim.dates[-1].date()) == "2012-07-31"

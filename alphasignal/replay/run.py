@@ -47,6 +47,7 @@ from .stats import compare
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
+CALLS_PER_DECISION = 2  # the chart call and the news call
 _NOT_DECIDING = {"output", "eval_output", "eval_news", "concurrency", "timeout", "max_retries", "api_key",
                  "require_server", "call_cache", "cache"}  # pipeline settings that cannot change a decision
 
@@ -81,6 +82,15 @@ class Meter:
     tokens: int = 0
     latency_s: float = 0.0
     stopped: str = ""
+
+    def may_start(self, in_flight: int) -> bool:
+        """Whether one more decision may start: the calls it and those in flight can still make (at most
+        ``CALLS_PER_DECISION`` each) stay within ``max_calls``. Tokens are only known afterwards, so
+        ``max_tokens_total`` is checked as decisions complete (the ones in flight may pass it)."""
+        if self.max_calls and self.calls + CALLS_PER_DECISION * (in_flight + 1) > self.max_calls:
+            self.stopped = self.stopped or (f"replay.max_calls={self.max_calls} reached (the next decisions "
+                                            "could pass it)")
+        return not self.stopped
 
     def add(self, usage: dict[str, Any]) -> None:
         self.decisions += 1
@@ -217,43 +227,45 @@ def _worker_job(job: Job) -> dict[str, Any]:
 
 
 def _decide_pool(todo: list[Job], pc: PipelineConfig, data: ReplayData, ds: DatasetConfig, rc: ReplayConfig,
-                 workers: int, commit: Callable[[dict], bool]) -> None:
+                 workers: int, commit: Callable[[dict], None], may_start: Callable[[int], bool]) -> None:
     """Builtin engine in ``workers`` processes, a few jobs in flight each; results committed as they arrive.
-    ``commit`` returns False to stop: queued jobs are cancelled, running ones still committed."""
+    A job starts only while ``may_start(jobs in flight)`` allows it."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     offline = replace(pc, provider="builtin", vlm_provider="", llm_provider="")
     queue = iter(todo)
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(offline, data, ds, rc)) as pool:
-        running = {pool.submit(_worker_job, j) for j in _take(queue, 3 * workers)}
-        while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            if not all([commit(f.result()) for f in finished]):
-                for f in running:
-                    f.cancel()
-                for f in wait(running)[0]:
-                    if not f.cancelled():
-                        commit(f.result())
+        running: set = set()
+        while True:
+            while len(running) < 3 * workers and may_start(len(running)):
+                job = next(queue, None)
+                if job is None:
+                    break
+                running.add(pool.submit(_worker_job, job))
+            if not running:
                 return
-            running |= {pool.submit(_worker_job, j) for j in _take(queue, len(finished))}
-
-
-def _take(it, n: int) -> list:
-    return [j for _, j in zip(range(n), it, strict=False)]
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                commit(f.result())
 
 
 def _decide_here(todo: list[Job], pipe: SignalPipeline, data: ReplayData, ds: DatasetConfig, rc: ReplayConfig,
-                 commit: Callable[[dict], bool]) -> None:
+                 commit: Callable[[dict], None], may_start: Callable[[int], bool]) -> None:
     """In this process, ``pipeline.concurrency`` decisions at once (model calls overlap); each committed when it
-    completes. After ``commit`` returns False no new decision starts."""
+    completes. A decision starts only while ``may_start(decisions in flight)`` allows it."""
     sem = asyncio.Semaphore(pipe.cfg.concurrency)
-    state = {"go": True}
+    state = {"in_flight": 0}
 
     async def _one(job: Job) -> None:
         async with sem:
-            if state["go"]:
+            if not may_start(state["in_flight"]):
+                return
+            state["in_flight"] += 1
+            try:
                 rec = await decide_job(pipe, data, ds, rc, job)
-                state["go"] = commit(rec) and state["go"]
+            finally:
+                state["in_flight"] -= 1
+            commit(rec)
 
     async def _all() -> None:
         tasks = [asyncio.ensure_future(_one(j)) for j in todo]
@@ -316,19 +328,18 @@ def decide_all(jobs: list[Job], pipe: SignalPipeline, data: ReplayData, ds: Data
     with _progress(not quiet, len(jobs), "replay decisions") as advance:
         advance(len(jobs) - len(todo))
 
-        def commit(rec: dict) -> bool:
+        def commit(rec: dict) -> None:
             journal.append(rec)
             done[rec["key"]] = rec
             meter.add(rec["usage"])
             advance(1)
-            return not meter.stopped
 
         workers = min(rc.workers or os.cpu_count() or 1, max(1, len(todo) // 8))
         try:
             if todo and pipe.offline and workers > 1:
-                _decide_pool(todo, pipe.cfg, data, ds, rc, workers, commit)
+                _decide_pool(todo, pipe.cfg, data, ds, rc, workers, commit, meter.may_start)
             elif todo:
-                _decide_here(todo, pipe, data, ds, rc, commit)
+                _decide_here(todo, pipe, data, ds, rc, commit, meter.may_start)
         finally:
             journal.close()
     return done, meter, len(jobs) - len(todo)
