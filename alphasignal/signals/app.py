@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "decisions as one portfolio (results in replay.output_dir)")
     news = parser.add_mutually_exclusive_group()
     news.add_argument("--news", metavar="TEXT", help="news text for --image")
-    news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image")
+    news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image; with --replay "
+                      "a CSV/JSONL of timestamp, ticker, headline (replay.news_file)")
     parser.add_argument("--last-close", type=float, metavar="PRICE",
                         help="last close of the chart (charts without a price axis need it for levels)")
     parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
