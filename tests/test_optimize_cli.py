@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,9 +51,10 @@ def test_offline_end_to_end_then_history_and_show(tmp_path, capsys):
             assert im.size[0] > 500 and im.size[1] > 300
     md = (out / "multi_llm_report.md").read_text()
     for needle in ("## Result", "Deflated Sharpe Ratio", "PBO", "## Round 1", "Analyst patterns", "random", "tpe",
-                   "initial OOS"):
+                   "hold-out: initial", "selection: best", "hold-out Sharpe 95% CI"):
         assert needle in md
-    assert "Top 3 of the in-sample sweep" in res.stdout and "optimizers with the same backtest budget" in res.stdout
+    assert "Top 3 of the exploration sweep" in res.stdout and "optimizers with the same backtest budget" in res.stdout
+    assert "hold-out sharpe improvement" in res.stdout
     assert not list(out.glob("*.tmp"))
     con = sqlite3.connect(tmp_path / "h.sqlite")
     run_id, status = con.execute("SELECT run_id, status FROM runs").fetchone()
@@ -61,10 +63,15 @@ def test_offline_end_to_end_then_history_and_show(tmp_path, capsys):
     capsys.readouterr()
     assert _cli(_args(tmp_path, "--history")) == 0
     hist = capsys.readouterr().out
-    assert run_id in hist and "finished" in hist
+    assert run_id in hist and "finished" in hist and "hold-out" in hist
     assert _cli(_args(tmp_path, "--show", run_id)) == 0
     show = capsys.readouterr().out
     assert "configurations tried" in show and "round 1" in show
+    con = sqlite3.connect(tmp_path / "h.sqlite")
+    summary = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+    con.close()
+    held = summary["winner"]["metrics_holdout"]["sharpe"]
+    assert f"{held:.3f}" in show and "hold-out: best" in show  # --show reprints the stored hold-out figures
 
 
 _SLOW_RUN = """
@@ -141,6 +148,8 @@ def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     (["--set", "optimizer.grid={short_period=[300], long_period=[100], use_ema=[false]}"], "outside"),
     (["--budget", "0"], "optimizer.budget=0 must be > 0"),
     (["--compare", "grid"], "optimizer.compare"),
+    (["--set", "optimizer.holdout_fraction=0.9"], "optimizer.holdout_fraction=0.9 must be in (0, 0.5]"),
+    (["--set", "optimizer.holdout_fraction=0.5", "--set", "optimizer.holdout_embargo=900"], "leaves"),
 ])
 def test_bad_input_exits_2_with_the_fix(tmp_path, capsys, extra, needle):
     assert _cli(_args(tmp_path, "--provider", "builtin", "-q", *extra)) == 2

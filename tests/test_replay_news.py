@@ -85,7 +85,7 @@ def test_cli_bad_news_file_exits_2_before_any_work(tmp_path) -> None:
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "in the future" in errors[0] and "line 2" in errors[0]
-    assert list(out.iterdir()) == []  # the folder was checked, nothing was decided or written
+    assert not out.exists()  # the folder was checked (creating nothing), nothing was decided or written
 
 
 def test_output_location_is_checked_first(tmp_path) -> None:

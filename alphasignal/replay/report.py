@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..signals.pipeline import write_atomic
+from ..fileio import write_atomic
 
 if TYPE_CHECKING:
     from .run import Outcome
@@ -126,14 +126,18 @@ def decisions_jsonl(o: Outcome) -> str:
 
 def write_outputs(o: Outcome, out: Path) -> dict[str, Path]:
     """Write every output (each atomically); returns their paths."""
-    from ..reporting.plots import _save
+    import matplotlib.pyplot as plt
 
     paths = {"decisions": out / "decisions.jsonl", "trades": out / "trades.csv", "equity": out / "equity.csv",
              "report": out / "replay_report.md", "plot": out / "replay.png"}
     write_atomic(paths["decisions"], decisions_jsonl(o))
     write_atomic(paths["trades"], o.sim.trades.to_csv(index=False, float_format="%.6g"))
     write_atomic(paths["equity"], equity_frame(o).to_csv(index=False, float_format="%.6g"))
-    _save(figure(o), paths["plot"])
+    fig = figure(o)
+    try:
+        write_atomic(paths["plot"], lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)
     write_atomic(paths["report"], markdown(o))
     return paths
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from ..backtest.metrics import periods_per_year
 from ..charts.render import render_chart
 from ..dataset.build import REBASE_TO, warmup_bars
 from ..errors import AlphaSignalError, ModelError, UsageError
+from ..fileio import check_output_dir
 from ..market.data import load_ohlcv
 from ..prompts import load_prompt
 from ..signals.pipeline import CHART_PROMPT, NEWS_PROMPT, SignalPipeline, make_item
@@ -301,20 +301,6 @@ def replay_config(cfg: Config, tickers: str | None = None, start: str | None = N
     return rc
 
 
-def prepare_output(path: str | Path) -> Path:
-    """Create the output folder and prove it is writable, before any work."""
-    out = Path(path).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"replay output {str(out)!r} is a file, not a folder: move it or set replay.output_dir")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as exc:
-        raise UsageError(f"replay output folder {str(out)!r} is not writable ({exc.strerror}): choose another "
-                         "with --set replay.output_dir=PATH or fix its permissions") from None
-    return out
-
-
 def decide_all(jobs: list[Job], pipe: SignalPipeline, data: ReplayData, ds: DatasetConfig, rc: ReplayConfig,
                journal: Journal, quiet: bool = True) -> tuple[dict[str, dict], Meter, int]:
     """Every job's record: from the journal when its inputs were decided before, else decided now and
@@ -394,7 +380,7 @@ def simulate_records(data: ReplayData, jobs: list[Job], records: dict[str, dict]
 
 def run_replay(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, quiet: bool = False) -> Outcome:
     """The replay: check the output folder, load and validate inputs, decide (journaled), trade, compare."""
-    out = prepare_output(rc.output_dir)
+    out = check_output_dir(rc.output_dir, what="replay output folder")  # before any work; creates nothing
     ds = cfg.dataset
     data, notes = load_data(rc.tickers, ds, rc)
     pipe = SignalPipeline.from_config(pc)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from config import Config
 
+from ..cli import count, positive_number
 from ..errors import AlphaSignalError, UsageError
+from ..fileio import check_output_file, write_atomic
 from .pipeline import (
     SignalPipeline,
     decide_offline_batch,
@@ -20,7 +22,6 @@ from .pipeline import (
     make_item,
     read_manifest,
     row_item,
-    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     news.add_argument("--news", metavar="TEXT", help="news text for --image")
     news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image; with --replay "
                       "a CSV/JSONL of timestamp, ticker, headline (replay.news_file)")
-    parser.add_argument("--last-close", type=float, metavar="PRICE",
+    parser.add_argument("--last-close", type=positive_number, metavar="PRICE",
                         help="last close of the chart (charts without a price axis need it for levels)")
     parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
                         "results/decisions.jsonl for --batch, pipeline.eval_output for --eval)")
@@ -48,26 +49,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="provider for both calls (pipeline.provider)")
     parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
     parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
-    parser.add_argument("--limit", type=int, default=0, metavar="N", help="--eval: at most N test samples")
+    parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
     rp = parser.add_argument_group("--replay (defaults in [replay])")
     rp.add_argument("--tickers", metavar="A,B", help="tickers to replay (replay.tickers)")
     rp.add_argument("--start", metavar="DATE", help="first decision date (replay.start)")
     rp.add_argument("--end", metavar="DATE", help="last bar (replay.end)")
-    rp.add_argument("--every", type=int, metavar="N", help="a decision every N bars (replay.every)")
+    rp.add_argument("--every", type=count, metavar="N", help="a decision every N bars (replay.every)")
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = _pipeline_config(args, cfg)
-    if args.eval:
-        from .evaluate import run_eval
-
-        return run_eval(cfg, pc, output=args.output or pc.eval_output, limit=args.limit, quiet=args.quiet)
     if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines
         from ..replay.run import replay_command, replay_config
 
         rc = replay_config(cfg, args.tickers, args.start, args.end, args.every, args.news_file)
         return replay_command(cfg, pc, rc, quiet=args.quiet)
+    check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
+                                      else pc.output), what="--output")  # before any work
+    if args.eval:
+        from .evaluate import run_eval
+
+        return run_eval(cfg, pc, output=args.output or pc.eval_output, limit=args.limit, quiet=args.quiet)
     if (args.news is not None or args.news_file) and not args.image:
         raise UsageError("--news/--news-file go with --image PATH (or use --demo or --batch)")
     if args.batch:
