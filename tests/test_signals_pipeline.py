@@ -33,7 +33,6 @@ def chart(aapl) -> tuple[bytes, float]:
 
 @pytest.fixture(scope="module")
 def offline(chart) -> SignalPipeline:
-    pytest.importorskip("alphasignal.signals.rules", reason="the chart reader has not landed yet")
     return SignalPipeline.from_config(CFG)
 
 
@@ -68,6 +67,7 @@ def test_offline_end_to_end(offline, chart) -> None:
     assert m["image_sha256"] == sha256(png) and m["news_sha256"] == sha256(NEWS)
     assert m["prompt_versions"] == {"vlm": "chart_signal@1", "sentiment": "news_sentiment@1"}
     assert set(m["latency_s"]) >= {"vlm", "sentiment", "fusion", "total"} and m["platform"]
+    assert m["level_atr"]["source"] in ("builtin levels", "no levels") and m["last_close"] == close
     assert d.sentiment.sentiment == "BULLISH" and "beats estimates" in d.sentiment.key_factors
     assert offline.decide(offline.item(png, NEWS, close)).model_dump(exclude={"meta"}) == d.model_dump(
         exclude={"meta"})  # deterministic
@@ -92,6 +92,26 @@ def test_calls_run_concurrently() -> None:
     (c0, c1), (n0, n1) = spans["chart"], spans["news"]
     assert n0 < c1 and c0 < n1  # the two calls overlapped in time
     assert d.meta["latency_s"]["total"] < d.meta["latency_s"]["vlm"] + d.meta["latency_s"]["sentiment"]
+
+
+def test_each_call_gets_its_versioned_prompt_and_inputs() -> None:
+    from alphasignal.prompts import load_prompt
+    from alphasignal.signals.sentiment import score_news
+
+    seen = {}
+
+    def record(name, fn):
+        return lambda req: seen.setdefault(name, req) and fn(req)
+
+    pipe = _pipeline(chart_engine=record("chart", _fixed_chart()),
+                     news_engine=record("news", lambda req: score_news(req.context["news"])))
+    png = _png(64, 64)
+    pipe.decide(pipe.item(png, NEWS, 100.0))
+    chart, news = load_prompt("chart_signal"), load_prompt("news_sentiment")
+    assert seen["chart"].system == chart.system and seen["chart"].images == (png,)  # the prompt stage 01 trains on
+    assert "100.0000" in seen["chart"].user and seen["chart"].schema is TradingSignal
+    assert seen["news"].system == news.system and NEWS in seen["news"].user and seen["news"].images == ()
+    assert seen["news"].schema is NewsSentiment
 
 
 def test_empty_news_skips_the_call_and_is_noted() -> None:
@@ -149,6 +169,9 @@ def test_huge_image_is_resized_and_noted() -> None:
 def test_other_formats_are_converted_to_png() -> None:
     c = load_image(_png(100, 80, "BMP"), 1024)
     assert c.data[:8] == b"\x89PNG\r\n\x1a\n" and "converted from BMP" in c.notes[0]
+    for fmt in ("PNG", "JPEG"):  # sent as they are
+        raw = _png(100, 80, fmt)
+        assert load_image(raw, 1024).data == raw and load_image(raw, 1024).notes == ()
 
 
 @pytest.mark.parametrize(("content", "match"), [
