@@ -101,6 +101,19 @@ def test_model_not_on_the_server_is_exit_3_naming_ollama_pull(tmp_path) -> None:
     assert not (tmp_path / "out.json").exists()
 
 
+def test_demo_through_ollama_models_named_as_in_the_readme(tmp_path) -> None:
+    chart = json.dumps({"action": "HOLD", "confidence": 0.55, "entry_price": 100.0, "rationale": "flat"})
+    news = json.dumps({"sentiment": "BULLISH", "intensity": 0.6, "key_factors": ["beats estimates"]})
+    with start_ollama_compat({}, canned={"qwen2.5vl:3b": chart, "qwen2.5:3b": news}) as srv:
+        proc = _run(["--demo", "--provider", "ollama", "--vlm-model", "qwen2.5vl:3b", "--llm-model", "qwen2.5:3b",
+                     "--set", f"pipeline.ollama_host={srv.url}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    d = FinalDecision.model_validate_json((tmp_path / "decision.json").read_text())
+    assert d.meta["providers"] == {"vlm": "ollama", "sentiment": "ollama"} and d.meta["engine"] == "model"
+    assert (d.meta["vlm_model"], d.meta["sentiment_model"]) == ("qwen2.5vl:3b", "qwen2.5:3b")
+    assert d.vlm_signal.action == d.final_action == "HOLD" and d.sentiment.key_factors == ["beats estimates"]
+
+
 def test_builtin_batches_run_in_one_process_per_core(tmp_path, aapl, monkeypatch) -> None:
     """In-process CLI run with the real ``decide_offline_batch`` wrapped by a recorder: it gets
     min(pipeline.concurrency, cores, items // 8) worker processes, and the lines match one-by-one decisions."""

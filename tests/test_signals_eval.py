@@ -72,6 +72,19 @@ def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
     assert "signal eval" in capsys.readouterr().out
 
 
+def test_eval_command_line(small_dataset, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "04_signal_pipeline.py"), "--eval", "--limit", "3", "--provider",
+                           "builtin", "--set", f"dataset.output_dir={small_dataset.dataset.output_dir}", "--output",
+                           "eval.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["samples"] == 3 and "signal eval: 3 test samples" in proc.stdout and "fused" in proc.stdout
+
+
 def test_eval_without_dataset_says_how_to_build_one(tmp_path) -> None:
     from alphasignal.errors import UsageError
 
