@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from config import Config, ConfigError, load_config, to_toml
@@ -14,10 +16,17 @@ from .errors import AlphaSignalError
 log = logging.getLogger("alphasignal")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``error: ...`` on stderr and exit code 2, no usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every script shares; the script's docstring is its help."""
     first, _, rest = (doc or "").strip().partition("\n")
-    parser = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
+    parser = _Parser(description=first, epilog=rest.strip() or None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("configuration")
     g.add_argument("--config", metavar="FILE.toml", help="TOML file with [section] tables overriding defaults")
@@ -28,6 +37,28 @@ def build_parser(doc: str | None) -> argparse.ArgumentParser:
     v.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv for debug)")
     v.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, no progress bars")
     return parser
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (a price, a size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0 < value < 1e12):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0 and < 1e12")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
@@ -50,6 +81,11 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
     except (AlphaSignalError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the stage could not read or write, outside the checks each stage makes first
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"error: cannot access{where} ({exc.strerror or exc}): check the path, its permissions and free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
         return 130
