@@ -194,7 +194,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("valid reply rates of real-model calls that may end in a clear error")
     for key, r in rates.items():
         terminalreporter.write_line(f"{r['valid']:>3}/{r['calls']:<3} {r['rate']:6.0%}  {key}")
-    from alphasignal.signals.pipeline import write_atomic
+    from alphasignal.fileio import write_atomic
 
     path = write_atomic(_ROOT / "results" / "valid_rates.json", json.dumps(rates, indent=2) + "\n")
     terminalreporter.write_line(f"written to {path}")
