@@ -101,13 +101,15 @@ class SignalPipeline:
 
 
 def make_item(cfg: PipelineConfig, image: bytes | str | Path, news: str | None, last_close: float | None = None,
-              notes: Sequence[str] = ()) -> DecisionItem:
-    """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``."""
+              notes: Sequence[str] = (), atr: float | None = None) -> DecisionItem:
+    """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``; ``atr`` is the data's
+    ATR at the last bar when known (else the levels are bounded by the ATR the chart reader recovers)."""
     side = cfg.max_image_side
     chart = load_image(image, side) if isinstance(image, bytes) else read_image_file(image, side)
-    if last_close is not None and not (isinstance(last_close, (int, float)) and last_close > 0):
-        raise UsageError(f"last_close={last_close!r} must be a positive number")
-    return DecisionItem(chart, prepare_news(news, cfg.max_news_chars), last_close, tuple(notes))
+    for name, value in (("last_close", last_close), ("atr", atr)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise UsageError(f"{name}={value!r} must be a positive number")
+    return DecisionItem(chart, prepare_news(news, cfg.max_news_chars), last_close, tuple(notes), atr)
 
 
 def decision_json(decision: FinalDecision) -> str:
