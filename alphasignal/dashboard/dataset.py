@@ -50,5 +50,5 @@ def render() -> None:
         fr = row["forward_return"]
         st.write(f"split **{row['split']}**, {row['ticker']}, window ending {row['window_end']}"
                  + (f"; forward return {float(fr):.2%}" if fr is not None and fr == fr else ""))
-        st.code(row["answer"], language="json")
+        st.code(row["answer"], language="json", wrap_lines=True)
     st.dataframe(sub.drop(columns=["answer"]).head(200), hide_index=True, width="stretch")

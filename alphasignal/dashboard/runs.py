@@ -12,7 +12,7 @@ import streamlit as st
 
 from ..reporting.tables import COMPARISON_HEADER, SEGMENTS, comparison_rows, fmt, headline, result_table, segments_text
 from ..storage.history import History, HistoryError
-from . import common, data
+from . import common, data, equity
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -77,6 +77,8 @@ def _show_run(d: Mapping[str, Any]) -> None:
             st.warning(warn)
         if s.get("compare"):
             _comparison(s["compare"])
+        if st.toggle("Equity curves (re-runs three backtests on the run's config and data)", key="runs_equity"):
+            _equity(d)
     else:
         st.info("this run has no summary yet (still running, interrupted or failed)")
     _proposal_chart(d, obj)
@@ -95,6 +97,31 @@ def _comparison(rows: list[Mapping[str, Any]]) -> None:
         color=alt.Color("segment:N", sort=[n for _, n in SEGMENTS]),
         tooltip=["optimizer", "segment", alt.Tooltip("sharpe:Q", format=".3f")])
     st.altair_chart(chart.interactive(), width="stretch")
+
+
+@st.cache_data(show_spinner="re-running the backtests of this run ...", max_entries=8)
+def _curves(run_id: str, created: float, _run: dict[str, Any], max_points: int) -> pd.DataFrame:
+    return equity.run_equity(_run, max_points)
+
+
+def _equity(d: Mapping[str, Any]) -> None:
+    run = d["run"]
+    long = _curves(run["run_id"], run["created"], run, common.settings().dashboard.max_points)
+    dates = (d["summary"].get("segments") or {}).get("dates") or {}
+    spans = pd.DataFrame([{"segment": name, "start": pd.Timestamp(dates[key][0]), "end": pd.Timestamp(dates[key][1])}
+                          for key, name in (("exploration", "exploration"), ("selection", "selection"),
+                                            ("holdout", "hold-out")) if key in dates])
+    lines = alt.Chart(long).mark_line().encode(
+        x=alt.X("date:T", title=None), y=alt.Y("equity:Q", scale=alt.Scale(type="log"), title="equity (log, start 1)"),
+        color="curve:N", tooltip=["curve", "date:T", alt.Tooltip("equity:Q", format=".3f")])
+    layers = [lines]
+    if not spans.empty:
+        layers.insert(0, alt.Chart(spans).mark_rect(opacity=0.12).encode(x="start:T", x2="end:T", color=alt.Color(
+            "segment:N", scale=alt.Scale(domain=["exploration", "selection", "hold-out"],
+                                         range=["#4C72B0", "#DD8452", "#55A868"]))))
+    st.subheader("Equity: initial baseline vs best vs buy & hold")
+    st.altair_chart(alt.layer(*layers).resolve_scale(color="independent").interactive(bind_y=False),
+                    width="stretch")
 
 
 def _proposal_chart(d: Mapping[str, Any], obj: str) -> None:

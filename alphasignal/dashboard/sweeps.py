@@ -88,7 +88,7 @@ def _heatmap(df: pd.DataFrame, params: list[str], metric: str) -> None:
         x=alt.X(f"{x}:O"), y=alt.Y(f"{y}:O", sort="descending"),
         color=alt.Color("value:Q", title=metric, scale=alt.Scale(scheme="redyellowgreen")),
         tooltip=[x, y, alt.Tooltip("value:Q", title=metric, format=".3f")])
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(chart.properties(height=min(600, max(160, 24 * cells[y].nunique()))), width="stretch")
     st.caption(f"{len(cells):,} cells; each is the {'best over the other parameters' if mode == 'best of' else 'value'}"
                " of its configurations")
 
@@ -100,7 +100,8 @@ def _scatter(df: pd.DataFrame, params: list[str], max_points: int) -> None:
         return
     pts = data.scatter_sample(df, "is_sharpe", "oos_sharpe", max_points)
     chart = alt.Chart(pts[["is_sharpe", "oos_sharpe", *params]]).mark_circle(size=25, opacity=0.6).encode(
-        x=alt.X("is_sharpe:Q", title="in-sample Sharpe"), y=alt.Y("oos_sharpe:Q", title="out-of-sample Sharpe"),
+        x=alt.X("is_sharpe:Q", title="in-sample Sharpe", scale=alt.Scale(zero=False)),
+        y=alt.Y("oos_sharpe:Q", title="out-of-sample Sharpe", scale=alt.Scale(zero=False)),
         tooltip=params + [alt.Tooltip("is_sharpe:Q", format=".3f"), alt.Tooltip("oos_sharpe:Q", format=".3f")])
     st.altair_chart(chart.interactive(), width="stretch")
     shown = f"{len(pts):,} of {len(df):,} points shown (the top tenth by in-sample Sharpe and a seeded sample)" \
