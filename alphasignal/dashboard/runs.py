@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,11 @@ from . import common, data, equity
 @st.cache_data(show_spinner=False, max_entries=16)
 def _runs(path: str, stamp: int) -> list[dict[str, Any]]:
     with History(path, create=False) as h:
-        return h.runs()
+        try:
+            return h.runs()
+        except sqlite3.DatabaseError as exc:  # e.g. an empty file: SQLite, but no history tables
+            raise HistoryError(f"history database {path!r} cannot be listed ({exc}): point the picker at the "
+                               "file python 06_multi_llm_optimize.py wrote") from None
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
