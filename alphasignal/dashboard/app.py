@@ -10,7 +10,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="alphasignal", layout="wide")
-PAGES = [st.Page("views/runs.py", title="Optimizer runs", url_path="runs", default=True),
+PAGES = [st.Page("views/runs.py", title="Optimizer runs", default=True),  # the default page lives at /
          st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
          st.Page("views/signals.py", title="Signals", url_path="signals"),
          st.Page("views/dataset.py", title="Dataset", url_path="dataset")]

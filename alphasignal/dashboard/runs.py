@@ -15,6 +15,9 @@ from ..reporting.tables import COMPARISON_HEADER, SEGMENTS, comparison_rows, fmt
 from ..storage.history import History, HistoryError
 from . import common, data, equity
 
+ORDER = [name for _, name in SEGMENTS]
+SEGMENT_COLOURS = alt.Scale(domain=ORDER, range=["#4C72B0", "#DD8452", "#55A868"])  # as in the stage 06 PNGs
+
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _runs(path: str, stamp: int) -> list[dict[str, Any]]:
@@ -98,8 +101,8 @@ def _comparison(rows: list[Mapping[str, Any]]) -> None:
                           "sharpe": (r.get(f"metrics_{part}") or {}).get("sharpe")}
                          for r in rows for part, name in SEGMENTS])
     chart = alt.Chart(long.dropna()).mark_bar().encode(
-        x=alt.X("optimizer:N", title=None), xOffset="segment:N", y=alt.Y("sharpe:Q", title="Sharpe"),
-        color=alt.Color("segment:N", sort=[n for _, n in SEGMENTS]),
+        x=alt.X("optimizer:N", title=None), xOffset=alt.XOffset("segment:N", sort=ORDER),
+        y=alt.Y("sharpe:Q", title="Sharpe"), color=alt.Color("segment:N", scale=SEGMENT_COLOURS),
         tooltip=["optimizer", "segment", alt.Tooltip("sharpe:Q", format=".3f")])
     st.altair_chart(chart.interactive(), width="stretch")
 
@@ -122,8 +125,7 @@ def _equity(d: Mapping[str, Any]) -> None:
     layers = [lines]
     if not spans.empty:
         layers.insert(0, alt.Chart(spans).mark_rect(opacity=0.12).encode(x="start:T", x2="end:T", color=alt.Color(
-            "segment:N", scale=alt.Scale(domain=["exploration", "selection", "hold-out"],
-                                         range=["#4C72B0", "#DD8452", "#55A868"]))))
+            "segment:N", scale=SEGMENT_COLOURS)))
     st.subheader("Equity: initial baseline vs best vs buy & hold")
     st.altair_chart(alt.layer(*layers).resolve_scale(color="independent").interactive(bind_y=False),
                     width="stretch")
