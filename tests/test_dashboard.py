@@ -288,3 +288,15 @@ def test_launcher_refuses_a_busy_port_before_starting(tmp_path, capsys):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: port {port} on 127.0.0.1 is in use: stop what uses it or "
                                                 f"pass --port {port + 1}"]
+
+
+def test_the_configured_default_file_is_preselected_over_newer_ones(dashboard_project, tmp_path):
+    root, cfg = dashboard_project
+    (tmp_path / "results").mkdir()
+    old, new = tmp_path / "results" / "old.csv", tmp_path / "results" / "new.csv"
+    old.write_bytes(Path(cfg.sweep.output).read_bytes())
+    new.write_bytes(Path(cfg.sweep.output).read_bytes())
+    os.utime(old, (1e9, 1e9))
+    at = _page("sweeps", dashboard_config(tmp_path, f"dashboard.sweep={old}"))
+    assert at.selectbox(key="sweep_file_pick").value == str(old)
+    assert at.selectbox(key="sweep_file_pick").options[:2] == [str(new), str(old)]  # newest first otherwise

@@ -79,7 +79,8 @@ def pick_file(label: str, root_names: Sequence[str], suffixes: Sequence[str], de
             default_path = ""
     if default_path and default_path not in options:
         options.insert(0, default_path)
-    choice = st.selectbox(label, options, index=0 if options else None, key=f"{key}_pick",
+    index = options.index(default_path) if default_path else 0
+    choice = st.selectbox(label, options, index=index if options else None, key=f"{key}_pick",
                           placeholder=f"no {'/'.join(suffixes)} file under {', '.join(root_names)}")
     typed = st.text_input(f"or type a path ({label.lower()})", key=f"{key}_typed",
                           help="relative to the project folder; only the results, dataset and models folders")
