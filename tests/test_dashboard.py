@@ -300,3 +300,40 @@ def test_the_configured_default_file_is_preselected_over_newer_ones(dashboard_pr
     at = _page("sweeps", dashboard_config(tmp_path, f"dashboard.sweep={old}"))
     assert at.selectbox(key="sweep_file_pick").value == str(old)
     assert at.selectbox(key="sweep_file_pick").options[:2] == [str(new), str(old)]  # newest first otherwise
+
+
+@pytest.mark.slow
+def test_the_launched_server_answers_health_and_stops_on_sigterm(tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from fixtures_llm import find_port
+
+    port = find_port()
+    proc = subprocess.Popen([sys.executable, "07_dashboard.py", "--port", str(port), "--set",
+                             f"dashboard.results_dir={tmp_path}"], cwd=APP.parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().strip() == f"alphasignal dashboard: http://127.0.0.1:{port}  (Ctrl-C stops it)"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    assert r.read() == b"ok"
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # to the launched process only: no server may outlive it
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ignores TIME_WAIT, never a live listener
+        s.bind(("127.0.0.1", port))
+        s.listen()  # nothing listens there any more

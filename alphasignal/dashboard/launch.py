@@ -6,7 +6,6 @@ import argparse
 import errno
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +47,7 @@ def streamlit_command(host: str, port: int, config_args: Sequence[str] = ()) -> 
 
 
 def main(args: argparse.Namespace, cfg: object) -> int:
-    """Check the address, print the URL, run Streamlit until it stops (Ctrl-C); returns its exit code."""
+    """Check the address, print the URL and replace this process with the Streamlit server (Ctrl-C stops it)."""
     dc = cfg.dashboard  # type: ignore[attr-defined]
     host = args.host or dc.host
     port = args.port if args.port is not None else dc.port
@@ -62,7 +61,6 @@ def main(args: argparse.Namespace, cfg: object) -> int:
     print(f"alphasignal dashboard: http://{shown}:{port}  (Ctrl-C stops it)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: other machines can reach it; it has no login", file=sys.stderr)
-    try:
-        return subprocess.call(streamlit_command(host, port, config_args), env=env)
-    except KeyboardInterrupt:
-        return 0
+    cmd = streamlit_command(host, port, config_args)
+    os.execve(cmd[0], cmd, env)  # this process becomes the server: signals (Ctrl-C, SIGTERM) reach it directly
+    return 0  # pragma: no cover - execve does not return
