@@ -95,9 +95,10 @@ def pick_file(label: str, root_names: Sequence[str], suffixes: Sequence[str], de
         return None
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner="reading the sweep ...", max_entries=4)
 def sweep_frame(path: str, stamp: int) -> pd.DataFrame:
-    """A sweep results file, cached until it changes."""
+    """A sweep results file, cached until it changes. One shared frame, never modified by the pages: a resource
+    cache hands it out without the copy ``cache_data`` makes on every hit."""
     return data.read_sweep(path)
 
 
