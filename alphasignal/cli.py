@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from config import Config, ConfigError, load_config, to_toml
 
-from .errors import AlphaSignalError
+from .errors import AlphaSignalError, Interrupted
 
 log = logging.getLogger("alphasignal")
 
@@ -78,6 +78,9 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
             print(to_toml(cfg))
             return 0
         return int(main(args, cfg) or 0)
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (AlphaSignalError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

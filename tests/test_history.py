@@ -115,7 +115,9 @@ def test_our_databases_are_marked_and_listing_opens_read_only(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA application_id").fetchone()[0] == 0x41534748
     con.close()
+    before = path.read_bytes()
     with History(path, create=False) as h:
         assert h.run(run_id)["strategy"] == "MA_Crossover"
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            h.conn.execute("DELETE FROM runs")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite"]
+    with History(path, create=False) as h, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        h.conn.execute("DELETE FROM runs")

@@ -23,7 +23,7 @@ from ..reporting.tables import load_run, print_report
 from ..storage.history import History
 from .evaluate import Evaluator
 from .honesty import finalise
-from .loop import optimize
+from .loop import build_agents, optimize, sweep_grid
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,15 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
     show = getattr(args, "show", None)
     listing = getattr(args, "history", False) or show is not None
+    resume = getattr(args, "resume", None)
+    if not listing:  # bad input, data or model servers fail before the history database is created or written
+        sweep_grid(cfg)
+        check_output_dir(oc.output_dir, what="--output-dir")
+        data = load_from_config(cfg.dataset)
+        agents = None if resume else build_agents(cfg)
+    if resume:  # an unknown id fails before the database is opened for writing
+        with History(oc.history_db, create=False) as history:
+            history.run(resume)
     with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
         if getattr(args, "history", False):
             _print_history(history, console)
@@ -72,11 +81,9 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
         if show is not None:
             print_report(load_run(history, args.show), console)
             return 0
-        resume = getattr(args, "resume", None)
-        done = resume and history.run(resume)["status"] == "finished"  # unknown id: error before loading data
-        check_output_dir(oc.output_dir, what="--output-dir")  # before any work: a bad folder never ends a run
-        data = load_from_config(cfg.dataset)
-        run_id = optimize(data, cfg, history, resume=resume, progress=not getattr(args, "quiet", False))
+        done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
+        run_id = optimize(data, cfg, history, agents=agents, resume=resume,
+                          progress=not getattr(args, "quiet", False))
         ev = Evaluator.from_config(data, cfg)
         if done:  # a finished run keeps its stored summary: its hold-out was scored once already
             summary = history.run(run_id)["summary"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from ..providers import Provider, ProviderSettings, get_provider
 from ..storage.history import History
 from . import space
@@ -127,27 +127,32 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
     if not resume:
         run_id = history.create_run(strategy=oc.strategy, config_hash=cfg.hash("optimizer", "sweep", "dataset"),
                                     data_hash=dhash, models=agents.models(), seed=oc.seed, config=cfg.to_dict())
-    done = history.rounds(run_id)
-    if not done:
-        _initial_round(ev, history, run_id, grid, specs, oc)
+    try:  # Ctrl-C keeps every complete round and marks the run, so it is listed and resumable
         done = history.rounds(run_id)
-    last = done[-1]
-    trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
-    st = dict(last["state"])
-    bar = _progress(progress, oc.rounds, len(done) - 1)
-    try:
-        while st.get("stop") is None:
-            r = last["round_no"] + 1
-            rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
-            trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
-            st = rec["state"]
-            last = {"round_no": r}
+        if not done:
+            _initial_round(ev, history, run_id, grid, specs, oc)
+            done = history.rounds(run_id)
+        last = done[-1]
+        trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
+        st = dict(last["state"])
+        bar = _progress(progress, oc.rounds, len(done) - 1)
+        try:
+            while st.get("stop") is None:
+                r = last["round_no"] + 1
+                rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
+                trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
+                st = rec["state"]
+                last = {"round_no": r}
+                if bar:
+                    bar[0].update(bar[1], advance=1, description=f"round {r}: selection {oc.objective} "
+                                  f"{st['baseline_oos'][oc.objective]:.3f}")
+        finally:
             if bar:
-                bar[0].update(bar[1], advance=1, description=f"round {r}: selection {oc.objective} "
-                              f"{st['baseline_oos'][oc.objective]:.3f}")
-    finally:
-        if bar:
-            bar[0].stop()
+                bar[0].stop()
+    except KeyboardInterrupt:
+        history.finish_run(run_id, "interrupted")
+        raise Interrupted(f"run {run_id} kept up to its last complete round; continue it with the same options "
+                          f"and --resume {run_id}") from None
     return run_id
 
 

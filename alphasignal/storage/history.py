@@ -66,6 +66,14 @@ def _loads(v: str | None) -> Any:
     return None if v is None else json.loads(v)
 
 
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads ``path`` without writing anything beside it. With no write-ahead log next to the
+    file, everything is in the file and ``immutable=1`` avoids creating -wal/-shm files; while a writer is active
+    (its -wal exists) a plain read-only connection sees its commits."""
+    flags = "mode=ro" if path.with_name(path.name + "-wal").exists() else "mode=ro&immutable=1"
+    return f"{path.resolve().as_uri()}?{flags}"  # as_uri quotes spaces, ? and #
+
+
 def _legacy_version(conn: sqlite3.Connection) -> str | None:
     """A history written before databases were marked with application_id has meta.schema_version."""
     try:
@@ -89,7 +97,7 @@ class History:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         if not create:
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10, isolation_level=None)
+            self.conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=10, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             return
         self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
@@ -109,7 +117,7 @@ class History:
             if header and header != b"SQLite format 3\x00":
                 raise HistoryError(f"{hint} is not an SQLite file: move it away or set optimizer.history_db "
                                    "to another path")
-            ro = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            ro = sqlite3.connect(read_only_uri(self.path), uri=True)
             try:
                 if header:
                     ok = ro.execute("PRAGMA quick_check").fetchone()[0]
