@@ -422,7 +422,7 @@ class DashboardConfig:
     models_dir: str = "models"
     history_db: str = ""  # "" = optimizer.history_db
     sweep: str = ""  # "" = sweep.output
-    replay_dir: str = ""  # "" = <results_dir>/replay (what python 04_signal_pipeline.py --replay writes)
+    replay_dir: str = ""  # "" = replay.output_dir (what python 04_signal_pipeline.py --replay writes)
     top_n: int = 20
     max_points: int = 5000  # most points a chart sends to the browser (the rest is aggregated or sampled)
 

@@ -1,13 +1,13 @@
-"""Stage 07 fixtures: a project folder with real outputs of stages 01, 05 and 06 (offline AAPL, small settings),
-built once per session, and the config that points the dashboard at it."""
+"""Stage 07 fixtures: a project folder with real outputs of stages 01, 04 (replay), 05 and 06 (offline AAPL,
+small settings), built once per session, and the config that points the dashboard at it."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from config import Config, load_config
@@ -27,7 +27,8 @@ def dashboard_config(root: Path, *extra: str) -> Config:
 
 
 def build_project(root: Path) -> Config:
-    """Run stages 06 (optimizer + hold-out), 05 (sweep) and 01 (dataset) into ``root``; returns the config."""
+    """Run stages 06 (optimizer + hold-out), 05 (sweep), 04 (replay, builtin) and 01 (dataset) into ``root``;
+    returns the config."""
     from fixtures_dataset import small_dataset_config
 
     from alphasignal.agents.evaluate import Evaluator
@@ -36,6 +37,7 @@ def build_project(root: Path) -> Config:
     from alphasignal.backtest.command import sweep_command
     from alphasignal.dataset import build_dataset
     from alphasignal.market import load_from_config
+    from alphasignal.replay.run import replay_command
     from alphasignal.storage.history import History
 
     for sub in ("results", "dataset", "models"):
@@ -45,8 +47,11 @@ def build_project(root: Path) -> Config:
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(data, cfg, h, progress=False)
         h.finish_run(run_id, "finished", finalise(Evaluator.from_config(data, cfg), h, run_id, cfg.optimizer))
-    with contextlib.redirect_stdout(io.StringIO()):  # the sweep prints its top-N table
+    with contextlib.redirect_stdout(io.StringIO()):  # the sweep and the replay print their tables
         sweep_command(cfg, progress=False)
+        rc = dataclasses.replace(cfg.replay, tickers=("AAPL",), start="2020-07-01", end="2020-12-31", workers=1,
+                                 random_runs=5, output_dir=str(root / "results" / "replay"))
+        replay_command(cfg, dataclasses.replace(cfg.pipeline, provider="builtin"), rc, quiet=True)
     build_dataset(small_dataset_config(root / "dataset", tickers=("AAPL",), start="2015-01-01",
                                        end="2016-12-31", stride=10), quiet=True)
     return cfg
@@ -57,18 +62,3 @@ def dashboard_project(tmp_path_factory) -> tuple[Path, Config]:
     """(project folder, config) with real stage 01/05/06 outputs; read-only for the tests that use it."""
     root = tmp_path_factory.mktemp("dash_project")
     return root, build_project(root)
-
-
-def write_replay(folder: Path) -> None:
-    """Hand-written replay outputs in the shape stage 04's ``--replay`` writes (equity.csv: date, equity, close;
-    trades.csv: entry/exit dates and prices, exit reason) — test data, not produced by the pipeline."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dates = pd.bdate_range("2020-01-01", periods=60)
-    close = pd.Series(range(60), dtype=float) * 0.5 + 100
-    equity = (1 + close.pct_change().fillna(0) * 0.5).cumprod() * 10_000
-    pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "equity": equity, "close": close}).to_csv(
-        folder / "equity.csv", index=False)
-    pd.DataFrame({"entry_date": ["2020-01-06", "2020-02-03"], "entry_price": [102.0, 112.0],
-                  "exit_date": ["2020-01-20", "2020-02-17"], "exit_price": [107.0, 110.5],
-                  "exit_reason": ["take_profit", "stop_loss"]}).to_csv(folder / "trades.csv", index=False)
-    (folder / "decisions.jsonl").write_text("", encoding="utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_dashboard import dashboard_config, write_replay
+from fixtures_dashboard import dashboard_config
 from streamlit.testing.v1 import AppTest
 
 from alphasignal.dashboard import data
@@ -115,14 +115,17 @@ def test_readers_name_the_problem(tmp_path):
         data.read_dataset(tmp_path / "d.jsonl")
 
 
-def test_replay_reader_adds_drawdown_and_trade_points(tmp_path):
-    write_replay(tmp_path / "replay")
-    frames = data.read_replay(tmp_path / "replay")
-    eq = frames["equity"]
-    assert (eq.drawdown <= 0).all() and eq.drawdown.iloc[0] == 0
-    pts = data.trade_points(frames["trades"])
-    assert sorted(pts.kind) == ["entry", "entry", "exit", "exit"]
-    assert set(pts.reason) == {"", "take_profit", "stop_loss"}
+def test_replay_reader_and_trade_points_on_a_real_replay(dashboard_project, tmp_path):
+    root, _ = dashboard_project
+    frames = data.read_replay(root / "results" / "replay")
+    eq, trades = frames["equity"], frames["trades"]
+    assert len(eq) > 100 and (eq.drawdown <= 0).all() and eq.date.is_monotonic_increasing
+    pts = data.trade_points(trades)
+    assert (pts.kind == "entry").sum() == (pts.kind == "exit").sum() == len(trades) > 0
+    assert set(pts.reason[pts.kind == "exit"]) == set(trades.exit_reason.astype(str))
+    (tmp_path / "equity.csv").write_text("date,cash\n2020-01-01,1\n")  # no equity column
+    with pytest.raises(UsageError, match="no equity column"):
+        data.read_replay(tmp_path)
 
 
 def test_run_config_round_trips_a_stored_config():
@@ -226,11 +229,16 @@ def test_sweeps_page_without_meta_says_so(dashboard_project, tmp_path):
     assert "no metadata" in _text(at) and "sharpe heatmap" in _text(at)
 
 
-def test_signals_page_runs_the_offline_pipeline_and_reports_missing_replay(dashboard_project):
+def test_signals_page_says_when_there_are_no_replay_results(tmp_path):
+    at = _page("signals", dashboard_config(tmp_path))
+    _clean(at)
+    assert "no replay results yet" in _text(at) and "04_signal_pipeline.py --replay" in _text(at)
+
+
+def test_signals_page_runs_the_offline_pipeline(dashboard_project):
     root, cfg = dashboard_project
     at = _page("signals", cfg)
     _clean(at)
-    assert "no replay results yet" in _text(at) and "04_signal_pipeline.py --replay" in _text(at)
     assert at.selectbox(key="sig_image_pick").value.endswith(".png")
     at.text_area(key="sig_news").set_value("Record profits and raised guidance; analysts upgrade the stock.")
     at.button(key="sig_run").click().run()
@@ -240,11 +248,14 @@ def test_signals_page_runs_the_offline_pipeline_and_reports_missing_replay(dashb
     assert "**Rationale**" in _text(at) and "news sentiment: **BULLISH**" in _text(at)
 
 
-def test_signals_page_browses_replay_results(tmp_path):
-    write_replay(tmp_path / "results" / "replay")
-    at = _page("signals", dashboard_config(tmp_path))
+def test_signals_page_browses_real_replay_results(dashboard_project):
+    root, cfg = dashboard_project
+    at = _page("signals", cfg)
     _clean(at)
-    assert "Trades (2)" in _text(at) and "Equity and drawdown" in _text(at)
+    trades = pd.read_csv(root / "results" / "replay" / "trades.csv")
+    assert f"Trades ({len(trades)})" in _text(at) and "Equity and drawdown" in _text(at)
+    assert at.selectbox(key="replay_dir").value == str(root / "results" / "replay")
+    assert len(at.dataframe[-1].value) == len(trades)
 
 
 def test_dataset_page_distribution_sample_and_missing_image(dashboard_project, tmp_path):

@@ -164,7 +164,8 @@ def read_replay(folder: str | Path) -> dict[str, pd.DataFrame]:
         raise UsageError(f"{str(f / 'equity.csv')!r} has no equity column or no rows: rerun the replay")
     eq = eq.rename(columns={date_col: "date"})
     eq["date"] = pd.to_datetime(eq["date"], errors="coerce")
-    eq["drawdown"] = eq["equity"] / eq["equity"].cummax() - 1
+    if "drawdown" not in eq.columns:
+        eq["drawdown"] = eq["equity"] / eq["equity"].cummax() - 1
     return {"equity": eq, "trades": trades}
 
 
@@ -177,7 +178,7 @@ def trade_points(trades: pd.DataFrame) -> pd.DataFrame:
         if d and p:
             part = pd.DataFrame({"date": pd.to_datetime(trades[d], errors="coerce"), "price": trades[p],
                                  "kind": kind})
-            part["reason"] = trades[cols["exit_reason"]] if kind == "exit" and "exit_reason" in cols else ""
+            part["reason"] = trades[cols["exit_reason"]].astype(str) if kind == "exit" and "exit_reason" in cols else ""
             parts.append(part)
     return pd.concat(parts, ignore_index=True).dropna(subset=["date"]) if parts else pd.DataFrame()
 
