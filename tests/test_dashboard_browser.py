@@ -127,7 +127,7 @@ def test_each_page_renders_in_headless_chromium(server, browser, dashboard_proje
         browser.save_screenshot(str(shots / f"dashboard_{page}.png"))
         assert (shots / f"dashboard_{page}.png").stat().st_size > 10_000
         if page == "signals":  # the replay tab: the fixture's real stage 04 replay
-            tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role='tab']")
+            tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, "[role='tab']")
                        if "Replay results" in t.text)
             tab.click()
             _settled(browser, ["Equity and drawdown", "Trades ("], 3)
