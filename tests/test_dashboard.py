@@ -285,7 +285,7 @@ def test_app_navigates_between_the_four_pages(dashboard_project):
         assert not at.exception and [t.value for t in at.title] == [title]
 
 
-def test_launcher_refuses_a_busy_port_before_starting(tmp_path, capsys):
+def test_launcher_refuses_a_busy_port_or_a_foreign_address_before_starting():
     import socket
     import subprocess
     import sys
@@ -299,6 +299,10 @@ def test_launcher_refuses_a_busy_port_before_starting(tmp_path, capsys):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: port {port} on 127.0.0.1 is in use: stop what uses it or "
                                                 f"pass --port {port + 1}"]
+    proc = subprocess.run([sys.executable, "07_dashboard.py", "--host", "192.0.2.1"], capture_output=True, text=True,
+                          timeout=60, cwd=APP.parents[2])  # TEST-NET-1: never an address of this machine
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cannot listen on 192.0.2.1:8501")
+    assert proc.stdout == ""  # no URL printed for a server that never starts
 
 
 def test_the_configured_default_file_is_preselected_over_newer_ones(dashboard_project, tmp_path):
