@@ -20,6 +20,7 @@ def dashboard_config(root: Path, *extra: str) -> Config:
     return load_config(None, [
         "dataset.tickers=AAPL", "dataset.source=offline", "dataset.start=2015-01-01", "dataset.end=2020-12-31",
         f"sweep.grid={GRID}", f"sweep.output={root / 'results' / 'sweep_results.csv'}", "sweep.pbo_splits=4",
+        "pipeline.provider=builtin",  # not auto: its fallback warning is said once per process; others expect it
         "optimizer.provider=builtin", "optimizer.rounds=2", "optimizer.min_trades=3", "optimizer.compare=random",
         f"optimizer.history_db={root / 'results' / 'history.sqlite'}",
         f"dashboard.results_dir={root / 'results'}", f"dashboard.dataset_dir={root / 'dataset'}",
