@@ -94,9 +94,13 @@ def warm_kernel(prices: Prices, block: Block) -> None:
 
 
 def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts: SweepConfig,
-                  backend: Backend, on_block: Callable[[int], None] | None = None) -> Iterator[TickerResult]:
-    """Run every ticker's blocks on ``ex`` and yield each ticker's reduced results in ``plan`` order."""
-    per_ticker = max(1, -(-2 * ex.workers // len(plan))) if ex.client is not None else 1
+                  backend: Backend, on_block: Callable[[int], None] | None = None, min_blocks: int | None = None
+                  ) -> Iterator[TickerResult]:
+    """Run every ticker's blocks on ``ex`` and yield each ticker's reduced results in ``plan`` order. Each ticker
+    gets at least ``min_blocks`` blocks (default: in-process 1, on a cluster enough for two per worker)."""
+    if min_blocks is None:
+        min_blocks = max(1, -(-2 * ex.workers // len(plan))) if ex.client is not None else 1
+    per_ticker = min_blocks
     chunks, counts = [], {}
     for ticker, (prices, valid) in plan.items():
         idxs = plan_blocks(prices, strategy, valid, opts, backend, per_ticker)
