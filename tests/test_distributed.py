@@ -130,13 +130,15 @@ def test_cli_cluster_writes_the_same_results_and_dsr_pbo(tmp_path):
     args = ["--tickers", "AAPL,GOOG", "--grid", "{short_period=[5, 10, 20], long_period=[50, 100, 200]}"]
     metas = {}
     for name, extra in (("inproc", []), ("c1", ["--cluster", "local:1"]), ("c2", ["--cluster", "local:2"])):
-        assert _cli(*args, *extra, "--output", str(tmp_path / f"{name}.parquet")) == 0
-        metas[name] = json.loads((tmp_path / f"{name}.meta.json").read_text())
+        out = tmp_path / f"{name}.parquet"
+        assert _cli(*args, *extra, "--output", str(out)) == 0
+        metas[name] = json.loads(out.with_suffix(".meta.json").read_text())
     ref = pd.read_parquet(tmp_path / "inproc.parquet")
     for name in ("c1", "c2"):
         assert _bits(pd.read_parquet(tmp_path / f"{name}.parquet")) == _bits(ref)
         assert metas[name]["overfitting"] == metas["inproc"]["overfitting"]
-        assert metas[name]["config_hash"] == metas["inproc"]["config_hash"]
+        assert metas[name]["data_hash"] == metas["inproc"]["data_hash"]
+        assert metas[name]["n_run"] == metas["inproc"]["n_run"]
 
 
 def test_unreachable_scheduler_is_one_line_exit_3(tmp_path, capsys):
@@ -151,6 +153,17 @@ def test_unreachable_scheduler_is_one_line_exit_3(tmp_path, capsys):
     assert code == 3
     assert len(err) == 1 and err[0].startswith("error:") and "sweep.cluster" in err[0]
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_config_hash_ignores_where_the_sweep_ran():
+    from dataclasses import replace
+
+    from alphasignal.backtest.command import _config_hash
+
+    cfg = Config()
+    moved = replace(cfg, sweep=replace(cfg.sweep, cluster="tcp://10.0.0.5:8786", connect_timeout=3.0))
+    assert _config_hash(moved) == _config_hash(cfg)
+    assert _config_hash(replace(cfg, sweep=replace(cfg.sweep, fees_bps=2.0))) != _config_hash(cfg)
 
 
 def test_bad_cluster_setting_is_refused_by_config():

@@ -4,19 +4,26 @@ existing scheduler).
 
 ``Executor.map_chunks(fn, chunks, shared)`` calls ``fn(shared[key], payload)`` for each ``(key, payload)`` chunk
 and yields the results in chunk order (the client holds one result at a time). ``shared`` values (price data)
-travel once per worker: they are scattered with ``broadcast=True`` and each task refers to them by key. A
+travel once per worker: they are scattered with ``broadcast=True`` and each task refers to them by key. Dask
+reruns the tasks of a worker that dies; if the dead worker held the last copy of scattered data (Dask's memory
+manager drops replicas it deems spare), the remaining tasks are resubmitted with the data scattered again. A
 WorkerPlugin warms the Numba kernel once per worker and caps its threads so that workers x threads <= cores.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from concurrent.futures import CancelledError
 from typing import Any
 
 from ..errors import ModelError, UsageError
 
+log = logging.getLogger(__name__)
+
+RESUBMITS = 3  # times the remaining tasks are resubmitted after shared data was lost with a worker
 _THREADS = 0  # Numba threads for tasks of this worker process (set by the plugin; 0 = Numba's default)
 
 
@@ -134,17 +141,35 @@ class Executor:
             for key, payload in chunks:
                 yield fn(shared[key], payload)
             return
+        tasks = self._submit(fn, chunks, shared)
+        lost = 0
+        try:
+            i = 0
+            while i < len(chunks):
+                try:
+                    result = tasks[i].result()
+                except CancelledError:  # a dead worker took the last copy of shared data with it
+                    lost += 1
+                    if lost > RESUBMITS:
+                        raise
+                    log.warning("shared data was lost with a worker: resubmitting the %d remaining tasks",
+                                len(chunks) - i)
+                    self.client.cancel([t for t in tasks if t is not None])
+                    tasks[i:] = self._submit(fn, chunks[i:], shared)
+                    continue
+                tasks[i] = None  # release it on the workers: the client keeps one result at a time
+                i += 1
+                yield result
+        finally:
+            self.client.cancel([t for t in tasks if t is not None])
+
+    def _submit(self, fn: Callable[[Any, Any], Any], chunks: list[tuple[Hashable, Any]],
+                shared: Mapping[Hashable, Any]) -> list[Any]:
+        """Scatter the shared values the chunks need to every worker, then submit one task per chunk."""
         keys = list(dict.fromkeys(key for key, _ in chunks))
         futures = self.client.scatter([shared[k] for k in keys], broadcast=True, hash=False)
         by_key = dict(zip(keys, futures, strict=True))
-        tasks = self.client.map(fn, [by_key[k] for k, _ in chunks], [p for _, p in chunks], pure=False)
-        try:
-            for i in range(len(tasks)):
-                result = tasks[i].result()
-                tasks[i] = None  # release it on the workers: the client keeps one result at a time
-                yield result
-        finally:
-            self.client.cancel([t for t in tasks if t is not None] + list(by_key.values()))
+        return self.client.map(fn, [by_key[k] for k, _ in chunks], [p for _, p in chunks], pure=False)
 
 
 def map_chunks(fn: Callable[[Any, Any], Any], chunks: Iterable[tuple[Hashable, Any]],
