@@ -63,13 +63,13 @@ class WarmKernel:
 
     name = "alphasignal-warm-kernel"
 
-    def __init__(self, warm: Callable[[], None] | None, host_workers: Mapping[str, int]) -> None:
-        self.warm, self.host_workers = warm, dict(host_workers)
+    def __init__(self, warm: Callable[[], None] | None, host_workers: Mapping[str, int], threads: int = 0) -> None:
+        self.warm, self.host_workers, self.threads = warm, dict(host_workers), threads
 
     async def setup(self, worker: Any) -> None:
         global _THREADS
         host = worker.address.split("://")[-1].rsplit(":", 1)[0]
-        _THREADS = threads_per_worker(self.host_workers.get(host, 1))
+        _THREADS = self.threads or threads_per_worker(self.host_workers.get(host, 1))
         if self.warm is not None:
             await asyncio.to_thread(_warm_with_threads, self.warm)
 
@@ -83,9 +83,9 @@ class Executor:
     """A context manager around the chosen place of work; see the module docstring."""
 
     def __init__(self, cluster: str = "", *, connect_timeout: float = 10.0,
-                 warm: Callable[[], None] | None = None) -> None:
+                 warm: Callable[[], None] | None = None, numba_threads: int = 0) -> None:
         self.address, self.n_local = parse_cluster(cluster)
-        self.connect_timeout, self.warm = connect_timeout, warm
+        self.connect_timeout, self.warm, self.numba_threads = connect_timeout, warm, numba_threads
         self.client: Any = None
         self._cluster: Any = None
 
@@ -103,7 +103,7 @@ class Executor:
 
         try:
             if self.address == "local":
-                threads = threads_per_worker(self.n_local)
+                threads = self.numba_threads or threads_per_worker(self.n_local)
                 self._cluster = LocalCluster(n_workers=self.n_local, threads_per_worker=1, processes=True,
                                              dashboard_address=None, env={"NUMBA_NUM_THREADS": str(threads)})
                 self.client = Client(self._cluster, timeout=self.connect_timeout)
@@ -123,7 +123,7 @@ class Executor:
         for addr in self.client.scheduler_info()["workers"]:
             host = addr.split("://")[-1].rsplit(":", 1)[0]
             hosts[host] = hosts.get(host, 0) + 1
-        plugin = type("WarmKernelPlugin", (WarmKernel, WorkerPlugin), {})(self.warm, hosts)
+        plugin = type("WarmKernelPlugin", (WarmKernel, WorkerPlugin), {})(self.warm, hosts, self.numba_threads)
         self.client.register_plugin(plugin, name=WarmKernel.name)
 
     def __exit__(self, *exc: object) -> None:
