@@ -31,10 +31,10 @@ from .xp import Backend
 
 @dataclass(frozen=True)
 class Block:
-    """One task's work: configurations ``idx`` (positions in the ticker's valid frame) of ``configs``."""
+    """One task's work: configurations ``idx`` (positions in the ticker's valid frame, which travels with the
+    prices, once per worker)."""
 
     strategy: str
-    configs: pd.DataFrame
     idx: np.ndarray
     opts: SweepConfig
     backend: Backend
@@ -66,11 +66,12 @@ def oos_columns(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepC
     return out
 
 
-def run_block(prices: Prices, block: Block) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, float]:
+def run_block(data: tuple[Prices, pd.DataFrame], block: Block) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, float]:
     """The task: full-sample metrics and PBO block sums, then is_/oos_ metrics, of one block's configurations."""
     apply_threads()
     t0 = time.perf_counter()
-    valid = block.configs.reset_index(drop=True)
+    prices, configs = data
+    valid = configs.iloc[block.idx].reset_index(drop=True)
     frame, blocks, _ = run_window(prices, block.strategy, valid, block.opts, block.backend,
                                   n_blocks=block.opts.pbo_splits)
     frame = pd.concat([frame, oos_columns(prices, block.strategy, valid, block.opts, block.backend)], axis=1)
@@ -88,9 +89,9 @@ def plan_blocks(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepC
     return [piece for c in chunks for piece in np.array_split(c, min(split, len(c)))]
 
 
-def warm_kernel(prices: Prices, block: Block) -> None:
+def warm_kernel(data: tuple[Prices, pd.DataFrame], block: Block) -> None:
     """Run a one-configuration block (compiles the kernel or loads it from Numba's cache): the plugin's warm-up."""
-    run_block(prices, block)
+    run_block(data, block)
 
 
 def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts: SweepConfig,
@@ -105,8 +106,8 @@ def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]],
     for ticker, (prices, valid) in plan.items():
         idxs = plan_blocks(prices, strategy, valid, opts, backend, per_ticker)
         counts[ticker] = len(idxs)
-        chunks += [(ticker, Block(strategy, valid.iloc[i], i, opts, backend)) for i in idxs]
-    results = ex.map_chunks(run_block, chunks, {t: p for t, (p, _) in plan.items()})
+        chunks += [(ticker, Block(strategy, i, opts, backend)) for i in idxs]
+    results = ex.map_chunks(run_block, chunks, plan)
     for ticker, (_prices, valid) in plan.items():
         parts = []
         for _ in range(counts[ticker]):
@@ -132,7 +133,7 @@ def warm_up(plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts
             backend: Backend) -> Callable[[], None]:
     """The plugin's warm-up: one configuration of the first ticker through the task's code path."""
     prices, valid = next(iter(plan.values()))
-    return partial(warm_kernel, prices, Block(strategy, valid.iloc[:1], np.arange(1), opts, backend))
+    return partial(warm_kernel, (prices, valid.iloc[:1]), Block(strategy, np.arange(1), opts, backend))
 
 
 def write_frames(path: Path, frames: Iterator[pd.DataFrame]) -> None:
