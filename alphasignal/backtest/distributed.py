@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from typing import Any
 
-from ..errors import ModelError, UsageError
+from ..errors import AlphaSignalError, ModelError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,12 @@ class Executor:
             self.__exit__()
             raise ModelError(f"cannot reach the Dask scheduler at {self.address} within {self.connect_timeout:g} s "
                              f"({type(exc).__name__}): start it (dask scheduler) or fix sweep.cluster") from None
-        self._register_plugin()
+        try:
+            self._register_plugin()
+        except Exception as exc:
+            self.__exit__()
+            _raise_if_environment(exc)
+            raise
         return self
 
     def _register_plugin(self) -> None:
@@ -157,6 +162,9 @@ class Executor:
                     self.client.cancel([t for t in tasks if t is not None])
                     tasks[i:] = self._submit(fn, chunks[i:], shared)
                     continue
+                except Exception as exc:
+                    _raise_if_environment(exc)
+                    raise
                 tasks[i] = None  # release it on the workers: the client keeps one result at a time
                 i += 1
                 yield result
@@ -170,6 +178,16 @@ class Executor:
         futures = self.client.scatter([shared[k] for k in keys], broadcast=True, hash=False)
         by_key = dict(zip(keys, futures, strict=True))
         return self.client.map(fn, [by_key[k] for k, _ in chunks], [p for _, p in chunks], pure=False)
+
+
+def _raise_if_environment(exc: Exception) -> None:
+    """A scheduler or worker that cannot import this project is a one-line server error (exit 3)."""
+    text = str(exc)
+    if not isinstance(exc, AlphaSignalError) and ("No module named" in text or "deserialization" in text):
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ModelError(f"the Dask cluster cannot load alphasignal's tasks ({first}): start `dask scheduler` and "
+                         "`dask worker` in the repository root with PYTHONPATH set to it, with the same "
+                         "requirements installed") from None
 
 
 def map_chunks(fn: Callable[[Any, Any], Any], chunks: Iterable[tuple[Hashable, Any]],
