@@ -318,6 +318,8 @@ class SweepConfig:
     output: str = "results/sweep_results.csv"  # .csv or .parquet; metadata JSON is written beside it
     walk_forward: int = 0  # walk-forward optimisation folds (0 = off, else >= 2): re-choose by sort_by per fold
     anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
+    cluster: str = ""  # "" in-process | local[:N] (a LocalCluster of N worker processes) | tcp://HOST:8786 (Dask)
+    connect_timeout: float = 10.0  # seconds to reach the Dask scheduler before failing (exit 3)
 
     def __post_init__(self) -> None:
         _check(self.mode in {"long_only", "long_short"},
@@ -340,6 +342,9 @@ class SweepConfig:
                f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
         _check(self.output.lower().endswith((".csv", ".parquet")),
                f"sweep.output={self.output!r} must end in .csv or .parquet")
+        _check(self.cluster == "" or self.cluster == "local" or self.cluster.startswith(("local:", "tcp://", "tls://")),
+               f"sweep.cluster={self.cluster!r} is invalid: use local, local:N or tcp://HOST:8786 (empty = in-process)")
+        _check(self.connect_timeout > 0, "sweep.connect_timeout must be > 0 seconds")
 
 
 @dataclass(frozen=True)
