@@ -79,9 +79,11 @@ def _our_trades(target: np.ndarray, opn: np.ndarray) -> list[dict]:
     return trades
 
 
-@pytest.mark.parametrize("mode", ["long_short", "long_only"])
-def test_backtesting_py_quick_start_parity(mode):
+@pytest.mark.parametrize("mode,return_pct,closed_trades", [("long_short", 478.10, 93), ("long_only", 541.61, 46)])
+def test_backtesting_py_quick_start_parity(mode, return_pct, closed_trades):
+    """The figures README quotes: backtesting.py's return and closed trades, which ours must then equal."""
     theirs = _theirs(short=mode == "long_short")
+    assert (round(theirs["Return [%]"], 2), theirs["# Trades"]) == (return_pct, closed_trades)
     opts = SweepConfig(mode=mode, fill="next_open", fees_bps=COMMISSION * 1e4, entry="cross", device="cpu",
                        engine="numba")
     ours, curve = backtest(GOOG, "MA_Crossover", CONFIG, options=opts, return_curves=True)
