@@ -11,9 +11,10 @@ Execution conventions (identical in every engine and in the tests' reference loo
   return is ``equity_t / equity_{t-1} - 1``; a short whose equity reaches 0 is closed and stays flat;
 * crossover rules (MA_Crossover: short vs long MA; MACD: line vs signal) follow ``entry``: ``state`` (the default)
   holds the side the fast line is on from the first bar both lines exist (long above, short or flat below, flat on
-  a tie); ``cross`` starts flat and changes position only on a crossover event at bar t, fast below slow at t-1 and
-  above at t (long) or the reverse (short, or flat when long-only), as backtesting.py's ``crossover()``; a touch
-  (equal values) is no event. The other strategies' rules are unaffected by ``entry``.
+  a tie); ``cross`` starts flat (also in each evaluation window) and changes position only on a crossover event at
+  bar t, fast below slow at t-1 and above at t (long) or the reverse (short, or flat when long-only), as
+  backtesting.py's ``crossover()`` (bar t-1 may precede the window); a touch (equal values) is no event. The other
+  strategies' rules are unaffected by ``entry``.
 
 Accumulators per configuration (columns of ``out``) are turned into metrics by ``metrics.finalise``.
 """
