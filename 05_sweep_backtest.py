@@ -9,7 +9,8 @@ chosen parameters per fold, the stitched out-of-sample metrics, walk-forward eff
 (folds in <output stem>_wfo.csv/.parquet, summary in the metadata JSON).
 
 Conventions: signal at the close of bar t, position held from bar t+1 (--fill next_open: filled at the next
-open); fees and slippage in bps of traded value; warm-up bars flat.
+open); fees and slippage in bps of traded value; warm-up bars flat; crossover strategies hold the side of the cross
+(--entry cross: they enter only on a crossover event).
 
 examples:
   python 05_sweep_backtest.py                                   # MA crossover grid, AAPL (offline fallback)
@@ -30,8 +31,9 @@ from alphasignal.market.universe import ALL, is_long_table, read_tickers_file
 
 # command-line flag -> sweep/dataset config key (each also settable with --set section.key=value)
 _FLAGS = {"strategy": "sweep.strategy", "grid": "sweep.grid", "tickers": "dataset.tickers", "mode": "sweep.mode",
-          "fill": "sweep.fill", "fees_bps": "sweep.fees_bps", "slippage_bps": "sweep.slippage_bps",
-          "device": "sweep.device", "engine": "sweep.engine", "max_memory": "sweep.max_memory_mb",
+          "fill": "sweep.fill", "entry": "sweep.entry", "fees_bps": "sweep.fees_bps",
+          "slippage_bps": "sweep.slippage_bps", "device": "sweep.device", "engine": "sweep.engine",
+          "max_memory": "sweep.max_memory_mb",
           "output": "sweep.output", "top": "sweep.top_n", "source": "dataset.source", "csv": "dataset.csv_path",
           "walk_forward": "sweep.walk_forward", "anchored": "sweep.anchored", "cluster": "sweep.cluster"}
 
@@ -44,6 +46,8 @@ def _parser():
     g.add_argument("--tickers", help="comma-separated tickers (dataset.tickers)")
     g.add_argument("--mode", help="long_only | long_short")
     g.add_argument("--fill", help="close (signal at close t, held from t+1) | next_open")
+    g.add_argument("--entry", help="MA_Crossover/MACD: state (hold the side of the cross, default) | cross (enter "
+                   "only on a crossover event, as backtesting.py)")
     g.add_argument("--fees-bps", help="fees in basis points of traded value")
     g.add_argument("--slippage-bps", help="slippage in basis points of the fill price")
     g.add_argument("--device", help="auto | cpu | gpu")

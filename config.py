@@ -303,6 +303,7 @@ class SweepConfig:
     })
     mode: str = "long_only"  # long_only | long_short
     fill: str = "close"  # close (signal at close t, held from t+1) | next_open
+    entry: str = "state"  # MA_Crossover/MACD: state (hold the side of the cross) | cross (enter on a crossover event)
     fees_bps: float = 1.0
     slippage_bps: float = 0.0
     risk_free: float = 0.0
@@ -325,6 +326,7 @@ class SweepConfig:
         _check(self.mode in {"long_only", "long_short"},
                f"sweep.mode={self.mode!r} is invalid: use long_only or long_short")
         _check(self.fill in {"close", "next_open"}, f"sweep.fill={self.fill!r} is invalid: use close or next_open")
+        _check(self.entry in {"state", "cross"}, f"sweep.entry={self.entry!r} is invalid: use state or cross")
         _check(self.device in {"auto", "cpu", "gpu"}, f"sweep.device={self.device!r} is invalid: use auto, cpu or gpu")
         _check(self.engine in {"", "numba", "numpy", "cupy"},
                f"sweep.engine={self.engine!r} is invalid: use numba, numpy or cupy")
