@@ -107,6 +107,18 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, aapl):
         assert [(p["round_no"], p["name"], p["params"]) for p in _agent_rows(h2, rid)] == resumed
 
 
+def test_no_configuration_within_the_hard_limits_is_no_eligible_winner(tmp_path, aapl):
+    cfg = _cfg(tmp_path, "optimizer.rounds=1", "optimizer.max_drawdown=0.01")  # no MA crossover stays within 1 %
+    with History(cfg.optimizer.history_db) as h:
+        run_id = optimize(aapl, cfg, h, progress=False)
+        ev = Evaluator.from_config(aapl, cfg)
+        s = summarise(ev, h, run_id, "sharpe", {"max_drawdown": 0.01})
+        fine = summarise(ev, h, run_id, "sharpe", {"max_drawdown": 1.0})
+    assert s["eligible"] is False and s["label"].startswith("NO ELIGIBLE WINNER") and "> limit 1%" in s["label"]
+    assert s["label"] in s["warnings"]
+    assert fine["eligible"] is True and not fine["label"].startswith("NO ELIGIBLE")
+
+
 def test_honesty_summary_and_comparison_are_seeded(tmp_path, aapl):
     cfg = _cfg(tmp_path, "optimizer.rounds=2")
     with History(cfg.optimizer.history_db) as h:

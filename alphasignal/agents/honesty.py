@@ -7,7 +7,7 @@ them on the hold-out in ONE :meth:`Evaluator.holdout` call. The headline improve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,11 +16,14 @@ from ..storage.history import History
 from . import space
 from .compare import compare
 from .evaluate import Evaluator, objective_of
+from .risk import hard_limit_breaches
 
 
-def summarise(ev: Evaluator, history: History, run_id: str, objective: str) -> dict[str, Any]:
+def summarise(ev: Evaluator, history: History, run_id: str, objective: str,
+              limits: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Figures of a finished run that the hold-out does not enter: winner and initial baseline with exploration
-    (``metrics_is``) and selection (``metrics_oos``) metrics, verdict, DSR of the selection Sharpe, PBO."""
+    (``metrics_is``) and selection (``metrics_oos``) metrics, verdict, DSR of the selection Sharpe, PBO. A winner
+    that breaks the hard ``limits`` is reported as no eligible winner (``eligible`` false), never as a result."""
     rounds = history.rounds(run_id)
     st = rounds[-1]["state"]
     props = history.proposals(run_id)
@@ -40,6 +43,11 @@ def summarise(ev: Evaluator, history: History, run_id: str, objective: str) -> d
         label = "better on selection only (worse on exploration)"
     best_is = max(agent, key=lambda p: objective_of(p["metrics_is"], objective), default=None)
     warnings = []
+    breaches = hard_limit_breaches(winner["metrics_is"], limits or {})
+    if breaches:  # only when no configuration tried met the limits: round 0 then starts from the best anyway
+        label = (f"NO ELIGIBLE WINNER: no configuration tried meets the hard limits (the best breaks them: "
+                 f"{'; '.join(breaches)}); loosen optimizer.max_drawdown/min_trades/max_turnover or widen the grid")
+        warnings.append(label)
     if best_is is not None and objective_of(best_is["metrics_is"], objective) > i_is \
             and objective_of(best_is["metrics_oos"], objective) <= i_oos:
         warnings.append(f"the best exploration proposal ({best_is['name']}, round {best_is['round_no']}, "
@@ -51,7 +59,7 @@ def summarise(ev: Evaluator, history: History, run_id: str, objective: str) -> d
     if dsr < 0.95:
         warnings.append(f"DSR {dsr:.2f} < 0.95: after {len(tried)} configurations the winner's selection "
                         "Sharpe is not significant")
-    return {"winner": winner, "initial": initial, "label": label, "warnings": warnings,
+    return {"winner": winner, "initial": initial, "label": label, "warnings": warnings, "eligible": not breaches,
             "improvement_selection_pct": _pct(w_oos, i_oos), "improvement_is_pct": _pct(w_is, i_is),
             "configs_tried": len(tried), "sweep_configs": st.get("sweep_configs", 0), "agent_backtests": len(agent),
             "proposals": sum(1 for p in props if p["source"] == "agent"), "rounds": len(rounds) - 1,
@@ -93,7 +101,8 @@ def add_holdout(ev: Evaluator, summary: dict[str, Any], seed: int) -> dict[str, 
 def finalise(ev: Evaluator, history: History, run_id: str, oc: Any) -> dict[str, Any]:
     """The stored summary of a finished run: :func:`summarise`, the comparators (``oc.compare``, same budget, same
     segments), then the single hold-out evaluation of every winner."""
-    summary = summarise(ev, history, run_id, oc.objective)
+    limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
+    summary = summarise(ev, history, run_id, oc.objective, limits)
     if oc.compare:
         summary["compare"] = compare(ev, oc.strategy, oc.compare, summary["configs_tried"], oc.seed, oc.objective,
                                      agents_row(summary))
