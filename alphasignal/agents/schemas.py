@@ -10,7 +10,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
+
+from ..grounding import NoCopiedDescriptions, context_of, copied_line, is_prose
 
 ParamValue = bool | int | float | str
 
@@ -27,7 +29,7 @@ def _clean_lines(items: list[str], limit: int) -> list[str]:
     return out[:limit]
 
 
-class AnalystReport(BaseModel):
+class AnalystReport(NoCopiedDescriptions):
     """The Analyst's reading of the backtests tried so far."""
 
     model_config = ConfigDict(extra="ignore")
@@ -48,11 +50,23 @@ class AnalystReport(BaseModel):
             raise ValueError("needs at least one non-empty sentence")
         return cleaned
 
+    @model_validator(mode="after")
+    def _patterns_not_copied(self, info: ValidationInfo) -> AnalystReport:
+        """With the summary in the validation context (``context={"summary": text}``), no pattern may be one of
+        its lines repeated: a pattern states what the rows show."""
+        summary = str(context_of(info).get("summary", ""))
+        copies = [line for p in self.patterns if (line := copied_line(p, summary.splitlines()))]
+        if copies:
+            raise ValueError(f"patterns copy summary lines {copies[:2]}: state in your own words what the rows "
+                             "show (which parameter values give the best objective)")
+        return self
 
-class Proposal(BaseModel):
+
+class Proposal(NoCopiedDescriptions):
     """One candidate parameter set with its reason."""
 
     model_config = ConfigDict(extra="ignore")
+    label_fields = frozenset({"name"})
 
     name: str = Field(description="short label: Conservative, Aggressive, Exploratory, or another one-word name")
     params: dict[str, ParamValue] = Field(description="strategy parameters by name; every value a number or "
@@ -70,7 +84,10 @@ class Proposal(BaseModel):
     @field_validator("rationale")
     @classmethod
     def _rationale(cls, v: str) -> str:
-        return " ".join(str(v).split())[:600]
+        v = " ".join(str(v).split())[:600]
+        if v and not is_prose(v):
+            raise ValueError(f"rationale must be a sentence saying why (at least 3 words), not {v!r}")
+        return v
 
     @field_validator("params", mode="before")
     @classmethod
@@ -104,6 +121,16 @@ class StrategistReply(BaseModel):
             seen[p.name] = n + 1
             unique.append(p.model_copy(update={"name": f"{p.name} {n + 1}"}) if n else p)
         self.proposals = unique
+        return self
+
+    @model_validator(mode="after")
+    def _not_all_tried(self, info: ValidationInfo) -> StrategistReply:
+        """With ``context={"is_tried": fn}`` (params -> bool), a reply whose proposals were all backtested
+        already is rejected with that fact, so the retry proposes new values."""
+        is_tried = context_of(info).get("is_tried")
+        if callable(is_tried) and all(is_tried(p.param_dict()) for p in self.proposals):
+            raise ValueError(f"all {len(self.proposals)} proposals repeat configurations already backtested (see "
+                             "the tried list): change at least one parameter value in each proposal")
         return self
 
 

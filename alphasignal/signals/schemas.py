@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ..grounding import DEFAULT_MIN_OVERLAP, NoCopiedDescriptions, context_of, is_grounded, is_prose
 
 Action = Literal["BUY", "SELL", "HOLD"]
 Sentiment = Literal["BULLISH", "BEARISH", "NEUTRAL"]
 
 # Sanity bound on levels when no ATR is known: stop/take-profit within this fraction of entry.
 DEFAULT_MAX_LEVEL_PCT = 0.5
+# A BULLISH/BEARISH verdict needs at least this intensity (pipeline.min_intensity overrides it through the
+# validation context); the builtin engine's weakest directional verdict is 1 - exp(-0.25) = 0.221.
+DEFAULT_MIN_INTENSITY = 0.2
 
 
-class TradingSignal(BaseModel):
+class TradingSignal(NoCopiedDescriptions):
     """A chart-based trading signal."""
 
     model_config = ConfigDict(extra="forbid")
@@ -30,6 +35,13 @@ class TradingSignal(BaseModel):
     take_profit: float | None = Field(default=None, gt=0,
                                       description="take-profit price: above entry for BUY, below entry for SELL")
     rationale: str = Field(default="", max_length=600, description="one or two sentences naming the evidence")
+
+    @field_validator("rationale")
+    @classmethod
+    def _rationale_is_prose(cls, v: str) -> str:
+        if v.strip() and not is_prose(v):
+            raise ValueError(f"rationale must be a sentence naming the evidence (at least 3 words), not {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _levels_consistent(self) -> TradingSignal:
@@ -60,7 +72,7 @@ class TradingSignal(BaseModel):
         return problems
 
 
-class NewsSentiment(BaseModel):
+class NewsSentiment(NoCopiedDescriptions):
     """Sentiment of market news for the instrument."""
 
     model_config = ConfigDict(extra="forbid")
@@ -77,9 +89,24 @@ class NewsSentiment(BaseModel):
         return cleaned[:5]
 
     @model_validator(mode="after")
-    def _neutral_is_mild(self) -> NewsSentiment:
+    def _consistent_and_grounded(self, info: ValidationInfo) -> NewsSentiment:
+        """NEUTRAL is mild, BULLISH/BEARISH at least ``min_intensity``; with the news in the validation context
+        (``context={"news": text, "min_overlap": x}``) every key factor must be traceable to it and a directional
+        verdict must name one."""
+        ctx = context_of(info)
         if self.sentiment == "NEUTRAL" and self.intensity > 0.5:
             raise ValueError("NEUTRAL sentiment cannot have intensity above 0.5")
+        floor = float(ctx.get("min_intensity", DEFAULT_MIN_INTENSITY))
+        if self.sentiment != "NEUTRAL" and self.intensity < floor:
+            raise ValueError(f"{self.sentiment} needs intensity of at least {floor:g} (got {self.intensity:g}): "
+                             "raise it, or answer NEUTRAL when the news moves nothing")
+        if "news" in ctx:
+            news, overlap = str(ctx["news"]), float(ctx.get("min_overlap", DEFAULT_MIN_OVERLAP))
+            loose = [f for f in self.key_factors if not is_grounded(f, news, overlap)]
+            if loose:
+                raise ValueError(f"key_factors {loose} are not in the news: quote short phrases from the news text")
+            if self.sentiment != "NEUTRAL" and not self.key_factors:
+                raise ValueError(f"{self.sentiment} needs at least one key factor quoted from the news")
         return self
 
 
