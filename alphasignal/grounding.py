@@ -117,22 +117,31 @@ def context_of(info: ValidationInfo) -> Mapping[str, Any]:
     return info.context if isinstance(info.context, Mapping) else {}
 
 
-class NoCopiedDescriptions(BaseModel):
-    """Mixin: no free-text field (string, or list of strings) may repeat one of the schema's field descriptions.
+class CheckedReply(BaseModel):
+    """Base of model-reply schemas: one after-validator reports every problem at once (one retry fixes them all).
 
+    It checks that no free-text field (string, or list of strings) repeats one of the schema's field descriptions,
+    then adds ``reply_problems(context)``, which subclasses extend with their cross-field and grounding rules.
     ``label_fields`` names the fields that are labels, not free text (a proposal's name)."""
 
     label_fields: ClassVar[frozenset[str]] = frozenset()
 
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """Cross-field problems given the validation context (none by default)."""
+        return []
+
     @model_validator(mode="after")
-    def _no_copied_descriptions(self) -> Any:
+    def _check_reply(self, info: ValidationInfo) -> Any:
         descriptions = field_descriptions(type(self))
+        problems = []
         for name in type(self).model_fields:
-            if name in self.label_fields:
-                continue
             value = getattr(self, name)
-            for item in value if isinstance(value, list) else [value]:
+            for item in [] if name in self.label_fields else value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and (d := copies_description(item, descriptions)):
-                    raise ValueError(f"{name} repeats the schema's own field description {d!r}: write content "
-                                     "from the input instead")
+                    problems.append(f"{name} repeats the schema's own field description {d!r}: write content "
+                                    "from the input instead")
+                    break
+        problems += self.reply_problems(context_of(info))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self

@@ -7,12 +7,13 @@ here (numbers, booleans or strings) on purpose: bounds, steps and constraints ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from ..grounding import NoCopiedDescriptions, context_of, copied_line, is_prose
+from ..grounding import CheckedReply, copied_line, is_prose
 
 ParamValue = bool | int | float | str
 
@@ -29,7 +30,7 @@ def _clean_lines(items: list[str], limit: int) -> list[str]:
     return out[:limit]
 
 
-class AnalystReport(NoCopiedDescriptions):
+class AnalystReport(CheckedReply):
     """The Analyst's reading of the backtests tried so far."""
 
     model_config = ConfigDict(extra="ignore")
@@ -50,19 +51,16 @@ class AnalystReport(NoCopiedDescriptions):
             raise ValueError("needs at least one non-empty sentence")
         return cleaned
 
-    @model_validator(mode="after")
-    def _patterns_not_copied(self, info: ValidationInfo) -> AnalystReport:
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
         """With the summary in the validation context (``context={"summary": text}``), no pattern may be one of
         its lines repeated: a pattern states what the rows show."""
-        summary = str(context_of(info).get("summary", ""))
-        copies = [line for p in self.patterns if (line := copied_line(p, summary.splitlines()))]
-        if copies:
-            raise ValueError(f"patterns copy summary lines {copies[:2]}: state in your own words what the rows "
-                             "show (which parameter values give the best objective)")
-        return self
+        lines = str(ctx.get("summary", "")).splitlines()
+        copies = [line for p in self.patterns if (line := copied_line(p, lines))]
+        return [f"patterns copy summary lines {copies[:2]}: state in your own words what the rows show (which "
+                "parameter values give the best objective)"] if copies else []
 
 
-class Proposal(NoCopiedDescriptions):
+class Proposal(CheckedReply):
     """One candidate parameter set with its reason."""
 
     model_config = ConfigDict(extra="ignore")
@@ -103,7 +101,7 @@ class Proposal(NoCopiedDescriptions):
         return self.params.model_dump() if isinstance(self.params, BaseModel) else dict(self.params)
 
 
-class StrategistReply(BaseModel):
+class StrategistReply(CheckedReply):
     """The Strategist's proposals for the next round."""
 
     model_config = ConfigDict(extra="ignore")
@@ -123,15 +121,14 @@ class StrategistReply(BaseModel):
         self.proposals = unique
         return self
 
-    @model_validator(mode="after")
-    def _not_all_tried(self, info: ValidationInfo) -> StrategistReply:
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
         """With ``context={"is_tried": fn}`` (params -> bool), a reply whose proposals were all backtested
         already is rejected with that fact, so the retry proposes new values."""
-        is_tried = context_of(info).get("is_tried")
+        is_tried = ctx.get("is_tried")
         if callable(is_tried) and all(is_tried(p.param_dict()) for p in self.proposals):
-            raise ValueError(f"all {len(self.proposals)} proposals repeat configurations already backtested (see "
-                             "the tried list): change at least one parameter value in each proposal")
-        return self
+            return [f"all {len(self.proposals)} proposals repeat configurations already backtested (see the tried "
+                    "list): change at least one parameter value in each proposal"]
+        return []
 
 
 class RiskVerdict(BaseModel):

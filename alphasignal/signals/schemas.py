@@ -6,11 +6,12 @@ Cross-field rules live in validators so an invalid decision can never be constru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..grounding import DEFAULT_MIN_OVERLAP, NoCopiedDescriptions, context_of, is_grounded, is_prose
+from ..grounding import DEFAULT_MIN_OVERLAP, CheckedReply, is_grounded, is_prose
 
 Action = Literal["BUY", "SELL", "HOLD"]
 Sentiment = Literal["BULLISH", "BEARISH", "NEUTRAL"]
@@ -22,7 +23,7 @@ DEFAULT_MAX_LEVEL_PCT = 0.5
 DEFAULT_MIN_INTENSITY = 0.2
 
 
-class TradingSignal(NoCopiedDescriptions):
+class TradingSignal(CheckedReply):
     """A chart-based trading signal."""
 
     model_config = ConfigDict(extra="forbid")
@@ -72,7 +73,7 @@ class TradingSignal(NoCopiedDescriptions):
         return problems
 
 
-class NewsSentiment(NoCopiedDescriptions):
+class NewsSentiment(CheckedReply):
     """Sentiment of market news for the instrument."""
 
     model_config = ConfigDict(extra="forbid")
@@ -88,26 +89,25 @@ class NewsSentiment(NoCopiedDescriptions):
         cleaned = [f.strip()[:120] for f in v if f and f.strip()]
         return cleaned[:5]
 
-    @model_validator(mode="after")
-    def _consistent_and_grounded(self, info: ValidationInfo) -> NewsSentiment:
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
         """NEUTRAL is mild, BULLISH/BEARISH at least ``min_intensity``; with the news in the validation context
         (``context={"news": text, "min_overlap": x}``) every key factor must be traceable to it and a directional
         verdict must name one."""
-        ctx = context_of(info)
+        problems = []
         if self.sentiment == "NEUTRAL" and self.intensity > 0.5:
-            raise ValueError("NEUTRAL sentiment cannot have intensity above 0.5")
+            problems.append("NEUTRAL sentiment cannot have intensity above 0.5")
         floor = float(ctx.get("min_intensity", DEFAULT_MIN_INTENSITY))
         if self.sentiment != "NEUTRAL" and self.intensity < floor:
-            raise ValueError(f"{self.sentiment} needs intensity of at least {floor:g} (got {self.intensity:g}): "
-                             "raise it, or answer NEUTRAL when the news moves nothing")
+            problems.append(f"{self.sentiment} needs intensity of at least {floor:g} (got {self.intensity:g}): "
+                            "raise it, or answer NEUTRAL when the news moves nothing")
         if "news" in ctx:
             news, overlap = str(ctx["news"]), float(ctx.get("min_overlap", DEFAULT_MIN_OVERLAP))
             loose = [f for f in self.key_factors if not is_grounded(f, news, overlap)]
             if loose:
-                raise ValueError(f"key_factors {loose} are not in the news: quote short phrases from the news text")
-            if self.sentiment != "NEUTRAL" and not self.key_factors:
-                raise ValueError(f"{self.sentiment} needs at least one key factor quoted from the news")
-        return self
+                problems.append(f"key_factors {loose} are not in the news: quote short phrases from the news text")
+            elif self.sentiment != "NEUTRAL" and not self.key_factors:
+                problems.append(f"{self.sentiment} needs at least one key factor quoted from the news")
+        return problems
 
 
 class VlmSignalOut(BaseModel):
