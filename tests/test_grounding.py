@@ -115,3 +115,18 @@ def test_strategist_bare_number_rationale_and_all_tried_fail() -> None:
         schema.model_validate(_reply(words, [10, 15, 20]), context=ctx)
     ok = schema.model_validate(_reply(words, [10, 15, 30]), context=ctx)  # one untried: the loop drops the rest
     assert isinstance(ok, StrategistReply) and len(ok.proposals) == 3
+
+
+def test_shape_only_context_skips_the_reply_checks() -> None:
+    assert NewsSentiment.model_validate(GEMMA, context={"shape_only": True}).intensity == 0.0
+
+
+def test_llamacpp_names_the_gguf_that_runs_not_the_label(tmp_path) -> None:
+    from alphasignal.providers import ProviderSettings, get_provider
+
+    gguf = tmp_path / "gemma-3-270m-q4_k_m.gguf"
+    gguf.write_bytes(b"GGUF")  # never loaded: the name is all this test reads
+    provider = get_provider("llamacpp", model="qwen2.5:3b", cfg=ProviderSettings(gguf_path=str(gguf)))
+    assert provider.model == gguf.name
+    msg = str(provider._timeout(60))
+    assert gguf.name in msg and "qwen2.5" not in msg and "timed out after 60s" in msg

@@ -82,10 +82,7 @@ class Proposal(CheckedReply):
     @field_validator("rationale")
     @classmethod
     def _rationale(cls, v: str) -> str:
-        v = " ".join(str(v).split())[:600]
-        if v and not is_prose(v):
-            raise ValueError(f"rationale must be a sentence saying why (at least 3 words), not {v!r}")
-        return v
+        return " ".join(str(v).split())[:600]
 
     @field_validator("params", mode="before")
     @classmethod
@@ -95,6 +92,12 @@ class Proposal(CheckedReply):
         if not isinstance(v, dict) or not v:
             raise ValueError("params must be an object naming at least one parameter")
         return {str(k).strip(): val for k, val in v.items()}
+
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """A rationale, when given, is a sentence saying why, not a bare number ("1.032")."""
+        if self.rationale and not is_prose(self.rationale):
+            return [f"rationale must be a sentence saying why (at least 3 words), not {self.rationale!r}"]
+        return []
 
     def param_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (also for strategy-specific subclasses whose params are a model)."""

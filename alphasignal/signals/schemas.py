@@ -37,13 +37,6 @@ class TradingSignal(CheckedReply):
                                       description="take-profit price: above entry for BUY, below entry for SELL")
     rationale: str = Field(default="", max_length=600, description="one or two sentences naming the evidence")
 
-    @field_validator("rationale")
-    @classmethod
-    def _rationale_is_prose(cls, v: str) -> str:
-        if v.strip() and not is_prose(v):
-            raise ValueError(f"rationale must be a sentence naming the evidence (at least 3 words), not {v!r}")
-        return v
-
     @model_validator(mode="after")
     def _levels_consistent(self) -> TradingSignal:
         e, s, t = self.entry_price, self.stop_loss, self.take_profit
@@ -57,6 +50,12 @@ class TradingSignal(CheckedReply):
             if level is not None and abs(level - e) > DEFAULT_MAX_LEVEL_PCT * e:
                 raise ValueError(f"{name}={level} is more than {DEFAULT_MAX_LEVEL_PCT:.0%} away from entry {e}")
         return self
+
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """A rationale, when given, is prose naming the evidence, not a bare number."""
+        if self.rationale.strip() and not is_prose(self.rationale):
+            return [f"rationale must be a sentence naming the evidence (at least 3 words), not {self.rationale!r}"]
+        return []
 
     def check_levels(self, atr: float | None = None, max_atr: float = 10.0, max_pct: float = DEFAULT_MAX_LEVEL_PCT
                      ) -> list[str]:
