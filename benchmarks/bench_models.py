@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydantic import BaseModel, ValidationError  # noqa: E402
 
 from alphasignal.errors import AlphaSignalError  # noqa: E402
-from alphasignal.fileio import write_atomic  # noqa: E402
+from alphasignal.fileio import check_output_file, write_atomic  # noqa: E402
 from alphasignal.providers import Provider, ProviderSettings, get_provider  # noqa: E402
 from alphasignal.providers.base import (  # noqa: E402
     ReplyError,
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--replies", default="results/bench_models_replies.txt", help="raw replies with verdicts")
     args = ap.parse_args(argv)
+    check_output_file(args.replies, what="replies file")
     models = [("llamacpp", path, label) for label, path in packaged_models().items()]
     models += [(spec.split(":", 1)[0], spec.split(":", 1)[1], spec) for spec in args.model]
     settings = ProviderSettings(max_retries=0, timeout=args.timeout, max_tokens=600)
