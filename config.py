@@ -378,7 +378,7 @@ class OptimizerConfig:
     min_trades: int = 5
     max_turnover: float = 200.0
     debate_rounds: int = 0
-    compare: tuple[str, ...] = ()  # random, tpe: baselines with the same backtest budget
+    compare: tuple[str, ...] = ()  # random, tpe, wfo: baselines with the same backtest budget
     seed: int = 7
     history_db: str = "results/history.sqlite"
     output_dir: str = "results"
@@ -407,8 +407,32 @@ class OptimizerConfig:
         for name in (self.provider, self.analyst_provider, self.strategist_provider, self.risk_provider):
             _check(name in {"", "auto", "builtin", "ollama", "openai", "llamacpp"},
                    f"optimizer provider {name!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
-        _check(all(c in {"random", "tpe"} for c in self.compare),
-               f"optimizer.compare={','.join(self.compare)!r} is invalid: use random, tpe or both")
+        _check(all(c in {"random", "tpe", "wfo"} for c in self.compare),
+               f"optimizer.compare={','.join(self.compare)!r} is invalid: use random, tpe and/or wfo")
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """Stage 07 (local Streamlit dashboard) settings. File pickers only reach files under the three roots."""
+
+    host: str = "127.0.0.1"  # another interface only on purpose: python 07_dashboard.py --host 0.0.0.0
+    port: int = 8501
+    results_dir: str = "results"
+    dataset_dir: str = "dataset"
+    models_dir: str = "models"
+    history_db: str = ""  # "" = optimizer.history_db
+    sweep: str = ""  # "" = sweep.output
+    replay_dir: str = ""  # "" = replay.output_dir (what python 04_signal_pipeline.py --replay writes)
+    top_n: int = 20
+    max_points: int = 5000  # most points a chart sends to the browser (the rest is aggregated or sampled)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.port < 65536, f"dashboard.port={self.port} is invalid: use 1..65535")
+        _check(bool(self.host.strip()), "dashboard.host is empty: use 127.0.0.1 (or --host 0.0.0.0 on purpose)")
+        _check(all(getattr(self, n).strip() for n in ("results_dir", "dataset_dir", "models_dir")),
+               "dashboard.results_dir, dataset_dir and models_dir must not be empty")
+        _check(self.top_n > 0, "dashboard.top_n must be > 0")
+        _check(self.max_points >= 100, "dashboard.max_points must be >= 100")
 
 
 @dataclass(frozen=True)
@@ -422,6 +446,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (tuples as lists), suitable for TOML/JSON."""

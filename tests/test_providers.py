@@ -250,18 +250,24 @@ def test_auto_uses_the_first_reachable_server_that_has_the_model(free_port: int)
         assert auto("rater:canned", srv.url, down).structured(Score, "s", "u").value.label == "x"
 
 
-def test_auto_falls_back_to_builtin_with_one_stderr_line(free_port: int) -> None:
+@pytest.mark.parametrize("verbose", [False, True])
+def test_auto_falls_back_to_builtin_with_one_short_stderr_line(free_port: int, verbose: bool) -> None:
     url = f"http://127.0.0.1:{free_port}"
     out = _run_script(f"""
+        import logging
         from alphasignal.providers import get_provider, ProviderSettings
+        logging.basicConfig(level=logging.INFO if {verbose} else logging.WARNING)
         s = ProviderSettings(ollama_host="{url}", openai_base_url="{url}/v1")
-        p = get_provider("auto", model="qwen2.5:3b", cfg=s, role="llm")
-        print(p.name, p.is_builtin)
+        a = get_provider("auto", model="qwen2.5:3b", cfg=s, role="llm")
+        b = get_provider("auto", model="qwen2.5vl:3b", cfg=s, role="vlm")
+        print(a.name, a.is_builtin, b.name, b.is_builtin)
     """)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["builtin", "True"]
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "builtin offline engine" in lines[0] and "ollama serve" in lines[0]
+    assert out.stdout.split() == ["builtin", "True", "builtin", "True"]
+    warnings = [ln for ln in out.stderr.splitlines() if ln.startswith("WARNING")]
+    assert len(warnings) == 1 and "builtin offline engine" in warnings[0] and len(warnings[0]) < 200
+    # the reasons, with the fix for each server, are there at -v (one line per model), never at the default level
+    assert ("ollama serve" in out.stderr) is verbose and out.stderr.count("auto: no model server for") == 2 * verbose
 
 
 def test_require_server_makes_the_fallback_an_exit_3_error(free_port: int) -> None:
@@ -530,3 +536,27 @@ def test_vision_through_the_ollama_compat_server(tiny_qwen_vl_gguf, tmp_path: Pa
                                                             images=[_chart_png()]), valid_rate)
         assert raws and raws[0].lstrip().startswith("{")
         assert reply is None or isinstance(reply.value, TradingSignal)
+
+
+def test_a_runaway_reply_is_saved_clipped(tmp_path: Path) -> None:
+    from alphasignal.providers.base import MAX_SAVED_REPLY, save_failures
+
+    huge = "x" * 20_000_000  # a 20 MB reply (a server that ignores max_tokens)
+    path = save_failures(str(tmp_path), "ollama", "m", "Score", [(huge, "not JSON"), (huge, "not JSON")])
+    text = path.read_text()
+    assert path.stat().st_size < 3 * MAX_SAVED_REPLY and text.count("19,934,464 more characters not saved") == 2
+
+
+def test_a_server_that_listens_but_never_answers_is_a_timeout_not_a_foreign_server() -> None:
+    import socket
+
+    from alphasignal.errors import ModelError
+    from alphasignal.providers import ProviderSettings, get_provider
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never sends a byte
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ModelError, match=r"did not answer within 0.5 s: it may be busy") as exc:
+            get_provider("ollama", model="m", cfg=ProviderSettings(ollama_host=url, timeout=0.5))
+    assert "like Ollama" not in str(exc.value)

@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
     g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")
     g.add_argument("--debate", type=int, metavar="N", help="debate N rounds and vote before backtesting proposals")
-    g.add_argument("--compare", metavar="random,tpe", help="also run these optimizers with the same backtest budget")
+    g.add_argument("--compare", metavar="random,tpe,wfo",
+                   help="also run these optimizers (random search, Optuna TPE, walk-forward optimisation) with the "
+                   "same backtest budget")
     g.add_argument("--output-dir", help="where the report and PNGs go")
     h = g.add_mutually_exclusive_group()
     h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")
@@ -93,7 +95,7 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
         data_run = load_run(history, run_id)
     out = Path(oc.output_dir)
     comparison_png(data_run, out / COMPARISON)
-    equity_png(_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
+    equity_png(equity_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
                title=f"{oc.strategy}: initial baseline vs best vs buy & hold")
     write_report(data_run, out / REPORT, {"baseline vs proposals": COMPARISON, "equity curves": EQUITY})
     print_report(data_run, console)
@@ -102,7 +104,8 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     return 0
 
 
-def _curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[str, pd.Series]:
+def equity_curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[str, pd.Series]:
+    """Buy & hold, the initial baseline and the winner over all bars (start 1.0), for a finished run's plots."""
     close = data["Close"]
     curves = {"buy & hold": close / close.iloc[0],
               "initial baseline": ev.equity(summary["initial"]["params"])}

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from config import PipelineConfig
 
 from ..errors import AlphaSignalError, UsageError
+from ..fileio import input_file
 from ..prompts import load_prompt
 from ..providers import Provider, get_provider
 from .chains import DecisionItem, build_chain
@@ -130,9 +131,7 @@ class ManifestRow:
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
     """Parse a batch manifest (JSONL; relative paths are relative to the manifest's folder)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"batch manifest {str(p)!r} not found: check the --batch path")
+    p = input_file(path, "batch manifest", "check the --batch path")
     rows = []
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
