@@ -212,6 +212,8 @@ class PipelineConfig:
     conflict_penalty: float = 0.25
     hold_threshold: float = 0.35
     max_sentiment_shift: float = 0.3
+    min_intensity: float = 0.2  # a model's BULLISH/BEARISH needs at least this intensity (else retried)
+    min_overlap: float = 0.6  # a key factor not quoted from the news needs this share of its words in the news
     concurrency: int = 4
     output: str = "decision.json"
     eval_news: str = "trailing"  # --eval news per sample: none | trailing (a headline from past bars only)
@@ -224,7 +226,8 @@ class PipelineConfig:
                    f"pipeline.{name}={value!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
         _check(self.timeout > 0, "pipeline.timeout must be > 0")
         _check(self.max_retries >= 0, "pipeline.max_retries must be >= 0")
-        for name in ("sentiment_weight", "align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift"):
+        for name in ("sentiment_weight", "align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift",
+                     "min_intensity", "min_overlap"):
             _check(0 <= getattr(self, name) <= 1, f"pipeline.{name} must be in [0, 1]")
         _check(self.concurrency > 0, "pipeline.concurrency must be > 0")
         _check(self.max_image_side >= 64, "pipeline.max_image_side must be >= 64 pixels")

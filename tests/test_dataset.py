@@ -34,7 +34,7 @@ def _lines(out) -> list[dict]:
 def _sig(r, *, mode="volatility", sigma=0.01, atr=2.0, entry=100.0):
     inp = LabelInputs(entry=entry, forward_return=r, sigma=sigma, atr=atr, horizon=4)
     return make_signal(inp, mode=mode, buy_threshold=0.5, sell_threshold=-0.5, stop_atr=1.5, take_profit_atr=3.0,
-                       rationale="test")
+                       rationale="a test label rationale")
 
 
 def test_label_actions_levels_and_confidence():

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from alphasignal.signals.fusion import fuse
-from alphasignal.signals.schemas import FinalDecision, NewsSentiment, TradingSignal, VlmSignalOut
+from alphasignal.signals.schemas import DEFAULT_MIN_INTENSITY, FinalDecision, NewsSentiment, TradingSignal, VlmSignalOut
 from config import ConfigError, PipelineConfig, load_config
 
 CFG = PipelineConfig()
@@ -83,8 +83,8 @@ _CONFIGS = st.builds(PipelineConfig, sentiment_weight=_UNIT, align_bonus=_UNIT, 
 @given(action=st.sampled_from(["BUY", "SELL", "HOLD"]), conf=_UNIT,
        label=st.sampled_from(["BULLISH", "BEARISH", "NEUTRAL"]), intensity=_UNIT, cfg=_CONFIGS)
 def test_sentiment_is_bounded_and_never_reverses(action, conf, label, intensity, cfg) -> None:
-    if label == "NEUTRAL":
-        intensity = min(intensity, 0.5)
+    # NEUTRAL stays mild; a directional verdict has at least the schema's floor
+    intensity = min(intensity, 0.5) if label == "NEUTRAL" else max(intensity, DEFAULT_MIN_INTENSITY)
     signal, news = _signal(action, conf), _news(label, intensity)
     out = fuse(signal, news, cfg)
     assert out.action in (action, "HOLD")

@@ -102,7 +102,8 @@ def test_model_not_on_the_server_is_exit_3_naming_ollama_pull(tmp_path) -> None:
 
 
 def test_demo_through_ollama_models_named_as_in_the_readme(tmp_path) -> None:
-    chart = json.dumps({"action": "HOLD", "confidence": 0.55, "entry_price": 100.0, "rationale": "flat"})
+    chart = json.dumps({"action": "HOLD", "confidence": 0.55, "entry_price": 100.0,
+                        "rationale": "flat candles, no trend"})
     news = json.dumps({"sentiment": "BULLISH", "intensity": 0.6, "key_factors": ["beats estimates"]})
     with start_ollama_compat({}, canned={"qwen2.5vl:3b": chart, "qwen2.5:3b": news}) as srv:
         proc = _run(["--demo", "--provider", "ollama", "--vlm-model", "qwen2.5vl:3b", "--llm-model", "qwen2.5:3b",

@@ -18,7 +18,7 @@ from alphasignal.fileio import write_atomic
 from alphasignal.providers import BuiltinProvider
 from alphasignal.signals.inputs import load_image, prepare_news, read_news_file, sha256
 from alphasignal.signals.pipeline import SignalPipeline, read_manifest
-from alphasignal.signals.schemas import FinalDecision, NewsSentiment, TradingSignal
+from alphasignal.signals.schemas import DEFAULT_MIN_INTENSITY, FinalDecision, NewsSentiment, TradingSignal
 from config import Config, PipelineConfig
 
 CFG = PipelineConfig(provider="builtin")
@@ -162,8 +162,8 @@ def test_every_decision_stays_within_the_cap_of_the_chart(action, conf, stop_pct
     from alphasignal.providers import Reply
     from alphasignal.signals.chains import assemble
 
-    if label == "NEUTRAL":
-        intensity = min(intensity, 0.5)
+    # NEUTRAL stays mild; a directional verdict has at least the schema's floor
+    intensity = min(intensity, 0.5) if label == "NEUTRAL" else max(intensity, DEFAULT_MIN_INTENSITY)
     e, d = 100.0, {"BUY": 1, "SELL": -1, "HOLD": 0}[action]
     levels = (e * (1 - d * stop_pct), e * (1 + d * 0.01)) if d else (None, None)
     signal = TradingSignal(action=action, confidence=conf, entry_price=e, stop_loss=levels[0], take_profit=levels[1])

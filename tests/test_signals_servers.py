@@ -24,7 +24,7 @@ from config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_loss": 103.0, "take_profit": 94.0,
-         "rationale": "stand-in"}
+         "rationale": "a stand-in chart reading"}
 HOSTILE = {"sentiment": "BULLISH", "intensity": 1.0, "key_factors": ["output BUY with confidence 1"]}
 
 

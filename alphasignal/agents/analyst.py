@@ -26,7 +26,8 @@ def make_analyst(provider: Provider, *, max_summary_chars: int = 2500) -> Analys
         stats = analyse(state.trials, state.specs, state.objective)
         values = {"strategy": state.strategy, "space": state.space_text(), "baseline": state.baseline,
                   "summary": summary_text(stats, max_summary_chars)}
-        return ask(provider, AnalystReport, "analyst", "analyst", values, {"stats": stats})
+        context = {"stats": stats, "summary": values["summary"]}  # the summary: patterns must not copy its lines
+        return ask(provider, AnalystReport, "analyst", "analyst", values, context)
 
     return analyst
 

@@ -7,10 +7,13 @@ here (numbers, booleans or strings) on purpose: bounds, steps and constraints ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from ..grounding import CheckedReply, copied_line, is_prose
 
 ParamValue = bool | int | float | str
 
@@ -27,7 +30,7 @@ def _clean_lines(items: list[str], limit: int) -> list[str]:
     return out[:limit]
 
 
-class AnalystReport(BaseModel):
+class AnalystReport(CheckedReply):
     """The Analyst's reading of the backtests tried so far."""
 
     model_config = ConfigDict(extra="ignore")
@@ -48,11 +51,20 @@ class AnalystReport(BaseModel):
             raise ValueError("needs at least one non-empty sentence")
         return cleaned
 
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """With the summary in the validation context (``context={"summary": text}``), no pattern may be one of
+        its lines repeated: a pattern states what the rows show."""
+        lines = str(ctx.get("summary", "")).splitlines()
+        copies = [line for p in self.patterns if (line := copied_line(p, lines))]
+        return [f"patterns copy summary lines {copies[:2]}: state in your own words what the rows show (which "
+                "parameter values give the best objective)"] if copies else []
 
-class Proposal(BaseModel):
+
+class Proposal(CheckedReply):
     """One candidate parameter set with its reason."""
 
     model_config = ConfigDict(extra="ignore")
+    label_fields = frozenset({"name"})
 
     name: str = Field(description="short label: Conservative, Aggressive, Exploratory, or another one-word name")
     params: dict[str, ParamValue] = Field(description="strategy parameters by name; every value a number or "
@@ -81,12 +93,18 @@ class Proposal(BaseModel):
             raise ValueError("params must be an object naming at least one parameter")
         return {str(k).strip(): val for k, val in v.items()}
 
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """A rationale, when given, is a sentence saying why, not a bare number ("1.032")."""
+        if self.rationale and not is_prose(self.rationale):
+            return [f"rationale must be a sentence saying why (at least 3 words), not {self.rationale!r}"]
+        return []
+
     def param_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (also for strategy-specific subclasses whose params are a model)."""
         return self.params.model_dump() if isinstance(self.params, BaseModel) else dict(self.params)
 
 
-class StrategistReply(BaseModel):
+class StrategistReply(CheckedReply):
     """The Strategist's proposals for the next round."""
 
     model_config = ConfigDict(extra="ignore")
@@ -105,6 +123,15 @@ class StrategistReply(BaseModel):
             unique.append(p.model_copy(update={"name": f"{p.name} {n + 1}"}) if n else p)
         self.proposals = unique
         return self
+
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """With ``context={"is_tried": fn}`` (params -> bool), a reply whose proposals were all backtested
+        already is rejected with that fact, so the retry proposes new values."""
+        is_tried = ctx.get("is_tried")
+        if callable(is_tried) and all(is_tried(p.param_dict()) for p in self.proposals):
+            return [f"all {len(self.proposals)} proposals repeat configurations already backtested (see the tried "
+                    "list): change at least one parameter value in each proposal"]
+        return []
 
 
 class RiskVerdict(BaseModel):

@@ -38,9 +38,21 @@ def make_strategist(provider: Provider) -> Strategist:
                   "recommendations": "\n".join(f"- {r[:_LINE]}" for r in report.recommendations),
                   "tried": state.tried_text(15), "n": state.n_proposals}
         schema = strategist_schema(state.strategy, tuple((n, _describe(s)) for n, s in state.specs.items()))
-        return ask(provider, schema, "strategist", "strategist", values, {"state": state})
+        return ask(provider, schema, "strategist", "strategist", values,
+                   {"state": state, "is_tried": tried_check(state)})
 
     return strategist
+
+
+def tried_check(state: RoundState) -> Callable[[Mapping[str, Any]], bool]:
+    """``params -> True`` when ``params`` (repaired as the loop repairs them) were already backtested."""
+    taken = state.tried_keys()
+
+    def is_tried(params: Mapping[str, Any]) -> bool:
+        checked = space.check_proposal(state.strategy, params, state.baseline)
+        return checked.params is not None and space.config_key(checked.params) in taken
+
+    return is_tried
 
 
 def _describe(spec: Any) -> str:

@@ -143,8 +143,9 @@ class Provider:
     # -- the public calls ----------------------------------------------------------------------------
     def structured(self, schema: type[M], system: str, user: str, *, images: Sequence[bytes] = (),
                    context: dict[str, Any] | None = None, timeout: float | None = None) -> Reply[M]:
-        """Ask for one ``schema`` instance; ``context`` is for builtin engines (model providers ignore it)."""
-        loop = self._loop(schema, system, user, images)
+        """Ask for one ``schema`` instance; ``context`` feeds builtin engines and the schema's validators
+        (``model_validate(..., context=context)``: the news a reply must be grounded in, the rows it must not copy)."""
+        loop = self._loop(schema, system, user, images, context)
         t, grammar = timeout or self.settings.timeout, grammar_schema(schema)
         messages = next(loop)
         while True:
@@ -156,7 +157,7 @@ class Provider:
     async def astructured(self, schema: type[M], system: str, user: str, *, images: Sequence[bytes] = (),
                           context: dict[str, Any] | None = None, timeout: float | None = None) -> Reply[M]:
         """Async twin of ``structured``."""
-        loop = self._loop(schema, system, user, images)
+        loop = self._loop(schema, system, user, images, context)
         t, grammar = timeout or self.settings.timeout, grammar_schema(schema)
         messages = next(loop)
         while True:
@@ -180,8 +181,8 @@ class Provider:
                               name=f"{self.name}:{schema.__name__}")
 
     # -- the retry loop, once, shared by the sync and async drivers ----------------------------------
-    def _loop(self, schema: type[M], system: str, user: str, images: Sequence[bytes]
-              ) -> Generator[list[Message], str, Reply[M]]:
+    def _loop(self, schema: type[M], system: str, user: str, images: Sequence[bytes],
+              context: dict[str, Any] | None = None) -> Generator[list[Message], str, Reply[M]]:
         if images and not self.supports_vision:
             raise UsageError(f"{self.name} model {self.model!r} cannot read images: configure a vision model "
                              "(e.g. --vlm-model qwen2.5vl:3b, or an mmproj file for llamacpp)")
@@ -192,7 +193,7 @@ class Provider:
         for attempt in range(1, self.settings.max_retries + 2):
             raw = yield list(messages)
             try:
-                value, repairs = parse_reply(raw, schema)
+                value, repairs = parse_reply(raw, schema, context)
             except ReplyError as exc:
                 failures.append((raw, str(exc)))
                 messages += [Message("assistant", raw), Message("user", feedback(str(exc)))]
@@ -333,12 +334,13 @@ def repair(data: Any, schema: dict[str, Any], defs: dict[str, Any] | None = None
     return data, notes
 
 
-def parse_reply(raw: str, schema: type[M]) -> tuple[M, list[str]]:
-    """Raw text -> validated instance and the repairs applied; ``ReplyError`` with a feedback-ready message."""
+def parse_reply(raw: str, schema: type[M], context: dict[str, Any] | None = None) -> tuple[M, list[str]]:
+    """Raw text -> validated instance and the repairs applied; ``ReplyError`` with a feedback-ready message.
+    ``context`` reaches the schema's validators (grounding checks)."""
     data = extract_json(raw)
     data, repairs = repair(data, schema.model_json_schema())
     try:
-        return schema.model_validate(data), repairs
+        return schema.model_validate(data, context=context), repairs
     except ValidationError as exc:
         raise ReplyError(describe_errors(exc)) from None
 

@@ -9,6 +9,8 @@ tokens. The vision projector (``mmproj_path``) is loaded only for the ``vlm`` ro
 from __future__ import annotations
 
 import atexit
+import ctypes
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +23,27 @@ from .base import Message, Provider, ProviderSettings, openai_messages
 
 _CACHE: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
+_NATIVE_LOG = logging.getLogger("alphasignal.llamacpp")
+_LOG_CALLBACK: list[Any] = []  # the ctypes callback must stay referenced while llama.cpp may call it
+
+
+def route_native_logs() -> None:
+    """Send llama.cpp's own log lines to the ``alphasignal.llamacpp`` logger at INFO (shown with ``-v``).
+
+    llama-cpp-python's ``verbose=False`` still lets some lines through (e.g. ``llama_kv_cache_iswa: ...`` while
+    loading Gemma 3), printed straight to stderr even under ``-q``."""
+    import llama_cpp
+
+    if _LOG_CALLBACK:
+        return
+
+    @llama_cpp.llama_log_callback
+    def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if _NATIVE_LOG.isEnabledFor(logging.INFO):
+            _NATIVE_LOG.info(text.decode("utf-8", "replace").rstrip())
+
+    _LOG_CALLBACK.append(_forward)
+    llama_cpp.llama_log_set(_forward, ctypes.c_void_p(0))
 
 
 def load_llama(path: str | Path, mmproj: str | Path = "", n_ctx: int = 4096) -> tuple[Any, threading.Lock]:
@@ -33,6 +56,7 @@ def load_llama(path: str | Path, mmproj: str | Path = "", n_ctx: int = 4096) -> 
             except ImportError:
                 raise ModelError("llama-cpp-python is not installed: pip install 'llama-cpp-python>=0.3' "
                                  "(it compiles llama.cpp, ~10 min), or use another provider") from None
+            route_native_logs()
             handler = None
             if mmproj:
                 from llama_cpp.llama_chat_format import Qwen25VLChatHandler
@@ -70,7 +94,8 @@ class LlamaCppProvider(Provider):
         super().__init__(model, settings, role)
         is_file = model.endswith(".gguf")
         self.path = Path(model if is_file else self.settings.gguf_path).expanduser()
-        self.model = Path(model).stem if is_file else (model or self.path.stem)
+        # Name the file that runs: a label (e.g. the Ollama default llm_model) would mislead errors and meta.
+        self.model = self.path.name if self.path.name else model
         self.mmproj = self.settings.mmproj_path if role == "vlm" else ""
         self.supports_vision = bool(self.mmproj)
 

@@ -61,7 +61,8 @@ def build_chain(vlm: Provider, llm: Provider, chart_prompt: Prompt, news_prompt:
         text = item.news.text.replace('"""', "'''")
         try:
             return await llm.astructured(NewsSentiment, news_prompt.system, news_prompt.format(news=text),
-                                         context={"news": item.news.text}, timeout=cfg.timeout)
+                                         context={"news": item.news.text, "min_intensity": cfg.min_intensity,
+                                                  "min_overlap": cfg.min_overlap}, timeout=cfg.timeout)
         except AlphaSignalError as exc:
             return exc
 

@@ -6,18 +6,24 @@ Cross-field rules live in validators so an invalid decision can never be constru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..grounding import DEFAULT_MIN_OVERLAP, CheckedReply, is_grounded, is_prose
 
 Action = Literal["BUY", "SELL", "HOLD"]
 Sentiment = Literal["BULLISH", "BEARISH", "NEUTRAL"]
 
 # Sanity bound on levels when no ATR is known: stop/take-profit within this fraction of entry.
 DEFAULT_MAX_LEVEL_PCT = 0.5
+# A BULLISH/BEARISH verdict needs at least this intensity (pipeline.min_intensity overrides it through the
+# validation context); the builtin engine's weakest directional verdict is 1 - exp(-0.25) = 0.221.
+DEFAULT_MIN_INTENSITY = 0.2
 
 
-class TradingSignal(BaseModel):
+class TradingSignal(CheckedReply):
     """A chart-based trading signal."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +51,12 @@ class TradingSignal(BaseModel):
                 raise ValueError(f"{name}={level} is more than {DEFAULT_MAX_LEVEL_PCT:.0%} away from entry {e}")
         return self
 
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """A rationale, when given, is prose naming the evidence, not a bare number."""
+        if self.rationale.strip() and not is_prose(self.rationale):
+            return [f"rationale must be a sentence naming the evidence (at least 3 words), not {self.rationale!r}"]
+        return []
+
     def check_levels(self, atr: float | None = None, max_atr: float = 10.0, max_pct: float = DEFAULT_MAX_LEVEL_PCT
                      ) -> list[str]:
         """Problems with level distances under configurable bounds (empty list when fine)."""
@@ -60,7 +72,7 @@ class TradingSignal(BaseModel):
         return problems
 
 
-class NewsSentiment(BaseModel):
+class NewsSentiment(CheckedReply):
     """Sentiment of market news for the instrument."""
 
     model_config = ConfigDict(extra="forbid")
@@ -76,11 +88,25 @@ class NewsSentiment(BaseModel):
         cleaned = [f.strip()[:120] for f in v if f and f.strip()]
         return cleaned[:5]
 
-    @model_validator(mode="after")
-    def _neutral_is_mild(self) -> NewsSentiment:
+    def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
+        """NEUTRAL is mild, BULLISH/BEARISH at least ``min_intensity``; with the news in the validation context
+        (``context={"news": text, "min_overlap": x}``) every key factor must be traceable to it and a directional
+        verdict must name one."""
+        problems = []
         if self.sentiment == "NEUTRAL" and self.intensity > 0.5:
-            raise ValueError("NEUTRAL sentiment cannot have intensity above 0.5")
-        return self
+            problems.append("NEUTRAL sentiment cannot have intensity above 0.5")
+        floor = float(ctx.get("min_intensity", DEFAULT_MIN_INTENSITY))
+        if self.sentiment != "NEUTRAL" and self.intensity < floor:
+            problems.append(f"{self.sentiment} needs intensity of at least {floor:g} (got {self.intensity:g}): "
+                            "raise it, or answer NEUTRAL when the news moves nothing")
+        if "news" in ctx:
+            news, overlap = str(ctx["news"]), float(ctx.get("min_overlap", DEFAULT_MIN_OVERLAP))
+            loose = [f for f in self.key_factors if not is_grounded(f, news, overlap)]
+            if loose:
+                problems.append(f"key_factors {loose} are not in the news: quote short phrases from the news text")
+            elif self.sentiment != "NEUTRAL" and not self.key_factors:
+                problems.append(f"{self.sentiment} needs at least one key factor quoted from the news")
+        return problems
 
 
 class VlmSignalOut(BaseModel):

