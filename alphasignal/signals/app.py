@@ -12,6 +12,7 @@ from pathlib import Path
 
 from config import Config
 
+from ..cli import add_cache_option, with_cache_mode
 from ..errors import AlphaSignalError, UsageError
 from .pipeline import (
     SignalPipeline,
@@ -46,11 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
     parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
     parser.add_argument("--limit", type=int, default=0, metavar="N", help="--eval: at most N test samples")
+    add_cache_option(parser)
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
-    pc = _pipeline_config(args, cfg)
+    pc = _pipeline_config(args, with_cache_mode(cfg, args))
     if args.eval:
         from .evaluate import run_eval
 

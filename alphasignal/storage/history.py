@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .sqlite import check_sqlite_file
 
 SCHEMA_VERSION = 1
 
@@ -81,26 +82,7 @@ class History:
 
     def _check_existing(self) -> None:
         """Open read-only first, so a corrupt or foreign file is reported and never touched."""
-        hint = f"history database {str(self.path)!r}"
-        try:
-            with self.path.open("rb") as fh:
-                header = fh.read(16)
-            if header and header != b"SQLite format 3\x00":
-                raise HistoryError(f"{hint} is not an SQLite file: move it away or set optimizer.history_db "
-                                   "to another path")
-            ro = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            try:
-                if header:
-                    ok = ro.execute("PRAGMA quick_check").fetchone()[0]
-                    if ok != "ok":
-                        raise HistoryError(f"{hint} is corrupt ({ok}): move it away or set optimizer.history_db")
-                    tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                    if tables and "runs" not in tables:
-                        raise HistoryError(f"{hint} is an SQLite file of another program: use another path")
-            finally:
-                ro.close()
-        except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"{hint} is corrupt ({exc}): move it away or set optimizer.history_db") from None
+        check_sqlite_file(self.path, "runs", "history database", "optimizer.history_db", HistoryError)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
