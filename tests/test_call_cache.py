@@ -14,12 +14,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fixtures_llm import SMOLLM2_OLLAMA_NAME
 from PIL import Image
+from test_signals_servers import _Handler
 
 from alphasignal.providers import (
     CacheError,
@@ -42,23 +43,9 @@ CHART_REPLY = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_
 SYSTEM, USER = "You are a news analyst. Answer with JSON only.", "News: the company cut its guidance."
 
 
-class _Scripted(BaseHTTPRequestHandler):
-    """OpenAI-compatible: GET /v1/models, POST /v1/chat/completions with a valid reply for the news or chart call
-    and fixed token counts; ``self.server.posts`` counts the chat requests."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def _send(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self._send({"object": "list", "data": [{"id": "m", "object": "model"}]})
+class _Scripted(_Handler):
+    """OpenAI-compatible (GET /v1/models from the misbehaving server's handler) with a valid reply for the news or
+    chart call and fixed token counts; ``self.server.posts`` counts the chat requests."""
 
     def do_POST(self) -> None:
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
