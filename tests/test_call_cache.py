@@ -136,20 +136,24 @@ def test_budget_stops_before_the_request_that_would_exceed_it(scripted, tmp_path
     assert scripted.posts == 3
 
 
-def test_parallel_writers_share_one_file(tmp_path: Path) -> None:
+_WRITER = """
+import sys
+from alphasignal.providers import Completion
+from alphasignal.providers.cache import CallCache
+cache, i = CallCache(sys.argv[1]), sys.argv[2]
+for n in range(100):
+    cache.put(f"{i}-{n}", "p", "m", Completion(f"reply {i} {n}", 1, 2, 0.5))
+"""
+
+
+def test_parallel_processes_write_one_file(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
-    caches = [CallCache(path) for _ in range(4)]  # four connections, as four processes would have
-
-    def write(i: int) -> None:
-        for n in range(50):
-            caches[i].put(f"{i}-{n}", "p", "m", Completion(f"reply {i} {n}", 1, 2, 0.5))
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(caches[0]) == 200 and str(caches[3].get("2-49")) == "reply 2 49" and caches[1].get("2-49").cached
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(i)], cwd=ROOT,
+                                stderr=subprocess.PIPE, text=True) for i in range(4)]
+    errors = [w.communicate(timeout=120)[1] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0, 0, 0], errors
+    cache = CallCache(path)
+    assert len(cache) == 400 and str(cache.get("2-99")) == "reply 2 99" and cache.get("3-0").cached
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
