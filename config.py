@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -93,7 +94,9 @@ class DatasetConfig:
         _check(self.style in {"classic", "charles", "yahoo", "hollow"},
                f"dataset.style={self.style!r} is invalid: use classic, charles, yahoo or hollow")
         _check(all(p > 1 for p in self.moving_averages), "dataset.moving_averages periods must be > 1")
-        _check(self.image_size >= 112, "dataset.image_size must be >= 112 pixels")
+        _check(112 <= self.image_size <= 4096, f"dataset.image_size={self.image_size} is invalid: use 112..4096 "
+               "pixels (448 is what the chart model is trained on)")
+        _check(0 <= self.workers <= 64, f"dataset.workers={self.workers} is invalid: use 0 (all cores) .. 64")
 
     @property
     def effective_embargo(self) -> int:
@@ -270,6 +273,8 @@ class SweepConfig:
         _check(self.engine in {"", "numba", "numpy", "cupy"},
                f"sweep.engine={self.engine!r} is invalid: use numba, numpy or cupy")
         _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "sweep.fees_bps and slippage_bps must be >= 0")
+        _check(self.fees_bps + self.slippage_bps <= 1000, f"sweep.fees_bps + slippage_bps = "
+               f"{self.fees_bps + self.slippage_bps:g} bps is over 10 % a trade: give costs in basis points, e.g. 5")
         _check(0 < self.test_fraction < 1, "sweep.test_fraction must be in (0, 1)")
         _check(self.max_memory_mb > 0, "sweep.max_memory_mb must be > 0")
         _check(self.periods_per_year >= 0, "sweep.periods_per_year must be >= 0 (0 = infer from the data)")
@@ -386,6 +391,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}={value!r} is not a valid {tp.__name__}") from None
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{where}={value!r} is not an integer")
+        if not math.isfinite(num):
+            raise ConfigError(f"{where}={value!r} is not a finite number")
         return int(num) if tp is int else float(num)
     if tp is str:
         if not isinstance(value, str):
@@ -423,7 +430,8 @@ def _parse_cli_value(text: str, tp: Any, where: str) -> Any:
     return _coerce(text, tp, where)
 
 
-def _apply(cfg: Config, section: str, updates: dict[str, Any], *, from_cli: bool) -> Config:
+def _typed_updates(cfg: Config, section: str, updates: dict[str, Any], *, from_cli: bool) -> dict[str, Any]:
+    """Check section and key names and convert the values to their annotated types (no range checks yet)."""
     sections = {f.name: f for f in fields(Config)}
     if section not in sections:
         raise ConfigError(f"unknown config section {section!r}{_suggest(section, sections)}")
@@ -436,12 +444,17 @@ def _apply(cfg: Config, section: str, updates: dict[str, Any], *, from_cli: bool
             raise ConfigError(f"unknown config key {section}.{key}{_suggest(key, known)}")
         where = f"{section}.{key}"
         typed[key] = _parse_cli_value(raw, hints[key], where) if from_cli else _coerce(raw, hints[key], where)
-    return replace(cfg, **{section: replace(current, **typed)})
+    return typed
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Build the effective config: defaults, then a TOML file, then ``section.key=value`` overrides."""
+    """Build the effective config: defaults, then a TOML file, then ``section.key=value`` overrides.
+
+    Every value is type-checked as it is read, but each section is validated once, after all overrides, so
+    settings that depend on each other (e.g. dataset.val_fraction and test_fraction) can be set in any order.
+    """
     cfg = Config()
+    pending: dict[str, dict[str, Any]] = {}
     if path:
         p = Path(path)
         if not p.is_file():
@@ -453,14 +466,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         for section, table in data.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"config file {str(p)!r}: top-level key {section!r} must be a [section] table")
-            cfg = _apply(cfg, section, table, from_cli=False)
+            pending.setdefault(section, {}).update(_typed_updates(cfg, section, table, from_cli=False))
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise ConfigError(f"--set {item!r} is malformed: use --set section.key=value, e.g. --set dataset.window=60")
-        cfg = _apply(cfg, section, {name: value.strip()}, from_cli=True)
-    return cfg
+        pending.setdefault(section, {}).update(_typed_updates(cfg, section, {name: value.strip()}, from_cli=True))
+    return replace(cfg, **{section: replace(getattr(cfg, section), **typed) for section, typed in pending.items()})
 
 
 def to_toml(cfg: Config) -> str:

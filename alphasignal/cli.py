@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from config import Config, ConfigError, load_config, to_toml
@@ -15,10 +17,17 @@ from .errors import AlphaSignalError
 log = logging.getLogger("alphasignal")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``error: ...`` on stderr and exit code 2, no usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every script shares; the script's docstring is its help."""
     first, _, rest = (doc or "").strip().partition("\n")
-    parser = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
+    parser = _Parser(description=first, epilog=rest.strip() or None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     g = parser.add_argument_group("configuration")
     g.add_argument("--config", metavar="FILE.toml", help="TOML file with [section] tables overriding defaults")
@@ -52,6 +61,28 @@ def _usage_line(quiet: bool) -> None:
         print(usage.summary(), file=sys.stderr)
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (a price, a size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0 < value < 1e12):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0 and < 1e12")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log to stderr: warnings by default, info with -v, debug with -vv, errors only with --quiet."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
@@ -75,6 +106,11 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
         _usage_line(args.quiet)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the stage could not read or write, outside the checks each stage makes first
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"error: cannot access{where} ({exc.strerror or exc}): check the path, its permissions and free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
         return 130

@@ -34,6 +34,19 @@ def test_toml_then_set_overrides_in_order(tmp_path):
     assert cfg.sweep.grid == {"short_period": [5, 10]}
 
 
+@pytest.mark.parametrize("order", [0, 1])
+def test_dependent_settings_are_validated_once_after_all_overrides(tmp_path, order):
+    # val 0.9 with the default test 0.15 is invalid on its own (sum > 1); with test 0.05 it is valid in any order.
+    sets = ["dataset.val_fraction=0.9", "dataset.test_fraction=0.05"]
+    cfg = load_config(None, sets if order == 0 else sets[::-1])
+    assert (cfg.dataset.val_fraction, cfg.dataset.test_fraction) == (0.9, 0.05)
+    f = tmp_path / "c.toml"
+    f.write_text("[dataset]\nval_fraction = 0.9\n")  # the file alone is invalid; the --set completes it
+    assert load_config(f, ["dataset.test_fraction=0.05"]).dataset.val_fraction == 0.9
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_config(f, [])
+
+
 def test_cli_values_are_typed():
     cfg = load_config(None, ["dataset.hide_context=false", "dataset.tickers=[\"A\", \"B\"]", "dataset.stride=3"])
     assert cfg.dataset.hide_context is False
@@ -70,6 +83,12 @@ def test_hash_is_stable_and_sensitive():
     (["dataset.style=neon"], "use classic, charles, yahoo or hollow"),
     (["dataset.limit=-1"], "dataset.limit must be >= 0"),
     (["dataset.nan_policy=zero"], "use drop, ffill or error"),
+    (["dataset.image_size=60000"], "use 112..4096"),
+    (["dataset.workers=999"], "dataset.workers=999 is invalid"),
+    (["dataset.workers=-3"], "dataset.workers=-3 is invalid"),
+    (["sweep.fees_bps=1e9"], "over 10 % a trade"),
+    (["pipeline.timeout=inf"], "not a finite number"),
+    (["sweep.risk_free=nan"], "not a finite number"),
 ])
 def test_bad_values_fail_with_a_clear_message(overrides, needle):
     with pytest.raises(ConfigError) as exc:

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from alphasignal.errors import UsageError
+from alphasignal.fileio import write_atomic
 from alphasignal.providers import BuiltinProvider
 from alphasignal.signals.inputs import load_image, prepare_news, read_news_file, sha256
-from alphasignal.signals.pipeline import SignalPipeline, read_manifest, write_atomic
+from alphasignal.signals.pipeline import SignalPipeline, read_manifest
 from alphasignal.signals.schemas import FinalDecision, NewsSentiment, TradingSignal
 from config import Config, PipelineConfig
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..cli import add_cache_option, with_cache_mode
+from ..fileio import check_output_dir
 from ..market import load_from_config
 from ..reporting.plots import comparison_png, equity_png
 from ..reporting.report import write_report
@@ -75,6 +76,7 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
         resume = getattr(args, "resume", None)
         if resume:
             history.run(resume)  # unknown id: clear error before loading any data
+        check_output_dir(oc.output_dir, what="--output-dir")  # before any work: a bad folder never ends a run
         data = load_from_config(cfg.dataset)
         run_id = optimize(data, cfg, history, resume=resume, progress=not getattr(args, "quiet", False))
         ev = Evaluator(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,

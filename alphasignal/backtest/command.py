@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +18,7 @@ import pandas as pd
 from config import Config, SweepConfig
 
 from ..errors import DataError, UsageError
+from ..fileio import check_output_file, write_atomic
 from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
@@ -89,20 +88,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def write_atomic(path: Path, write) -> None:
-    """Write through a temp file in the same folder and os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _save(results: pd.DataFrame, meta: dict[str, Any], output: Path) -> Path:
     if output.suffix.lower() == ".parquet":
         write_atomic(output, lambda p: results.to_parquet(p, index=False))
@@ -153,6 +138,8 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     opts, ds = cfg.sweep, cfg.dataset
     if opts.sort_by not in METRICS:
         raise UsageError(f"sweep.sort_by={opts.sort_by!r} is not a metric: use one of {', '.join(METRICS)}")
+    check_output_file(opts.output, what="sweep output")  # before any work
+    check_output_file(Path(opts.output).with_suffix(".meta.json"), what="sweep metadata")
     strat = get_strategy(opts.strategy)
     backend = resolve(opts.device, opts.engine)
     configs = grid_frame(opts.strategy, opts.grid)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..charts.render import render_chart
 from ..errors import UsageError
+from ..fileio import write_atomic
 from ..market.data import load_from_config
 from ..market.indicators import atr, indicator_frame
 from ..prompts import load_prompt
@@ -184,18 +185,6 @@ def config_hash(ds, frames: dict[str, pd.DataFrame]) -> str:
         h.update(df.index.asi8.tobytes())
         h.update(np.ascontiguousarray(df.to_numpy(dtype="float64")).tobytes())
     return h.hexdigest()[:12]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in the same folder, then rename: readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ---- rendering (worker side) -------------------------------------------------------------------------------

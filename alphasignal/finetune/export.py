@@ -8,7 +8,6 @@ exactly the prompt stage 04 sends.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,11 +149,3 @@ def build_modelfile(plan: ExportPlan, system_prompt: str, prompt_id: str, includ
     comment = (f"alphasignal fine-tuned chart VLM, prompt {prompt_id}\n"
                f"register: ollama create {plan.name} -f Modelfile   (or: python 03_serve_ollama.py)")
     return Modelfile(tuple(froms), system_prompt.strip(), comment=comment)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text via a temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

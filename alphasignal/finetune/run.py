@@ -14,8 +14,9 @@ from typing import Any
 from config import TrainingConfig
 
 from ..errors import ModelError, UsageError
+from ..fileio import write_atomic
 from .data import Sample, load_samples, score_generations
-from .export import ExportPlan, build_modelfile, write_atomic
+from .export import ExportPlan, build_modelfile
 from .tiny import TINY_MODEL_NAME, build_tiny_qwen_vl
 
 log = logging.getLogger(__name__)

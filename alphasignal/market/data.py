@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import socket
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, UsageError
+from ..fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -221,15 +220,7 @@ def _read_cache(path: Path) -> pd.DataFrame | None:
 
 
 def _write_atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, df.to_parquet)
 
 
 def _requested(cached: pd.DataFrame) -> tuple[str, str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..fileio import write_atomic
 from .tables import COMPARISON_HEADER, SHOWN, changes, comparison_rows, fmt
 
 
@@ -78,9 +78,4 @@ def markdown(data: Mapping[str, Any], images: Mapping[str, str] | None = None) -
 
 def write_report(data: Mapping[str, Any], path: str | Path, images: Mapping[str, str] | None = None) -> Path:
     """Write :func:`markdown` to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(markdown(data, images), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, markdown(data, images))

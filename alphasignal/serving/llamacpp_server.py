@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from ..errors import ModelError
+from ..fileio import write_atomic
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,7 @@ def start_server(gguf: Path, mmproj: Path | None, alias: str, host: str, port: i
     url = f"http://{host}:{port}/v1"
     waited = wait_healthy(url, proc, timeout, log_path)
     record = ServerRecord(proc.pid, url, alias, cmd, str(log_path))
-    tmp = pid_file.with_name(pid_file.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2))
-    os.replace(tmp, pid_file)
+    write_atomic(pid_file, json.dumps(asdict(record), indent=2))
     return record, waited
 
 

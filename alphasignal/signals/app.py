@@ -12,8 +12,9 @@ from pathlib import Path
 
 from config import Config
 
-from ..cli import add_cache_option, with_cache_mode
+from ..cli import add_cache_option, count, positive_number, with_cache_mode
 from ..errors import AlphaSignalError, UsageError
+from ..fileio import check_output_file, write_atomic
 from .pipeline import (
     SignalPipeline,
     decide_offline_batch,
@@ -21,7 +22,6 @@ from .pipeline import (
     make_item,
     read_manifest,
     row_item,
-    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     news = parser.add_mutually_exclusive_group()
     news.add_argument("--news", metavar="TEXT", help="news text for --image")
     news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image")
-    parser.add_argument("--last-close", type=float, metavar="PRICE",
+    parser.add_argument("--last-close", type=positive_number, metavar="PRICE",
                         help="last close of the chart (charts without a price axis need it for levels)")
     parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
                         "results/decisions.jsonl for --batch, pipeline.eval_output for --eval)")
@@ -46,13 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="provider for both calls (pipeline.provider)")
     parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
     parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
-    parser.add_argument("--limit", type=int, default=0, metavar="N", help="--eval: at most N test samples")
+    parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
     add_cache_option(parser)
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = _pipeline_config(args, with_cache_mode(cfg, args))
+    check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
+                                      else pc.output), what="--output")  # before any work
     if args.eval:
         from .evaluate import run_eval
 

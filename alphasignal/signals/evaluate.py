@@ -25,8 +25,9 @@ import numpy as np
 from config import Config, PipelineConfig
 
 from ..errors import UsageError
+from ..fileio import write_atomic
 from .demo import DATASET_FILE, sample_image
-from .pipeline import SignalPipeline, make_item, write_atomic
+from .pipeline import SignalPipeline, make_item
 from .schemas import FinalDecision
 
 ACTIONS = ("BUY", "SELL", "HOLD")

@@ -6,8 +6,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
@@ -133,21 +131,6 @@ def make_item(cfg: PipelineConfig, image: bytes | str | Path, news: str | None, 
 def decision_json(decision: FinalDecision) -> str:
     """The decision as pretty JSON (what ``decision.json`` holds)."""
     return decision.model_dump_json(indent=2)
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace`` (never half-written)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
 
 
 @dataclasses.dataclass(frozen=True)

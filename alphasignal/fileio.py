@@ -1,0 +1,79 @@
+"""The one way the project writes a file: atomically (temp file in the same folder + rename), mode 0644.
+
+Also the one check of an output location before any work starts, so a bad path fails in a second, not after
+an hour of work. Every OS error becomes a one-line ``UsageError`` (exit 2) that names the path and the fix.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import UsageError
+
+FILE_MODE = 0o644  # mkstemp creates 0600 files; outputs are readable like any file the user writes
+
+
+def _os_error(path: Path, exc: OSError) -> UsageError:
+    if exc.errno == errno.ENOSPC:
+        fix = "free some space or choose another location"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "fix its permissions or choose another location"
+    else:
+        fix = "choose another location"
+    return UsageError(f"cannot write {str(path)!r} ({exc.strerror or exc}): {fix}")
+
+
+def write_atomic(path: str | Path, data: str | bytes | Callable[[str], object], *, mode: int = FILE_MODE) -> Path:
+    """Write ``data`` (text, bytes, or a function that writes to the temp path it is given) to ``path`` so that
+    readers never see a partial file; creates the parent folder. Returns ``path``."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if callable(data):
+            os.close(fd)
+            data(tmp)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = None
+    except IsADirectoryError:
+        raise UsageError(f"output {str(path)!r} is a directory: give a file path") from None
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def check_output_file(path: str | Path, *, what: str = "output") -> Path:
+    """Refuse, before any work, an output file path that is a directory or whose folder cannot be written."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a directory: give a file path, e.g. {str(path / 'out')!r}")
+    check_output_dir(path.parent, what=f"{what} folder")
+    return path
+
+
+def check_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
+    """Refuse, before any work, a folder that is a file (or lies under one) or that cannot be created or written.
+    Creates nothing: the nearest existing folder on the path must be writable."""
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {str(existing)!r}"
+        raise UsageError(f"{what} {str(path)!r} {where}, not a folder: choose another location")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(path)!r} is not writable ({str(existing)!r} is read-only for this user): "
+                         "fix its permissions or choose another location")
+    return path

@@ -1,0 +1,91 @@
+"""The one atomic-write helper and the output checks every stage makes before its work starts."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from alphasignal.errors import UsageError
+from alphasignal.fileio import check_output_dir, check_output_file, write_atomic
+
+
+def test_text_bytes_and_writer_functions_land_whole_with_mode_0644(tmp_path: Path) -> None:
+    a = write_atomic(tmp_path / "new" / "a.txt", "héllo\n")
+    b = write_atomic(tmp_path / "b.bin", b"\x00\x01")
+    c = write_atomic(tmp_path / "c.txt", lambda p: Path(p).write_text("from a writer"))
+    assert a.read_text(encoding="utf-8") == "héllo\n" and b.read_bytes() == b"\x00\x01"
+    assert c.read_text() == "from a writer"
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (a, b, c)} == {0o644}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "c.txt", "new"]  # no temp files left
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    target = write_atomic(tmp_path / "out.csv", "old\n")
+
+    def broken(path: str) -> None:
+        Path(path).write_text("half")
+        raise RuntimeError("writer died")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, broken)
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_bad_locations_are_one_line_usage_errors(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    with pytest.raises(UsageError, match="is a directory"):
+        write_atomic(tmp_path / "a_dir", "x")
+    with pytest.raises(UsageError, match="is a directory"):
+        check_output_file(tmp_path / "a_dir")
+    with pytest.raises(UsageError, match="a_file"):
+        write_atomic(tmp_path / "a_file" / "out.json", "x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        check_output_dir(tmp_path / "a_file")
+    with pytest.raises(UsageError, match="lies under the file"):
+        check_output_file(tmp_path / "a_file" / "sub" / "out.json")
+    assert check_output_file(tmp_path / "fresh" / "out.json") == tmp_path / "fresh" / "out.json"
+    assert not (tmp_path / "fresh").exists()  # a check creates nothing
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def _tmpfs(where: Path, options: str):
+    """Mount a real tmpfs (needs root, as on the project's machines and CI); yields the mount point."""
+    mnt = where / f"tmpfs-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    yield from _tmpfs(tmp_path, "size=64k")
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path):
+    yield from _tmpfs(tmp_path, "ro,size=64k")
+
+
+def test_a_read_only_folder_is_refused_before_any_work(read_only_fs: Path) -> None:
+    with pytest.raises(UsageError, match="not writable"):
+        check_output_file(read_only_fs / "sub" / "decision.json")
+    with pytest.raises(UsageError, match=r"decision\.json.*Read-only"):
+        write_atomic(read_only_fs / "decision.json", "{}")
+
+
+def test_a_full_disk_names_the_path_and_leaves_nothing(full_disk: Path) -> None:
+    target = full_disk / "big.bin"
+    with pytest.raises(UsageError, match=r"big\.bin.*No space left.*free some space"):
+        write_atomic(target, b"\0" * 200_000)
+    assert list(full_disk.iterdir()) == []
