@@ -6,6 +6,8 @@ Examples:
   python 04_signal_pipeline.py --image chart.png --news-file news.txt --last-close 187.3
   python 04_signal_pipeline.py --batch manifest.jsonl --output decisions.jsonl
   python 04_signal_pipeline.py --eval --limit 200                       # dataset test split metrics
+  python 04_signal_pipeline.py --replay --tickers AAPL,GOOG --start 2022-01-01 --end 2026-06-30 [--every N]
+                               [--news-file news.csv]       # day-by-day decisions traded -> results/replay/
   python 04_signal_pipeline.py --demo --provider ollama --vlm-model qwen2.5vl:3b --llm-model qwen2.5:3b
 
 Providers: auto (default: a reachable Ollama / OpenAI-compatible server with the models, else the builtin

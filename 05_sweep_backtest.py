@@ -3,7 +3,10 @@
 Backtests every configuration of sweep.grid on every ticker of dataset.tickers and writes one row per
 (ticker, config) with parameters, full-sample, in-sample (is_*) and out-of-sample (oos_*) metrics to
 sweep.output (.csv or .parquet) plus a metadata JSON beside it; prints the top-N table, the deflated Sharpe
-ratio of the best configuration and the probability of backtest overfitting.
+ratio of the best configuration and the probability of backtest overfitting. With --walk-forward K it also
+re-chooses the best configuration on each of K training windows, trades it on the window after, and reports the
+chosen parameters per fold, the stitched out-of-sample metrics, walk-forward efficiency and parameter stability
+(folds in <output stem>_wfo.csv/.parquet, summary in the metadata JSON).
 
 Conventions: signal at the close of bar t, position held from bar t+1 (--fill next_open: filled at the next
 open); fees and slippage in bps of traded value; warm-up bars flat.
@@ -13,9 +16,11 @@ examples:
   python 05_sweep_backtest.py --tickers AAPL,GOOG --mode long_short --fees-bps 5
   python 05_sweep_backtest.py --strategy RSI_Reversion --grid '{period=[7, 14], lower=[20, 30], upper=[70, 80]}'
   python 05_sweep_backtest.py --grid '{short_period={min=2, max=50}, long_period={min=10, max=250}}' --device cpu
+  python 05_sweep_backtest.py --walk-forward 5 --anchored                # walk-forward optimisation, 5 folds
 """
 
 import sys
+from pathlib import Path
 
 from alphasignal.backtest.command import sweep_command
 from alphasignal.cli import build_parser, run
@@ -24,7 +29,8 @@ from alphasignal.cli import build_parser, run
 _FLAGS = {"strategy": "sweep.strategy", "grid": "sweep.grid", "tickers": "dataset.tickers", "mode": "sweep.mode",
           "fill": "sweep.fill", "fees_bps": "sweep.fees_bps", "slippage_bps": "sweep.slippage_bps",
           "device": "sweep.device", "engine": "sweep.engine", "max_memory": "sweep.max_memory_mb",
-          "output": "sweep.output", "top": "sweep.top_n", "source": "dataset.source", "csv": "dataset.csv_path"}
+          "output": "sweep.output", "top": "sweep.top_n", "source": "dataset.source", "csv": "dataset.csv_path",
+          "walk_forward": "sweep.walk_forward", "anchored": "sweep.anchored"}
 
 
 def _parser():
@@ -44,6 +50,10 @@ def _parser():
     g.add_argument("--top", help="rows in the printed top-N table")
     g.add_argument("--source", help="data source: auto | yfinance | offline | csv")
     g.add_argument("--csv", help="CSV/Parquet OHLCV file (implies --source csv)")
+    g.add_argument("--walk-forward", metavar="K", help="also run walk-forward optimisation over K folds (>= 2): "
+                   "choose by sweep.sort_by on each training window, trade it on the next; stitched OOS metrics")
+    g.add_argument("--anchored", action="store_const", const="true",
+                   help="walk-forward training windows start at the first bar (default: they roll)")
     return parser
 
 
@@ -53,6 +63,8 @@ def _main(args, cfg) -> int:
     sets = [f"{key}={getattr(args, flag)}" for flag, key in _FLAGS.items() if getattr(args, flag) is not None]
     if args.csv and args.source is None:
         sets.append("dataset.source=csv")
+    if args.csv and args.tickers is None:  # results are named by the file, as in stage 01
+        sets.append(f"dataset.tickers={Path(args.csv).stem}")
     if sets:
         cfg = load_config(args.config, [*args.overrides, *sets])
     return sweep_command(cfg, progress=not args.quiet)

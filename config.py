@@ -241,6 +241,64 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class ReplayConfig:
+    """Stage 04 ``--replay``: decisions day by day, traded as one portfolio (see alphasignal/replay)."""
+
+    tickers: tuple[str, ...] = ("AAPL",)
+    start: str = "2015-01-01"  # first decision date
+    end: str = ""  # last bar ("" = the data's last bar)
+    every: int = 1  # a decision every N bars per ticker
+    news_file: str = ""  # CSV or JSONL with timestamp, ticker, headline ("" = no news)
+    news_days: float = 3.0  # a decision sees the headlines of the last N days before its decision time
+    decision_time: str = "20:00"  # UTC time of a daily bar's decision (the close; news must be earlier)
+    mode: str = "long_short"  # long_short | long_only (SELL only closes longs)
+    sizing: str = "fixed"  # fixed | confidence | volatility
+    fraction: float = 0.25  # fixed: share of equity per entry; confidence: times the decision's confidence
+    vol_target: float = 0.15  # volatility sizing: annualised volatility of each position
+    vol_lookback: int = 20  # bars of past returns for the volatility estimate
+    max_position: float = 0.5  # cap per ticker at entry, share of equity
+    hold_policy: str = "keep"  # HOLD decision with a position open: keep | close
+    max_hold: int = 20  # bars before a time exit (0 = none)
+    fees_bps: float = 1.0  # as sweep.fees_bps: per side, on the traded notional
+    slippage_bps: float = 0.0  # as sweep.slippage_bps: fills move against the order
+    initial_cash: float = 100_000.0
+    max_calls: int = 0  # stop cleanly after this many provider calls (0 = no limit)
+    max_tokens_total: int = 0  # ... or this many tokens in + out (0 = no limit)
+    random_runs: int = 20  # seeded random-decision runs for the model's rank among them
+    bootstrap: int = 1000  # block-bootstrap resamples for the intervals
+    block: int = 20  # bars per bootstrap block
+    trials: int = 1  # configurations you tried before this one (DSR deflation; 1 = PSR)
+    seed: int = 7
+    workers: int = 0  # builtin engine: processes (0 = CPU cores; 1 = in this process)
+    fsync: bool = True  # fsync every journal line (kill -9 loses at most one decision)
+    output_dir: str = "results/replay"
+
+    def __post_init__(self) -> None:
+        _check(len(self.tickers) > 0, "replay.tickers is empty: name at least one, e.g. --tickers AAPL,GOOG")
+        _check(self.every > 0, f"replay.every={self.every} must be > 0")
+        _check(self.news_days > 0, "replay.news_days must be > 0")
+        hh, _, mm = self.decision_time.partition(":")
+        _check(hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60,
+               f"replay.decision_time={self.decision_time!r} is invalid: use HH:MM (UTC), e.g. 20:00")
+        _check(self.mode in {"long_short", "long_only"},
+               f"replay.mode={self.mode!r} is invalid: use long_short or long_only")
+        _check(self.sizing in {"fixed", "confidence", "volatility"},
+               f"replay.sizing={self.sizing!r} is invalid: use fixed, confidence or volatility")
+        _check(self.hold_policy in {"keep", "close"},
+               f"replay.hold_policy={self.hold_policy!r} is invalid: use keep or close")
+        _check(0 < self.fraction <= 1 and 0 < self.max_position <= 1,
+               "replay.fraction and replay.max_position must be in (0, 1]")
+        _check(self.vol_target > 0 and self.vol_lookback >= 2, "replay.vol_target must be > 0, vol_lookback >= 2")
+        _check(self.max_hold >= 0 and self.max_calls >= 0 and self.max_tokens_total >= 0,
+               "replay.max_hold, max_calls and max_tokens_total must be >= 0 (0 = no limit)")
+        _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "replay.fees_bps and slippage_bps must be >= 0")
+        _check(self.initial_cash > 0, "replay.initial_cash must be > 0")
+        _check(self.random_runs >= 1 and self.bootstrap >= 100 and self.block >= 1 and self.trials >= 1,
+               "replay.random_runs >= 1, bootstrap >= 100, block >= 1 and trials >= 1 are required")
+        _check(self.workers >= 0, "replay.workers must be >= 0 (0 = CPU cores)")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """Stage 05 (vectorised backtest sweep) settings."""
 
@@ -258,12 +316,15 @@ class SweepConfig:
     device: str = "auto"  # auto | cpu | gpu
     engine: str = ""  # numba | numpy | cupy ("" = resolved from device)
     max_memory_mb: int = 512
+    max_configs: int = 20_000_000  # larger grids are refused before anything is allocated
     periods_per_year: float = 0.0  # bars per year for annualising; 0 = inferred from the bar spacing
     test_fraction: float = 0.3  # time-ordered out-of-sample tail reported beside in-sample metrics
     pbo_splits: int = 16  # CSCV partitions for the probability of backtest overfitting (even, >= 4; 0 = off)
     top_n: int = 10
     sort_by: str = "sharpe"
     output: str = "results/sweep_results.csv"  # .csv or .parquet; metadata JSON is written beside it
+    walk_forward: int = 0  # walk-forward optimisation folds (0 = off, else >= 2): re-choose by sort_by per fold
+    anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
 
     def __post_init__(self) -> None:
         _check(self.mode in {"long_only", "long_short"},
@@ -277,10 +338,13 @@ class SweepConfig:
                f"{self.fees_bps + self.slippage_bps:g} bps is over 10 % a trade: give costs in basis points, e.g. 5")
         _check(0 < self.test_fraction < 1, "sweep.test_fraction must be in (0, 1)")
         _check(self.max_memory_mb > 0, "sweep.max_memory_mb must be > 0")
+        _check(self.max_configs > 0, "sweep.max_configs must be > 0")
         _check(self.periods_per_year >= 0, "sweep.periods_per_year must be >= 0 (0 = infer from the data)")
         _check(self.pbo_splits == 0 or (self.pbo_splits >= 4 and self.pbo_splits % 2 == 0),
                f"sweep.pbo_splits={self.pbo_splits} is invalid: use an even number >= 4, or 0 to skip PBO")
         _check(self.top_n > 0, "sweep.top_n must be > 0")
+        _check(self.walk_forward == 0 or self.walk_forward >= 2,
+               f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
         _check(self.output.lower().endswith((".csv", ".parquet")),
                f"sweep.output={self.output!r} must end in .csv or .parquet")
 
@@ -311,7 +375,9 @@ class OptimizerConfig:
     budget: int = 200  # max backtests proposed by agents in total
     objective: str = "sharpe"
     oos_method: str = "holdout"  # holdout | walk_forward
-    folds: int = 4  # walk-forward test folds inside the out-of-sample part
+    folds: int = 4  # walk-forward folds inside the selection segment (oos_method=walk_forward)
+    holdout_fraction: float = 0.2  # final bars no optimizer sees; each winner is scored on them once, at the end
+    holdout_embargo: int = 5  # bars dropped between the selection segment and the hold-out (serial correlation)
     max_drawdown: float = 0.5
     min_trades: int = 5
     max_turnover: float = 200.0
@@ -330,6 +396,9 @@ class OptimizerConfig:
         _check(self.oos_method in {"holdout", "walk_forward"},
                f"optimizer.oos_method={self.oos_method!r} is invalid: use holdout or walk_forward")
         _check(self.folds >= 2, "optimizer.folds must be >= 2")
+        _check(0 < self.holdout_fraction <= 0.5,
+               f"optimizer.holdout_fraction={self.holdout_fraction} must be in (0, 0.5]: e.g. 0.2")
+        _check(self.holdout_embargo >= 0, f"optimizer.holdout_embargo={self.holdout_embargo} must be >= 0 bars")
         _check(0 < self.max_drawdown <= 1, "optimizer.max_drawdown must be in (0, 1]")
         _check(self.min_trades >= 0 and self.max_turnover > 0,
                "optimizer.min_trades must be >= 0 and optimizer.max_turnover > 0")
@@ -356,6 +425,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (tuples as lists), suitable for TOML/JSON."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from config import Config, ConfigError, load_config, to_toml
 
-from .errors import AlphaSignalError
+from .errors import AlphaSignalError, Interrupted
 
 log = logging.getLogger("alphasignal")
 
@@ -102,6 +102,10 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
         code = int(main(args, cfg) or 0)
         _usage_line(args.quiet)
         return code
+    except Interrupted as exc:
+        _usage_line(args.quiet)
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (AlphaSignalError, ConfigError) as exc:
         _usage_line(args.quiet)
         print(f"error: {exc}", file=sys.stderr)

@@ -29,4 +29,10 @@ class DataError(AlphaSignalError):
     exit_code = 4
 
 
-__all__ = ["AlphaSignalError", "ConfigError", "DataError", "ModelError", "UsageError"]
+class Interrupted(AlphaSignalError):
+    """Ctrl-C after work that was kept: the message says what was kept and how to continue (exit 130)."""
+
+    exit_code = 130
+
+
+__all__ = ["AlphaSignalError", "ConfigError", "DataError", "Interrupted", "ModelError", "UsageError"]

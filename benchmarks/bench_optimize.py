@@ -3,7 +3,8 @@
 Breakdown per round: agents (Analyst + Strategist + Risk Manager builtin engines), validation (repair, dedupe, hard
 limits), backtests (stage 05 engine, in- and out-of-sample), history commit, and the loop's own overhead = round
 wall time - agents - backtests (validation, state building and the commit included). Goal: overhead <= 10 % of a
-round. Anchor, same run: random search over the same number of backtests with the same engine and split.
+round. Anchor, same run: random search over the same number of backtests with the same engine and segments
+(exploration / selection; the hold-out is not part of either timing).
 
     python benchmarks/bench_optimize.py [--rounds 6] [--repeats 2]
 """
@@ -75,7 +76,7 @@ def main() -> None:
                 for k in ("agents", "validation", "backtests", "commit"):
                     per_round[k].append(t[k])
         med = {k: statistics.median(v) for k, v in per_round.items()}
-        print(f"initial sweep (in-sample, {rows[0]['state']['sweep_configs']} configs): "
+        print(f"initial sweep (exploration, {rows[0]['state']['sweep_configs']} configs): "
               f"{statistics.median(sweep_t) * 1e3:.1f} ms")
         print("per round (median over rounds and repeats):")
         for k in ("agents", "validation", "backtests", "commit", "overhead", "round"):
@@ -83,12 +84,15 @@ def main() -> None:
         ratio = med["overhead"] / med["round"]
         print(f"loop overhead / round = {ratio:.1%} (goal <= 10%: {'met' if ratio <= 0.10 else 'NOT met'})")
         print(f"whole run: {statistics.median(walls):.2f} s for {n_total} backtested configurations")
-        ev = Evaluator(data, "MA_Crossover", load_config().sweep, test_fraction=0.3)
+        ev = Evaluator.from_config(data, load_config())
         t0 = time.perf_counter()
         random_search(ev, "MA_Crossover", n_total, 7, "sharpe")
         anchor = time.perf_counter() - t0
-        print(f"anchor: random search, same {n_total} backtests, same engine/split: {anchor:.2f} s "
+        print(f"anchor: random search, same {n_total} backtests, same engine/segments: {anchor:.2f} s "
               f"(agents loop / anchor = {statistics.median(walls) / anchor:.1f}x)")
+        seg = ev.segments()
+        print("segments: " + ", ".join(f"{k} {b - a} bars" for k in ("exploration", "selection", "holdout")
+                                        for a, b in [seg[k]]) + f", embargo {seg['embargo']} bars")
     print("note: measured on a shared 2-core machine; figures are noisy")
 
 

@@ -7,7 +7,7 @@ import pytest
 from alphasignal.agents import space
 from alphasignal.agents.compare import compare
 from alphasignal.agents.evaluate import Evaluator, objective_of
-from alphasignal.agents.honesty import agents_row, summarise
+from alphasignal.agents.honesty import add_holdout, agents_row, summarise
 from alphasignal.agents.loop import build_agents, optimize
 from alphasignal.backtest import validate_params
 from alphasignal.storage.history import History
@@ -48,7 +48,7 @@ def test_several_rounds_validated_never_rerun(tmp_path, aapl):
         assert rounds[-1]["state"]["budget_used"] == sum(p["metrics_is"] is not None for p in _agent_rows(h, run_id))
 
 
-def test_baseline_moves_only_on_out_of_sample_improvement(tmp_path, aapl):
+def test_baseline_moves_only_on_selection_improvement(tmp_path, aapl):
     cfg = _cfg(tmp_path, "optimizer.rounds=5", "optimizer.patience=2", "optimizer.tolerance=0.0")
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(aapl, cfg, h, progress=False)
@@ -111,11 +111,11 @@ def test_honesty_summary_and_comparison_are_seeded(tmp_path, aapl):
     cfg = _cfg(tmp_path, "optimizer.rounds=2")
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(aapl, cfg, h, progress=False)
-        ev = Evaluator(aapl, "MA_Crossover", cfg.sweep, test_fraction=cfg.sweep.test_fraction)
+        ev = Evaluator.from_config(aapl, cfg)
         s = summarise(ev, h, run_id, "sharpe")
     assert s["configs_tried"] == s["sweep_configs"] + s["agent_backtests"] > 20
     assert 0 <= s["dsr"] <= 1 and 0 <= s["pbo"] <= 1
-    assert s["label"] and s["stop_reason"]
+    assert s["label"] and s["stop_reason"] and "improvement_pct" not in s  # the headline waits for the hold-out
     rows = compare(ev, "MA_Crossover", ["random", "tpe"], 12, 3, "sharpe", agents_row(s))
     again = compare(ev, "MA_Crossover", ["random", "tpe"], 12, 3, "sharpe")
     assert [r["optimizer"] for r in rows] == ["agents", "random", "tpe"]
@@ -123,12 +123,21 @@ def test_honesty_summary_and_comparison_are_seeded(tmp_path, aapl):
     assert [(r["params"], r["dsr"]) for r in rows[1:]] == [(r["params"], r["dsr"]) for r in again]
     for r in rows:
         assert validate_params("MA_Crossover", r["params"]) == [] and "sharpe" in r["metrics_oos"]
+    assert ev.holdout_calls == 0
+    s["compare"] = rows
+    add_holdout(ev, s, seed=7)
+    assert ev.holdout_calls == 1
+    for r in [s["winner"], s["initial"], *rows]:
+        assert "sharpe" in r["metrics_holdout"] and len(r["metrics_holdout"]["sharpe_ci"]) == 2
+    w, i = s["winner"]["metrics_holdout"]["sharpe"], s["initial"]["metrics_holdout"]["sharpe"]
+    if s["improvement_pct"] is not None:
+        assert s["improvement_pct"] == pytest.approx((w - i) / abs(i) * 100)
 
 
 def test_walk_forward_objective(tmp_path, aapl):
     cfg = _cfg(tmp_path, "optimizer.rounds=1", "optimizer.oos_method=walk_forward", "optimizer.folds=3")
     ev = Evaluator(aapl, "MA_Crossover", cfg.sweep, test_fraction=0.3, oos_method="walk_forward", folds=3)
-    assert len(ev.windows) == 3 and ev.windows[0][0] == ev.split and ev.windows[-1][1] == len(aapl)
+    assert len(ev.windows) == 3 and ev.windows[0][0] == ev.split and ev.windows[-1][1] == ev.seg.selection[1]
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(aapl, cfg, h, progress=False)
         assert len(h.rounds(run_id)) == 2

@@ -174,9 +174,17 @@ def _foreign(path: Path) -> None:
     con.close()
 
 
-def _lookalike(path: Path) -> None:  # a table named "calls", but not ours
+def _lookalike(path: Path) -> None:  # tables named like ours, but not marked as ours
     con = sqlite3.connect(path)
-    con.execute("CREATE TABLE calls (id INTEGER)")
+    con.executescript("CREATE TABLE calls (id INTEGER); CREATE TABLE cache_meta (key TEXT, value TEXT);")
+    con.commit()
+    con.close()
+
+
+def _other_format(path: Path) -> None:  # ours, written by a version with another format
+    CallCache(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE cache_meta SET value = '99' WHERE key = 'format'")
     con.commit()
     con.close()
 
@@ -184,9 +192,10 @@ def _lookalike(path: Path) -> None:  # a table named "calls", but not ours
 @pytest.mark.parametrize("make, needle", [
     (lambda p: p.write_text("hello, not a database\n" * 10), "not an SQLite file"),
     (_foreign, "another program"),
-    (_lookalike, "not an alphasignal call cache"),
+    (_lookalike, "another program"),
     (_smashed, "corrupt"),
-], ids=["text", "foreign-sqlite", "lookalike", "corrupt"])
+    (_other_format, "has format 99"),
+], ids=["text", "foreign-sqlite", "lookalike", "corrupt", "other-format"])
 def test_bad_cache_file_is_refused_and_never_modified(tmp_path: Path, make, needle: str) -> None:
     path = tmp_path / "calls.sqlite"
     make(path)
@@ -210,6 +219,7 @@ def test_bad_cache_file_is_one_line_exit_2_before_any_work(tmp_path: Path) -> No
     assert len(err) == 1 and err[0].startswith("error: call cache") and str(path) in err[0] and "corrupt" in err[0]
     assert "pipeline.call_cache" in err[0]
     assert _digest(path) == before and not (tmp_path / "out.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.sqlite"]  # nothing written beside it either
 
 
 # ------------------------------------------------------------------------------------------------ stage 04 CLI

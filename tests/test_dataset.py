@@ -189,6 +189,19 @@ def test_resume_after_kill_has_no_duplicates_or_truncation(tmp_path):
         Image.open(p).verify()  # no truncated image survives a kill
 
 
+def test_resume_renders_damaged_charts_again(tmp_path):
+    ds = small_dataset_config(tmp_path / "ds", limit=30, image_size=160)
+    build_dataset(ds, quiet=True)
+    images = sorted((tmp_path / "ds" / "images").glob("*.png"))
+    originals = {p: p.read_bytes() for p in images[:3]}
+    images[0].write_bytes(originals[images[0]][:500])  # truncated
+    images[1].write_bytes(b"not a png at all")  # overwritten
+    images[2].write_bytes(originals[images[2]][:-12])  # lost its IEND chunk
+    summary = build_dataset(ds, quiet=True)
+    assert summary["rendered"] == 3 and summary["reused"] == summary["samples"] - 3
+    assert all(p.read_bytes() == data for p, data in originals.items())  # deterministic: the same bytes again
+
+
 # ---- bad input: one line, exit 2 or 4, nothing written ----
 
 @pytest.mark.parametrize(("args", "code", "needle"), [

@@ -90,3 +90,34 @@ def test_not_sqlite_and_foreign_sqlite(tmp_path):
     with pytest.raises(HistoryError, match="another program"):
         History(other)
     assert other.read_bytes() == before
+
+
+def test_a_foreign_database_with_a_runs_table_is_refused_and_untouched(tmp_path):
+    other = tmp_path / "crm.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE runs (run_id TEXT, created REAL, status TEXT)")
+    con.execute("INSERT INTO runs VALUES ('r1', 1.0, 'ok')")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(HistoryError, match="another program"):
+        History(other)
+    assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["crm.sqlite"]
+
+
+def test_our_databases_are_marked_and_listing_opens_read_only(tmp_path):
+    path = tmp_path / "h.sqlite"
+    with pytest.raises(HistoryError, match="no history database"):
+        History(path, create=False)
+    assert not path.exists()  # listing created nothing
+    with History(path) as h:
+        run_id = _run(h)
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA application_id").fetchone()[0] == 0x41534748
+    con.close()
+    before = path.read_bytes()
+    with History(path, create=False) as h:
+        assert h.run(run_id)["strategy"] == "MA_Crossover"
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["h.sqlite"]
+    with History(path, create=False) as h, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        h.conn.execute("DELETE FROM runs")

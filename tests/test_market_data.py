@@ -82,9 +82,11 @@ def _broken(row: int, **values) -> pd.DataFrame:
     (_broken(3, Close=-1.0, Low=-2.0), "non-positive price at 2021-01-07 (row 3)"),
     (_broken(4, High=5.0), "inconsistent OHLC at 2021-01-08 (row 4"),
     (_broken(5, Low=100.0), "inconsistent OHLC at 2021-01-11 (row 5"),
-    (_broken(6, Volume=-5.0), "negative volume at 2021-01-12 (row 6)"),
+    (_broken(6, Volume=-5.0), "volume -5 at 2021-01-12 (row 6) is negative"),
     (_frame().iloc[[0, 1, 1, 2]], "duplicate timestamp 2021-01-05 (row 2)"),
-    (_frame().iloc[[0, 2, 1, 3]], "index not sorted at row 2 (2021-01-05)"),
+    (_frame().iloc[[0, 2, 1, 3]], "dates not in ascending order at row 2 (2021-01-05)"),
+    (_broken(2, Open=1e300, High=1e300, Close=1e300), "price 1e+300 at 2021-01-06 (row 2) is above 1e+09"),
+    (_broken(7, Volume=1e300), "volume 1e+300 at 2021-01-13 (row 7) is negative or above"),
     (_frame().iloc[:0], "no data in the requested range"),
 ])
 def test_validation_errors_name_ticker_row_and_fix(df, needle):
@@ -93,6 +95,16 @@ def test_validation_errors_name_ticker_row_and_fix(df, needle):
     msg = str(exc.value)
     assert msg.startswith("TICK: ") and needle in msg and "\n" not in msg
     assert ":" in msg.split(needle)[-1] or "check" in msg  # a fix follows the problem
+
+
+def test_a_users_file_is_bad_input_named_by_the_file(tmp_path):
+    f = tmp_path / "my_prices.csv"
+    _broken(3, Close=-1.0, Low=-2.0).to_csv(f)
+    with pytest.raises(UsageError, match=r"^my_prices.csv: non-positive price at 2021-01-07 \(row 3\)"):
+        load_ohlcv("AAPL", source="csv", csv_path=f)
+    f.write_text("Date,Open,High,Low,Close,Volume\n")
+    with pytest.raises(UsageError, match="my_prices.csv: no data in the requested range: check the file"):
+        load_ohlcv("AAPL", source="csv", csv_path=f)
 
 
 def test_min_length():

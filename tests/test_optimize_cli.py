@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,9 +51,10 @@ def test_offline_end_to_end_then_history_and_show(tmp_path, capsys):
             assert im.size[0] > 500 and im.size[1] > 300
     md = (out / "multi_llm_report.md").read_text()
     for needle in ("## Result", "Deflated Sharpe Ratio", "PBO", "## Round 1", "Analyst patterns", "random", "tpe",
-                   "initial OOS"):
+                   "hold-out: initial", "selection: best", "hold-out Sharpe 95% CI"):
         assert needle in md
-    assert "Top 3 of the in-sample sweep" in res.stdout and "optimizers with the same backtest budget" in res.stdout
+    assert "Top 3 of the exploration sweep" in res.stdout and "optimizers with the same backtest budget" in res.stdout
+    assert "hold-out sharpe improvement" in res.stdout
     assert not list(out.glob("*.tmp"))
     con = sqlite3.connect(tmp_path / "h.sqlite")
     run_id, status = con.execute("SELECT run_id, status FROM runs").fetchone()
@@ -61,10 +63,15 @@ def test_offline_end_to_end_then_history_and_show(tmp_path, capsys):
     capsys.readouterr()
     assert _cli(_args(tmp_path, "--history")) == 0
     hist = capsys.readouterr().out
-    assert run_id in hist and "finished" in hist
+    assert run_id in hist and "finished" in hist and "hold-out" in hist
     assert _cli(_args(tmp_path, "--show", run_id)) == 0
     show = capsys.readouterr().out
     assert "configurations tried" in show and "round 1" in show
+    con = sqlite3.connect(tmp_path / "h.sqlite")
+    summary = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+    con.close()
+    held = summary["winner"]["metrics_holdout"]["sharpe"]
+    assert f"{held:.3f}" in show and "hold-out: best" in show  # --show reprints the stored hold-out figures
 
 
 _SLOW_RUN = """
@@ -88,6 +95,72 @@ with History(cfg.optimizer.history_db) as h:
 """
 
 
+def _wait_for_round_1(proc: subprocess.Popen, db: Path) -> None:
+    """Return once round 1 is committed and round 2 is inside its slow Strategist."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                n = con.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 2:
+                break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    time.sleep(0.15)
+
+
+_SLOW_CLI = """
+import sys, time
+import alphasignal.agents.app as app
+from alphasignal.cli import build_parser, run
+
+real_build = app.build_agents
+
+def slowed(cfg):  # test double: the real builtin agents, the Strategist slowed so Ctrl-C lands mid-round
+    agents = real_build(cfg)
+    real = agents.strategist
+    agents.strategist = lambda state, report: (time.sleep(0.4), real(state, report))[1]
+    return agents
+
+app.build_agents = slowed
+parser = build_parser("06")
+app.add_arguments(parser)
+sys.exit(run(app.main, parser))
+"""
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path):
+    helper = tmp_path / "slow_cli.py"
+    helper.write_text(textwrap.dedent(_SLOW_CLI))
+    db = tmp_path / "h.sqlite"
+    argv = _args(tmp_path, "--provider", "builtin", "--rounds", "5", "--set", "optimizer.patience=20", "-q")
+    proc = subprocess.Popen([sys.executable, str(helper), *argv], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_round_1(proc, db)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    con = sqlite3.connect(db)
+    run_id, status = con.execute("SELECT run_id, status FROM runs").fetchone()
+    con.close()
+    assert proc.returncode == 130 and status == "interrupted"
+    assert err.strip().splitlines()[-1] == (f"interrupted: run {run_id} kept up to its last complete round; "
+                                            f"continue it with the same options and --resume {run_id}")
+    assert "Traceback" not in err
+    res = _script(*_args(tmp_path, "--provider", "builtin", "--rounds", "5", "--set", "optimizer.patience=20",
+                         "--resume", run_id, "-q"))
+    con = sqlite3.connect(db)
+    assert res.returncode == 0 and con.execute("SELECT status FROM runs").fetchone()[0] == "finished", res.stderr
+    con.close()
+
+
 def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     sets = [a for a in DATA if a != "--set"] + [f"optimizer.history_db={tmp_path / 'h.sqlite'}",
                                                   "optimizer.provider=builtin", "optimizer.rounds=5",
@@ -98,20 +171,7 @@ def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     proc = subprocess.Popen([sys.executable, str(helper), *sets], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if db.exists():
-                try:
-                    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                    n = con.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-                    con.close()
-                except sqlite3.OperationalError:
-                    n = 0
-                if n >= 2:  # round 1 committed; round 2 is now inside its slow Strategist
-                    break
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
-        time.sleep(0.15)
+        _wait_for_round_1(proc, db)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -141,6 +201,8 @@ def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     (["--set", "optimizer.grid={short_period=[300], long_period=[100], use_ema=[false]}"], "outside"),
     (["--budget", "0"], "optimizer.budget=0 must be > 0"),
     (["--compare", "grid"], "optimizer.compare"),
+    (["--set", "optimizer.holdout_fraction=0.9"], "optimizer.holdout_fraction=0.9 must be in (0, 0.5]"),
+    (["--set", "optimizer.holdout_fraction=0.5", "--set", "optimizer.holdout_embargo=900"], "leaves"),
 ])
 def test_bad_input_exits_2_with_the_fix(tmp_path, capsys, extra, needle):
     assert _cli(_args(tmp_path, "--provider", "builtin", "-q", *extra)) == 2

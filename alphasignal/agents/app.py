@@ -22,10 +22,9 @@ from ..reporting.plots import comparison_png, equity_png
 from ..reporting.report import write_report
 from ..reporting.tables import load_run, print_report
 from ..storage.history import History
-from .compare import compare
 from .evaluate import Evaluator
-from .honesty import agents_row, summarise
-from .loop import optimize
+from .honesty import finalise
+from .loop import build_agents, optimize, sweep_grid
 
 log = logging.getLogger(__name__)
 
@@ -66,30 +65,37 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     cfg = with_args(with_cache_mode(cfg, args), args)
     oc = cfg.optimizer
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
-    with History(oc.history_db) as history:
+    show = getattr(args, "show", None)
+    listing = getattr(args, "history", False) or show is not None
+    resume = getattr(args, "resume", None)
+    if not listing:  # bad input, data or model servers fail before the history database is created or written
+        sweep_grid(cfg)
+        check_output_dir(oc.output_dir, what="--output-dir")
+        data = load_from_config(cfg.dataset)
+        agents = None if resume else build_agents(cfg)
+    if resume:  # an unknown id fails before the database is opened for writing
+        with History(oc.history_db, create=False) as history:
+            history.run(resume)
+    with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
         if getattr(args, "history", False):
             _print_history(history, console)
             return 0
-        if getattr(args, "show", None):
+        if show is not None:
             print_report(load_run(history, args.show), console)
             return 0
-        resume = getattr(args, "resume", None)
-        if resume:
-            history.run(resume)  # unknown id: clear error before loading any data
-        check_output_dir(oc.output_dir, what="--output-dir")  # before any work: a bad folder never ends a run
-        data = load_from_config(cfg.dataset)
-        run_id = optimize(data, cfg, history, resume=resume, progress=not getattr(args, "quiet", False))
-        ev = Evaluator(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
-                       folds=oc.folds)
-        summary = summarise(ev, history, run_id, oc.objective)
-        if oc.compare:
-            summary["compare"] = compare(ev, oc.strategy, oc.compare, summary["configs_tried"], oc.seed,
-                                         oc.objective, agents_row(summary))
-        history.finish_run(run_id, "finished", summary)
+        done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
+        run_id = optimize(data, cfg, history, agents=agents, resume=resume,
+                          progress=not getattr(args, "quiet", False))
+        ev = Evaluator.from_config(data, cfg)
+        if done:  # a finished run keeps its stored summary: its hold-out was scored once already
+            summary = history.run(run_id)["summary"]
+        else:
+            summary = finalise(ev, history, run_id, oc)  # winners fixed first, then scored on the hold-out once
+            history.finish_run(run_id, "finished", summary)
         data_run = load_run(history, run_id)
     out = Path(oc.output_dir)
     comparison_png(data_run, out / COMPARISON)
-    equity_png(_curves(ev, data, summary), ev.test.index[0], out / EQUITY,
+    equity_png(_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
                title=f"{oc.strategy}: initial baseline vs best vs buy & hold")
     write_report(data_run, out / REPORT, {"baseline vs proposals": COMPARISON, "equity curves": EQUITY})
     print_report(data_run, console)
@@ -109,12 +115,12 @@ def _curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[
 
 def _print_history(history: History, console: Console) -> None:
     t = Table(title=f"runs in {history.path}", title_justify="left", header_style="bold")
-    for col in ("run id", "status", "strategy", "rounds", "models", "best OOS", "configs"):
+    for col in ("run id", "status", "strategy", "rounds", "models", "best: hold-out", "configs"):
         t.add_column(col, no_wrap=col == "run id", overflow="fold")
     for r in history.runs():
         s = r["summary"] or {}
         obj = r["config"]["optimizer"]["objective"]
-        best = s.get("winner", {}).get("metrics_oos", {}).get(obj)
+        best = (s.get("winner", {}).get("metrics_holdout") or {}).get(obj)
         t.add_row(r["run_id"], r["status"], r["strategy"], str(r["rounds"]),
                   ", ".join(sorted(set(r["models"].values()))), "-" if best is None else f"{obj} {best:.3f}",
                   str(s.get("configs_tried", "-")))

@@ -1,8 +1,9 @@
-"""Fair baselines for the agents: random search and Optuna TPE with the same backtest budget on the same split.
+"""Fair baselines for the agents: random search and Optuna TPE with the same backtest budget on the same segments.
 
-Every optimizer explores with in-sample metrics only and picks its winner by the out-of-sample objective among the
-configurations it proposed (the same rule as the agents' rounds); its Deflated Sharpe Ratio is computed with the
-number of configurations it tried. Seeded, so a rerun gives the same table.
+Every optimizer explores with exploration-segment metrics only and picks its winner by the selection-segment
+objective among the configurations it proposed (the same rule as the agents' rounds); its Deflated Sharpe Ratio
+deflates that selection Sharpe by the number of configurations it tried. Nothing here reads the hold-out: the
+winners are scored on it afterwards, once (``honesty.add_holdout``). Seeded, so a rerun gives the same table.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objectiv
 
 
 def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
-    """Optuna TPE maximising the in-sample objective; invalid or repeated suggestions cost no backtest."""
+    """Optuna TPE maximising the exploration objective; invalid or repeated suggestions cost no backtest."""
     dists = _distributions(space.specs(strategy))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     cache: dict[str, tuple[dict, dict, dict]] = {}
@@ -65,7 +66,7 @@ def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: 
 
 def compare(ev: Evaluator, strategy: str, names: Sequence[str], budget: int, seed: int, objective: str,
             agents_row: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per optimizer (agents first when given): configs used, winner, IS/OOS metrics, DSR."""
+    """One row per optimizer (agents first when given): configs used, winner, exploration/selection metrics, DSR."""
     rows = [dict(agents_row)] if agents_row else []
     runners = {"random": random_search, "tpe": tpe_search}
     rows += [runners[n](ev, strategy, budget, seed, objective) for n in names]

@@ -1,19 +1,27 @@
-"""The bridge to the stage 05 engine: in-sample sweep, in/out-of-sample backtests, return matrices, DSR and PBO.
+"""The bridge to the stage 05 engine: three time-ordered segments, backtests on each, return matrices, DSR, PBO.
 
-The data is split once, in time order; the sweep and everything the agents see use the in-sample part only. The
-out-of-sample objective is the hold-out part (``oos_method=holdout``) or the mean over walk-forward test folds.
+The bars are split once, in time order, into **exploration** (the first ``1 - sweep.test_fraction`` of the bars
+before the hold-out: the sweep and every metric an agent or comparator sees), **selection** (the rest of those
+bars: chooses each round's baseline and each optimizer's winner; with ``oos_method=walk_forward`` its objective is
+the mean over ``folds`` consecutive windows of it) and, after an embargo of ``optimizer.holdout_embargo`` bars, the
+final **hold-out** (the last ``optimizer.holdout_fraction`` of the bars). Exploration and selection backtests run
+on a frame that ends before the embargo, so nothing can read a hold-out bar; :meth:`Evaluator.holdout` scores
+winners on it once, at the end of a run. In stored records ``metrics_is`` are exploration metrics and
+``metrics_oos`` selection metrics.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..backtest.metrics import METRICS
+from ..backtest.metrics import METRICS, periods_per_year, rf_per_bar
+from ..errors import UsageError
 
 
 def _bt():
@@ -32,39 +40,84 @@ def _row_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(row[k]) for k in METRICS if k in row}
 
 
-class Evaluator:
-    """Runs backtests of one strategy on a fixed time-ordered split.
+@dataclass(frozen=True)
+class Segments:
+    """Bar positions ``[start, end)`` of the three segments (the embargo lies between selection and hold-out)."""
 
-    In-sample = bars before the split; out-of-sample backtests run on the full frame with the evaluation window
-    starting at the split, so indicators warm up on earlier bars and nothing after a bar is used for it.
+    bars: int
+    exploration: tuple[int, int]
+    selection: tuple[int, int]
+    holdout: tuple[int, int]
+    embargo: int
+
+    @classmethod
+    def of(cls, n: int, test_fraction: float, holdout_fraction: float, embargo: int) -> Segments:
+        """Split ``n`` bars; too few bars in any segment is a usage error naming the setting to change."""
+        ho = int(round(n * holdout_fraction))
+        dev_end = n - ho - embargo
+        if ho < 3 or dev_end < 6:
+            raise UsageError(f"optimizer.holdout_fraction={holdout_fraction} with optimizer.holdout_embargo={embargo}"
+                             f" leaves {ho} hold-out and {max(dev_end, 0)} other bars of {n}: change them")
+        from ..backtest.validation import split_point
+
+        cut = split_point(dev_end, test_fraction)
+        return cls(n, (0, cut), (cut, dev_end), (n - ho, n), embargo)
+
+    def to_dict(self, index: pd.Index | None = None) -> dict[str, Any]:
+        """Plain data for the history; with ``index`` also each segment's first and last date."""
+        d: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if index is not None:
+            d["dates"] = {k: [str(index[a].date()), str(index[b - 1].date())]
+                          for k, (a, b) in (("exploration", self.exploration), ("selection", self.selection),
+                                            ("holdout", self.holdout))}
+        return d
+
+
+class Evaluator:
+    """Runs backtests of one strategy on the fixed :class:`Segments` of ``data``.
+
+    Selection (and hold-out) backtests start their evaluation window at the segment's first bar, so indicators
+    warm up on earlier bars, nothing after a bar is used for it, and each window starts flat.
     """
 
     def __init__(self, data: pd.DataFrame, strategy: str, sweep_cfg: Any, *, test_fraction: float,
-                 oos_method: str = "holdout", folds: int = 4):
+                 oos_method: str = "holdout", folds: int = 4, holdout_fraction: float = 0.2, embargo: int = 5):
         self.strategy, self.options, self.oos_method, self.folds = strategy, sweep_cfg, oos_method, folds
         self.data = data
-        train, _ = _bt().split_train_test(data, test_fraction)
-        self.split = len(train)
-        self.train, self.test = data.iloc[: self.split], data.iloc[self.split:]
-        n_test = len(data) - self.split
-        edges = np.linspace(self.split, len(data), folds + 1).round().astype(int)
+        self.seg = Segments.of(len(data), test_fraction, holdout_fraction, embargo)
+        self.split, dev_end = self.seg.selection
+        self.dev = data.iloc[:dev_end]  # everything before the embargo: all that exploration and selection read
+        self.train = self.dev.iloc[: self.split]
+        edges = np.linspace(self.split, dev_end, folds + 1).round().astype(int)
         self.windows = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)] \
-            if oos_method == "walk_forward" and n_test >= 3 * folds else [(self.split, len(data))]
+            if oos_method == "walk_forward" and dev_end - self.split >= 3 * folds else [(self.split, dev_end)]
+        self.holdout_calls = 0
+
+    @classmethod
+    def from_config(cls, data: pd.DataFrame, cfg: Any) -> Evaluator:
+        """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy, segments and objective method."""
+        oc = cfg.optimizer
+        return cls(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
+                   folds=oc.folds, holdout_fraction=oc.holdout_fraction, embargo=oc.holdout_embargo)
+
+    def segments(self) -> dict[str, Any]:
+        """The segment boundaries (bar positions and dates), as recorded with a run."""
+        return self.seg.to_dict(self.data.index)
 
     def sweep(self, grid: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-        """The in-sample sweep: one row per valid grid configuration, parameter and metric columns."""
+        """The exploration sweep: one row per valid grid configuration, parameter and metric columns."""
         df = _bt().run_sweep(self.train, self.strategy, dict(grid), options=self.options, progress=False)
         return df.reset_index(drop=True)
 
     def evaluate(self, params_list: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, float], dict[str, float]]]:
-        """(in-sample metrics, out-of-sample metrics) for each configuration, in order. With walk-forward, the
-        out-of-sample metrics are means over consecutive windows of the out-of-sample part."""
+        """(exploration metrics, selection metrics) for each configuration, in order. With walk-forward, the
+        selection metrics are means over consecutive windows of the selection segment."""
         if not params_list:
             return []
         plist = [dict(p) for p in params_list]
         bt = _bt()
         ins = bt.backtest(self.train, self.strategy, plist, options=self.options)
-        folds = [bt.backtest(self.data, self.strategy, plist, options=self.options, start=a, end=b)
+        folds = [bt.backtest(self.dev, self.strategy, plist, options=self.options, start=a, end=b)
                  for a, b in self.windows]
         out = []
         for i in range(len(plist)):
@@ -74,33 +127,57 @@ class Evaluator:
             out.append((m_is, m_oos))
         return out
 
-    def returns(self, params_list: Sequence[Mapping[str, Any]], part: str = "full") -> np.ndarray:
-        """Per-bar strategy returns, shape (bars, configs), over ``full``, ``is`` or ``oos`` bars."""
-        start, end = {"full": (None, None), "is": (None, self.split), "oos": (self.split, None)}[part]
-        m = _bt().returns_matrix(self.data, self.strategy, [dict(p) for p in params_list], options=self.options,
+    def returns(self, params_list: Sequence[Mapping[str, Any]], part: str) -> np.ndarray:
+        """Per-bar strategy returns, shape (bars, configs), over the ``exploration``, ``selection`` or
+        ``development`` (both) bars; ``holdout`` and ``full`` read the hold-out: only for end-of-run figures."""
+        frame = self.data if part in ("holdout", "full") else self.dev
+        start, end = {"full": (None, None), "development": (None, None), "exploration": (None, self.split),
+                      "selection": (self.split, None), "holdout": (self.seg.holdout[0], None)}[part]
+        m = _bt().returns_matrix(frame, self.strategy, [dict(p) for p in params_list], options=self.options,
                                  start=start, end=end)
         return np.asarray(m, dtype=float)
 
+    def holdout(self, params_list: Sequence[Mapping[str, Any]], *, seed: int = 0,
+                level: float = 0.95) -> list[dict[str, Any]]:
+        """Hold-out metrics of each configuration, with a stationary-bootstrap ``level`` interval of its Sharpe
+        ratio (``sharpe_ci``). Call it once, at the end of a run, with every winner (``holdout_calls`` counts)."""
+        from ..backtest.bootstrap import sharpe_ci
+
+        self.holdout_calls += 1
+        plist = [dict(p) for p in params_list]
+        if not plist:
+            return []
+        frame = _bt().backtest(self.data, self.strategy, plist, options=self.options, start=self.seg.holdout[0])
+        rets = self.returns(plist, "holdout")
+        ppy = float(getattr(self.options, "periods_per_year", 0.0) or periods_per_year(self.data.index))
+        rf = rf_per_bar(float(getattr(self.options, "risk_free", 0.0)), ppy)
+        out = []
+        for i in range(len(plist)):
+            lo, hi = sharpe_ci(rets[:, i], ppy, rf_bar=rf, seed=seed, level=level)
+            out.append({**_row_metrics(frame.iloc[i]), "sharpe_ci": [lo, hi], "ci_level": level})
+        return out
+
     def equity(self, params: Mapping[str, Any]) -> pd.Series:
-        """Equity curve (start 1.0) of one configuration over the full period, for the plot."""
+        """Equity curve (start 1.0) of one configuration over all bars, for the end-of-run plot."""
         r = self.returns([params], "full")[:, 0]
         return pd.Series(np.cumprod(1 + np.nan_to_num(r)), index=self.data.index[-len(r):])
 
     def dsr(self, winner: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> float:
-        """Deflated Sharpe Ratio of the winner's out-of-sample returns, deflated by the number of configurations
-        tried and the spread of their out-of-sample per-bar Sharpe ratios."""
+        """Deflated Sharpe Ratio of the winner's selection-segment returns, deflated by every configuration tried
+        (``trials``) and the spread of their selection-segment per-bar Sharpe ratios."""
         from ..backtest.validation import dsr_of_best
 
-        r = self.returns([winner, *trials], "oos")
+        r = self.returns([winner, *trials], "selection")
         with np.errstate(divide="ignore", invalid="ignore"):
             sharpes = r[:, 1:].mean(axis=0) / r[:, 1:].std(axis=0, ddof=1)
         return float(dsr_of_best(r[:, 0], sharpes)["dsr"])
 
     def pbo(self, params_list: Sequence[Mapping[str, Any]]) -> float:
-        """Probability of backtest overfitting (CSCV) over every configuration tried, on the full period."""
+        """Probability of backtest overfitting (CSCV) over every configuration tried, on the exploration and
+        selection bars (the hold-out stays out of it)."""
         if len(params_list) < 2:
             return float("nan")
-        return float(_bt().probability_of_backtest_overfitting(self.returns(params_list, "full")).pbo)
+        return float(_bt().probability_of_backtest_overfitting(self.returns(params_list, "development")).pbo)
 
 
 def objective_of(metrics: Mapping[str, float], objective: str) -> float:

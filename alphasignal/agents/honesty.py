@@ -1,17 +1,26 @@
-"""The end-of-run summary: winner vs initial baseline in and out of sample, configurations tried, DSR, PBO."""
+"""The end-of-run summary: winner vs initial baseline on exploration, selection and the hold-out; configurations
+tried, DSR, PBO; the same-budget comparison; and the one hold-out evaluation of every optimizer's winner.
+
+Order matters: :func:`finalise` first fixes every winner from the history (selection segment), then scores all of
+them on the hold-out in ONE :meth:`Evaluator.holdout` call. The headline improvement % is the hold-out one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..storage.history import History
+from . import space
+from .compare import compare
 from .evaluate import Evaluator, objective_of
 
 
 def summarise(ev: Evaluator, history: History, run_id: str, objective: str) -> dict[str, Any]:
-    """Honest figures of a finished run (also stored as the run's summary)."""
+    """Figures of a finished run that the hold-out does not enter: winner and initial baseline with exploration
+    (``metrics_is``) and selection (``metrics_oos``) metrics, verdict, DSR of the selection Sharpe, PBO."""
     rounds = history.rounds(run_id)
     st = rounds[-1]["state"]
     props = history.proposals(run_id)
@@ -24,29 +33,30 @@ def summarise(ev: Evaluator, history: History, run_id: str, objective: str) -> d
     w_is, w_oos = objective_of(winner["metrics_is"], objective), objective_of(winner["metrics_oos"], objective)
     i_is, i_oos = objective_of(initial["metrics_is"], objective), objective_of(initial["metrics_oos"], objective)
     if winner["params"] == initial["params"]:
-        label = "no proposal beat the baseline out-of-sample: the baseline stands"
+        label = "no proposal beat the baseline on the selection segment: the baseline stands"
     elif w_is >= i_is:
-        label = "better in- and out-of-sample"
+        label = "better on exploration and selection"
     else:
-        label = "better out-of-sample only (worse in-sample)"
+        label = "better on selection only (worse on exploration)"
     best_is = max(agent, key=lambda p: objective_of(p["metrics_is"], objective), default=None)
     warnings = []
     if best_is is not None and objective_of(best_is["metrics_is"], objective) > i_is \
             and objective_of(best_is["metrics_oos"], objective) <= i_oos:
-        warnings.append(f"the best in-sample proposal ({best_is['name']}, round {best_is['round_no']}, "
-                        f"{objective} {objective_of(best_is['metrics_is'], objective):.3f}) wins in-sample only: "
-                        f"out-of-sample {objective_of(best_is['metrics_oos'], objective):.3f} vs baseline {i_oos:.3f}")
+        warnings.append(f"the best exploration proposal ({best_is['name']}, round {best_is['round_no']}, "
+                        f"{objective} {objective_of(best_is['metrics_is'], objective):.3f}) wins on exploration only: "
+                        f"selection {objective_of(best_is['metrics_oos'], objective):.3f} vs baseline {i_oos:.3f}")
     params = [p["params"] for p in tried]
     dsr = ev.dsr(winner["params"], params)
     pbo = ev.pbo(params)
     if dsr < 0.95:
-        warnings.append(f"DSR {dsr:.2f} < 0.95: after {len(tried)} configurations the winner's out-of-sample "
+        warnings.append(f"DSR {dsr:.2f} < 0.95: after {len(tried)} configurations the winner's selection "
                         "Sharpe is not significant")
     return {"winner": winner, "initial": initial, "label": label, "warnings": warnings,
-            "improvement_pct": _pct(w_oos, i_oos), "improvement_is_pct": _pct(w_is, i_is),
+            "improvement_selection_pct": _pct(w_oos, i_oos), "improvement_is_pct": _pct(w_is, i_is),
             "configs_tried": len(tried), "sweep_configs": st.get("sweep_configs", 0), "agent_backtests": len(agent),
             "proposals": sum(1 for p in props if p["source"] == "agent"), "rounds": len(rounds) - 1,
-            "stop_reason": st.get("stop"), "dsr": dsr, "pbo": pbo, "objective": objective}
+            "stop_reason": st.get("stop"), "dsr": dsr, "pbo": pbo, "objective": objective,
+            "segments": rounds[0]["state"].get("segments") or ev.segments()}
 
 
 def agents_row(summary: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +64,40 @@ def agents_row(summary: dict[str, Any]) -> dict[str, Any]:
     w = summary["winner"]
     return {"optimizer": "agents", "configs": summary["configs_tried"], "params": w["params"],
             "metrics_is": w["metrics_is"], "metrics_oos": w["metrics_oos"], "dsr": summary["dsr"]}
+
+
+def add_holdout(ev: Evaluator, summary: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Score the initial baseline and every winner (agents, and each comparator in ``summary['compare']``) on the
+    hold-out in one call; set ``metrics_holdout`` on each, the hold-out improvement % and its verdict."""
+    obj = summary["objective"]
+    entries: Sequence[dict[str, Any]] = [summary["initial"], summary["winner"], *summary.get("compare", [])]
+    unique: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        unique.setdefault(space.config_key(e["params"]), e["params"])
+    scored = dict(zip(unique, ev.holdout(list(unique.values()), seed=seed), strict=True))
+    for e in entries:
+        e["metrics_holdout"] = scored[space.config_key(e["params"])]
+    w = objective_of(summary["winner"]["metrics_holdout"], obj)
+    i = objective_of(summary["initial"]["metrics_holdout"], obj)
+    summary["improvement_pct"] = _pct(w, i)
+    summary["holdout_label"] = ""
+    if summary["winner"]["params"] != summary["initial"]["params"]:
+        summary["holdout_label"] = ("the hold-out confirms the selection winner" if w > i else
+                                    "the hold-out does NOT confirm the selection winner")
+        if w <= i:
+            summary["warnings"].append(f"on the hold-out the winner's {obj} {w:.3f} is not above the initial "
+                                       f"baseline's {i:.3f}: the selection gain did not carry over")
+    return summary
+
+
+def finalise(ev: Evaluator, history: History, run_id: str, oc: Any) -> dict[str, Any]:
+    """The stored summary of a finished run: :func:`summarise`, the comparators (``oc.compare``, same budget, same
+    segments), then the single hold-out evaluation of every winner."""
+    summary = summarise(ev, history, run_id, oc.objective)
+    if oc.compare:
+        summary["compare"] = compare(ev, oc.strategy, oc.compare, summary["configs_tried"], oc.seed, oc.objective,
+                                     agents_row(summary))
+    return add_holdout(ev, summary, oc.seed)
 
 
 def _pct(new: float, old: float) -> float | None:

@@ -1,9 +1,10 @@
-"""The optimizer loop: sweep (in-sample) -> rounds of Analyst -> Strategist -> validation -> backtests -> Risk Manager.
+"""The optimizer loop: exploration sweep -> rounds of Analyst -> Strategist -> validation -> backtests -> Risk Manager.
 
-The best eligible proposal by the OUT-OF-SAMPLE objective becomes the next baseline when it improves by more than
-``tolerance``; the loop stops after ``patience`` rounds without that, on the round limit, or when the backtest
-budget is spent. Each round is committed to the history in one transaction, so ``resume`` continues after the last
-complete round. The agents only ever see in-sample metrics.
+The agents see exploration-segment metrics only. The best eligible proposal by the SELECTION-segment objective
+becomes the next baseline when it improves by more than ``tolerance``; the loop stops after ``patience`` rounds
+without that, on the round limit, or when the backtest budget is spent. Nothing here reads a hold-out bar (see
+``evaluate.py``). Each round is committed to the history in one transaction, so ``resume`` continues after the
+last complete round, on the segments recorded in round 0.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from ..providers import Provider, ProviderSettings, get_provider
 from ..storage.history import History
 from . import space
@@ -101,8 +102,8 @@ def _frame(rows: list[Mapping[str, Any]], specs: Mapping[str, Any], objective: s
 
 
 def _label(is_better: bool, oos_better: bool) -> str:
-    return {(True, True): "better in- and out-of-sample", (True, False): "wins in-sample only",
-            (False, True): "wins out-of-sample only", (False, False): "no better"}[(is_better, oos_better)]
+    return {(True, True): "better on exploration and selection", (True, False): "wins on exploration only",
+            (False, True): "wins on selection only", (False, False): "no better"}[(is_better, oos_better)]
 
 
 def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents | None = None,
@@ -111,14 +112,14 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
     oc = cfg.optimizer
     specs = space.specs(oc.strategy)
     grid = sweep_grid(cfg)
-    ev = Evaluator(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
-                   folds=oc.folds)
+    ev = Evaluator.from_config(data, cfg)
     dhash = data_hash(data)
     if resume:
         run = history.run(resume)
         if run["data_hash"] != dhash or run["strategy"] != oc.strategy:
             raise UsageError(f"run {resume} used other data or strategy ({run['strategy']}, data {run['data_hash']}): "
                              "resume with the same --config/--set options")
+        check_segments(history, resume, ev)
         if run["status"] == "finished":
             return resume
         run_id = resume
@@ -126,28 +127,53 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
     if not resume:
         run_id = history.create_run(strategy=oc.strategy, config_hash=cfg.hash("optimizer", "sweep", "dataset"),
                                     data_hash=dhash, models=agents.models(), seed=oc.seed, config=cfg.to_dict())
-    done = history.rounds(run_id)
-    if not done:
-        _initial_round(ev, history, run_id, grid, specs, oc)
+    try:  # Ctrl-C keeps every complete round and marks the run, so it is listed and resumable
         done = history.rounds(run_id)
-    last = done[-1]
-    trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
-    st = dict(last["state"])
-    bar = _progress(progress, oc.rounds, len(done) - 1)
-    try:
-        while st.get("stop") is None:
-            r = last["round_no"] + 1
-            rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
-            trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
-            st = rec["state"]
-            last = {"round_no": r}
+        if not done:
+            _initial_round(ev, history, run_id, grid, specs, oc)
+            done = history.rounds(run_id)
+        last = done[-1]
+        trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
+        st = dict(last["state"])
+        bar = _progress(progress, oc.rounds, len(done) - 1)
+        try:
+            while st.get("stop") is None:
+                r = last["round_no"] + 1
+                rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
+                trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
+                st = rec["state"]
+                last = {"round_no": r}
+                if bar:
+                    bar[0].update(bar[1], advance=1, description=f"round {r}: selection {oc.objective} "
+                                  f"{st['baseline_oos'][oc.objective]:.3f}")
+        finally:
             if bar:
-                bar[0].update(bar[1], advance=1, description=f"round {r}: OOS {oc.objective} "
-                              f"{st['baseline_oos'][oc.objective]:.3f}")
-    finally:
-        if bar:
-            bar[0].stop()
+                bar[0].stop()
+    except KeyboardInterrupt:
+        history.finish_run(run_id, "interrupted")
+        raise Interrupted(f"run {run_id} kept up to its last complete round; continue it with the same options "
+                          f"and --resume {run_id}") from None
     return run_id
+
+
+def check_segments(history: History, run_id: str, ev: Evaluator) -> None:
+    """A resumed run must keep the segments recorded in its round 0 (same bars, fractions and embargo)."""
+    rounds = history.rounds(run_id)
+    if not rounds:
+        return  # nothing committed yet: round 0 is redone on the current segments
+    saved = rounds[0]["state"].get("segments")
+    if saved is None:
+        raise UsageError(f"run {run_id} predates the exploration/selection/hold-out split: start a new run")
+    now = ev.segments()
+    keys = ("bars", "exploration", "selection", "holdout", "embargo")
+    if any(saved[k] != now[k] for k in keys):
+        raise UsageError(f"run {run_id} was split into {_seg_text(saved)}, this one into {_seg_text(now)}: resume "
+                         "with the same data, sweep.test_fraction, optimizer.holdout_fraction and holdout_embargo")
+
+
+def _seg_text(seg: Mapping[str, Any]) -> str:
+    return (f"exploration {seg['exploration']}, selection {seg['selection']}, hold-out {seg['holdout']} "
+            f"of {seg['bars']} bars")
 
 
 def _progress(enabled: bool, total: int, completed: int):
@@ -164,7 +190,8 @@ def _progress(enabled: bool, total: int, completed: int):
 
 def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[str, Any],
                    specs: Mapping[str, Any], oc: Any) -> None:
-    """Round 0: the in-sample sweep, and the baseline (configured, or the best in-sample sweep configuration)."""
+    """Round 0: the exploration sweep, and the baseline (configured, or the best exploration configuration);
+    the segments are recorded in its state."""
     t0 = time.perf_counter()
     sweep = ev.sweep(grid)
     if sweep.empty:
@@ -177,7 +204,7 @@ def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[s
         if checked.params is None:
             raise UsageError(f"optimizer.baseline is invalid: {checked.reason}")
         base = checked.params
-    else:  # the best in-sample configuration that respects the hard limits (any, when none does)
+    else:  # the best exploration configuration that respects the hard limits (any, when none does)
         limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
         feasible = [r for r in rows if not hard_limit_breaches(r["metrics_is"], limits)]
         if not feasible:
@@ -191,7 +218,7 @@ def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[s
             r["metrics_oos"] = base_oos
     state = {"baseline": base, "baseline_is": base_is, "baseline_oos": base_oos, "initial": base,
              "initial_is": base_is, "initial_oos": base_oos, "stale": 0, "budget_used": 0,
-             "stop": None, "sweep_configs": len(rows)}
+             "stop": None, "sweep_configs": len(rows), "segments": ev.segments()}
     history.save_round(run_id, 0, baseline=base, best=None, improved=False, state=state,
                        timings={"sweep": t_sweep, "backtests": t_bt, "total": time.perf_counter() - t0},
                        proposals=rows, messages=[])
@@ -274,7 +301,7 @@ def _round(r: int, ev: Evaluator, agents: Agents, history: History, run_id: str,
     review_summary = ""
     if oc.use_risk_manager and passed:
         t = time.perf_counter()
-        review = agents.risk(state, passed)
+        review = agents.risk(state, [{k: rec[k] for k in ("name", "params", "metrics_is")} for rec in passed])
         tm["agents"] += time.perf_counter() - t
         messages.append(review.message)
         review_summary = review.value.summary

@@ -21,6 +21,10 @@ Public interface (stable; stage 06 calls it):
   each close (held from the next bar).
 * validation: ``split_train_test``, ``train_test``, ``walk_forward``, ``deflated_sharpe_ratio``,
   ``probability_of_backtest_overfitting`` (see ``validation.py``).
+* ``walk_forward_optimize(data, strategy, grid, *, options=None, folds=None, anchored=None) -> WFOResult``: for
+  each of K folds choose the best configuration of ``grid`` on the training window by ``options.sort_by`` and trade
+  it on the next window; ``WFOResult`` holds the folds (chosen parameters, is_/oos_ metrics), the stitched
+  out-of-sample returns and metrics, walk-forward efficiency and parameter stability (see ``wfo.py``).
 
 ``options`` is ``config.SweepConfig`` (mode long_only|long_short, fill close|next_open, fees_bps, slippage_bps,
 risk_free, device, engine, max_memory_mb, periods_per_year). Execution conventions and metric definitions:
@@ -37,8 +41,10 @@ from .validation import (
     train_test,
     walk_forward,
 )
+from .wfo import WFOResult, walk_forward_optimize
 from .xp import resolve
 
-__all__ = ["METRICS", "PARAM_SPECS", "STRATEGIES", "ParamSpec", "backtest", "deflated_sharpe_ratio", "expand_grid",
-           "get_strategy", "positions", "probability_of_backtest_overfitting", "resolve", "returns_matrix", "run_sweep",
-           "split_train_test", "train_test", "validate_params", "walk_forward"]
+__all__ = ["METRICS", "PARAM_SPECS", "STRATEGIES", "ParamSpec", "WFOResult", "backtest", "deflated_sharpe_ratio",
+           "expand_grid", "get_strategy", "positions", "probability_of_backtest_overfitting", "resolve",
+           "returns_matrix", "run_sweep", "split_train_test", "train_test", "validate_params", "walk_forward",
+           "walk_forward_optimize"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from config import Config, SweepConfig
 
-from ..errors import DataError, UsageError
+from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
 from ..market import load_many
 from .engine import Prices, annualisation, prepare_prices
@@ -26,10 +26,13 @@ from .metrics import METRICS
 from .strategies import config_at, get_strategy, grid_frame, split_valid
 from .sweep import _progress, run_window
 from .validation import dsr_of_best, pbo_from_blocks, split_point
+from .wfo import WFOResult, run_wfo, wfo_windows
+from .wfo import __doc__ as WFO_DOC_FULL
 from .xp import Backend, resolve
 
 log = logging.getLogger(__name__)
 
+WFO_DOC = " ".join(WFO_DOC_FULL.split())
 SUMMARY = ("sharpe", "total_return", "cagr", "max_drawdown", "trades", "win_rate")
 
 
@@ -88,11 +91,19 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _save(results: pd.DataFrame, meta: dict[str, Any], output: Path) -> Path:
-    if output.suffix.lower() == ".parquet":
-        write_atomic(output, lambda p: results.to_parquet(p, index=False))
-    else:
-        write_atomic(output, lambda p: results.to_csv(p, index=False))
+def wfo_path(output: Path) -> Path:
+    """Where the walk-forward folds go: ``<output stem>_wfo<output suffix>`` beside the sweep results."""
+    return output.with_name(f"{output.stem}_wfo{output.suffix}")
+
+
+def _save(results: pd.DataFrame, meta: dict[str, Any], output: Path, wfo: pd.DataFrame | None = None) -> Path:
+    for path, frame in ((output, results), (wfo_path(output), wfo)):
+        if frame is None:
+            continue
+        if path.suffix.lower() == ".parquet":
+            write_atomic(path, lambda p, f=frame: f.to_parquet(p, index=False))
+        else:
+            write_atomic(path, lambda p, f=frame: f.to_csv(p, index=False))
     meta_path = output.with_suffix(".meta.json")
     text = json.dumps(meta, indent=2, default=str)
     write_atomic(meta_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
@@ -123,6 +134,30 @@ def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, re
                       f"{' - likely overfit' if pbo is not None and pbo >= 0.5 else ''}")
 
 
+def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=160)
+    for ticker, res in runs.items():
+        sort_by = res.sort_by
+        table = Table(title=f"{ticker}: walk-forward optimisation, {len(res.folds)} "
+                            f"{'anchored' if res.anchored else 'rolling'} folds, chosen by in-sample {sort_by}")
+        cols = ["fold", "train_start", "test_start", "test_end", *params, f"is_{sort_by}", f"oos_{sort_by}",
+                "oos_total_return", "oos_trades"]
+        for col in cols:
+            table.add_column(col, justify="right")
+        for _, row in res.folds.iterrows():
+            table.add_row(*[str(row[c].date()) if isinstance(row[c], pd.Timestamp) else _fmt(row[c]) for c in cols])
+        console.print(table)
+        m, stab = res.metrics, res.stability
+        console.print(f"{ticker}: stitched out-of-sample ({len(res.returns)} bars): "
+                      + ", ".join(f"{k} {_fmt(m[k])}" for k in SUMMARY))
+        console.print(f"{ticker}: walk-forward efficiency (OOS / mean IS CAGR) {_fmt(res.efficiency)}; parameter "
+                      "stability (share of folds on the modal value): "
+                      + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
@@ -140,18 +175,15 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         raise UsageError(f"sweep.sort_by={opts.sort_by!r} is not a metric: use one of {', '.join(METRICS)}")
     check_output_file(opts.output, what="sweep output")  # before any work
     check_output_file(Path(opts.output).with_suffix(".meta.json"), what="sweep metadata")
+    if opts.walk_forward:
+        check_output_file(wfo_path(Path(opts.output)), what="walk-forward folds")
     strat = get_strategy(opts.strategy)
     backend = resolve(opts.device, opts.engine)
-    configs = grid_frame(opts.strategy, opts.grid)
+    configs = grid_frame(opts.strategy, opts.grid, max_configs=opts.max_configs)
     t0 = time.perf_counter()
-    try:
-        frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
-                           cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
-                           min_length=ds.min_length, retries=ds.download_retries)
-    except DataError as exc:
-        if ds.source == "csv":  # the user's own file is bad input (exit 2), not a failing data source
-            raise UsageError(str(exc)) from None
-        raise
+    frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
+                       cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
+                       min_length=ds.min_length, retries=ds.download_retries)
     load_s = time.perf_counter() - t0
     plan = {}
     for ticker, df in frames.items():
@@ -160,6 +192,8 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         if valid.empty:
             raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
                              f"({bad[0][1]}): fix sweep.grid or widen the date range")
+        if opts.walk_forward:  # fail before any work, not after the sweep
+            wfo_windows(prices, opts.strategy, valid, opts.sort_by, opts.walk_forward, opts.anchored)
         plan[ticker] = (prices, valid, bad)
     parts, reports, timings = [], {}, {}
     with _progress(progress, sum(len(v[1]) for v in plan.values()), f"{opts.strategy} [{backend.engine}]") as adv:
@@ -173,6 +207,11 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
             timings[ticker] = {"sweep_s": round(sweep_s, 4), "total_s": round(time.perf_counter() - t1, 4),
                                "config_bars_per_s": round(len(valid) * prices.n / max(sweep_s, 1e-9))}
             parts.append(frame)
+    wfo: dict[str, WFOResult] = {}
+    for ticker, (prices, valid, _bad) in plan.items() if opts.walk_forward else ():
+        t1 = time.perf_counter()
+        wfo[ticker] = run_wfo(prices, opts.strategy, valid, opts, backend, opts.walk_forward, opts.anchored)
+        timings[ticker]["walk_forward_s"] = round(time.perf_counter() - t1, 4)
     results = pd.concat(parts, ignore_index=True)
     skipped = {t: len(v[2]) for t, v in plan.items()}
     meta = {
@@ -183,12 +222,19 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         "n_configs_in_grid": len(configs), "n_run": {t: len(v[1]) for t, v in plan.items()}, "n_skipped": skipped,
         "skipped_reasons": {t: sorted({r.split(" (got")[0] for _, r in v[2]}) for t, v in plan.items()},
         "timings": {"load_s": round(load_s, 4), **timings}, "overfitting": reports,
+        **({"walk_forward": {"folds_file": str(wfo_path(Path(opts.output))), "definitions": WFO_DOC,
+                             "tickers": {t: r.summary() for t, r in wfo.items()}}} if wfo else {}),
         "conventions": " ".join(" ".join(CONVENTIONS.split("\n\n")[1:3]).split()), "options": asdict(opts),
     }
-    meta_path = _save(results, meta, Path(opts.output))
+    folds = pd.concat([r.folds.assign(ticker=t) for t, r in wfo.items()], ignore_index=True) if wfo else None
+    meta_path = _save(results, meta, Path(opts.output),
+                      None if folds is None else folds[["ticker", *folds.columns[:-1]]])
     _print_table(results, list(strat.specs), opts, reports)
+    if wfo:
+        _print_wfo(wfo, list(strat.specs))
     total_skipped = sum(skipped.values())
     print(f"{len(results)} backtests ({backend.engine} on {backend.device}"
           f"{', ' + str(total_skipped) + ' invalid configurations skipped' if total_skipped else ''}) -> "
-          f"{opts.output} (metadata {meta_path})")
+          f"{opts.output} (metadata {meta_path}"
+          f"{', walk-forward folds ' + str(wfo_path(Path(opts.output))) if wfo else ''})")
     return 0

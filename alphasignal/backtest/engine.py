@@ -150,8 +150,13 @@ def config_arrays(parts: tuple[np.ndarray, np.ndarray, np.ndarray], prices: Pric
 
 def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend, *,
              lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
-             on_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Accumulators (k x NACC), block sums (k x n_blocks x 2) and returns (bars x k, if asked) over ``lo..hi-1``."""
+             on_chunk: Callable[[int], None] | None = None, stops: tuple[int, ...] = ()
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accumulators (k x NACC), block sums (k x n_blocks x 2) and returns (bars x k, if asked) over ``lo..hi-1``.
+    With ``stops`` (numba only: see :func:`kernels.run_numba`) the accumulators are ``len(stops) x k x NACC``, one
+    set per window ``lo..s-1``, all from one pass."""
+    if stops and backend.engine != "numba":
+        raise UsageError(f"accumulators at several stops need the numba engine (got {backend.engine})")
     hi = prices.n if hi is None else hi
     m, k = hi - lo, len(configs)
     edges = np.linspace(lo, hi, n_blocks + 1).round().astype(np.int64) if n_blocks > 0 else np.zeros(1, np.int64)
@@ -159,9 +164,9 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     rf_bar = rf_per_bar(opts.risk_free, annualisation(prices, opts))
     short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
     parts = config_parts(strat, configs)
-    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config_bytes(backend.engine, m, n_blocks, want_rets),
-                          int(opts.max_memory_mb) * 2**20)
-    acc = np.empty((k, kernels.NACC))
+    per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets) + 16 * kernels.NSTATE * len(stops)
+    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
+    acc = np.empty((len(stops), k, kernels.NACC) if stops else (k, kernels.NACC))
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
@@ -169,7 +174,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
         args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
         if backend.engine == "numba":
             a, b, r = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
-                                        next_open=next_open, **args)
+                                        next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
             from .cuda import run_cupy
 
@@ -178,7 +183,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
         else:
             pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
             a, b, r = vector.portfolio(np, pos, prices.close, prices.open, next_open=next_open, **args)
-        acc[idx] = a
+        acc[..., idx, :] = a
         if n_blocks:
             blocks[idx] = b
         if want_rets:

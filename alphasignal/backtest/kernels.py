@@ -400,9 +400,14 @@ def compile_notice() -> AbstractContextManager[None]:
 
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
               *, short_ok: bool, next_open: bool, lo: int, hi: int, kb: float, ks: float, rf_bar: float,
-              edges: np.ndarray, want_rets: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = ()
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run :func:`sweep_kernel` pass by pass over blocks of bars; returns (acc k x NACC, blocks k x S x 2,
-    rets bars x k). The accumulation order per configuration is the plain bar order, whatever the blocking."""
+    rets bars x k). The accumulation order per configuration is the plain bar order, whatever the blocking.
+
+    With ``stops`` (bars ``lo < s <= hi``, increasing) ``acc`` is instead ``len(stops) x k x NACC``: the
+    accumulators as if the run had ended before each stop (open trades marked at that bar's previous close), all
+    from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``."""
     k = ia.shape[0]
     n_blocks = max(len(edges) - 1, 0)
     start = np.zeros(NSTATE)
@@ -413,16 +418,25 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
     sweep = sweep_kernel(0 if kind == 3 else kind, short_ok)  # MACD: the crossover rule (line vs signal)
+    cuts = sorted({*range(lo, hi, BAR_BLOCK), *stops, hi})
+    snaps = []
     with compile_notice(), nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary)
         pre = market_tables(close, rf_bar)
-        for t0 in range(lo, hi, BAR_BLOCK):
-            sweep(close, open_, pre, table, ia, fa, next_open, want_rets, t0, min(t0 + BAR_BLOCK, hi), lo, kb, ks,
-                  rf_bar, edges, state, blocks, rets)
+        for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
+            sweep(close, open_, pre, table, ia, fa, next_open, want_rets, t0, t1, lo, kb, ks, rf_bar, edges, state,
+                  blocks, rets)
+            if t1 in stops:
+                snaps.append(_mark_open_trades(state.copy()))
+    out = np.stack(snaps) if stops else _mark_open_trades(state)
+    return out, blocks, rets
+
+
+def _mark_open_trades(state: np.ndarray) -> np.ndarray:
+    """The accumulators (k x NACC) of ``state``, an open trade counted as won or lost at the last close."""
     units, eq, entry = state[:, _UNITS], state[:, _EQ], state[:, _ENTRY]
     pnl = eq - entry
     won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
     state[:, _WINS] += won
     state[:, _GW] += np.where(won, pnl, 0.0)
     state[:, _GL] -= np.where(lost, pnl, 0.0)
-    out = state[:, :NACC]
-    return out, blocks, rets
+    return state[:, :NACC]

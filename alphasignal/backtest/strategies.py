@@ -25,6 +25,9 @@ import pandas as pd
 from ..errors import UsageError
 from ..market import indicators as ind
 
+MAX_VALUES_PER_PARAMETER = 1_000_000
+DEFAULT_MAX_CONFIGS = 20_000_000  # 20M configs x 10k bars = 2e11 config*bars: minutes at ~1 G config*bars/s
+
 
 class ParamSpec(NamedTuple):
     """Search range of one parameter: ``min``..``max`` on a ``step`` grid, of ``type`` int, float or bool."""
@@ -168,9 +171,13 @@ def _expand_values(name: str, spec: ParamSpec, raw: Any) -> list[Any]:
         if unknown or not {"min", "max"} <= set(raw):
             raise UsageError(f"grid.{name}: a range must be {{min=.., max=.., step=..}} (got {dict(raw)})")
         lo, hi, step = float(raw["min"]), float(raw["max"]), float(raw.get("step", spec.step or 1))
-        if step <= 0 or hi < lo:
-            raise UsageError(f"grid.{name}: need step > 0 and min <= max (got {dict(raw)})")
-        vals = lo + step * np.arange(int(math.floor((hi - lo) / step + 1e-9)) + 1)
+        if not (math.isfinite(lo) and math.isfinite(hi) and step > 0 and hi >= lo):
+            raise UsageError(f"grid.{name}: need finite min <= max and step > 0 (got {dict(raw)})")
+        count = math.floor((hi - lo) / step + 1e-9) + 1  # counted before anything is allocated
+        if count > MAX_VALUES_PER_PARAMETER:
+            raise UsageError(f"grid.{name}: the range {dict(raw)} has {count:.3g} values (at most "
+                             f"{MAX_VALUES_PER_PARAMETER:,}): use a larger step")
+        vals = lo + step * np.arange(count)
         return [int(round(v)) if spec.type is int else round(float(v), 12) for v in vals]
     vals = list(raw) if isinstance(raw, (list, tuple, range, np.ndarray)) else [raw]
     if not vals:
@@ -184,8 +191,10 @@ def expand_grid(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]]
     return grid_frame(strategy, grid).to_dict("records")
 
 
-def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]]) -> pd.DataFrame:
-    """:func:`expand_grid` as a DataFrame (one row per configuration, columns in PARAM_SPECS order)."""
+def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]], *,
+               max_configs: int = DEFAULT_MAX_CONFIGS) -> pd.DataFrame:
+    """:func:`expand_grid` as a DataFrame (one row per configuration, columns in PARAM_SPECS order). A grid of more
+    than ``max_configs`` configurations is refused before the product is built."""
     strat = get_strategy(strategy)
     if isinstance(grid, list):
         if not grid:
@@ -208,6 +217,10 @@ def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]])
             if msg := _type_problem(k, v, spec):
                 raise UsageError(f"{strategy} grid: {msg}: fix the grid values")
         axes[k] = np.asarray(vals)
+    total = math.prod(len(v) for v in axes.values())
+    if total > max_configs:
+        raise UsageError(f"the {strategy} grid has {total:,} configurations, over sweep.max_configs={max_configs:,}: "
+                         "coarsen the grid, or raise sweep.max_configs if you mean it")
     mesh = np.meshgrid(*axes.values(), indexing="ij")  # the Cartesian product, first parameter slowest
     return pd.DataFrame({k: m.ravel() for k, m in zip(axes, mesh, strict=True)})
 

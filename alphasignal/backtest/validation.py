@@ -82,33 +82,48 @@ def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, p
     return pd.concat(frames, ignore_index=True)
 
 
+def fold_windows(n: int, n_splits: int, *, train_bars: int | None = None, test_bars: int | None = None,
+                 anchored: bool = False, what: str = "data", fix: str = "lower n_splits or the window sizes"
+                 ) -> list[tuple[int, int, int, int]]:
+    """Walk-forward folds over ``n`` bars as ``(train_lo, train_hi, test_lo, test_hi)`` bar positions: the last
+    ``n_splits`` windows of ``test_bars`` (default ``n // (n_splits + 1)``) are tested, each right after a training
+    window that rolls (``train_bars``, default ``n - n_splits * test_bars``) or is anchored at bar 0."""
+    if n_splits < 1:
+        raise UsageError(f"n_splits={n_splits} must be >= 1")
+    test = test_bars or n // (n_splits + 1)
+    train = train_bars or n - n_splits * test
+    if test < 3 or train < 3 or train + n_splits * test > n:
+        raise UsageError(f"{what}: walk-forward needs train ({train}) + {n_splits} x test ({test}) bars within {n} "
+                         f"(each >= 3): {fix}")
+    folds = []
+    for fold in range(n_splits):
+        t_lo = n - (n_splits - fold) * test
+        folds.append((0 if anchored else t_lo - train, t_lo, t_lo, t_lo + test))
+    return folds
+
+
 def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
                  n_splits: int = 5, train_bars: int | None = None, test_bars: int | None = None,
                  anchored: bool = False, options: SweepConfig | None = None) -> pd.DataFrame:
-    """Walk-forward folds: each tests ``test_bars`` right after a training window that either rolls (fixed
-    ``train_bars``) or is anchored at the first bar. One row per (ticker, fold, config) with ``is_*``/``oos_*``."""
+    """Walk-forward folds (:func:`fold_windows`) of fixed configurations: each tests ``test_bars`` right after a
+    training window that either rolls (fixed ``train_bars``) or is anchored at the first bar. One row per (ticker,
+    fold, config) with ``is_*``/``oos_*``. :func:`~.wfo.walk_forward_optimize` re-chooses the configuration per fold."""
     if n_splits < 1:
         raise UsageError(f"n_splits={n_splits} must be >= 1")
     opts, strat, configs, backend = _setup(strategy, params_list, options)
     frames = []
     for ticker, df in as_frames(data).items():
         prices = prepare_prices(df, ticker, strat.needs)
-        n = prices.n
-        test = test_bars or n // (n_splits + 1)
-        train = train_bars or n - n_splits * test
-        if test < 3 or train < 3 or train + n_splits * test > n:
-            raise UsageError(f"{ticker}: walk-forward needs train ({train}) + {n_splits} x test ({test}) bars within "
-                             f"{n}: lower n_splits or the window sizes")
-        for fold in range(n_splits):
-            t_lo = n - (n_splits - fold) * test
-            tr_lo = 0 if anchored else t_lo - train
-            is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=tr_lo, hi=t_lo)
-            oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=t_lo, hi=t_lo + test)
+        windows = fold_windows(prices.n, n_splits, train_bars=train_bars, test_bars=test_bars, anchored=anchored,
+                               what=ticker)
+        for fold, (tr_lo, tr_hi, t_lo, t_hi) in enumerate(windows):
+            is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=tr_lo, hi=tr_hi)
+            oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=t_lo, hi=t_hi)
             out = _paired(is_f, oos_f, ["ticker", *strat.specs])
             out.insert(1, "fold", fold)
             out.insert(2, "train_start", prices.index[tr_lo])
             out.insert(3, "test_start", prices.index[t_lo])
-            out.insert(4, "test_end", prices.index[t_lo + test - 1])
+            out.insert(4, "test_end", prices.index[t_hi - 1])
             frames.append(out)
     return pd.concat(frames, ignore_index=True)
 

@@ -43,9 +43,9 @@ def gpu_status() -> tuple[bool, str]:
 
 @functools.cache
 def _note_fallback(why: str) -> None:
-    """Say once per process why ``auto`` runs on the CPU: a warning when cupy is installed (the user expects
-    the GPU), info on a plain CPU install."""
-    (log.warning if "installed" in why else log.info)("no GPU backend (%s); using the CPU", why)
+    """Say once per process why ``auto`` runs on the CPU: info when there is simply no GPU (a normal CPU run, with
+    or without cupy installed), a warning only when a GPU is there but unusable (a driver or runtime problem)."""
+    (log.warning if "unusable" in why else log.info)("no GPU backend (%s); using the CPU", why)
 
 
 def get_cupy() -> ModuleType:

@@ -197,10 +197,28 @@ def _init_worker(frames: dict[str, pd.DataFrame]) -> None:
     _FRAMES.update(frames)
 
 
+_PNG_HEAD, _PNG_TAIL = b"\x89PNG\r\n\x1a\n", b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def complete_png(path: Path) -> bool:
+    """A resumable chart: a file that starts with the PNG signature and ends with the IEND chunk (a truncated or
+    overwritten file is rendered again)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() < 8 + len(_PNG_TAIL):
+                return False
+            fh.seek(-len(_PNG_TAIL), os.SEEK_END)
+            return head == _PNG_HEAD and fh.read() == _PNG_TAIL
+    except OSError:
+        return False
+
+
 def _render_batch(jobs: list[tuple[str, str, int]], out_dir: str, opts: dict, window: int, warm: int) -> int:
     for sid, ticker, end in jobs:
         path = Path(out_dir) / f"{sid}.png"
-        if path.exists():
+        if complete_png(path):
             continue
         df = _FRAMES[ticker]
         start = max(end - window + 1 - warm, 0)
@@ -266,7 +284,7 @@ def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
     opts = {"size": ds.image_size, "volume": ds.volume_panel, "moving_averages": tuple(ds.moving_averages),
             "bollinger": ds.bollinger, "hide_context": ds.hide_context, "style": ds.style}
     jobs = [(r["id"], w.ticker, w.end) for r, w in zip(records, windows, strict=True)]
-    todo = [j for j in jobs if not (images / f"{j[0]}.png").exists()]
+    todo = [j for j in jobs if not complete_png(images / f"{j[0]}.png")]
     _render_all(todo, frames, str(images), opts, ds, quiet=quiet, total=len(jobs), on_progress=on_progress)
 
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

@@ -31,7 +31,8 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tickers", metavar="A,B", action=_Override, template=("dataset.tickers={value}",),
                    help="comma-separated tickers (offline: AAPL, GOOG)")
     g.add_argument("--limit", metavar="N", action=_Override, template=("dataset.limit={value}",),
-                   help="keep only the most recent N windows (quick runs)")
+                   help="keep only the most recent N windows (quick runs; 0 = all). Windows whose labels reach into "
+                        "the next split are then dropped, so a few fewer than N can remain")
     g.add_argument("--output-dir", metavar="DIR", action=_Override, template=("dataset.output_dir={value}",),
                    help="where to write training_data.jsonl, images/, dataset_card.md (default: dataset)")
     g.add_argument("--workers", metavar="N", action=_Override, template=("dataset.workers={value}",),

@@ -29,6 +29,9 @@ OFFLINE_SAMPLES: dict[str, tuple[str, str]] = {
     "GOOG": ("backtesting", "test/GOOG.csv"),
 }
 
+MAX_PRICE = 1e9  # sane magnitudes: beyond these a number is a unit or parsing error, and overflows metrics
+MAX_VOLUME = 1e15
+
 
 def offline_tickers() -> list[str]:
     """Tickers that can be loaded with no network."""
@@ -54,7 +57,12 @@ def load_ohlcv(ticker: str, start: str | None = None, end: str | None = None, in
     else:
         raise UsageError(f"unknown data source {source!r}: use auto, yfinance, offline or csv")
     raw = _slice(raw, start, end)
-    return validate_ohlcv(raw, ticker, nan_policy=nan_policy, min_length=min_length)
+    if source != "csv":
+        return validate_ohlcv(raw, ticker, nan_policy=nan_policy, min_length=min_length)
+    try:  # the user's own file: its problems are bad input (exit 2), named by the file, not a failing data source
+        return validate_ohlcv(raw, Path(csv_path).name, nan_policy=nan_policy, min_length=min_length)
+    except DataError as exc:
+        raise UsageError(str(exc).replace("check the ticker symbol and", "check the file and")) from None
 
 
 def load_many(tickers: Sequence[str], start: str | None = None, end: str | None = None, interval: str = "1d",
@@ -139,7 +147,8 @@ def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", m
                         "(df[~df.index.duplicated()]) before loading")
     if not idx.is_monotonic_increasing:
         pos = int(np.argmax(np.diff(idx.asi8) < 0)) + 1
-        raise DataError(f"{ticker}: index not sorted at row {pos} ({idx[pos].date()}): sort it with df.sort_index()")
+        raise DataError(f"{ticker}: dates not in ascending order at row {pos} ({idx[pos].date()}): sort the rows "
+                        "by date")
     df = df.replace([np.inf, -np.inf], np.nan)  # infinities are missing values, handled by the NaN policy
     prices = df[["Open", "High", "Low", "Close"]]
     nan_rows = prices.isna().any(axis=1)
@@ -168,6 +177,11 @@ def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", m
         i = int(nonpos.argmax())
         raise DataError(f"{ticker}: non-positive price at {df.index[i].date()} (row {i}): "
                         "remove that row or fix the source data")
+    huge = np.maximum(np.maximum(o, h), np.maximum(lo, c)) > MAX_PRICE
+    if huge.any():
+        i = int(huge.argmax())
+        raise DataError(f"{ticker}: price {max(o[i], h[i], lo[i], c[i]):g} at {df.index[i].date()} (row {i}) is above "
+                        f"{MAX_PRICE:g}: check the file's units, or fix or drop that row")
     tol = 1e-9 * np.maximum(np.abs(c), 1.0)
     bad = (h + tol < np.maximum(o, c)) | (lo - tol > np.minimum(o, c)) | (h + tol < lo)
     if bad.any():
@@ -175,9 +189,11 @@ def validate_ohlcv(df: pd.DataFrame, ticker: str, *, nan_policy: str = "drop", m
         raise DataError(f"{ticker}: inconsistent OHLC at {df.index[i].date()} (row {i}: O={o[i]:g} H={h[i]:g} "
                         f"L={lo[i]:g} C={c[i]:g}): need High >= max(Open, Close) and Low <= min(Open, Close); "
                         "fix or drop that row")
-    if (df["Volume"].to_numpy() < 0).any():
-        i = int((df["Volume"].to_numpy() < 0).argmax())
-        raise DataError(f"{ticker}: negative volume at {df.index[i].date()} (row {i}): fix or drop that row")
+    vol = df["Volume"].to_numpy()
+    if ((vol < 0) | (vol > MAX_VOLUME)).any():
+        i = int(((vol < 0) | (vol > MAX_VOLUME)).argmax())
+        raise DataError(f"{ticker}: volume {vol[i]:g} at {df.index[i].date()} (row {i}) is negative or above "
+                        f"{MAX_VOLUME:g}: fix or drop that row")
     if len(df) < min_length:
         raise DataError(f"{ticker}: only {len(df)} bars, need at least {min_length}: widen the start/end range "
                         "or lower dataset.min_length")

@@ -39,6 +39,7 @@ from ..storage.sqlite import check_sqlite_file
 from .base import Completion, Message, Provider
 
 FORMAT = 1  # bump when the key or the stored record changes meaning
+APPLICATION_ID = 0x41534743  # "ASGC": PRAGMA application_id marks the call caches this project created
 MODES = ("use", "refresh", "off")
 
 _SCHEMA = """
@@ -164,13 +165,13 @@ class CallCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         if self.path.exists():
-            check_sqlite_file(self.path, "calls", "call cache", "pipeline.call_cache", CacheError)
-            self._check_format()
+            check_sqlite_file(self.path, "call cache", "pipeline.call_cache", CacheError, self._ours)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.conn.executescript(_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO cache_meta VALUES ('format', ?)", (str(FORMAT),))
         except (sqlite3.Error, OSError) as exc:
@@ -178,21 +179,16 @@ class CallCache:
                              "writable path, or use --cache off") from None
         self._lock = threading.Lock()
 
-    def _check_format(self) -> None:
-        """An existing database must be empty or an alphasignal call cache of this format (read-only check)."""
-        ro = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            row = ro.execute("SELECT value FROM cache_meta WHERE key = 'format'").fetchone() if (
-                "cache_meta" in tables) else None
-        except sqlite3.DatabaseError:
-            tables, row = {"?"}, None
-        finally:
-            ro.close()
-        if tables and (row is None or row[0] != str(FORMAT)):
-            found = "no format record" if row is None else f"format {row[0]}"
-            raise CacheError(f"call cache {str(self.path)!r} is not an alphasignal call cache of format {FORMAT} "
-                             f"({found}): move it away or set pipeline.call_cache to another path")
+    def _ours(self, ro: sqlite3.Connection, tables: set[str]) -> bool:
+        """True for a call cache of this format (read-only check); another format is an error of its own."""
+        if ro.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            return False
+        row = ro.execute("SELECT value FROM cache_meta WHERE key = 'format'").fetchone() if (
+            "cache_meta" in tables) else None
+        if row is None or row[0] != str(FORMAT):
+            raise CacheError(f"call cache {str(self.path)!r} has format {row[0] if row else 'unknown'}, this version "
+                             f"reads format {FORMAT}: move it away or set pipeline.call_cache to another path")
+        return True
 
     def _run(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:

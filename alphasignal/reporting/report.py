@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import write_atomic
-from .tables import COMPARISON_HEADER, SHOWN, changes, comparison_rows, fmt
+from .tables import COMPARISON_HEADER, SHOWN, changes, comparison_rows, fmt, headline, result_table, segments_text
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -27,29 +27,24 @@ def markdown(data: Mapping[str, Any], images: Mapping[str, str] | None = None) -
            f"Run `{run['run_id']}` · status {run['status']} · data {run['data_hash']} · config {run['config_hash']} "
            f"· seed {run['seed']}", "",
            "Models: " + ", ".join(f"{k} = `{v}`" for k, v in run["models"].items()), "",
-           "The sweep and everything the agents saw are **in-sample**; proposals are selected by the "
-           f"**out-of-sample** {obj}.", ""]
+           "The sweep and everything the agents and comparators saw are **exploration** metrics; each round's "
+           f"baseline and each optimizer's winner are chosen by the **selection** {obj}; the **hold-out** (after an "
+           "embargo) scores the winners once, after the run.", "", segments_text(data.get("segments")) + ".", ""]
     if s:
         w, i = s["winner"], s["initial"]
-        imp = s.get("improvement_pct")
         out += ["## Result", "", f"**Best configuration:** `{_params(w['params'])}` ({w['name']}); changes vs the "
-                f"initial baseline: {changes(w['params'], i['params'])}.", "",
-                f"**Verdict:** {s['label']}. Out-of-sample {obj} improvement: "
-                f"{'n/a' if imp is None else f'{imp:+.1f}%'}.", ""]
-        rows = []
-        for m in SHOWN:
-            rows.append([m] + [fmt(m, d[f"metrics_{part}"].get(m)) for part in ("is", "oos") for d in (i, w)])
-        out += [_md_table(["metric", "initial IS", "best IS", "initial OOS", "best OOS"], rows), "",
+                f"initial baseline: {changes(w['params'], i['params'])}.", "", f"**Verdict:** {headline(s, obj)}.", ""]
+        out += [_md_table(*result_table(s)), "",
                 f"Configurations tried: **{s['configs_tried']}** ({s['sweep_configs']} sweep + {s['agent_backtests']} "
                 f"agent backtests from {s['proposals']} proposals); rounds: {s['rounds']} (stopped: "
-                f"{s['stop_reason']}). Deflated Sharpe Ratio of the winner given {s['configs_tried']} trials: "
-                f"**{s['dsr']:.3f}**; PBO over all trials: **{s['pbo']:.2f}**.", ""]
+                f"{s['stop_reason']}). Deflated Sharpe Ratio of the winner's selection Sharpe given "
+                f"{s['configs_tried']} trials: **{s['dsr']:.3f}**; PBO over all trials: **{s['pbo']:.2f}**.", ""]
         out += [f"> **Warning:** {warn}" for warn in s.get("warnings", [])] + [""]
         if s.get("compare"):
             out += ["## Optimizers with the same backtest budget", "",
                     _md_table(COMPARISON_HEADER, comparison_rows(s["compare"])), ""]
     top = sorted(data["sweep"], key=lambda p: -float(p["metrics_is"].get(obj, float("-inf"))))[:3]
-    out += ["## Initial sweep (in-sample), top 3", "",
+    out += ["## Initial sweep (exploration), top 3", "",
             _md_table(["params", *SHOWN], [[_params(p["params"]), *(fmt(m, p["metrics_is"].get(m)) for m in SHOWN)]
                                            for p in top]), ""]
     for rd in data["rounds"][1:]:
@@ -62,7 +57,7 @@ def markdown(data: Mapping[str, Any], images: Mapping[str, str] | None = None) -
                  "; ".join(filter(None, [p["reason"], *p["notes"]])) or "-", p.get("label") or "-",
                  fmt(obj, (p["metrics_is"] or {}).get(obj)), fmt(obj, (p["metrics_oos"] or {}).get(obj)),
                  p["rationale"] or "-"] for p in data["proposals"] if p["round_no"] == rn]
-        out += [_md_table(["proposal", "changes", "outcome", "notes", "label", f"IS {obj}", f"OOS {obj}",
+        out += [_md_table(["proposal", "changes", "outcome", "notes", "label", f"exploration {obj}", f"selection {obj}",
                            "rationale"], rows), ""]
         if rd["state"].get("review"):
             out += [f"Risk Manager: {rd['state']['review']}", ""]

@@ -1,4 +1,5 @@
-"""Console summary of an optimizer run (rich): sweep top-3, Analyst patterns, proposals, winner, honesty, comparison.
+"""Console summary of an optimizer run (rich): segments, sweep top-3, Analyst patterns, proposals, winner on
+exploration / selection / hold-out, honesty figures, comparison.
 
 Everything is rendered from :func:`load_run`'s plain dict, which is read back from the history database, so a
 live run and ``--show RUN_ID`` print the same report.
@@ -24,6 +25,7 @@ def load_run(history: History, run_id: str) -> dict[str, Any]:
     props = history.proposals(run_id)
     return {"run": run, "rounds": rounds, "sweep": [p for p in props if p["source"] == "sweep"],
             "proposals": [p for p in props if p["source"] == "agent"], "summary": run.get("summary") or {},
+            "segments": rounds[0]["state"].get("segments") if rounds else None,
             "objective": run["config"]["optimizer"]["objective"]}
 
 
@@ -47,14 +49,68 @@ def changes(params: Mapping[str, Any] | None, base: Mapping[str, Any]) -> str:
     return ", ".join(diff) or "(same as baseline)"
 
 
+SEGMENTS = (("is", "exploration"), ("oos", "selection"), ("holdout", "hold-out"))
+
+
+def metrics(entry: Mapping[str, Any], part: str) -> Mapping[str, Any]:
+    """``entry``'s metrics on one segment (``is`` exploration, ``oos`` selection, ``holdout``); {} when absent."""
+    return entry.get(f"metrics_{part}") or {}
+
+
+def ci_text(m: Mapping[str, Any]) -> str:
+    """``[lo, hi]`` of a hold-out Sharpe interval, or ``-``."""
+    ci = m.get("sharpe_ci")
+    if not ci or ci[0] is None:
+        return "-"
+    return f"[{fmt('sharpe', ci[0])}, {fmt('sharpe', ci[1])}]"
+
+
+def segments_text(seg: Mapping[str, Any] | None) -> str:
+    """One line naming the three segments, their dates and sizes."""
+    if not seg:
+        return "segments: not recorded (run made before the hold-out split)"
+    parts = []
+    for key, name in (("exploration", "exploration"), ("selection", "selection"), ("holdout", "hold-out")):
+        a, b = seg[key]
+        dates = seg.get("dates", {}).get(key)
+        parts.append(f"{name} {dates[0]}..{dates[1]} ({b - a} bars)" if dates else f"{name} {b - a} bars")
+        if key == "selection":
+            parts.append(f"embargo {seg['embargo']} bars")
+    return "segments: " + " | ".join(parts)
+
+
+def result_table(s: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Initial baseline vs best on the three segments side by side (header, rows)."""
+    w, i = s["winner"], s["initial"]
+    header = ["metric"] + [f"{name}: {who}" for _, name in SEGMENTS for who in ("initial", "best")]
+    rows = [[m] + [fmt(m, metrics(d, part).get(m)) for part, _ in SEGMENTS for d in (i, w)] for m in SHOWN]
+    rows.append(["sharpe 95% CI", "", "", "", "", ci_text(metrics(i, "holdout")), ci_text(metrics(w, "holdout"))])
+    return header, rows
+
+
+def headline(s: Mapping[str, Any], obj: str) -> str:
+    """The improvement % (hold-out, the headline; selection in brackets) and the verdicts."""
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{v:+.1f}%"
+
+    if "metrics_holdout" not in s["winner"]:  # a run made before the hold-out split: its only figure was OOS
+        return (f"no hold-out (run made before the split); out-of-sample {obj} improvement, selection-biased: "
+                f"{pct(s.get('improvement_pct'))}; verdict: {s['label']}")
+    text = (f"hold-out {obj} improvement over the initial baseline: {pct(s.get('improvement_pct'))} (selection: "
+            f"{pct(s.get('improvement_selection_pct'))}); verdict: {s['label']}")
+    return text + (f"; {s['holdout_label']}" if s.get("holdout_label") else "")
+
+
 def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """Rows of the optimizer comparison table: name, configs, IS Sharpe, OOS Sharpe, OOS return, DSR, params."""
-    return [[r["optimizer"], str(r["configs"]), fmt("sharpe", r["metrics_is"].get("sharpe")),
-             fmt("sharpe", r["metrics_oos"].get("sharpe")), fmt("total_return", r["metrics_oos"].get("total_return")),
+    """Rows of the optimizer comparison table: Sharpe on each segment, the hold-out CI and return, DSR, winner."""
+    return [[r["optimizer"], str(r["configs"]),
+             *(fmt("sharpe", metrics(r, part).get("sharpe")) for part, _ in SEGMENTS),
+             ci_text(metrics(r, "holdout")), fmt("total_return", metrics(r, "holdout").get("total_return")),
              f"{r['dsr']:.3f}", _params(r["params"])] for r in rows]
 
 
-COMPARISON_HEADER = ["optimizer", "backtests", "IS Sharpe", "OOS Sharpe", "OOS return", "DSR", "winner"]
+COMPARISON_HEADER = ["optimizer", "backtests", "exploration Sharpe", "selection Sharpe", "hold-out Sharpe",
+                     "hold-out Sharpe 95% CI", "hold-out return", "DSR (selection)", "winner"]
 
 
 def _params(p: Mapping[str, Any]) -> str:
@@ -76,8 +132,9 @@ def print_report(data: Mapping[str, Any], console: Console | None = None) -> Non
     run, s, obj = data["run"], data["summary"], data["objective"]
     c.rule(f"[bold]multi-LLM optimizer — {run['strategy']} — run {run['run_id']}")
     c.print("models: " + ", ".join(f"{k}={v}" for k, v in run["models"].items()) + f"; status {run['status']}")
+    c.print(segments_text(data.get("segments")))
     top = sorted(data["sweep"], key=lambda p: -float(p["metrics_is"].get(obj, float("-inf"))))[:3]
-    c.print(_table(f"Top 3 of the in-sample sweep ({len(data['sweep'])} configs)", ["params", *SHOWN],
+    c.print(_table(f"Top 3 of the exploration sweep ({len(data['sweep'])} configs)", ["params", *SHOWN],
                    [[_params(p["params"]), *(fmt(m, p["metrics_is"].get(m)) for m in SHOWN)] for p in top]))
     for rd in data["rounds"][1:]:
         rn = rd["round_no"]
@@ -92,7 +149,8 @@ def print_report(data: Mapping[str, Any], console: Console | None = None) -> Non
                  fmt("max_drawdown", (p["metrics_oos"] or {}).get("max_drawdown"))]
                 for p in data["proposals"] if p["round_no"] == rn]
         c.print(_table(f"Strategist proposals, round {rn}", ["proposal", "changes vs baseline", "outcome",
-                                                             f"IS {obj}", f"OOS {obj}", "OOS max DD"], rows))
+                                                             f"exploration {obj}", f"selection {obj}",
+                                                             "selection max DD"], rows))
         if rd["state"].get("review"):
             c.print(f"  [magenta]Risk Manager[/]: {rd['state']['review']}")
         votes = rd["state"].get("votes") or []
@@ -117,23 +175,13 @@ def _print_summary(c: Console, s: Mapping[str, Any], obj: str) -> None:
     c.rule("[bold]result")
     c.print(f"best configuration: [bold]{_params(w['params'])}[/] ({w['name']}); changes vs initial: "
             f"{changes(w['params'], i['params'])}")
-    rows = []
-    for m in ("sharpe", "total_return", "max_drawdown", "trades"):
-        for part in ("is", "oos"):
-            a, b = i[f"metrics_{part}"].get(m), w[f"metrics_{part}"].get(m)
-            delta = None if a is None or b is None else float(b) - float(a)
-            rows.append([f"{m} ({part.upper()})", fmt(m, a), fmt(m, b), "-" if delta is None else
-                         ("+" if delta >= 0 else "") + fmt(m, delta)])
-    c.print(_table("initial baseline vs best (IS and OOS)", ["metric", "initial", "best", "delta"],
-                   rows))
-    imp = s.get("improvement_pct")
-    c.print(f"out-of-sample {obj} improvement: {'n/a' if imp is None else f'{imp:+.1f}%'}; verdict: [bold]"
-            f"{s['label']}[/]")
+    c.print(_table("initial baseline vs best: exploration | selection | hold-out", *result_table(s)))
+    c.print(headline(s, obj))
     c.print(f"configurations tried: {s['configs_tried']} ({s['sweep_configs']} sweep + {s['agent_backtests']} agent "
             f"backtests, {s['proposals']} proposals); rounds {s['rounds']} (stopped: {s['stop_reason']}); "
-            f"DSR of the winner {s['dsr']:.3f}; PBO over all trials {s['pbo']:.2f}")
+            f"DSR of the winner's selection Sharpe {s['dsr']:.3f}; PBO over all trials {s['pbo']:.2f}")
     for warn in s.get("warnings", []):
         c.print(f"[yellow]warning[/]: {warn}")
     if s.get("compare"):
-        c.print(_table("optimizers with the same backtest budget on the same split", COMPARISON_HEADER,
+        c.print(_table("optimizers with the same backtest budget on the same segments", COMPARISON_HEADER,
                        comparison_rows(s["compare"])))

@@ -16,7 +16,7 @@ import httpx
 
 from config import Config
 
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 from ..finetune.export import ExportPlan
 from .health import HealthRow, is_json_reply, note, openai_probe, openai_vision_probe, render_table
 
@@ -34,6 +34,9 @@ class ServeOptions:
 def serve(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
     """Run stage 03 for ``cfg.serve.provider``; returns the health rows it printed."""
     provider = cfg.serve.provider
+    if opts.stop and provider != "llamacpp":  # --stop must never fall through to a setup that pulls models
+        raise UsageError(f"--stop stops the llama.cpp server this stage started; serve.provider is {provider!r}: "
+                         "add --provider llamacpp")
     if provider == "ollama":
         from .ollama_setup import setup_ollama
 

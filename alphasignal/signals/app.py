@@ -35,9 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--batch", metavar="MANIFEST.jsonl",
                       help='one JSON object per line: {"image": PATH, "news": TEXT | "news_file": PATH}')
     mode.add_argument("--eval", action="store_true", help="score the configured providers on the dataset's test split")
+    mode.add_argument("--replay", action="store_true", help="decide day by day over --start..--end and trade the "
+                      "decisions as one portfolio (results in replay.output_dir)")
     news = parser.add_mutually_exclusive_group()
     news.add_argument("--news", metavar="TEXT", help="news text for --image")
-    news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image")
+    news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image; with --replay "
+                      "a CSV/JSONL of timestamp, ticker, headline (replay.news_file)")
     parser.add_argument("--last-close", type=positive_number, metavar="PRICE",
                         help="last close of the chart (charts without a price axis need it for levels)")
     parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
@@ -48,11 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
     parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
     add_cache_option(parser)
+    rp = parser.add_argument_group("--replay (defaults in [replay])")
+    rp.add_argument("--tickers", metavar="A,B", help="tickers to replay (replay.tickers)")
+    rp.add_argument("--start", metavar="DATE", help="first decision date (replay.start)")
+    rp.add_argument("--end", metavar="DATE", help="last bar (replay.end)")
+    rp.add_argument("--every", type=count, metavar="N", help="a decision every N bars (replay.every)")
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
-    pc = _pipeline_config(args, with_cache_mode(cfg, args))
+    cfg = with_cache_mode(cfg, args)
+    pc = _pipeline_config(args, cfg)
+    if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines
+        from ..replay.run import replay_command, replay_config
+
+        rc = replay_config(cfg, args.tickers, args.start, args.end, args.every, args.news_file)
+        return replay_command(cfg, pc, rc, quiet=args.quiet)
     check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
                                       else pc.output), what="--output")  # before any work
     if args.eval:

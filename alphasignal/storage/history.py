@@ -1,7 +1,9 @@
 """Optimizer history in SQLite (stdlib ``sqlite3``, WAL): runs, rounds, proposals and agent messages.
 
 Each round is written in ONE transaction (round row + its proposals + its messages), so a process killed mid-round
-loses at most that round and a resumed run continues after the last committed one. A file that is not a readable
+loses at most that round and a resumed run continues after the last committed one. Stage 06 stores exploration
+metrics as ``metrics_is`` and selection metrics as ``metrics_oos``, the segment boundaries in round 0's state, and
+the hold-out figures of every winner (scored once, at the end) in the run's summary. A file that is not a readable
 history database raises :class:`HistoryError` and is never modified.
 """
 
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .sqlite import check_sqlite_file
+from .sqlite import check_sqlite_file, read_only_uri
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x41534748  # "ASGH": PRAGMA application_id marks the databases this project created
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,25 +67,48 @@ def _loads(v: str | None) -> Any:
     return None if v is None else json.loads(v)
 
 
+def _legacy_version(conn: sqlite3.Connection) -> str | None:
+    """A history written before databases were marked with application_id has meta.schema_version."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else row[0]
+
+
 class History:
     """One history database file; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, create: bool = True):
+        """``create=False`` opens an existing database read-only (``mode=ro``: listing never writes)."""
         self.path = Path(path).expanduser()
         if self.path.exists():
             self._check_existing()
+        elif not create:
+            raise HistoryError(f"no history database at {str(self.path)!r}: run python 06_multi_llm_optimize.py "
+                               "first, or set optimizer.history_db")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create:
+            self.conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=10, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            return
         self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         self.conn.executescript(_SCHEMA)
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _check_existing(self) -> None:
         """Open read-only first, so a corrupt or foreign file is reported and never touched."""
-        check_sqlite_file(self.path, "runs", "history database", "optimizer.history_db", HistoryError)
+        def ours(ro: sqlite3.Connection, tables: set[str]) -> bool:
+            app_id = ro.execute("PRAGMA application_id").fetchone()[0]
+            return app_id == APPLICATION_ID or (app_id == 0 and {"meta", "runs", "rounds"} <= tables
+                                                and _legacy_version(ro) is not None)
+
+        check_sqlite_file(self.path, "history database", "optimizer.history_db", HistoryError, ours)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

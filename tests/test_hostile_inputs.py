@@ -1,0 +1,269 @@
+"""A careless or hostile user, as subprocesses: every bad input across the six stages ends with exactly one
+``error:`` line, exit code 2 (input), 3 (model/server) or 4 (data source), no traceback, and no file created or
+changed in the working folder or in the user's files.
+
+Each script runs with the working folder set to an empty temp folder (so default outputs such as decision.json
+or results/ would land there and be seen) and every input file in a separate folder whose bytes are compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOBODY = "http://127.0.0.1:9"  # the discard port: nothing answers there
+
+S01, S02, S03, S04, S05, S06 = (f"0{i}_{n}.py" for i, n in enumerate(
+    ("generate_dataset", "finetune_colab", "serve_ollama", "signal_pipeline", "sweep_backtest",
+     "multi_llm_optimize"), start=1))
+OFFLINE = ("--set", "dataset.source=offline")
+
+# (id, script, args, allowed exit codes). {f} is the folder of prepared bad files (see _bad_files).
+CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
+    # --- configuration, shared by every stage ---------------------------------------------------------------
+    *[(f"{s[:2]}-unknown-key", s, ("--set", "dataset.windw=3"), {2}) for s in (S01, S04, S05, S06)],
+    *[(f"{s[:2]}-unknown-section", s, ("--set", "datset.window=3"), {2}) for s in (S01, S03, S05, S06)],
+    *[(f"{s[:2]}-malformed-set", s, ("--set", "dataset.window"), {2}) for s in (S01, S04, S05)],
+    *[(f"{s[:2]}-missing-config", s, ("--config", "{f}/nope.toml"), {2}) for s in (S01, S02, S03, S04, S05, S06)],
+    *[(f"{s[:2]}-bad-toml", s, ("--config", "{f}/bad.toml"), {2}) for s in (S01, S04, S05, S06)],
+    *[(f"{s[:2]}-unknown-flag", s, ("--frobnicate",), {2}) for s in (S01, S02, S03, S04, S05, S06)],
+    ("01-window-0", S01, ("--set", "dataset.window=0"), {2}),
+    ("01-window-text", S01, ("--set", "dataset.window=abc"), {2}),
+    ("01-window-float", S01, ("--set", "dataset.window=2.5"), {2}),
+    ("01-bool", S01, ("--set", "dataset.hide_context=maybe"), {2}),
+    ("01-thresholds", S01, ("--set", "dataset.buy_threshold=-0.1"), {2}),
+    ("01-fractions", S01, ("--set", "dataset.val_fraction=0.6", "--set", "dataset.test_fraction=0.5"), {2}),
+    ("01-style", S01, ("--set", "dataset.style=neon"), {2}),
+    ("01-nan-number", S01, ("--set", "dataset.buy_threshold=nan"), {2}),
+    ("01-inf-number", S01, ("--set", "dataset.stop_atr=inf"), {2}),
+    # --- stage 01 ---------------------------------------------------------------------------------------------
+    ("01-workers-999", S01, ("--workers", "999"), {2}),
+    ("01-workers-neg", S01, ("--workers", "-3"), {2}),
+    ("01-image-size-huge", S01, ("--set", "dataset.image_size=60000"), {2}),
+    ("01-image-size-tiny", S01, ("--set", "dataset.image_size=8"), {2}),
+    ("01-limit-neg", S01, ("--limit", "-1"), {2}),
+    ("01-no-tickers", S01, ("--tickers", ""), {2}),
+    ("01-csv-missing", S01, ("--csv", "{f}/missing.csv"), {2}),
+    ("01-csv-header-only", S01, ("--csv", "{f}/header_only.csv"), {2}),
+    ("01-csv-huge-price", S01, ("--csv", "{f}/huge_price.csv"), {2}),
+    ("01-csv-negative-price", S01, ("--csv", "{f}/negative.csv"), {2}),
+    ("01-csv-not-csv", S01, ("--csv", "{f}/binary.csv"), {2}),
+    ("01-csv-no-close", S01, ("--csv", "{f}/no_close.csv"), {2}),
+    ("01-csv-is-dir", S01, ("--csv", "{f}/a_dir"), {2}),
+    ("01-parquet-is-text", S01, ("--parquet", "{f}/text.parquet"), {2}),
+    ("01-too-short", S01, ("--csv", "{f}/short.csv"), {2}),
+    ("01-output-is-file", S01, (*OFFLINE, "--limit", "5", "--output-dir", "{f}/a_file"), {2}),
+    ("01-offline-unknown-ticker", S01, (*OFFLINE, "--tickers", "ZZZZQ"), {2, 4}),
+    ("01-start-after-end", S01, (*OFFLINE, "--set", "dataset.start=2030-01-01"), {2, 4}),
+    # --- stage 02 ---------------------------------------------------------------------------------------------
+    ("02-backend", S02, ("--set", "training.backend=tpu"), {2}),
+    ("02-lora-r-0", S02, ("--set", "training.lora_r=0"), {2}),
+    ("02-lr-neg", S02, ("--set", "training.learning_rate=-1"), {2}),
+    ("02-quant", S02, ("--set", "training.gguf_quantization=q1_x"), {2}),
+    ("02-seq-len", S02, ("--set", "training.max_seq_length=16"), {2}),
+    ("02-dataset-missing", S02, ("--backend", "hf", "--dataset", "{f}/missing.jsonl"), {2}),
+    # --- stage 03 ---------------------------------------------------------------------------------------------
+    ("03-stop-without-llamacpp", S03, ("--stop",), {2}),
+    ("03-port", S03, ("--set", "serve.port=70000"), {2}),
+    ("03-host-scheme", S03, ("--set", "serve.ollama_host=ftp://x"), {2}),
+    ("03-provider", S03, ("--set", "serve.provider=tgi"), {2}),
+    ("03-ollama-down", S03, ("--check", "--set", f"serve.ollama_host={NOBODY}"), {3}),
+    ("03-gguf-missing", S03, ("--provider", "llamacpp", "--set", "serve.gguf_path={f}/missing.gguf",
+                              "--set", "serve.pid_dir={f}/pids"), {3}),
+    ("03-gguf-dot", S03, ("--provider", "llamacpp", "--set", "serve.gguf_path=.", "--set", "serve.pid_dir={f}/pids"),
+     {2, 3}),
+    ("03-openai-down", S03, ("--provider", "openai", "--set", f"serve.openai_base_url={NOBODY}/v1"), {3}),
+    # --- stage 04 ---------------------------------------------------------------------------------------------
+    ("04-nothing-to-do", S04, (), {2}),
+    ("04-news-without-image", S04, ("--news", "x"), {2}),
+    ("04-output-is-dir", S04, ("--demo", "--output", "{f}/a_dir"), {2}),
+    ("04-output-under-file", S04, ("--demo", "--output", "{f}/a_file/decision.json"), {2}),
+    ("04-last-close-inf", S04, ("--image", "{f}/chart.png", "--news", "x", "--last-close", "inf"), {2}),
+    ("04-last-close-huge", S04, ("--image", "{f}/chart.png", "--news", "x", "--last-close", "1e308"), {2}),
+    ("04-last-close-neg", S04, ("--image", "{f}/chart.png", "--news", "x", "--last-close", "-5"), {2}),
+    ("04-last-close-nan", S04, ("--image", "{f}/chart.png", "--news", "x", "--last-close", "nan"), {2}),
+    ("04-last-close-text", S04, ("--image", "{f}/chart.png", "--news", "x", "--last-close", "abc"), {2}),
+    ("04-eval-limit-neg", S04, ("--eval", "--limit", "-1"), {2}),
+    ("04-image-missing", S04, ("--image", "{f}/missing.png", "--news", "x"), {2}),
+    ("04-image-is-text", S04, ("--image", "{f}/a_file", "--news", "x"), {2}),
+    ("04-image-is-dir", S04, ("--image", "{f}/a_dir", "--news", "x"), {2}),
+    ("04-image-truncated", S04, ("--image", "{f}/truncated.png", "--news", "x"), {2}),
+    ("04-image-empty", S04, ("--image", "{f}/empty.png", "--news", "x"), {2}),
+    ("04-news-file-missing", S04, ("--image", "{f}/chart.png", "--news-file", "{f}/missing.txt"), {2}),
+    ("04-news-file-binary", S04, ("--image", "{f}/chart.png", "--news-file", "{f}/binary.csv"), {2}),
+    ("04-news-file-dir", S04, ("--image", "{f}/chart.png", "--news-file", "{f}/a_dir"), {2}),
+    ("04-batch-missing", S04, ("--batch", "{f}/missing.jsonl"), {2}),
+    ("04-batch-not-json", S04, ("--batch", "{f}/a_file"), {2}),
+    ("04-batch-empty", S04, ("--batch", "{f}/empty.jsonl"), {2}),
+    ("04-batch-no-image-key", S04, ("--batch", "{f}/no_image.jsonl"), {2}),
+    ("04-provider", S04, ("--demo", "--set", "pipeline.provider=gpt5"), {2}),
+    ("04-timeout-0", S04, ("--demo", "--set", "pipeline.timeout=0"), {2}),
+    ("04-timeout-inf", S04, ("--demo", "--set", "pipeline.timeout=inf"), {2}),
+    ("04-server-required-down", S04, ("--demo", "--provider", "ollama", "--set", "pipeline.require_server=true",
+                                      "--set", f"pipeline.ollama_host={NOBODY}"), {3}),
+    ("04-gguf-missing", S04, ("--demo", "--provider", "llamacpp", "--set", "pipeline.gguf_path={f}/missing.gguf",
+                              "--set", "pipeline.require_server=true"), {2, 3}),
+    ("04-max-image-side", S04, ("--demo", "--set", "pipeline.max_image_side=3"), {2}),
+    # --- stage 05 ---------------------------------------------------------------------------------------------
+    ("05-output-is-dir", S05, ("--output", "{f}/a_dir.csv"), {2}),
+    ("05-output-suffix", S05, ("--output", "{f}/out.txt"), {2}),
+    ("05-output-under-file", S05, ("--output", "{f}/a_file/out.csv"), {2}),
+    ("05-fees-huge", S05, ("--fees-bps", "1e9"), {2}),
+    ("05-fees-neg", S05, ("--fees-bps", "-1"), {2}),
+    ("05-fees-text", S05, ("--fees-bps", "lots"), {2}),
+    ("05-fees-nan", S05, ("--fees-bps", "nan"), {2}),
+    ("05-strategy", S05, ("--strategy", "MA_Crosover"), {2}),
+    ("05-mode", S05, ("--mode", "sideways"), {2}),
+    ("05-fill", S05, ("--fill", "vwap"), {2}),
+    ("05-device", S05, ("--device", "tpu"), {2}),
+    ("05-engine", S05, ("--engine", "jax"), {2}),
+    ("05-max-memory-0", S05, ("--max-memory", "0"), {2}),
+    ("05-top-0", S05, ("--top", "0"), {2}),
+    ("05-grid-bad-toml", S05, ("--grid", "{short_period = [1,"), {2}),
+    ("05-grid-unknown-param", S05, ("--grid", "{short_perod = [5, 10]}"), {2}),
+    ("05-grid-empty", S05, ("--grid", "{short_period = []}"), {2}),
+    ("05-grid-tiny-step", S05, ("--grid", "{short_period = {min = 1, max = 100, step = 1e-12}}"), {2}),
+    ("05-grid-over-max-configs", S05, ("--grid", "{short_period = {min = 2, max = 200, step = 1}, long_period = "
+                                                 "{min = 5, max = 400, step = 1}}", "--set", "sweep.max_configs=1000"),
+     {2}),
+    ("05-grid-range-inf", S05, ("--grid", "{short_period = {min = 2, max = inf, step = 1}}"), {2}),
+    ("05-csv-missing", S05, ("--csv", "{f}/missing.csv"), {2}),
+    ("05-csv-header-only", S05, ("--csv", "{f}/header_only.csv"), {2}),
+    ("05-csv-huge-price", S05, ("--csv", "{f}/huge_price.csv"), {2}),
+    ("05-csv-binary", S05, ("--csv", "{f}/binary.csv"), {2}),
+    ("05-sort-by", S05, ("--set", "sweep.sort_by=vibes"), {2}),
+    ("05-pbo-splits", S05, ("--set", "sweep.pbo_splits=5"), {2}),
+    ("05-test-fraction", S05, ("--set", "sweep.test_fraction=1.5"), {2}),
+    # --- stage 06 ---------------------------------------------------------------------------------------------
+    ("06-rounds-0", S06, ("--rounds", "0"), {2}),
+    ("06-budget-0", S06, ("--budget", "0"), {2}),
+    ("06-rounds-text", S06, ("--rounds", "many"), {2}),
+    ("06-strategy", S06, ("--strategy", "MA_Crosover"), {2}),
+    ("06-compare", S06, ("--compare", "grid"), {2}),
+    ("06-provider", S06, ("--provider", "gpt5"), {2}),
+    ("06-objective", S06, ("--set", "optimizer.objective=vibes"), {2}),
+    ("06-show-empty", S06, ("--show", "", "--set", "optimizer.history_db={f}/h.sqlite"), {2}),
+    ("06-show-unknown", S06, ("--show", "nope", "--set", "optimizer.history_db={f}/ours.sqlite"), {2}),
+    ("06-resume-unknown", S06, ("--resume", "nope", "--set", "optimizer.history_db={f}/ours.sqlite"), {2}),
+    ("06-history-missing-db", S06, ("--history", "--set", "optimizer.history_db={f}/none.sqlite"), {2}),
+    ("06-history-text-db", S06, ("--history", "--set", "optimizer.history_db={f}/a_file"), {2}),
+    ("06-history-foreign-db", S06, ("--history", "--set", "optimizer.history_db={f}/foreign.sqlite"), {2}),
+    ("06-run-foreign-db", S06, ("--rounds", "1", "--set", "optimizer.history_db={f}/foreign.sqlite"), {2}),
+    ("06-output-dir-is-file", S06, ("--output-dir", "{f}/a_file", "--set", "optimizer.history_db={f}/h2.sqlite"),
+     {2}),
+    ("06-grid-outside", S06, ("--set", "optimizer.grid={short_period=[300], long_period=[100], use_ema=[false]}"),
+     {2}),
+    ("06-server-required-down", S06, ("--provider", "ollama", "--set", "optimizer.require_server=true",
+                                      "--set", f"pipeline.ollama_host={NOBODY}"), {3}),
+    ("06-csv-missing", S06, ("--set", "dataset.source=csv", "--set", "dataset.csv_path={f}/missing.csv"), {2}),
+]
+
+GOOD_CSV_HEAD = "Date,Open,High,Low,Close,Volume\n"
+
+
+def _rows(n: int, price: str = "100") -> str:
+    return "".join(f"2020-01-{1 + i % 28:02d},{price},{price},{price},{price},1000\n" for i in range(n))
+
+
+def _bad_files(folder: Path) -> None:
+    """Every bad input file the table names; also a real history database and a foreign one."""
+    folder.mkdir()
+    (folder / "a_dir").mkdir()
+    (folder / "a_dir.csv").mkdir()
+    (folder / "a_file").write_text("just some text\n")
+    (folder / "bad.toml").write_text("[dataset\nwindow = \n")
+    (folder / "header_only.csv").write_text(GOOD_CSV_HEAD)
+    days = [f"2020-{1 + i // 28:02d}-{1 + i % 28:02d}" for i in range(300)]
+    body = "".join(f"{d},100,101,99,100,1000\n" for d in days)
+    (folder / "huge_price.csv").write_text(GOOD_CSV_HEAD + body.replace(f"{days[150]},100,101,99,100",
+                                                                        f"{days[150]},1e300,1e300,1e300,1e300"))
+    (folder / "negative.csv").write_text(GOOD_CSV_HEAD + body.replace(f"{days[10]},100,101,99,100",
+                                                                      f"{days[10]},-5,-4,-6,-5"))
+    (folder / "no_close.csv").write_text("Date,Open,High,Low,Volume\n2020-01-01,1,1,1,1\n")
+    (folder / "short.csv").write_text(GOOD_CSV_HEAD + "".join(f"{d},100,101,99,100,1000\n" for d in days[:20]))
+    (folder / "binary.csv").write_bytes(bytes(range(256)) * 8)
+    (folder / "text.parquet").write_text("not parquet\n")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "empty.jsonl").write_text("")
+    (folder / "no_image.jsonl").write_text('{"news": "x"}\n')
+    png = _png()
+    (folder / "chart.png").write_bytes(png)
+    (folder / "truncated.png").write_bytes(png[: len(png) // 3])
+    foreign = sqlite3.connect(folder / "foreign.sqlite")
+    foreign.execute("CREATE TABLE runs (run_id TEXT, note TEXT)")
+    foreign.commit()
+    foreign.close()
+    from alphasignal.storage.history import History
+
+    with History(folder / "ours.sqlite"):
+        pass
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (128, 96), "white").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _snapshot(*folders: Path) -> dict[str, str]:
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            out[str(p)] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, dict, dict]]:
+    """Run the whole table once, two subprocesses at a time (the machine has two cores)."""
+    base = tmp_path_factory.mktemp("hostile")
+    bad = base / "bad"
+    _bad_files(bad)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
+
+    def one(case: tuple[str, str, tuple[str, ...], set[int]]) -> tuple[str, tuple[int, str, dict, dict]]:
+        cid, script, args, _ = case
+        cwd = base / f"cwd-{cid}"
+        cwd.mkdir()
+        before = _snapshot(bad)
+        argv = [a.replace("{f}", str(bad)) for a in args]
+        try:
+            res = subprocess.run([sys.executable, str(ROOT / script), *argv], cwd=cwd, env=env, capture_output=True,
+                                 text=True, timeout=240, stdin=subprocess.DEVNULL)
+            code, err = res.returncode, res.stderr
+        except subprocess.TimeoutExpired:
+            code, err = -1, "timed out after 240 s"
+        return cid, (code, err, before, {"cwd": _snapshot(cwd), "bad": _snapshot(bad)})
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(one, CASES))
+
+
+def test_the_table_is_large_and_covers_every_stage() -> None:
+    assert len(CASES) >= 100 and len({c[0] for c in CASES}) == len(CASES)
+    assert {c[1] for c in CASES} == {S01, S02, S03, S04, S05, S06}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cid", "script", "args", "codes"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_error_line_with_the_right_exit_code(results, cid, script, args, codes) -> None:
+    code, err, before, after = results[cid]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err, err[-2000:]
+    assert code in codes, f"exit {code}, expected {sorted(codes)}; stderr: {err[-800:]}"
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1, f"expected one 'error:' line, got {len(errors)}: {lines[-10:]}"
+    assert after["cwd"] == {}, f"files created in the working folder: {sorted(after['cwd'])[:5]}"
+    assert after["bad"] == before, "an input file was created, changed or removed"
