@@ -342,3 +342,36 @@ def test_real_stage06_cached_rerun_is_silent_and_records_the_same_messages(ollam
     assert second.returncode == 0 and _chats(ollama_server) - start == made, second.stderr  # nothing sent
     assert [m[1] for m in first_msgs if m[2] == "ollama"] == ["risk_manager"]
     assert second_msgs == first_msgs  # same raw replies and parsed answers; the model call's recorded latency
+
+
+@pytest.mark.slow
+def test_real_replay_cached_rerun_sends_nothing_and_writes_the_same_bytes(ollama_server, tmp_path: Path) -> None:  # noqa: ANN001
+    news = tmp_path / "news.csv"
+    days = ["2012-06-04", "2012-06-05", "2012-06-06", "2012-06-07", "2012-06-08"]
+    news.write_text("timestamp,ticker,headline\n" + "".join(
+        f"{d}T13:00:00Z,GOOG,Google {'beats estimates' if i % 2 else 'misses estimates and cuts guidance'}\n"
+        for i, d in enumerate(days)), encoding="utf-8")
+
+    def run(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "04_signal_pipeline.py"), "--replay", "--tickers", "GOOG", "--start", days[0],
+             "--end", days[-1], "--news-file", str(news), "--provider", "builtin", "--llm-model", SMOLLM2_OLLAMA_NAME,
+             "--set", "pipeline.llm_provider=ollama", "--set", f"pipeline.ollama_host={ollama_server.url}",
+             "--set", "pipeline.max_retries=1", "--cache", "use",
+             "--set", f"pipeline.call_cache={tmp_path / 'c.sqlite'}",
+             "--set", "dataset.source=offline", "--set", f"replay.output_dir={tmp_path / name}",
+             "--set", "replay.random_runs=2", "--set", "replay.bootstrap=100", "--set", "replay.fsync=false", "-q"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "HOME": str(tmp_path)})
+
+    start = _chats(ollama_server)
+    first = run("a")
+    made = _chats(ollama_server) - start
+    assert first.returncode == 0 and made >= len(days), first.stderr
+    second = run("b")  # a fresh output folder: no journal to resume from, every decision is made again
+    assert second.returncode == 0, second.stderr
+    assert _chats(ollama_server) - start == made  # ... from the cache: not one model request
+    for name in ("decisions.jsonl", "trades.csv", "equity.csv", "replay_report.md", "replay.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    decisions = [json.loads(line) for line in (tmp_path / "a" / "decisions.jsonl").read_text().splitlines()]
+    assert len(decisions) == len(days)
+    assert all(d["decision"]["meta"]["calls"]["sentiment"]["provider"] == "ollama" for d in decisions)
