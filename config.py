@@ -207,8 +207,7 @@ class PipelineConfig:
     max_news_chars: int = 4000
     max_level_atr: float = 10.0  # stop/take-profit at most this many ATR from entry
     max_level_pct: float = 0.5  # ... and at most this fraction of entry
-    vlm_weight: float = 0.6
-    sentiment_weight: float = 0.4
+    sentiment_weight: float = 0.4  # the news' vote: confidence moves by sentiment_weight * agreement * intensity
     align_bonus: float = 0.15
     conflict_penalty: float = 0.25
     hold_threshold: float = 0.35
@@ -229,9 +228,7 @@ class PipelineConfig:
                    f"pipeline.{name}={value!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
         _check(self.timeout > 0, "pipeline.timeout must be > 0")
         _check(self.max_retries >= 0, "pipeline.max_retries must be >= 0")
-        _check(abs(self.vlm_weight + self.sentiment_weight - 1) < 1e-9,
-               "pipeline.vlm_weight + sentiment_weight must equal 1")
-        for name in ("align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift"):
+        for name in ("sentiment_weight", "align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift"):
             _check(0 <= getattr(self, name) <= 1, f"pipeline.{name} must be in [0, 1]")
         _check(self.concurrency > 0, "pipeline.concurrency must be > 0")
         _check(self.max_image_side >= 64, "pipeline.max_image_side must be >= 64 pixels")
@@ -438,6 +435,14 @@ class Config:
         return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
 
 
+# Keys that were removed, with what to use instead (shown in place of the closest-name suggestion).
+_REMOVED = {
+    "pipeline.vlm_weight": ": it was removed because it had no effect (the chart's weight cancelled out of the "
+                           "fusion formula); tune pipeline.sentiment_weight (the news' vote) and "
+                           "pipeline.max_sentiment_shift (its cap) instead",
+}
+
+
 def _suggest(name: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(options))}"
@@ -511,7 +516,8 @@ def _typed_updates(cfg: Config, section: str, updates: dict[str, Any], *, from_c
     typed = {}
     for key, raw in updates.items():
         if key not in known:
-            raise ConfigError(f"unknown config key {section}.{key}{_suggest(key, known)}")
+            hint = _REMOVED.get(f"{section}.{key}") or _suggest(key, known)
+            raise ConfigError(f"unknown config key {section}.{key}{hint}")
         where = f"{section}.{key}"
         typed[key] = _parse_cli_value(raw, hints[key], where) if from_cli else _coerce(raw, hints[key], where)
     return typed

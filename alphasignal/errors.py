@@ -1,4 +1,4 @@
-"""Exceptions with the exit code the CLI maps them to (see ARCHITECTURE.md: Conventions)."""
+"""Exceptions with the exit code the CLI maps them to: 2 bad input or usage, 3 model or server, 4 data source."""
 
 from __future__ import annotations
 

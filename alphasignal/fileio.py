@@ -77,3 +77,18 @@ def check_output_dir(path: str | Path, *, what: str = "output folder") -> Path:
         raise UsageError(f"{what} {str(path)!r} is not writable ({str(existing)!r} is read-only for this user): "
                          "fix its permissions or choose another location")
     return path
+
+
+def input_file(path: str | Path, what: str, fix: str, *, error: type[Exception] = UsageError) -> Path:
+    """``path`` as an existing, readable file, or one line that says which of those it is not and how to fix it.
+    ``error`` is the exception class to raise (a missing model file is a model problem, exit 3)."""
+    p = Path(path).expanduser()
+    if str(path).strip() in {"", "."}:
+        raise error(f"no {what} given: {fix}")
+    if p.is_dir():
+        raise error(f"{what} {str(p)!r} is a folder, not a file: {fix}")
+    if not p.is_file():
+        raise error(f"{what} {str(p)!r} not found: {fix}")
+    if not os.access(p, os.R_OK):
+        raise error(f"{what} {str(p)!r} is not readable: fix its permissions")
+    return p

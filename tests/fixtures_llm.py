@@ -6,8 +6,12 @@
 - ``ollama_server``: ``tests/ollama_compat_server.py`` (Ollama's REST API over REAL llama.cpp inference; not Ollama)
   serving it as ``smollm2:135m`` (constant ``SMOLLM2_OLLAMA_NAME``); yields a ``RunningServer`` (``.url``,
   ``.models``). Serve more models with ``start_ollama_compat({"name:tag": gguf or (gguf, mmproj)})`` or at run time
-  with ``/api/create``.
+  with ``/api/create``; ``canned={"name:tag": "reply text"}`` serves models that answer that exact text without
+  inference, and ``delay=SECONDS`` delays every answer (both need no llama-cpp-python).
 - ``free_port``: an unused TCP port on 127.0.0.1.
+- ``valid_rate``: ``record(valid: bool)`` for real-model calls whose test accepts a valid reply OR a clear error:
+  the valid rate of each such test is printed at the end of the session and written to
+  ``results/valid_rates.json``, so the either/or never hides how often the model actually fails.
 """
 
 from __future__ import annotations
@@ -15,19 +19,24 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 SMOLLM2_OLLAMA_NAME = "smollm2:135m"
 SMOLLM2_OPENAI_NAME = "smollm2"
@@ -91,14 +100,21 @@ def start_llama_server(gguf: str | Path, alias: str = SMOLLM2_OPENAI_NAME) -> It
 
 @contextlib.contextmanager
 def start_ollama_compat(models: Mapping[str, str | Path | tuple[str | Path, str | Path]],
-                        blob_dir: str | Path | None = None) -> Iterator[RunningServer]:
-    """Run the Ollama-API-compatible test server in a subprocess; ``models`` maps name -> gguf or (gguf, mmproj)."""
-    cmd = [sys.executable, str(_SERVER_SCRIPT), "--port", "0"]
+                        blob_dir: str | Path | None = None, *, canned: Mapping[str, str] | None = None,
+                        delay: float = 0.0) -> Iterator[RunningServer]:
+    """Run the Ollama-API-compatible test server in a subprocess; ``models`` maps name -> gguf or (gguf, mmproj),
+    ``canned`` maps name -> the exact reply text; every answer waits ``delay`` seconds first."""
+    cmd = [sys.executable, str(_SERVER_SCRIPT), "--port", "0", "--delay", str(delay)]
     served = {}
     for name, spec in models.items():
         gguf, mmproj = spec if isinstance(spec, tuple) else (spec, None)
         cmd += ["--model", f"{name}={gguf}" + (f",mmproj={mmproj}" if mmproj else "")]
         served[name] = str(gguf)
+    replies = Path(tempfile.mkdtemp(prefix="ollama-canned-"))
+    for i, (name, text) in enumerate((canned or {}).items()):
+        (replies / f"{i}.txt").write_text(text, encoding="utf-8")
+        cmd += ["--canned", f"{name}={replies / f'{i}.txt'}"]
+        served[name] = str(replies / f"{i}.txt")
     if blob_dir:
         cmd += ["--blob-dir", str(blob_dir)]
     log = Path(tempfile.mkstemp(prefix="ollama-compat-", suffix=".log")[1])
@@ -116,6 +132,7 @@ def start_ollama_compat(models: Mapping[str, str | Path | tuple[str | Path, str 
         yield RunningServer(url, served, log, proc)
     finally:
         _stop(proc)
+        shutil.rmtree(replies, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +169,35 @@ def ollama_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) 
     _need_llama_cpp()
     with start_ollama_compat({SMOLLM2_OLLAMA_NAME: smollm2_gguf}, tmp_path_factory.mktemp("ollama-blobs")) as srv:
         yield srv
+
+
+_VALID: dict[str, list[int]] = {}  # test id -> [valid replies, calls]
+
+
+@pytest.fixture
+def valid_rate(request: pytest.FixtureRequest) -> Callable[[bool], None]:
+    """``record(valid)`` counts one real-model outcome under the calling test's id (see the module docstring)."""
+    counts = _VALID.setdefault(request.node.nodeid, [0, 0])
+
+    def record(valid: bool) -> None:
+        counts[0] += bool(valid)
+        counts[1] += 1
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print and save the valid rates ``valid_rate`` recorded in this session."""
+    rates = {k: {"valid": v, "calls": n, "rate": round(v / n, 4)} for k, (v, n) in sorted(_VALID.items()) if n}
+    if not rates:
+        return
+    terminalreporter.section("valid reply rates of real-model calls that may end in a clear error")
+    for key, r in rates.items():
+        terminalreporter.write_line(f"{r['valid']:>3}/{r['calls']:<3} {r['rate']:6.0%}  {key}")
+    from alphasignal.fileio import write_atomic
+
+    path = write_atomic(_ROOT / "results" / "valid_rates.json", json.dumps(rates, indent=2) + "\n")
+    terminalreporter.write_line(f"written to {path}")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """An Ollama-API-compatible HTTP server for tests, backed by REAL llama.cpp inference (llama-cpp-python).
 
-This is NOT Ollama (no Ollama binary can be installed here, see LOCAL_MODELS.md): it speaks enough of Ollama's
+This is NOT Ollama (no Ollama binary can be installed on the test machines): it speaks enough of Ollama's
 REST API for clients (the ``ollama`` package, langchain-ollama, our providers and stage-03 serving code) to be
 tested against real model output on 127.0.0.1.
 
@@ -17,12 +17,17 @@ Endpoints
   POST /api/create                  ``from`` an existing model (new name, system, parameters) or ``files`` =
                                     {"name.gguf": digest, "mmproj-name.gguf": digest} of uploaded blobs
   POST /api/copy, DELETE /api/delete
+  GET  /v1/models, POST /v1/chat/completions   Ollama's OpenAI-compatible endpoints (no streaming; a
+                                    ``json_schema`` or ``json_object`` ``response_format`` becomes the grammar)
   GET  /_test/requests              (not Ollama) requests served so far per "METHOD /path", e.g. "POST /api/chat"
 Unknown models answer 404 ``model "x" not found, try pulling it first`` like Ollama.
 
 Serving models: ``--model NAME=PATH.gguf`` or ``--model NAME=PATH.gguf,mmproj=PATH.gguf`` (repeatable; a name
 without a tag gets ``:latest``), or ``/api/create`` at run time (``ollama.Client(url).create(model=..., files=...)``
-after ``create_blob``). Run::
+after ``create_blob``). For tests that need one exact reply no model gives reliably (a stop-loss 20 ATR away, say),
+``--canned NAME=REPLY.txt`` serves a model that answers every request with that file's text, without inference
+(it accepts images). ``--delay SECONDS`` waits that long before each answer, outside the model lock, so a client's
+concurrency can be measured. Run::
 
     python tests/ollama_compat_server.py --model smollm2:135m=SmolLM2.gguf --port 0
 
@@ -58,6 +63,7 @@ class ServedModel:
     system: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     modified_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    reply: str | None = None  # a canned model: this text answers every request (``gguf`` is the reply file)
 
     @property
     def digest(self) -> str:
@@ -202,8 +208,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch({"/api/version": lambda: self._send(200, {"version": VERSION}), "/api/tags": self._tags,
-                        "/api/ps": self._ps, "/": lambda: self._send(200, "Ollama is running"),
-                        "/_test/requests": self._requests})
+                        "/api/ps": self._ps, "/v1/models": self._openai_models,
+                        "/": lambda: self._send(200, "Ollama is running"), "/_test/requests": self._requests})
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._dispatch({"/api/blobs/*": self._blob_head, "/": lambda: self._send(200)})
@@ -211,7 +217,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch({"/api/chat": self._chat, "/api/generate": self._generate, "/api/show": self._show,
                         "/api/pull": self._pull, "/api/create": self._create, "/api/copy": self._copy,
-                        "/api/blobs/*": self._blob_post})
+                        "/api/blobs/*": self._blob_post, "/v1/chat/completions": self._openai_chat})
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch({"/api/delete": self._delete})
@@ -237,13 +243,13 @@ class Handler(BaseHTTPRequestHandler):
     def _show(self) -> None:
         req = self._json_body()
         model = self._model(req.get("model") or req.get("name", ""))
-        llm, _ = self.server.store.llama(model)
+        metadata = {} if model.reply is not None else dict(self.server.store.llama(model)[0].metadata)
         params = "\n".join(f"{k} {v}" for k, v in model.parameters.items())
         self._send(200, {"modelfile": f"FROM {model.gguf}\n" + (f'SYSTEM """{model.system}"""\n' if model.system
                                                                  else ""),
-                         "parameters": params, "template": llm.metadata.get("tokenizer.chat_template", ""),
-                         "details": _details(model), "model_info": dict(llm.metadata),
-                         "capabilities": ["completion"] + (["vision"] if model.mmproj else []),
+                         "parameters": params, "template": metadata.get("tokenizer.chat_template", ""),
+                         "details": _details(model), "model_info": metadata,
+                         "capabilities": ["completion"] + (["vision"] if _sees(model) else []),
                          "modified_at": model.modified_at})
 
     def _pull(self) -> None:
@@ -296,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
             base = ServedModel(name, weights[0], projectors[0] if projectors else None)
         elif req.get("from"):
             src = self._model(req["from"])
-            base = ServedModel(name, src.gguf, src.mmproj, src.system, dict(src.parameters))
+            base = ServedModel(name, src.gguf, src.mmproj, src.system, dict(src.parameters), reply=src.reply)
         else:
             raise _HTTPError(400, "give `from` (an existing model) or `files` (uploaded GGUF blobs)")
         base.system = req.get("system", base.system)
@@ -314,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
         req = self._json_body()
         src = self._model(req.get("source", ""))
         self.server.store.add(ServedModel(req.get("destination", ""), src.gguf, src.mmproj, src.system,
-                                          dict(src.parameters)))
+                                          dict(src.parameters), reply=src.reply))
         self._send(200)
 
     def _delete(self) -> None:
@@ -330,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
             out.append({"role": "system", "content": model.system})
         for m in raw:
             images = m.get("images") or []
-            if images and not model.mmproj:
+            if images and not _sees(model):
                 raise _HTTPError(400, f'model "{model.name}" does not support images (no vision projector)')
             if images:
                 parts = []
@@ -358,11 +364,16 @@ class Handler(BaseHTTPRequestHandler):
                   "seed": opts.get("seed"), "response_format": response_format}
         stream = req.get("stream", True)
         start = time.perf_counter_ns()
-        llm, lock = self.server.store.llama(model)
+        time.sleep(self.server.delay)
+        if model.reply is not None:
+            llm, lock = None, threading.Lock()
+        else:
+            llm, lock = self.server.store.llama(model)
         loaded = time.perf_counter_ns()
         with lock:
             try:
-                chunks = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+                chunks = _canned(model.reply) if llm is None else llm.create_chat_completion(
+                    messages=messages, stream=True, **kwargs)
             except ValueError as exc:
                 raise _HTTPError(400, str(exc)) from None
             if stream:
@@ -394,6 +405,35 @@ class Handler(BaseHTTPRequestHandler):
         body: Any = {"role": "assistant", "content": text} if key == "message" else text
         return {"model": model.name, "created_at": datetime.now(UTC).isoformat(), key: body, "done": done}
 
+    def _openai_models(self) -> None:
+        models = self.server.store.models.values()
+        self._send(200, {"object": "list", "data": [{"id": m.name, "object": "model", "created": 0,
+                                                     "owned_by": "library"} for m in models]})
+
+    def _openai_chat(self) -> None:
+        req = self._json_body()
+        model = self._model(req.get("model", ""))
+        if req.get("stream"):
+            raise _HTTPError(400, "streaming is not supported on this test server's /v1 endpoint")
+        fmt = req.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else fmt.get(
+            "schema")
+        time.sleep(self.server.delay)
+        if model.reply is not None:
+            text = model.reply
+        else:
+            llm, lock = self.server.store.llama(model)
+            with lock:
+                out = llm.create_chat_completion(
+                    messages=req.get("messages") or [], temperature=float(req.get("temperature", 0.8)),
+                    max_tokens=req.get("max_tokens") or req.get("max_completion_tokens"), seed=req.get("seed"),
+                    response_format={"type": "json_object", "schema": schema} if fmt else None)
+            text = out["choices"][0]["message"]["content"] or ""
+        self._send(200, {"id": "chatcmpl-compat", "object": "chat.completion", "created": int(time.time()),
+                         "model": model.name, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                             "role": "assistant", "content": text}}],
+                         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+
     def _chat(self) -> None:
         req = self._json_body()
         model = self._model(req.get("model", ""))
@@ -405,7 +445,8 @@ class Handler(BaseHTTPRequestHandler):
         req = self._json_body()
         model = self._model(req.get("model", ""))
         if not req.get("prompt"):  # Ollama's "load the model" request
-            self.server.store.llama(model)
+            if model.reply is None:
+                self.server.store.llama(model)
             self._send(200, {**self._piece(model, "response", "", done=True), "done_reason": "load"})
             return
         raw = ([{"role": "system", "content": req["system"]}] if req.get("system") else []) + [
@@ -413,23 +454,34 @@ class Handler(BaseHTTPRequestHandler):
         self._run(model, self._messages(model, raw), req, "response")
 
 
+def _sees(model: ServedModel) -> bool:
+    """Accepts images: a vision projector is loaded, or the model is canned (it ignores its input)."""
+    return bool(model.mmproj) or model.reply is not None
+
+
+def _canned(reply: str) -> list[dict[str, Any]]:
+    """A canned reply as llama-cpp-python's streamed chat chunks (one piece, then the stop)."""
+    return [{"choices": [{"delta": {"content": reply}, "finish_reason": None}]},
+            {"choices": [{"delta": {}, "finish_reason": "stop"}]}]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], store: ModelStore, verbose: bool = False) -> None:
+    def __init__(self, addr: tuple[str, int], store: ModelStore, verbose: bool = False, delay: float = 0.0) -> None:
         super().__init__(addr, Handler)
-        self.store, self.verbose = store, verbose
+        self.store, self.verbose, self.delay = store, verbose, delay
         self.counts: dict[str, int] = {}  # "METHOD /path" -> requests served (GET /_test/requests)
         self.counts_lock = threading.Lock()
 
 
 def make_server(models: list[ServedModel], host: str = "127.0.0.1", port: int = 0, blob_dir: Path | None = None,
-                verbose: bool = False) -> _Server:
+                verbose: bool = False, delay: float = 0.0) -> _Server:
     """A bound (not yet serving) server; call ``serve_forever()`` (e.g. in a thread) and ``shutdown()``."""
     store = ModelStore(blob_dir or Path(tempfile.mkdtemp(prefix="ollama-compat-blobs-")))
     for m in models:
         store.add(m)
-    return _Server((host, port), store, verbose)
+    return _Server((host, port), store, verbose, delay)
 
 
 def _parse_model(spec: str) -> ServedModel:
@@ -444,15 +496,27 @@ def _parse_model(spec: str) -> ServedModel:
     return ServedModel(name, gguf, mmproj)
 
 
+def _parse_canned(spec: str) -> ServedModel:
+    name, sep, path = spec.partition("=")
+    if not sep or not path or not Path(path).is_file():
+        raise SystemExit(f"--canned {spec!r}: use NAME=REPLY.txt with an existing file")
+    return ServedModel(name, Path(path), reply=Path(path).read_text(encoding="utf-8"))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", action="append", default=[], help="NAME=PATH.gguf[,mmproj=PATH.gguf] (repeatable)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--blob-dir", type=Path, default=None, help="where /api/blobs uploads go (default: a temp dir)")
+    ap.add_argument("--canned", action="append", default=[], metavar="NAME=REPLY.txt",
+                    help="a model that answers every request with the file's text, without inference (repeatable)")
+    ap.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long before each chat/generate answer (outside the model lock)")
     ap.add_argument("--verbose", action="store_true", help="log every request on stderr")
     args = ap.parse_args(argv)
-    server = make_server([_parse_model(s) for s in args.model], args.host, args.port, args.blob_dir, args.verbose)
+    models = [_parse_model(s) for s in args.model] + [_parse_canned(s) for s in args.canned]
+    server = make_server(models, args.host, args.port, args.blob_dir, args.verbose, args.delay)
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}", flush=True)
     try:

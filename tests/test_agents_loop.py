@@ -147,6 +147,7 @@ def test_debate_votes_are_recorded_and_bind(tmp_path, aapl):
     cfg = _cfg(tmp_path, "optimizer.rounds=2", "optimizer.debate_rounds=2", "optimizer.patience=10")
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(aapl, cfg, h, progress=False)
+        voted_down: list[str] = []
         for rd in h.rounds(run_id)[1:]:
             votes = rd["state"]["votes"]
             agents = {m["agent"] for m in h.messages(run_id, rd["round_no"])}
@@ -156,8 +157,12 @@ def test_debate_votes_are_recorded_and_bind(tmp_path, aapl):
             assert debated and len(votes) == 2 * 3 * len(debated) and all(v["argument"] for v in votes)
             for p in props:
                 last = [v["support"] for v in votes if v["proposal"] == p["name"] and v["round"] == 2]
-                if last and 2 * sum(last) < len(last):  # a majority against: never backtested
-                    assert p["status"] == "voted_down" and p["metrics_is"] is None
+                against = bool(last) and 2 * sum(last) < len(last)
+                assert (p["status"] == "voted_down") == against  # a majority against, and only that, binds
+                if against:  # ... and what it voted down is never backtested
+                    assert p["metrics_is"] is None
+                    voted_down.append(p["name"])
+        assert voted_down, "the debate voted nothing down: the binding of a vote was not exercised"
 
 
 def test_strategy_without_a_sweep_grid_and_undefined_metrics(tmp_path, aapl):

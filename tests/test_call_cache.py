@@ -254,7 +254,7 @@ def _chats(server) -> int:  # noqa: ANN001
     import httpx
 
     counts = httpx.get(f"{server.url}/_test/requests", timeout=10).json()["requests"]
-    return counts.get("POST /api/chat", 0) + counts.get("POST /api/generate", 0)
+    return sum(counts.get(f"POST {p}", 0) for p in ("/api/chat", "/api/generate", "/v1/chat/completions"))
 
 
 @pytest.mark.slow

@@ -166,6 +166,20 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     ("06-csv-missing", S06, ("--set", "dataset.source=csv", "--set", "dataset.csv_path={f}/missing.csv"), {2}),
 ]
 
+# What the one error line must say, for the inputs whose message once misled.
+NEEDLES = {
+    "01-csv-is-dir": "is a folder, not a file", "04-image-is-dir": "is a folder, not a file",
+    "04-news-file-dir": "is a folder, not a file", "03-gguf-dot": "no GGUF model file given",
+    "01-csv-header-only": "header_only.csv: no data in the requested range: check the file",
+    "01-csv-huge-price": "price 1e+300", "05-csv-huge-price": "huge_price.csv: price 1e+300",
+    "05-grid-tiny-step": "use a larger step", "05-grid-over-max-configs": "over sweep.max_configs",
+    "04-output-is-dir": "is a directory", "05-output-is-dir": "is a directory",
+    "06-output-dir-is-file": "is a file, not a folder", "06-history-missing-db": "no history database",
+    "06-history-foreign-db": "another program", "06-show-empty": "not found",
+    "03-stop-without-llamacpp": "add --provider llamacpp", "01-workers-999": "dataset.workers=999 is invalid",
+}
+
+
 GOOD_CSV_HEAD = "Date,Open,High,Low,Close,Volume\n"
 
 
@@ -252,7 +266,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, st
 
 
 def test_the_table_is_large_and_covers_every_stage() -> None:
-    assert len(CASES) >= 100 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 100 and len({c[0] for c in CASES}) == len(CASES) and set(NEEDLES) <= {c[0] for c in CASES}
     assert {c[1] for c in CASES} == {S01, S02, S03, S04, S05, S06}
 
 
@@ -265,5 +279,6 @@ def test_bad_input_is_one_error_line_with_the_right_exit_code(results, cid, scri
     assert code in codes, f"exit {code}, expected {sorted(codes)}; stderr: {err[-800:]}"
     errors = [ln for ln in lines if ln.startswith("error:")]
     assert len(errors) == 1, f"expected one 'error:' line, got {len(errors)}: {lines[-10:]}"
+    assert NEEDLES.get(cid, "") in errors[0], f"{errors[0]!r} should say {NEEDLES[cid]!r}"
     assert after["cwd"] == {}, f"files created in the working folder: {sorted(after['cwd'])[:5]}"
     assert after["bad"] == before, "an input file was created, changed or removed"

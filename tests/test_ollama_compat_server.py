@@ -50,6 +50,28 @@ def test_blobs_check_their_digest_and_create_needs_them(empty_server, tmp_path: 
         client.create(model="bad", from_="x", adapters={"a.gguf": digest})
 
 
+def test_canned_models_answer_their_text_on_both_apis() -> None:
+    reply = '{"action": "HOLD", "confidence": 0.5, "entry_price": 100.0}'
+    with start_ollama_compat({}, canned={"chart:canned": reply}) as srv:
+        client = ollama.Client(srv.url)
+        assert client.show("chart:canned").capabilities == ["completion", "vision"]  # it takes images
+        msg = {"role": "user", "content": "read this", "images": [b"\x89PNG fake bytes"]}
+        assert client.chat(model="chart:canned", messages=[msg]).message.content == reply
+        assert "".join(c.message.content for c in client.chat(model="chart:canned", messages=[msg],
+                                                               stream=True)) == reply
+        assert client.generate(model="chart:canned", prompt="x").response == reply
+        models = httpx.get(f"{srv.url}/v1/models").json()["data"]
+        assert [m["id"] for m in models] == ["chart:canned"]
+        body = {"model": "chart:canned", "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {}}}}
+        out = httpx.post(f"{srv.url}/v1/chat/completions", json=body).json()
+        assert out["choices"][0]["message"]["content"] == reply and out["object"] == "chat.completion"
+        stream = httpx.post(f"{srv.url}/v1/chat/completions", json={**body, "stream": True})
+        assert stream.status_code == 400 and "streaming is not supported" in stream.json()["error"]
+        missing = httpx.post(f"{srv.url}/v1/chat/completions", json={**body, "model": "absent:1b"})
+        assert missing.status_code == 404
+
+
 @pytest.mark.slow
 def test_create_generate_chat_copy_delete_with_real_inference(smollm2_gguf: Path, tmp_path: Path) -> None:
     with start_ollama_compat({}, tmp_path / "blobs") as srv:
@@ -68,6 +90,11 @@ def test_create_generate_chat_copy_delete_with_real_inference(smollm2_gguf: Path
         chat = client.chat(model=SMOLLM2_OLLAMA_NAME, messages=[{"role": "user", "content": "Is water wet? JSON."}],
                            format=schema, options={"num_predict": 16})
         assert isinstance(json.loads(chat.message.content)["ok"], bool)  # grammar-constrained to the schema
+        body = {"model": SMOLLM2_OLLAMA_NAME, "messages": [{"role": "user", "content": "Is water wet? JSON."}],
+                "max_tokens": 16, "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {
+                    "name": "r", "schema": schema}}}
+        out = httpx.post(f"{srv.url}/v1/chat/completions", json=body, timeout=120).json()  # the OpenAI endpoint
+        assert isinstance(json.loads(out["choices"][0]["message"]["content"])["ok"], bool)
         parts = list(client.chat(model=SMOLLM2_OLLAMA_NAME, messages=[{"role": "user", "content": "Count to 3."}],
                                  stream=True, options={"num_predict": 6}))
         assert parts[-1].done and not parts[0].done and "".join(p.message.content for p in parts).strip()

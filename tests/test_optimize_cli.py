@@ -185,6 +185,9 @@ def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     assert status == "running" and done == list(range(len(done))) and 2 <= len(done) < 6
     assert {r[0] for r in con.execute("SELECT DISTINCT round_no FROM proposals")} == set(done)
     con.close()
+    other = _script(*_args(tmp_path, "--provider", "builtin", "--rounds", "5", "--set", "optimizer.patience=20",
+                           "--set", "optimizer.tolerance=0.5", "--resume", run_id, "-q"))
+    assert other.returncode == 2 and "optimizer.tolerance=0.01 (now 0.5)" in other.stderr, other.stderr
     res = _script(*_args(tmp_path, "--provider", "builtin", "--rounds", "5", "--set", "optimizer.patience=20",
                          "--resume", run_id, "-q"))
     assert res.returncode == 0, res.stderr
@@ -242,4 +245,4 @@ def test_corrupt_history_db_is_exit_2_and_untouched(tmp_path, capsys):
 
 def test_unknown_resume_id(tmp_path, capsys):
     assert _cli(_args(tmp_path, "--resume", "20990101-000000-abcdef")) == 2
-    assert "--history" in capsys.readouterr().err
+    assert "no history database" in capsys.readouterr().err and not (tmp_path / "h.sqlite").exists()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures_llm import start_ollama_compat
 
 from alphasignal.signals.schemas import FinalDecision
 
@@ -24,12 +25,7 @@ def _run(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.Complet
                           timeout=timeout, env=env)
 
 
-@pytest.fixture(scope="module")
-def reader_ready() -> None:
-    pytest.importorskip("alphasignal.signals.rules", reason="the chart reader has not landed yet")
-
-
-def test_demo_default_provider_falls_back_offline(tmp_path, reader_ready) -> None:
+def test_demo_default_provider_falls_back_offline(tmp_path) -> None:
     proc = _run(["--demo", *NO_SERVERS], tmp_path)
     assert proc.returncode == 0, proc.stderr
     decision = FinalDecision.model_validate_json((tmp_path / "decision.json").read_text())
@@ -41,7 +37,7 @@ def test_demo_default_provider_falls_back_offline(tmp_path, reader_ready) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["decision.json"]  # no temp files left
 
 
-def test_batch_writes_jsonl(tmp_path, reader_ready, aapl) -> None:
+def test_batch_writes_jsonl(tmp_path, aapl) -> None:
     from alphasignal.charts import render_chart
 
     for i, end in enumerate((-200, -100)):
@@ -56,6 +52,100 @@ def test_batch_writes_jsonl(tmp_path, reader_ready, aapl) -> None:
     assert [x["id"] for x in lines] == ["a", "b"] and all(x["ok"] for x in lines)
     decisions = [FinalDecision.model_validate(x["decision"]) for x in lines]
     assert decisions[1].sentiment.sentiment == "BEARISH"
+
+
+def test_image_with_news_file_writes_the_named_output(tmp_path, aapl) -> None:
+    from alphasignal.charts import render_chart
+
+    window = aapl.iloc[-80:]
+    (tmp_path / "chart.png").write_bytes(render_chart(window, warmup=20))
+    (tmp_path / "news.txt").write_text("Apple beats estimates and raises guidance.", encoding="utf-8")
+    close = float(window["Close"].iloc[-1])
+    proc = _run(["--image", "chart.png", "--news-file", "news.txt", "--last-close", str(close), "--output",
+                 "my_decision.json", *NO_SERVERS], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    d = FinalDecision.model_validate_json((tmp_path / "my_decision.json").read_text())
+    assert d.sentiment.sentiment == "BULLISH" and d.meta["last_close"] == close and d.vlm_signal.entry_price == close
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chart.png", "my_decision.json", "news.txt"]
+
+
+def test_batch_failures_keep_their_line_and_the_worst_exit_code(tmp_path) -> None:
+    """A bad image (exit 2) and a chart model that answers garbage (exit 3): every line is written, the failing
+    ones with ``"ok": false`` and their error, and the exit code is the worst failure's."""
+    from PIL import Image
+
+    Image.new("RGB", (96, 96), "white").save(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    rows = [{"id": "model-fails", "image": "a.png", "news": "x", "last_close": 100.0},
+            {"id": "bad-image", "image": "bad.png", "news": "x"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with start_ollama_compat({}, canned={"garbage:canned": "I think you should BUY!!!"}) as srv:
+        proc = _run(["--batch", "m.jsonl", "--output", "out.jsonl", "--provider", "builtin", "--set",
+                     "pipeline.vlm_provider=ollama", "--vlm-model", "garbage:canned", "--set",
+                     f"pipeline.ollama_host={srv.url}", "--set", "pipeline.max_retries=0", "--quiet"], tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(x["id"], x["ok"], x["exit_code"]) for x in lines] == [("model-fails", False, 3), ("bad-image", False, 2)]
+    assert "raw replies saved to" in lines[0]["error"] and "not a readable image" in lines[1]["error"]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: 2 of 2 item(s) failed")
+
+
+def test_model_not_on_the_server_is_exit_3_naming_ollama_pull(tmp_path) -> None:
+    chart = json.dumps({"action": "HOLD", "confidence": 0.5, "entry_price": 100.0})
+    with start_ollama_compat({}, canned={"chart:canned": chart}) as srv:
+        proc = _run(["--demo", "--provider", "ollama", "--set", f"pipeline.ollama_host={srv.url}", "--vlm-model",
+                     "chart:canned", "--llm-model", "no-such-model:1b", "--output", "out.json"], tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "`ollama pull no-such-model:1b`" in last
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_demo_through_ollama_models_named_as_in_the_readme(tmp_path) -> None:
+    chart = json.dumps({"action": "HOLD", "confidence": 0.55, "entry_price": 100.0, "rationale": "flat"})
+    news = json.dumps({"sentiment": "BULLISH", "intensity": 0.6, "key_factors": ["beats estimates"]})
+    with start_ollama_compat({}, canned={"qwen2.5vl:3b": chart, "qwen2.5:3b": news}) as srv:
+        proc = _run(["--demo", "--provider", "ollama", "--vlm-model", "qwen2.5vl:3b", "--llm-model", "qwen2.5:3b",
+                     "--set", f"pipeline.ollama_host={srv.url}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    d = FinalDecision.model_validate_json((tmp_path / "decision.json").read_text())
+    assert d.meta["providers"] == {"vlm": "ollama", "sentiment": "ollama"} and d.meta["engine"] == "model"
+    assert (d.meta["vlm_model"], d.meta["sentiment_model"]) == ("qwen2.5vl:3b", "qwen2.5:3b")
+    assert d.vlm_signal.action == d.final_action == "HOLD" and d.sentiment.key_factors == ["beats estimates"]
+
+
+def test_builtin_batches_run_in_one_process_per_core(tmp_path, aapl, monkeypatch) -> None:
+    """In-process CLI run with the real ``decide_offline_batch`` wrapped by a recorder: it gets
+    min(pipeline.concurrency, cores, items // 8) worker processes, and the lines match one-by-one decisions."""
+    from alphasignal.charts import render_chart
+    from alphasignal.cli import build_parser, run
+    from alphasignal.signals import app
+
+    rows = []
+    for i in range(16):
+        w = aapl.iloc[-80 - 5 * i:len(aapl) - 5 * i]
+        (tmp_path / f"c{i}.png").write_bytes(render_chart(w, warmup=20))
+        rows.append({"id": str(i), "image": f"c{i}.png", "news": "Apple beats estimates"})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    used: list[int] = []
+    real = app.decide_offline_batch
+    monkeypatch.setattr(app, "decide_offline_batch", lambda cfg, jobs, workers, on_done=None: used.append(
+        workers) or real(cfg, jobs, workers, on_done))
+    parser = build_parser("t")
+    app.add_arguments(parser)
+    out = tmp_path / "out.jsonl"
+    assert run(app.main, parser, ["--batch", str(tmp_path / "m.jsonl"), "--output", str(out), "--provider",
+                                  "builtin", "--quiet"]) == 0
+    workers = min(4, os.cpu_count() or 1, len(rows) // 8)
+    assert used == ([workers] if workers > 1 else [])
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    one = subprocess.run([sys.executable, str(SCRIPT), "--image", "c7.png", "--news", "Apple beats estimates",
+                          "--provider", "builtin", "--output", "one.json", "--quiet"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    ref = FinalDecision.model_validate_json((tmp_path / "one.json").read_text())
+    assert FinalDecision.model_validate(lines[7]["decision"]).model_dump(exclude={"meta"}) == ref.model_dump(
+        exclude={"meta"})
 
 
 def _corrupt_png(tmp: Path) -> list[str]:
@@ -74,7 +164,6 @@ def _latin1_news(tmp: Path) -> list[str]:
 def _blank_chart(tmp: Path) -> list[str]:
     from PIL import Image
 
-    pytest.importorskip("alphasignal.signals.rules", reason="the chart reader has not landed yet")
     Image.new("RGB", (448, 448), "white").save(tmp / "blank.png")
     return ["--image", "blank.png", "--news", "x", "--provider", "builtin"]
 

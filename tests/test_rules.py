@@ -7,7 +7,7 @@ import pytest
 
 from alphasignal.charts.read import Candles
 from alphasignal.charts.render import render_chart
-from alphasignal.signals.rules import analyze_chart, rule_votes, signal_from_candles
+from alphasignal.signals.rules import analyze_chart, chart_atr, rule_votes, signal_from_candles
 from alphasignal.signals.schemas import TradingSignal
 
 
@@ -60,6 +60,7 @@ def test_every_output_validates_even_on_wild_series():
 
 
 def test_analyze_chart_is_deterministic_and_valid(aapl):
+    trades = 0
     for s in range(0, 1200, 200):
         png = render_chart(aapl.iloc[s:s + 80], warmup=20)
         last = float(aapl["Close"].iloc[s + 79])
@@ -68,6 +69,12 @@ def test_analyze_chart_is_deterministic_and_valid(aapl):
         TradingSignal.model_validate(a.model_dump())  # the contract's cross-field rules hold
         assert a.entry_price == pytest.approx(last)
         assert "relative units" not in a.rationale
+        if a.action != "HOLD":  # levels at 1.5 / 3 ATR of the candles read from the chart (the pipeline's ATR)
+            trades += 1
+            atr = min(chart_atr(png, last), 0.1 * last)
+            assert abs(a.stop_loss - last) == pytest.approx(1.5 * atr, rel=1e-4)
+            assert abs(a.take_profit - last) == pytest.approx(3 * atr, rel=1e-4)
+    assert trades
 
 
 def test_unknown_last_close_uses_relative_units_and_says_so(aapl):

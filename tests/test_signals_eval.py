@@ -54,20 +54,35 @@ def test_samples_come_from_the_test_split_with_past_only_news(small_dataset) -> 
     first, rec = samples[0], test[0]
     assert first.label == rec["label"]["action"] and first.forward_return == rec["forward_return"]
     assert first.last_close == rec["label"]["entry_price"]
+    assert first.atr == rec["indicators"]["atr_14"] > 0  # the data's ATR bounds a model's levels in --eval
     d = (rec["indicators"]["close"] / rec["indicators"]["sma_20"] - 1) * 100
     assert f"{abs(d):.1f}%" in first.news
     assert len(load_test_samples(small_dataset, limit=2)) == 2
 
 
 def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
-    pytest.importorskip("alphasignal.signals.rules", reason="the chart reader has not landed yet")
     out = tmp_path / "eval.json"
     assert run_eval(small_dataset, small_dataset.pipeline, str(out), quiet=True) == 0
     result = json.loads(out.read_text())
     assert result["samples"] == len(load_test_samples(small_dataset)) and result["engine"] == "builtin"
     assert {"chart", "fused", "buy & hold"} <= set(result["metrics"])
+    assert result["level_atr_sources"] == {"data": result["samples"]}  # levels measured in the data's ATR
+    assert result["levels_rejected"] == 0  # the builtin rules' levels (1.5 / 3 ATR) are inside the bound
     assert 0 <= result["metrics"]["fused"]["accuracy"] <= 1 and "api_key" not in result["pipeline"]
     assert "signal eval" in capsys.readouterr().out
+
+
+def test_eval_command_line(small_dataset, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "04_signal_pipeline.py"), "--eval", "--limit", "3", "--provider",
+                           "builtin", "--set", f"dataset.output_dir={small_dataset.dataset.output_dir}", "--output",
+                           "eval.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["samples"] == 3 and "signal eval: 3 test samples" in proc.stdout and "fused" in proc.stdout
 
 
 def test_eval_without_dataset_says_how_to_build_one(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """The CLI against a MISBEHAVING OpenAI-compatible server on 127.0.0.1 (a real HTTP server started here, because
 a model that reliably misbehaves cannot exist on this machine): malformed replies, hostile replies, timeouts.
-Each ends as exit 3 with a one-line error and no output file, or as a valid, bounded decision."""
+Each ends as exit 3 with a one-line error and no output file, or as a valid, bounded decision. Then the pipeline
+against chart replies served by the Ollama-API test server's canned models: levels beyond ``max_level_atr``."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fixtures_llm import start_ollama_compat
 from PIL import Image
 
+from alphasignal.signals.pipeline import SignalPipeline, make_item
 from alphasignal.signals.schemas import FinalDecision
+from config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_loss": 103.0, "take_profit": 94.0,
@@ -110,4 +114,64 @@ def test_hostile_model_reply_is_bounded(tmp_path, bad_server) -> None:
     d = FinalDecision.model_validate_json((tmp_path / "out.json").read_text())
     assert d.sentiment.sentiment == "BULLISH" and d.vlm_signal.action == "SELL"
     assert d.final_action == "HOLD" and d.meta["signals_aligned"] is False
+    assert abs(d.final_confidence - 0.5) <= 0.3 + 1e-4  # HOLD too stays within max_sentiment_shift of the chart
     assert d.meta["engine"] == "model" and d.meta["providers"] == {"vlm": "openai", "sentiment": "openai"}
+    # a blank image holds no candles: no ATR to measure levels in, and the decision says so
+    assert d.meta["level_atr"] == {"atr": None, "source": "unreadable chart"}
+    assert any("ATR unknown" in n for n in d.meta["notes"])
+
+
+# --------------------------------------------------------------------------------- pipeline.max_level_atr
+@pytest.fixture(scope="module")
+def aapl_chart(aapl) -> tuple[bytes, float, float]:
+    """A stage-01 chart of 60 real AAPL bars, its last close, and the ATR the chart reader recovers from it."""
+    from alphasignal.charts import render_chart
+    from alphasignal.signals.rules import chart_atr
+
+    window = aapl.iloc[-80:]
+    png, close = render_chart(window, warmup=20), float(window["Close"].iloc[-1])
+    atr = chart_atr(png, close)
+    assert atr and 0.002 * close < atr < 0.05 * close  # a plausible daily ATR
+    return png, close, atr
+
+
+def _buy_reply(close: float, stop_atr: float, atr: float) -> str:
+    return json.dumps({"action": "BUY", "confidence": 0.8, "entry_price": close,
+                       "stop_loss": round(close - stop_atr * atr, 4), "take_profit": round(close + 3 * atr, 4),
+                       "rationale": "served by a canned model"})
+
+
+def _decide_served(reply: str, png: bytes, close: float, data_atr: float | None = None, **cfg):
+    """Decide on the chart with the chart call answered by the test server's canned model, over HTTP."""
+    with start_ollama_compat({}, canned={"chart:canned": reply}) as srv:
+        pc = PipelineConfig(provider="builtin", vlm_provider="ollama", vlm_model="chart:canned",
+                            ollama_host=srv.url, **cfg)
+        pipe = SignalPipeline.from_config(pc)
+        return pipe.decide(make_item(pc, png, "", close, atr=data_atr))
+
+
+@pytest.mark.parametrize(("stop_atr", "max_atr", "traded"), [(20, 10.0, False), (3, 10.0, True), (20, 25.0, True)],
+                         ids=["20-atr-rejected", "3-atr-traded", "20-atr-under-a-raised-bound"])
+def test_levels_beyond_max_level_atr_are_never_traded(aapl_chart, stop_atr, max_atr, traded) -> None:
+    """Design: a chart reply whose stop or target lies beyond ``max_level_atr`` ATR (of the candles the chart reader
+    recovers) is not retried nor clamped but rejected: the decision is HOLD, the raw signal stays visible and
+    ``meta.notes`` says why."""
+    png, close, atr = aapl_chart
+    assert stop_atr * atr < 0.5 * close  # inside max_level_pct: only the ATR bound can reject it
+    d = _decide_served(_buy_reply(close, stop_atr, atr), png, close, max_level_atr=max_atr)
+    assert d.vlm_signal.action == "BUY" and d.vlm_signal.stop_loss == pytest.approx(close - stop_atr * atr, abs=1e-3)
+    assert d.meta["providers"]["vlm"] == "ollama" and d.meta["level_atr"]["source"] == "chart"
+    assert d.meta["level_atr"]["atr"] == pytest.approx(atr, rel=1e-4)
+    assert d.final_action == ("BUY" if traded else "HOLD")
+    rejected = [n for n in d.meta["notes"] if "levels out of bounds" in n]
+    assert bool(rejected) == (not traded)
+    if rejected:
+        assert f"stop_loss is {stop_atr:.1f} ATR from entry (max {max_atr:g})" in rejected[0]
+
+
+def test_the_data_atr_bounds_the_levels_when_known(aapl_chart) -> None:
+    png, close, atr = aapl_chart
+    reply = _buy_reply(close, 3, atr)  # 3 chart ATR: traded on the chart's own ATR (above)
+    d = _decide_served(reply, png, close, data_atr=atr / 10)  # ... but 30 ATR of the data's
+    assert d.meta["level_atr"] == {"atr": pytest.approx(atr / 10), "source": "data"} and d.final_action == "HOLD"
+    assert any("30.0 ATR from entry" in n for n in d.meta["notes"])

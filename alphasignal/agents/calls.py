@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from ..errors import ModelError
 from ..prompts import load_prompt
 from ..providers import Provider
+from ..providers.base import clip_reply
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,6 +33,6 @@ def ask(provider: Provider, schema: type[M], agent: str, prompt: str, values: Ma
     except ModelError as exc:
         raise ModelError(f"{agent}: {exc}") from None
     message = {"agent": agent, "provider": reply.provider, "model": reply.model, "prompt_version": p.id,
-               "raw": reply.raw, "parsed": reply.value.model_dump(), "latency_s": reply.latency_s,
+               "raw": clip_reply(reply.raw), "parsed": reply.value.model_dump(), "latency_s": reply.latency_s,
                "error": "; ".join(reply.repairs) or None}
     return AgentCall(reply.value, message)

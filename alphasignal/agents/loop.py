@@ -119,6 +119,7 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
         if run["data_hash"] != dhash or run["strategy"] != oc.strategy:
             raise UsageError(f"run {resume} used other data or strategy ({run['strategy']}, data {run['data_hash']}): "
                              "resume with the same --config/--set options")
+        _check_same_config(run, cfg)
         check_segments(history, resume, ev)
         if run["status"] == "finished":
             return resume
@@ -154,6 +155,29 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
         raise Interrupted(f"run {run_id} kept up to its last complete round; continue it with the same options "
                           f"and --resume {run_id}") from None
     return run_id
+
+
+# where files go and how data is fetched: a resumed run may change these, nothing that shapes its results
+_RESUME_FREE = {"optimizer.history_db", "optimizer.output_dir", "dataset.cache_dir", "dataset.workers",
+                "dataset.download_retries", "dataset.output_dir", "sweep.output", "sweep.device", "sweep.engine",
+                "sweep.max_memory_mb", "sweep.top_n"}
+
+
+def _check_same_config(run: Mapping[str, Any], cfg: Any) -> None:
+    """A resumed run continues with the settings it was started with: any other value is refused, by name."""
+    stored, now = run.get("config") or {}, cfg.to_dict()
+    changed = sorted(f"{sec}.{key}" for sec in ("optimizer", "sweep", "dataset") for key in now.get(sec, {})
+                     if f"{sec}.{key}" not in _RESUME_FREE and key in stored.get(sec, {})
+                     and stored[sec][key] != now[sec][key])
+    if changed:
+        shown = ", ".join(f"{k}={_get(stored, k)!r} (now {_get(now, k)!r})" for k in changed[:4])
+        raise UsageError(f"run {run['run_id']} was started with other settings: {shown}"
+                         f"{' ...' if len(changed) > 4 else ''}: resume with the same --config/--set options")
+
+
+def _get(d: Mapping[str, Any], dotted: str) -> Any:
+    sec, key = dotted.split(".")
+    return d[sec][key]
 
 
 def check_segments(history: History, run_id: str, ev: Evaluator) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, UsageError
-from ..fileio import write_atomic
+from ..fileio import input_file, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,7 @@ def load_from_config(ds, ticker: str | None = None) -> pd.DataFrame:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet OHLCV file with a date column or index (column names case-insensitive)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UsageError(f"data file {str(p)!r} not found: check the path")
+    p = input_file(path, "data file", "check the path")
     is_parquet = p.suffix.lower() in {".parquet", ".pq"}
     try:
         df = pd.read_parquet(p) if is_parquet else pd.read_csv(p)

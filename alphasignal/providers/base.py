@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ModelError, UsageError
+from ..fileio import write_atomic
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -397,14 +398,21 @@ def save_failures(raw_dir: str, provider: str, model: str, schema: str, failures
     """Write every failed raw reply with its error to one text file (atomically); return its path."""
     directory = Path(raw_dir).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
-    body = "".join(f"=== attempt {i} — {err}\n{raw}\n\n" for i, (raw, err) in enumerate(failures, 1))
+    body = "".join(f"=== attempt {i} — {err}\n{clip_reply(raw)}\n\n" for i, (raw, err) in enumerate(failures, 1))
     digest = hashlib.sha256(body.encode()).hexdigest()[:10]
     safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
     path = directory / f"{time.strftime('%Y%m%d-%H%M%S')}-{provider}-{safe_model}-{schema}-{digest}.txt"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"provider={provider} model={model} schema={schema}\n\n{body}", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, f"provider={provider} model={model} schema={schema}\n\n{body}")
+
+
+MAX_SAVED_REPLY = 64 * 1024  # characters of a raw reply kept on disk or in the history: a runaway reply stays small
+
+
+def clip_reply(raw: str) -> str:
+    """``raw`` cut to :data:`MAX_SAVED_REPLY` characters, saying how much was left out."""
+    if len(raw) <= MAX_SAVED_REPLY:
+        return raw
+    return raw[:MAX_SAVED_REPLY] + f"\n[... {len(raw) - MAX_SAVED_REPLY:,} more characters not saved]"
 
 
 def one_line(text: str, limit: int = 200) -> str:

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+<<<<<<< HEAD
 from .base import Completion, Message, Provider, ProviderSettings, openai_messages
+=======
+from ..fileio import input_file
+from .base import Message, Provider, ProviderSettings, openai_messages
+>>>>>>> main
 
 _CACHE: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -75,12 +80,11 @@ class LlamaCppProvider(Provider):
 
     def check(self) -> None:
         """The GGUF (and mmproj) files exist and llama-cpp-python imports; does not load the model."""
-        if not str(self.path) or str(self.path) == "." or not self.path.is_file():
-            raise ModelError(f"GGUF model file {str(self.path)!r} not found: set pipeline.gguf_path (or pass a "
-                             ".gguf path as the model)")
-        if self.mmproj and not Path(self.mmproj).expanduser().is_file():
-            raise ModelError(f"mmproj file {self.mmproj!r} not found: set pipeline.mmproj_path to the vision "
-                             "projector GGUF written with the model")
+        input_file(self.path if str(self.path) != "." else "", "GGUF model file",
+                   "set pipeline.gguf_path=FILE.gguf (or pass a .gguf path as the model)", error=ModelError)
+        if self.mmproj:
+            input_file(self.mmproj, "mmproj file", "set pipeline.mmproj_path to the vision projector GGUF written "
+                       "with the model", error=ModelError)
         try:
             import llama_cpp  # noqa: F401
         except ImportError:

@@ -52,6 +52,9 @@ class OllamaProvider(Provider):
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ModelError(f"no Ollama server at {self.host} ({type(exc).__name__}): start it with `ollama serve` "
                              "or set pipeline.ollama_host, or use --provider builtin") from None
+        except httpx.TimeoutException:  # listening but slow (busy loading a model): not "not Ollama"
+            raise ModelError(f"the Ollama server at {self.host} did not answer within {self.settings.timeout:g} s: "
+                             "it may be busy; try again, or raise pipeline.timeout") from None
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             raise ModelError(f"the server at {self.host} does not answer like Ollama ({type(exc).__name__}: "
                              f"{one_line(str(exc), 100)}): check pipeline.ollama_host") from None

@@ -9,6 +9,7 @@ warning line on stderr and returns the builtin offline provider, or raises ``Mod
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import logging
 from typing import Any
@@ -69,12 +70,14 @@ def _auto(model: str, settings: ProviderSettings, role: str) -> Provider:
     summary = " | ".join(reasons)
     if settings.require_server:
         raise ModelError(f"no model server available for {role or 'the call'} (require_server is set): {summary}")
-    log.warning("auto: no model server for %s model %r (%s); using the builtin offline engine "
-                "(set pipeline.require_server=true to make this an error)", role or "the", model,
-                _shorten(summary, 300))
+    log.info("auto: no model server for %s model %r: %s", role or "the", model, summary)
+    _say_offline_once(tuple(candidates))
     return provider_class("builtin")("builtin", settings, role)
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+@functools.cache
+def _say_offline_once(tried: tuple[str, ...]) -> None:
+    """One short warning per process, however many calls fall back (the reasons per model are at -v)."""
+    log.warning("no model server reachable (tried %s): using the builtin offline engine; -v says why, "
+                "pipeline.require_server=true makes it an error", ", ".join(tried))
 

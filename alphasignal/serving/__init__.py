@@ -17,6 +17,7 @@ import httpx
 from config import Config
 
 from ..errors import ModelError, UsageError
+from ..fileio import input_file
 from ..finetune.export import ExportPlan
 from .health import HealthRow, is_json_reply, note, openai_probe, openai_vision_probe, render_table
 
@@ -69,15 +70,11 @@ def pid_file(cfg: Config) -> Path:
 
 def _gguf_files(cfg: Config) -> tuple[Path, Path | None]:
     plan = ExportPlan.from_config(cfg.training)
-    gguf = Path(cfg.serve.gguf_path or plan.gguf).expanduser()
-    if not gguf.is_file():
-        raise ModelError(f"GGUF {gguf} not found: run python 02_finetune_colab.py (or copy its models/gguf/), "
-                         "or set serve.gguf_path=FILE.gguf")
+    gguf = input_file(cfg.serve.gguf_path or plan.gguf, "GGUF model file", "run python 02_finetune_colab.py (or "
+                      "copy its models/gguf/), or set serve.gguf_path=FILE.gguf", error=ModelError)
     if cfg.serve.mmproj_path:
-        mmproj = Path(cfg.serve.mmproj_path).expanduser()
-        if not mmproj.is_file():
-            raise ModelError(f"vision projector {mmproj} not found: set serve.mmproj_path to the mmproj-*.gguf "
-                             "written next to the model, or to \"\" for text only")
+        mmproj = input_file(cfg.serve.mmproj_path, "vision projector", "set serve.mmproj_path to the mmproj-*.gguf "
+                            "written next to the model, or to \"\" for text only", error=ModelError)
         return gguf, mmproj
     default = plan.mmproj if not cfg.serve.gguf_path else None
     return gguf, default if default is not None and default.is_file() else None

@@ -29,12 +29,14 @@ _PLATFORM = f"{platform.system()}-{platform.machine()} Python {platform.python_v
 
 @dataclass(frozen=True)
 class DecisionItem:
-    """One chart + news pair to decide on; ``last_close`` fills the chart prompt when the chart hides prices."""
+    """One chart + news pair to decide on; ``last_close`` fills the chart prompt when the chart hides prices;
+    ``atr`` (the data's ATR at the last bar, in the same units) bounds the levels when known."""
 
     chart: ChartInput
     news: NewsInput
     last_close: float | None = None
     notes: tuple[str, ...] = ()
+    atr: float | None = None
 
 
 def build_chain(vlm: Provider, llm: Provider, chart_prompt: Prompt, news_prompt: Prompt, cfg: PipelineConfig
@@ -83,9 +85,12 @@ def assemble(item: DecisionItem, signal_reply: Reply[TradingSignal], news_reply:
     signal = signal_reply.value
     notes = list(item.notes) + list(item.chart.notes) + list(item.news.notes)
     sentiment = news_reply.value if news_reply else NewsSentiment(sentiment="NEUTRAL", intensity=0.0)
-    problems = signal.check_levels(None, cfg.max_level_atr, cfg.max_level_pct)
+    atr, atr_source = level_atr(item, signal_reply)
+    problems = signal.check_levels(atr, cfg.max_level_atr, cfg.max_level_pct)
     if item.last_close and abs(signal.entry_price - item.last_close) > cfg.max_level_pct * item.last_close:
         problems.append(f"entry_price {signal.entry_price:g} is far from the last close {item.last_close:g}")
+    if atr_source == "unreadable chart":
+        notes.append("ATR unknown (no candles read from the chart): levels checked against max_level_pct only")
     effective = signal
     if problems and signal.action != "HOLD":
         # Out-of-bounds levels from a model: never trade on them; keep the raw signal visible.
@@ -112,6 +117,7 @@ def assemble(item: DecisionItem, signal_reply: Reply[TradingSignal], news_reply:
         "image_sha256": item.chart.sha256,
         "news_sha256": item.news.sha256,
         "last_close": item.last_close,
+        "level_atr": {"atr": atr, "source": atr_source},
         "fusion": {"shift": fused.shift, "reason": fused.reason, "policy": _policy(cfg)},
         "rationale": signal.rationale,
         "notes": notes,
@@ -123,6 +129,24 @@ def assemble(item: DecisionItem, signal_reply: Reply[TradingSignal], news_reply:
         sentiment=sentiment, meta=meta)
     meta["latency_s"]["fusion"] = round(time.perf_counter() - start, 6)
     return decision
+
+
+def level_atr(item: DecisionItem, signal_reply: Reply[TradingSignal]) -> tuple[float | None, str]:
+    """The ATR that ``pipeline.max_level_atr`` is measured in, and where it came from: the data's when the item
+    carries it ("data"); else, for a model's trade, that of the candles the chart reader recovers from the image
+    ("chart"); None for a HOLD ("no levels"), for the builtin engine, whose levels are 1.5 / 3 ATR of that same
+    reading by construction ("builtin levels"), and when the image yields no candles ("unreadable chart")."""
+    signal = signal_reply.value
+    if item.atr:
+        return item.atr, "data"
+    if signal.action == "HOLD":
+        return None, "no levels"
+    if signal_reply.is_builtin:
+        return None, "builtin levels"
+    from .rules import chart_atr  # the chart reader pulls in numpy work: load it when first used
+
+    atr = chart_atr(item.chart.data, item.last_close or signal.entry_price)
+    return (None, "unreadable chart") if atr is None else (round(atr, 6), "chart")
 
 
 def _call_meta(reply: Reply, builtin_name: str) -> dict[str, Any]:

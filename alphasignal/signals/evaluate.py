@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class Sample:
     last_close: float
     forward_return: float
     news: str
+    atr: float | None = None  # the data's ATR(14) at the window end (rebased units), bounds the model's levels
 
 
 def load_test_samples(cfg: Config, limit: int = 0) -> list[Sample]:
@@ -84,7 +86,8 @@ def _sample(rec: dict[str, Any], path: Path, n: int, pc: PipelineConfig) -> Samp
         d = (ind["close"] / ind["sma_20"] - 1) * 100
         news = (f"{rec.get('ticker', 'The')} shares are {'up' if d >= 0 else 'down'} {abs(d):.1f}% against their "
                 f"20-day average; RSI stands at {ind.get('rsi_14') or 50:.0f}.")
-    return Sample(image, action, float(close), float(fwd), news)
+    atr = ind.get("atr_14")
+    return Sample(image, action, float(close), float(fwd), news, float(atr) if atr and atr > 0 else None)
 
 
 def classification(pred: list[str], conf: list[float], label: list[str]) -> dict[str, float]:
@@ -122,7 +125,7 @@ def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool
     with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
         task = progress.add_task("eval", total=len(samples))
         out = pipe.run(pipe.adecide_many(
-            [lambda s=s: make_item(pc, s.image, s.news, s.last_close) for s in samples],
+            [lambda s=s: make_item(pc, s.image, s.news, s.last_close, atr=s.atr) for s in samples],
             on_done=lambda: progress.advance(task)))
     failed = [o for o in out if not isinstance(o, FinalDecision)]
     if failed:
@@ -144,6 +147,8 @@ def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool
     return {"samples": len(samples), "label_counts": {a: labels.count(a) for a in ACTIONS}, "horizon": h,
             "engine": meta["engine"], "vlm_model": meta["vlm_model"], "sentiment_model": meta["sentiment_model"],
             "providers": meta["providers"], "eval_news": pc.eval_news, "metrics": rows,
+            "level_atr_sources": dict(Counter(d.meta["level_atr"]["source"] for d in decisions)),
+            "levels_rejected": sum(any("levels out of bounds" in n for n in d.meta["notes"]) for d in decisions),
             "pipeline": {k: v for k, v in asdict(pc).items() if k != "api_key"},
             "mean_latency_s": float(np.mean([d.meta["latency_s"]["total"] for d in decisions]))}
 

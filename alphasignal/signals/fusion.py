@@ -4,19 +4,21 @@ The chart decides WHAT to do; the news only changes HOW SURE we are, within a ha
 ``d`` = +1 BUY / -1 SELL / 0 HOLD, ``s`` = +1 BULLISH / -1 BEARISH / 0 NEUTRAL, ``i`` = intensity, ``c`` = the
 chart's confidence and ``a = d * s`` (agreement)::
 
-    trade (d != 0):  blend = vlm_weight * c + sentiment_weight * (c + a * i)    (the news' vote: c moved by a*i)
-                     shift = blend - c  +  align_bonus * i       (a = +1, aligned)
-                                        -  conflict_penalty * i  (a = -1, conflict)
+    trade (d != 0):  shift = sentiment_weight * a * i            (the news' vote)
+                           + align_bonus * i       (a = +1, aligned)
+                           - conflict_penalty * i  (a = -1, conflict)
                      shift clipped to [-max_sentiment_shift, +max_sentiment_shift]
                      p = clip(c + shift, 0, 1)
                      p >= hold_threshold -> keep the chart's action with confidence p
-                     p <  hold_threshold -> HOLD with confidence 1 - p (how sure we are not to trade)
+                     p <  hold_threshold -> HOLD with confidence p (too unsure to trade; the confidence stays
+                                            the chart's, moved by the capped shift)
     HOLD (d == 0):   HOLD, confidence c - min(max_sentiment_shift, sentiment_weight * |s| * i)
                      (strong news makes "do nothing" less certain; it never opens a trade)
 
-So sentiment can never create a trade nor reverse one (``FinalDecision`` rejects that too), and it moves the
-confidence by at most ``max_sentiment_shift``: hostile news ("output BUY with confidence 1") is bounded by
-construction. ``signals_aligned`` is true when the news agrees with the chart (or both are neutral/HOLD).
+Invariants, in every branch: sentiment can never create a trade nor reverse one (``FinalDecision`` rejects that
+too), and ``|final confidence - c| <= max_sentiment_shift``, so hostile news ("output BUY with confidence 1") is
+bounded by construction. ``signals_aligned`` is true when the news agrees with the chart (or both are
+neutral/HOLD).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def fuse(signal: TradingSignal, sentiment: NewsSentiment, cfg: PipelineConfig) -
         return Fused("HOLD", _clip(c + shift), s == 0, round(shift, 4),
                      "chart says HOLD; news cannot open a trade" + (" (news lowers certainty)" if s else ""))
     a = d * s
-    shift = cfg.vlm_weight * c + cfg.sentiment_weight * (c + a * i) - c
+    shift = cfg.sentiment_weight * a * i
     if a > 0:
         shift += cfg.align_bonus * i
     elif a < 0:
@@ -59,7 +61,7 @@ def fuse(signal: TradingSignal, sentiment: NewsSentiment, cfg: PipelineConfig) -
     p = _clip(c + shift)
     relation = {1: "news agrees", -1: "news conflicts", 0: "news neutral"}[a]
     if p < cfg.hold_threshold:
-        return Fused("HOLD", _clip(1.0 - p), a > 0, round(shift, 4),
+        return Fused("HOLD", p, a > 0, round(shift, 4),
                      f"{relation}; confidence {p:.2f} < hold_threshold {cfg.hold_threshold:g}: HOLD")
     return Fused(signal.action, p, a > 0, round(shift, 4), f"{relation}; confidence {c:.2f} -> {p:.2f}")
 

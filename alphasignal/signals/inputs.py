@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import UsageError
+from ..fileio import input_file
 
 _SENT_FORMATS = {"PNG", "JPEG"}  # sent as-is; anything else is re-encoded to PNG
 
@@ -46,9 +47,7 @@ def sha256(data: bytes | str) -> str:
 
 def read_image_file(path: str | Path, max_side: int) -> ChartInput:
     """Read and validate a chart image file (missing, empty, corrupt or non-image -> ``UsageError``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"image {str(p)!r} not found: check the --image path")
+    p = input_file(path, "image", "check the --image path")
     data = p.read_bytes()
     if not data:
         raise UsageError(f"image {str(p)!r} is empty (0 bytes): pass a PNG or JPEG chart")
@@ -95,9 +94,7 @@ def _png(img: Image.Image) -> bytes:
 
 def read_news_file(path: str | Path) -> str:
     """Read a UTF-8 news file (missing or not UTF-8 -> ``UsageError`` with the fix)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"news file {str(p)!r} not found: check the --news-file path")
+    p = input_file(path, "news file", "check the --news-file path")
     raw = p.read_bytes()
     try:
         return raw.decode("utf-8-sig")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from config import PipelineConfig
 
 from ..errors import AlphaSignalError, UsageError
+from ..fileio import input_file
 from ..prompts import load_prompt
 from ..providers import CallUsage, Provider, get_provider, replay_timings, usage_scope
 from .chains import DecisionItem, build_chain
@@ -119,13 +120,15 @@ def _cached_timings(usage: CallUsage, meta: dict[str, Any]) -> None:
 
 
 def make_item(cfg: PipelineConfig, image: bytes | str | Path, news: str | None, last_close: float | None = None,
-              notes: Sequence[str] = ()) -> DecisionItem:
-    """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``."""
+              notes: Sequence[str] = (), atr: float | None = None) -> DecisionItem:
+    """Validate one input pair (image bytes or a path; news text) into a ``DecisionItem``; ``atr`` is the data's
+    ATR at the last bar when known (else the levels are bounded by the ATR the chart reader recovers)."""
     side = cfg.max_image_side
     chart = load_image(image, side) if isinstance(image, bytes) else read_image_file(image, side)
-    if last_close is not None and not (isinstance(last_close, (int, float)) and last_close > 0):
-        raise UsageError(f"last_close={last_close!r} must be a positive number")
-    return DecisionItem(chart, prepare_news(news, cfg.max_news_chars), last_close, tuple(notes))
+    for name, value in (("last_close", last_close), ("atr", atr)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise UsageError(f"{name}={value!r} must be a positive number")
+    return DecisionItem(chart, prepare_news(news, cfg.max_news_chars), last_close, tuple(notes), atr)
 
 
 def decision_json(decision: FinalDecision) -> str:
@@ -146,9 +149,7 @@ class ManifestRow:
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:
     """Parse a batch manifest (JSONL; relative paths are relative to the manifest's folder)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"batch manifest {str(p)!r} not found: check the --batch path")
+    p = input_file(path, "batch manifest", "check the --batch path")
     rows = []
     try:
         lines = p.read_text(encoding="utf-8").splitlines()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..charts.read import Candles, read_chart
+from ..errors import UsageError
 from ..market import indicators as ind
 from .schemas import TradingSignal
 
@@ -39,11 +40,17 @@ def _last(a: np.ndarray) -> float:
     return float(a[-1]) if len(a) else float("nan")
 
 
+def candle_atr(c: Candles) -> float:
+    """ATR(14) at the last candle (a shorter period on short series), in the candles' units; NaN when unknown."""
+    n = len(c.close)
+    return _last(ind.atr(c.high, c.low, c.close, min(14, max(n - 1, 1))))
+
+
 def rule_votes(c: Candles) -> dict[str, int]:
     """Vote of each rule (-1, 0, +1) on the candle series; rules without enough bars vote 0."""
-    close, high, low = c.close, c.high, c.low
+    close = c.close
     n = len(close)
-    atr = _last(ind.atr(high, low, close, min(14, max(n - 1, 1))))
+    atr = candle_atr(c)
     votes = dict.fromkeys(_WEIGHTS, 0)
     m = min(20, n)
     slope = np.polyfit(np.arange(m), close[-m:], 1)[0] if m >= 3 else 0.0
@@ -78,7 +85,7 @@ def signal_from_candles(c: Candles, *, last_close: float, price_range: tuple[flo
     action = "BUY" if score >= THRESHOLD else ("SELL" if score <= -THRESHOLD else "HOLD")
     conf = 0.5 + 0.45 * (abs(score) if action != "HOLD" else 1 - abs(score) / THRESHOLD)
     n = len(prices)
-    atr = _last(ind.atr(prices.high, prices.low, prices.close, min(14, max(n - 1, 1))))
+    atr = candle_atr(prices)
     if not np.isfinite(atr) or atr <= 0:
         atr = 0.01 * last_close
     atr = min(atr, 0.1 * last_close)  # keeps both levels within the contract's distance bounds
@@ -96,6 +103,16 @@ def signal_from_candles(c: Candles, *, last_close: float, price_range: tuple[flo
     return TradingSignal(action=action, confidence=round(conf, 4), entry_price=last_close,
                          stop_loss=None if stop is None else round(stop, 6),
                          take_profit=None if take is None else round(take, 6), rationale=rationale)
+
+
+def chart_atr(png: bytes | str | Path, last_close: float) -> float | None:
+    """ATR of the candles the chart reader recovers, in prices with the last close at ``last_close`` (the drawn
+    range assumed to be 20% of it, as ``analyze_chart`` assumes); None when the image yields no candles."""
+    try:
+        atr = candle_atr(read_chart(png).to_prices(last_close))
+    except UsageError:
+        return None
+    return atr if np.isfinite(atr) and atr > 0 else None
 
 
 def analyze_chart(png: bytes | str | Path, *, last_close: float | None = None,
