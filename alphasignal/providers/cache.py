@@ -171,9 +171,9 @@ class CallCache:
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            self.conn.executescript(_SCHEMA)
-            self.conn.execute("INSERT OR IGNORE INTO cache_meta VALUES ('format', ?)", (str(FORMAT),))
+            # one transaction: a process checking the file meanwhile sees nothing or a complete, marked cache
+            self.conn.executescript(f"BEGIN IMMEDIATE; PRAGMA application_id={APPLICATION_ID}; {_SCHEMA}"
+                                    f"INSERT OR IGNORE INTO cache_meta VALUES ('format', '{FORMAT}'); COMMIT;")
         except (sqlite3.Error, OSError) as exc:
             raise CacheError(f"call cache {str(self.path)!r} cannot be opened ({exc}): set pipeline.call_cache to a "
                              "writable path, or use --cache off") from None

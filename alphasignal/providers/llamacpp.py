@@ -16,12 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-<<<<<<< HEAD
-from .base import Completion, Message, Provider, ProviderSettings, openai_messages
-=======
 from ..fileio import input_file
-from .base import Message, Provider, ProviderSettings, openai_messages
->>>>>>> main
+from .base import Completion, Message, Provider, ProviderSettings, openai_messages
 
 _CACHE: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
