@@ -134,8 +134,9 @@ def _reserve(key: str, cache: CallCache | None, mode: str) -> None:
     with _LOCK:
         for u in _active():
             if reason := u._over():
-                raise CallBudgetExceeded(f"model-call budget: {reason} after {u.calls} call(s) and {u.tokens_total} "
-                                         "token(s); completed work is kept: raise the limit to continue")
+                raise CallBudgetExceeded(f"model-call budget spent: {reason} after {u.calls} call(s) and "
+                                         f"{u.tokens_total} token(s); this request was not sent (raise the limit "
+                                         "to continue)")
         for u in _active():
             u.calls += 1
             if u is not _RUN:  # the process total needs no keys (a long run would only pile them up)
