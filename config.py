@@ -379,7 +379,7 @@ class OptimizerConfig:
     min_trades: int = 5
     max_turnover: float = 200.0
     debate_rounds: int = 0
-    compare: tuple[str, ...] = ()  # random, tpe: baselines with the same backtest budget
+    compare: tuple[str, ...] = ()  # random, tpe, wfo: baselines with the same backtest budget
     seed: int = 7
     history_db: str = "results/history.sqlite"
     output_dir: str = "results"
@@ -408,8 +408,8 @@ class OptimizerConfig:
         for name in (self.provider, self.analyst_provider, self.strategist_provider, self.risk_provider):
             _check(name in {"", "auto", "builtin", "ollama", "openai", "llamacpp"},
                    f"optimizer provider {name!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
-        _check(all(c in {"random", "tpe"} for c in self.compare),
-               f"optimizer.compare={','.join(self.compare)!r} is invalid: use random, tpe or both")
+        _check(all(c in {"random", "tpe", "wfo"} for c in self.compare),
+               f"optimizer.compare={','.join(self.compare)!r} is invalid: use random, tpe and/or wfo")
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,9 @@ def test_walk_forward_objective(tmp_path, aapl):
 
 
 def test_debate_votes_are_recorded_and_bind(tmp_path, aapl):
-    cfg = _cfg(tmp_path, "optimizer.rounds=2", "optimizer.debate_rounds=2", "optimizer.patience=10")
+    # a tight drawdown limit makes the builtin Risk Manager vote against risky proposals, so a vote binds
+    cfg = _cfg(tmp_path, "optimizer.rounds=2", "optimizer.debate_rounds=2", "optimizer.patience=10",
+               "optimizer.max_drawdown=0.15")
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(aapl, cfg, h, progress=False)
         voted_down: list[str] = []

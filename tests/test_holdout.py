@@ -74,7 +74,8 @@ def test_evaluator_never_reads_the_embargo_or_the_holdout(aapl, seed, drift):
 
 
 def _run(data, db, *extra):
-    cfg = _cfg(db, "optimizer.rounds=3", "optimizer.patience=10", "optimizer.compare=['random', 'tpe']", *extra)
+    cfg = _cfg(db, "optimizer.rounds=3", "optimizer.patience=10", "optimizer.compare=['random', 'tpe', 'wfo']",
+               *extra)
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(data, cfg, h, progress=False)
         ev = Evaluator.from_config(data, cfg)
@@ -99,7 +100,7 @@ def test_changing_every_holdout_bar_changes_only_the_holdout_figures(tmp_path, a
         assert s1[key]["metrics_holdout"] != s2[key]["metrics_holdout"]
     assert (s1["dsr"], s1["pbo"], s1["improvement_selection_pct"]) == (s2["dsr"], s2["pbo"],
                                                                        s2["improvement_selection_pct"])
-    assert [r["optimizer"] for r in s1["compare"]] == ["agents", "random", "tpe"]
+    assert [r["optimizer"] for r in s1["compare"]] == ["agents", "random", "tpe", "wfo"]
     for a, b in zip(s1["compare"], s2["compare"], strict=True):
         assert (a["params"], a["metrics_is"], a["metrics_oos"], a["dsr"]) == \
             (b["params"], b["metrics_is"], b["metrics_oos"], b["dsr"])
@@ -149,7 +150,7 @@ def test_resume_keeps_the_segments(tmp_path, aapl):
         saved = h.rounds(run_id)[0]["state"]["segments"]
         assert saved == Evaluator.from_config(aapl, cfg).segments()
         for change in ("optimizer.holdout_fraction=0.25", "optimizer.holdout_embargo=0", "sweep.test_fraction=0.4"):
-            with pytest.raises(UsageError, match="holdout_fraction"):
+            with pytest.raises(UsageError, match=change.split("=")[0]):  # the changed key, named
                 optimize(aapl, _cfg(db, "optimizer.rounds=3", "optimizer.patience=10", change), h, resume=run_id,
                          progress=False)
         assert [r["round_no"] for r in h.rounds(run_id)] == [0, 1]  # the refused resumes wrote nothing
@@ -188,3 +189,23 @@ def test_bootstrap_interval_shrinks_with_more_bars_and_handles_flat_returns():
     assert b[1] - b[0] < (a[1] - a[0]) / 2
     assert sharpe_ci(short, 252.0, seed=1) == a and sharpe_ci(short, 252.0, seed=2) != a
     assert all(np.isnan(sharpe_ci(np.zeros(100), 252.0)))
+
+
+def test_wfo_comparator_trades_its_last_folds_pick_among_random_searchs_candidates(aapl):
+    from dataclasses import replace
+
+    from alphasignal.agents.compare import _random_candidates, random_search, wfo_search
+    from alphasignal.backtest import walk_forward_optimize
+
+    cfg = _cfg("unused.sqlite")
+    ev = Evaluator.from_config(aapl, cfg)
+    row = wfo_search(ev, "MA_Crossover", 30, 7, "sharpe")
+    candidates = _random_candidates("MA_Crossover", 30, 7)
+    ref = walk_forward_optimize(ev.dev, "MA_Crossover", candidates, options=replace(ev.options, sort_by="sharpe"),
+                                folds=ev.folds, anchored=False)
+    last = ref.folds.iloc[-1]
+    assert row["params"] == {k: type(row["params"][k])(last[k]) for k in row["params"]}
+    assert row["params"] in candidates and row["configs"] == 30 == random_search(ev, "MA_Crossover", 30, 7,
+                                                                                  "sharpe")["configs"]
+    assert (row["metrics_is"], row["metrics_oos"]) == tuple(ev.evaluate([row["params"]])[0])
+    assert ev.holdout_calls == 0

@@ -150,7 +150,7 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     ("06-compare", S06, ("--compare", "grid"), {2}),
     ("06-provider", S06, ("--provider", "gpt5"), {2}),
     ("06-objective", S06, ("--set", "optimizer.objective=vibes"), {2}),
-    ("06-show-empty", S06, ("--show", "", "--set", "optimizer.history_db={f}/h.sqlite"), {2}),
+    ("06-show-empty", S06, ("--show", "", "--set", "optimizer.history_db={f}/ours.sqlite"), {2}),
     ("06-show-unknown", S06, ("--show", "nope", "--set", "optimizer.history_db={f}/ours.sqlite"), {2}),
     ("06-resume-unknown", S06, ("--resume", "nope", "--set", "optimizer.history_db={f}/ours.sqlite"), {2}),
     ("06-history-missing-db", S06, ("--history", "--set", "optimizer.history_db={f}/none.sqlite"), {2}),

@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
     g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")
     g.add_argument("--debate", type=int, metavar="N", help="debate N rounds and vote before backtesting proposals")
-    g.add_argument("--compare", metavar="random,tpe", help="also run these optimizers with the same backtest budget")
+    g.add_argument("--compare", metavar="random,tpe,wfo",
+                   help="also run these optimizers (random search, Optuna TPE, walk-forward optimisation) with the "
+                   "same backtest budget")
     g.add_argument("--output-dir", help="where the report and PNGs go")
     h = g.add_mutually_exclusive_group()
     h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")

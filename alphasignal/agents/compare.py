@@ -9,11 +9,13 @@ winners are scored on it afterwards, once (``honesty.add_holdout``). Seeded, so 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import optuna
 
+from ..errors import UsageError
 from . import space
 from .evaluate import Evaluator, objective_of
 from .strategist import _distributions
@@ -27,8 +29,8 @@ def _result(name: str, ev: Evaluator, tried: Sequence[tuple[dict, dict, dict]], 
             "metrics_oos": best[2], "dsr": ev.dsr(best[0], [t[0] for t in tried])}
 
 
-def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
-    """``budget`` distinct valid configurations drawn uniformly from the step grid."""
+def _random_candidates(strategy: str, budget: int, seed: int) -> list[dict[str, Any]]:
+    """``budget`` distinct valid configurations drawn uniformly from the step grid (seeded)."""
     rng = np.random.default_rng(seed)
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(budget * 50):
@@ -37,7 +39,12 @@ def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objectiv
         p = space.random_params(strategy, rng)
         if p is not None:
             seen.setdefault(space.config_key(p), p)
-    params = list(seen.values())
+    return list(seen.values())
+
+
+def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+    """``budget`` distinct valid configurations drawn uniformly from the step grid."""
+    params = _random_candidates(strategy, budget, seed)
     metrics = ev.evaluate(params)
     return _result("random", ev, [(p, a, b) for p, (a, b) in zip(params, metrics, strict=True)], objective)
 
@@ -64,10 +71,30 @@ def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: 
     return _result("tpe", ev, list(cache.values()), objective)
 
 
+def wfo_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+    """Walk-forward optimisation (stage 05's) over random search's candidates, on the exploration and selection
+    bars: each fold picks by the objective on its training window; the winner is the last fold's pick, the one it
+    would trade next. Its rows' metrics are the same exploration/selection backtests as every other optimizer's."""
+    from ..backtest import walk_forward_optimize
+
+    params = _random_candidates(strategy, budget, seed)
+    res = walk_forward_optimize(ev.dev, strategy, params, options=replace(ev.options, sort_by=objective),
+                                folds=max(ev.folds, 2), anchored=False)
+    names = list(space.specs(strategy))
+    picks = [{k: row[k] for k in names} for row in res.folds.to_dict("records") if row[names[0]] is not None]
+    if not picks:
+        raise UsageError(f"wfo: no fold of the {strategy} walk-forward had a defined {objective}: use more data")
+    winner = space.check_proposal(strategy, picks[-1], {}).params or picks[-1]
+    (m_is, m_oos), = ev.evaluate([winner])
+    return {"optimizer": "wfo", "configs": len(params), "params": winner, "metrics_is": m_is, "metrics_oos": m_oos,
+            "dsr": ev.dsr(winner, params), "wfo_stitched_sharpe": res.metrics.get("sharpe"),
+            "wfo_efficiency": res.efficiency}
+
+
 def compare(ev: Evaluator, strategy: str, names: Sequence[str], budget: int, seed: int, objective: str,
             agents_row: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per optimizer (agents first when given): configs used, winner, exploration/selection metrics, DSR."""
     rows = [dict(agents_row)] if agents_row else []
-    runners = {"random": random_search, "tpe": tpe_search}
+    runners = {"random": random_search, "tpe": tpe_search, "wfo": wfo_search}
     rows += [runners[n](ev, strategy, budget, seed, objective) for n in names]
     return rows
