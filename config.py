@@ -307,6 +307,7 @@ class SweepConfig:
     })
     mode: str = "long_only"  # long_only | long_short
     fill: str = "close"  # close (signal at close t, held from t+1) | next_open
+    entry: str = "state"  # MA_Crossover/MACD: state (hold the side of the cross) | cross (enter on a crossover event)
     fees_bps: float = 1.0
     slippage_bps: float = 0.0
     risk_free: float = 0.0
@@ -322,11 +323,14 @@ class SweepConfig:
     output: str = "results/sweep_results.csv"  # .csv or .parquet; metadata JSON is written beside it
     walk_forward: int = 0  # walk-forward optimisation folds (0 = off, else >= 2): re-choose by sort_by per fold
     anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
+    cluster: str = ""  # "" in-process | local[:N] (a LocalCluster of N worker processes) | tcp://HOST:8786 (Dask)
+    connect_timeout: float = 10.0  # seconds to reach the Dask scheduler before failing (exit 3)
 
     def __post_init__(self) -> None:
         _check(self.mode in {"long_only", "long_short"},
                f"sweep.mode={self.mode!r} is invalid: use long_only or long_short")
         _check(self.fill in {"close", "next_open"}, f"sweep.fill={self.fill!r} is invalid: use close or next_open")
+        _check(self.entry in {"state", "cross"}, f"sweep.entry={self.entry!r} is invalid: use state or cross")
         _check(self.device in {"auto", "cpu", "gpu"}, f"sweep.device={self.device!r} is invalid: use auto, cpu or gpu")
         _check(self.engine in {"", "numba", "numpy", "cupy"},
                f"sweep.engine={self.engine!r} is invalid: use numba, numpy or cupy")
@@ -344,6 +348,9 @@ class SweepConfig:
                f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
         _check(self.output.lower().endswith((".csv", ".parquet")),
                f"sweep.output={self.output!r} must end in .csv or .parquet")
+        _check(self.cluster == "" or self.cluster == "local" or self.cluster.startswith(("local:", "tcp://", "tls://")),
+               f"sweep.cluster={self.cluster!r} is invalid: use local, local:N or tcp://HOST:8786 (empty = in-process)")
+        _check(self.connect_timeout > 0, "sweep.connect_timeout must be > 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -413,6 +420,30 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """Stage 07 (local Streamlit dashboard) settings. File pickers only reach files under the three roots."""
+
+    host: str = "127.0.0.1"  # another interface only on purpose: python 07_dashboard.py --host 0.0.0.0
+    port: int = 8501
+    results_dir: str = "results"
+    dataset_dir: str = "dataset"
+    models_dir: str = "models"
+    history_db: str = ""  # "" = optimizer.history_db
+    sweep: str = ""  # "" = sweep.output
+    replay_dir: str = ""  # "" = replay.output_dir (what python 04_signal_pipeline.py --replay writes)
+    top_n: int = 20
+    max_points: int = 5000  # most points a chart sends to the browser (the rest is aggregated or sampled)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.port < 65536, f"dashboard.port={self.port} is invalid: use 1..65535")
+        _check(bool(self.host.strip()), "dashboard.host is empty: use 127.0.0.1 (or --host 0.0.0.0 on purpose)")
+        _check(all(getattr(self, n).strip() for n in ("results_dir", "dataset_dir", "models_dir")),
+               "dashboard.results_dir, dataset_dir and models_dir must not be empty")
+        _check(self.top_n > 0, "dashboard.top_n must be > 0")
+        _check(self.max_points >= 100, "dashboard.max_points must be >= 100")
+
+
+@dataclass(frozen=True)
 class Config:
     """All stages' settings."""
 
@@ -423,6 +454,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (tuples as lists), suitable for TOML/JSON."""

@@ -16,8 +16,17 @@ import pytest
 from alphasignal.backtest.strategies import PARAM_SPECS, build_row, row_keys, validate_params
 
 
-def _rule(strategy: str, p: dict, pos: int, c: float, a: float, b: float, short: bool) -> int:
-    """Position wanted at this close, given indicator values a, b (NaN = warm-up -> flat)."""
+def _rule(strategy: str, p: dict, pos: int, c: float, a: float, b: float, short: bool,
+          prev: tuple[float, float] | None = None) -> int:
+    """Position wanted at this close, given indicator values a, b (NaN = warm-up -> flat); with ``prev`` (the
+    values at the bar before) a crossover strategy follows entry="cross": only a crossing changes the position."""
+    if prev is not None:
+        a0, b0 = prev
+        if a0 < b0 and a > b:
+            return 1
+        if a0 > b0 and a < b:
+            return -1 if short else 0
+        return pos
     if math.isnan(a) or math.isnan(b):
         return 0
     if strategy in ("MA_Crossover", "MACD"):
@@ -56,7 +65,7 @@ def _rule(strategy: str, p: dict, pos: int, c: float, a: float, b: float, short:
 
 def reference_backtest(df: pd.DataFrame, strategy: str, p: dict, *, mode: str = "long_only", fill: str = "close",
                        fees_bps: float = 0.0, slippage_bps: float = 0.0, risk_free: float = 0.0, ppy: float = 252.0,
-                       lo: int = 0, hi: int | None = None) -> dict:
+                       lo: int = 0, hi: int | None = None, entry: str = "state") -> dict:
     """Metrics of one configuration, computed bar by bar; also returns the equity curve and positions."""
     close, opn = df["Close"].to_numpy(float), df["Open"].to_numpy(float)
     high, low = df["High"].to_numpy(float), df["Low"].to_numpy(float)
@@ -98,7 +107,9 @@ def reference_backtest(df: pd.DataFrame, strategy: str, p: dict, *, mode: str = 
                 trade_pnls.append(-entry_equity)
             turnover += abs(pos)
             cash, shares, pos, dead, value = 0.0, 0.0, 0, True, 0.0
-        want = 0 if dead else _rule(strategy, p, pos, close[t], ind_a[t], ind_b[t], short)
+        cross = entry == "cross" and strategy in ("MA_Crossover", "MACD")
+        prev = (ind_a[t - 1], ind_b[t - 1]) if cross and t > 0 else (math.nan, math.nan) if cross else None
+        want = 0 if dead else _rule(strategy, p, pos, close[t], ind_a[t], ind_b[t], short, prev)
         if fill == "next_open":
             pending = want
         elif want != pos:

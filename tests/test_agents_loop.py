@@ -176,3 +176,18 @@ def test_strategy_without_a_sweep_grid_and_undefined_metrics(tmp_path, aapl):
         assert {"period", "num_std", "mean_reversion"} == set(sweep[0]["params"]) and len(sweep) > 20
         report = h.rounds(run_id)[1]["state"]["report"]
         assert "nan" not in " ".join(report["patterns"] + report["recommendations"]).lower()
+
+
+def test_optimizer_evaluates_with_the_sweeps_entry_rule(aapl):
+    """sweep.entry reaches stage 06: every evaluation backtests with it (here MACD with entry="cross")."""
+    from alphasignal.backtest import backtest
+
+    params = {"fast": 12, "slow": 26, "signal": 9}
+    got = {}
+    for entry in ("state", "cross"):
+        cfg = load_config(overrides=["optimizer.strategy=MACD", f"sweep.entry={entry}", "sweep.device=cpu"])
+        ev = Evaluator.from_config(aapl, cfg)
+        got[entry] = ev.evaluate([params])[0][0]
+        want = backtest(ev.train, "MACD", [params], options=cfg.sweep)
+        assert got[entry]["total_return"] == pytest.approx(float(want["total_return"][0]), rel=1e-12)
+    assert got["cross"]["total_return"] != pytest.approx(got["state"]["total_return"], rel=1e-6)

@@ -59,6 +59,24 @@ def test_engine_matches_reference(engine, strategy, mode, fill, fees, slip, pric
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("strategy", ["MA_Crossover", "MACD"])
+@pytest.mark.parametrize("mode,fill,fees,start", [("long_only", "close", 0.0, None),
+                                                  ("long_short", "next_open", 10.0, 300)])
+def test_crossover_entries_match_reference(engine, strategy, mode, fill, fees, start, prices, reference, configs_for):
+    """entry="cross": flat until the first crossover event, then a position change at each event only; with an
+    evaluation window, an event at its first bar compares with the bar before it."""
+    configs = configs_for(strategy, np.random.default_rng(zlib.crc32(f"{strategy}{mode}x".encode())), 6)
+    opts = _opts(engine, mode=mode, fill=fill, fees_bps=fees, entry="cross")
+    got = backtest(prices, strategy, configs, options=opts, start=start)
+    want = [reference(prices, strategy, c, mode=mode, fill=fill, fees_bps=fees, lo=start or 0, entry="cross")
+            for c in configs]
+    state = [reference(prices, strategy, c, mode=mode, fill=fill, fees_bps=fees, lo=start or 0) for c in configs]
+    assert (got["trades"] > 0).all()
+    assert any(w["total_return"] != s["total_return"] for w, s in zip(want, state, strict=True))  # not the default
+    _assert_matches(got, want)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_evaluation_window_and_curves_match_reference(engine, goog, reference):
     configs = [{"short_period": 5, "long_period": 40, "use_ema": True}, {"short_period": 20, "long_period": 90,
                                                                          "use_ema": False}]

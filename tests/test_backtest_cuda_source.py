@@ -91,11 +91,14 @@ def fake_cupy(cpu_kernel, monkeypatch):
     cuda._kernel.cache_clear()
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy,entry", [(s, "state") for s in STRATEGIES] + [("MA_Crossover", "cross"),
+                                                                                  ("MACD", "cross")])
 @pytest.mark.parametrize("mode,fill,fees,slip", [("long_only", "close", 0.0, 0.0),
                                                   ("long_short", "next_open", 10.0, 5.0)])
-def test_cuda_kernel_source_matches_the_numba_kernel(strategy, mode, fill, fees, slip, fake_cupy, aapl, configs_for):
+def test_cuda_kernel_source_matches_the_numba_kernel(strategy, entry, mode, fill, fees, slip, fake_cupy, aapl,
+                                                     configs_for):
     strat = get_strategy(strategy)
+    kind = kernels.rule_kind(strat.kind, entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
     prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
     table, ia, fa = config_arrays(config_parts(strat, configs), prices)
@@ -104,8 +107,8 @@ def test_cuda_kernel_source_matches_the_numba_kernel(strategy, mode, fill, fees,
     lo, hi = 120, prices.n
     args = dict(short_ok=mode == "long_short", next_open=fill == "next_open", lo=lo, hi=hi, kb=kb, ks=ks,
                 rf_bar=rf_per_bar(0.02, 252.0), edges=np.linspace(lo, hi, 7).round().astype(np.int64))
-    want = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
-    got = cuda.run_cupy(strat.kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
+    want = kernels.run_numba(kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
+    got = cuda.run_cupy(kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
     assert want[0][:, kernels.ACC.index("trades")].sum() > 0  # the configurations trade
     for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)

@@ -58,8 +58,9 @@ def test_vectorbt_parity(strategy, fees_bps, goog, reference, configs_for):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(strategy=st.sampled_from(STRATEGIES), seed=st.integers(0, 2**31 - 1), cut=st.integers(60, 560),
-       mode=st.sampled_from(["long_only", "long_short"]), fill=st.sampled_from(["close", "next_open"]))
-def test_no_look_ahead(strategy, seed, cut, mode, fill, aapl, configs_for):
+       mode=st.sampled_from(["long_only", "long_short"]), fill=st.sampled_from(["close", "next_open"]),
+       entry=st.sampled_from(["state", "cross"]))
+def test_no_look_ahead(strategy, seed, cut, mode, fill, entry, aapl, configs_for):
     """Changing every price after bar ``cut`` changes no position and no equity value up to ``cut``."""
     df = aapl.iloc[:600]
     rng = np.random.default_rng(seed)
@@ -67,7 +68,7 @@ def test_no_look_ahead(strategy, seed, cut, mode, fill, aapl, configs_for):
     shock = np.exp(rng.normal(0, 0.05, (len(df) - cut - 1, 1)))
     future = df.copy()
     future.iloc[cut + 1:, :4] = df.iloc[cut + 1:, :4].to_numpy() * shock
-    opts = SweepConfig(device="cpu", mode=mode, fill=fill, fees_bps=5.0)
+    opts = SweepConfig(device="cpu", mode=mode, fill=fill, fees_bps=5.0, entry=entry)
     _, eq_a = backtest(df, strategy, configs, options=opts, return_curves=True)
     _, eq_b = backtest(future, strategy, configs, options=opts, return_curves=True)
     np.testing.assert_array_equal(eq_a.iloc[:cut + 1].to_numpy(), eq_b.iloc[:cut + 1].to_numpy())

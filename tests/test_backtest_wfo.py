@@ -54,10 +54,12 @@ def _reference_wfo(df: pd.DataFrame, strategy: str, configs: list[dict], k: int,
 
 
 @pytest.mark.parametrize("anchored", [False, True])
-@pytest.mark.parametrize("sort_by,mode", [("sharpe", "long_only"), ("total_return", "long_short"),
-                                          ("max_drawdown", "long_short")])
-def test_wfo_matches_a_reference_written_fold_by_fold(goog, reference, anchored, sort_by, mode):
-    opts = SweepConfig(device="cpu", periods_per_year=252.0, fees_bps=2.0, mode=mode, sort_by=sort_by)
+@pytest.mark.parametrize("sort_by,mode,entry", [("sharpe", "long_only", "state"),
+                                                ("total_return", "long_short", "state"),
+                                                ("max_drawdown", "long_short", "state"),
+                                                ("sharpe", "long_short", "cross")])
+def test_wfo_matches_a_reference_written_fold_by_fold(goog, reference, anchored, sort_by, mode, entry):
+    opts = SweepConfig(device="cpu", periods_per_year=252.0, fees_bps=2.0, mode=mode, sort_by=sort_by, entry=entry)
     configs = [c for c in _grid_configs() if c["short_period"] < c["long_period"]]
     res = walk_forward_optimize(goog, "MA_Crossover", GRID, options=opts, folds=4, anchored=anchored)
     want_params, want_rets, want_trades = _reference_wfo(goog, "MA_Crossover", configs, 4, anchored, opts)
@@ -71,7 +73,7 @@ def test_wfo_matches_a_reference_written_fold_by_fold(goog, reference, anchored,
     # the last fold's test window against the independent bar-by-bar reference loop
     last = res.folds.iloc[-1]
     lo = goog.index.get_loc(last["test_start"])
-    loop = reference(goog, "MA_Crossover", want_params[-1], mode=mode, fees_bps=2.0, lo=lo)
+    loop = reference(goog, "MA_Crossover", want_params[-1], mode=mode, fees_bps=2.0, lo=lo, entry=entry)
     assert last["oos_sharpe"] == pytest.approx(loop["sharpe"], rel=1e-9)
     assert (res.folds["train_start"] == goog.index[0]).all() == anchored
 
@@ -214,8 +216,9 @@ def test_cli_walk_forward_bad_input_exits_2_before_writing(argv, message, tmp_pa
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_one_pass_with_stops_equals_a_run_per_window(strategy, goog, configs_for, monkeypatch):
+@pytest.mark.parametrize("strategy,entry", [(s, "state") for s in STRATEGIES] + [("MA_Crossover", "cross"),
+                                                                                  ("MACD", "cross")])
+def test_one_pass_with_stops_equals_a_run_per_window(strategy, entry, goog, configs_for, monkeypatch):
     """Anchored training windows come from one kernel pass recording the accumulators at each stop; they must equal
     one run per window (kernel passes cut across the stops too)."""
     from alphasignal.backtest import kernels
@@ -227,7 +230,7 @@ def test_one_pass_with_stops_equals_a_run_per_window(strategy, goog, configs_for
     monkeypatch.setattr(kernels, "BAR_BLOCK", 97)
     prices = prepare_prices(goog, "GOOG", get_strategy(strategy).needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(3), 24, max_window=60))
-    opts = SweepConfig(device="cpu", mode="long_short", fill="next_open", fees_bps=3.0)
+    opts = SweepConfig(device="cpu", mode="long_short", fill="next_open", fees_bps=3.0, entry=entry)
     stops = (400, 777, 1500, 2000)
     backend = resolve("cpu", "numba")
     acc, _, _ = simulate(upto(prices, stops[-1]), get_strategy(strategy), configs, opts, backend, stops=stops)

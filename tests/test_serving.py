@@ -89,11 +89,11 @@ def test_llamacpp_missing_gguf_or_mmproj_is_exit_3(capsys, smollm2_gguf, tmp_pat
     base = ["--provider", "llamacpp", "--set", f"serve.pid_dir={tmp_path}", "--set", f"serve.port={find_port()}"]
     code, _, err = cli(capsys, *base, "--set", f"serve.gguf_path={tmp_path / 'none.gguf'}")
     assert code == 3
-    _one_line_error(err, "none.gguf not found", "02_finetune_colab.py")
+    _one_line_error(err, "none.gguf' not found", "02_finetune_colab.py")
     code, _, err = cli(capsys, *base, "--set", f"serve.gguf_path={smollm2_gguf}",
                        "--set", f"serve.mmproj_path={tmp_path / 'mmproj.gguf'}")
     assert code == 3
-    _one_line_error(err, "vision projector", "mmproj.gguf not found")
+    _one_line_error(err, "vision projector", "mmproj.gguf' not found")
     code, _, err = cli(capsys, *base, "--check")
     assert code == 3
     _one_line_error(err, "no llama.cpp server started by this stage")

@@ -97,7 +97,7 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
         data_run = load_run(history, run_id)
     out = Path(oc.output_dir)
     comparison_png(data_run, out / COMPARISON)
-    equity_png(_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
+    equity_png(equity_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
                title=f"{oc.strategy}: initial baseline vs best vs buy & hold")
     write_report(data_run, out / REPORT, {"baseline vs proposals": COMPARISON, "equity curves": EQUITY})
     print_report(data_run, console)
@@ -106,7 +106,8 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     return 0
 
 
-def _curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[str, pd.Series]:
+def equity_curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[str, pd.Series]:
+    """Buy & hold, the initial baseline and the winner over all bars (start 1.0), for a finished run's plots."""
     close = data["Close"]
     curves = {"buy & hold": close / close.iloc[0],
               "initial baseline": ev.equity(summary["initial"]["params"])}

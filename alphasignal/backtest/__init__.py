@@ -26,9 +26,10 @@ Public interface (stable; stage 06 calls it):
   it on the next window; ``WFOResult`` holds the folds (chosen parameters, is_/oos_ metrics), the stitched
   out-of-sample returns and metrics, walk-forward efficiency and parameter stability (see ``wfo.py``).
 
-``options`` is ``config.SweepConfig`` (mode long_only|long_short, fill close|next_open, fees_bps, slippage_bps,
-risk_free, device, engine, max_memory_mb, periods_per_year). Execution conventions and metric definitions:
-``kernels.py`` and ``metrics.py`` docstrings; ``max_drawdown`` is a positive fraction (0.25 = -25 %).
+``options`` is ``config.SweepConfig`` (mode long_only|long_short, fill close|next_open, entry state|cross for the
+crossover strategies, fees_bps, slippage_bps, risk_free, device, engine, max_memory_mb, periods_per_year). Execution
+conventions and metric definitions: ``kernels.py`` and ``metrics.py`` docstrings; ``max_drawdown`` is a positive
+fraction (0.25 = -25 %).
 """
 
 from .metrics import METRICS

@@ -19,13 +19,15 @@ from config import Config, SweepConfig
 
 from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
-from ..market import load_many
+from ..market.universe import load_universe
+from .distributed import Executor
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
 from .metrics import METRICS
 from .strategies import config_at, get_strategy, grid_frame, split_valid
 from .sweep import _progress, run_window
-from .validation import dsr_of_best, pbo_from_blocks, split_point
+from .sweep_tasks import sweep_tickers, warm_up, write_frames
+from .validation import dsr_of_best, pbo_from_blocks
 from .wfo import WFOResult, run_wfo, wfo_windows
 from .wfo import __doc__ as WFO_DOC_FULL
 from .xp import Backend, resolve
@@ -44,22 +46,6 @@ def data_hash(frames: dict[str, pd.DataFrame]) -> str:
         h.update(np.asarray(df.index.astype("int64")).tobytes())
         h.update(np.ascontiguousarray(df[["Open", "High", "Low", "Close"]].to_numpy("float64")).tobytes())
     return h.hexdigest()[:12]
-
-
-def _oos_columns(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
-                 ) -> pd.DataFrame:
-    """is_/oos_ metrics for the time-ordered split; configs whose warm-up exceeds the in-sample part get NaN."""
-    strat = get_strategy(strategy)
-    cut = split_point(prices.n, opts.test_fraction)
-    out = pd.DataFrame(index=range(len(valid)), columns=[f"{p}_{m}" for p in ("is", "oos") for m in METRICS],
-                       dtype="float64")
-    fits = np.asarray(strat.warmup(valid)) < cut - 1
-    if fits.any():
-        is_f, _, _ = run_window(prices, strategy, valid[fits], opts, backend, lo=0, hi=cut)
-        out.loc[fits, [f"is_{m}" for m in METRICS]] = is_f[list(METRICS)].to_numpy()
-    oos_f, _, _ = run_window(prices, strategy, valid, opts, backend, lo=cut, hi=prices.n)
-    out[[f"oos_{m}" for m in METRICS]] = oos_f[list(METRICS)].to_numpy()
-    return out
 
 
 def _overfitting(prices: Prices, strategy: str, valid: pd.DataFrame, frame: pd.DataFrame, blocks: np.ndarray,
@@ -96,28 +82,25 @@ def wfo_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_wfo{output.suffix}")
 
 
-def _save(results: pd.DataFrame, meta: dict[str, Any], output: Path, wfo: pd.DataFrame | None = None) -> Path:
-    for path, frame in ((output, results), (wfo_path(output), wfo)):
-        if frame is None:
-            continue
-        if path.suffix.lower() == ".parquet":
-            write_atomic(path, lambda p, f=frame: f.to_parquet(p, index=False))
-        else:
-            write_atomic(path, lambda p, f=frame: f.to_csv(p, index=False))
+def _save(meta: dict[str, Any], output: Path, wfo: pd.DataFrame | None = None) -> Path:
+    """The walk-forward folds (if any) and the metadata JSON; the results were streamed to ``output`` already."""
+    if wfo is not None:
+        write_frames(wfo_path(output), iter([wfo]))
     meta_path = output.with_suffix(".meta.json")
     text = json.dumps(meta, indent=2, default=str)
     write_atomic(meta_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
     return meta_path
 
 
-def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, reports: dict[str, dict]) -> None:
+def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, reports: dict[str, dict],
+                 counts: dict[str, int]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=sys.stdout, width=160)
     for ticker, group in results.groupby("ticker", sort=False):
         top = group.sort_values(opts.sort_by, ascending=opts.sort_by == "max_drawdown", na_position="last")
-        table = Table(title=f"{ticker}: top {min(opts.top_n, len(top))} of {len(group)} by {opts.sort_by} "
+        table = Table(title=f"{ticker}: top {min(opts.top_n, len(top))} of {counts[ticker]} by {opts.sort_by} "
                             f"(out-of-sample = last {opts.test_fraction:.0%})")
         for col in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]:
             table.add_column(col, justify="right")
@@ -158,6 +141,25 @@ def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
                       + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
 
 
+def _config_hash(cfg: Config) -> str:
+    """The hash of what decides the results: where they ran (sweep.cluster, its timeout) is left out."""
+    d = cfg.to_dict()
+    chosen = {"sweep": {k: v for k, v in d["sweep"].items() if k not in {"cluster", "connect_timeout"}},
+              "dataset": d["dataset"]}
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _top(frame: pd.DataFrame, opts: SweepConfig) -> pd.DataFrame:
+    """The rows the printed table shows (kept instead of the whole frame)."""
+    return frame.sort_values(opts.sort_by, ascending=opts.sort_by == "max_drawdown", na_position="last",
+                             kind="stable").head(opts.top_n)
+
+
+def _where(cluster: Executor | str) -> str:
+    spec = cluster if isinstance(cluster, str) else (cluster.address and f"{cluster.address}:{cluster.workers}")
+    return f", cluster {spec}" if spec else ""
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
@@ -181,9 +183,7 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     backend = resolve(opts.device, opts.engine)
     configs = grid_frame(opts.strategy, opts.grid, max_configs=opts.max_configs)
     t0 = time.perf_counter()
-    frames = load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
-                       cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
-                       min_length=ds.min_length, retries=ds.download_retries)
+    frames = load_universe(ds)
     load_s = time.perf_counter() - t0
     plan = {}
     for ticker, df in frames.items():
@@ -195,28 +195,31 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         if opts.walk_forward:  # fail before any work, not after the sweep
             wfo_windows(prices, opts.strategy, valid, opts.sort_by, opts.walk_forward, opts.anchored)
         plan[ticker] = (prices, valid, bad)
-    parts, reports, timings = [], {}, {}
-    with _progress(progress, sum(len(v[1]) for v in plan.values()), f"{opts.strategy} [{backend.engine}]") as adv:
-        for ticker, (prices, valid, _bad) in plan.items():
+    reports, timings, tops = {}, {}, []
+    jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
+    with (Executor(opts.cluster, connect_timeout=opts.connect_timeout, warm=warm_up(jobs, opts.strategy, opts, backend))
+          as ex, _progress(progress, sum(len(v[1]) for v in plan.values()),
+                           f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv):
+        def reduced():  # one ticker at a time: the client never holds the whole result
             t1 = time.perf_counter()
-            frame, blocks, _ = run_window(prices, opts.strategy, valid, opts, backend, n_blocks=opts.pbo_splits,
-                                          on_chunk=adv)
-            sweep_s = time.perf_counter() - t1
-            frame = pd.concat([frame, _oos_columns(prices, opts.strategy, valid, opts, backend)], axis=1)
-            reports[ticker] = _overfitting(prices, opts.strategy, valid, frame, blocks, opts, backend)
-            timings[ticker] = {"sweep_s": round(sweep_s, 4), "total_s": round(time.perf_counter() - t1, 4),
-                               "config_bars_per_s": round(len(valid) * prices.n / max(sweep_s, 1e-9))}
-            parts.append(frame)
+            for res in sweep_tickers(ex, jobs, opts.strategy, opts, backend, on_block=adv):
+                prices, valid, _bad = plan[res.ticker]
+                reports[res.ticker] = _overfitting(prices, opts.strategy, valid, res.frame, res.blocks, opts, backend)
+                timings[res.ticker] = {"task_s": round(res.task_s, 4), "wall_s": round(time.perf_counter() - t1, 4),
+                                       "config_bars_per_s": round(len(valid) * prices.n / max(res.task_s, 1e-9))}
+                tops.append(_top(res.frame, opts))
+                t1 = time.perf_counter()
+                yield res.frame
+        write_frames(Path(opts.output), reduced())
     wfo: dict[str, WFOResult] = {}
     for ticker, (prices, valid, _bad) in plan.items() if opts.walk_forward else ():
         t1 = time.perf_counter()
         wfo[ticker] = run_wfo(prices, opts.strategy, valid, opts, backend, opts.walk_forward, opts.anchored)
         timings[ticker]["walk_forward_s"] = round(time.perf_counter() - t1, 4)
-    results = pd.concat(parts, ignore_index=True)
     skipped = {t: len(v[2]) for t, v in plan.items()}
     meta = {
         "stage": "05_sweep_backtest", "strategy": opts.strategy, "engine": backend.engine, "device": backend.device,
-        "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": cfg.hash("sweep", "dataset"),
+        "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": _config_hash(cfg),
         "tickers": {t: {"bars": p.n, "start": str(p.index[0]), "end": str(p.index[-1]),
                         "periods_per_year": annualisation(p, opts)} for t, (p, _, _) in plan.items()},
         "n_configs_in_grid": len(configs), "n_run": {t: len(v[1]) for t, v in plan.items()}, "n_skipped": skipped,
@@ -227,13 +230,12 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         "conventions": " ".join(" ".join(CONVENTIONS.split("\n\n")[1:3]).split()), "options": asdict(opts),
     }
     folds = pd.concat([r.folds.assign(ticker=t) for t, r in wfo.items()], ignore_index=True) if wfo else None
-    meta_path = _save(results, meta, Path(opts.output),
-                      None if folds is None else folds[["ticker", *folds.columns[:-1]]])
-    _print_table(results, list(strat.specs), opts, reports)
+    meta_path = _save(meta, Path(opts.output), None if folds is None else folds[["ticker", *folds.columns[:-1]]])
+    _print_table(pd.concat(tops, ignore_index=True), list(strat.specs), opts, reports, meta["n_run"])
     if wfo:
         _print_wfo(wfo, list(strat.specs))
     total_skipped = sum(skipped.values())
-    print(f"{len(results)} backtests ({backend.engine} on {backend.device}"
+    print(f"{sum(meta['n_run'].values())} backtests ({backend.engine} on {backend.device}{_where(opts.cluster)}"
           f"{', ' + str(total_skipped) + ' invalid configurations skipped' if total_skipped else ''}) -> "
           f"{opts.output} (metadata {meta_path}"
           f"{', walk-forward folds ' + str(wfo_path(Path(opts.output))) if wfo else ''})")

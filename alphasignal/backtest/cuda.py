@@ -1,11 +1,11 @@
 """CuPy backend: the fused per-configuration kernel of ``kernels.py`` in CUDA C, one GPU thread per configuration.
 
-A bar-by-bar port of the rules of ``kernels.py`` (same fills, costs, bust rule and accumulators); a thread keeps
-its state, and the current block's return sums, in registers. cupy itself is reached only through
-``xp.get_cupy()``. NOTE: written without access to a GPU. Its source is compiled for the CPU by gcc and checked
-against the Numba kernel, and :func:`run_cupy` is run through the engine with a CPU stand-in for cupy, everywhere
-(tests/test_backtest_cuda_source.py); the engine tests (tests/test_backtest.py) run it on the GPU against the
-reference loop wherever ``xp.gpu_status()`` finds a usable one.
+A bar-by-bar port of the rules of ``kernels.py`` (same signal rules, kind 5 being ``kernels.CROSS``, fills, costs,
+bust rule and accumulators); a thread keeps its state, and the current block's return sums, in registers. cupy
+itself is reached only through ``xp.get_cupy()``. NOTE: written without access to a GPU. Its source is compiled for
+the CPU by gcc and checked against the Numba kernel, and :func:`run_cupy` is run through the engine with a CPU
+stand-in for cupy, everywhere (tests/test_backtest_cuda_source.py); the engine tests (tests/test_backtest.py) run it
+on the GPU against the reference loop wherever ``xp.gpu_status()`` finds a usable one.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ __device__ int target_position(int kind, int pos, double c, double x0, double x1
     }
     if (kind == 2) return x0 < f0 ? 1 : (x0 > f1 ? neg : pos);
     return c > x0 ? 1 : (c < x1 ? neg : pos);
+}
+
+__device__ int cross_target(int pos, const double* a, const double* b, long long t, int short_ok) {
+    if (t == 0) return pos;
+    if (a[t - 1] < b[t - 1] && a[t] > b[t]) return 1;
+    if (a[t - 1] > b[t - 1] && a[t] < b[t]) return short_ok ? -1 : 0;
+    return pos;
 }
 
 __device__ void fill(double* cash, double* units, int tgt, double price, double kb, double ks, double* entry_eq,
@@ -91,7 +98,8 @@ extern "C" __global__ void sweep_kernel(
             turnover += abs(pos);
             eq = 0.0; cash = 0.0; units = 0.0; pos = 0; bust = 1;
         }
-        int tgt = bust ? 0 : target_position(kind, pos, c, row0[t], row1[t], flag, f0, f1, short_ok);
+        int tgt = bust ? 0 : (kind == 5 ? cross_target(pos, row0, row1, t, short_ok)
+                                         : target_position(kind, pos, c, row0[t], row1[t], flag, f0, f1, short_ok));
         if (next_open) {
             pending = tgt;
         } else if (tgt != pos) {

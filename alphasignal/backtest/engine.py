@@ -163,6 +163,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     kb, ks = cost_factors(opts)
     rf_bar = rf_per_bar(opts.risk_free, annualisation(prices, opts))
     short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
+    kind = kernels.rule_kind(strat.kind, opts.entry)
     parts = config_parts(strat, configs)
     per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets) + 16 * kernels.NSTATE * len(stops)
     chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
@@ -173,15 +174,15 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
         table, ia, fa = config_arrays(parts, prices, idx)
         args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
         if backend.engine == "numba":
-            a, b, r = kernels.run_numba(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+            a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
                                         next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
             from .cuda import run_cupy
 
-            a, b, r = run_cupy(strat.kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+            a, b, r = run_cupy(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
                                next_open=next_open, **args)
         else:
-            pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
+            pos = vector.positions(np, kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
             a, b, r = vector.portfolio(np, pos, prices.close, prices.open, next_open=next_open, **args)
         acc[..., idx, :] = a
         if n_blocks:

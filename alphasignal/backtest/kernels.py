@@ -8,7 +8,13 @@ Execution conventions (identical in every engine and in the tests' reference loo
 * every entry commits the whole equity: ``shares = equity / (price * (1 + slippage) * (1 + fee))``;
   selling receives ``price * (1 - slippage) * (1 - fee)`` per share (shorts: the same sizing, sold short);
 * bars where an indicator is still NaN (warm-up) are flat; equity is marked at every close and the bar
-  return is ``equity_t / equity_{t-1} - 1``; a short whose equity reaches 0 is closed and stays flat.
+  return is ``equity_t / equity_{t-1} - 1``; a short whose equity reaches 0 is closed and stays flat;
+* crossover rules (MA_Crossover: short vs long MA; MACD: line vs signal) follow ``entry``: ``state`` (the default)
+  holds the side the fast line is on from the first bar both lines exist (long above, short or flat below, flat on
+  a tie); ``cross`` starts flat (also in each evaluation window) and changes position only on a crossover event at
+  bar t, fast below slow at t-1 and above at t (long) or the reverse (short, or flat when long-only), as
+  backtesting.py's ``crossover()`` (bar t-1 may precede the window); a touch (equal values) is no event. The other
+  strategies' rules are unaffected by ``entry``.
 
 Accumulators per configuration (columns of ``out``) are turned into metrics by ``metrics.finalise``.
 """
@@ -29,6 +35,12 @@ log = logging.getLogger(__name__)
 ACC = ("final_equity", "sum_r", "sum_r2", "sum_down2", "max_dd", "trades", "wins", "gross_win", "gross_loss",
        "exposed", "turnover")
 NACC = len(ACC)
+CROSS = 5  # the signal rule of MA_Crossover and MACD (kinds 0 and 3) with entry="cross"
+
+
+def rule_kind(kind: int, entry: str) -> int:
+    """The signal rule an engine runs for a strategy ``kind`` under ``entry`` (state | cross)."""
+    return CROSS if entry == "cross" and kind in (0, 3) else kind
 
 
 @nb.njit(inline="always", cache=True)
@@ -70,6 +82,17 @@ def target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
     if c > x0:
         return 1
     if c < x1:
+        return -1 if short_ok else 0
+    return pos
+
+
+@nb.njit(inline="always", cache=True)
+def cross_target(pos, a0, b0, a1, b1, short_ok):
+    """Position after bar t under ``entry="cross"``: ``a``/``b`` are the fast/slow lines at t-1 (``a0``, ``b0``) and
+    t (``a1``, ``b1``); no event (a NaN compares False) keeps ``pos``."""
+    if a0 < b0 and a1 > b1:
+        return 1
+    if a0 > b0 and a1 < b1:
         return -1 if short_ok else 0
     return pos
 
@@ -119,8 +142,12 @@ def _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
 
 
 @nb.njit(inline="always", cache=True)
-def _holds(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
-    """Whether the signal at this bar keeps position ``pos`` (a constant at each call site)."""
+def _holds(kind, pos, close, xa, xb, u, v, flag, f0, f1, short_ok):
+    """Whether the signal at bar ``u`` keeps position ``pos`` (a constant at each call site); ``v = u - 1`` (of
+    ``u``'s type: unsigned in scans), read by the CROSS rule only."""
+    c, x0, x1 = close[u], xa[u], xb[u]
+    if kind == CROSS:
+        return cross_target(pos, xa[v], xb[v], x0, x1, short_ok) == pos
     if kind == 0:
         if pos == 1:
             return x0 > x1
@@ -132,10 +159,10 @@ def _holds(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
 
 @nb.njit(inline="always", cache=True)
 def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
-    """First bar in ``i..stop-1`` whose signal leaves ``pos`` (``stop`` if none). Unsigned indices spare every
-    load Numba's negative-index wraparound check (~1.3x faster scans)."""
+    """First bar in ``i..stop-1`` (``i`` >= 1) whose signal leaves ``pos`` (``stop`` if none). Unsigned indices
+    spare every load Numba's negative-index wraparound check (~1.3x faster scans)."""
     u, end, one = np.uint64(i), np.uint64(stop), np.uint64(1)
-    while u < end and _holds(kind, pos, close[u], xa[u], xb[u], flag, f0, f1, short_ok):
+    while u < end and _holds(kind, pos, close, xa, xb, u, u - one, flag, f0, f1, short_ok):
         u += one
     return np.int64(u)
 
@@ -180,6 +207,7 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
         blk[b, 1] -= s2
     m = t1 - t0
     close_all = close
+    pa, pb = (xa[t0 - 1], xb[t0 - 1]) if t0 > 0 else (np.nan, np.nan)  # the lines before the pass (CROSS)
     close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
     p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
     d0 = min(-rf_bar, 0.0)
@@ -204,7 +232,11 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
             units = 0.0
             pos = 0
             bust = True
-        tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
+        if kind == CROSS:
+            a0, b0 = (xa[i - 1], xb[i - 1]) if i > 0 else (pa, pb)
+            tgt = 0 if bust else cross_target(pos, a0, b0, xa[i], xb[i], short_ok)
+        else:
+            tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
         if next_open:
             pending = tgt
         elif tgt != pos:
@@ -253,7 +285,7 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
             while i < stop:
                 c = close[i]
                 eq = cash + units * c
-                if eq <= 0.0 or not _holds(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok):
+                if eq <= 0.0 or not _holds(kind, pos, close, xa, xb, i, i - 1, flag, f0, f1, short_ok):
                     break
                 r = eq / eq_prev - 1.0
                 eq_prev = eq

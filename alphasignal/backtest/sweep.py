@@ -16,6 +16,7 @@ from config import SweepConfig
 from ..errors import UsageError
 from . import vector
 from .engine import Prices, annualisation, as_frames, config_arrays, config_parts, prepare_prices, simulate
+from .kernels import rule_kind
 from .metrics import METRICS, finalise_matrix, rf_per_bar
 from .strategies import as_config_frame, config_at, get_strategy, grid_frame, normalise, split_valid, validate_params
 from .xp import Backend, resolve
@@ -135,8 +136,8 @@ def positions(data: pd.DataFrame, strategy: str, params_list: list[dict[str, Any
     """Target position (-1/0/1) decided at each close (held from the next bar), bars x configs, for one frame."""
     opts, strat, configs, prices, lo, hi = _one_frame(data, strategy, params_list, options, start, end)
     table, ia, fa = config_arrays(config_parts(strat, as_config_frame(strategy, configs)), prices)
-    pos = vector.positions(np, strat.kind, prices.close, table, ia, fa, short_ok=opts.mode == "long_short", lo=lo,
-                           hi=hi)
+    pos = vector.positions(np, rule_kind(strat.kind, opts.entry), prices.close, table, ia, fa,
+                           short_ok=opts.mode == "long_short", lo=lo, hi=hi)
     return pd.DataFrame(pos, index=prices.index[lo:hi])
 
 

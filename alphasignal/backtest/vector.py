@@ -11,6 +11,8 @@ from types import ModuleType
 
 import numpy as np
 
+from .kernels import CROSS
+
 
 def _target(xp: ModuleType, kind: int, pos, c, x0, x1, flag, f0, f1, short_ok: bool):
     """Vectorised ``kernels.target_position`` over configurations (int8 arrays)."""
@@ -33,6 +35,12 @@ def _target(xp: ModuleType, kind: int, pos, c, x0, x1, flag, f0, f1, short_ok: b
     return xp.where(nan, zero, out).astype(xp.int8)
 
 
+def _cross(xp: ModuleType, pos, a0, b0, a1, b1, short_ok: bool):
+    """Vectorised ``kernels.cross_target``: lines at t-1 (``a0``, ``b0``) and t; no event keeps ``pos``."""
+    neg = xp.int8(-1) if short_ok else xp.int8(0)
+    return xp.where((a0 < b0) & (a1 > b1), xp.int8(1), xp.where((a0 > b0) & (a1 < b1), neg, pos)).astype(xp.int8)
+
+
 def positions(xp: ModuleType, kind: int, close, table, ia, fa, *, short_ok: bool, lo: int, hi: int):
     """Target position (-1/0/1) decided at each close ``lo..hi-1`` for every configuration: (bars x configs) int8.
 
@@ -46,6 +54,12 @@ def positions(xp: ModuleType, kind: int, close, table, ia, fa, *, short_ok: bool
         return _target(xp, kind, None, None, x0, x1, None, None, None, short_ok)
     out = xp.empty((m, k), dtype=xp.int8)
     pos = xp.zeros(k, dtype=xp.int8)
+    if kind == CROSS:  # events compare each bar with the one before (which may precede lo); none before bar 1
+        for t in range(lo, hi):
+            if t > 0:
+                pos = _cross(xp, pos, table[r0, t - 1], table[r1, t - 1], table[r0, t], table[r1, t], short_ok)
+            out[t - lo] = pos
+        return out
     for t in range(lo, hi):
         pos = _target(xp, kind, pos, close[t], table[r0, t], table[r1, t], flag, f0, f1, short_ok)
         out[t - lo] = pos

@@ -1,0 +1,161 @@
+"""Stage 05's sweep as independent tasks (ticker x block of configurations) for :mod:`.distributed`, and their
+reduction back into one frame per ticker -- the same rows, in the same order, bit for bit, wherever they ran.
+
+A block is one of the engine's memory-bounded chunks (``sweep.max_memory_mb``), split further when a cluster has
+more workers than the sweep has chunks. Each configuration's metrics depend on that configuration alone, so
+splitting changes nothing but where it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from config import SweepConfig
+
+from ..fileio import write_atomic
+from .distributed import Executor, apply_threads
+from .engine import Prices, _plan_chunks, config_parts, per_config_bytes
+from .metrics import METRICS
+from .strategies import get_strategy
+from .sweep import run_window
+from .validation import split_point
+from .xp import Backend
+
+
+@dataclass(frozen=True)
+class Block:
+    """One task's work: configurations ``idx`` (positions in the ticker's valid frame, which travels with the
+    prices, once per worker)."""
+
+    strategy: str
+    idx: np.ndarray
+    opts: SweepConfig
+    backend: Backend
+
+
+@dataclass
+class TickerResult:
+    """One ticker's reduced results: metrics frame (full, is_, oos_), PBO block sums, seconds spent in tasks."""
+
+    ticker: str
+    frame: pd.DataFrame
+    blocks: np.ndarray
+    task_s: float
+
+
+def oos_columns(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
+                ) -> pd.DataFrame:
+    """is_/oos_ metrics for the time-ordered split; configs whose warm-up exceeds the in-sample part get NaN."""
+    strat = get_strategy(strategy)
+    cut = split_point(prices.n, opts.test_fraction)
+    out = pd.DataFrame(index=range(len(valid)), columns=[f"{p}_{m}" for p in ("is", "oos") for m in METRICS],
+                       dtype="float64")
+    fits = np.asarray(strat.warmup(valid)) < cut - 1
+    if fits.any():
+        is_f, _, _ = run_window(prices, strategy, valid[fits], opts, backend, lo=0, hi=cut)
+        out.loc[fits, [f"is_{m}" for m in METRICS]] = is_f[list(METRICS)].to_numpy()
+    oos_f, _, _ = run_window(prices, strategy, valid, opts, backend, lo=cut, hi=prices.n)
+    out[[f"oos_{m}" for m in METRICS]] = oos_f[list(METRICS)].to_numpy()
+    return out
+
+
+def run_block(data: tuple[Prices, pd.DataFrame], block: Block) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, float]:
+    """The task: full-sample metrics and PBO block sums, then is_/oos_ metrics, of one block's configurations."""
+    apply_threads()
+    t0 = time.perf_counter()
+    prices, configs = data
+    valid = configs.iloc[block.idx].reset_index(drop=True)
+    frame, blocks, _ = run_window(prices, block.strategy, valid, block.opts, block.backend,
+                                  n_blocks=block.opts.pbo_splits)
+    frame = pd.concat([frame, oos_columns(prices, block.strategy, valid, block.opts, block.backend)], axis=1)
+    return block.idx, frame, blocks, time.perf_counter() - t0
+
+
+def plan_blocks(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepConfig, backend: Backend,
+                min_blocks: int = 1) -> list[np.ndarray]:
+    """Positions of ``valid`` per block: the engine's memory-bounded chunks, each split evenly until there are at
+    least ``min_blocks``."""
+    parts = config_parts(get_strategy(strategy), valid)
+    per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False)
+    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
+    split = max(1, -(-min_blocks // len(chunks)))
+    return [piece for c in chunks for piece in np.array_split(c, min(split, len(c)))]
+
+
+def warm_kernel(data: tuple[Prices, pd.DataFrame], block: Block) -> None:
+    """Run a one-configuration block (compiles the kernel or loads it from Numba's cache): the plugin's warm-up."""
+    run_block(data, block)
+
+
+def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts: SweepConfig,
+                  backend: Backend, on_block: Callable[[int], None] | None = None, min_blocks: int | None = None
+                  ) -> Iterator[TickerResult]:
+    """Run every ticker's blocks on ``ex`` and yield each ticker's reduced results in ``plan`` order. Each ticker
+    gets at least ``min_blocks`` blocks (default: in-process 1, on a cluster enough for two per worker)."""
+    if min_blocks is None:
+        min_blocks = max(1, -(-2 * ex.workers // len(plan))) if ex.client is not None else 1
+    per_ticker = min_blocks
+    chunks, counts = [], {}
+    for ticker, (prices, valid) in plan.items():
+        idxs = plan_blocks(prices, strategy, valid, opts, backend, per_ticker)
+        counts[ticker] = len(idxs)
+        chunks += [(ticker, Block(strategy, i, opts, backend)) for i in idxs]
+    results = ex.map_chunks(run_block, chunks, plan)
+    for ticker, (_prices, valid) in plan.items():
+        parts = []
+        for _ in range(counts[ticker]):
+            parts.append(next(results))
+            if on_block:
+                on_block(len(parts[-1][0]))
+        yield reduce_blocks(ticker, parts, len(valid))
+
+
+def reduce_blocks(ticker: str, parts: list[tuple[np.ndarray, pd.DataFrame, np.ndarray, float]], k: int
+                  ) -> TickerResult:
+    """Put the blocks' rows back at their positions (0..k-1) of the ticker's valid frame."""
+    idx = np.concatenate([p[0] for p in parts])
+    if len(idx) != k or not np.array_equal(np.sort(idx), np.arange(k)):
+        raise RuntimeError(f"{ticker}: blocks cover {len(idx)} of {k} configurations")  # a planning bug, not input
+    order = np.argsort(idx, kind="stable")
+    frame = pd.concat([p[1] for p in parts], ignore_index=True).iloc[order].reset_index(drop=True)
+    blocks = np.concatenate([p[2] for p in parts])[order]
+    return TickerResult(ticker, frame, blocks, sum(p[3] for p in parts))
+
+
+def warm_up(plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts: SweepConfig,
+            backend: Backend) -> Callable[[], None]:
+    """The plugin's warm-up: one configuration of the first ticker through the task's code path."""
+    prices, valid = next(iter(plan.values()))
+    return partial(warm_kernel, (prices, valid.iloc[:1]), Block(strategy, np.arange(1), opts, backend))
+
+
+def write_frames(path: Path, frames: Iterator[pd.DataFrame]) -> None:
+    """Stream frames of one schema to a CSV or Parquet file, one after another (a Parquet row group or a run of
+    CSV rows each), atomically: the file appears complete or not at all. At least one frame is expected."""
+    def write(tmp: str) -> None:
+        if path.suffix.lower() != ".parquet":
+            for i, frame in enumerate(frames):
+                frame.to_csv(tmp, index=False, mode="w" if i == 0 else "a", header=i == 0)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer = None
+        try:
+            for frame in frames:
+                table = pa.Table.from_pandas(frame, preserve_index=False,
+                                             schema=None if writer is None else writer.schema)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    write_atomic(path, write)

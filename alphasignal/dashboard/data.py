@@ -1,0 +1,199 @@
+"""What the dashboard pages show, computed on the server with pandas (no Streamlit here, so it is unit-tested).
+
+Big inputs are reduced before anything reaches the browser: heatmaps are grouped per cell, scatters sampled to a
+fixed number of points, tables cut to the top N.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..backtest.metrics import METRICS
+from ..errors import UsageError
+
+SEGMENT_PREFIXES = ("", "is_", "oos_")
+_NOT_PARAMS = {"ticker", "strategy", "config_id"}
+
+
+# --- sweeps ---------------------------------------------------------------------------------------------------
+def read_sweep(path: str | Path) -> pd.DataFrame:
+    """A stage 05 results file (.csv or .parquet); an unreadable or empty one is a :class:`UsageError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no sweep results at {str(p)!r}: run python 05_sweep_backtest.py first")
+    try:
+        df = pd.read_parquet(p) if p.suffix.lower() == ".parquet" else pd.read_csv(p)
+    except Exception as exc:  # pandas raises many types for a damaged file
+        raise UsageError(f"sweep file {str(p)!r} cannot be read ({type(exc).__name__}): rerun stage 05") from None
+    if df.empty or "sharpe" not in df.columns:
+        raise UsageError(f"sweep file {str(p)!r} has no results (no rows or no sharpe column): rerun stage 05")
+    return df
+
+
+def sweep_meta_path(path: str | Path) -> Path:
+    """Where stage 05 writes a results file's metadata."""
+    return Path(path).with_suffix(".meta.json")
+
+
+def read_meta(path: str | Path) -> dict[str, Any] | None:
+    """The metadata JSON beside a results file, or None when it is missing; a damaged one is a UsageError."""
+    meta = sweep_meta_path(path)
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"sweep metadata {str(meta)!r} is not JSON ({exc}): rerun stage 05") from None
+    return data if isinstance(data, dict) else None
+
+
+def param_columns(df: pd.DataFrame) -> list[str]:
+    """The strategy parameter columns of a sweep frame (everything that is neither a metric nor an id)."""
+    metric_cols = {f"{p}{m}" for p in SEGMENT_PREFIXES for m in METRICS}
+    return [c for c in df.columns if c not in metric_cols and c not in _NOT_PARAMS]
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Metric columns present, full sample first, then in-sample and out-of-sample."""
+    return [f"{p}{m}" for p in SEGMENT_PREFIXES for m in METRICS if f"{p}{m}" in df.columns]
+
+
+def heatmap(df: pd.DataFrame, x: str, y: str, metric: str, fixed: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per (x, y) cell with ``metric``: the best over the other parameters, or the value at ``fixed``
+    ones (rows not matching every fixed value are dropped first)."""
+    if x == y:
+        raise UsageError("the heatmap needs two different parameters")
+    sub = df
+    for col, val in (fixed or {}).items():
+        sub = sub[sub[col].astype(str) == str(val)]
+    cells = sub.groupby([x, y], dropna=False)[metric].max().reset_index()
+    return cells.rename(columns={metric: "value"})
+
+
+def scatter_sample(df: pd.DataFrame, xcol: str, ycol: str, max_points: int, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_points`` rows with finite ``xcol`` and ``ycol``: the top 10 % by ``xcol`` kept, the rest a
+    seeded uniform sample (so a million-row sweep sends a few thousand points)."""
+    sub = df[np.isfinite(df[xcol].astype(float)) & np.isfinite(df[ycol].astype(float))]
+    if len(sub) <= max_points:
+        return sub
+    top_n = max_points // 10
+    top = sub.nlargest(top_n, xcol)
+    rest = sub.drop(top.index).sample(max_points - top_n, random_state=seed)
+    return pd.concat([top, rest])
+
+
+def top_table(df: pd.DataFrame, metric: str, n: int) -> pd.DataFrame:
+    """The ``n`` best rows by ``metric`` (NaN last)."""
+    return df.nlargest(n, metric) if n < len(df) else df.sort_values(metric, ascending=False, na_position="last")
+
+
+def overfitting_rows(meta: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per ticker with the DSR and PBO stage 05 computed."""
+    rows = []
+    for ticker, rep in ((meta or {}).get("overfitting") or {}).items():
+        rows.append({"ticker": ticker, "DSR": rep.get("dsr"), "PBO": rep.get("pbo"),
+                     "best config": json.dumps(rep.get("best_config")), "note": rep.get("note", "")})
+    return rows
+
+
+# --- dataset --------------------------------------------------------------------------------------------------
+def read_dataset(path: str | Path) -> pd.DataFrame:
+    """Stage 01 JSONL as a frame: id, split, ticker, dates, action, the answer JSON, the image path."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no dataset at {str(p)!r}: run python 01_generate_dataset.py first")
+    rows = []
+    with p.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                rows.append({"id": rec["id"], "split": rec["split"], "ticker": rec.get("ticker", ""),
+                             "window_end": rec.get("window_end", ""), "action": rec["label"]["action"],
+                             "forward_return": rec.get("forward_return"), "image": _image_of(rec),
+                             "answer": json.dumps(rec["label"], indent=1)})
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise UsageError(f"{p.name} line {n} is not a stage 01 record ({type(exc).__name__}: {exc}): "
+                                 "rerun python 01_generate_dataset.py") from None
+    if not rows:
+        raise UsageError(f"dataset {str(p)!r} is empty: rerun python 01_generate_dataset.py")
+    return pd.DataFrame(rows)
+
+
+def _image_of(rec: Mapping[str, Any]) -> str:
+    for msg in rec.get("messages", []):
+        for part in msg.get("content", []) if isinstance(msg.get("content"), list) else []:
+            if part.get("type") == "image":
+                return str(part.get("image", ""))
+    return ""
+
+
+def label_distribution(ds: pd.DataFrame) -> pd.DataFrame:
+    """Count of each action per split (splits as rows, BUY/HOLD/SELL as columns)."""
+    order = [s for s in ("train", "val", "test") if s in set(ds["split"])] + sorted(
+        set(ds["split"]) - {"train", "val", "test"})
+    return pd.crosstab(ds["split"], ds["action"]).reindex(order)
+
+
+# --- replay ---------------------------------------------------------------------------------------------------
+REPLAY_FILES = ("equity.csv", "trades.csv", "decisions.jsonl")
+
+
+def read_replay(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """Stage 04 replay outputs: ``equity`` (date, equity, drawdown added), ``trades``; a missing folder or
+    equity file is a UsageError naming the command that writes them."""
+    f = Path(folder)
+    if not (f / "equity.csv").is_file():
+        raise UsageError(f"no replay results yet in {str(f)!r}: run python 04_signal_pipeline.py --replay ... "
+                         "(it writes equity.csv, trades.csv and decisions.jsonl there)")
+    try:
+        eq = pd.read_csv(f / "equity.csv")
+        trades = pd.read_csv(f / "trades.csv") if (f / "trades.csv").is_file() else pd.DataFrame()
+    except Exception as exc:  # a damaged CSV
+        raise UsageError(f"replay results in {str(f)!r} cannot be read ({type(exc).__name__}): rerun the replay"
+                         ) from None
+    date_col = next((c for c in eq.columns if c.lower() in ("date", "datetime", "time", "timestamp")), eq.columns[0])
+    if "equity" not in eq.columns or eq.empty:
+        raise UsageError(f"{str(f / 'equity.csv')!r} has no equity column or no rows: rerun the replay")
+    eq = eq.rename(columns={date_col: "date"})
+    eq["date"] = pd.to_datetime(eq["date"], errors="coerce")
+    if "drawdown" not in eq.columns:
+        eq["drawdown"] = eq["equity"] / eq["equity"].cummax() - 1
+    return {"equity": eq, "trades": trades}
+
+
+def trade_points(trades: pd.DataFrame) -> pd.DataFrame:
+    """Entries and exits as points (date, price, kind, reason) for drawing trades on the price."""
+    cols = {c.lower(): c for c in trades.columns}
+    parts = []
+    for kind in ("entry", "exit"):
+        d, p = cols.get(f"{kind}_date"), cols.get(f"{kind}_price")
+        if d and p:
+            part = pd.DataFrame({"date": pd.to_datetime(trades[d], errors="coerce"), "price": trades[p],
+                                 "kind": kind})
+            part["reason"] = trades[cols["exit_reason"]].astype(str) if kind == "exit" and "exit_reason" in cols else ""
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True).dropna(subset=["date"]) if parts else pd.DataFrame()
+
+
+# --- optimizer runs -------------------------------------------------------------------------------------------
+def run_rows(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The run list: id, times, status, strategy, config and data hash, models, rounds, hold-out objective."""
+    rows = []
+    for r in runs:
+        s = r.get("summary") or {}
+        obj = ((r.get("config") or {}).get("optimizer") or {}).get("objective", "sharpe")
+        best = (s.get("winner", {}).get("metrics_holdout") or {}).get(obj)
+        rows.append({"run id": r["run_id"], "created": pd.Timestamp(r["created"], unit="s").strftime("%Y-%m-%d %H:%M"),
+                     "status": r["status"], "strategy": r["strategy"], "config hash": r["config_hash"],
+                     "data hash": r["data_hash"], "models": ", ".join(f"{k}={v}" for k, v in r["models"].items()),
+                     "rounds": r.get("rounds", 0), f"hold-out {obj} (best)": best,
+                     "configs tried": s.get("configs_tried")})
+    return pd.DataFrame(rows)

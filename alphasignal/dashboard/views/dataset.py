@@ -1,0 +1,5 @@
+"""Dashboard page script (see alphasignal/dashboard/dataset.py)."""
+
+from alphasignal.dashboard import common, dataset
+
+common.guarded(dataset.render)

@@ -1,0 +1,5 @@
+"""Dashboard page script (see alphasignal/dashboard/sweeps.py)."""
+
+from alphasignal.dashboard import common, sweeps
+
+common.guarded(sweeps.render)

@@ -1,0 +1,231 @@
+"""Sweeps through the one seam (alphasignal.backtest.distributed): in-process and on real Dask LocalClusters of
+worker processes, bit-identical on every metric, also when a worker process is killed mid-sweep; universes from a
+tickers file or a long-format table; results streamed to Parquet/CSV ticker by ticker."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alphasignal.backtest.distributed import Executor, map_chunks, parse_cluster, threads_per_worker
+from alphasignal.backtest.engine import prepare_prices
+from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
+from alphasignal.backtest.sweep import run_window
+from alphasignal.backtest.sweep_tasks import oos_columns, plan_blocks, sweep_tickers, write_frames
+from alphasignal.backtest.xp import resolve
+from alphasignal.errors import ModelError, UsageError
+from alphasignal.market.universe import load_universe, read_tickers_file
+from config import Config, DatasetConfig, SweepConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = {"short_period": {"min": 2, "max": 40, "step": 2}, "long_period": {"min": 20, "max": 200, "step": 20},
+        "use_ema": [False, True]}
+
+
+def _bits(frame: pd.DataFrame) -> dict[str, bytes | list]:
+    """Every column as raw bytes (floats compared bit for bit, NaN payloads included) or as values."""
+    return {c: frame[c].to_numpy().tobytes() if frame[c].dtype.kind in "fiub" else frame[c].tolist()
+            for c in frame.columns}
+
+
+def _plan(aapl, goog, opts):
+    strat = get_strategy("MA_Crossover")
+    configs = grid_frame("MA_Crossover", GRID)
+    frames = {"AAPL": aapl, "GOOG": goog, "AAPL2": aapl.iloc[200:], "GOOG2": goog.iloc[:1500]}
+    plan = {}
+    for t, df in frames.items():
+        prices = prepare_prices(df, t, strat.needs)
+        plan[t] = (prices, split_valid("MA_Crossover", configs, prices.n)[0])
+    return plan
+
+
+def _run(plan, opts, cluster="", kill_after_first=False):
+    backend = resolve(opts.device, opts.engine)
+    out = {}
+    with Executor(cluster) as ex:
+        pids = ex.client.run(os.getpid) if ex.client is not None else {}
+        for res in sweep_tickers(ex, plan, "MA_Crossover", opts, backend):
+            out[res.ticker] = res
+            if kill_after_first and len(out) == 1:
+                os.kill(pids[sorted(pids)[-1]], signal.SIGKILL)  # a worker process dies mid-sweep
+        if kill_after_first:
+            ex.client.wait_for_workers(2, timeout=60)
+            out["_pids"] = (set(pids.values()), set(ex.client.run(os.getpid).values()))
+    return out
+
+
+def test_parse_cluster_forms_and_thread_share():
+    assert parse_cluster("") == ("", 0) and parse_cluster("local:3") == ("local", 3)
+    assert parse_cluster("local") == ("local", os.cpu_count() or 1)
+    assert parse_cluster("tcp://10.0.0.5:8786") == ("tcp://10.0.0.5:8786", 0)
+    for bad in ("local:0", "local:x", "10.0.0.5:8786", "tcp://host"):
+        with pytest.raises(UsageError, match="local"):
+            parse_cluster(bad)
+    assert threads_per_worker(2, cores=16) == 8 and threads_per_worker(3, cores=2) == 1
+    assert threads_per_worker(1, cores=2) * 1 <= 2 and threads_per_worker(2, cores=2) * 2 <= 2
+
+
+def test_map_chunks_in_process_keeps_order_and_imports_no_dask():
+    out = map_chunks(lambda shared, p: shared * p, [("a", 2), ("b", 3), ("a", 4)], {"a": 10, "b": 100})
+    assert out == [20, 300, 40]
+    code = ("import sys; from alphasignal.backtest.distributed import map_chunks; "
+            "map_chunks(lambda s, p: s + p, [(0, 1)], {0: 1}); print('distributed' in sys.modules)")
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+
+
+def test_blocks_reduce_to_the_one_call_frame_bit_for_bit(aapl):
+    """Tiny memory blocks (many tasks) give the same rows, in the same order, as one run over all configs."""
+    opts = SweepConfig(max_memory_mb=1)
+    backend = resolve(opts.device, opts.engine)
+    prices = prepare_prices(aapl, "AAPL", ("Close",))
+    valid = split_valid("MA_Crossover", grid_frame("MA_Crossover", GRID), prices.n)[0]
+    assert len(plan_blocks(prices, "MA_Crossover", valid, opts, backend)) == 1
+    assert len(plan_blocks(prices, "MA_Crossover", valid, opts, backend, 7)) == 7
+    whole, blocks, _ = run_window(prices, "MA_Crossover", valid, SweepConfig(), backend, n_blocks=opts.pbo_splits)
+    whole = pd.concat([whole, oos_columns(prices, "MA_Crossover", valid, SweepConfig(), backend)], axis=1)
+    (res,) = sweep_tickers(Executor(), {"AAPL": (prices, valid)}, "MA_Crossover", opts, backend, min_blocks=7)
+    assert _bits(res.frame) == _bits(whole)
+    assert res.blocks.tobytes() == blocks.tobytes()
+
+
+@pytest.mark.slow
+def test_local_clusters_and_a_killed_worker_are_bit_identical_to_in_process(aapl, goog):
+    opts = SweepConfig(max_memory_mb=1)
+    plan = _plan(aapl, goog, opts)
+    ref = _run(plan, opts)
+    for cluster, kill in (("local:1", False), ("local:2", False), ("local:2", True)):
+        got = _run(plan, opts, cluster, kill)
+        if kill:
+            before, after = got.pop("_pids")
+            assert before != after  # the killed process was replaced: its tasks ran again elsewhere
+        assert list(got) == list(ref)
+        for t in ref:
+            assert _bits(got[t].frame) == _bits(ref[t].frame), (cluster, kill, t)
+            assert got[t].blocks.tobytes() == ref[t].blocks.tobytes()
+
+
+def _cli(*argv: str) -> int:
+    from alphasignal.cli import run
+
+    spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "05_sweep_backtest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return run(mod._main, mod._parser(), ["--quiet", "--source", "offline", *argv])
+
+
+@pytest.mark.slow
+def test_cli_cluster_writes_the_same_results_and_dsr_pbo(tmp_path):
+    args = ["--tickers", "AAPL,GOOG", "--grid", "{short_period=[5, 10, 20], long_period=[50, 100, 200]}"]
+    metas = {}
+    for name, extra in (("inproc", []), ("c1", ["--cluster", "local:1"]), ("c2", ["--cluster", "local:2"])):
+        out = tmp_path / f"{name}.parquet"
+        assert _cli(*args, *extra, "--output", str(out)) == 0
+        metas[name] = json.loads(out.with_suffix(".meta.json").read_text())
+    ref = pd.read_parquet(tmp_path / "inproc.parquet")
+    for name in ("c1", "c2"):
+        assert _bits(pd.read_parquet(tmp_path / f"{name}.parquet")) == _bits(ref)
+        assert metas[name]["overfitting"] == metas["inproc"]["overfitting"]
+        assert metas[name]["data_hash"] == metas["inproc"]["data_hash"]
+        assert metas[name]["n_run"] == metas["inproc"]["n_run"]
+
+
+def test_unreachable_scheduler_is_one_line_exit_3(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(ModelError, match="cannot reach the Dask scheduler"):
+        Executor(f"tcp://127.0.0.1:{port}", connect_timeout=1).__enter__()
+    code = _cli("--cluster", f"tcp://127.0.0.1:{port}", "--set", "sweep.connect_timeout=1",
+                "--output", str(tmp_path / "r.csv"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1 and err[0].startswith("error:") and "sweep.cluster" in err[0]
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_config_hash_ignores_where_the_sweep_ran():
+    from dataclasses import replace
+
+    from alphasignal.backtest.command import _config_hash
+
+    cfg = Config()
+    moved = replace(cfg, sweep=replace(cfg.sweep, cluster="tcp://10.0.0.5:8786", connect_timeout=3.0))
+    assert _config_hash(moved) == _config_hash(cfg)
+    assert _config_hash(replace(cfg, sweep=replace(cfg.sweep, fees_bps=2.0))) != _config_hash(cfg)
+
+
+def test_bad_cluster_setting_is_refused_by_config():
+    from config import ConfigError
+
+    with pytest.raises(ConfigError, match="sweep.cluster"):
+        SweepConfig(cluster="localhost:8786")
+
+
+def test_tickers_file_skips_comments_and_refuses_duplicates(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("AAPL\n# a comment\n\nGOOG  # second\n")
+    assert read_tickers_file(f) == ["AAPL", "GOOG"]
+    f.write_text("AAPL\nAAPL\n")
+    with pytest.raises(UsageError, match="twice"):
+        read_tickers_file(f)
+    f.write_text("# none\n")
+    with pytest.raises(UsageError, match="no ticker"):
+        read_tickers_file(f)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_long_table_yields_each_ticker_like_its_own_file(tmp_path, aapl, goog, suffix):
+    long = pd.concat([aapl.assign(Ticker="AAPL"), goog.assign(Ticker="GOOG")]).reset_index()
+    path = tmp_path / f"universe{suffix}"
+    long.to_csv(path, index=False) if suffix == ".csv" else long.to_parquet(path, index=False)
+    frames = load_universe(DatasetConfig(tickers=("*",), source="csv", csv_path=str(path), start="", end="",
+                                         min_length=10))
+    assert list(frames) == ["AAPL", "GOOG"]
+    for t, df in (("AAPL", aapl), ("GOOG", goog)):
+        pd.testing.assert_frame_equal(frames[t], df, check_freq=False, check_exact=True)
+    only = load_universe(DatasetConfig(tickers=("GOOG",), source="csv", csv_path=str(path), start="", end="",
+                                       min_length=10))
+    assert list(only) == ["GOOG"]
+    with pytest.raises(UsageError, match="no rows for MSFT"):
+        load_universe(DatasetConfig(tickers=("MSFT",), source="csv", csv_path=str(path), min_length=10))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_streamed_file_equals_the_whole_frame_written_at_once(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    parts = [pd.DataFrame({"ticker": t, "p": np.arange(5), "x": rng.normal(size=5)}) for t in ("A", "B", "C")]
+    path = tmp_path / f"s{suffix}"
+    write_frames(path, iter(parts))
+    back = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, pd.concat(parts, ignore_index=True), check_exact=True)
+
+
+def test_stream_failure_leaves_no_file(tmp_path):
+    def frames():
+        yield pd.DataFrame({"a": [1.0]})
+        raise UsageError("boom")
+
+    with pytest.raises(UsageError, match="boom"):
+        write_frames(tmp_path / "s.parquet", frames())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_tickers_file_runs_each_listed_ticker(tmp_path):
+    (tmp_path / "u.txt").write_text("GOOG\nAAPL\n")
+    out = tmp_path / "r.parquet"
+    assert _cli("--tickers-file", str(tmp_path / "u.txt"), "--grid", "{short_period=[5, 10], long_period=[50]}",
+                "--output", str(out)) == 0
+    assert list(dict.fromkeys(pd.read_parquet(out)["ticker"])) == ["GOOG", "AAPL"]
+    assert Config().sweep.cluster == ""
