@@ -218,8 +218,12 @@ class PipelineConfig:
     output: str = "decision.json"
     eval_news: str = "trailing"  # --eval news per sample: none | trailing (a headline from past bars only)
     eval_output: str = "results/signal_eval.json"
+    call_cache: str = "~/.cache/alphasignal/calls.sqlite"  # model-call cache (SQLite), shared by stages 04 and 06
+    cache_mode: str = "off"  # use (replay hits, store misses) | refresh (always call, overwrite) | off
 
     def __post_init__(self) -> None:
+        _check(self.cache_mode in {"use", "refresh", "off"},
+               f"pipeline.cache_mode={self.cache_mode!r} is invalid: use use, refresh or off (--cache)")
         for name in ("provider", "vlm_provider", "llm_provider"):
             value = getattr(self, name)
             _check(value in {"auto", "builtin", "ollama", "openai", "llamacpp"} or (name != "provider" and not value),

@@ -1,8 +1,9 @@
-"""Shared command-line pieces: --config, --set, -v/--quiet, --show-config and exit codes."""
+"""Shared command-line pieces: --config, --set, -v/--quiet, --show-config, --cache and exit codes."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -37,6 +38,27 @@ def build_parser(doc: str | None) -> argparse.ArgumentParser:
     v.add_argument("-v", "--verbose", action="count", default=0, help="more detail on stderr (-vv for debug)")
     v.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, no progress bars")
     return parser
+
+
+def add_cache_option(parser: argparse.ArgumentParser) -> None:
+    """``--cache use|refresh|off`` for scripts that call models (sets ``pipeline.cache_mode``)."""
+    parser.add_argument("--cache", choices=("use", "refresh", "off"),
+                        help="model-call cache in pipeline.call_cache: use (answer repeated calls from it, store new "
+                        "ones), refresh (always call, overwrite), off (pipeline.cache_mode, default off)")
+
+
+def with_cache_mode(cfg: Config, args: argparse.Namespace) -> Config:
+    """``cfg`` with ``--cache`` applied to ``pipeline.cache_mode``."""
+    mode = getattr(args, "cache", None)
+    return dataclasses.replace(cfg, pipeline=dataclasses.replace(cfg.pipeline, cache_mode=mode)) if mode else cfg
+
+
+def _usage_line(quiet: bool) -> None:
+    """One stderr line on what the model calls of this run cost (only when a model provider was used)."""
+    cache = sys.modules.get("alphasignal.providers.cache")
+    usage = cache.run_usage() if cache else None
+    if usage is not None and not quiet and (usage.calls or usage.cache_hits):
+        print(usage.summary(), file=sys.stderr)
 
 
 def positive_number(text: str) -> float:
@@ -77,11 +99,15 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
         if args.show_config:
             print(to_toml(cfg))
             return 0
-        return int(main(args, cfg) or 0)
+        code = int(main(args, cfg) or 0)
+        _usage_line(args.quiet)
+        return code
     except Interrupted as exc:
+        _usage_line(args.quiet)
         print(f"interrupted: {exc}", file=sys.stderr)
         return exc.exit_code
     except (AlphaSignalError, ConfigError) as exc:
+        _usage_line(args.quiet)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a file the stage could not read or write, outside the checks each stage makes first

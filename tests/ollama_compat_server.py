@@ -19,6 +19,7 @@ Endpoints
   POST /api/copy, DELETE /api/delete
   GET  /v1/models, POST /v1/chat/completions   Ollama's OpenAI-compatible endpoints (no streaming; a
                                     ``json_schema`` or ``json_object`` ``response_format`` becomes the grammar)
+  GET  /_test/requests              (not Ollama) requests served so far per "METHOD /path", e.g. "POST /api/chat"
 Unknown models answer 404 ``model "x" not found, try pulling it first`` like Ollama.
 
 Serving models: ``--model NAME=PATH.gguf`` or ``--model NAME=PATH.gguf,mmproj=PATH.gguf`` (repeatable; a name
@@ -191,6 +192,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, routes: dict[str, Any]) -> None:
         path = self.path.split("?", 1)[0]
+        with self.server.counts_lock:
+            route = f"{self.command} {path}"
+            self.server.counts[route] = self.server.counts.get(route, 0) + 1
         handler = routes.get(path) or next((h for p, h in routes.items() if p.endswith("*")
                                             and path.startswith(p[:-1])), None)
         try:
@@ -205,7 +209,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch({"/api/version": lambda: self._send(200, {"version": VERSION}), "/api/tags": self._tags,
                         "/api/ps": self._ps, "/v1/models": self._openai_models,
-                        "/": lambda: self._send(200, "Ollama is running")})
+                        "/": lambda: self._send(200, "Ollama is running"), "/_test/requests": self._requests})
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._dispatch({"/api/blobs/*": self._blob_head, "/": lambda: self._send(200)})
@@ -217,6 +221,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch({"/api/delete": self._delete})
+
+    def _requests(self) -> None:
+        with self.server.counts_lock:
+            self._send(200, {"requests": dict(self.server.counts)})
 
     # -- model management -----------------------------------------------------------------------------
     def _model(self, name: str) -> ServedModel:
@@ -380,10 +388,12 @@ class Handler(BaseHTTPRequestHandler):
                     text.append(delta)
                     if stream:
                         self._stream_line(self._piece(model, key, delta, done=False))
+            prompt_tokens = max(0, int(getattr(llm, "n_tokens", 0)) - count)  # the context holds prompt + reply
         end = time.perf_counter_ns()
         final = {**self._piece(model, key, "" if stream else "".join(text), done=True),
                  "done_reason": reason, "total_duration": end - start, "load_duration": loaded - start,
-                 "prompt_eval_count": 0, "prompt_eval_duration": 0, "eval_count": count, "eval_duration": end - loaded}
+                 "prompt_eval_count": prompt_tokens, "prompt_eval_duration": 0, "eval_count": count,
+                 "eval_duration": end - loaded}
         if stream:
             self._stream_line(final)
             self._end_stream()
@@ -461,6 +471,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], store: ModelStore, verbose: bool = False, delay: float = 0.0) -> None:
         super().__init__(addr, Handler)
         self.store, self.verbose, self.delay = store, verbose, delay
+        self.counts: dict[str, int] = {}  # "METHOD /path" -> requests served (GET /_test/requests)
+        self.counts_lock = threading.Lock()
 
 
 def make_server(models: list[ServedModel], host: str = "127.0.0.1", port: int = 0, blob_dir: Path | None = None,

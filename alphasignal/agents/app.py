@@ -15,6 +15,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from ..cli import add_cache_option, with_cache_mode
 from ..fileio import check_output_dir
 from ..market import load_from_config
 from ..reporting.plots import comparison_png, equity_png
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")
     h.add_argument("--history", action="store_true", help="list past runs and exit")
     h.add_argument("--show", metavar="RUN_ID", help="reprint the report of a past run and exit")
+    add_cache_option(g)
 
 
 def with_args(cfg: Any, args: argparse.Namespace) -> Any:
@@ -62,7 +64,7 @@ def with_args(cfg: Any, args: argparse.Namespace) -> Any:
 
 def main(args: argparse.Namespace, cfg: Any) -> int:
     """Dispatch ``--history`` / ``--show`` / a run (new or ``--resume``); returns the exit code."""
-    cfg = with_args(cfg, args)
+    cfg = with_args(with_cache_mode(cfg, args), args)
     oc = cfg.optimizer
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
     show = getattr(args, "show", None)

@@ -59,6 +59,8 @@ class ProviderSettings:
     openai_method: str = "auto"  # auto | json_schema | function_calling | json_object
     connect_timeout: float = 0.75  # reachability checks; short so offline runs are not slowed
     raw_dir: str = "~/.cache/alphasignal/replies"  # where failed raw replies are saved
+    call_cache: str = "~/.cache/alphasignal/calls.sqlite"  # the model-call cache (see providers/cache.py)
+    cache_mode: str = "off"  # use | refresh | off
 
     def __post_init__(self) -> None:
         if self.openai_method not in {"auto", "json_schema", "function_calling", "json_object"}:
@@ -66,6 +68,8 @@ class ProviderSettings:
                              "function_calling or json_object")
         if self.timeout <= 0 or self.max_retries < 0:
             raise UsageError("provider timeout must be > 0 and max_retries >= 0")
+        if self.cache_mode not in {"use", "refresh", "off"}:
+            raise UsageError(f"cache_mode={self.cache_mode!r} is invalid: use use, refresh or off")
 
     @classmethod
     def from_config(cls, cfg: Any = None, **overrides: Any) -> ProviderSettings:
@@ -88,17 +92,41 @@ class Message:
     images: tuple[bytes, ...] = ()
 
 
+class Completion(str):
+    """A raw reply text that also carries what the request cost (a ``str``, so callers that treat a reply as text
+    keep working). ``latency_s`` None means "measured by the caller"; ``cached`` marks a reply from the call cache."""
+
+    tokens_in: int
+    tokens_out: int
+    latency_s: float | None
+    cached: bool
+
+    def __new__(cls, text: str, tokens_in: int = 0, tokens_out: int = 0, latency_s: float | None = None,
+                cached: bool = False) -> Completion:
+        out = super().__new__(cls, text)
+        out.tokens_in, out.tokens_out, out.latency_s, out.cached = tokens_in, tokens_out, latency_s, cached
+        return out
+
+    @classmethod
+    def timed(cls, text: str, elapsed: float) -> Completion:
+        """``text`` as a Completion, with ``elapsed`` as its latency unless it already carries one."""
+        c = text if isinstance(text, Completion) else cls(text)
+        return c if c.latency_s is not None else cls(c, c.tokens_in, c.tokens_out, elapsed, c.cached)
+
+
 @dataclass(frozen=True)
 class Reply(Generic[M]):
     """A validated model reply and how it was obtained."""
 
     value: M
     raw: str  # raw text of the last reply
-    latency_s: float  # wall time over all attempts
+    latency_s: float  # model time over all attempts (a cached reply reports the time recorded with it)
     attempts: int
     provider: str
     model: str
     repairs: tuple[str, ...] = ()  # documented repairs applied to the last reply (see ``repair``)
+    tokens_in: int = 0  # over all attempts, as the backend reported them (0 where it reports none)
+    tokens_out: int = 0
 
     @property
     def is_builtin(self) -> bool:
@@ -107,8 +135,8 @@ class Reply(Generic[M]):
     def meta(self) -> dict[str, Any]:
         """JSON-ready facts about the call, for a decision's ``meta``."""
         return {"provider": self.provider, "model": self.model, "latency_s": round(self.latency_s, 4),
-                "attempts": self.attempts, "repairs": list(self.repairs), "engine": "builtin" if self.is_builtin
-                else "model"}
+                "attempts": self.attempts, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "repairs": list(self.repairs), "engine": "builtin" if self.is_builtin else "model"}
 
 
 class Provider:
@@ -131,8 +159,13 @@ class Provider:
 
     # -- what subclasses implement -------------------------------------------------------------------
     def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
-        """Send the conversation, constrained by ``json_schema`` where the backend can; return the raw text."""
+        """Send the conversation, constrained by ``json_schema`` where the backend can; return the raw text
+        (a ``Completion`` when the backend reports token counts)."""
         raise NotImplementedError
+
+    def request_settings(self) -> dict[str, Any]:
+        """Everything besides the messages and the schema that shapes a reply (part of the call-cache key)."""
+        return {"temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens}
 
     async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
         return await asyncio.to_thread(self._complete, messages, json_schema, timeout)
@@ -149,8 +182,10 @@ class Provider:
         t, grammar = timeout or self.settings.timeout, grammar_schema(schema)
         messages = next(loop)
         while True:
+            start = time.perf_counter()
+            raw = self._complete(messages, grammar, t)
             try:
-                messages = loop.send(self._complete(messages, grammar, t))
+                messages = loop.send(Completion.timed(raw, time.perf_counter() - start))
             except StopIteration as done:
                 return done.value
 
@@ -161,9 +196,10 @@ class Provider:
         t, grammar = timeout or self.settings.timeout, grammar_schema(schema)
         messages = next(loop)
         while True:
+            start = time.perf_counter()
             raw = await self._acomplete(messages, grammar, t)
             try:
-                messages = loop.send(raw)
+                messages = loop.send(Completion.timed(raw, time.perf_counter() - start))
             except StopIteration as done:
                 return done.value
 
@@ -182,24 +218,27 @@ class Provider:
 
     # -- the retry loop, once, shared by the sync and async drivers ----------------------------------
     def _loop(self, schema: type[M], system: str, user: str, images: Sequence[bytes],
-              context: dict[str, Any] | None = None) -> Generator[list[Message], str, Reply[M]]:
+              context: dict[str, Any] | None = None) -> Generator[list[Message], Completion, Reply[M]]:
         if images and not self.supports_vision:
             raise UsageError(f"{self.name} model {self.model!r} cannot read images: configure a vision model "
                              "(e.g. --vlm-model qwen2.5vl:3b, or an mmproj file for llamacpp)")
-        start = time.perf_counter()
         messages = [Message("system", system + "\n\n" + schema_instructions(schema)),
                     Message("user", user, tuple(images))]
         failures: list[tuple[str, str]] = []
+        latency, tokens_in, tokens_out = 0.0, 0, 0
         for attempt in range(1, self.settings.max_retries + 2):
-            raw = yield list(messages)
+            done = yield list(messages)
+            latency, tokens_in, tokens_out = (latency + (done.latency_s or 0.0), tokens_in + done.tokens_in,
+                                              tokens_out + done.tokens_out)
+            raw = str(done)
             try:
                 value, repairs = parse_reply(raw, schema, context)
             except ReplyError as exc:
                 failures.append((raw, str(exc)))
                 messages += [Message("assistant", raw), Message("user", feedback(str(exc)))]
                 continue
-            return Reply(value=value, raw=raw, latency_s=time.perf_counter() - start, attempts=attempt,
-                         provider=self.name, model=self.model, repairs=tuple(repairs))
+            return Reply(value=value, raw=raw, latency_s=latency, attempts=attempt, provider=self.name,
+                         model=self.model, repairs=tuple(repairs), tokens_in=tokens_in, tokens_out=tokens_out)
         path = save_failures(self.settings.raw_dir, self.name, self.model, schema.__name__, failures)
         raise ModelError(f"{self.name} model {self.model!r} gave no valid {schema.__name__} in {len(failures)} "
                          f"attempt(s) (last: {one_line(failures[-1][1], 200)}); raw replies saved to {path}")
@@ -446,3 +485,9 @@ def message_text(reply: Any) -> str:
     if isinstance(content, list):
         content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
     return str(content)
+
+
+def with_usage(text: str, reply: Any) -> Completion:
+    """``text`` with the token counts of a LangChain AI message (``usage_metadata``; 0 when absent)."""
+    usage = getattr(reply, "usage_metadata", None) or {}
+    return Completion(text, int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))

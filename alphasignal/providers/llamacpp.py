@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..fileio import input_file
-from .base import Message, Provider, ProviderSettings, openai_messages
+from .base import Completion, Message, Provider, ProviderSettings, openai_messages
 
 _CACHE: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -112,6 +112,12 @@ class LlamaCppProvider(Provider):
             raise ModelError("llama-cpp-python is not installed: pip install 'llama-cpp-python>=0.3', "
                              "or use another provider") from None
 
+    def request_settings(self) -> dict[str, Any]:
+        """The base settings plus the model files (path, size, mtime), the context size and the fixed seed."""
+        files = {str(p): [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None
+                 for p in (self.path, Path(self.mmproj).expanduser()) if str(p) not in ("", ".")}
+        return {**super().request_settings(), "files": files, "n_ctx": self.settings.n_ctx, "seed": 0}
+
     def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
         self.check()
         llm, lock = load_llama(self.path, Path(self.mmproj).expanduser() if self.mmproj else "", self.settings.n_ctx)
@@ -129,12 +135,15 @@ class LlamaCppProvider(Provider):
                 if time.monotonic() > deadline:
                     stream.close()
                     raise self._timeout(timeout)
+            # one streamed chunk per sampled token; the context then holds the prompt and the reply
+            tokens_out = sum(1 for p in parts if p)
+            tokens_in = max(0, int(getattr(llm, "n_tokens", 0)) - tokens_out)
         except ValueError as exc:  # e.g. prompt longer than the context window
             raise ModelError(f"llama.cpp failed on {self.path.name}: {exc}: shorten the input or raise "
                              "n_ctx") from None
         finally:
             lock.release()
-        return "".join(parts)
+        return Completion("".join(parts), tokens_in, tokens_out)
 
     def _timeout(self, timeout: float) -> ModelError:
         return ModelError(f"llamacpp model {self.model!r} timed out after {timeout:g}s: raise pipeline.timeout "

@@ -19,6 +19,7 @@ from .base import (
     one_line,
     port_open,
     probe_timeout,
+    with_usage,
 )
 
 
@@ -34,6 +35,7 @@ class OllamaProvider(Provider):
     def __init__(self, model: str, settings: ProviderSettings | None = None, role: str = "") -> None:
         super().__init__(model, settings, role)
         self.host = self.settings.ollama_host.rstrip("/")
+        self.digest = ""  # the model's digest on the server, set by check()
         self._chats: dict[float, Any] = {}
 
     def check(self) -> None:
@@ -66,6 +68,12 @@ class OllamaProvider(Provider):
             caps = None
         if isinstance(caps, list) and caps:
             self.supports_vision = "vision" in caps
+        self.digest = next((m.get("digest", "") for m in tags if {m.get("name"), m.get("model")} & {
+            self.model, f"{self.model}:latest"}), "")
+
+    def request_settings(self) -> dict[str, Any]:
+        """The base settings plus the served model's digest (known after ``check``): a re-pulled model misses."""
+        return {**super().request_settings(), "digest": self.digest}
 
     def _chat(self, timeout: float) -> Any:
         if timeout not in self._chats:
@@ -83,7 +91,7 @@ class OllamaProvider(Provider):
             if (error := self._error(exc, timeout)) is None:
                 raise
             raise error from None
-        return message_text(reply)
+        return with_usage(message_text(reply), reply)
 
     async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
         try:
@@ -92,7 +100,7 @@ class OllamaProvider(Provider):
             if (error := self._error(exc, timeout)) is None:
                 raise
             raise error from None
-        return message_text(reply)
+        return with_usage(message_text(reply), reply)
 
     def _error(self, exc: Exception, timeout: float) -> ModelError | None:
         """The one-line ModelError for a transport or server failure; None for anything else (a bug)."""

@@ -22,6 +22,7 @@ from .base import (
     one_line,
     port_open,
     probe_timeout,
+    with_usage,
 )
 
 
@@ -65,6 +66,10 @@ class OpenAICompatProvider(Provider):
             raise ModelError(f"model {self.model!r} is not served at {self.base_url} (serves: "
                              f"{', '.join(sorted(map(str, ids)))}): pass one of those or restart the server with it")
 
+    def request_settings(self) -> dict[str, Any]:
+        """The base settings plus the configured structured-output method."""
+        return {**super().request_settings(), "openai_method": self.settings.openai_method}
+
     def _chat(self, timeout: float) -> Any:
         if timeout not in self._chats:
             from langchain_openai import ChatOpenAI
@@ -99,7 +104,7 @@ class OpenAICompatProvider(Provider):
                 self._on_error(exc, method, timeout)
                 continue
             self.method = method
-            return _text(reply)
+            return with_usage(_text(reply), reply)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
@@ -111,7 +116,7 @@ class OpenAICompatProvider(Provider):
                 self._on_error(exc, method, timeout)
                 continue
             self.method = method
-            return _text(reply)
+            return with_usage(_text(reply), reply)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _on_error(self, exc: Exception, method: str, timeout: float) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ModelError, UsageError
 from .base import Provider, ProviderSettings
+from .cache import open_cache, wrap
 
 log = logging.getLogger("alphasignal.providers")
 
@@ -41,14 +42,17 @@ def provider_class(name: str) -> type[Provider]:
 def get_provider(name: str, *, model: str = "", cfg: Any = None, role: str = "", check: bool = True) -> Provider:
     """Build the provider ``name`` for ``model`` from ``cfg`` (ProviderSettings, a config section such as
     PipelineConfig, or a full Config). Explicit server providers are checked now (``check=False`` defers the
-    check to the first call) so a missing server or model fails fast with the fix."""
+    check to the first call) so a missing server or model fails fast with the fix. Model providers come wrapped
+    by the call cache and usage meter (``providers.cache``), which opens and checks the cache file now."""
     settings = ProviderSettings.from_config(cfg)
+    if settings.cache_mode != "off" and name != "builtin":
+        open_cache(settings.call_cache)  # a corrupt or foreign cache file fails before any server is contacted
     if name == "auto":
-        return _auto(model, settings, role)
+        return wrap(_auto(model, settings, role))
     provider = provider_class(name)(model, settings, role)
     if check:
         provider.check()
-    return provider
+    return wrap(provider)
 
 
 def _auto(model: str, settings: ProviderSettings, role: str) -> Provider:

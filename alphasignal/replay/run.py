@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 JOURNAL = "journal.jsonl"
 CALLS_PER_DECISION = 2  # the chart call and the news call
 _NOT_DECIDING = {"output", "eval_output", "eval_news", "concurrency", "timeout", "max_retries", "api_key",
-                 "require_server", "call_cache", "cache"}  # pipeline settings that cannot change a decision
+                 "require_server", "call_cache", "cache_mode"}  # pipeline settings that cannot change a decision
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from config import Config
 
-from ..cli import count, positive_number
+from ..cli import add_cache_option, count, positive_number, with_cache_mode
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import check_output_file, write_atomic
 from .pipeline import (
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
     parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
     parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
+    add_cache_option(parser)
     rp = parser.add_argument_group("--replay (defaults in [replay])")
     rp.add_argument("--tickers", metavar="A,B", help="tickers to replay (replay.tickers)")
     rp.add_argument("--start", metavar="DATE", help="first decision date (replay.start)")
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
+    cfg = with_cache_mode(cfg, args)
     pc = _pipeline_config(args, cfg)
     if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines
         from ..replay.run import replay_command, replay_config

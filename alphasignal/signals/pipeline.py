@@ -16,7 +16,7 @@ from config import PipelineConfig
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import input_file
 from ..prompts import load_prompt
-from ..providers import Provider, get_provider
+from ..providers import CallUsage, Provider, get_provider, replay_timings, usage_scope
 from .chains import DecisionItem, build_chain
 from .engines import register_builtin_engines
 from .inputs import load_image, prepare_news, read_image_file, read_news_file
@@ -65,10 +65,12 @@ class SignalPipeline:
         return make_item(self.cfg, image, news, last_close, notes)
 
     async def adecide(self, item: DecisionItem) -> FinalDecision:
-        """Run both calls concurrently and fuse them."""
+        """Run both calls concurrently and fuse them; ``meta["usage"]`` sums the model calls."""
         start = time.perf_counter()
-        decision: FinalDecision = await self.chain.ainvoke(item)
+        with usage_scope() as usage:
+            decision: FinalDecision = await self.chain.ainvoke(item)
         decision.meta["latency_s"]["total"] = round(time.perf_counter() - start, 4)
+        _cached_timings(usage, decision.meta)
         return decision
 
     def decide(self, item: DecisionItem) -> FinalDecision:
@@ -99,6 +101,22 @@ class SignalPipeline:
                         on_done()
 
         return list(await asyncio.gather(*(_one(b) for b in items)))
+
+
+def _cached_timings(usage: CallUsage, meta: dict[str, Any]) -> None:
+    """A decision whose every model call came from the call cache reports the timings recorded when those calls
+    were made (so a cached re-run writes the same bytes); then ``meta["usage"]`` sums the model calls."""
+    calls = meta["calls"]
+    measured = {"latency_s": meta["latency_s"], "calls": {k: c["latency_s"] for k, c in calls.items()}}
+    timings = replay_timings(usage, f"{meta['image_sha256']} {meta['news_sha256']}", measured)
+    meta["latency_s"] = timings["latency_s"]
+    for role, latency in timings["calls"].items():
+        calls[role]["latency_s"] = latency
+    models = [c for c in calls.values() if c["engine"] not in ("builtin", "none")]
+    meta["usage"] = {"model_calls": sum(c["attempts"] for c in models),
+                     "tokens_in": sum(c["tokens_in"] for c in models),
+                     "tokens_out": sum(c["tokens_out"] for c in models),
+                     "model_latency_s": round(float(sum(c["latency_s"] for c in models)), 4)}
 
 
 def make_item(cfg: PipelineConfig, image: bytes | str | Path, news: str | None, last_close: float | None = None,

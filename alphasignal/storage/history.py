@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .sqlite import check_sqlite_file, read_only_uri
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x41534748  # "ASGH": PRAGMA application_id marks the databases this project created
@@ -66,14 +67,6 @@ def _loads(v: str | None) -> Any:
     return None if v is None else json.loads(v)
 
 
-def read_only_uri(path: Path) -> str:
-    """An SQLite URI that reads ``path`` without writing anything beside it. With no write-ahead log next to the
-    file, everything is in the file and ``immutable=1`` avoids creating -wal/-shm files; while a writer is active
-    (its -wal exists) a plain read-only connection sees its commits."""
-    flags = "mode=ro" if path.with_name(path.name + "-wal").exists() else "mode=ro&immutable=1"
-    return f"{path.resolve().as_uri()}?{flags}"  # as_uri quotes spaces, ? and #
-
-
 def _legacy_version(conn: sqlite3.Connection) -> str | None:
     """A history written before databases were marked with application_id has meta.schema_version."""
     try:
@@ -110,29 +103,12 @@ class History:
 
     def _check_existing(self) -> None:
         """Open read-only first, so a corrupt or foreign file is reported and never touched."""
-        hint = f"history database {str(self.path)!r}"
-        try:
-            with self.path.open("rb") as fh:
-                header = fh.read(16)
-            if header and header != b"SQLite format 3\x00":
-                raise HistoryError(f"{hint} is not an SQLite file: move it away or set optimizer.history_db "
-                                   "to another path")
-            ro = sqlite3.connect(read_only_uri(self.path), uri=True)
-            try:
-                if header:
-                    ok = ro.execute("PRAGMA quick_check").fetchone()[0]
-                    if ok != "ok":
-                        raise HistoryError(f"{hint} is corrupt ({ok}): move it away or set optimizer.history_db")
-                    tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                    app_id = ro.execute("PRAGMA application_id").fetchone()[0]
-                    ours = app_id == APPLICATION_ID or (app_id == 0 and {"meta", "runs", "rounds"} <= tables
-                                                        and _legacy_version(ro) is not None)
-                    if tables and not ours:
-                        raise HistoryError(f"{hint} is an SQLite file of another program: use another path")
-            finally:
-                ro.close()
-        except sqlite3.DatabaseError as exc:
-            raise HistoryError(f"{hint} is corrupt ({exc}): move it away or set optimizer.history_db") from None
+        def ours(ro: sqlite3.Connection, tables: set[str]) -> bool:
+            app_id = ro.execute("PRAGMA application_id").fetchone()[0]
+            return app_id == APPLICATION_ID or (app_id == 0 and {"meta", "runs", "rounds"} <= tables
+                                                and _legacy_version(ro) is not None)
+
+        check_sqlite_file(self.path, "history database", "optimizer.history_db", HistoryError, ours)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
