@@ -38,6 +38,7 @@ from ..errors import AlphaSignalError, ModelError, UsageError
 from ..fileio import check_output_dir
 from ..market.data import load_ohlcv
 from ..prompts import load_prompt
+from ..providers.cache import CallUsage, usage_scope
 from ..signals.pipeline import CHART_PROMPT, NEWS_PROMPT, SignalPipeline, make_item
 from .journal import Journal
 from .news import NewsIndex, load_news
@@ -92,10 +93,15 @@ class Meter:
                                             "could pass it)")
         return not self.stopped
 
-    def add(self, usage: dict[str, Any]) -> None:
+    def add(self, usage: dict[str, Any], sent: CallUsage | None = None) -> None:
+        """Count one decision. ``sent``: the run's request counter, so calls answered from the model-call cache
+        (which a decision's meta cannot tell apart: a cached re-run writes the same bytes) spend no budget."""
         self.decisions += 1
-        self.calls += usage["calls"]
-        self.tokens += usage["tokens_in"] + usage["tokens_out"]
+        if sent is None:
+            self.calls += usage["calls"]
+            self.tokens += usage["tokens_in"] + usage["tokens_out"]
+        else:
+            self.calls, self.tokens = sent.calls, sent.tokens_total
         self.latency_s += usage["latency_s"]
         if self.max_calls and self.calls >= self.max_calls:
             self.stopped = f"replay.max_calls={self.max_calls} reached"
@@ -311,13 +317,13 @@ def decide_all(jobs: list[Job], pipe: SignalPipeline, data: ReplayData, ds: Data
     todo = [j for j in jobs if j.key not in done]
     meter = Meter(rc.max_calls, rc.max_tokens_total)
 
-    with _progress(not quiet, len(jobs), "replay decisions") as advance:
+    with _progress(not quiet, len(jobs), "replay decisions") as advance, usage_scope() as sent:
         advance(len(jobs) - len(todo))
 
         def commit(rec: dict) -> None:
             journal.append(rec)
             done[rec["key"]] = rec
-            meter.add(rec["usage"])
+            meter.add(rec["usage"], sent if not pipe.offline else None)
             advance(1)
 
         workers = min(rc.workers or os.cpu_count() or 1, max(1, len(todo) // 8))
