@@ -39,7 +39,7 @@ from alphasignal.signals.schemas import NewsSentiment
 ROOT = Path(__file__).resolve().parents[1]
 NEWS_REPLY = {"sentiment": "BEARISH", "intensity": 0.6, "key_factors": ["guidance cut"]}
 CHART_REPLY = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_loss": 103.0, "take_profit": 94.0,
-               "rationale": "lower highs"}
+               "rationale": "lower highs and lower lows"}
 SYSTEM, USER = "You are a news analyst. Answer with JSON only.", "News: the company cut its guidance."
 
 
@@ -348,7 +348,7 @@ def test_real_stage06_cached_rerun_is_silent_and_records_the_same_messages(ollam
     assert second_msgs == first_msgs  # same raw replies and parsed answers; the model call's recorded latency
 
 
-NEWS_REPLY = json.dumps({"sentiment": "NEUTRAL", "intensity": 0.1, "key_factors": ["estimates"]})
+CANNED_NEWS = json.dumps({"sentiment": "NEUTRAL", "intensity": 0.1, "key_factors": ["estimates"]})
 
 
 @pytest.mark.slow
@@ -356,7 +356,7 @@ def test_real_replay_cached_rerun_sends_nothing_and_writes_the_same_bytes(tmp_pa
     # the news model is the loopback Ollama-API server's canned model (one fixed, grounded reply over real HTTP):
     # the packaged small models seldom give a reply that passes the grounding checks (README's model table), and
     # what is tested here is that the cache, not the model, answers the second run
-    with start_ollama_compat({}, canned={"news:canned": NEWS_REPLY}) as server:
+    with start_ollama_compat({}, canned={"news:canned": CANNED_NEWS}) as server:
         _replay_twice(server, tmp_path)
 
 
