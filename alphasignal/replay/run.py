@@ -37,6 +37,7 @@ from ..dataset.build import REBASE_TO, warmup_bars
 from ..errors import AlphaSignalError, ModelError, UsageError
 from ..fileio import check_output_dir
 from ..market.data import load_ohlcv
+from ..progress import progress_bar
 from ..prompts import load_prompt
 from ..providers.cache import CallUsage, usage_scope
 from ..signals.pipeline import CHART_PROMPT, NEWS_PROMPT, SignalPipeline, make_item
@@ -110,9 +111,9 @@ class Meter:
 
 
 def call_usage(meta: dict[str, Any]) -> dict[str, Any]:
-    """Provider calls, tokens and latency behind one decision, from its ``meta`` (calls answered from a cache,
-    marked ``cached``, and skipped calls do not count)."""
-    calls = [c for c in meta.get("calls", {}).values() if c.get("engine") != "none" and not c.get("cached")]
+    """Provider calls, tokens and latency behind one decision, from its ``meta`` (skipped calls do not count; the
+    meta cannot tell a cache hit from a call, so the run's budget counts requests sent instead: ``Meter.add``)."""
+    calls = [c for c in meta.get("calls", {}).values() if c.get("engine") != "none"]
     return {"calls": len(calls), "tokens_in": sum(int(c.get("tokens_in") or 0) for c in calls),
             "tokens_out": sum(int(c.get("tokens_out") or 0) for c in calls),
             "latency_s": float(meta.get("latency_s", {}).get("total") or 0.0)}
@@ -311,13 +312,11 @@ def decide_all(jobs: list[Job], pipe: SignalPipeline, data: ReplayData, ds: Data
                journal: Journal, quiet: bool = True) -> tuple[dict[str, dict], Meter, int]:
     """Every job's record: from the journal when its inputs were decided before, else decided now and
     journaled at once. Returns (records by key, this run's meter, how many came from the journal)."""
-    from ..backtest.sweep import _progress
-
     done = journal.load()
     todo = [j for j in jobs if j.key not in done]
     meter = Meter(rc.max_calls, rc.max_tokens_total)
 
-    with _progress(not quiet, len(jobs), "replay decisions") as advance, usage_scope() as sent:
+    with progress_bar(not quiet, len(jobs), "replay decisions") as advance, usage_scope() as sent:
         advance(len(jobs) - len(todo))
 
         def commit(rec: dict) -> None:
