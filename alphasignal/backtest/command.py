@@ -20,12 +20,13 @@ from config import Config, SweepConfig
 from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
 from ..market.universe import load_universe
+from ..progress import progress_bar
 from .distributed import Executor
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
 from .metrics import METRICS
 from .strategies import config_at, get_strategy, grid_frame, split_valid
-from .sweep import _progress, run_window
+from .sweep import run_window
 from .sweep_tasks import sweep_tickers, warm_up, write_frames
 from .validation import dsr_of_best, pbo_from_blocks
 from .wfo import WFOResult, run_wfo, wfo_windows
@@ -198,7 +199,7 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     reports, timings, tops = {}, {}, []
     jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
     with (Executor(opts.cluster, connect_timeout=opts.connect_timeout, warm=warm_up(jobs, opts.strategy, opts, backend))
-          as ex, _progress(progress, sum(len(v[1]) for v in plan.values()),
+          as ex, progress_bar(progress, sum(len(v[1]) for v in plan.values()),
                            f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv):
         def reduced():  # one ticker at a time: the client never holds the whole result
             t1 = time.perf_counter()

@@ -14,6 +14,7 @@ import pandas as pd
 from config import SweepConfig
 
 from ..errors import UsageError
+from ..progress import progress_bar
 from . import vector
 from .engine import Prices, annualisation, as_frames, config_arrays, config_parts, prepare_prices, simulate
 from .kernels import rule_kind
@@ -162,7 +163,7 @@ def run_sweep(data: Data, strategy: str, grid: Mapping[str, Any] | list[Mapping[
         skipped.update(reason.split(" (got")[0] for _, reason in bad)
     total = sum(len(v) for v in plan.values())
     timings, frames = {}, []
-    with _progress(progress, total, f"{strategy} sweep [{backend.engine}]") as advance:
+    with progress_bar(progress, total, f"{strategy} sweep [{backend.engine}]") as advance:
         for ticker, valid in plan.items():
             t0 = time.perf_counter()
             frame, _, _ = run_window(frames_in[ticker], strategy, valid, opts, backend, on_chunk=advance)
@@ -173,25 +174,3 @@ def run_sweep(data: Data, strategy: str, grid: Mapping[str, Any] | list[Mapping[
                      n_configs=len(configs), n_run=total, n_skipped=sum(skipped.values()), skipped=dict(skipped),
                      bars={t: p.n for t, p in frames_in.items()}, seconds=timings)
     return out
-
-
-class _progress:
-    """A rich progress bar over configurations (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label = enabled, total, label
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self._bar = Progress(console=Console(stderr=True), transient=True)
-        self._bar.start()
-        task = self._bar.add_task(self.label, total=self.total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._bar.stop()
