@@ -63,6 +63,7 @@ class DatasetConfig:
     bollinger: bool = False
     hide_context: bool = True  # hide dates, ticker and absolute price scale
     style: str = "classic"  # classic | charles | yahoo | hollow
+    renderer: str = "fast"  # fast (one reused figure) | mplfinance (mpf.plot per chart, same layout and candles)
     workers: int = 0  # 0 = number of CPU cores
     output_dir: str = "dataset"
     seed: int = 42
@@ -93,6 +94,8 @@ class DatasetConfig:
         _check(self.embargo >= 0, "dataset.embargo must be >= 0")
         _check(self.style in {"classic", "charles", "yahoo", "hollow"},
                f"dataset.style={self.style!r} is invalid: use classic, charles, yahoo or hollow")
+        _check(self.renderer in {"fast", "mplfinance"},
+               f"dataset.renderer={self.renderer!r} is invalid: use fast or mplfinance")
         _check(all(p > 1 for p in self.moving_averages), "dataset.moving_averages periods must be > 1")
         _check(112 <= self.image_size <= 4096, f"dataset.image_size={self.image_size} is invalid: use 112..4096 "
                "pixels (448 is what the chart model is trained on)")

@@ -2,7 +2,8 @@
 
 Same run, same data (real AAPL daily bars, 448x448, volume panel, MAs 10 and 20):
 1. anchor: one ``mpf.plot`` + ``savefig`` per chart, serial (what a straightforward script does);
-2. alphasignal's renderer, serial (one process), then the whole ``build_dataset`` with ``--workers`` processes
+2. alphasignal's renderer, serial (one process), its ``renderer="mplfinance"`` option (``mpf.plot`` into the same
+   layout), then the whole ``build_dataset`` with ``--workers`` processes
    (labels + rendering + JSONL; goal >= 50 charts/s on 2 cores) and its peak memory summed over the process tree
    (goal < 1 GB for 10,000 samples).
 
@@ -49,11 +50,11 @@ def _naive(df, n: int, axisoff: bool) -> float:
     return n / (time.perf_counter() - t)
 
 
-def _serial(df, n: int) -> float:
-    render_chart(df.iloc[:WINDOW + WARMUP], warmup=WARMUP)  # the figure is built once per process
+def _serial(df, n: int, renderer: str = "fast") -> float:
+    render_chart(df.iloc[:WINDOW + WARMUP], warmup=WARMUP, renderer=renderer)  # the fast figure is built once
     t = time.perf_counter()
     for k in range(n):
-        render_chart(df.iloc[k:k + WINDOW + WARMUP], warmup=WARMUP)
+        render_chart(df.iloc[k:k + WINDOW + WARMUP], warmup=WARMUP, renderer=renderer)
     return n / (time.perf_counter() - t)
 
 
@@ -125,6 +126,9 @@ def main() -> None:
     serial = _serial(df, args.serial)
     print(f"alphasignal renderer, 1 process:       {serial:7.1f} charts/s  ({1000 / serial:.1f} ms/chart)  "
           f"x{serial / naive:.1f} vs anchor, x{serial / bare:.1f} vs axisoff")
+    mpf_rate = _serial(df, args.naive, renderer="mplfinance")
+    print(f"renderer=mplfinance (mpf.plot), 1 process: {mpf_rate:7.1f} charts/s  ({1000 / mpf_rate:.0f} ms/chart)  "
+          f"x{mpf_rate / naive:.1f} vs anchor")
     rate, peak, summary = _build(args.samples, args.workers)
     print(f"full build_dataset, {args.workers} workers, {summary['samples']} samples: {rate:7.1f} samples/s  "
           f"x{rate / naive:.1f} vs anchor (1 process), x{rate / (naive * args.workers):.1f} vs anchor x{args.workers} "

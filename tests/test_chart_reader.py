@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from alphasignal.charts.read import read_chart
-from alphasignal.charts.render import STYLES, render_chart
+from alphasignal.charts.render import STYLES, chart_layout, render_chart
 from alphasignal.errors import UsageError
 
 WARMUP, DRAWN = 20, 60
@@ -189,3 +189,31 @@ def test_plain_mplfinance_screenshots(aapl, style, tmp_path):
     assert len(candles) == len(w)
     assert np.corrcoef(candles.close, w["Close"])[0, 1] > 0.99
     assert np.corrcoef(candles.volume, w["Volume"])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("options", [{}, dict(hide_context=False, bollinger=True, title="AAPL"), dict(size=224),
+                                     dict(moving_averages=(5, 10, 20, 50), volume=False)], ids=str)
+def test_both_renderers_put_each_candle_in_the_same_columns(aapl, style, options):
+    """dataset.renderer=mplfinance (mpf.plot) draws the fast renderer's layout: the reader finds every candle of
+    both within 1 px of the other's and of where chart_layout says bar i is centred."""
+    for s in (100, 700):
+        w = aapl.iloc[s:s + WARMUP + DRAWN]
+        fast = read_chart(render_chart(w, style=style, warmup=WARMUP, **options))
+        mpf_png = render_chart(w, style=style, warmup=WARMUP, renderer="mplfinance", **options)
+        drawn = read_chart(mpf_png)
+        assert mpf_png != render_chart(w, style=style, warmup=WARMUP, **options)
+        assert len(drawn) == len(fast) == DRAWN
+        assert np.abs(drawn.x - fast.x).max() <= 1.0
+        x0, _, x1, _ = chart_layout(options.get("size", 448), options.get("volume", True),
+                                    options.get("hide_context", True))["price"]
+        centres = x0 + (np.arange(DRAWN) + 1) / (DRAWN + 1) * (x1 - x0)
+        assert np.abs(drawn.x - centres).max() <= 1.5  # a centre between two pixels reads as either
+        floor = 0.95 if (style, options.get("size")) == ("classic", 224) else 0.99
+        assert np.corrcoef(drawn.close, w["Close"].iloc[WARMUP:])[0, 1] > floor
+        assert (drawn.volume is None) == (options.get("volume") is False)
+
+
+def test_unknown_renderer_is_refused(aapl):
+    with pytest.raises(ValueError, match="renderer 'svg'.*fast, mplfinance"):
+        render_chart(aapl.iloc[:80], warmup=20, renderer="svg")

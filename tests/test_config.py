@@ -81,6 +81,7 @@ def test_hash_is_stable_and_sensitive():
     (["dataset.label_mode=absolute", "dataset.sell_threshold=-1.5"], "impossible for label_mode=absolute"),
     (["dataset.val_fraction=0.6", "dataset.test_fraction=0.5"], "val_fraction + test_fraction"),
     (["dataset.style=neon"], "use classic, charles, yahoo or hollow"),
+    (["dataset.renderer=svg"], "dataset.renderer='svg' is invalid: use fast or mplfinance"),
     (["dataset.limit=-1"], "dataset.limit must be >= 0"),
     (["dataset.nan_policy=zero"], "use drop, ffill or error"),
     (["dataset.image_size=60000"], "use 112..4096"),

@@ -137,6 +137,26 @@ def test_context_mode_keeps_real_prices(tmp_path):
     assert r["price_scale"] == 1.0 and r["label"]["entry_price"] == pytest.approx(real, abs=1e-4)
 
 
+def test_mplfinance_renderer_and_the_demo_chart(tmp_path, monkeypatch):
+    """dataset.renderer=mplfinance draws every image with mpf.plot (counted by a spy around the real renderer);
+    the demo chart is drawn by mplfinance with either renderer, and the chart reader reads the images."""
+    import alphasignal.charts.mpf_render as mpf_render
+    from alphasignal.charts.read import read_chart
+
+    calls = []
+    real = mpf_render.render_mplfinance
+    monkeypatch.setattr(mpf_render, "render_mplfinance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for renderer in ("fast", "mplfinance"):
+        calls.clear()
+        ds = small_dataset_config(tmp_path / renderer, tickers=("GOOG",), limit=12, workers=1, renderer=renderer)
+        samples = build_dataset(ds, quiet=True)["samples"]
+        assert len(calls) == 1 + (samples if renderer == "mplfinance" else 0)  # the demo chart (+ every image)
+        first = sorted((tmp_path / renderer / "images").iterdir())[0]
+        assert len(read_chart(first)) == ds.window
+    fast, drawn = (sorted((tmp_path / r / "images").iterdir())[0].read_bytes() for r in ("fast", "mplfinance"))
+    assert fast != drawn
+
+
 # ---- determinism and resume ----
 
 def test_same_config_gives_byte_identical_output(small_dataset, tmp_path):

@@ -178,8 +178,10 @@ def make_record(w: Window, td: TickerData, ds, prompt) -> dict:
 def config_hash(ds, frames: dict[str, pd.DataFrame]) -> str:
     """sha256 (12 hex) of the output-relevant settings and the data itself."""
     h = hashlib.sha256(f"format{FORMAT_VERSION}".encode())
-    h.update(json.dumps({k: v for k, v in asdict(ds).items() if k not in _NOT_HASHED}, sort_keys=True,
-                        default=list).encode())
+    settings = {k: v for k, v in asdict(ds).items() if k not in _NOT_HASHED}
+    if settings.get("renderer") == "fast":  # the default renderer keeps the hashes of datasets built before it
+        del settings["renderer"]
+    h.update(json.dumps(settings, sort_keys=True, default=list).encode())
     for t, df in frames.items():
         h.update(t.encode())
         h.update(df.index.asi8.tobytes())
@@ -282,7 +284,8 @@ def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
     _write_manifest(out, chash, len(records), "rendering")
 
     opts = {"size": ds.image_size, "volume": ds.volume_panel, "moving_averages": tuple(ds.moving_averages),
-            "bollinger": ds.bollinger, "hide_context": ds.hide_context, "style": ds.style}
+            "bollinger": ds.bollinger, "hide_context": ds.hide_context, "style": ds.style,
+            "renderer": ds.renderer}
     jobs = [(r["id"], w.ticker, w.end) for r, w in zip(records, windows, strict=True)]
     todo = [j for j in jobs if not complete_png(images / f"{j[0]}.png")]
     _render_all(todo, frames, str(images), opts, ds, quiet=quiet, total=len(jobs), on_progress=on_progress)
@@ -291,7 +294,8 @@ def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
     write_atomic(out / JSONL_NAME, lines.encode("utf-8"))
     last = windows[-1]
     demo = frames[last.ticker].iloc[max(last.end - ds.window + 1 - warmup_bars(ds), 0):last.end + 1]
-    demo_opts = {**opts, "hide_context": False, "size": max(ds.image_size, 448)}  # axis labels need room
+    # for a human eye: dates, prices and the ticker (they need room), drawn by mplfinance itself
+    demo_opts = {**opts, "hide_context": False, "size": max(ds.image_size, 448), "renderer": "mplfinance"}
     write_atomic(out / "demo_chart.png", render_chart(demo, **demo_opts, title=last.ticker,
                                                       warmup=len(demo) - ds.window))
     summary = summarise(records, chash, ds)

@@ -35,7 +35,8 @@ def _rendered_chart(cfg: Config) -> tuple[bytes, float, str]:
     warmup = max(ds.moving_averages, default=0)
     df = load_ohlcv("AAPL", source="offline").iloc[-(ds.window + warmup):]
     png = render_chart(df, size=ds.image_size, volume=ds.volume_panel, moving_averages=ds.moving_averages,
-                       bollinger=ds.bollinger, hide_context=ds.hide_context, style=ds.style, warmup=warmup)
+                       bollinger=ds.bollinger, hide_context=ds.hide_context, style=ds.style, warmup=warmup,
+                       renderer=ds.renderer)
     end = df.index[-1].date()
     return png, float(df["Close"].iloc[-1]), f"demo: chart rendered from offline AAPL data ending {end}"
 
