@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Interrupted, UsageError
+from ..progress import progress_bar
 from ..providers import Provider, ProviderSettings, get_provider
 from ..storage.history import History
 from . import space
@@ -136,20 +137,15 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
         last = done[-1]
         trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
         st = dict(last["state"])
-        bar = _progress(progress, oc.rounds, len(done) - 1)
-        try:
+        with progress_bar(progress, oc.rounds, "optimizing", completed=len(done) - 1) as bar:
             while st.get("stop") is None:
                 r = last["round_no"] + 1
                 rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
                 trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
                 st = rec["state"]
                 last = {"round_no": r}
-                if bar:
-                    bar[0].update(bar[1], advance=1, description=f"round {r}: selection {oc.objective} "
-                                  f"{st['baseline_oos'][oc.objective]:.3f}")
-        finally:
-            if bar:
-                bar[0].stop()
+                bar.update(advance=1, description=f"round {r}: selection {oc.objective} "
+                           f"{st['baseline_oos'][oc.objective]:.3f}")
     except KeyboardInterrupt:
         history.finish_run(run_id, "interrupted")
         raise Interrupted(f"run {run_id} kept up to its last complete round; continue it with the same options "
@@ -198,18 +194,6 @@ def check_segments(history: History, run_id: str, ev: Evaluator) -> None:
 def _seg_text(seg: Mapping[str, Any]) -> str:
     return (f"exploration {seg['exploration']}, selection {seg['selection']}, hold-out {seg['holdout']} "
             f"of {seg['bars']} bars")
-
-
-def _progress(enabled: bool, total: int, completed: int):
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                 console=Console(stderr=True), transient=True)
-    p.start()
-    return p, p.add_task("optimizing", total=total, completed=completed)
 
 
 def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[str, Any],

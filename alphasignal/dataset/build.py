@@ -34,6 +34,7 @@ from ..errors import UsageError
 from ..fileio import write_atomic
 from ..market.data import load_from_config
 from ..market.indicators import atr, indicator_frame
+from ..progress import progress_bar
 from ..prompts import load_prompt
 from .card import dataset_card
 from .labels import LabelInputs, make_signal, rationale
@@ -306,21 +307,15 @@ def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
 
 
 def _render_all(todo, frames, images: str, opts: dict, ds, *, quiet: bool, total: int, on_progress) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     warm = warmup_bars(ds)
     workers = ds.workers or os.cpu_count() or 1
     batch = 16
     chunks = [todo[k:k + batch] for k in range(0, len(todo), batch)]
-    from rich.console import Console
-
-    with Progress(TextColumn("rendering charts"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), disable=quiet, transient=True) as bar:
-        task = bar.add_task("render", total=total, completed=total - len(todo))
+    with progress_bar(not quiet, total, "rendering charts", completed=total - len(todo)) as advance:
         if workers <= 1 or len(chunks) <= 1:
             _init_worker(frames)
             results = (_render_batch(c, images, opts, ds.window, warm) for c in chunks)
-            _consume(results, bar, task, on_progress)
+            _consume(results, advance, on_progress)
             return
         import multiprocessing as mp
 
@@ -328,12 +323,12 @@ def _render_all(todo, frames, images: str, opts: dict, ds, *, quiet: bool, total
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(frames,)) as pool:
             results = pool.map(_render_batch, chunks, [images] * len(chunks), [opts] * len(chunks),
                                [ds.window] * len(chunks), [warm] * len(chunks))
-            _consume(results, bar, task, on_progress)
+            _consume(results, advance, on_progress)
 
 
-def _consume(results, bar, task, on_progress) -> None:
+def _consume(results, advance: Callable[[int], None], on_progress) -> None:
     for n in results:
-        bar.advance(task, n)
+        advance(n)
         if on_progress:
             on_progress(n)
 

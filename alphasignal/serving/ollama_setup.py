@@ -11,6 +11,7 @@ import httpx
 
 from ..errors import ModelError, UsageError
 from ..finetune.export import Modelfile
+from ..progress import progress_bar
 from .health import PROBE_MAX_TOKENS, PROBE_MESSAGES, PROBE_SCHEMA, HealthRow, is_json_reply, note
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,10 @@ def local_models(client: Any) -> dict[str, int | None]:
 
 def pull(client: Any, model: str, quiet: bool) -> None:
     """Pull one model with a progress bar of downloaded bytes."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(TextColumn(f"pulling {model}: {{task.description}}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), disable=quiet, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
+    with progress_bar(not quiet, None, f"pulling {model}: starting", unit="bytes") as bar:
         try:
             for event in client.pull(model, stream=True):
-                bar.update(task, description=event.status or "", total=event.total or None,
+                bar.update(description=f"pulling {model}: {event.status or ''}", total=event.total or None,
                            completed=event.completed or 0)
         except Exception as exc:  # ollama.ResponseError, httpx errors: all mean the pull failed
             raise ModelError(f"pulling {model} failed ({exc}): check the name on https://ollama.com/library "

@@ -15,6 +15,7 @@ from config import Config
 from ..cli import add_cache_option, count, positive_number, with_cache_mode
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import check_output_file, write_atomic
+from ..progress import progress_bar
 from .pipeline import (
     SignalPipeline,
     decide_offline_batch,
@@ -108,21 +109,16 @@ def _pipeline_config(args: argparse.Namespace, cfg: Config):
 
 
 def _batch(args: argparse.Namespace, pc) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
-
     rows = read_manifest(args.batch)
     pipe = SignalPipeline.from_config(pc)
     out = Path(args.output or "results/decisions.jsonl")
     workers = min(pc.concurrency, os.cpu_count() or 1, max(1, len(rows) // 8))
-    with Progress(console=Console(stderr=True), disable=args.quiet) as progress:
-        task = progress.add_task("decisions", total=len(rows))
+    with progress_bar(not args.quiet, len(rows), "decisions") as advance:
         if pipe.offline and workers > 1:  # CPU-bound offline engines: one process per core
             offline_cfg = replace(pc, provider="builtin", vlm_provider="", llm_provider="")
-            results = decide_offline_batch(offline_cfg, rows, workers, on_done=lambda: progress.advance(task))
+            results = decide_offline_batch(offline_cfg, rows, workers, on_done=advance)
         else:  # model calls: bounded concurrency on one event loop
-            results = pipe.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows],
-                                                    on_done=lambda: progress.advance(task)))
+            results = pipe.run(pipe.adecide_many([lambda r=r: row_item(pipe, r) for r in rows], on_done=advance))
     lines, failed = [], []
     for row, res in zip(rows, results, strict=True):
         if isinstance(res, AlphaSignalError):

@@ -27,6 +27,7 @@ from config import Config, PipelineConfig
 
 from ..errors import UsageError
 from ..fileio import write_atomic
+from ..progress import progress_bar
 from .demo import DATASET_FILE, sample_image
 from .pipeline import SignalPipeline, make_item
 from .schemas import FinalDecision
@@ -118,15 +119,11 @@ def follow_the_signal(pred: list[str], forward: list[float], horizon: int) -> di
 
 def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool = True) -> dict[str, Any]:
     """Run the pipeline on ``samples`` and compute every metric (chart alone, fused, anchors)."""
-    from rich.console import Console
-    from rich.progress import Progress
-
     pipe = SignalPipeline.from_config(pc)
-    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as progress:
-        task = progress.add_task("eval", total=len(samples))
+    with progress_bar(not quiet, len(samples), "eval") as advance:
         out = pipe.run(pipe.adecide_many(
             [lambda s=s: make_item(pc, s.image, s.news, s.last_close, atr=s.atr) for s in samples],
-            on_done=lambda: progress.advance(task)))
+            on_done=advance))
     failed = [o for o in out if not isinstance(o, FinalDecision)]
     if failed:
         raise failed[0]
