@@ -312,3 +312,21 @@ def test_export_only_refuses_missing_model_and_prompt_mismatch(tmp_path):
     with pytest.raises(UsageError, match="trained with prompt chart_signal@0 but the repo has chart_signal@"):
         export_only(cfg, quiet=True)
     assert prompt_id("chart_signal@1") == prompt_id("1") == "chart_signal@1"
+
+
+def test_backends_share_one_protocol_and_never_import_the_driver():
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from alphasignal.finetune.backend import BACKENDS, FinetuneBackend, get_backend
+
+    expected = list(inspect.signature(FinetuneBackend.run).parameters)[1:]
+    for name in BACKENDS:
+        assert list(inspect.signature(get_backend(name).run).parameters) == expected, name
+    folder = Path(__file__).resolve().parents[1] / "alphasignal" / "finetune"
+    for path in folder.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        imports = [n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)]
+        assert "run" not in imports, f"{path.name} imports the driver (finetune/run.py)"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from config import TrainingConfig
 
 from ..errors import UsageError
+from .backend import RunContext, evaluate
 from .data import Sample
 from .export import ExportPlan
 from .gguf import GgufFiles
@@ -56,17 +56,15 @@ def to_unsloth_messages(sample: Sample) -> dict[str, Any]:
     return {"messages": messages}
 
 
-def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sample], figures: Any,
-        step: Callable[[int], None], quiet: bool = False) -> dict[str, Any]:
+def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sample],
+        ctx: RunContext) -> dict[str, Any]:
     """Train, evaluate and save with Unsloth; returns losses, eval metrics and the GGUF files."""
     check_available()
     from trl import SFTConfig, SFTTrainer
     from unsloth import FastVisionModel, is_bf16_supported
     from unsloth.trainer import UnslothVisionDataCollator
 
-    from .run import _say, evaluate
-
-    step(2)
+    ctx.step(2)
     model, processor = FastVisionModel.from_pretrained(cfg.base_model, load_in_4bit=cfg.load_in_4bit,
                                                        use_gradient_checkpointing="unsloth",
                                                        max_seq_length=cfg.max_seq_length)
@@ -74,8 +72,8 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
         model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
         finetune_mlp_modules=True, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         bias="none", random_state=cfg.seed, target_modules=list(cfg.target_modules))
-    figures.mark("load")
-    step(3)
+    ctx.mark("load")
+    ctx.step(3)
     FastVisionModel.for_training(model)
     collator = UnslothVisionDataCollator(model, processor, train_on_responses_only=True,
                                          instruction_part=INSTRUCTION_PART, response_part=RESPONSE_PART)
@@ -86,28 +84,28 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
         weight_decay=0.01, seed=cfg.seed, logging_steps=1, report_to="none", output_dir=str(plan.root / "checkpoints"),
         fp16=not is_bf16_supported(), bf16=is_bf16_supported(), remove_unused_columns=False,
         dataset_text_field="", dataset_kwargs={"skip_prepare_dataset": True}, max_length=cfg.max_seq_length,
-        disable_tqdm=quiet)
+        disable_tqdm=ctx.quiet)
     train_ds = [to_unsloth_messages(s) for s in train]
     val_ds = [to_unsloth_messages(s) for s in val]
     trainer = SFTTrainer(model=model, tokenizer=processor, data_collator=collator, train_dataset=train_ds, args=args)
     stats = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    _say(f"    train loss {stats.training_loss:.4f} over {trainer.state.global_step} steps", quiet)
-    figures.mark("train")
-    step(4)
+    ctx.say(f"    train loss {stats.training_loss:.4f} over {trainer.state.global_step} steps")
+    ctx.mark("train")
+    ctx.step(4)
     val_loss = trainer.evaluate(eval_dataset=val_ds)["eval_loss"] if val_ds else float("nan")
     FastVisionModel.for_inference(model)
     metrics = evaluate(lambda s: _generate(model, processor, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = val_loss
-    _say(f"    val loss {val_loss:.4f}, JSON valid {metrics['json_valid']:.0%}, action accuracy "
-         f"{metrics['action_accuracy']:.0%} on {metrics['n']} generations", quiet)
-    figures.mark("eval")
-    step(5)
+    ctx.say(f"    val loss {val_loss:.4f}, JSON valid {metrics['json_valid']:.0%}, action accuracy "
+            f"{metrics['action_accuracy']:.0%} on {metrics['n']} generations")
+    ctx.mark("eval")
+    ctx.step(5)
     model.save_pretrained(plan.adapter)
     processor.save_pretrained(plan.adapter)
     model.save_pretrained_merged(str(plan.merged), processor, save_method="merged_16bit")
-    figures.mark("save")
-    step(6)
+    ctx.mark("save")
+    ctx.step(6)
     files = _export_gguf(model, processor, plan)
     return {"train_losses": losses, "eval": metrics, "quantized_training": cfg.load_in_4bit, "gguf_files": files}
 
