@@ -114,7 +114,7 @@ def agent_cases(role: str, n: int) -> Iterator[tuple[type[BaseModel], str, str, 
     from alphasignal.agents.analysis import analyse, summary_text
     from alphasignal.agents.analyst import builtin_report
     from alphasignal.agents.schemas import AnalystReport, strategist_schema
-    from alphasignal.agents.strategist import _describe, tried_check
+    from alphasignal.agents.strategist import describe_spec, tried_check
     from alphasignal.prompts import load_prompt
 
     p = load_prompt(role)
@@ -132,7 +132,7 @@ def agent_cases(role: str, n: int) -> Iterator[tuple[type[BaseModel], str, str, 
                   "patterns": "\n".join(f"- {x}" for x in report.patterns),
                   "recommendations": "\n".join(f"- {x}" for x in report.recommendations),
                   "tried": state.tried_text(15), "n": state.n_proposals}
-        schema = strategist_schema(state.strategy, tuple((k, _describe(s)) for k, s in state.specs.items()))
+        schema = strategist_schema(state.strategy, tuple((k, describe_spec(s)) for k, s in state.specs.items()))
         yield schema, p.system.format(**values), p.format(**values), {"is_tried": tried_check(state)}, None
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from fixtures_llm import SMOLLM2_OLLAMA_NAME, start_ollama_compat
 from PIL import Image
-from test_signals_servers import _Handler
+from test_signals_servers import ScriptedHandler
 
 from alphasignal.providers import (
     CacheError,
@@ -43,7 +43,7 @@ CHART_REPLY = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_
 SYSTEM, USER = "You are a news analyst. Answer with JSON only.", "News: the company cut its guidance."
 
 
-class _Scripted(_Handler):
+class _Scripted(ScriptedHandler):
     """OpenAI-compatible (GET /v1/models from the misbehaving server's handler) with a valid reply for the news or
     chart call and fixed token counts; ``self.server.posts`` counts the chat requests."""
 

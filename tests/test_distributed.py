@@ -158,12 +158,12 @@ def test_unreachable_scheduler_is_one_line_exit_3(tmp_path, capsys):
 def test_config_hash_ignores_where_the_sweep_ran():
     from dataclasses import replace
 
-    from alphasignal.backtest.command import _config_hash
+    from alphasignal.backtest.command import sweep_config_hash
 
     cfg = Config()
     moved = replace(cfg, sweep=replace(cfg.sweep, cluster="tcp://10.0.0.5:8786", connect_timeout=3.0))
-    assert _config_hash(moved) == _config_hash(cfg)
-    assert _config_hash(replace(cfg, sweep=replace(cfg.sweep, fees_bps=2.0))) != _config_hash(cfg)
+    assert sweep_config_hash(moved) == sweep_config_hash(cfg)
+    assert sweep_config_hash(replace(cfg, sweep=replace(cfg.sweep, fees_bps=2.0))) != sweep_config_hash(cfg)
 
 
 def test_bad_cluster_setting_is_refused_by_config():

@@ -194,13 +194,13 @@ def test_bootstrap_interval_shrinks_with_more_bars_and_handles_flat_returns():
 def test_wfo_comparator_trades_its_last_folds_pick_among_random_searchs_candidates(aapl):
     from dataclasses import replace
 
-    from alphasignal.agents.compare import _random_candidates, random_search, wfo_search
+    from alphasignal.agents.compare import random_candidates, random_search, wfo_search
     from alphasignal.backtest import walk_forward_optimize
 
     cfg = _cfg("unused.sqlite")
     ev = Evaluator.from_config(aapl, cfg)
     row = wfo_search(ev, "MA_Crossover", 30, 7, "sharpe")
-    candidates = _random_candidates("MA_Crossover", 30, 7)
+    candidates = random_candidates("MA_Crossover", 30, 7)
     ref = walk_forward_optimize(ev.dev, "MA_Crossover", candidates, options=replace(ev.options, sort_by="sharpe"),
                                 folds=ev.folds, anchored=False)
     last = ref.folds.iloc[-1]

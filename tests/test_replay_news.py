@@ -116,7 +116,7 @@ def test_journal_drops_a_torn_last_line_and_rejects_corruption(tmp_path) -> None
 
 
 def test_a_decision_sees_the_headlines_before_its_decision_time(tmp_path, goog) -> None:
-    from alphasignal.replay.run import ReplayData, _news_text
+    from alphasignal.replay.run import ReplayData, news_text
     from config import ReplayConfig
 
     news = load_news(_csv(tmp_path, "timestamp,ticker,headline\n2012-03-05T13:00:00Z,GOOG,first\n"
@@ -124,7 +124,7 @@ def test_a_decision_sees_the_headlines_before_its_decision_time(tmp_path, goog) 
                                     "2012-03-07T10:00:00-05:00,GOOG,third\n"), ["GOOG"])
     rc = ReplayConfig(news_days=3.0, decision_time="20:00")
     data = ReplayData({"GOOG": goog}, news, {"GOOG": decision_times(goog.index, rc.decision_time)})
-    seen = {d: _news_text(data, rc, "GOOG", int(goog.index.get_loc(pd.Timestamp(d))))
+    seen = {d: news_text(data, rc, "GOOG", int(goog.index.get_loc(pd.Timestamp(d))))
             for d in ("2012-03-02", "2012-03-05", "2012-03-06", "2012-03-07", "2012-03-08", "2012-03-12")}
     assert seen == {"2012-03-02": "", "2012-03-05": "first", "2012-03-06": "first",
                     "2012-03-07": "third\nafter the close\nfirst", "2012-03-08": "third\nafter the close",

@@ -100,15 +100,15 @@ def test_llamacpp_missing_gguf_or_mmproj_is_exit_3(capsys, smollm2_gguf, tmp_pat
 
 
 def test_llamacpp_defaults_to_the_stage02_exports(tmp_path):
-    from alphasignal.serving import _gguf_files
+    from alphasignal.serving import gguf_files
 
     cfg = load_config(overrides=[f"training.output_dir={tmp_path}"])
     plan = ExportPlan.from_config(cfg.training)
     plan.gguf_dir.mkdir(parents=True)
     plan.gguf.write_bytes(b"GGUF")
-    assert _gguf_files(cfg) == (plan.gguf, None)
+    assert gguf_files(cfg) == (plan.gguf, None)
     plan.mmproj.write_bytes(b"GGUF")
-    assert _gguf_files(cfg) == (plan.gguf, plan.mmproj)
+    assert gguf_files(cfg) == (plan.gguf, plan.mmproj)
 
 
 # ---- Ollama (API-compatible test server over real llama.cpp) ----------------------------------------------

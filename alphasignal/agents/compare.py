@@ -18,7 +18,7 @@ import optuna
 from ..errors import UsageError
 from . import space
 from .evaluate import Evaluator, objective_of
-from .strategist import _distributions
+from .strategist import param_distributions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -29,7 +29,7 @@ def _result(name: str, ev: Evaluator, tried: Sequence[tuple[dict, dict, dict]], 
             "metrics_oos": best[2], "dsr": ev.dsr(best[0], [t[0] for t in tried])}
 
 
-def _random_candidates(strategy: str, budget: int, seed: int) -> list[dict[str, Any]]:
+def random_candidates(strategy: str, budget: int, seed: int) -> list[dict[str, Any]]:
     """``budget`` distinct valid configurations drawn uniformly from the step grid (seeded)."""
     rng = np.random.default_rng(seed)
     seen: dict[str, dict[str, Any]] = {}
@@ -44,14 +44,14 @@ def _random_candidates(strategy: str, budget: int, seed: int) -> list[dict[str, 
 
 def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
     """``budget`` distinct valid configurations drawn uniformly from the step grid."""
-    params = _random_candidates(strategy, budget, seed)
+    params = random_candidates(strategy, budget, seed)
     metrics = ev.evaluate(params)
     return _result("random", ev, [(p, a, b) for p, (a, b) in zip(params, metrics, strict=True)], objective)
 
 
 def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
     """Optuna TPE maximising the exploration objective; invalid or repeated suggestions cost no backtest."""
-    dists = _distributions(space.specs(strategy))
+    dists = param_distributions(space.specs(strategy))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     cache: dict[str, tuple[dict, dict, dict]] = {}
     for _ in range(budget * 20):
@@ -77,7 +77,7 @@ def wfo_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: 
     would trade next. Its rows' metrics are the same exploration/selection backtests as every other optimizer's."""
     from ..backtest import walk_forward_optimize
 
-    params = _random_candidates(strategy, budget, seed)
+    params = random_candidates(strategy, budget, seed)
     res = walk_forward_optimize(ev.dev, strategy, params, options=replace(ev.options, sort_by=objective),
                                 folds=max(ev.folds, 2), anchored=False)
     names = list(space.specs(strategy))

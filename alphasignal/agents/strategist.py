@@ -37,7 +37,7 @@ def make_strategist(provider: Provider) -> Strategist:
                   "baseline": state.baseline, "patterns": "\n".join(f"- {p[:_LINE]}" for p in report.patterns),
                   "recommendations": "\n".join(f"- {r[:_LINE]}" for r in report.recommendations),
                   "tried": state.tried_text(15), "n": state.n_proposals}
-        schema = strategist_schema(state.strategy, tuple((n, _describe(s)) for n, s in state.specs.items()))
+        schema = strategist_schema(state.strategy, tuple((n, describe_spec(s)) for n, s in state.specs.items()))
         return ask(provider, schema, "strategist", "strategist", values,
                    {"state": state, "is_tried": tried_check(state)})
 
@@ -55,7 +55,7 @@ def tried_check(state: RoundState) -> Callable[[Mapping[str, Any]], bool]:
     return is_tried
 
 
-def _describe(spec: Any) -> str:
+def describe_spec(spec: Any) -> str:
     k = space.kind(spec)
     return "true or false" if k == "bool" else f"{k} from {spec.min} to {spec.max}, step {spec.step}"
 
@@ -152,7 +152,7 @@ def aggressive(state: RoundState, taken: set[str]) -> Proposal | None:
     return None
 
 
-def _distributions(specs: Mapping[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
+def param_distributions(specs: Mapping[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
     out: dict[str, optuna.distributions.BaseDistribution] = {}
     for name, s in specs.items():
         k = space.kind(s)
@@ -169,7 +169,7 @@ def _distributions(specs: Mapping[str, Any]) -> dict[str, optuna.distributions.B
 
 def tpe_study(state: RoundState, seed: int) -> tuple[optuna.Study, dict[str, Any]]:
     """A seeded TPE study primed with every trial so far (in-sample objective), and its distributions."""
-    dists = _distributions(state.specs)
+    dists = param_distributions(state.specs)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     trials = []
     ok = _meets_limits(state)

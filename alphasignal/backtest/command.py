@@ -142,7 +142,7 @@ def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
                       + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
 
 
-def _config_hash(cfg: Config) -> str:
+def sweep_config_hash(cfg: Config) -> str:
     """The hash of what decides the results: where they ran (sweep.cluster, its timeout) is left out."""
     d = cfg.to_dict()
     chosen = {"sweep": {k: v for k, v in d["sweep"].items() if k not in {"cluster", "connect_timeout"}},
@@ -220,7 +220,7 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     skipped = {t: len(v[2]) for t, v in plan.items()}
     meta = {
         "stage": "05_sweep_backtest", "strategy": opts.strategy, "engine": backend.engine, "device": backend.device,
-        "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": _config_hash(cfg),
+        "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": sweep_config_hash(cfg),
         "tickers": {t: {"bars": p.n, "start": str(p.index[0]), "end": str(p.index[-1]),
                         "periods_per_year": annualisation(p, opts)} for t, (p, _, _) in plan.items()},
         "n_configs_in_grid": len(configs), "n_run": {t: len(v[1]) for t, v in plan.items()}, "n_skipped": skipped,

@@ -83,7 +83,7 @@ def annualisation(prices: Prices, opts: SweepConfig) -> float:
     return float(opts.periods_per_year) if opts.periods_per_year > 0 else periods_per_year(prices.index)
 
 
-def _plan_chunks(codes: np.ndarray, row_bytes: int, cfg_bytes: int, budget: int) -> list[np.ndarray]:
+def plan_chunks(codes: np.ndarray, row_bytes: int, cfg_bytes: int, budget: int) -> list[np.ndarray]:
     """Group configurations so each chunk's indicator rows + per-config outputs fit ``budget``, each chunk in run
     order: sorted by their last indicator row, then the first, so neighbours share rows (the 10,948-config MA sweep
     runs 1.3x faster than in grid order, its slow-MA rows no longer cycling through the cache). Chunks are runs of
@@ -166,7 +166,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     kind = kernels.rule_kind(strat.kind, opts.entry)
     parts = config_parts(strat, configs)
     per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets) + 16 * kernels.NSTATE * len(stops)
-    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
+    chunks = plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
     acc = np.empty((len(stops), k, kernels.NACC) if stops else (k, kernels.NACC))
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))

@@ -54,7 +54,7 @@ def _metrics_frame(prices: Prices, configs: pd.DataFrame, acc: np.ndarray, n: in
     return pd.concat([params, metrics], axis=1)
 
 
-def _check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def check_all_valid(strategy: str, params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not params_list:
         raise UsageError("params_list is empty: give at least one configuration")
     for i, p in enumerate(params_list):
@@ -93,7 +93,7 @@ def backtest(data: Data, strategy: str, params_list: list[dict[str, Any]], *, op
     """
     opts = options or SweepConfig()
     strat = get_strategy(strategy)
-    configs = _check_all_valid(strategy, params_list)
+    configs = check_all_valid(strategy, params_list)
     backend = resolve(opts.device, opts.engine)
     frames, curves = [], []
     for ticker, df in as_frames(data).items():
@@ -117,7 +117,7 @@ def _one_frame(data: pd.DataFrame, strategy: str, params_list: list[dict[str, An
     """Shared set-up of the single-frame helpers: options, strategy, checked configs, prices, bar window."""
     opts = options or SweepConfig()
     strat = get_strategy(strategy)
-    configs = _check_all_valid(strategy, params_list)
+    configs = check_all_valid(strategy, params_list)
     prices = prepare_prices(data, str(data.attrs.get("ticker", "data")), strat.needs)
     lo, hi = _window(prices, start, end)
     return opts, strat, configs, prices, lo, hi

@@ -21,7 +21,7 @@ from config import SweepConfig
 
 from ..fileio import write_atomic
 from .distributed import Executor, apply_threads
-from .engine import Prices, _plan_chunks, config_parts, per_config_bytes
+from .engine import Prices, config_parts, per_config_bytes, plan_chunks
 from .metrics import METRICS
 from .strategies import get_strategy
 from .sweep import run_window
@@ -84,7 +84,7 @@ def plan_blocks(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepC
     least ``min_blocks``."""
     parts = config_parts(get_strategy(strategy), valid)
     per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False)
-    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
+    chunks = plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
     split = max(1, -(-min_blocks // len(chunks)))
     return [piece for c in chunks for piece in np.array_split(c, min(split, len(c)))]
 

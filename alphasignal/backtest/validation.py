@@ -28,7 +28,7 @@ from ..errors import UsageError
 from .engine import as_frames, prepare_prices
 from .metrics import METRICS
 from .strategies import get_strategy
-from .sweep import _check_all_valid, run_window
+from .sweep import check_all_valid, run_window
 from .xp import resolve
 
 EULER_GAMMA = 0.5772156649015329
@@ -62,7 +62,7 @@ def _paired(is_frame: pd.DataFrame, oos_frame: pd.DataFrame, keys: list[str]) ->
 def _setup(strategy: str, params_list: list[dict[str, Any]], options: SweepConfig | None):
     """Options, strategy, checked configurations and backend shared by the split helpers."""
     opts = options or SweepConfig()
-    return opts, get_strategy(strategy), _check_all_valid(strategy, params_list), resolve(opts.device, opts.engine)
+    return opts, get_strategy(strategy), check_all_valid(strategy, params_list), resolve(opts.device, opts.engine)
 
 
 def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,

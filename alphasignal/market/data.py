@@ -56,7 +56,7 @@ def load_ohlcv(ticker: str, start: str | None = None, end: str | None = None, in
         raw = _load_online_or_fallback(ticker, start, end, interval, source, Path(cache_dir).expanduser(), retries)
     else:
         raise UsageError(f"unknown data source {source!r}: use auto, yfinance, offline or csv")
-    raw = _slice(raw, start, end)
+    raw = slice_dates(raw, start, end)
     if source != "csv":
         return validate_ohlcv(raw, ticker, nan_policy=nan_policy, min_length=min_length)
     try:  # the user's own file: its problems are bad input (exit 2), named by the file, not a failing data source
@@ -88,10 +88,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
         kind = "Parquet" if is_parquet else "CSV"
         raise UsageError(f"cannot read {str(p)!r} as {kind} ({type(exc).__name__}): check the file "
                          "or export it again") from None
-    return _normalise(df, str(p))
+    return normalise_ohlcv(df, str(p))
 
 
-def _normalise(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+def normalise_ohlcv(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     """Columns -> Open/High/Low/Close/Volume, index -> tz-naive DatetimeIndex named Date."""
     if isinstance(df.columns, pd.MultiIndex):  # yfinance with one ticker: (field, ticker)
         df = df.droplevel(-1, axis=1)
@@ -120,7 +120,7 @@ def _normalise(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     return df[COLUMNS].apply(pd.to_numeric, errors="coerce").astype("float64")
 
 
-def _slice(df: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
+def slice_dates(df: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
     if df.index.is_monotonic_increasing:
         return df.loc[start or None:end or None]
     return df  # unsorted data is reported by validate_ohlcv, not silently reordered
@@ -208,7 +208,7 @@ def _load_offline(ticker: str) -> pd.DataFrame:
         path = next(p.locate() for p in importlib.metadata.files(dist) or [] if str(p).endswith(suffix))
     except (importlib.metadata.PackageNotFoundError, StopIteration):
         raise DataError(f"offline data for {ticker} needs the package {dist!r}: pip install {dist}") from None
-    return _normalise(pd.read_csv(path), f"offline sample {dist}/{suffix}")
+    return normalise_ohlcv(pd.read_csv(path), f"offline sample {dist}/{suffix}")
 
 
 def _network_available(host: str = "query1.finance.yahoo.com", timeout: float = 2.0) -> bool:
@@ -300,7 +300,7 @@ def _download(ticker: str, start: str | None, end: str | None, interval: str, re
                               progress=False, threads=False)
             if raw is None or raw.empty:
                 raise DataError(f"{ticker}: yfinance returned no data: check the ticker symbol and the date range")
-            return _normalise(raw, f"yfinance {ticker}")
+            return normalise_ohlcv(raw, f"yfinance {ticker}")
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - network errors come in many types

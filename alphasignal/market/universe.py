@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError, UsageError
-from .data import _normalise, _slice, load_many, validate_ohlcv
+from .data import load_many, normalise_ohlcv, slice_dates, validate_ohlcv
 
 ALL = "*"  # dataset.tickers=* : every ticker of a long-format file
 
@@ -52,7 +52,7 @@ def split_long(df: pd.DataFrame, origin: str) -> dict[str, pd.DataFrame]:
     """``{ticker: OHLCV frame}`` of a long-format table, tickers in order of first appearance."""
     col = next(c for c in df.columns if str(c).strip().lower() == "ticker")
     tickers = df[col].astype(str).str.strip()
-    return {t: _normalise(part.drop(columns=[col]), f"{origin} ({t})")
+    return {t: normalise_ohlcv(part.drop(columns=[col]), f"{origin} ({t})")
             for t, part in df.groupby(tickers, sort=False)}
 
 
@@ -76,8 +76,8 @@ def load_universe(ds) -> dict[str, pd.DataFrame]:
     out = {}
     for t in wanted:
         try:
-            out[t] = validate_ohlcv(_slice(parts[t], ds.start or None, ds.end or None), t, nan_policy=ds.nan_policy,
-                                    min_length=ds.min_length)
+            out[t] = validate_ohlcv(slice_dates(parts[t], ds.start or None, ds.end or None), t,
+                                    nan_policy=ds.nan_policy, min_length=ds.min_length)
         except DataError as exc:  # the user's own file: bad input (exit 2)
             raise UsageError(f"{p.name}: {exc}") from None
     return out

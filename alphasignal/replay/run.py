@@ -165,7 +165,7 @@ def _window(data: ReplayData, ds: DatasetConfig, ticker: str, i: int) -> tuple[p
     return data.frames[ticker].iloc[start:i + 1], i - ds.window + 1 - start
 
 
-def _news_text(data: ReplayData, rc: ReplayConfig, ticker: str, i: int) -> str:
+def news_text(data: ReplayData, rc: ReplayConfig, ticker: str, i: int) -> str:
     """Headlines before the decision time of bar ``i``, newest first (a length cap then drops the oldest)."""
     heads = data.news.before(ticker, int(data.decision_ns[ticker][i]), int(rc.news_days * 86_400e9))
     return "\n".join(reversed(heads))
@@ -183,7 +183,7 @@ def plan_jobs(data: ReplayData, ds: DatasetConfig, rc: ReplayConfig, fp: str) ->
             win, _ = _window(data, ds, t, int(i))
             h = hashlib.sha256(f"{fp}|{t}|".encode())
             h.update(np.ascontiguousarray(win.to_numpy(dtype="float64")).tobytes())
-            h.update(_news_text(data, rc, t, int(i)).encode())
+            h.update(news_text(data, rc, t, int(i)).encode())
             jobs.append(Job(t, int(i), df.index[i].date().isoformat(), h.hexdigest()[:24]))
     jobs.sort(key=lambda j: (j.date, j.ticker))
     return jobs
@@ -196,7 +196,7 @@ async def decide_job(pipe: SignalPipeline, data: ReplayData, ds: DatasetConfig, 
     win, warm = _window(data, ds, job.ticker, job.bar)
     close = float(win["Close"].iloc[-1])
     scale = REBASE_TO / close if ds.hide_context else 1.0
-    news = _news_text(data, rc, job.ticker, job.bar)
+    news = news_text(data, rc, job.ticker, job.bar)
     rec: dict[str, Any] = {"key": job.key, "ticker": job.ticker, "date": job.date, "close": close,
                            "price_scale": scale, "headlines": news.count("\n") + 1 if news else 0}
     try:

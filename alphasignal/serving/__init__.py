@@ -68,7 +68,7 @@ def pid_file(cfg: Config) -> Path:
     return Path(cfg.serve.pid_dir).expanduser() / f"llamacpp-{cfg.serve.port}.json"
 
 
-def _gguf_files(cfg: Config) -> tuple[Path, Path | None]:
+def gguf_files(cfg: Config) -> tuple[Path, Path | None]:
     plan = ExportPlan.from_config(cfg.training)
     gguf = input_file(cfg.serve.gguf_path or plan.gguf, "GGUF model file", "run python 02_finetune_colab.py (or "
                       "copy its models/gguf/), or set serve.gguf_path=FILE.gguf", error=ModelError)
@@ -94,7 +94,7 @@ def _llamacpp(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
         raise ModelError(f"no llama.cpp server started by this stage on port {s.port}: run python 03_serve_ollama.py "
                          "--provider llamacpp (without --check)")
     if record is None:
-        gguf, mmproj = _gguf_files(cfg)
+        gguf, mmproj = gguf_files(cfg)
         alias = s.model or (cfg.training.ollama_model_name if not s.gguf_path else gguf.stem)
         record, waited = start_server(gguf, mmproj, alias, s.host, s.port, s.max_model_len, pid, s.startup_timeout)
         print(f"started pid {record.pid} in {waited:.1f} s: {shlex.join(record.command)}")
