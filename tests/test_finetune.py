@@ -195,6 +195,27 @@ def test_standalone_colab_fallback_matches_the_package():
         assert mod._signal_ok(text)[0] is (parse_answer(text)[1] is not None), text
 
 
+def test_standalone_colab_recipe_and_modelfile_are_the_packages():
+    """The Colab copy trains with the unsloth backend's exact arguments and writes the package's Modelfile, for
+    the default config and for changed values (so a new argument on either side fails here)."""
+    from alphasignal.finetune import unsloth_backend as ub
+    from alphasignal.finetune.export import ExportPlan, Modelfile, build_modelfile
+
+    mod = _script_module()
+    changed = dict(mod._STANDALONE_DEFAULTS, lora_r=8, max_steps=7, seed=1, max_seq_length=1024, lora_dropout=0.1)
+    for c in (mod._STANDALONE_DEFAULTS, changed):
+        cfg = dataclasses.replace(TrainingConfig(), **c)
+        assert mod._model_kwargs(c) == ub.model_kwargs(cfg)
+        assert mod._peft_kwargs(c) == ub.peft_kwargs(cfg)
+        assert mod._trainer_kwargs(c, "out/checkpoints") == ub.trainer_kwargs(cfg, "out/checkpoints")
+    assert mod._COLLATOR_KWARGS == ub.COLLATOR_KWARGS
+    plan = ExportPlan.from_config(TrainingConfig())
+    package = build_modelfile(plan, "You are an analyst.", "chart_signal@1")
+    alone = Modelfile.parse(mod._modelfile(list(package.froms), "You are an analyst."))
+    assert (alone.froms, alone.system, alone.template, alone.parameters) == (
+        package.froms, package.system, package.template, package.parameters)
+
+
 def test_script_bad_input_exits_2_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "02_finetune_colab.py"), "--backend", "hf", "--dataset",
                            str(tmp_path / "none.jsonl")], capture_output=True, text=True, cwd=tmp_path)

@@ -43,6 +43,35 @@ def check_available() -> None:
         raise UsageError("unsloth is not installed: pip install unsloth (or use --backend hf)") from None
 
 
+def model_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    """``FastVisionModel.from_pretrained`` arguments after the model name (02_finetune_colab.py's standalone copy
+    is tested against these, so the two cannot drift)."""
+    return {"load_in_4bit": cfg.load_in_4bit, "use_gradient_checkpointing": "unsloth",
+            "max_seq_length": cfg.max_seq_length}
+
+
+def peft_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    """``FastVisionModel.get_peft_model`` arguments after the model: LoRA on language and vision blocks."""
+    return {"finetune_vision_layers": True, "finetune_language_layers": True, "finetune_attention_modules": True,
+            "finetune_mlp_modules": True, "r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
+            "lora_dropout": cfg.lora_dropout, "bias": "none", "random_state": cfg.seed,
+            "target_modules": list(cfg.target_modules)}
+
+
+def trainer_kwargs(cfg: TrainingConfig, output_dir: str) -> dict[str, Any]:
+    """``SFTConfig`` arguments, less the precision flags and tqdm, which depend on the machine and ``--quiet``."""
+    return {"per_device_train_batch_size": cfg.batch_size, "gradient_accumulation_steps": cfg.grad_accumulation,
+            "num_train_epochs": cfg.epochs, "max_steps": cfg.max_steps if cfg.max_steps > 0 else -1,
+            "learning_rate": cfg.learning_rate, "warmup_ratio": 0.05, "lr_scheduler_type": "linear",
+            "optim": "adamw_8bit", "weight_decay": 0.01, "seed": cfg.seed, "logging_steps": 1, "report_to": "none",
+            "output_dir": output_dir, "remove_unused_columns": False, "dataset_text_field": "",
+            "dataset_kwargs": {"skip_prepare_dataset": True}, "max_length": cfg.max_seq_length}
+
+
+COLLATOR_KWARGS = {"train_on_responses_only": True, "instruction_part": INSTRUCTION_PART,
+                   "response_part": RESPONSE_PART}
+
+
 def to_unsloth_messages(sample: Sample) -> dict[str, Any]:
     """A sample's chat with the image path replaced by the PIL image (what the Unsloth collator expects)."""
     from PIL import Image
@@ -65,26 +94,14 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
     from unsloth.trainer import UnslothVisionDataCollator
 
     ctx.step(2)
-    model, processor = FastVisionModel.from_pretrained(cfg.base_model, load_in_4bit=cfg.load_in_4bit,
-                                                       use_gradient_checkpointing="unsloth",
-                                                       max_seq_length=cfg.max_seq_length)
-    model = FastVisionModel.get_peft_model(
-        model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
-        finetune_mlp_modules=True, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        bias="none", random_state=cfg.seed, target_modules=list(cfg.target_modules))
+    model, processor = FastVisionModel.from_pretrained(cfg.base_model, **model_kwargs(cfg))
+    model = FastVisionModel.get_peft_model(model, **peft_kwargs(cfg))
     ctx.mark("load")
     ctx.step(3)
     FastVisionModel.for_training(model)
-    collator = UnslothVisionDataCollator(model, processor, train_on_responses_only=True,
-                                         instruction_part=INSTRUCTION_PART, response_part=RESPONSE_PART)
-    args = SFTConfig(
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accumulation,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
-        learning_rate=cfg.learning_rate, warmup_ratio=0.05, lr_scheduler_type="linear", optim="adamw_8bit",
-        weight_decay=0.01, seed=cfg.seed, logging_steps=1, report_to="none", output_dir=str(plan.root / "checkpoints"),
-        fp16=not is_bf16_supported(), bf16=is_bf16_supported(), remove_unused_columns=False,
-        dataset_text_field="", dataset_kwargs={"skip_prepare_dataset": True}, max_length=cfg.max_seq_length,
-        disable_tqdm=ctx.quiet)
+    collator = UnslothVisionDataCollator(model, processor, **COLLATOR_KWARGS)
+    args = SFTConfig(**trainer_kwargs(cfg, str(plan.root / "checkpoints")), fp16=not is_bf16_supported(),
+                     bf16=is_bf16_supported(), disable_tqdm=ctx.quiet)
     train_ds = [to_unsloth_messages(s) for s in train]
     val_ds = [to_unsloth_messages(s) for s in val]
     trainer = SFTTrainer(model=model, tokenizer=processor, data_collator=collator, train_dataset=train_ds, args=args)
