@@ -79,8 +79,8 @@ def _tree_memory(root: int) -> tuple[int, int]:
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith(("Rss:", "Pss:")):
-                    kb = int(line.split()[1]) * 1024
-                    rss, pss = (rss + kb, pss) if line.startswith("Rss:") else (rss, pss + kb)
+                    size = int(line.split()[1]) * 1024
+                    rss, pss = (rss + size, pss) if line.startswith("Rss:") else (rss, pss + size)
         except (OSError, IndexError, ValueError):
             continue
     return rss, pss

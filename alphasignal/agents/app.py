@@ -65,20 +65,20 @@ def with_args(cfg: Any, args: argparse.Namespace) -> Any:
 def main(args: argparse.Namespace, cfg: Any) -> int:
     """Dispatch ``--history`` / ``--show`` / a run (new or ``--resume``); returns the exit code."""
     cfg = with_args(with_cache_mode(cfg, args), args)
-    oc = cfg.optimizer
+    optimizer = cfg.optimizer
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
     show = getattr(args, "show", None)
     listing = getattr(args, "history", False) or show is not None
     resume = getattr(args, "resume", None)
     if not listing:  # bad input, data or model servers fail before the history database is created or written
         sweep_grid(cfg)
-        check_output_dir(oc.output_dir, what="--output-dir")
+        check_output_dir(optimizer.output_dir, what="--output-dir")
         data = load_from_config(cfg.dataset)
         agents = None if resume else build_agents(cfg)
     if resume:  # an unknown id fails before the database is opened for writing
-        with History(oc.history_db, create=False) as history:
+        with History(optimizer.history_db, create=False) as history:
             history.run(resume)
-    with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
+    with History(optimizer.history_db, create=not listing) as history:  # --history/--show never create a database
         if getattr(args, "history", False):
             _print_history(history, console)
             return 0
@@ -92,17 +92,17 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
         if done:  # a finished run keeps its stored summary: its hold-out was scored once already
             summary = history.run(run_id)["summary"]
         else:
-            summary = finalise(ev, history, run_id, oc)  # winners fixed first, then scored on the hold-out once
+            summary = finalise(ev, history, run_id, optimizer)  # winners fixed first, then scored on the hold-out once
             history.finish_run(run_id, "finished", summary)
         data_run = load_run(history, run_id)
-    out = Path(oc.output_dir)
+    out = Path(optimizer.output_dir)
     comparison_png(data_run, out / COMPARISON)
     equity_png(equity_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
-               title=f"{oc.strategy}: initial baseline vs best vs buy & hold")
+               title=f"{optimizer.strategy}: initial baseline vs best vs buy & hold")
     write_report(data_run, out / REPORT, {"baseline vs proposals": COMPARISON, "equity curves": EQUITY})
     print_report(data_run, console)
     console.print(f"run {run_id}: report {out / REPORT}, plots {out / COMPARISON}, {out / EQUITY}; "
-                  f"history {oc.history_db}")
+                  f"history {optimizer.history_db}")
     return 0
 
 

@@ -96,9 +96,10 @@ class Evaluator:
     @classmethod
     def from_config(cls, data: pd.DataFrame, cfg: Any) -> Evaluator:
         """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy, segments and objective method."""
-        oc = cfg.optimizer
-        return cls(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
-                   folds=oc.folds, holdout_fraction=oc.holdout_fraction, embargo=oc.holdout_embargo)
+        optimizer = cfg.optimizer
+        return cls(data, optimizer.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction,
+                   oos_method=optimizer.oos_method, folds=optimizer.folds,
+                   holdout_fraction=optimizer.holdout_fraction, embargo=optimizer.holdout_embargo)
 
     def segments(self) -> dict[str, Any]:
         """The segment boundaries (bar positions and dates), as recorded with a run."""

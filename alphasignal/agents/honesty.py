@@ -16,7 +16,7 @@ from ..storage.history import History
 from . import space
 from .compare import compare
 from .evaluate import Evaluator, objective_of
-from .risk import hard_limit_breaches
+from .risk import hard_limit_breaches, hard_limits
 
 
 def summarise(ev: Evaluator, history: History, run_id: str, objective: str,
@@ -25,14 +25,14 @@ def summarise(ev: Evaluator, history: History, run_id: str, objective: str,
     (``metrics_is``) and selection (``metrics_oos``) metrics, verdict, DSR of the selection Sharpe, PBO. A winner
     that breaks the hard ``limits`` is reported as no eligible winner (``eligible`` false), never as a result."""
     rounds = history.rounds(run_id)
-    st = rounds[-1]["state"]
+    state = rounds[-1]["state"]
     props = history.proposals(run_id)
     tried = [p for p in props if p["metrics_is"] is not None]
     agent = [p for p in tried if p["source"] == "agent"]
-    winner = {"name": st.get("baseline_name", "initial baseline"), "params": st["baseline"],
-              "metrics_is": st["baseline_is"], "metrics_oos": st["baseline_oos"]}
-    initial = {"name": "initial baseline", "params": st["initial"], "metrics_is": st["initial_is"],
-               "metrics_oos": st["initial_oos"]}
+    winner = {"name": state.get("baseline_name", "initial baseline"), "params": state["baseline"],
+              "metrics_is": state["baseline_is"], "metrics_oos": state["baseline_oos"]}
+    initial = {"name": "initial baseline", "params": state["initial"], "metrics_is": state["initial_is"],
+               "metrics_oos": state["initial_oos"]}
     w_is, w_oos = objective_of(winner["metrics_is"], objective), objective_of(winner["metrics_oos"], objective)
     i_is, i_oos = objective_of(initial["metrics_is"], objective), objective_of(initial["metrics_oos"], objective)
     if winner["params"] == initial["params"]:
@@ -61,9 +61,9 @@ def summarise(ev: Evaluator, history: History, run_id: str, objective: str,
                         "Sharpe is not significant")
     return {"winner": winner, "initial": initial, "label": label, "warnings": warnings, "eligible": not breaches,
             "improvement_selection_pct": _pct(w_oos, i_oos), "improvement_is_pct": _pct(w_is, i_is),
-            "configs_tried": len(tried), "sweep_configs": st.get("sweep_configs", 0), "agent_backtests": len(agent),
+            "configs_tried": len(tried), "sweep_configs": state.get("sweep_configs", 0), "agent_backtests": len(agent),
             "proposals": sum(1 for p in props if p["source"] == "agent"), "rounds": len(rounds) - 1,
-            "stop_reason": st.get("stop"), "dsr": dsr, "pbo": pbo, "objective": objective,
+            "stop_reason": state.get("stop"), "dsr": dsr, "pbo": pbo, "objective": objective,
             "segments": rounds[0]["state"].get("segments") or ev.segments()}
 
 
@@ -98,15 +98,15 @@ def add_holdout(ev: Evaluator, summary: dict[str, Any], seed: int) -> dict[str, 
     return summary
 
 
-def finalise(ev: Evaluator, history: History, run_id: str, oc: Any) -> dict[str, Any]:
-    """The stored summary of a finished run: :func:`summarise`, the comparators (``oc.compare``, same budget, same
-    segments), then the single hold-out evaluation of every winner."""
-    limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
-    summary = summarise(ev, history, run_id, oc.objective, limits)
-    if oc.compare:
-        summary["compare"] = compare(ev, oc.strategy, oc.compare, summary["configs_tried"], oc.seed, oc.objective,
-                                     agents_row(summary))
-    return add_holdout(ev, summary, oc.seed)
+def finalise(ev: Evaluator, history: History, run_id: str, optimizer: Any) -> dict[str, Any]:
+    """The stored summary of a finished run: :func:`summarise`, the comparators (``optimizer.compare``, same
+    budget, same segments), then the single hold-out evaluation of every winner."""
+    limits = hard_limits(optimizer)
+    summary = summarise(ev, history, run_id, optimizer.objective, limits)
+    if optimizer.compare:
+        summary["compare"] = compare(ev, optimizer.strategy, optimizer.compare, summary["configs_tried"],
+                                     optimizer.seed, optimizer.objective, agents_row(summary))
+    return add_holdout(ev, summary, optimizer.seed)
 
 
 def _pct(new: float, old: float) -> float | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from . import space
 from .analyst import make_analyst
 from .debate import run_debate
 from .evaluate import Evaluator, data_hash, objective_of
-from .risk import hard_limit_breaches, make_risk_manager
+from .risk import hard_limit_breaches, hard_limits, make_risk_manager
 from .state import RoundState
 from .strategist import make_strategist
 
@@ -58,30 +59,32 @@ class Agents:
 
 def build_agents(cfg: Any) -> Agents:
     """Providers per role from ``cfg.optimizer`` (server settings from ``cfg.pipeline``)."""
-    oc = cfg.optimizer
-    settings = ProviderSettings.from_config(cfg.pipeline, require_server=oc.require_server, max_tokens=oc.max_tokens,
-                                            **({"gguf_path": oc.gguf_path} if oc.gguf_path else {}))
-    spec = {"analyst": (oc.analyst_provider, oc.analyst_model), "strategist": (oc.strategist_provider,
-            oc.strategist_model), "risk_manager": (oc.risk_provider, oc.risk_model)}
+    optimizer = cfg.optimizer
+    settings = ProviderSettings.from_config(cfg.pipeline, require_server=optimizer.require_server,
+                                            max_tokens=optimizer.max_tokens,
+                                            **({"gguf_path": optimizer.gguf_path} if optimizer.gguf_path else {}))
+    spec = {"analyst": (optimizer.analyst_provider, optimizer.analyst_model),
+            "strategist": (optimizer.strategist_provider, optimizer.strategist_model),
+            "risk_manager": (optimizer.risk_provider, optimizer.risk_model)}
     built: dict[tuple[str, str], Provider] = {}  # one provider (one server check) per distinct backend and model
     for name, model in spec.values():
-        key = (name or oc.provider, model)
+        key = (name or optimizer.provider, model)
         if key not in built:
-            roles = "+".join(r for r, (n, m) in spec.items() if (n or oc.provider, m) == key)
+            roles = "+".join(r for r, (n, m) in spec.items() if (n or optimizer.provider, m) == key)
             built[key] = get_provider(key[0], model=model, cfg=settings, role=roles)
-    return Agents({role: built[(name or oc.provider, model)] for role, (name, model) in spec.items()},
-                  summary_chars=oc.summary_chars)
+    return Agents({role: built[(name or optimizer.provider, model)] for role, (name, model) in spec.items()},
+                  summary_chars=optimizer.summary_chars)
 
 
 def sweep_grid(cfg: Any) -> dict[str, list[Any]]:
     """optimizer.grid, else sweep.grid when it is for the same strategy, else a coarse grid from PARAM_SPECS."""
-    oc = cfg.optimizer
-    if oc.grid:
-        return space.check_grid(oc.strategy, oc.grid)
-    if cfg.sweep.strategy == oc.strategy:
-        return space.check_grid(oc.strategy, cfg.sweep.grid)
+    optimizer = cfg.optimizer
+    if optimizer.grid:
+        return space.check_grid(optimizer.strategy, optimizer.grid)
+    if cfg.sweep.strategy == optimizer.strategy:
+        return space.check_grid(optimizer.strategy, cfg.sweep.grid)
     out = {}
-    for name, spec in space.specs(oc.strategy).items():
+    for name, spec in space.specs(optimizer.strategy).items():
         vals = space.values(spec)
         out[name] = vals if len(vals) <= 2 else [vals[i] for i in np.linspace(0, len(vals) - 1, 5).round().astype(int)]
     return out
@@ -110,14 +113,14 @@ def _label(is_better: bool, oos_better: bool) -> str:
 def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents | None = None,
              resume: str | None = None, progress: bool = True) -> str:
     """Run (or resume) the optimizer; every round lands in ``history``. Returns the run id."""
-    oc = cfg.optimizer
-    specs = space.specs(oc.strategy)
+    optimizer = cfg.optimizer
+    specs = space.specs(optimizer.strategy)
     grid = sweep_grid(cfg)
     ev = Evaluator.from_config(data, cfg)
     dhash = data_hash(data)
     if resume:
         run = history.run(resume)
-        if run["data_hash"] != dhash or run["strategy"] != oc.strategy:
+        if run["data_hash"] != dhash or run["strategy"] != optimizer.strategy:
             raise UsageError(f"run {resume} used other data or strategy ({run['strategy']}, data {run['data_hash']}): "
                              "resume with the same --config/--set options")
         _check_same_config(run, cfg)
@@ -127,25 +130,25 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
         run_id = resume
     agents = agents or build_agents(cfg)
     if not resume:
-        run_id = history.create_run(strategy=oc.strategy, config_hash=cfg.hash("optimizer", "sweep", "dataset"),
-                                    data_hash=dhash, models=agents.models(), seed=oc.seed, config=cfg.to_dict())
+        run_id = history.create_run(strategy=optimizer.strategy, config_hash=cfg.hash("optimizer", "sweep", "dataset"),
+                                    data_hash=dhash, models=agents.models(), seed=optimizer.seed, config=cfg.to_dict())
     try:  # Ctrl-C keeps every complete round and marks the run, so it is listed and resumable
         done = history.rounds(run_id)
         if not done:
-            _initial_round(ev, history, run_id, grid, specs, oc)
+            _initial_round(ev, history, run_id, grid, specs, optimizer)
             done = history.rounds(run_id)
         last = done[-1]
         trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
-        st = dict(last["state"])
-        with progress_bar(progress, oc.rounds, "optimizing", completed=len(done) - 1) as bar:
-            while st.get("stop") is None:
+        state = dict(last["state"])
+        with progress_bar(progress, optimizer.rounds, "optimizing", completed=len(done) - 1) as bar:
+            while state.get("stop") is None:
                 r = last["round_no"] + 1
-                rec = _round(r, ev, agents, history, run_id, trials, specs, st, oc)
+                rec = _round(r, ev, agents, history, run_id, trials, specs, state, optimizer)
                 trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
-                st = rec["state"]
+                state = rec["state"]
                 last = {"round_no": r}
-                bar.update(advance=1, description=f"round {r}: selection {oc.objective} "
-                           f"{st['baseline_oos'][oc.objective]:.3f}")
+                bar.update(advance=1, description=f"round {r}: selection {optimizer.objective} "
+                           f"{state['baseline_oos'][optimizer.objective]:.3f}")
     except KeyboardInterrupt:
         history.finish_run(run_id, "interrupted")
         raise Interrupted(f"run {run_id} kept up to its last complete round; continue it with the same options "
@@ -197,27 +200,27 @@ def _seg_text(seg: Mapping[str, Any]) -> str:
 
 
 def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[str, Any],
-                   specs: Mapping[str, Any], oc: Any) -> None:
+                   specs: Mapping[str, Any], optimizer: Any) -> None:
     """Round 0: the exploration sweep, and the baseline (configured, or the best exploration configuration);
     the segments are recorded in its state."""
     t0 = time.perf_counter()
     sweep = ev.sweep(grid)
     if sweep.empty:
-        raise UsageError(f"the sweep grid {dict(grid)} has no valid configuration for {oc.strategy}: widen it")
+        raise UsageError(f"the sweep grid {dict(grid)} has no valid configuration for {optimizer.strategy}: widen it")
     t_sweep = time.perf_counter() - t0
     rows = [{"name": f"sweep {i}", "source": "sweep", "raw_params": p, "params": p, "status": "ok",
              "metrics_is": m} for i, (p, m) in enumerate(_split_rows(sweep, specs))]
-    if oc.baseline:
-        checked = space.check_proposal(oc.strategy, oc.baseline, {})
+    if optimizer.baseline:
+        checked = space.check_proposal(optimizer.strategy, optimizer.baseline, {})
         if checked.params is None:
             raise UsageError(f"optimizer.baseline is invalid: {checked.reason}")
         base = checked.params
     else:  # the best exploration configuration that respects the hard limits (any, when none does)
-        limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
+        limits = hard_limits(optimizer)
         feasible = [r for r in rows if not hard_limit_breaches(r["metrics_is"], limits)]
         if not feasible:
             log.warning("no sweep configuration meets the hard limits %s: starting from the best one anyway", limits)
-        base = max(feasible or rows, key=lambda r: objective_of(r["metrics_is"], oc.objective))["params"]
+        base = max(feasible or rows, key=lambda r: objective_of(r["metrics_is"], optimizer.objective))["params"]
     t1 = time.perf_counter()
     (base_is, base_oos), = ev.evaluate([base])
     t_bt = time.perf_counter() - t1
@@ -242,101 +245,133 @@ def _split_rows(df: pd.DataFrame, specs: Mapping[str, Any]) -> list[tuple[dict[s
     return out
 
 
-def _round(r: int, ev: Evaluator, agents: Agents, history: History, run_id: str, trials: list[dict[str, Any]],
-           specs: Mapping[str, Any], prev: Mapping[str, Any], oc: Any) -> dict[str, Any]:
+class _Timings(dict):
+    """Seconds per part of a round; ``with timings.part("agents"):`` adds the block's time to that part."""
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - t
+
+
+def _round(round_no: int, ev: Evaluator, agents: Agents, history: History, run_id: str,
+           trials: list[dict[str, Any]], specs: Mapping[str, Any], prev: Mapping[str, Any],
+           optimizer: Any) -> dict[str, Any]:
     """One complete round, committed in one transaction; returns its proposals and new state."""
     t_start = time.perf_counter()
-    tm = {"agents": 0.0, "validation": 0.0, "backtests": 0.0}
-    limits = {"max_drawdown": oc.max_drawdown, "min_trades": oc.min_trades, "max_turnover": oc.max_turnover}
-    state = RoundState(oc.strategy, dict(specs), _frame(trials, specs, oc.objective), oc.objective,
-                       dict(prev["baseline"]), dict(prev["baseline_is"]), r, oc.seed, oc.proposals_per_round, limits)
-    messages = []
-    t = time.perf_counter()
-    report = agents.analyst(state)
-    reply = agents.strategist(state, report.value)
-    tm["agents"] += time.perf_counter() - t
-    messages += [report.message, reply.message]
-
-    t = time.perf_counter()
-    tried = state.tried_keys()
-    budget_left = oc.budget - prev["budget_used"]
-    props, runnable = [], []
-    for p in reply.value.proposals:
-        raw = p.param_dict()
-        rec = {"name": p.name, "source": "agent", "raw_params": raw, "rationale": p.rationale,
-               "params": None, "status": "rejected", "notes": [], "reason": "", "metrics_is": None,
-               "metrics_oos": None}
-        checked = space.check_proposal(oc.strategy, raw, state.baseline)
-        rec.update(notes=checked.notes, reason=checked.reason, status=checked.status, params=checked.params)
-        if checked.params is not None:
-            k = space.config_key(checked.params)
-            if k in tried:
-                rec.update(status="duplicate", reason="already tried: not re-run")
-            elif len(runnable) >= budget_left:
-                rec.update(status="over_budget", reason=f"backtest budget of {oc.budget} spent")
-            else:
-                tried.add(k)
-                runnable.append(rec)
-        props.append(rec)
-    tm["validation"] += time.perf_counter() - t
-
+    timings = _Timings(agents=0.0, validation=0.0, backtests=0.0)
+    limits = hard_limits(optimizer)
+    round_state = RoundState(optimizer.strategy, dict(specs), _frame(trials, specs, optimizer.objective),
+                             optimizer.objective, dict(prev["baseline"]), dict(prev["baseline_is"]), round_no,
+                             optimizer.seed, optimizer.proposals_per_round, limits)
+    with timings.part("agents"):
+        report = agents.analyst(round_state)
+        reply = agents.strategist(round_state, report.value)
+    messages = [report.message, reply.message]
+    with timings.part("validation"):
+        props, runnable = _check_proposals(reply.value.proposals, round_state, optimizer,
+                                           optimizer.budget - prev["budget_used"])
     votes: list[dict[str, Any]] = []
-    if oc.debate_rounds and runnable:
-        t = time.perf_counter()
-        debate = run_debate(agents.providers, state, runnable, oc.debate_rounds)
-        tm["agents"] += time.perf_counter() - t
+    if optimizer.debate_rounds and runnable:
+        with timings.part("agents"):
+            debate = run_debate(agents.providers, round_state, runnable, optimizer.debate_rounds)
         messages += debate.messages
         votes = debate.votes
         for rec in runnable:
             if rec["name"] not in debate.passed:
                 rec.update(status="voted_down", reason="a majority voted against it in the debate")
         runnable = [rec for rec in runnable if rec["name"] in debate.passed]
-
-    t = time.perf_counter()
-    for rec, (m_is, m_oos) in zip(runnable, ev.evaluate([rec["params"] for rec in runnable]), strict=True):
-        rec.update(metrics_is=m_is, metrics_oos=m_oos)
-    tm["backtests"] += time.perf_counter() - t
-
-    t = time.perf_counter()
-    passed = []
-    for rec in runnable:
-        breaches = hard_limit_breaches(rec["metrics_is"], limits)
-        if breaches:
-            rec.update(status="vetoed", reason="hard limit: " + "; ".join(breaches))
-        else:
-            passed.append(rec)
-    tm["validation"] += time.perf_counter() - t
-    review_summary = ""
-    if oc.use_risk_manager and passed:
-        t = time.perf_counter()
-        review = agents.risk(state, [{k: rec[k] for k in ("name", "params", "metrics_is")} for rec in passed])
-        tm["agents"] += time.perf_counter() - t
-        messages.append(review.message)
-        review_summary = review.value.summary
-        verdicts = {v.proposal: v for v in review.value.verdicts}
-        for rec in passed:
-            v = verdicts.get(rec["name"])
-            if v is not None and v.veto:
-                rec.update(status="vetoed", reason=f"risk manager: {v.reason}")
-    base_is, base_oos = objective_of(prev["baseline_is"], oc.objective), objective_of(prev["baseline_oos"],
-                                                                                       oc.objective)
-    for rec in runnable:
-        rec["label"] = _label(objective_of(rec["metrics_is"], oc.objective) > base_is,
-                              objective_of(rec["metrics_oos"], oc.objective) > base_oos)
-    eligible = [rec for rec in runnable if rec["status"] in ELIGIBLE]
-    best = max(eligible, key=lambda x: objective_of(x["metrics_oos"], oc.objective), default=None)
-    improved = best is not None and objective_of(best["metrics_oos"], oc.objective) > base_oos + oc.tolerance
-    used = prev["budget_used"] + len(runnable)
-    st = {**prev, "stale": 0 if improved else prev["stale"] + 1, "budget_used": used,
-          "report": report.value.model_dump(), "review": review_summary, "votes": votes}
-    if improved:
-        st.update(baseline=best["params"], baseline_is=best["metrics_is"], baseline_oos=best["metrics_oos"],
-                  baseline_name=f"{best['name']} (round {r})")
-    st["stop"] = ("patience" if st["stale"] >= oc.patience else "budget" if used >= oc.budget
-                  else "rounds" if r >= oc.rounds else None)
-    tm["total"] = time.perf_counter() - t_start
+    with timings.part("backtests"):
+        for rec, (m_is, m_oos) in zip(runnable, ev.evaluate([rec["params"] for rec in runnable]), strict=True):
+            rec.update(metrics_is=m_is, metrics_oos=m_oos)
+    review_summary = _vet(runnable, limits, agents, round_state, optimizer, timings, messages)
+    best, improved = _best(runnable, prev, optimizer)
+    state = _next_state(prev, round_no, best, improved, len(runnable), optimizer,
+                        {"report": report.value.model_dump(), "review": review_summary, "votes": votes})
+    timings["total"] = time.perf_counter() - t_start
     best_out = None if best is None else {k: best[k] for k in ("name", "params", "metrics_is", "metrics_oos")}
-    history.save_round(run_id, r, baseline=prev["baseline"], best=best_out, improved=improved, state=st,
-                       timings=tm, proposals=props, messages=messages)
-    tm["overhead"] = tm["total"] - tm["agents"] - tm["backtests"]
-    return {"proposals": props, "state": st, "timings": tm}
+    history.save_round(run_id, round_no, baseline=prev["baseline"], best=best_out, improved=improved, state=state,
+                       timings=dict(timings), proposals=props, messages=messages)
+    timings["overhead"] = timings["total"] - timings["agents"] - timings["backtests"]
+    return {"proposals": props, "state": state, "timings": dict(timings)}
+
+
+def _check_proposals(proposals: list[Any], round_state: RoundState, optimizer: Any,
+                     budget_left: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(every proposal's record, the runnable ones): repaired and checked against PARAM_SPECS, duplicates of
+    configurations already tried and those over the backtest budget not run."""
+    tried = round_state.tried_keys()
+    props, runnable = [], []
+    for p in proposals:
+        raw = p.param_dict()
+        rec = {"name": p.name, "source": "agent", "raw_params": raw, "rationale": p.rationale,
+               "params": None, "status": "rejected", "notes": [], "reason": "", "metrics_is": None,
+               "metrics_oos": None}
+        checked = space.check_proposal(optimizer.strategy, raw, round_state.baseline)
+        rec.update(notes=checked.notes, reason=checked.reason, status=checked.status, params=checked.params)
+        if checked.params is not None:
+            key = space.config_key(checked.params)
+            if key in tried:
+                rec.update(status="duplicate", reason="already tried: not re-run")
+            elif len(runnable) >= budget_left:
+                rec.update(status="over_budget", reason=f"backtest budget of {optimizer.budget} spent")
+            else:
+                tried.add(key)
+                runnable.append(rec)
+        props.append(rec)
+    return props, runnable
+
+
+def _vet(runnable: list[dict[str, Any]], limits: Mapping[str, float], agents: Agents, round_state: RoundState,
+         optimizer: Any, timings: _Timings, messages: list[Any]) -> str:
+    """Veto on the hard limits, then (when enabled) by the Risk Manager; returns its summary."""
+    with timings.part("validation"):
+        passed = []
+        for rec in runnable:
+            breaches = hard_limit_breaches(rec["metrics_is"], limits)
+            if breaches:
+                rec.update(status="vetoed", reason="hard limit: " + "; ".join(breaches))
+            else:
+                passed.append(rec)
+    if not (optimizer.use_risk_manager and passed):
+        return ""
+    with timings.part("agents"):
+        review = agents.risk(round_state, [{k: rec[k] for k in ("name", "params", "metrics_is")} for rec in passed])
+    messages.append(review.message)
+    verdicts = {v.proposal: v for v in review.value.verdicts}
+    for rec in passed:
+        verdict = verdicts.get(rec["name"])
+        if verdict is not None and verdict.veto:
+            rec.update(status="vetoed", reason=f"risk manager: {verdict.reason}")
+    return review.value.summary
+
+
+def _best(runnable: list[dict[str, Any]], prev: Mapping[str, Any],
+          optimizer: Any) -> tuple[dict[str, Any] | None, bool]:
+    """Label every backtested proposal against the baseline; (the best eligible one on the selection segment,
+    whether it beats the baseline by more than the tolerance)."""
+    objective = optimizer.objective
+    base_is, base_oos = objective_of(prev["baseline_is"], objective), objective_of(prev["baseline_oos"], objective)
+    for rec in runnable:
+        rec["label"] = _label(objective_of(rec["metrics_is"], objective) > base_is,
+                              objective_of(rec["metrics_oos"], objective) > base_oos)
+    eligible = [rec for rec in runnable if rec["status"] in ELIGIBLE]
+    best = max(eligible, key=lambda x: objective_of(x["metrics_oos"], objective), default=None)
+    return best, best is not None and objective_of(best["metrics_oos"], objective) > base_oos + optimizer.tolerance
+
+
+def _next_state(prev: Mapping[str, Any], round_no: int, best: dict[str, Any] | None, improved: bool, ran: int,
+                optimizer: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The loop state after a round (with ``record``'s keys): budget, patience, the new baseline when improved,
+    and why to stop."""
+    used = prev["budget_used"] + ran
+    state = {**prev, "stale": 0 if improved else prev["stale"] + 1, "budget_used": used, **record}
+    if improved:
+        state.update(baseline=best["params"], baseline_is=best["metrics_is"], baseline_oos=best["metrics_oos"],
+                     baseline_name=f"{best['name']} (round {round_no})")
+    state["stop"] = ("patience" if state["stale"] >= optimizer.patience else "budget" if used >= optimizer.budget
+                     else "rounds" if round_no >= optimizer.rounds else None)
+    return state

@@ -19,6 +19,12 @@ from .state import RoundState
 RiskManager = Callable[[RoundState, Sequence[Mapping[str, Any]]], AgentCall[RiskReview]]
 
 
+def hard_limits(optimizer: Any) -> dict[str, float]:
+    """The hard limits of an ``OptimizerConfig``, as :func:`hard_limit_breaches` takes them."""
+    return {"max_drawdown": optimizer.max_drawdown, "min_trades": optimizer.min_trades,
+            "max_turnover": optimizer.max_turnover}
+
+
 def hard_limit_breaches(metrics: Mapping[str, float], limits: Mapping[str, float]) -> list[str]:
     """The configured hard limits a backtest breaks (empty when none); NaN metrics count as breaches."""
     out = []
