@@ -7,21 +7,10 @@ Examples:
 Re-running the same command resumes an interrupted run; the same config gives byte-identical JSONL.
 """
 
-import json
 import sys
 
-from alphasignal.cli import build_parser, run
-from alphasignal.dataset import build_dataset
-from alphasignal.dataset.cli import add_dataset_flags
-
-
-def _main(args, cfg) -> int:
-    summary = build_dataset(cfg.dataset, quiet=args.quiet, overwrite=args.overwrite)
-    print(json.dumps(summary, indent=2))
-    return 0
-
+from alphasignal.cli import run_stage
+from alphasignal.dataset import cli as stage
 
 if __name__ == "__main__":
-    parser = build_parser(__doc__)
-    add_dataset_flags(parser)
-    sys.exit(run(_main, parser))
+    sys.exit(run_stage(stage, __doc__))

@@ -12,29 +12,9 @@ running, a port is taken, a GGUF is missing or a server lacks the model.
 """
 
 import sys
-from dataclasses import replace
 
-from alphasignal.cli import build_parser, run
-
-
-def _main(args, cfg) -> int:
-    from alphasignal.serving import ServeOptions, serve
-
-    if args.provider:
-        cfg = replace(cfg, serve=replace(cfg.serve, provider=args.provider))
-    serve(cfg, ServeOptions(check_only=args.check, stop=args.stop, recreate=args.recreate, quiet=args.quiet))
-    return 0
-
-
-def _parser():
-    parser = build_parser(__doc__)
-    parser.add_argument("--provider", choices=["ollama", "llamacpp", "openai", "vllm"],
-                        help="serving backend (default: serve.provider)")
-    parser.add_argument("--check", action="store_true", help="only report: pull, create and start nothing")
-    parser.add_argument("--stop", action="store_true", help="llamacpp: stop the server this stage started")
-    parser.add_argument("--recreate", action="store_true", help="ollama: re-register the fine-tuned model")
-    return parser
-
+from alphasignal.cli import run_stage
+from alphasignal.serving import cli as stage
 
 if __name__ == "__main__":
-    sys.exit(run(_main, _parser()))
+    sys.exit(run_stage(stage, __doc__))

@@ -17,10 +17,8 @@ offline engine, said on stderr), builtin, ollama, openai, llamacpp (pipeline.ggu
 
 import sys
 
-from alphasignal.cli import build_parser, run
-from alphasignal.signals.app import add_arguments, main
+from alphasignal.cli import run_stage
+from alphasignal.signals import app as stage
 
 if __name__ == "__main__":
-    parser = build_parser(__doc__)
-    add_arguments(parser)
-    sys.exit(run(main, parser))
+    sys.exit(run_stage(stage, __doc__))

@@ -10,10 +10,8 @@ SQLite history. Examples:
 
 import sys
 
-from alphasignal.agents.app import add_arguments, main
-from alphasignal.cli import build_parser, run
+from alphasignal.agents import app as stage
+from alphasignal.cli import run_stage
 
 if __name__ == "__main__":
-    parser = build_parser(__doc__)
-    add_arguments(parser)
-    sys.exit(run(main, parser))
+    sys.exit(run_stage(stage, __doc__))

@@ -11,10 +11,8 @@ examples:
 
 import sys
 
-from alphasignal.cli import build_parser, run
-from alphasignal.dashboard.launch import add_arguments, main
+from alphasignal.cli import run_stage
+from alphasignal.dashboard import launch as stage
 
 if __name__ == "__main__":
-    parser = build_parser(__doc__)
-    add_arguments(parser)
-    sys.exit(run(main, parser))
+    sys.exit(run_stage(stage, __doc__))

@@ -118,3 +118,18 @@ def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argpar
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+class Stage(typing.Protocol):
+    """The one entry shape of a stage: a module with ``add_arguments(parser)`` and ``main(args, cfg)``."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def main(self, args: argparse.Namespace, cfg: Config) -> int | None: ...
+
+
+def run_stage(stage: Stage, doc: str | None, argv: Sequence[str] | None = None) -> int:
+    """What every stage script does: the shared options plus the stage's, then :func:`run` of its ``main``."""
+    parser = build_parser(doc)
+    stage.add_arguments(parser)
+    return run(stage.main, parser, argv)

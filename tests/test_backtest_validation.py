@@ -194,10 +194,10 @@ def _script():
 
 
 def _run_cli(*argv: str) -> int:
-    from alphasignal.cli import run
+    from alphasignal.cli import run_stage
 
     mod = _script()
-    return run(mod._main, mod._parser(), ["--quiet", "--source", "offline", *argv])
+    return run_stage(mod.stage, mod.__doc__, ["--quiet", "--source", "offline", *argv])
 
 
 def test_cli_several_tickers_writes_results_and_metadata(tmp_path, capsys):

@@ -117,12 +117,12 @@ def test_local_clusters_and_a_killed_worker_are_bit_identical_to_in_process(aapl
 
 
 def _cli(*argv: str) -> int:
-    from alphasignal.cli import run
+    from alphasignal.cli import run_stage
 
     spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "05_sweep_backtest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return run(mod._main, mod._parser(), ["--quiet", "--source", "offline", *argv])
+    return run_stage(mod.stage, mod.__doc__, ["--quiet", "--source", "offline", *argv])
 
 
 @pytest.mark.slow

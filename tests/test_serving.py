@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from fixtures_llm import SMOLLM2_OLLAMA_NAME, find_port
 
-from alphasignal.cli import run
+from alphasignal.cli import run_stage
 from alphasignal.finetune.export import ExportPlan, build_modelfile
 from alphasignal.prompts import load_prompt
 from alphasignal.serving import vllm_command
@@ -31,7 +31,7 @@ def _script():
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
     """Run 03_serve_ollama.py in-process; (exit code, stdout, stderr)."""
     mod = _script()
-    code = run(mod._main, mod._parser(), ["-q", *argv])
+    code = run_stage(mod.stage, mod.__doc__, ["-q", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -45,3 +45,26 @@ def test_the_progress_bar_counts_and_is_silent_when_disabled(capsys):
     assert capsys.readouterr().out == ""  # bars go to stderr, never into a script's stdout
     with pytest.raises(ValueError, match="unit='kg'"):
         progress_bar(True, 1, "x", unit="kg")
+
+
+STAGE_SCRIPTS = {"01_generate_dataset.py": "alphasignal.dataset.cli", "03_serve_ollama.py": "alphasignal.serving.cli",
+                 "04_signal_pipeline.py": "alphasignal.signals.app", "05_sweep_backtest.py": "alphasignal.backtest.cli",
+                 "06_multi_llm_optimize.py": "alphasignal.agents.app", "07_dashboard.py": "alphasignal.dashboard.launch"}
+
+
+@pytest.mark.parametrize("script, module", STAGE_SCRIPTS.items())
+def test_every_stage_has_one_entry_shape(script, module):
+    """A thin script (imports, then run_stage of one module) over a module with add_arguments and main."""
+    import importlib
+    import inspect
+
+    tree = ast.parse((ROOT / script).read_text(encoding="utf-8"))
+    defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert defs == [], f"{script} defines {defs}: stage logic belongs in {module}"
+    package, _, name = module.rpartition(".")
+    assert any(isinstance(n, ast.ImportFrom) and n.module == package and n.names[0].name == name
+               for n in tree.body), f"{script} does not run {module}"
+    assert "run_stage(stage, __doc__)" in (ROOT / script).read_text(encoding="utf-8")
+    stage = importlib.import_module(module)
+    assert list(inspect.signature(stage.add_arguments).parameters) == ["parser"]
+    assert list(inspect.signature(stage.main).parameters) == ["args", "cfg"]

@@ -1,9 +1,15 @@
-"""Stage 01 command-line flags; each is a shortcut that appends a ``--set`` override, so --show-config sees it."""
+"""Stage 01 entry: ``add_arguments(parser)`` and ``main(args, cfg)`` (01_generate_dataset.py only wires them up).
+
+Each flag is a shortcut that appends a ``--set`` override, so --show-config sees it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+from config import Config
 
 
 class _Override(argparse.Action):
@@ -20,8 +26,9 @@ class _Override(argparse.Action):
         namespace.overrides = [*getattr(namespace, "overrides", []), *sets]
 
 
-def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
-    """--csv/--parquet, --tickers, --limit, --output-dir, --workers (shortcuts for --set dataset.*) and --overwrite."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Stage 01 options: --csv/--parquet, --tickers, --limit, --output-dir, --workers (shortcuts for --set
+    dataset.*) and --overwrite."""
     g = parser.add_argument_group("stage 01")
     file_sets = ("dataset.source=csv", "dataset.csv_path={value}", "dataset.tickers={stem}")
     for flag in ("--csv", "--parquet"):
@@ -39,3 +46,12 @@ def add_dataset_flags(parser: argparse.ArgumentParser) -> None:
                    help="rendering processes (0 = all cores)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace a dataset built from another config in the output dir")
+
+
+def main(args: argparse.Namespace, cfg: Config) -> int:
+    """Build the dataset and print its summary as JSON."""
+    from .build import build_dataset
+
+    summary = build_dataset(cfg.dataset, quiet=args.quiet, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0
