@@ -439,6 +439,7 @@ class DashboardConfig:
     replay_dir: str = ""  # "" = replay.output_dir (what python 04_signal_pipeline.py --replay writes)
     top_n: int = 20
     max_points: int = 5000  # most points a chart sends to the browser (the rest is aggregated or sampled)
+    cache_dir: str = "~/.cache/alphasignal/dashboard"  # the app's own files (CSV sweeps as Parquet); "" = none
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, f"dashboard.port={self.port} is invalid: use 1..65535")

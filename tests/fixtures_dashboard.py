@@ -24,7 +24,7 @@ def dashboard_config(root: Path, *extra: str) -> Config:
         "optimizer.provider=builtin", "optimizer.rounds=2", "optimizer.min_trades=3", "optimizer.compare=random",
         f"optimizer.history_db={root / 'results' / 'history.sqlite'}",
         f"dashboard.results_dir={root / 'results'}", f"dashboard.dataset_dir={root / 'dataset'}",
-        f"dashboard.models_dir={root / 'models'}", *extra])
+        f"dashboard.models_dir={root / 'models'}", f"dashboard.cache_dir={root / 'cache'}", *extra])
 
 
 def build_project(root: Path) -> Config:

@@ -98,6 +98,41 @@ def test_scatter_sample_is_bounded_keeps_the_top_and_is_seeded(sweep_frame):
     assert list(top.sharpe) == sorted(sweep_frame.sharpe, reverse=True)[:7]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_sweeps_page_reads_only_its_columns(sweep_frame, tmp_path, suffix):
+    full = sweep_frame.assign(cagr=1.0, is_cagr=2.0, oos_cagr=3.0, trades=4, oos_trades=5)
+    path = tmp_path / f"s{suffix}"
+    full.to_csv(path, index=False) if suffix == ".csv" else full.to_parquet(path)
+    header = data.sweep_header(path)
+    assert header == list(full.columns)
+    cols = data.view_columns(header, "is_cagr")
+    assert cols == ["ticker", "a", "b", "c", "sharpe", "is_sharpe", "oos_sharpe", "is_cagr", "trades", "oos_trades"]
+    narrow = data.read_sweep(path, cols)
+    assert list(narrow.columns) == cols and len(narrow) == len(full)
+    assert np.allclose(narrow.is_sharpe, full.is_sharpe) and (narrow.a == full.a).all()
+    (tmp_path / f"nosharpe{suffix}").write_bytes(b"")
+    full.drop(columns="sharpe").to_csv(tmp_path / "nosharpe.csv", index=False)
+    with pytest.raises(UsageError, match="no sharpe column|cannot be read"):
+        data.sweep_header(tmp_path / f"nosharpe{suffix}")
+
+
+def test_a_csv_sweep_is_kept_as_parquet_in_the_apps_cache(sweep_frame, tmp_path):
+    path, cache = tmp_path / "s.csv", tmp_path / "cache"
+    sweep_frame.to_csv(path, index=False)
+    cols = ["a", "b", "sharpe"]
+    first = data.read_sweep_cached(path, cols, cache)
+    kept = list((cache / "sweeps").glob("*.parquet"))
+    assert len(kept) == 1 and pd.read_parquet(kept[0]).equals(first)
+    pd.DataFrame({"a": [1], "b": [2], "sharpe": [9.0]}).to_parquet(kept[0])  # stands in for the cached copy
+    assert data.read_sweep_cached(path, cols, cache).sharpe.tolist() == [9.0]  # read from the cache
+    sweep_frame.head(10).to_csv(path, index=False)  # a changed file is read again
+    assert len(data.read_sweep_cached(path, cols, cache)) == 10
+    assert len(list((cache / "sweeps").glob("*.parquet"))) == 2
+    (tmp_path / "file").write_text("")
+    assert len(data.read_sweep_cached(path, cols, tmp_path / "file")) == 10  # an unusable cache is skipped
+    assert len(data.read_sweep_cached(path, cols, "")) == 10
+
+
 def test_readers_name_the_problem(tmp_path):
     with pytest.raises(UsageError, match="05_sweep_backtest"):
         data.read_sweep(tmp_path / "none.csv")

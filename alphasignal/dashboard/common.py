@@ -95,11 +95,17 @@ def pick_file(label: str, root_names: Sequence[str], suffixes: Sequence[str], de
         return None
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def sweep_header(path: str, stamp: int) -> list[str]:
+    """A sweep results file's column names, cached until it changes."""
+    return data.sweep_header(path)
+
+
 @st.cache_resource(show_spinner="reading the sweep ...", max_entries=4)
-def sweep_frame(path: str, stamp: int) -> pd.DataFrame:
-    """A sweep results file, cached until it changes. One shared frame, never modified by the pages: a resource
-    cache hands it out without the copy ``cache_data`` makes on every hit."""
-    return data.read_sweep(path)
+def sweep_frame(path: str, stamp: int, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Those columns of a sweep results file, cached until it changes. One shared frame, never modified by the
+    pages: a resource cache hands it out without the copy ``cache_data`` makes on every hit."""
+    return data.read_sweep_cached(path, columns, settings().dashboard.cache_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -24,7 +24,12 @@ def render() -> None:
                             default=cfg.dashboard.sweep or cfg.sweep.output, key="sweep_file")
     if path is None:
         return
-    df = common.sweep_frame(str(path), common.mtime(path))
+    stamp = common.mtime(path)
+    header = common.sweep_header(str(path), stamp)
+    metrics = data.metric_columns(header)
+    metric = st.selectbox("Metric", metrics, index=metrics.index("sharpe") if "sharpe" in metrics else 0,
+                          key="sweep_metric")
+    df = common.sweep_frame(str(path), stamp, tuple(data.view_columns(header, metric)))
     meta_file = data.sweep_meta_path(path)
     meta = common.sweep_meta(str(path), common.mtime(meta_file))
     tickers = sorted(df["ticker"].astype(str).unique()) if "ticker" in df.columns else []
@@ -35,9 +40,6 @@ def render() -> None:
     st.caption(f"{path.name}: {len(df):,} configurations {strategy}")
     _overfitting(meta, meta_file.name)
     params = data.param_columns(df)
-    metrics = data.metric_columns(df)
-    metric = st.selectbox("Metric", metrics, index=metrics.index("sharpe") if "sharpe" in metrics else 0,
-                          key="sweep_metric")
     _heatmap(df, params, metric)
     _scatter(df, params, common.settings().dashboard.max_points)
     n = common.settings().dashboard.top_n
