@@ -91,6 +91,22 @@ def test_source_digest_changes_when_the_code_changes(tmp_path: Path, monkeypatch
     assert source_digest(["cached_code_probe"], ["1.0"]) != before  # an edit to the source
 
 
+@pytest.mark.parametrize("entry, module, code", [
+    ("alphasignal.charts.render", "alphasignal.charts.render", "RENDERER_CODE"),
+    ("alphasignal.signals.rules", "alphasignal.signals.engines", "CHART_READER_CODE"),  # rules: analyze_chart
+])
+def test_cache_identities_cover_the_project_code_they_run(entry: str, module: str, code: str) -> None:
+    # ``entry`` imported alone in a fresh interpreter: every project module it loads is in the code identity, or
+    # only names errors, writes files or loads market data (none of which shapes a chart or a reading)
+    probe = f"import sys, {entry}; print(' '.join(x for x in sys.modules if x.startswith('alphasignal')))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split())
+    neutral = {"alphasignal", "alphasignal.charts", "alphasignal.signals", "alphasignal.market",
+               "alphasignal.errors", "alphasignal.fileio", "alphasignal.market.data"}
+    identity = set(getattr(__import__(module, fromlist=[code]), code))
+    assert entry in identity and loaded - neutral - identity == set()
+
+
 # ------------------------------------------------------------------------------------------------ charts
 def test_chart_cache_hit_miss_on_changed_bar_and_setting_refresh_and_off(aapl, tmp_path: Path) -> None:
     path = tmp_path / "calls.sqlite"

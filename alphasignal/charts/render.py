@@ -240,10 +240,13 @@ def _canvas(key: tuple) -> _Canvas:
     return cache[key]
 
 
+RENDERER_CODE = (__name__, sma.__module__)  # the project code a chart depends on (tests check the imports)
+
+
 @functools.cache
 def renderer_id() -> str:
     """Identity of the renderer: this module's and the indicators' source and the libraries that draw and encode."""
-    return source_digest((__name__, sma.__module__), (matplotlib.__version__, np.__version__, zlib.ZLIB_VERSION))
+    return source_digest(RENDERER_CODE, (matplotlib.__version__, np.__version__, zlib.ZLIB_VERSION))
 
 
 def render_key(window: pd.DataFrame, **settings: object) -> str:

@@ -9,7 +9,13 @@ and the portfolio (``portfolio.py``) trades it from the open of t+1.
 Each decision is appended to ``journal.jsonl`` (fsynced) as it is made, keyed by a hash of its inputs, so the same
 command after a kill -9 continues where it stopped and a changed setting re-decides only what it changes.
 ``replay.max_calls`` / ``replay.max_tokens_total`` stop the deciding cleanly; the outputs then cover the dates
-before the first undecided one.
+before the first undecided one. What ``max_calls`` counts (``Meter.add``): with a model provider, the model
+requests actually sent (retries count; call-cache hits and the builtin engine's answers are free); with the builtin
+engine alone (no model to spend on), the engine's answers, so a limit still bounds an offline run: one chart
+reading per decision plus one news score when the decision has headlines.
+
+With the call cache on (``--cache use``), the charts (``chart_png``) and the builtin chart reader's readings are
+cached too, so a re-run whose inputs did not change neither draws, reads nor calls anything.
 """
 
 from __future__ import annotations

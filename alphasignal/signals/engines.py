@@ -30,12 +30,15 @@ def _chart_engine(req: EngineRequest) -> TradingSignal:
     return analyze_chart(req.images[0], last_close=req.context.get("last_close"))
 
 
+# every module whose code shapes a chart reading (tests check that the reader imports no other project code)
+CHART_READER_CODE = (__name__, "alphasignal.signals.rules", "alphasignal.charts.read", "alphasignal.charts.render",
+                     "alphasignal.market.indicators", "alphasignal.signals.schemas", "alphasignal.grounding")
+
+
 @functools.cache
 def chart_engine_id() -> str:
     """Identity of the chart reader's code (its replies are cached under it when the call cache is on)."""
-    modules = (__name__, "alphasignal.signals.rules", "alphasignal.charts.read", "alphasignal.charts.render",
-               "alphasignal.market.indicators", "alphasignal.signals.schemas", "alphasignal.grounding")
-    return source_digest(modules, [version(d) for d in ("numpy", "pillow", "pydantic")])
+    return source_digest(CHART_READER_CODE, [version(d) for d in ("numpy", "pillow", "pydantic")])
 
 
 def register_builtin_engines() -> None:
