@@ -228,3 +228,32 @@ def test_replay_refuses_a_corrupt_cache_in_one_line_and_never_modifies_it(tmp_pa
     assert len(err) == 1 and err[0].startswith("error: call cache") and str(path) in err[0], proc.stderr
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert not (tmp_path / "out").exists()
+
+
+def _child_puts(path: str, parent_cache_id: int, conn) -> None:  # noqa: ANN001 - runs in a forked process
+    from alphasignal.providers.cache import open_cache
+
+    cache = open_cache(path)
+    cache.put_chart("from-child", b"png")
+    conn.send(id(cache) != parent_cache_id)
+
+
+def test_a_forked_worker_opens_its_own_connection(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from alphasignal.providers.cache import open_cache
+
+    path = tmp_path / "calls.sqlite"
+    parent = open_cache(path)
+    parent.put_chart("from-parent", b"png")
+    ctx = multiprocessing.get_context("fork")  # what the replay's worker pool uses on Linux
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_puts, args=(str(path), id(parent), send))
+    child.start()
+    assert recv.recv() is True  # not the parent's connection, copied by the fork
+    child.join(30)
+    assert child.exitcode == 0
+    assert parent.chart("from-child") == b"png" and parent.chart("from-parent") == b"png"
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    con.close()

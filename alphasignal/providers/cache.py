@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -257,6 +258,19 @@ class CallCache:
 
 
 _OPEN: dict[Path, CallCache] = {}
+_INHERITED: list[CallCache] = []  # a forked child's copies of its parent's connections: kept, never used or closed
+
+
+def _after_fork_in_child() -> None:
+    """A worker process forked from one that had a cache open opens its own connection: SQLite connections must
+    not cross a fork (using or closing the parent's could corrupt the file or drop the parent's locks)."""
+    global _LOCK
+    _INHERITED.extend(_OPEN.values())
+    _OPEN.clear()
+    _LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def open_cache(path: str | Path) -> CallCache:
