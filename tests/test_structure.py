@@ -47,9 +47,12 @@ def test_the_progress_bar_counts_and_is_silent_when_disabled(capsys):
         progress_bar(True, 1, "x", unit="kg")
 
 
-STAGE_SCRIPTS = {"01_generate_dataset.py": "alphasignal.dataset.cli", "03_serve_ollama.py": "alphasignal.serving.cli",
-                 "04_signal_pipeline.py": "alphasignal.signals.app", "05_sweep_backtest.py": "alphasignal.backtest.cli",
-                 "06_multi_llm_optimize.py": "alphasignal.agents.app", "07_dashboard.py": "alphasignal.dashboard.launch"}
+STAGE_SCRIPTS = {"01_generate_dataset.py": "alphasignal.dataset.cli",
+                 "03_serve_ollama.py": "alphasignal.serving.cli",
+                 "04_signal_pipeline.py": "alphasignal.signals.app",
+                 "05_sweep_backtest.py": "alphasignal.backtest.cli",
+                 "06_multi_llm_optimize.py": "alphasignal.agents.app",
+                 "07_dashboard.py": "alphasignal.dashboard.launch"}
 
 
 @pytest.mark.parametrize("script, module", STAGE_SCRIPTS.items())
