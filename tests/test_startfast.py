@@ -164,3 +164,30 @@ def test_real_cold_cache_first_run_numpy_then_the_background_compile_serves_numb
     got, want = pd.read_csv(tmp_path / "first.csv"), pd.read_csv(tmp_path / f"later{i}.csv")
     pd.testing.assert_frame_equal(_numeric(got), _numeric(want), rtol=1e-9, atol=1e-12)
     assert first["overfitting"]["AAPL"]["pbo"] == later["overfitting"]["AAPL"]["pbo"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy,entry", [("MA_Crossover", "state"), ("MA_Crossover", "cross"),
+                                            ("Bollinger_Breakout", "state"), ("RSI_Reversion", "state"),
+                                            ("MACD", "state"), ("MACD", "cross"), ("Donchian_Breakout", "state")])
+@pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open")])
+def test_each_rules_own_kernel_equals_the_generic_kernel_bit_for_bit(strategy, entry, mode, fill, goog, configs_for,
+                                                                     monkeypatch):
+    """The fast tier runs every rule through the one generic kernel (tests/conftest.py); production compiles a
+    kernel per rule and mode. Same code, constants folded or not: every accumulator, block sum and return equal."""
+    from alphasignal.backtest import kernels
+    from alphasignal.backtest.engine import simulate
+    from alphasignal.backtest.strategies import as_config_frame, get_strategy
+
+    strat = get_strategy(strategy)
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(7), 8))
+    prices = prepare_prices(goog, "GOOG", strat.needs)
+    opts = SweepConfig(mode=mode, fill=fill, entry=entry, fees_bps=5.0)
+    out = {}
+    for generic in (True, False):
+        monkeypatch.setattr(kernels, "GENERIC", generic)
+        out[generic] = simulate(prices, strat, configs, opts, Backend("numba", "cpu"), lo=100, n_blocks=16,
+                                want_rets=True)
+    for a, b in zip(out[True], out[False], strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert (out[False][0][:, kernels.ACC.index("trades")] > 0).any()
