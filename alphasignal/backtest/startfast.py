@@ -107,11 +107,12 @@ def choose(backend: Backend, opts: SweepConfig, jobs: Mapping[str, tuple[Prices,
     return Backend("numpy", "cpu", f"{backend.note}; {note}" if backend.note else note), True
 
 
-def _lock_path() -> Path:
-    """One lock per Numba cache location (its directory setting and this package's place)."""
-    from numba.core.config import CACHE_DIR
-
-    key = hashlib.sha256(f"{CACHE_DIR}|{Path(__file__).resolve().parent}".encode()).hexdigest()[:12]
+def lock_path(cache_dir: str | None = None) -> Path:
+    """The background compile's lock: one per Numba cache location (``NUMBA_CACHE_DIR``, default this process's
+    setting, and this package's place). Held while it compiles."""
+    if cache_dir is None:
+        from numba.core.config import CACHE_DIR as cache_dir
+    key = hashlib.sha256(f"{cache_dir}|{Path(__file__).resolve().parent}".encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"alphasignal-numba-compile-{key}.lock"
 
 
@@ -137,7 +138,7 @@ def _main(job: str) -> int:
     with open(job, "rb") as f:
         warm, pbo_splits = pickle.load(f)
     Path(job).unlink(missing_ok=True)
-    with open(_lock_path(), "w") as lock:
+    with open(lock_path(), "w") as lock:
         try:
             import fcntl
 
