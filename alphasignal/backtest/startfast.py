@@ -116,12 +116,21 @@ def lock_path(cache_dir: str | None = None) -> Path:
     return Path(tempfile.gettempdir()) / f"alphasignal-numba-compile-{key}.lock"
 
 
+def _price_arrays(warm: Callable[[], object]) -> list[np.ndarray]:
+    """The price arrays in a warm-up partial's arguments (one level into tuples)."""
+    args = [a for arg in getattr(warm, "args", ()) for a in (arg if isinstance(arg, tuple) else (arg,))]
+    return [getattr(a, f) for a in args if isinstance(a, Prices) for f in ("open", "high", "low", "close")]
+
+
 def compile_in_background(warm: Callable[[], object], pbo_splits: int) -> None:
     """Start a detached, niced process that runs :func:`warm_all` (Numba compiles and writes its disk cache); its
-    output is discarded. Returns at once; failures only mean that the next run compiles in the foreground."""
+    output is discarded. Returns at once; failures only mean that the next run compiles in the foreground.
+
+    Read-only price arrays (pandas hands them out) are a signature of their own to Numba, and unpickled arrays
+    are writable: the child marks them as they were here, so it compiles the kernel this process needs."""
     fd, job = tempfile.mkstemp(prefix="alphasignal-compile-", suffix=".pkl")
     with os.fdopen(fd, "wb") as f:
-        pickle.dump((warm, pbo_splits), f)
+        pickle.dump((warm, pbo_splits, [a.flags.writeable for a in _price_arrays(warm)]), f)
     root = str(Path(sys.modules[SweepConfig.__module__].__file__).resolve().parent)  # config.py and alphasignal/
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:  # sh puts it in the background and exits at once: nothing is left for this process to wait for
@@ -136,8 +145,10 @@ def _main(job: str) -> int:
     """The background process: take the cache's lock (one compile at a time), then compile what is still missing."""
     os.nice(10)
     with open(job, "rb") as f:
-        warm, pbo_splits = pickle.load(f)
+        warm, pbo_splits, writeable = pickle.load(f)
     Path(job).unlink(missing_ok=True)
+    for a, w in zip(_price_arrays(warm), writeable, strict=True):
+        a.flags.writeable = w
     with open(lock_path(), "w") as lock:
         try:
             import fcntl
