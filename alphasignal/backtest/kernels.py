@@ -331,8 +331,8 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
     st[_EDGE] = next_edge
 
 
-# ALPHASIGNAL_NUMBA_KERNELS=generic: one kernel for every signal rule and short mode, both passed as arguments --
-# one compile (~2x one rule's) instead of one per rule and mode, slower to run; the test suite's fast tier uses it.
+# ALPHASIGNAL_NUMBA_KERNELS=generic: one kernel for every signal rule and short mode, both passed as arguments, on
+# one thread -- one compile (about one rule's) instead of one per rule and mode, slower to run; the fast test tier.
 GENERIC = os.environ.get("ALPHASIGNAL_NUMBA_KERNELS", "") == "generic"
 
 
@@ -342,11 +342,12 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     return functools.partial(sweep_generic, kind, short_ok) if GENERIC else _rule_kernel(kind, short_ok)
 
 
-@nb.njit(parallel=True, cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True)
 def sweep_generic(kind, short_ok, close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar,
                   edges, state, blocks, rets):
-    """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments (see :data:`GENERIC`)."""
-    for j in nb.prange(ia.shape[0]):
+    """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
+    (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
+    for j in range(ia.shape[0]):
         _advance(kind, short_ok, next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2],
                  fa[j, 0], fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
 
