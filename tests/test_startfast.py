@@ -76,6 +76,25 @@ def test_choose_numpy_only_for_the_default_engine_a_cold_cache_and_small_work(aa
     assert not cold.signatures
 
 
+def test_background_job_keeps_read_only_price_arrays_read_only(aapl):
+    """pandas hands out read-only price arrays, a Numba signature of their own; pickling loses the flag, so the
+    background compile would fill the cache with a kernel the next run cannot use unless the job restores it."""
+    import pickle
+
+    from alphasignal.backtest.sweep_tasks import warm_up
+
+    jobs = _jobs(aapl)
+    warm = warm_up(jobs, "MA_Crossover", SweepConfig(), Backend("numba", "cpu"))
+    arrays = startfast._price_arrays(warm)
+    assert len(arrays) == 4 and not any(a.flags.writeable for a in arrays)  # as prepare_prices gives them
+    assert all(a.flags.writeable for a in startfast._price_arrays(pickle.loads(pickle.dumps(warm))))  # the trap
+    job = startfast.write_job(warm, 16)
+    back, splits = startfast.read_job(job)
+    assert splits == 16 and not Path(job).exists()
+    assert [a.flags.writeable for a in startfast._price_arrays(back)] == [False] * 4
+    assert np.array_equal(startfast._price_arrays(back)[3], jobs["AAPL"][0].close)
+
+
 def test_numpy_metric_and_pbo_passes_are_bit_identical_to_numba():
     rng = np.random.default_rng(3)
     acc = np.abs(rng.normal(1.0, 0.5, (500, 11)))

@@ -128,9 +128,7 @@ def compile_in_background(warm: Callable[[], object], pbo_splits: int) -> None:
 
     Read-only price arrays (pandas hands them out) are a signature of their own to Numba, and unpickled arrays
     are writable: the child marks them as they were here, so it compiles the kernel this process needs."""
-    fd, job = tempfile.mkstemp(prefix="alphasignal-compile-", suffix=".pkl")
-    with os.fdopen(fd, "wb") as f:
-        pickle.dump((warm, pbo_splits, [a.flags.writeable for a in _price_arrays(warm)]), f)
+    job = write_job(warm, pbo_splits)
     root = str(Path(sys.modules[SweepConfig.__module__].__file__).resolve().parent)  # config.py and alphasignal/
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:  # sh puts it in the background and exits at once: nothing is left for this process to wait for
@@ -141,14 +139,29 @@ def compile_in_background(warm: Callable[[], object], pbo_splits: int) -> None:
         log.info("start fast: no background compile (%s)", exc)
 
 
-def _main(job: str) -> int:
-    """The background process: take the cache's lock (one compile at a time), then compile what is still missing."""
-    os.nice(10)
+def write_job(warm: Callable[[], object], pbo_splits: int) -> str:
+    """The background compile's input, pickled to a temporary file: the warm-up, the PBO splits and whether each
+    price array is writable."""
+    fd, job = tempfile.mkstemp(prefix="alphasignal-compile-", suffix=".pkl")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump((warm, pbo_splits, [a.flags.writeable for a in _price_arrays(warm)]), f)
+    return job
+
+
+def read_job(job: str) -> tuple[Callable[[], object], int]:
+    """:func:`write_job`'s file read back (and removed), the price arrays as writable as they were."""
     with open(job, "rb") as f:
         warm, pbo_splits, writeable = pickle.load(f)
     Path(job).unlink(missing_ok=True)
     for a, w in zip(_price_arrays(warm), writeable, strict=True):
         a.flags.writeable = w
+    return warm, pbo_splits
+
+
+def _main(job: str) -> int:
+    """The background process: take the cache's lock (one compile at a time), then compile what is still missing."""
+    os.nice(10)
+    warm, pbo_splits = read_job(job)
     with open(lock_path(), "w") as lock:
         try:
             import fcntl
