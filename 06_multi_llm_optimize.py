@@ -5,6 +5,7 @@ SQLite history. Examples:
   python 06_multi_llm_optimize.py
   python 06_multi_llm_optimize.py --strategy Bollinger_Breakout --rounds 8 --compare random,tpe
   python 06_multi_llm_optimize.py --provider ollama --set optimizer.strategist_model=deepseek-r1:7b
+  python 06_multi_llm_optimize.py --cluster local:2 --compare random,tpe   # backtests on a Dask cluster
   python 06_multi_llm_optimize.py --history | --show RUN_ID | --resume RUN_ID
 """
 

@@ -332,6 +332,7 @@ class SweepConfig:
     anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
     cluster: str = ""  # "" in-process | local[:N] (a LocalCluster of N worker processes) | tcp://HOST:8786 (Dask)
     connect_timeout: float = 10.0  # seconds to reach the Dask scheduler before failing (exit 3)
+    start_fast: bool = True  # engine not set and Numba's kernel not compiled yet: small sweeps run on NumPy meanwhile
 
     def __post_init__(self) -> None:
         _check(self.mode in {"long_only", "long_short"},

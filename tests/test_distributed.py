@@ -229,3 +229,52 @@ def test_cli_tickers_file_runs_each_listed_ticker(tmp_path):
                 "--output", str(out)) == 0
     assert list(dict.fromkeys(pd.read_parquet(out)["ticker"])) == ["GOOG", "AAPL"]
     assert Config().sweep.cluster == ""
+
+
+def _optimize_cli(tmp_path: Path, name: str, *extra: str) -> int:
+    from alphasignal.agents.app import add_arguments, main
+    from alphasignal.cli import build_parser, run
+
+    parser = build_parser("stage 06")
+    add_arguments(parser)
+    return run(main, parser, ["-q", "--provider", "builtin", "--set", "dataset.source=offline",
+                              "--set", "dataset.start=2015-01-01", "--set", "dataset.end=2020-12-31",
+                              "--set", "sweep.grid={short_period=[5, 10, 20, 40], long_period=[50, 100, 150]}",
+                              "--set", "optimizer.min_trades=3", "--set",
+                              f"optimizer.history_db={tmp_path / (name + '.sqlite')}",
+                              "--output-dir", str(tmp_path / name), *extra])
+
+
+def test_optimizer_with_an_unreachable_scheduler_fails_before_loading_data(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = _optimize_cli(tmp_path, "x", "--cluster", f"tcp://127.0.0.1:{port}", "--set", "sweep.connect_timeout=1",
+                         "--set", "dataset.source=csv", "--set", f"dataset.csv_path={tmp_path / 'missing.csv'}")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "cannot reach the Dask scheduler" in err[0]  # not the missing file
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_process(tmp_path):
+    """Stage 06's per-round backtests, its exploration sweep, the --compare optimizers, DSR/PBO and the hold-out
+    all run through the cluster's blocks with --cluster local:1: every stored figure equals the in-process run's."""
+    import sqlite3
+
+    args = ("--rounds", "2", "--compare", "random,tpe")
+    assert _optimize_cli(tmp_path, "inproc", *args) == 0
+    assert _optimize_cli(tmp_path, "c1", *args, "--cluster", "local:1") == 0
+
+    def stored(name: str) -> tuple[dict, list]:
+        con = sqlite3.connect(tmp_path / f"{name}.sqlite")
+        summary = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        rows = con.execute("SELECT round_no, name, params, status, metrics_is, metrics_oos FROM proposals "
+                           "ORDER BY rowid").fetchall()
+        con.close()
+        return summary, rows
+
+    (s_in, p_in), (s_c1, p_c1) = stored("inproc"), stored("c1")
+    assert s_c1 == s_in and p_c1 == p_in
+    assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe"]
+    assert s_in["configs_tried"] > 2 and len(p_in) > 2

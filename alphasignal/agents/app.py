@@ -15,6 +15,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from ..backtest.distributed import Executor
 from ..cli import add_cache_option, with_cache_mode
 from ..fileio import check_output_dir
 from ..market import load_from_config
@@ -43,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also run these optimizers (random search, Optuna TPE, walk-forward optimisation) with the "
                    "same backtest budget")
     g.add_argument("--output-dir", help="where the report and PNGs go")
+    g.add_argument("--cluster", help="run the backtests on Dask: local[:N] (N worker processes here) or "
+                   "tcp://HOST:8786 (a running scheduler); default in-process (sweep.cluster)")
     h = g.add_mutually_exclusive_group()
     h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")
     h.add_argument("--history", action="store_true", help="list past runs and exit")
@@ -59,6 +62,8 @@ def with_args(cfg: Any, args: argparse.Namespace) -> Any:
             updates[field] = getattr(args, name)
     if getattr(args, "compare", None):
         updates["compare"] = tuple(x.strip() for x in args.compare.split(",") if x.strip())
+    if getattr(args, "cluster", None) is not None:
+        cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, cluster=args.cluster))
     return dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, **updates)) if updates else cfg
 
 
@@ -70,31 +75,35 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     show = getattr(args, "show", None)
     listing = getattr(args, "history", False) or show is not None
     resume = getattr(args, "resume", None)
-    if not listing:  # bad input, data or model servers fail before the history database is created or written
+    if not listing:  # bad input, the cluster, data or model servers fail before the history database is written
         sweep_grid(cfg)
         check_output_dir(optimizer.output_dir, what="--output-dir")
-        data = load_from_config(cfg.dataset)
-        agents = None if resume else build_agents(cfg)
-    if resume:  # an unknown id fails before the database is opened for writing
-        with History(optimizer.history_db, create=False) as history:
-            history.run(resume)
-    with History(optimizer.history_db, create=not listing) as history:  # --history/--show never create a database
-        if getattr(args, "history", False):
-            _print_history(history, console)
-            return 0
-        if show is not None:
-            print_report(load_run(history, args.show), console)
-            return 0
-        done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
-        run_id = optimize(data, cfg, history, agents=agents, resume=resume,
-                          progress=not getattr(args, "quiet", False))
-        ev = Evaluator.from_config(data, cfg)
-        if done:  # a finished run keeps its stored summary: its hold-out was scored once already
-            summary = history.run(run_id)["summary"]
-        else:
-            summary = finalise(ev, history, run_id, optimizer)  # winners fixed first, then scored on the hold-out once
-            history.finish_run(run_id, "finished", summary)
-        data_run = load_run(history, run_id)
+    with Executor("" if listing else cfg.sweep.cluster, connect_timeout=cfg.sweep.connect_timeout) as ex:
+        if not listing:
+            data = load_from_config(cfg.dataset)
+            agents = None if resume else build_agents(cfg)
+        if resume:  # an unknown id fails before the database is opened for writing
+            with History(optimizer.history_db, create=False) as history:
+                history.run(resume)
+        with History(optimizer.history_db, create=not listing) as history:  # --history/--show never create a database
+            if getattr(args, "history", False):
+                _print_history(history, console)
+                return 0
+            if show is not None:
+                print_report(load_run(history, args.show), console)
+                return 0
+            done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
+            run_id = optimize(data, cfg, history, agents=agents, resume=resume,
+                              progress=not getattr(args, "quiet", False), executor=ex)
+            ev = Evaluator.from_config(data, cfg, ex)
+            if done:  # a finished run keeps its stored summary: its hold-out was scored once already
+                summary = history.run(run_id)["summary"]
+            else:
+                # winners fixed first, then scored on the hold-out once
+                summary = finalise(ev, history, run_id, optimizer)
+                history.finish_run(run_id, "finished", summary)
+            data_run = load_run(history, run_id)
+            ev.executor = None  # the plots' few backtests run here, after the cluster is closed
     out = Path(optimizer.output_dir)
     comparison_png(data_run, out / COMPARISON)
     equity_png(equity_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,

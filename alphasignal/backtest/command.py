@@ -21,6 +21,7 @@ from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
 from ..market.universe import load_universe
 from ..progress import progress_bar
+from . import startfast
 from .distributed import Executor
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
@@ -31,7 +32,7 @@ from .sweep_tasks import sweep_tickers, warm_up, write_frames
 from .validation import dsr_of_best, pbo_from_blocks
 from .wfo import WFOResult, run_wfo, wfo_windows
 from .wfo import __doc__ as WFO_DOC_FULL
-from .xp import Backend, resolve
+from .xp import Backend, resolve, uses_jit
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _overfitting(prices: Prices, strategy: str, valid: pd.DataFrame, frame: pd.D
     out: dict[str, Any] = {"best_config": config_at(valid, best), **{k: _plain(v) for k, v in dsr.items()}}
     if blocks.shape[1] and len(valid) >= 2:
         edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
-        res = pbo_from_blocks(blocks, np.diff(edges))
+        res = pbo_from_blocks(blocks, np.diff(edges), jit=uses_jit(backend))
         out.update(pbo=res.pbo, pbo_combinations=res.n_combinations, pbo_combinations_total=res.of_combinations,
                    pbo_logit_median=float(np.median(res.logits)))
     else:
@@ -143,9 +144,9 @@ def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
 
 
 def sweep_config_hash(cfg: Config) -> str:
-    """The hash of what decides the results: where they ran (sweep.cluster, its timeout) is left out."""
+    """The hash of what decides the results: where they ran (sweep.cluster, its timeout, start_fast) is left out."""
     d = cfg.to_dict()
-    chosen = {"sweep": {k: v for k, v in d["sweep"].items() if k not in {"cluster", "connect_timeout"}},
+    chosen = {"sweep": {k: v for k, v in d["sweep"].items() if k not in {"cluster", "connect_timeout", "start_fast"}},
               "dataset": d["dataset"]}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -171,6 +172,46 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _plan(frames: dict[str, pd.DataFrame], configs: pd.DataFrame, opts: SweepConfig
+          ) -> dict[str, tuple[Prices, pd.DataFrame, list]]:
+    """Per ticker: checked prices, the valid configurations and the skipped ones with their reasons (UsageError
+    before any work when a ticker has none valid, or when walk-forward cannot run on it)."""
+    strat = get_strategy(opts.strategy)
+    plan = {}
+    for ticker, df in frames.items():
+        prices = prepare_prices(df, ticker, strat.needs)
+        valid, bad = split_valid(opts.strategy, configs, prices.n)
+        if valid.empty:
+            raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
+                             f"({bad[0][1]}): fix sweep.grid or widen the date range")
+        if opts.walk_forward:  # fail before any work, not after the sweep
+            wfo_windows(prices, opts.strategy, valid, opts.sort_by, opts.walk_forward, opts.anchored)
+        plan[ticker] = (prices, valid, bad)
+    return plan
+
+
+def _sweep(ex: Executor, plan: dict[str, tuple[Prices, pd.DataFrame, list]], opts: SweepConfig, backend: Backend,
+           progress: bool) -> tuple[dict[str, dict], dict[str, dict], list[pd.DataFrame]]:
+    """Sweep every ticker on ``ex``, streaming the results to ``opts.output``: (overfitting reports, timings, top
+    rows) per ticker."""
+    reports, timings, tops = {}, {}, []
+    jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
+    with progress_bar(progress, sum(len(v[1]) for v in plan.values()),
+                      f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv:
+        def reduced():  # one ticker at a time: the client never holds the whole result
+            t1 = time.perf_counter()
+            for res in sweep_tickers(ex, jobs, opts.strategy, opts, backend, on_block=adv):
+                prices, valid, _bad = plan[res.ticker]
+                reports[res.ticker] = _overfitting(prices, opts.strategy, valid, res.frame, res.blocks, opts, backend)
+                timings[res.ticker] = {"task_s": round(res.task_s, 4), "wall_s": round(time.perf_counter() - t1, 4),
+                                       "config_bars_per_s": round(len(valid) * prices.n / max(res.task_s, 1e-9))}
+                tops.append(_top(res.frame, opts))
+                t1 = time.perf_counter()
+                yield res.frame
+        write_frames(Path(opts.output), reduced())
+    return reports, timings, tops
+
+
 def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     """Run the configured sweep end to end; returns the exit code (0)."""
     opts, ds = cfg.sweep, cfg.dataset
@@ -183,35 +224,18 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     strat = get_strategy(opts.strategy)
     backend = resolve(opts.device, opts.engine)
     configs = grid_frame(opts.strategy, opts.grid, max_configs=opts.max_configs)
-    t0 = time.perf_counter()
-    frames = load_universe(ds)
-    load_s = time.perf_counter() - t0
-    plan = {}
-    for ticker, df in frames.items():
-        prices = prepare_prices(df, ticker, strat.needs)
-        valid, bad = split_valid(opts.strategy, configs, prices.n)
-        if valid.empty:
-            raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
-                             f"({bad[0][1]}): fix sweep.grid or widen the date range")
-        if opts.walk_forward:  # fail before any work, not after the sweep
-            wfo_windows(prices, opts.strategy, valid, opts.sort_by, opts.walk_forward, opts.anchored)
-        plan[ticker] = (prices, valid, bad)
-    reports, timings, tops = {}, {}, []
-    jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
-    with (Executor(opts.cluster, connect_timeout=opts.connect_timeout, warm=warm_up(jobs, opts.strategy, opts, backend))
-          as ex, progress_bar(progress, sum(len(v[1]) for v in plan.values()),
-                           f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv):
-        def reduced():  # one ticker at a time: the client never holds the whole result
-            t1 = time.perf_counter()
-            for res in sweep_tickers(ex, jobs, opts.strategy, opts, backend, on_block=adv):
-                prices, valid, _bad = plan[res.ticker]
-                reports[res.ticker] = _overfitting(prices, opts.strategy, valid, res.frame, res.blocks, opts, backend)
-                timings[res.ticker] = {"task_s": round(res.task_s, 4), "wall_s": round(time.perf_counter() - t1, 4),
-                                       "config_bars_per_s": round(len(valid) * prices.n / max(res.task_s, 1e-9))}
-                tops.append(_top(res.frame, opts))
-                t1 = time.perf_counter()
-                yield res.frame
-        write_frames(Path(opts.output), reduced())
+    with Executor(opts.cluster, connect_timeout=opts.connect_timeout) as ex:  # an unreachable scheduler fails first
+        t0 = time.perf_counter()
+        frames = load_universe(ds)
+        load_s = time.perf_counter() - t0
+        plan = _plan(frames, configs, opts)
+        jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
+        jit_warm = warm_up(jobs, opts.strategy, opts, backend)
+        backend, background = startfast.choose(backend, opts, jobs, jit_warm)
+        if background:
+            startfast.compile_in_background(jit_warm, opts.pbo_splits)
+        ex.warm_workers(warm_up(jobs, opts.strategy, opts, backend))
+        reports, timings, tops = _sweep(ex, plan, opts, backend, progress)
     wfo: dict[str, WFOResult] = {}
     for ticker, (prices, valid, _bad) in plan.items() if opts.walk_forward else ():
         t1 = time.perf_counter()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -330,8 +331,29 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
     st[_EDGE] = next_edge
 
 
-@functools.cache
+# ALPHASIGNAL_NUMBA_KERNELS=generic: one kernel for every signal rule and short mode, both passed as arguments, on
+# one thread -- one compile (about one rule's) instead of one per rule and mode, slower to run; the fast test tier.
+GENERIC = os.environ.get("ALPHASIGNAL_NUMBA_KERNELS", "") == "generic"
+
+
 def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
+    """The fused kernel of one signal rule (``kind``) and short mode: its own compiled kernel, or with
+    :data:`GENERIC` the one kernel that takes both as arguments (same code, same results bit for bit)."""
+    return functools.partial(sweep_generic, kind, short_ok) if GENERIC else _rule_kernel(kind, short_ok)
+
+
+@nb.njit(cache=True, nogil=True)
+def sweep_generic(kind, short_ok, close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar,
+                  edges, state, blocks, rets):
+    """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
+    (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
+    for j in range(ia.shape[0]):
+        _advance(kind, short_ok, next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2],
+                 fa[j, 0], fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
+
+
+@functools.cache
+def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     """The fused kernel of one signal rule (``kind``) and short mode, compiled on first use (each pair once per
     machine: Numba's disk cache keys on the closure's values, so the closure holds plain constants only -- a
     captured dispatcher pickles differently in every process and would recompile each run)."""

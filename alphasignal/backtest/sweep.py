@@ -20,7 +20,7 @@ from .engine import Prices, annualisation, as_frames, config_arrays, config_part
 from .kernels import rule_kind
 from .metrics import METRICS, finalise_matrix, rf_per_bar
 from .strategies import as_config_frame, config_at, get_strategy, grid_frame, normalise, split_valid, validate_params
-from .xp import Backend, resolve
+from .xp import Backend, resolve, uses_jit
 
 Data = pd.DataFrame | Mapping[str, pd.DataFrame]
 
@@ -45,10 +45,11 @@ def _window(prices: Prices, start: Any, end: Any) -> tuple[int, int]:
     return lo, hi
 
 
-def _metrics_frame(prices: Prices, configs: pd.DataFrame, acc: np.ndarray, n: int, opts: SweepConfig) -> pd.DataFrame:
+def _metrics_frame(prices: Prices, configs: pd.DataFrame, acc: np.ndarray, n: int, opts: SweepConfig,
+                   backend: Backend) -> pd.DataFrame:
     ppy = annualisation(prices, opts)
-    metrics = pd.DataFrame(finalise_matrix(acc, n, ppy, rf_per_bar(opts.risk_free, ppy)).T, columns=list(METRICS),
-                           copy=False)  # one float block, not copied
+    metrics = pd.DataFrame(finalise_matrix(acc, n, ppy, rf_per_bar(opts.risk_free, ppy), jit=uses_jit(backend)).T,
+                           columns=list(METRICS), copy=False)  # one float block, not copied
     metrics["trades"] = metrics["trades"].astype("int64")
     params = pd.DataFrame({"ticker": prices.ticker, **{k: configs[k].to_numpy() for k in configs}})
     return pd.concat([params, metrics], axis=1)
@@ -79,7 +80,7 @@ def run_window(prices: Prices, strategy: str, configs: pd.DataFrame | list[dict]
                          f"ends at bar {hi}: use shorter windows or more data")
     acc, blocks, rets = simulate(prices, strat, configs, opts, backend, lo=lo, hi=hi, n_blocks=n_blocks,
                                  want_rets=want_rets, on_chunk=on_chunk)
-    return _metrics_frame(prices, configs, acc, hi - lo, opts), blocks, rets
+    return _metrics_frame(prices, configs, acc, hi - lo, opts, backend), blocks, rets
 
 
 def backtest(data: Data, strategy: str, params_list: list[dict[str, Any]], *, options: SweepConfig | None = None,

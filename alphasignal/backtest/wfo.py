@@ -45,7 +45,7 @@ from .kernels import ACC, NACC
 from .metrics import METRICS, finalise_matrix, rf_per_bar
 from .strategies import Strategy, config_at, get_strategy, grid_frame, split_valid
 from .validation import fold_windows
-from .xp import Backend, resolve
+from .xp import Backend, resolve, uses_jit
 
 FIX = "lower --walk-forward (sweep.walk_forward) or use more data"
 
@@ -136,7 +136,7 @@ def _training_metrics(prices: Prices, strat: Strategy, configs: pd.DataFrame, wi
         for hi, acc_f in zip(his, acc, strict=True):
             is_m = np.full((len(METRICS), len(configs)), np.nan)
             with one_thread():
-                is_m[:, fits] = finalise_matrix(acc_f, hi, ppy, rf_bar)
+                is_m[:, fits] = finalise_matrix(acc_f, hi, ppy, rf_bar, jit=uses_jit(backend))
             is_m[:, warm >= hi - 1] = np.nan  # not warmed up within this window: not a candidate
             out.append(is_m)
         return out
@@ -145,7 +145,7 @@ def _training_metrics(prices: Prices, strat: Strategy, configs: pd.DataFrame, wi
         acc, _, _ = simulate(upto(prices, b), strat, configs.iloc[fits].reset_index(drop=True), opts, backend, lo=a)
         is_m = np.full((len(METRICS), len(configs)), np.nan)
         with one_thread():
-            is_m[:, fits] = finalise_matrix(acc, b - a, ppy, rf_bar)
+            is_m[:, fits] = finalise_matrix(acc, b - a, ppy, rf_bar, jit=uses_jit(backend))
         out.append(is_m)
     return out
 
@@ -224,9 +224,10 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
         rets.append(r)
     r_all = np.concatenate(rets)
     bounds = list(np.cumsum([0] + [len(r) for r in rets[:-1]]))
+    jit = uses_jit(backend)
     with one_thread():
-        stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar)[:, 0]
-        oos = finalise_matrix(np.array(accs), windows[0][3] - windows[0][2], ppy, rf_bar)  # test windows: equal length
+        stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar, jit=jit)[:, 0]
+        oos = finalise_matrix(np.array(accs), windows[0][3] - windows[0][2], ppy, rf_bar, jit=jit)  # equal windows
     metrics = dict(zip(METRICS, (float(v) for v in stitched), strict=True))
     frame = pd.DataFrame(rows)
     frame = frame.assign(**{f"oos_{m}": v for m, v in zip(METRICS, oos, strict=True)}).astype({"oos_trades": "int64"})
