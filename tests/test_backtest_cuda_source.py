@@ -98,7 +98,7 @@ def fake_cupy(cpu_kernel, monkeypatch):
 def test_cuda_kernel_source_matches_the_numba_kernel(strategy, entry, mode, fill, fees, slip, fake_cupy, aapl,
                                                      configs_for):
     strat = get_strategy(strategy)
-    kind = kernels.rule_kind(strat.kind, entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
+    kind = strat.kernel_rule(entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
     prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
     table, ia, fa = config_arrays(config_parts(strat, configs), prices)
