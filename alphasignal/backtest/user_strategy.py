@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import UsageError
 from .strategies import (
+    STRATEGIES,
     ParamSpec,
     Strategy,
     StrategyLike,
@@ -114,6 +115,8 @@ def load_strategy(name: str, path: str = "") -> Strategy:
 
 def from_source(path: str, source: str, name: str) -> Strategy:
     """Build, check and register the strategy class ``name`` defined by ``source`` (the text of file ``path``)."""
+    if name in STRATEGIES:
+        raise UsageError(f"strategy {name!r} is a built-in name: rename your strategy class (--strategy)")
     module = ModuleType(f"alphasignal_user_strategy_{Path(path).stem}")
     module.__file__ = path
     try:
