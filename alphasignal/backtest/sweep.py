@@ -74,13 +74,12 @@ def check_all_valid(strat: Strategy, params_list: list[dict[str, Any]]) -> list[
     return [normalise(strat, p) for p in params_list]
 
 
-def run_window(prices: Prices, strategy: StrategyLike, configs: pd.DataFrame | list[dict], opts: SweepConfig,
+def run_window(prices: Prices, strat: Strategy, configs: pd.DataFrame | list[dict], opts: SweepConfig,
                backend: Backend, *, lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
                on_chunk: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Metrics frame over bars ``lo..hi-1`` (earlier bars feed indicators only), block sums and returns of valid
     configurations (a frame, see :func:`~.strategies.as_config_frame`, or a list of dicts)."""
     hi = prices.n if hi is None else hi
-    strat = get_strategy(strategy)
     configs = as_config_frame(strat, configs)
     warm = np.asarray(strat.warmup(configs))
     if (warm >= hi - 1).any():

@@ -23,7 +23,7 @@ from ..fileio import write_atomic
 from .distributed import Executor, apply_threads
 from .engine import Prices, config_parts, per_config_bytes, plan_chunks
 from .metrics import METRICS
-from .strategies import Strategy, StrategyLike, get_strategy
+from .strategies import Strategy
 from .sweep import run_window
 from .validation import split_point
 from .xp import Backend
@@ -50,10 +50,9 @@ class TickerResult:
     task_s: float
 
 
-def oos_columns(prices: Prices, strategy: StrategyLike, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
+def oos_columns(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
                 ) -> pd.DataFrame:
     """is_/oos_ metrics for the time-ordered split; configs whose warm-up exceeds the in-sample part get NaN."""
-    strat = get_strategy(strategy)
     cut = split_point(prices.n, opts.test_fraction)
     out = pd.DataFrame(index=range(len(valid)), columns=[f"{p}_{m}" for p in ("is", "oos") for m in METRICS],
                        dtype="float64")
@@ -78,11 +77,10 @@ def run_block(data: tuple[Prices, pd.DataFrame], block: Block) -> tuple[np.ndarr
     return block.idx, frame, blocks, time.perf_counter() - t0
 
 
-def plan_blocks(prices: Prices, strategy: StrategyLike, valid: pd.DataFrame, opts: SweepConfig, backend: Backend,
+def plan_blocks(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: SweepConfig, backend: Backend,
                 min_blocks: int = 1) -> list[np.ndarray]:
     """Positions of ``valid`` per block: the engine's memory-bounded chunks, each split evenly until there are at
     least ``min_blocks``."""
-    strat = get_strategy(strategy)
     per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False)
     chunks = plan_chunks(strat, config_parts(strat, valid)[0], prices.n, per_config, opts.max_memory_mb)
     split = max(1, -(-min_blocks // len(chunks)))
@@ -94,14 +92,14 @@ def warm_kernel(data: tuple[Prices, pd.DataFrame], block: Block) -> None:
     run_block(data, block)
 
 
-def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: StrategyLike,
+def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strat: Strategy,
                   opts: SweepConfig, backend: Backend, on_block: Callable[[int], None] | None = None,
                   min_blocks: int | None = None) -> Iterator[TickerResult]:
     """Run every ticker's blocks on ``ex`` and yield each ticker's reduced results in ``plan`` order. Each ticker
     gets at least ``min_blocks`` blocks (default: in-process 1, on a cluster enough for two per worker)."""
     if min_blocks is None:
         min_blocks = max(1, -(-2 * ex.workers // len(plan))) if ex.client is not None else 1
-    per_ticker, strat = min_blocks, get_strategy(strategy)
+    per_ticker = min_blocks
     chunks, counts = [], {}
     for ticker, (prices, valid) in plan.items():
         idxs = plan_blocks(prices, strat, valid, opts, backend, per_ticker)
@@ -129,11 +127,11 @@ def reduce_blocks(ticker: str, parts: list[tuple[np.ndarray, pd.DataFrame, np.nd
     return TickerResult(ticker, frame, blocks, sum(p[3] for p in parts))
 
 
-def warm_up(plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: StrategyLike, opts: SweepConfig,
+def warm_up(plan: Mapping[str, tuple[Prices, pd.DataFrame]], strat: Strategy, opts: SweepConfig,
             backend: Backend) -> Callable[[], None]:
     """The plugin's warm-up: one configuration of the first ticker through the task's code path."""
     prices, valid = next(iter(plan.values()))
-    return partial(warm_kernel, (prices, valid.iloc[:1]), Block(get_strategy(strategy), np.arange(1), opts, backend))
+    return partial(warm_kernel, (prices, valid.iloc[:1]), Block(strat, np.arange(1), opts, backend))
 
 
 def write_frames(path: Path, frames: Iterator[pd.DataFrame]) -> None:

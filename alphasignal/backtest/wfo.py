@@ -175,7 +175,7 @@ def _fold_row(f: int, window: tuple[int, int, int, int], prices: Prices) -> dict
             "test_end": prices.index[d - 1], "train_bars": b - a, "test_bars": d - c}
 
 
-def wfo_windows(prices: Prices, strategy: StrategyLike, configs: pd.DataFrame, sort_by: str, folds: int, anchored: bool
+def wfo_windows(prices: Prices, strat: Strategy, configs: pd.DataFrame, sort_by: str, folds: int, anchored: bool
                 ) -> list[tuple[int, int, int, int]]:
     """The folds' (train_lo, train_hi, test_lo, test_hi), after checking that WFO can run (UsageError if not):
     ``sort_by`` a metric, >= 2 folds of >= 3 bars, and a configuration that warms up in the first training window."""
@@ -185,16 +185,15 @@ def wfo_windows(prices: Prices, strategy: StrategyLike, configs: pd.DataFrame, s
         raise UsageError(f"walk-forward optimisation needs >= 2 folds (got {folds}): set --walk-forward 2 or more")
     windows = fold_windows(prices.n, folds, anchored=anchored, what=prices.ticker, fix=FIX)
     a, b = windows[0][:2]
-    if not (np.asarray(get_strategy(strategy).warmup(configs)) < b - 1).any():
+    if not (np.asarray(strat.warmup(configs)) < b - 1).any():
         raise UsageError(f"{prices.ticker}: no configuration warms up within the first training window (bars "
                          f"{a}..{b - 1}): {FIX}")
     return windows
 
 
-def run_wfo(prices: Prices, strategy: StrategyLike, configs: pd.DataFrame, opts: SweepConfig, backend: Backend,
+def run_wfo(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend,
             folds: int, anchored: bool) -> WFOResult:
     """Walk-forward optimisation of valid configurations (a frame, grid order) over one ticker's prices."""
-    strat = get_strategy(strategy)
     windows = wfo_windows(prices, strat, configs, opts.sort_by, folds, anchored)
     ppy = annualisation(prices, opts)
     rf_bar = rf_per_bar(opts.risk_free, ppy)
