@@ -198,3 +198,22 @@ def test_the_look_ahead_check_flags_exactly_the_rules_that_read_the_future(tmp_p
             load_strategy("Shifted", str(path))
     else:
         assert load_strategy("Shifted", str(path)).name == "Shifted"
+
+
+@pytest.mark.slow
+def test_a_user_strategy_sweeps_on_a_dask_cluster_as_in_process(tmp_path):
+    """Workers rebuild the strategy from the file's text that travels with each task: the same rows, bit for bit,
+    as in-process, and as the built-in it re-writes."""
+    grid = ["--grid", "{short_period=[5, 20], long_period=[50, 100], use_ema=[false, true]}", "--tickers", "AAPL,GOOG"]
+    runs = {"inproc": ["--strategy-file", str(MA_FILE), "--strategy", "MyMACrossover"],
+            "cluster": ["--strategy-file", str(MA_FILE), "--strategy", "MyMACrossover", "--cluster", "local:1"],
+            "builtin": []}
+    frames = {}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.csv"
+        res = subprocess.run([sys.executable, "05_sweep_backtest.py", "--source", "offline", "--quiet", *grid, *extra,
+                              "--output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        frames[name] = pd.read_csv(out)
+    pd.testing.assert_frame_equal(frames["cluster"], frames["inproc"], check_exact=True)
+    _same(frames["inproc"], frames["builtin"])
