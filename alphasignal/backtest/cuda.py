@@ -18,9 +18,9 @@ from . import strategies
 from .kernels import NACC
 from .xp import get_cupy
 
-_RULES = "".join(f"#define RULE_{name} {getattr(strategies, name)}\n"
-                 for name in ("CROSSOVER", "BOLLINGER", "RSI", "DONCHIAN", "CROSS", "POSITIONS"))
-_SOURCE = _RULES + r"""
+_RULE_NAMES = ("CROSSOVER", "BOLLINGER", "RSI", "DONCHIAN", "CROSS", "POSITIONS")
+RULES = frozenset(getattr(strategies, name) for name in _RULE_NAMES)  # the rules the CUDA source implements
+_SOURCE = "".join(f"#define RULE_{name} {getattr(strategies, name)}\n" for name in _RULE_NAMES) + r"""
 __device__ int target_position(int kind, int pos, double c, double x0, double x1, int flag, double f0, double f1,
                                int short_ok) {
     if (isnan(x0) || isnan(x1)) return 0;

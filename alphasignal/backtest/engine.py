@@ -18,8 +18,8 @@ from config import SweepConfig
 from ..errors import UsageError
 from . import kernels, vector
 from .metrics import periods_per_year, rf_per_bar
-from .strategies import Strategy, build_rows, row_codes
-from .user_strategy import ROW_COPIES, positions_arrays
+from .strategies import POSITIONS, Strategy, build_rows, row_codes
+from .user_strategy import ROW_COPIES, positions_arrays, rows_arrays
 from .xp import Backend
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,16 @@ def config_arrays(parts: tuple[np.ndarray, np.ndarray, np.ndarray], prices: Pric
     return build_rows(uniq, prices.high, prices.low, prices.close), ia, np.ascontiguousarray(floats)
 
 
+def positions_rows(strat: Strategy, rule: int, close: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
+                   short_ok: bool, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's arrays for the POSITIONS rule: row j = configuration j's positions by ``strat``'s vectorised
+    rule over bars ``lo..hi-1`` (NaN before ``lo``), as :func:`chunk_arrays` gives them for a user strategy."""
+    pos = vector.positions(np, strat, rule, close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
+    rows = np.full((ia.shape[0], hi), np.nan)
+    rows[:, lo:] = pos.T
+    return rows_arrays(rows)
+
+
 def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend, *,
              lo: int = 0, hi: int | None = None, n_blocks: int = 0, want_rets: bool = False,
              on_chunk: Callable[[int], None] | None = None, stops: tuple[int, ...] = ()
@@ -198,9 +208,13 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
             a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
                                         next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
-            from .cuda import run_cupy
+            from .cuda import RULES, run_cupy
 
-            a, b, r = run_cupy(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+            rule = kind
+            if rule not in RULES:  # a rule the CUDA source lacks: its positions (NumPy), read by the POSITIONS rule
+                table, ia, fa = positions_rows(strat, rule, prices.close, table, ia, fa, short_ok, lo, hi)
+                rule = POSITIONS
+            a, b, r = run_cupy(rule, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
                                next_open=next_open, **args)
         else:
             pos = vector.positions(np, strat, kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)

@@ -224,11 +224,15 @@ def positions_arrays(strat: Strategy, prices: Any, configs: Any, hi: int) -> tup
                                                                                       np.ndarray]:
     """The engine's (table, row indices + flag, floats) for a user strategy: row j of the table is configuration
     j's positions, read by the kernels' POSITIONS rule."""
-    table = np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T)
-    k = len(configs)
+    return rows_arrays(np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T))
+
+
+def rows_arrays(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(table, row indices + flag, floats) of the POSITIONS rule for a table whose row j is configuration j's."""
+    k = rows.shape[0]
     ia = np.zeros((k, 3), dtype=np.int64)
     ia[:, 0] = ia[:, 1] = np.arange(k)
-    return table, ia, np.zeros((k, 2))
+    return rows, ia, np.zeros((k, 2))
 
 
 class _Series:
