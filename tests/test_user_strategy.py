@@ -57,6 +57,17 @@ def test_ma_crossover_as_a_user_strategy_matches_the_builtin(engine, mode, fill,
                                   positions(data, "MA_Crossover", configs[:4], options=opts))
 
 
+def test_a_numba_rule_matches_the_builtin(aapl):
+    """examples/ma_crossover_rule.py: MA_Crossover (simple averages) as a Numba-compiled per-configuration rule."""
+    rule_ma = load_strategy("RuleMACrossover", str(ROOT / "examples" / "ma_crossover_rule.py"))
+    opts = SweepConfig(device="cpu", engine="numba", mode="long_short", fill="next_open", fees_bps=3.0)
+    grid = {k: v for k, v in GRID.items() if k != "use_ema"}
+    got = run_sweep(aapl.iloc[-1200:], rule_ma, grid, options=opts)
+    want = run_sweep(aapl.iloc[-1200:], "MA_Crossover", {**grid, "use_ema": [False]}, options=opts)
+    assert len(got) == 9 and (want["trades"] > 0).all()
+    _same(got, want)
+
+
 def test_walk_forward_of_the_user_strategy_matches_the_builtin(user_ma, aapl):
     opts = SweepConfig(device="cpu", engine="numba", mode="long_short")
     want = walk_forward_optimize(aapl.iloc[-2000:], "MA_Crossover", GRID, options=opts, folds=3, anchored=True)
@@ -122,6 +133,20 @@ class Mine:
     def positions(self, indicators, p):
         return np.sign(indicators.close[:, None] - BODY)
 """
+_RULE = """
+import numpy as np
+from alphasignal.backtest import ParamSpec
+
+class Mine:
+    PARAM_SPECS = {"period": ParamSpec(2, 50, 1, int, 10)}
+
+    @staticmethod
+    def rule(open_, high, low, close, period):
+        out = np.full(close.shape[0], np.nan)
+        for t in range(period, close.shape[0]):
+            out[t] = 1.0 if READ > close[t - period] else -1.0
+        return out
+"""
 BAD_FILES = {
     "syntax error": ("class Mine:\n    PARAM_SPECS = {\n", r"mine\.py:\d+: syntax error"),
     "missing specs": ("class Mine:\n    def positions(self, indicators, p):\n        return 0\n", "has no PARAM_SPECS"),
@@ -137,6 +162,13 @@ BAD_FILES = {
     "bad spec": (_GOOD.replace("ParamSpec(2, 50, 1, int, 10)", "(2, 50, 1, str, 10)").replace("BODY", "0"),
                  "type .* must be int, float or bool"),
     "built-in name": (_GOOD.replace("class Mine", "class MACD").replace("BODY", "0"), "is a built-in name"),
+    "rule reads the next bar": (_RULE.replace("READ", "close[t + 1]"), r"Mine\.rule read outside the price arrays"),
+    "rule reads the last bar": (_RULE.replace("READ", "close[-1]"), "looks ahead"),
+    "rule does not compile": (_RULE.replace("READ", "close[t] + undefined_name"), "could not be compiled by Numba"),
+    "rule arguments": (_RULE.replace("READ", "close[t]").replace("period):", "periods):"),
+                       r"arguments must be \(open, high, low, close, period\)"),
+    "rule result length": (_RULE.replace("READ", "close[t]").replace("return out", "return out[1:]"),
+                           "one position per bar"),
 }
 
 

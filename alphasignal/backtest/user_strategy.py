@@ -6,7 +6,9 @@ The class (named by ``--strategy``, loaded with ``--strategy-file``) has
   bool -- the same validation as the built-ins in sweeps, walk-forward and the optimizer;
 * ``positions(indicators, params)``: the position wanted at each close (1 long, -1 short, 0 or NaN flat; shorts
   are flat when long-only) for many configurations at once, as an array of bars x configurations. ``params`` maps
-  each parameter name to an array of one value per configuration; ``indicators`` is an :class:`Indicators`;
+  each parameter name to an array of one value per configuration; ``indicators`` is an :class:`Indicators`; or
+  instead ``rule(open, high, low, close, <one value of each parameter>)``, a function Numba compiles, returning one
+  configuration's positions (bars,) (:func:`jit_rule`);
 * optionally ``CONSTRAINTS`` (``{message: predicate(params)}``), ``warmup(params)`` (bars before the first
   position; configurations that cannot warm up are skipped as for built-ins) and ``NEEDS`` (price columns read).
 
@@ -182,9 +184,11 @@ def _build(cls: type, name: str, path: str, source: str) -> Strategy:
         raise UsageError(f"{path}: {name}() raised {type(exc).__name__}: {_first_line(exc)}: the class must be "
                          "constructible without arguments") from None
     rule = getattr(obj, "positions", None)
+    if not callable(rule) and callable(getattr(cls, "rule", None)):
+        rule = jit_rule(cls.rule, specs, f"{path}: {name}.rule")
     if not callable(rule):
-        raise UsageError(f"{path}: {name} has no positions(indicators, params) method: add one returning bars x "
-                         "configurations of 1 / 0 / -1")
+        raise UsageError(f"{path}: {name} has no positions(indicators, params) method (or rule(open, high, low, "
+                         "close, <parameters>)): add one returning bars x configurations of 1 / 0 / -1")
     warm = getattr(obj, "warmup", None)
     first = next(iter(specs))
 
@@ -193,6 +197,48 @@ def _build(cls: type, name: str, path: str, source: str) -> Strategy:
 
     return Strategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
                     positions=rule, origin=(path, source))
+
+
+def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
+    """``positions(indicators, params)`` from a Numba-compilable ``rule(open, high, low, close, <one value of each
+    parameter, in PARAM_SPECS order>)`` that returns one configuration's positions (bars,): compiled with bounds
+    checks (an index past the last bar raises, it does not read memory), called per configuration (one thread:
+    an exception raised in Numba's parallel loops would be lost)."""
+    names = list(specs)
+    try:
+        got = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        got = []
+    if got[4:] != names or len(got) != 4 + len(names):
+        raise UsageError(f"{where}{tuple(got)}: its arguments must be (open, high, low, close, {', '.join(names)}): "
+                         "the price arrays, then one value of each parameter in PARAM_SPECS order")
+    import numba as nb
+
+    args = ", ".join(f"p{i}" for i in range(len(names)))
+    scope = {"nb": nb, "np": np, "rule": nb.njit(boundscheck=True)(fn)}
+    exec(f"def drive(o, h, l, c, {args}):\n"  # noqa: S102 - generated from the parameter count only
+         "    out = np.empty((c.shape[0], p0.shape[0]))\n"
+         "    for j in range(p0.shape[0]):\n"
+         f"        r = rule(o, h, l, c, {', '.join(f'p{i}[j]' for i in range(len(names)))})\n"
+         "        if r.ndim != 1 or r.shape[0] != c.shape[0]:\n"
+         "            raise ValueError('the rule must return one position per bar (an array as long as close)')\n"
+         "        out[:, j] = r\n"
+         "    return out\n", scope)
+    drive = nb.njit(boundscheck=True)(scope["drive"])
+    types = {k: {int: np.int64, float: np.float64, bool: np.bool_}[s.type] for k, s in specs.items()}
+
+    def positions(ind: Indicators, params: Mapping[str, Any]) -> np.ndarray:
+        prices = [np.array(a, dtype=np.float64) for a in (ind.open, ind.high, ind.low, ind.close)]  # own copies
+        values = [np.ascontiguousarray(params[k], dtype=types[k]) for k in names]
+        try:
+            return drive(*prices, *values)
+        except nb.core.errors.NumbaError as exc:
+            raise UsageError(f"{where} could not be compiled by Numba: {_first_line(exc)}") from None
+        except IndexError as exc:
+            raise UsageError(f"{where} read outside the price arrays ({exc}): at bar t read bars 0..t only (a read "
+                             "past the last bar looks ahead)") from None
+
+    return positions
 
 
 def wanted_positions(strat: Strategy, prices: Any, configs: Any, hi: int | None = None) -> np.ndarray:
