@@ -4,6 +4,8 @@ one ``error:`` line (exit 2) for each kind of bad strategy file."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import re
@@ -121,6 +123,9 @@ def test_readme_example_is_the_shipped_file_and_runs_as_written(tmp_path):
     rows = pd.read_csv(out)
     assert len(rows) >= 4 and (rows["trades"] > 0).all() and rows["sharpe"].notna().all()
     assert "walk-forward" in res.stdout and (tmp_path / "mine_wfo.csv").exists()
+    meta = json.loads((tmp_path / "mine.meta.json").read_text())
+    source = (ROOT / file).read_text(encoding="utf-8").encode()
+    assert meta["strategy"] == "SmaTrend" and meta["strategy_file"]["sha256"] == hashlib.sha256(source).hexdigest()
 
 
 _GOOD = """

@@ -221,6 +221,8 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     skipped = {t: len(v[2]) for t, v in plan.items()}
     meta = {
         "stage": "05_sweep_backtest", "strategy": opts.strategy, "engine": backend.engine, "device": backend.device,
+        **({"strategy_file": {"path": strat.origin[0], "sha256": hashlib.sha256(strat.origin[1].encode()).hexdigest()}}
+           if strat.origin else {}),
         "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": _config_hash(cfg),
         "tickers": {t: {"bars": p.n, "start": str(p.index[0]), "end": str(p.index[-1]),
                         "periods_per_year": annualisation(p, opts)} for t, (p, _, _) in plan.items()},
