@@ -188,6 +188,13 @@ def test_a_bad_strategy_file_is_one_usage_error(case, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_a_missing_strategy_file_or_class_is_one_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="strategy file .* not found"):
+        load_strategy("Mine", str(tmp_path / "nope.py"))
+    with pytest.raises(UsageError, match="has no class 'RuleMA' .*strategy classes in it: RuleMACrossover"):
+        load_strategy("RuleMA", str(ROOT / "examples" / "ma_crossover_rule.py"))
+
+
 @pytest.mark.parametrize("case", ["syntax error", "missing specs", "wrong shape", "peeks ahead"])
 @pytest.mark.parametrize("script", ["05_sweep_backtest.py", "06_multi_llm_optimize.py"])
 def test_a_bad_strategy_file_exits_2_with_one_error_line(case, script, tmp_path):

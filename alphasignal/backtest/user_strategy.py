@@ -132,7 +132,8 @@ def from_source(path: str, source: str, name: str) -> Strategy:
                          "file") from None
     cls = module.__dict__.get(name)
     if not inspect.isclass(cls):
-        found = [k for k, v in module.__dict__.items() if inspect.isclass(v) and hasattr(v, "positions")]
+        found = [k for k, v in module.__dict__.items()
+                 if inspect.isclass(v) and (hasattr(v, "positions") or hasattr(v, "rule"))]
         close = difflib.get_close_matches(name, found, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"strategy classes in it: {', '.join(found) or 'none'}"
         raise UsageError(f"{path} has no class {name!r} (--strategy): {hint}")
