@@ -262,7 +262,8 @@ class ReplayConfig:
     fees_bps: float = 1.0  # as sweep.fees_bps: per side, on the traded notional
     slippage_bps: float = 0.0  # as sweep.slippage_bps: fills move against the order
     initial_cash: float = 100_000.0
-    max_calls: int = 0  # stop cleanly after this many provider calls (0 = no limit)
+    max_calls: int = 0  # stop cleanly after this many model requests sent (cache hits free), or, builtin engine
+    # alone, this many engine answers (chart + news, when there is news, per decision) (0 = no limit)
     max_tokens_total: int = 0  # ... or this many tokens in + out (0 = no limit)
     random_runs: int = 20  # seeded random-decision runs for the model's rank among them
     bootstrap: int = 1000  # block-bootstrap resamples for the intervals
