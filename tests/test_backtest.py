@@ -143,18 +143,18 @@ def test_grid_constraints_and_chunking_do_not_change_results(aapl):
 
 @pytest.mark.parametrize("slots,n_keys", [(2, 40), (1, 7), (2, 5000)])
 def test_chunk_plan_covers_every_configuration_within_the_budget(slots, n_keys):
-    from alphasignal.backtest.engine import plan_chunks
+    from alphasignal.backtest.engine import _plan_chunks
 
     codes = np.sort(np.random.default_rng(slots + n_keys).integers(0, n_keys, (20_000, slots)), axis=1)
     row_bytes, cfg_bytes, budget = 40_000, 88, 2**20
-    chunks = plan_chunks(codes, row_bytes, cfg_bytes, budget)
+    chunks = _plan_chunks(codes, row_bytes, cfg_bytes, budget)
     assert len(chunks) > 1
     np.testing.assert_array_equal(np.sort(np.concatenate(chunks)), np.arange(len(codes)))
     for idx in chunks:
         assert len(np.unique(codes[idx])) * row_bytes + len(idx) * cfg_bytes <= budget
         assert (np.diff(codes[idx][:, -1]) >= 0).all()  # run order: neighbours share their last row
     with pytest.raises(UsageError, match="raise --max-memory"):
-        plan_chunks(codes, row_bytes, cfg_bytes, slots * row_bytes)
+        _plan_chunks(codes, row_bytes, cfg_bytes, slots * row_bytes)
 
 
 def test_fused_kernels_need_no_per_bar_memory_per_configuration():

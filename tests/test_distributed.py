@@ -53,7 +53,7 @@ def _run(plan, opts, cluster="", kill_after_first=False):
     out = {}
     with Executor(cluster) as ex:
         pids = ex.client.run(os.getpid) if ex.client is not None else {}
-        for res in sweep_tickers(ex, plan, "MA_Crossover", opts, backend):
+        for res in sweep_tickers(ex, plan, get_strategy("MA_Crossover"), opts, backend):
             out[res.ticker] = res
             if kill_after_first and len(out) == 1:
                 os.kill(pids[sorted(pids)[-1]], signal.SIGKILL)  # a worker process dies mid-sweep
@@ -91,11 +91,12 @@ def test_blocks_reduce_to_the_one_call_frame_bit_for_bit(aapl):
     backend = resolve(opts.device, opts.engine)
     prices = prepare_prices(aapl, "AAPL", ("Close",))
     valid = split_valid("MA_Crossover", grid_frame("MA_Crossover", GRID), prices.n)[0]
-    assert len(plan_blocks(prices, "MA_Crossover", valid, opts, backend)) == 1
-    assert len(plan_blocks(prices, "MA_Crossover", valid, opts, backend, 7)) == 7
-    whole, blocks, _ = run_window(prices, "MA_Crossover", valid, SweepConfig(), backend, n_blocks=opts.pbo_splits)
-    whole = pd.concat([whole, oos_columns(prices, "MA_Crossover", valid, SweepConfig(), backend)], axis=1)
-    (res,) = sweep_tickers(Executor(), {"AAPL": (prices, valid)}, "MA_Crossover", opts, backend, min_blocks=7)
+    strat = get_strategy("MA_Crossover")
+    assert len(plan_blocks(prices, strat, valid, opts, backend)) == 1
+    assert len(plan_blocks(prices, strat, valid, opts, backend, 7)) == 7
+    whole, blocks, _ = run_window(prices, strat, valid, SweepConfig(), backend, n_blocks=opts.pbo_splits)
+    whole = pd.concat([whole, oos_columns(prices, strat, valid, SweepConfig(), backend)], axis=1)
+    (res,) = sweep_tickers(Executor(), {"AAPL": (prices, valid)}, strat, opts, backend, min_blocks=7)
     assert _bits(res.frame) == _bits(whole)
     assert res.blocks.tobytes() == blocks.tobytes()
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..backtest.distributed import Executor
+from ..backtest.user_strategy import load_strategy
 from ..cli import add_cache_option, with_cache_mode
 from ..fileio import check_output_dir
 from ..market import load_from_config
@@ -35,7 +36,10 @@ REPORT, COMPARISON, EQUITY = "multi_llm_report.md", "multi_llm_comparison.png", 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Stage 06 options (each one a shortcut for an ``optimizer.*`` config value)."""
     g = parser.add_argument_group("optimizer")
-    g.add_argument("--strategy", help="strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout")
+    g.add_argument("--strategy", help="strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout, or the class "
+                   "name of a strategy in --strategy-file")
+    g.add_argument("--strategy-file", metavar="FILE.py", help="a Python file with your own strategy class "
+                   "(optimizer.strategy_file; see the README's \"Write your own strategy\")")
     g.add_argument("--provider", help="model provider for every agent: auto, builtin, ollama, openai, llamacpp")
     g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
     g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")
@@ -56,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def with_args(cfg: Any, args: argparse.Namespace) -> Any:
     """``cfg`` with the command-line shortcuts applied (validated by the config's own checks)."""
     updates: dict[str, Any] = {}
-    for name, field in (("strategy", "strategy"), ("provider", "provider"), ("rounds", "rounds"),
-                        ("budget", "budget"), ("debate", "debate_rounds"), ("output_dir", "output_dir")):
+    for name, field in (("strategy", "strategy"), ("strategy_file", "strategy_file"), ("provider", "provider"),
+                        ("rounds", "rounds"), ("budget", "budget"), ("debate", "debate_rounds"),
+                        ("output_dir", "output_dir")):
         if getattr(args, name, None) is not None:
             updates[field] = getattr(args, name)
     if getattr(args, "compare", None):
@@ -76,6 +81,8 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     listing = getattr(args, "history", False) or show is not None
     resume = getattr(args, "resume", None)
     if not listing:  # bad input, the cluster, data or model servers fail before the history database is written
+        # a strategy file joins the registry: checked before any work
+        load_strategy(optimizer.strategy, optimizer.strategy_file)
         sweep_grid(cfg)
         check_output_dir(optimizer.output_dir, what="--output-dir")
     with Executor("" if listing else cfg.sweep.cluster, connect_timeout=cfg.sweep.connect_timeout) as ex:

@@ -90,7 +90,7 @@ class Evaluator:
     warm up on earlier bars, nothing after a bar is used for it, and each window starts flat.
     """
 
-    def __init__(self, data: pd.DataFrame, strategy: str, sweep_cfg: Any, *, test_fraction: float,
+    def __init__(self, data: pd.DataFrame, strategy: Any, sweep_cfg: Any, *, test_fraction: float,
                  oos_method: str = "holdout", folds: int = 4, holdout_fraction: float = 0.2, embargo: int = 5,
                  executor: Executor | None = None):
         self.strategy, self.options, self.oos_method, self.folds = strategy, sweep_cfg, oos_method, folds
@@ -107,12 +107,16 @@ class Evaluator:
 
     @classmethod
     def from_config(cls, data: pd.DataFrame, cfg: Any, executor: Executor | None = None) -> Evaluator:
-        """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy, segments and objective method; its backtests
-        run on ``executor`` (a cluster, see ``sweep.cluster``) when given."""
+        """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy (an object: built-in, or loaded from
+        ``optimizer.strategy_file``), segments and objective method; its backtests run on ``executor`` (a cluster,
+        see ``sweep.cluster``) when given."""
+        from ..backtest.user_strategy import load_strategy
+
         optimizer = cfg.optimizer
-        return cls(data, optimizer.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction,
-                   oos_method=optimizer.oos_method, folds=optimizer.folds,
-                   holdout_fraction=optimizer.holdout_fraction, embargo=optimizer.holdout_embargo, executor=executor)
+        strat = load_strategy(optimizer.strategy, optimizer.strategy_file)
+        return cls(data, strat, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=optimizer.oos_method,
+                   folds=optimizer.folds, holdout_fraction=optimizer.holdout_fraction,
+                   embargo=optimizer.holdout_embargo, executor=executor)
 
     def _run(self, fn: str, part: str, plist: list[dict[str, Any]], start: Any = None, end: Any = None
              ) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from config import SweepConfig
 from ..errors import UsageError
 from .engine import as_frames, prepare_prices
 from .metrics import METRICS
-from .strategies import get_strategy
+from .strategies import StrategyLike, get_strategy
 from .sweep import check_all_valid, run_window
 from .xp import resolve
 
@@ -60,14 +60,15 @@ def _paired(is_frame: pd.DataFrame, oos_frame: pd.DataFrame, keys: list[str]) ->
     return out
 
 
-def _setup(strategy: str, params_list: list[dict[str, Any]], options: SweepConfig | None):
+def _setup(strategy: StrategyLike, params_list: list[dict[str, Any]], options: SweepConfig | None):
     """Options, strategy, checked configurations and backend shared by the split helpers."""
-    opts = options or SweepConfig()
-    return opts, get_strategy(strategy), check_all_valid(strategy, params_list), resolve(opts.device, opts.engine)
+    opts, strat = options or SweepConfig(), get_strategy(strategy)
+    return opts, strat, check_all_valid(strat, params_list), resolve(opts.device, opts.engine)
 
 
-def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
-               test_fraction: float | None = None, options: SweepConfig | None = None) -> pd.DataFrame:
+def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: StrategyLike,
+               params_list: list[dict[str, Any]], *, test_fraction: float | None = None,
+               options: SweepConfig | None = None) -> pd.DataFrame:
     """In-sample (``is_*``) and out-of-sample (``oos_*``) metrics per (ticker, config) for a time-ordered split."""
     opts, strat, configs, backend = _setup(strategy, params_list, options)
     frac = opts.test_fraction if test_fraction is None else test_fraction
@@ -75,8 +76,8 @@ def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, p
     for ticker, df in as_frames(data).items():
         prices = prepare_prices(df, ticker, strat.needs)
         cut = split_point(prices.n, frac)
-        is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=0, hi=cut)
-        oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=cut, hi=prices.n)
+        is_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=0, hi=cut)
+        oos_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=cut, hi=prices.n)
         out = _paired(is_f, oos_f, ["ticker", *strat.specs])
         out["split_date"] = prices.index[cut]
         frames.append(out)
@@ -103,8 +104,9 @@ def fold_windows(n: int, n_splits: int, *, train_bars: int | None = None, test_b
     return folds
 
 
-def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
-                 n_splits: int = 5, train_bars: int | None = None, test_bars: int | None = None,
+def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: StrategyLike,
+                 params_list: list[dict[str, Any]], *, n_splits: int = 5, train_bars: int | None = None,
+                 test_bars: int | None = None,
                  anchored: bool = False, options: SweepConfig | None = None) -> pd.DataFrame:
     """Walk-forward folds (:func:`fold_windows`) of fixed configurations: each tests ``test_bars`` right after a
     training window that either rolls (fixed ``train_bars``) or is anchored at the first bar. One row per (ticker,
@@ -118,8 +120,8 @@ def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str,
         windows = fold_windows(prices.n, n_splits, train_bars=train_bars, test_bars=test_bars, anchored=anchored,
                                what=ticker)
         for fold, (tr_lo, tr_hi, t_lo, t_hi) in enumerate(windows):
-            is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=tr_lo, hi=tr_hi)
-            oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=t_lo, hi=t_hi)
+            is_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=tr_lo, hi=tr_hi)
+            oos_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=t_lo, hi=t_hi)
             out = _paired(is_f, oos_f, ["ticker", *strat.specs])
             out.insert(1, "fold", fold)
             out.insert(2, "train_start", prices.index[tr_lo])
