@@ -34,7 +34,7 @@ def numba_kernels() -> None:
 
     from alphasignal.backtest.engine import prepare_prices
     from alphasignal.backtest.startfast import warm_all
-    from alphasignal.backtest.strategies import grid_frame
+    from alphasignal.backtest.strategies import get_strategy, grid_frame
     from alphasignal.backtest.sweep_tasks import warm_up
     from alphasignal.backtest.xp import Backend
     from config import SweepConfig
@@ -44,8 +44,8 @@ def numba_kernels() -> None:
                       index=pd.bdate_range("2020-01-01", periods=len(close)))
     valid = grid_frame("MA_Crossover", {"short_period": [5], "long_period": [20]})
     opts = SweepConfig()
-    warm_all(warm_up({"T": (prepare_prices(df, "T"), valid)}, "MA_Crossover", opts, Backend("numba", "cpu")),
-             opts.pbo_splits)
+    jobs = {"T": (prepare_prices(df, "T"), valid)}
+    warm_all(warm_up(jobs, get_strategy("MA_Crossover"), opts, Backend("numba", "cpu")), opts.pbo_splits)
 
 
 @pytest.fixture(scope="session")
