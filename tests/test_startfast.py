@@ -22,7 +22,7 @@ import pytest
 from alphasignal.backtest import startfast
 from alphasignal.backtest.engine import prepare_prices
 from alphasignal.backtest.metrics import finalise_matrix
-from alphasignal.backtest.strategies import grid_frame, split_valid
+from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
 from alphasignal.backtest.validation import pbo_from_blocks
 from alphasignal.backtest.xp import Backend
 from config import SweepConfig
@@ -84,7 +84,7 @@ def test_background_job_keeps_read_only_price_arrays_read_only(aapl):
     from alphasignal.backtest.sweep_tasks import warm_up
 
     jobs = _jobs(aapl)
-    warm = warm_up(jobs, "MA_Crossover", SweepConfig(), Backend("numba", "cpu"))
+    warm = warm_up(jobs, get_strategy("MA_Crossover"), SweepConfig(), Backend("numba", "cpu"))
     arrays = startfast._price_arrays(warm)
     assert len(arrays) == 4 and not any(a.flags.writeable for a in arrays)  # as prepare_prices gives them
     assert all(a.flags.writeable for a in startfast._price_arrays(pickle.loads(pickle.dumps(warm))))  # the trap

@@ -31,7 +31,7 @@ def _bt():
     return backtest
 
 
-def _task(frame: pd.DataFrame, job: tuple[str, str, list[dict[str, Any]], Any, Any, Any]) -> pd.DataFrame:
+def _task(frame: pd.DataFrame, job: tuple[str, Any, list[dict[str, Any]], Any, Any, Any]) -> pd.DataFrame:
     """One cluster task: stage 05's ``run_sweep``, ``backtest`` or ``returns_matrix`` on a block of configurations
     (each configuration's figures depend on it alone, so a block gives the rows the whole call would)."""
     fn, strategy, plist, options, start, end = job
