@@ -57,7 +57,8 @@ def _window(aapl: pd.DataFrame, end: int) -> pd.DataFrame:
 
 def _drawn(win: pd.DataFrame, ds: DatasetConfig = DS) -> bytes:
     return render_chart(win, size=ds.image_size, volume=ds.volume_panel, moving_averages=ds.moving_averages,
-                        bollinger=ds.bollinger, hide_context=ds.hide_context, style=ds.style, warmup=WARM)
+                        bollinger=ds.bollinger, hide_context=ds.hide_context, style=ds.style, warmup=WARM,
+                        renderer=ds.renderer)
 
 
 # ------------------------------------------------------------------------------------------------ the keys
@@ -257,3 +258,16 @@ def test_a_forked_worker_opens_its_own_connection(tmp_path: Path) -> None:
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     con.close()
+
+
+def test_replay_draws_with_stage_01s_renderer(aapl, tmp_path: Path) -> None:
+    """dataset.renderer reaches the replay's charts (drawn, cached under their own key) and its fingerprint."""
+    mpf_ds = replace(DS, renderer="mplfinance")
+    win = _window(aapl, 400)
+    pc = PipelineConfig(provider="builtin", call_cache=str(tmp_path / "calls.sqlite"), cache_mode="use")
+    fast = chart_png(win, DS, WARM, None, pc)
+    drawn = chart_png(win, mpf_ds, WARM, None, pc)
+    assert drawn != fast and drawn == _drawn(win, mpf_ds)
+    assert len(_rows(tmp_path / "calls.sqlite", "charts")) == 2
+    rc = ReplayConfig()
+    assert fingerprint(mpf_ds, PipelineConfig(), rc, ["builtin"]) != fingerprint(DS, PipelineConfig(), rc, ["builtin"])

@@ -158,6 +158,8 @@ def fingerprint(ds: DatasetConfig, pc: PipelineConfig, rc: ReplayConfig, provide
     """Hash of the settings every decision depends on (chart rendering, pipeline, providers, prompts)."""
     render = {k: getattr(ds, k) for k in ("window", "image_size", "volume_panel", "moving_averages", "bollinger",
                                           "hide_context", "style")}
+    if ds.renderer != "fast":  # stage 01's renderer; journals written before the setting existed keep their hash
+        render["renderer"] = ds.renderer
     pipe = {k: v for k, v in asdict(pc).items() if k not in _NOT_DECIDING}
     blob = json.dumps({"render": render, "pipeline": pipe, "providers": providers, "news_days": rc.news_days,
                        "prompts": [load_prompt(CHART_PROMPT).id, load_prompt(NEWS_PROMPT).id]},
@@ -201,7 +203,7 @@ def chart_png(win: pd.DataFrame, ds: DatasetConfig, warm: int, title: str | None
     misses and ``use`` never draws the same chart twice."""
     settings = {"size": ds.image_size, "volume": ds.volume_panel, "moving_averages": tuple(ds.moving_averages),
                 "bollinger": ds.bollinger, "hide_context": ds.hide_context, "style": ds.style, "warmup": warm,
-                "title": title}
+                "title": title, "renderer": ds.renderer}
     if pc.cache_mode == "off":
         return render_chart(win, **settings)
     cache, key = open_cache(pc.call_cache), render_key(win, **settings)
