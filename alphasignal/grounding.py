@@ -10,7 +10,8 @@ A schema-valid reply can still be empty of meaning: a small model copies the fie
 - **grounded factor**: its normalised text occurs in the normalised news, or at least ``min_overlap`` of its
   content tokens (stop words dropped) occur among the news tokens.
 - **copied summary line**: a sentence whose tokens equal those of one summary line, or contain one summary line
-  (of ``MIN_COPY_TOKENS`` tokens or more) with at most ``MAX_EXTRA_TOKENS`` tokens added.
+  (of ``MIN_COPY_TOKENS`` tokens or more) with at most ``MAX_EXTRA_TOKENS`` tokens added; "=" and ":" count as
+  spaces here, so a row re-punctuated ("short_period: 5" for "short_period=5", as Gemma 3 270M wrote) is a copy.
 
 Values are never extracted from prose: the rules only compare token sequences.
 """
@@ -80,11 +81,16 @@ def is_grounded(factor: str, source: str, min_overlap: float = DEFAULT_MIN_OVERL
     return sum(t in have for t in content) / len(content) >= min_overlap
 
 
+def _row_tokens(text: str) -> list[str]:
+    """``tokens`` with "=" and ":" read as spaces (key=value and key: value are the same row)."""
+    return tokens(str(text).replace("=", " ").replace(":", " "))
+
+
 def copied_line(sentence: str, lines: Iterable[str]) -> str | None:
     """The summary line ``sentence`` repeats (equal tokens, or containing it with few additions), else None."""
-    toks = tokens(sentence)
+    toks = _row_tokens(sentence)
     for line in lines:
-        ltoks = tokens(line)
+        ltoks = _row_tokens(line)
         if not ltoks:
             continue
         if toks == ltoks or (len(ltoks) >= MIN_COPY_TOKENS and len(toks) - len(ltoks) <= MAX_EXTRA_TOKENS
