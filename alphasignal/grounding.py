@@ -5,6 +5,8 @@ A schema-valid reply can still be empty of meaning: a small model copies the fie
 
 - **tokens**: the text lower-cased, split on whitespace, punctuation stripped from each end ("8%," -> "8").
 - **prose**: at least ``MIN_PROSE_WORDS`` words that hold two or more letters ("1.032" is not prose).
+- **sentence**: at least ``MIN_PROSE_WORDS`` plain words (letters only, two or more), so a parameter name or a
+  ``key: value`` row ("short_period: 15, long_period: 100, use_ema: true/false") is not one.
 - **copied description**: the normalised text equals one of the schema's field descriptions, or is a run of at
   least ``MIN_COPY_TOKENS`` tokens found inside one ("0 (none) to 1 (extreme)").
 - **grounded factor**: its normalised text occurs in the normalised news, or at least ``min_overlap`` of its
@@ -52,6 +54,11 @@ def normalised(text: str) -> str:
 def is_prose(text: str, min_words: int = MIN_PROSE_WORDS) -> bool:
     """True when ``text`` holds at least ``min_words`` words of two or more letters."""
     return sum(sum(c.isalpha() for c in t) >= 2 for t in tokens(text)) >= min_words
+
+
+def is_sentence(text: str, min_words: int = MIN_PROSE_WORDS) -> bool:
+    """True when ``text`` holds at least ``min_words`` plain words (letters only, two or more of them)."""
+    return sum(t.isalpha() and len(t) >= 2 for t in tokens(text)) >= min_words
 
 
 def _contains(seq: list[str], part: list[str]) -> bool:
