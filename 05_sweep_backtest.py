@@ -18,6 +18,7 @@ examples:
   python 05_sweep_backtest.py --strategy RSI_Reversion --grid '{period=[7, 14], lower=[20, 30], upper=[70, 80]}'
   python 05_sweep_backtest.py --grid '{short_period={min=2, max=50}, long_period={min=10, max=250}}' --device cpu
   python 05_sweep_backtest.py --walk-forward 5 --anchored                # walk-forward optimisation, 5 folds
+  python 05_sweep_backtest.py --strategy-file examples/ma_crossover_user.py --strategy MyMACrossover  # your own
   python 05_sweep_backtest.py --cluster local:2 --tickers-file tickers.txt --output results/u.parquet  # Dask
   python 05_sweep_backtest.py --csv universe.parquet     # long format (Date, Ticker, OHLCV): every ticker in it
 """
@@ -30,7 +31,8 @@ from alphasignal.cli import build_parser, run
 from alphasignal.market.universe import ALL, is_long_table, read_tickers_file
 
 # command-line flag -> sweep/dataset config key (each also settable with --set section.key=value)
-_FLAGS = {"strategy": "sweep.strategy", "grid": "sweep.grid", "tickers": "dataset.tickers", "mode": "sweep.mode",
+_FLAGS = {"strategy": "sweep.strategy", "strategy_file": "sweep.strategy_file", "grid": "sweep.grid",
+          "tickers": "dataset.tickers", "mode": "sweep.mode",
           "fill": "sweep.fill", "entry": "sweep.entry", "fees_bps": "sweep.fees_bps",
           "slippage_bps": "sweep.slippage_bps", "device": "sweep.device", "engine": "sweep.engine",
           "max_memory": "sweep.max_memory_mb",
@@ -41,7 +43,10 @@ _FLAGS = {"strategy": "sweep.strategy", "grid": "sweep.grid", "tickers": "datase
 def _parser():
     parser = build_parser(__doc__)
     g = parser.add_argument_group("sweep")
-    g.add_argument("--strategy", help="MA_Crossover | Bollinger_Breakout | RSI_Reversion | MACD | Donchian_Breakout")
+    g.add_argument("--strategy", help="MA_Crossover | Bollinger_Breakout | RSI_Reversion | MACD | Donchian_Breakout, "
+                   "or the class name of a strategy in --strategy-file")
+    g.add_argument("--strategy-file", metavar="FILE.py", help="a Python file with your own strategy class "
+                   "(sweep.strategy_file; see the README's \"Write your own strategy\")")
     g.add_argument("--grid", help="TOML table of value lists or {min, max, step} ranges (sweep.grid)")
     g.add_argument("--tickers", help="comma-separated tickers (dataset.tickers)")
     g.add_argument("--mode", help="long_only | long_short")

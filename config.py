@@ -262,7 +262,8 @@ class ReplayConfig:
     fees_bps: float = 1.0  # as sweep.fees_bps: per side, on the traded notional
     slippage_bps: float = 0.0  # as sweep.slippage_bps: fills move against the order
     initial_cash: float = 100_000.0
-    max_calls: int = 0  # stop cleanly after this many provider calls (0 = no limit)
+    max_calls: int = 0  # stop cleanly after this many model requests sent (cache hits free), or, builtin engine
+    # alone, this many engine answers (chart + news, when there is news, per decision) (0 = no limit)
     max_tokens_total: int = 0  # ... or this many tokens in + out (0 = no limit)
     random_runs: int = 20  # seeded random-decision runs for the model's rank among them
     bootstrap: int = 1000  # block-bootstrap resamples for the intervals
@@ -303,6 +304,7 @@ class SweepConfig:
     """Stage 05 (vectorised backtest sweep) settings."""
 
     strategy: str = "MA_Crossover"
+    strategy_file: str = ""  # a .py file defining the class named by ``strategy`` ("" = a built-in strategy)
     grid: dict[str, Any] = field(default_factory=lambda: {
         "short_period": [5, 10, 15, 20, 30, 40, 50],
         "long_period": [50, 100, 150, 200],
@@ -328,10 +330,13 @@ class SweepConfig:
     anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
     cluster: str = ""  # "" in-process | local[:N] (a LocalCluster of N worker processes) | tcp://HOST:8786 (Dask)
     connect_timeout: float = 10.0  # seconds to reach the Dask scheduler before failing (exit 3)
+    start_fast: bool = True  # engine not set and Numba's kernel not compiled yet: small sweeps run on NumPy meanwhile
 
     def __post_init__(self) -> None:
         _check(self.mode in {"long_only", "long_short"},
                f"sweep.mode={self.mode!r} is invalid: use long_only or long_short")
+        _check(not self.strategy_file or self.strategy_file.endswith(".py"),
+               f"sweep.strategy_file={self.strategy_file!r} must be a .py file")
         _check(self.fill in {"close", "next_open"}, f"sweep.fill={self.fill!r} is invalid: use close or next_open")
         _check(self.entry in {"state", "cross"}, f"sweep.entry={self.entry!r} is invalid: use state or cross")
         _check(self.device in {"auto", "cpu", "gpu"}, f"sweep.device={self.device!r} is invalid: use auto, cpu or gpu")
@@ -361,6 +366,7 @@ class OptimizerConfig:
     """Stage 06 (multi-LLM optimizer) settings."""
 
     strategy: str = "MA_Crossover"
+    strategy_file: str = ""  # a .py file defining the class named by ``strategy`` ("" = a built-in strategy)
     grid: dict[str, Any] = field(default_factory=dict)  # {} = sweep.grid (same strategy) or a coarse spec grid
     baseline: dict[str, Any] = field(default_factory=dict)  # {} = the best in-sample configuration of the sweep
     provider: str = "auto"  # auto | builtin | ollama | openai | llamacpp (server settings from [pipeline])
@@ -396,6 +402,8 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         _check(self.rounds > 0, "optimizer.rounds must be > 0")
+        _check(not self.strategy_file or self.strategy_file.endswith(".py"),
+               f"optimizer.strategy_file={self.strategy_file!r} must be a .py file")
         _check(self.budget > 0, f"optimizer.budget={self.budget} must be > 0: give the agents at least one backtest")
         _check(self.proposals_per_round >= 3, "optimizer.proposals_per_round must be >= 3")
         _check(self.patience > 0, "optimizer.patience must be > 0")

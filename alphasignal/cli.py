@@ -44,7 +44,8 @@ def add_cache_option(parser: argparse.ArgumentParser) -> None:
     """``--cache use|refresh|off`` for scripts that call models (sets ``pipeline.cache_mode``)."""
     parser.add_argument("--cache", choices=("use", "refresh", "off"),
                         help="model-call cache in pipeline.call_cache: use (answer repeated calls from it, store new "
-                        "ones), refresh (always call, overwrite), off (pipeline.cache_mode, default off)")
+                        "ones), refresh (always call, overwrite), off (pipeline.cache_mode, default off); it also "
+                        "keeps the builtin chart reader's readings and the replay's rendered charts")
 
 
 def with_cache_mode(cfg: Config, args: argparse.Namespace) -> Config:

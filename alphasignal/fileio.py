@@ -2,14 +2,17 @@
 
 Also the one check of an output location before any work starts, so a bad path fails in a second, not after
 an hour of work. Every OS error becomes a one-line ``UsageError`` (exit 2) that names the path and the fix.
+``source_digest`` hashes source files: the identity of code whose results are cached.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import importlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import UsageError
@@ -92,3 +95,13 @@ def input_file(path: str | Path, what: str, fix: str, *, error: type[Exception] 
     if not os.access(p, os.R_OK):
         raise error(f"{what} {str(p)!r} is not readable: fix its permissions")
     return p
+
+
+def source_digest(modules: Iterable[str], versions: Iterable[object] = ()) -> str:
+    """sha256 of the source files of ``modules`` (dotted names, imported if needed) and of ``versions`` (library
+    versions): the identity of code whose results are cached, so any edit to it misses the cache."""
+    h = hashlib.sha256()
+    for name in modules:
+        h.update(name.encode() + b"\0" + Path(importlib.import_module(name).__file__ or name).read_bytes())
+    h.update(repr(tuple(str(v) for v in versions)).encode())
+    return h.hexdigest()

@@ -57,18 +57,19 @@ def main() -> None:
 
     from alphasignal.backtest.distributed import Executor
     from alphasignal.backtest.engine import prepare_prices
-    from alphasignal.backtest.strategies import grid_frame, split_valid
+    from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
     from alphasignal.backtest.sweep_tasks import sweep_tickers, warm_up
     from alphasignal.backtest.xp import resolve
     from config import SweepConfig
 
     opts = SweepConfig()
     backend = resolve(opts.device, opts.engine)
-    configs = grid_frame("MA_Crossover", GRID)
+    strat = get_strategy("MA_Crossover")
+    configs = grid_frame(strat, GRID)
     plan = {}
     for t, df in universe(args.tickers, args.bars).items():
         prices = prepare_prices(df, t)
-        plan[t] = (prices, split_valid("MA_Crossover", configs, prices.n)[0])
+        plan[t] = (prices, split_valid(strat, configs, prices.n)[0])
     k = sum(len(v) for _, v in plan.values())
     print(f"{args.tickers} tickers x {k // args.tickers:,} valid MA configs x {args.bars} bars = {k:,} backtests "
           f"(+ is/oos windows); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
@@ -76,13 +77,13 @@ def main() -> None:
     rows, ref = {}, None
     for label, cluster in (("in-process", ""), ("LocalCluster(1)", "local:1"), ("LocalCluster(2)", "local:2")):
         t0 = time.perf_counter()
-        with Executor(cluster, warm=warm_up(plan, "MA_Crossover", opts, backend), numba_threads=args.threads) as ex:
+        with Executor(cluster, warm=warm_up(plan, strat, opts, backend), numba_threads=args.threads) as ex:
             if not cluster:  # in-process: the warm-up is the first call of the kernel in this process
-                warm_up(plan, "MA_Crossover", opts, backend)()
+                warm_up(plan, strat, opts, backend)()
             start = time.perf_counter() - t0
             t1 = time.perf_counter()
             frames = {r.ticker: r.frame.select_dtypes("float").to_numpy().tobytes() for r in
-                      sweep_tickers(ex, plan, "MA_Crossover", opts, backend)}
+                      sweep_tickers(ex, plan, strat, opts, backend)}
             sweep = time.perf_counter() - t1
         same = "reference" if ref is None else ("bit-identical" if frames == ref else "DIFFERENT")
         ref = ref or frames

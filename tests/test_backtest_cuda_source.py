@@ -98,7 +98,7 @@ def fake_cupy(cpu_kernel, monkeypatch):
 def test_cuda_kernel_source_matches_the_numba_kernel(strategy, entry, mode, fill, fees, slip, fake_cupy, aapl,
                                                      configs_for):
     strat = get_strategy(strategy)
-    kind = kernels.rule_kind(strat.kind, entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
+    kind = strat.kernel_rule(entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
     prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
     table, ia, fa = config_arrays(config_parts(strat, configs), prices)
@@ -126,5 +126,32 @@ def test_cupy_host_side_through_the_engine_with_a_cpu_stand_in(mode, fill, fake_
     launches = fake_cupy.launches
     assert len(launches) > 1 and sum(k for _, _, k in launches) == len(configs)
     assert all(g * b >= k > (g - 1) * b for g, b, k in launches)  # one thread per configuration
+    for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("strategy", ["Bollinger_Breakout", "user MA"])
+def test_rules_without_cuda_source_run_on_the_gpu_through_the_positions_rule(strategy, fake_cupy, aapl, configs_for,
+                                                                               monkeypatch):
+    """A built-in whose rule the CUDA source lacks (here Bollinger's, taken out), and a user strategy, run on the
+    cupy engine as positions read by the CUDA POSITIONS rule: the same results as the Numba kernel."""
+    from pathlib import Path
+
+    from alphasignal.backtest.strategies import BOLLINGER
+    from alphasignal.backtest.user_strategy import load_strategy
+
+    if strategy == "user MA":
+        strat = load_strategy("MyMACrossover", str(Path(__file__).parents[1] / "examples" / "ma_crossover_user.py"))
+        rng_name = "MA_Crossover"
+    else:
+        strat, rng_name = get_strategy(strategy), strategy
+        monkeypatch.setattr(cuda, "RULES", cuda.RULES - {BOLLINGER})
+    prices = prepare_prices(aapl.iloc[-700:], "AAPL", strat.needs)
+    configs = as_config_frame(strat, configs_for(rng_name, np.random.default_rng(9), 12))
+    opts = SweepConfig(mode="long_short", fill="next_open", fees_bps=4.0)
+    run = dict(lo=80, n_blocks=4, want_rets=True)
+    got = simulate(prices, strat, configs, opts, Backend("cupy", "gpu", "fake"), **run)
+    want = simulate(prices, strat, configs, opts, Backend("numba", "cpu"), **run)
+    assert fake_cupy.launches and want[0][:, kernels.ACC.index("trades")].sum() > 0
     for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)

@@ -250,6 +250,7 @@ def test_kernel_block_sums_give_the_same_pbo_as_the_return_matrix(goog, monkeypa
     """The sweep's PBO comes from per-block sums accumulated in the kernel; they must equal the matrix route."""
     from alphasignal.backtest import kernels
     from alphasignal.backtest.engine import prepare_prices
+    from alphasignal.backtest.strategies import get_strategy
     from alphasignal.backtest.sweep import run_window
     from alphasignal.backtest.validation import pbo_from_blocks
     from alphasignal.backtest.xp import resolve
@@ -257,7 +258,7 @@ def test_kernel_block_sums_give_the_same_pbo_as_the_return_matrix(goog, monkeypa
     cfgs = [{"short_period": s, "long_period": w, "use_ema": False} for s in (3, 8, 15) for w in (30, 60, 120)]
     prices = prepare_prices(goog, "GOOG")
     monkeypatch.setattr(kernels, "BAR_BLOCK", 97)  # kernel passes that cut across the CSCV blocks
-    _, blocks, rets = run_window(prices, "MA_Crossover", cfgs, OPTS, resolve("cpu", "numba"), n_blocks=8,
+    _, blocks, rets = run_window(prices, get_strategy("MA_Crossover"), cfgs, OPTS, resolve("cpu", "numba"), n_blocks=8,
                                  want_rets=True)
     edges = np.linspace(0, prices.n, 9).round().astype(int)
     via_blocks = pbo_from_blocks(blocks, np.diff(edges))

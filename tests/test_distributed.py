@@ -53,7 +53,7 @@ def _run(plan, opts, cluster="", kill_after_first=False):
     out = {}
     with Executor(cluster) as ex:
         pids = ex.client.run(os.getpid) if ex.client is not None else {}
-        for res in sweep_tickers(ex, plan, "MA_Crossover", opts, backend):
+        for res in sweep_tickers(ex, plan, get_strategy("MA_Crossover"), opts, backend):
             out[res.ticker] = res
             if kill_after_first and len(out) == 1:
                 os.kill(pids[sorted(pids)[-1]], signal.SIGKILL)  # a worker process dies mid-sweep
@@ -91,11 +91,12 @@ def test_blocks_reduce_to_the_one_call_frame_bit_for_bit(aapl):
     backend = resolve(opts.device, opts.engine)
     prices = prepare_prices(aapl, "AAPL", ("Close",))
     valid = split_valid("MA_Crossover", grid_frame("MA_Crossover", GRID), prices.n)[0]
-    assert len(plan_blocks(prices, "MA_Crossover", valid, opts, backend)) == 1
-    assert len(plan_blocks(prices, "MA_Crossover", valid, opts, backend, 7)) == 7
-    whole, blocks, _ = run_window(prices, "MA_Crossover", valid, SweepConfig(), backend, n_blocks=opts.pbo_splits)
-    whole = pd.concat([whole, oos_columns(prices, "MA_Crossover", valid, SweepConfig(), backend)], axis=1)
-    (res,) = sweep_tickers(Executor(), {"AAPL": (prices, valid)}, "MA_Crossover", opts, backend, min_blocks=7)
+    strat = get_strategy("MA_Crossover")
+    assert len(plan_blocks(prices, strat, valid, opts, backend)) == 1
+    assert len(plan_blocks(prices, strat, valid, opts, backend, 7)) == 7
+    whole, blocks, _ = run_window(prices, strat, valid, SweepConfig(), backend, n_blocks=opts.pbo_splits)
+    whole = pd.concat([whole, oos_columns(prices, strat, valid, SweepConfig(), backend)], axis=1)
+    (res,) = sweep_tickers(Executor(), {"AAPL": (prices, valid)}, strat, opts, backend, min_blocks=7)
     assert _bits(res.frame) == _bits(whole)
     assert res.blocks.tobytes() == blocks.tobytes()
 
@@ -229,3 +230,52 @@ def test_cli_tickers_file_runs_each_listed_ticker(tmp_path):
                 "--output", str(out)) == 0
     assert list(dict.fromkeys(pd.read_parquet(out)["ticker"])) == ["GOOG", "AAPL"]
     assert Config().sweep.cluster == ""
+
+
+def _optimize_cli(tmp_path: Path, name: str, *extra: str) -> int:
+    from alphasignal.agents.app import add_arguments, main
+    from alphasignal.cli import build_parser, run
+
+    parser = build_parser("stage 06")
+    add_arguments(parser)
+    return run(main, parser, ["-q", "--provider", "builtin", "--set", "dataset.source=offline",
+                              "--set", "dataset.start=2015-01-01", "--set", "dataset.end=2020-12-31",
+                              "--set", "sweep.grid={short_period=[5, 10, 20, 40], long_period=[50, 100, 150]}",
+                              "--set", "optimizer.min_trades=3", "--set",
+                              f"optimizer.history_db={tmp_path / (name + '.sqlite')}",
+                              "--output-dir", str(tmp_path / name), *extra])
+
+
+def test_optimizer_with_an_unreachable_scheduler_fails_before_loading_data(tmp_path, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = _optimize_cli(tmp_path, "x", "--cluster", f"tcp://127.0.0.1:{port}", "--set", "sweep.connect_timeout=1",
+                         "--set", "dataset.source=csv", "--set", f"dataset.csv_path={tmp_path / 'missing.csv'}")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "cannot reach the Dask scheduler" in err[0]  # not the missing file
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_process(tmp_path):
+    """Stage 06's per-round backtests, its exploration sweep, the --compare optimizers, DSR/PBO and the hold-out
+    all run through the cluster's blocks with --cluster local:1: every stored figure equals the in-process run's."""
+    import sqlite3
+
+    args = ("--rounds", "2", "--compare", "random,tpe")
+    assert _optimize_cli(tmp_path, "inproc", *args) == 0
+    assert _optimize_cli(tmp_path, "c1", *args, "--cluster", "local:1") == 0
+
+    def stored(name: str) -> tuple[dict, list]:
+        con = sqlite3.connect(tmp_path / f"{name}.sqlite")
+        summary = json.loads(con.execute("SELECT summary FROM runs").fetchone()[0])
+        rows = con.execute("SELECT round_no, name, params, status, metrics_is, metrics_oos FROM proposals "
+                           "ORDER BY rowid").fetchall()
+        con.close()
+        return summary, rows
+
+    (s_in, p_in), (s_c1, p_c1) = stored("inproc"), stored("c1")
+    assert s_c1 == s_in and p_c1 == p_in
+    assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe"]
+    assert s_in["configs_tried"] > 2 and len(p_in) > 2

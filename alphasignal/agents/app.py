@@ -15,6 +15,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from ..backtest.distributed import Executor
+from ..backtest.user_strategy import load_strategy
 from ..cli import add_cache_option, with_cache_mode
 from ..fileio import check_output_dir
 from ..market import load_from_config
@@ -34,7 +36,10 @@ REPORT, COMPARISON, EQUITY = "multi_llm_report.md", "multi_llm_comparison.png", 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Stage 06 options (each one a shortcut for an ``optimizer.*`` config value)."""
     g = parser.add_argument_group("optimizer")
-    g.add_argument("--strategy", help="strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout")
+    g.add_argument("--strategy", help="strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout, or the class "
+                   "name of a strategy in --strategy-file")
+    g.add_argument("--strategy-file", metavar="FILE.py", help="a Python file with your own strategy class "
+                   "(optimizer.strategy_file; see the README's \"Write your own strategy\")")
     g.add_argument("--provider", help="model provider for every agent: auto, builtin, ollama, openai, llamacpp")
     g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
     g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")
@@ -43,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also run these optimizers (random search, Optuna TPE, walk-forward optimisation) with the "
                    "same backtest budget")
     g.add_argument("--output-dir", help="where the report and PNGs go")
+    g.add_argument("--cluster", help="run the backtests on Dask: local[:N] (N worker processes here) or "
+                   "tcp://HOST:8786 (a running scheduler); default in-process (sweep.cluster)")
     h = g.add_mutually_exclusive_group()
     h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")
     h.add_argument("--history", action="store_true", help="list past runs and exit")
@@ -53,12 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def with_args(cfg: Any, args: argparse.Namespace) -> Any:
     """``cfg`` with the command-line shortcuts applied (validated by the config's own checks)."""
     updates: dict[str, Any] = {}
-    for name, field in (("strategy", "strategy"), ("provider", "provider"), ("rounds", "rounds"),
-                        ("budget", "budget"), ("debate", "debate_rounds"), ("output_dir", "output_dir")):
+    for name, field in (("strategy", "strategy"), ("strategy_file", "strategy_file"), ("provider", "provider"),
+                        ("rounds", "rounds"), ("budget", "budget"), ("debate", "debate_rounds"),
+                        ("output_dir", "output_dir")):
         if getattr(args, name, None) is not None:
             updates[field] = getattr(args, name)
     if getattr(args, "compare", None):
         updates["compare"] = tuple(x.strip() for x in args.compare.split(",") if x.strip())
+    if getattr(args, "cluster", None) is not None:
+        cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, cluster=args.cluster))
     return dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, **updates)) if updates else cfg
 
 
@@ -70,31 +80,35 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     show = getattr(args, "show", None)
     listing = getattr(args, "history", False) or show is not None
     resume = getattr(args, "resume", None)
-    if not listing:  # bad input, data or model servers fail before the history database is created or written
+    if not listing:  # bad input, the cluster, data or model servers fail before the history database is written
+        load_strategy(oc.strategy, oc.strategy_file)  # a strategy file joins the registry: checked before any work
         sweep_grid(cfg)
         check_output_dir(oc.output_dir, what="--output-dir")
-        data = load_from_config(cfg.dataset)
-        agents = None if resume else build_agents(cfg)
-    if resume:  # an unknown id fails before the database is opened for writing
-        with History(oc.history_db, create=False) as history:
-            history.run(resume)
-    with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
-        if getattr(args, "history", False):
-            _print_history(history, console)
-            return 0
-        if show is not None:
-            print_report(load_run(history, args.show), console)
-            return 0
-        done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
-        run_id = optimize(data, cfg, history, agents=agents, resume=resume,
-                          progress=not getattr(args, "quiet", False))
-        ev = Evaluator.from_config(data, cfg)
-        if done:  # a finished run keeps its stored summary: its hold-out was scored once already
-            summary = history.run(run_id)["summary"]
-        else:
-            summary = finalise(ev, history, run_id, oc)  # winners fixed first, then scored on the hold-out once
-            history.finish_run(run_id, "finished", summary)
-        data_run = load_run(history, run_id)
+    with Executor("" if listing else cfg.sweep.cluster, connect_timeout=cfg.sweep.connect_timeout) as ex:
+        if not listing:
+            data = load_from_config(cfg.dataset)
+            agents = None if resume else build_agents(cfg)
+        if resume:  # an unknown id fails before the database is opened for writing
+            with History(oc.history_db, create=False) as history:
+                history.run(resume)
+        with History(oc.history_db, create=not listing) as history:  # --history/--show never create a database
+            if getattr(args, "history", False):
+                _print_history(history, console)
+                return 0
+            if show is not None:
+                print_report(load_run(history, args.show), console)
+                return 0
+            done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
+            run_id = optimize(data, cfg, history, agents=agents, resume=resume,
+                              progress=not getattr(args, "quiet", False), executor=ex)
+            ev = Evaluator.from_config(data, cfg, ex)
+            if done:  # a finished run keeps its stored summary: its hold-out was scored once already
+                summary = history.run(run_id)["summary"]
+            else:
+                summary = finalise(ev, history, run_id, oc)  # winners fixed first, then scored on the hold-out once
+                history.finish_run(run_id, "finished", summary)
+            data_run = load_run(history, run_id)
+            ev.executor = None  # the plots' few backtests run here, after the cluster is closed
     out = Path(oc.output_dir)
     comparison_png(data_run, out / COMPARISON)
     equity_png(equity_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,

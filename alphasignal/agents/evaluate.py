@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..backtest.distributed import Executor
 from ..backtest.metrics import METRICS, periods_per_year, rf_per_bar
 from ..errors import UsageError
 
@@ -28,6 +29,15 @@ def _bt():
     from .. import backtest
 
     return backtest
+
+
+def _task(frame: pd.DataFrame, job: tuple[str, Any, list[dict[str, Any]], Any, Any, Any]) -> pd.DataFrame:
+    """One cluster task: stage 05's ``run_sweep``, ``backtest`` or ``returns_matrix`` on a block of configurations
+    (each configuration's figures depend on it alone, so a block gives the rows the whole call would)."""
+    fn, strategy, plist, options, start, end = job
+    if fn == "run_sweep":
+        return _bt().run_sweep(frame, strategy, plist, options=options, progress=False)
+    return getattr(_bt(), fn)(frame, strategy, plist, options=options, start=start, end=end)
 
 
 def data_hash(data: pd.DataFrame) -> str:
@@ -80,9 +90,11 @@ class Evaluator:
     warm up on earlier bars, nothing after a bar is used for it, and each window starts flat.
     """
 
-    def __init__(self, data: pd.DataFrame, strategy: str, sweep_cfg: Any, *, test_fraction: float,
-                 oos_method: str = "holdout", folds: int = 4, holdout_fraction: float = 0.2, embargo: int = 5):
+    def __init__(self, data: pd.DataFrame, strategy: Any, sweep_cfg: Any, *, test_fraction: float,
+                 oos_method: str = "holdout", folds: int = 4, holdout_fraction: float = 0.2, embargo: int = 5,
+                 executor: Executor | None = None):
         self.strategy, self.options, self.oos_method, self.folds = strategy, sweep_cfg, oos_method, folds
+        self.executor = executor  # a Dask cluster (stage 05's seam) runs the backtests in blocks; None: in-process
         self.data = data
         self.seg = Segments.of(len(data), test_fraction, holdout_fraction, embargo)
         self.split, dev_end = self.seg.selection
@@ -94,11 +106,34 @@ class Evaluator:
         self.holdout_calls = 0
 
     @classmethod
-    def from_config(cls, data: pd.DataFrame, cfg: Any) -> Evaluator:
-        """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy, segments and objective method."""
+    def from_config(cls, data: pd.DataFrame, cfg: Any, executor: Executor | None = None) -> Evaluator:
+        """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy (an object: built-in, or loaded from
+        ``optimizer.strategy_file``), segments and objective method; its backtests run on ``executor`` (a cluster,
+        see ``sweep.cluster``) when given."""
+        from ..backtest.user_strategy import load_strategy
+
         oc = cfg.optimizer
-        return cls(data, oc.strategy, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
-                   folds=oc.folds, holdout_fraction=oc.holdout_fraction, embargo=oc.holdout_embargo)
+        strat = load_strategy(oc.strategy, oc.strategy_file)
+        return cls(data, strat, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=oc.oos_method,
+                   folds=oc.folds, holdout_fraction=oc.holdout_fraction, embargo=oc.holdout_embargo,
+                   executor=executor)
+
+    def _run(self, fn: str, part: str, plist: list[dict[str, Any]], start: Any = None, end: Any = None
+             ) -> pd.DataFrame:
+        """``fn`` (run_sweep | backtest | returns_matrix) of ``plist`` on ``part`` (train | dev | data): in-process,
+        or on the cluster in blocks of configurations (two per worker), put back together in order."""
+        frames = {"train": self.train, "dev": self.dev, "data": self.data}
+        ex = self.executor
+        if ex is None or ex.client is None:
+            return _task(frames[part], (fn, self.strategy, plist, self.options, start, end))
+        blocks = np.array_split(np.arange(len(plist)), min(len(plist), 2 * ex.workers))
+        chunks = [(part, (fn, self.strategy, [plist[i] for i in b], self.options, start, end)) for b in blocks]
+        parts = list(ex.map_chunks(_task, chunks, {part: frames[part]}))
+        if fn == "returns_matrix":
+            out = pd.concat(parts, axis=1)
+            out.columns = range(out.shape[1])
+            return out
+        return pd.concat(parts, ignore_index=True)
 
     def segments(self) -> dict[str, Any]:
         """The segment boundaries (bar positions and dates), as recorded with a run."""
@@ -106,8 +141,13 @@ class Evaluator:
 
     def sweep(self, grid: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The exploration sweep: one row per valid grid configuration, parameter and metric columns."""
-        df = _bt().run_sweep(self.train, self.strategy, dict(grid), options=self.options, progress=False)
-        return df.reset_index(drop=True)
+        if self.executor is None or self.executor.client is None:
+            df = _bt().run_sweep(self.train, self.strategy, dict(grid), options=self.options, progress=False)
+            return df.reset_index(drop=True)
+        from ..backtest.strategies import grid_frame, split_valid
+
+        valid, _ = split_valid(self.strategy, grid_frame(self.strategy, dict(grid)), len(self.train))
+        return self._run("run_sweep", "train", valid.to_dict("records"))
 
     def evaluate(self, params_list: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, float], dict[str, float]]]:
         """(exploration metrics, selection metrics) for each configuration, in order. With walk-forward, the
@@ -115,10 +155,8 @@ class Evaluator:
         if not params_list:
             return []
         plist = [dict(p) for p in params_list]
-        bt = _bt()
-        ins = bt.backtest(self.train, self.strategy, plist, options=self.options)
-        folds = [bt.backtest(self.dev, self.strategy, plist, options=self.options, start=a, end=b)
-                 for a, b in self.windows]
+        ins = self._run("backtest", "train", plist)
+        folds = [self._run("backtest", "dev", plist, a, b) for a, b in self.windows]
         out = []
         for i in range(len(plist)):
             m_is = _row_metrics(ins.iloc[i])
@@ -133,8 +171,8 @@ class Evaluator:
         frame = self.data if part in ("holdout", "full") else self.dev
         start, end = {"full": (None, None), "development": (None, None), "exploration": (None, self.split),
                       "selection": (self.split, None), "holdout": (self.seg.holdout[0], None)}[part]
-        m = _bt().returns_matrix(frame, self.strategy, [dict(p) for p in params_list], options=self.options,
-                                 start=start, end=end)
+        m = self._run("returns_matrix", "data" if frame is self.data else "dev", [dict(p) for p in params_list],
+                      start, end)
         return np.asarray(m, dtype=float)
 
     def holdout(self, params_list: Sequence[Mapping[str, Any]], *, seed: int = 0,
@@ -147,7 +185,7 @@ class Evaluator:
         plist = [dict(p) for p in params_list]
         if not plist:
             return []
-        frame = _bt().backtest(self.data, self.strategy, plist, options=self.options, start=self.seg.holdout[0])
+        frame = self._run("backtest", "data", plist, self.seg.holdout[0])
         rets = self.returns(plist, "holdout")
         ppy = float(getattr(self.options, "periods_per_year", 0.0) or periods_per_year(self.data.index))
         rf = rf_per_bar(float(getattr(self.options, "risk_free", 0.0)), ppy)

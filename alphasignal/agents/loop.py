@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..backtest.distributed import Executor
 from ..errors import Interrupted, UsageError
 from ..providers import Provider, ProviderSettings, get_provider
 from ..storage.history import History
@@ -107,12 +108,13 @@ def _label(is_better: bool, oos_better: bool) -> str:
 
 
 def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents | None = None,
-             resume: str | None = None, progress: bool = True) -> str:
-    """Run (or resume) the optimizer; every round lands in ``history``. Returns the run id."""
+             resume: str | None = None, progress: bool = True, executor: Executor | None = None) -> str:
+    """Run (or resume) the optimizer; every round lands in ``history``; backtests run on ``executor`` (a Dask
+    cluster) when given. Returns the run id."""
     oc = cfg.optimizer
     specs = space.specs(oc.strategy)
     grid = sweep_grid(cfg)
-    ev = Evaluator.from_config(data, cfg)
+    ev = Evaluator.from_config(data, cfg, executor)
     dhash = data_hash(data)
     if resume:
         run = history.run(resume)
@@ -160,7 +162,7 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
 # where files go and how data is fetched: a resumed run may change these, nothing that shapes its results
 _RESUME_FREE = {"optimizer.history_db", "optimizer.output_dir", "dataset.cache_dir", "dataset.workers",
                 "dataset.download_retries", "dataset.output_dir", "sweep.output", "sweep.device", "sweep.engine",
-                "sweep.max_memory_mb", "sweep.top_n"}
+                "sweep.max_memory_mb", "sweep.top_n", "sweep.cluster", "sweep.connect_timeout", "sweep.start_fast"}
 
 
 def _check_same_config(run: Mapping[str, Any], cfg: Any) -> None:

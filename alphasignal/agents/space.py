@@ -33,13 +33,8 @@ def constraints_text(strategy: str) -> str:
 
 
 def specs(strategy: str) -> dict[str, Any]:
-    """PARAM_SPECS of ``strategy``; unknown names fail with a suggestion."""
-    all_specs = _backtest().PARAM_SPECS
-    if strategy not in all_specs:
-        close = difflib.get_close_matches(strategy, list(all_specs), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(all_specs))}"
-        raise UsageError(f"unknown strategy {strategy!r}: {hint} (set --strategy or optimizer.strategy)")
-    return dict(all_specs[strategy])
+    """PARAM_SPECS of ``strategy`` (built-in or loaded from a strategy file); unknown names fail with a suggestion."""
+    return dict(_backtest().get_strategy(strategy).specs)
 
 
 def kind(spec: Any) -> str:

@@ -2,10 +2,12 @@
 
 Public interface (stable; stage 06 calls it):
 
-* ``STRATEGIES`` -- names; ``PARAM_SPECS[strategy][param] = ParamSpec(min, max, step, type, default)`` with
-  ``type`` in int | float | bool; ``validate_params(strategy, params) -> list[str]`` (empty = valid; covers unknown
-  or missing names with suggestions, types, ranges and constraints such as short_period < long_period).
-  ``get_strategy(name)`` raises ``UsageError`` with a suggestion for unknown strategies.
+* ``Strategy`` objects, one registry: ``get_strategy(name)`` (``UsageError`` with a suggestion for unknown names),
+  ``load_strategy(name, path)`` (a built-in, or the class ``name`` of a user's strategy file, checked and
+  registered: see ``user_strategy.py``). ``STRATEGIES`` -- the built-in names; ``PARAM_SPECS[strategy][param] =
+  ParamSpec(min, max, step, type, default)`` with ``type`` in int | float | bool; ``validate_params(strategy,
+  params) -> list[str]`` (empty = valid; covers unknown or missing names with suggestions, types, ranges and
+  constraints such as short_period < long_period). Every ``strategy`` argument below is a name or a Strategy.
 * ``run_sweep(data, strategy, grid, *, options=None, progress=False) -> DataFrame``: ``data`` is a DataFrame
   (OHLC columns) or ``{ticker: DataFrame}``; ``grid`` a dict of lists / scalars / ``{min, max, step}`` ranges
   (missing parameters take their defaults) or a list of config dicts. One row per (ticker, config): ``ticker``,
@@ -33,8 +35,9 @@ fraction (0.25 = -25 %).
 """
 
 from .metrics import METRICS
-from .strategies import PARAM_SPECS, STRATEGIES, ParamSpec, expand_grid, get_strategy, validate_params
+from .strategies import PARAM_SPECS, STRATEGIES, ParamSpec, Strategy, expand_grid, get_strategy, validate_params
 from .sweep import backtest, positions, returns_matrix, run_sweep
+from .user_strategy import load_strategy
 from .validation import (
     deflated_sharpe_ratio,
     probability_of_backtest_overfitting,
@@ -45,7 +48,7 @@ from .validation import (
 from .wfo import WFOResult, walk_forward_optimize
 from .xp import resolve
 
-__all__ = ["METRICS", "PARAM_SPECS", "STRATEGIES", "ParamSpec", "WFOResult", "backtest", "deflated_sharpe_ratio",
-           "expand_grid", "get_strategy", "positions", "probability_of_backtest_overfitting", "resolve",
-           "returns_matrix", "run_sweep", "split_train_test", "train_test", "validate_params", "walk_forward",
-           "walk_forward_optimize"]
+__all__ = ["METRICS", "PARAM_SPECS", "STRATEGIES", "ParamSpec", "Strategy", "WFOResult", "backtest",
+           "deflated_sharpe_ratio", "expand_grid", "get_strategy", "load_strategy", "positions",
+           "probability_of_backtest_overfitting", "resolve", "returns_matrix", "run_sweep", "split_train_test",
+           "train_test", "validate_params", "walk_forward", "walk_forward_optimize"]

@@ -21,17 +21,19 @@ from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
 from ..market.universe import load_universe
 from ..progress import progress_bar
+from . import startfast
 from .distributed import Executor
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
 from .metrics import METRICS
-from .strategies import config_at, get_strategy, grid_frame, split_valid
+from .strategies import Strategy, config_at, grid_frame, split_valid
 from .sweep import run_window
 from .sweep_tasks import sweep_tickers, warm_up, write_frames
+from .user_strategy import load_strategy
 from .validation import dsr_of_best, pbo_from_blocks
 from .wfo import WFOResult, run_wfo, wfo_windows
 from .wfo import __doc__ as WFO_DOC_FULL
-from .xp import Backend, resolve
+from .xp import Backend, resolve, uses_jit
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def data_hash(frames: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()[:12]
 
 
-def _overfitting(prices: Prices, strategy: str, valid: pd.DataFrame, frame: pd.DataFrame, blocks: np.ndarray,
+def _overfitting(prices: Prices, strat: Strategy, valid: pd.DataFrame, frame: pd.DataFrame, blocks: np.ndarray,
                  opts: SweepConfig, backend: Backend) -> dict[str, Any]:
     """DSR of the full-sample best configuration and PBO (CSCV) over all configurations of one ticker."""
     ppy = annualisation(prices, opts)
@@ -57,12 +59,12 @@ def _overfitting(prices: Prices, strategy: str, valid: pd.DataFrame, frame: pd.D
     if not np.isfinite(sharpe).any():
         return {"dsr": None, "pbo": None, "note": "no configuration has a defined Sharpe ratio"}
     best = int(np.nanargmax(sharpe))
-    _, _, rets = run_window(prices, strategy, valid.iloc[[best]], opts, backend, want_rets=True)
+    _, _, rets = run_window(prices, strat, valid.iloc[[best]], opts, backend, want_rets=True)
     dsr = dsr_of_best(rets[:, 0], sharpe / np.sqrt(ppy))
     out: dict[str, Any] = {"best_config": config_at(valid, best), **{k: _plain(v) for k, v in dsr.items()}}
     if blocks.shape[1] and len(valid) >= 2:
         edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
-        res = pbo_from_blocks(blocks, np.diff(edges))
+        res = pbo_from_blocks(blocks, np.diff(edges), jit=uses_jit(backend))
         out.update(pbo=res.pbo, pbo_combinations=res.n_combinations, pbo_combinations_total=res.of_combinations,
                    pbo_logit_median=float(np.median(res.logits)))
     else:
@@ -143,9 +145,9 @@ def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
 
 
 def _config_hash(cfg: Config) -> str:
-    """The hash of what decides the results: where they ran (sweep.cluster, its timeout) is left out."""
+    """The hash of what decides the results: where they ran (sweep.cluster, its timeout, start_fast) is left out."""
     d = cfg.to_dict()
-    chosen = {"sweep": {k: v for k, v in d["sweep"].items() if k not in {"cluster", "connect_timeout"}},
+    chosen = {"sweep": {k: v for k, v in d["sweep"].items() if k not in {"cluster", "connect_timeout", "start_fast"}},
               "dataset": d["dataset"]}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -171,6 +173,45 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _plan(frames: dict[str, pd.DataFrame], configs: pd.DataFrame, opts: SweepConfig, strat: Strategy
+          ) -> dict[str, tuple[Prices, pd.DataFrame, list]]:
+    """Per ticker: checked prices, the valid configurations and the skipped ones with their reasons (UsageError
+    before any work when a ticker has none valid, or when walk-forward cannot run on it)."""
+    plan = {}
+    for ticker, df in frames.items():
+        prices = prepare_prices(df, ticker, strat.needs)
+        valid, bad = split_valid(strat, configs, prices.n)
+        if valid.empty:
+            raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
+                             f"({bad[0][1]}): fix sweep.grid or widen the date range")
+        if opts.walk_forward:  # fail before any work, not after the sweep
+            wfo_windows(prices, strat, valid, opts.sort_by, opts.walk_forward, opts.anchored)
+        plan[ticker] = (prices, valid, bad)
+    return plan
+
+
+def _sweep(ex: Executor, plan: dict[str, tuple[Prices, pd.DataFrame, list]], strat: Strategy, opts: SweepConfig,
+           backend: Backend, progress: bool) -> tuple[dict[str, dict], dict[str, dict], list[pd.DataFrame]]:
+    """Sweep every ticker on ``ex``, streaming the results to ``opts.output``: (overfitting reports, timings, top
+    rows) per ticker."""
+    reports, timings, tops = {}, {}, []
+    jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
+    with progress_bar(progress, sum(len(v[1]) for v in plan.values()),
+                      f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv:
+        def reduced():  # one ticker at a time: the client never holds the whole result
+            t1 = time.perf_counter()
+            for res in sweep_tickers(ex, jobs, strat, opts, backend, on_block=adv):
+                prices, valid, _bad = plan[res.ticker]
+                reports[res.ticker] = _overfitting(prices, strat, valid, res.frame, res.blocks, opts, backend)
+                timings[res.ticker] = {"task_s": round(res.task_s, 4), "wall_s": round(time.perf_counter() - t1, 4),
+                                       "config_bars_per_s": round(len(valid) * prices.n / max(res.task_s, 1e-9))}
+                tops.append(_top(res.frame, opts))
+                t1 = time.perf_counter()
+                yield res.frame
+        write_frames(Path(opts.output), reduced())
+    return reports, timings, tops
+
+
 def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     """Run the configured sweep end to end; returns the exit code (0)."""
     opts, ds = cfg.sweep, cfg.dataset
@@ -180,46 +221,31 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     check_output_file(Path(opts.output).with_suffix(".meta.json"), what="sweep metadata")
     if opts.walk_forward:
         check_output_file(wfo_path(Path(opts.output)), what="walk-forward folds")
-    strat = get_strategy(opts.strategy)
+    strat = load_strategy(opts.strategy, opts.strategy_file)
     backend = resolve(opts.device, opts.engine)
-    configs = grid_frame(opts.strategy, opts.grid, max_configs=opts.max_configs)
-    t0 = time.perf_counter()
-    frames = load_universe(ds)
-    load_s = time.perf_counter() - t0
-    plan = {}
-    for ticker, df in frames.items():
-        prices = prepare_prices(df, ticker, strat.needs)
-        valid, bad = split_valid(opts.strategy, configs, prices.n)
-        if valid.empty:
-            raise UsageError(f"{ticker}: none of the {len(configs)} {opts.strategy} configurations is valid "
-                             f"({bad[0][1]}): fix sweep.grid or widen the date range")
-        if opts.walk_forward:  # fail before any work, not after the sweep
-            wfo_windows(prices, opts.strategy, valid, opts.sort_by, opts.walk_forward, opts.anchored)
-        plan[ticker] = (prices, valid, bad)
-    reports, timings, tops = {}, {}, []
-    jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
-    with (Executor(opts.cluster, connect_timeout=opts.connect_timeout, warm=warm_up(jobs, opts.strategy, opts, backend))
-          as ex, progress_bar(progress, sum(len(v[1]) for v in plan.values()),
-                           f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv):
-        def reduced():  # one ticker at a time: the client never holds the whole result
-            t1 = time.perf_counter()
-            for res in sweep_tickers(ex, jobs, opts.strategy, opts, backend, on_block=adv):
-                prices, valid, _bad = plan[res.ticker]
-                reports[res.ticker] = _overfitting(prices, opts.strategy, valid, res.frame, res.blocks, opts, backend)
-                timings[res.ticker] = {"task_s": round(res.task_s, 4), "wall_s": round(time.perf_counter() - t1, 4),
-                                       "config_bars_per_s": round(len(valid) * prices.n / max(res.task_s, 1e-9))}
-                tops.append(_top(res.frame, opts))
-                t1 = time.perf_counter()
-                yield res.frame
-        write_frames(Path(opts.output), reduced())
+    configs = grid_frame(strat, opts.grid, max_configs=opts.max_configs)
+    with Executor(opts.cluster, connect_timeout=opts.connect_timeout) as ex:  # an unreachable scheduler fails first
+        t0 = time.perf_counter()
+        frames = load_universe(ds)
+        load_s = time.perf_counter() - t0
+        plan = _plan(frames, configs, opts, strat)
+        jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
+        jit_warm = warm_up(jobs, strat, opts, backend)
+        backend, background = startfast.choose(backend, opts, jobs, jit_warm)
+        if background:
+            startfast.compile_in_background(jit_warm, opts.pbo_splits)
+        ex.warm_workers(warm_up(jobs, strat, opts, backend))
+        reports, timings, tops = _sweep(ex, plan, strat, opts, backend, progress)
     wfo: dict[str, WFOResult] = {}
     for ticker, (prices, valid, _bad) in plan.items() if opts.walk_forward else ():
         t1 = time.perf_counter()
-        wfo[ticker] = run_wfo(prices, opts.strategy, valid, opts, backend, opts.walk_forward, opts.anchored)
+        wfo[ticker] = run_wfo(prices, strat, valid, opts, backend, opts.walk_forward, opts.anchored)
         timings[ticker]["walk_forward_s"] = round(time.perf_counter() - t1, 4)
     skipped = {t: len(v[2]) for t, v in plan.items()}
     meta = {
         "stage": "05_sweep_backtest", "strategy": opts.strategy, "engine": backend.engine, "device": backend.device,
+        **({"strategy_file": {"path": strat.origin[0], "sha256": hashlib.sha256(strat.origin[1].encode()).hexdigest()}}
+           if strat.origin else {}),
         "backend_note": backend.note, "data_hash": data_hash(frames), "config_hash": _config_hash(cfg),
         "tickers": {t: {"bars": p.n, "start": str(p.index[0]), "end": str(p.index[-1]),
                         "periods_per_year": annualisation(p, opts)} for t, (p, _, _) in plan.items()},

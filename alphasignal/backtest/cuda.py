@@ -1,6 +1,6 @@
 """CuPy backend: the fused per-configuration kernel of ``kernels.py`` in CUDA C, one GPU thread per configuration.
 
-A bar-by-bar port of the rules of ``kernels.py`` (same signal rules, kind 5 being ``kernels.CROSS``, fills, costs,
+A bar-by-bar port of the rules of ``kernels.py`` (same signal rules, by the rule ids of ``strategies``, fills, costs,
 bust rule and accumulators); a thread keeps its state, and the current block's return sums, in registers. cupy
 itself is reached only through ``xp.get_cupy()``. NOTE: written without access to a GPU. Its source is compiled for
 the CPU by gcc and checked against the Numba kernel, and :func:`run_cupy` is run through the engine with a CPU
@@ -14,16 +14,20 @@ import functools
 
 import numpy as np
 
+from . import strategies
 from .kernels import NACC
 from .xp import get_cupy
 
-_SOURCE = r"""
+_RULE_NAMES = ("CROSSOVER", "BOLLINGER", "RSI", "DONCHIAN", "CROSS", "POSITIONS")
+RULES = frozenset(getattr(strategies, name) for name in _RULE_NAMES)  # the rules the CUDA source implements
+_SOURCE = "".join(f"#define RULE_{name} {getattr(strategies, name)}\n" for name in _RULE_NAMES) + r"""
 __device__ int target_position(int kind, int pos, double c, double x0, double x1, int flag, double f0, double f1,
                                int short_ok) {
     if (isnan(x0) || isnan(x1)) return 0;
     int neg = short_ok ? -1 : 0;
-    if (kind == 0 || kind == 3) return x0 > x1 ? 1 : (x0 < x1 ? neg : 0);
-    if (kind == 1) {
+    if (kind == RULE_CROSSOVER) return x0 > x1 ? 1 : (x0 < x1 ? neg : 0);
+    if (kind == RULE_POSITIONS) return x0 > 0.0 ? 1 : (x0 < 0.0 ? neg : 0);
+    if (kind == RULE_BOLLINGER) {
         double up = x0 + f0 * x1, dn = x0 - f0 * x1;
         if (flag == 0) {
             if (c > up) return 1;
@@ -36,8 +40,9 @@ __device__ int target_position(int kind, int pos, double c, double x0, double x1
         if ((pos == 1 && c > x0) || (pos == -1 && c < x0)) return 0;
         return pos;
     }
-    if (kind == 2) return x0 < f0 ? 1 : (x0 > f1 ? neg : pos);
-    return c > x0 ? 1 : (c < x1 ? neg : pos);
+    if (kind == RULE_RSI) return x0 < f0 ? 1 : (x0 > f1 ? neg : pos);
+    if (kind == RULE_DONCHIAN) return c > x0 ? 1 : (c < x1 ? neg : pos);
+    return 0;
 }
 
 __device__ int cross_target(int pos, const double* a, const double* b, long long t, int short_ok) {
@@ -98,7 +103,7 @@ extern "C" __global__ void sweep_kernel(
             turnover += abs(pos);
             eq = 0.0; cash = 0.0; units = 0.0; pos = 0; bust = 1;
         }
-        int tgt = bust ? 0 : (kind == 5 ? cross_target(pos, row0, row1, t, short_ok)
+        int tgt = bust ? 0 : (kind == RULE_CROSS ? cross_target(pos, row0, row1, t, short_ok)
                                          : target_position(kind, pos, c, row0[t], row1[t], flag, f0, f1, short_ok));
         if (next_open) {
             pending = tgt;

@@ -113,13 +113,22 @@ class Executor:
             self.__exit__()
             raise ModelError(f"cannot reach the Dask scheduler at {self.address} within {self.connect_timeout:g} s "
                              f"({type(exc).__name__}): start it (dask scheduler) or fix sweep.cluster") from None
+        self.warm_workers(self.warm)
+        return self
+
+    def warm_workers(self, warm: Callable[[], None] | None) -> None:
+        """(Re-)register the WorkerPlugin: each worker takes its Numba thread share and runs ``warm()`` if given
+        (:meth:`__enter__` registers the constructor's; call this when the warm-up needs data loaded after the
+        scheduler was reached). Nothing to do in-process."""
+        self.warm = warm
+        if self.client is None:
+            return
         try:
             self._register_plugin()
         except Exception as exc:
             self.__exit__()
             _raise_if_environment(exc)
             raise
-        return self
 
     def _register_plugin(self) -> None:
         from distributed import WorkerPlugin

@@ -18,7 +18,8 @@ from config import SweepConfig
 from ..errors import UsageError
 from . import kernels, vector
 from .metrics import periods_per_year, rf_per_bar
-from .strategies import Strategy, build_rows, row_codes
+from .strategies import POSITIONS, Strategy, build_rows, row_codes
+from .user_strategy import ROW_COPIES, positions_arrays, rows_arrays
 from .xp import Backend
 
 log = logging.getLogger(__name__)
@@ -126,12 +127,32 @@ def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool) -> 
 
 
 def config_parts(strat: Strategy, configs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Packed indicator row keys (k x slots), flags (k,) and floats (k x 2) of a configuration frame."""
+    """Packed indicator row keys (k x slots), flags (k,) and floats (k x 2) of a configuration frame (a user
+    strategy: one row of its own per configuration, its positions)."""
     k = len(configs)
+    if strat.positions is not None:
+        return np.arange(k, dtype=np.int64)[:, None], np.zeros(k, dtype=np.int64), np.zeros((k, 2))
     flags = np.broadcast_to(np.asarray(strat.flag(configs), dtype=np.int64), (k,))
     floats = np.empty((k, 2))
     floats[:, 0], floats[:, 1] = (np.asarray(v, dtype="float64") for v in strat.floats(configs))
     return row_codes(strat, configs), flags, floats
+
+
+def plan_chunks(strat: Strategy, codes: np.ndarray, n_bars: int, per_config: int, max_memory_mb: float
+                ) -> list[np.ndarray]:
+    """:func:`_plan_chunks` for ``strat``'s configurations (``codes`` from :func:`config_parts`) over ``n_bars``."""
+    row_bytes = 8 * n_bars * (ROW_COPIES if strat.positions is not None else 1)
+    return _plan_chunks(codes, row_bytes, per_config, int(max_memory_mb) * 2**20)
+
+
+def chunk_arrays(strat: Strategy, parts: tuple[np.ndarray, np.ndarray, np.ndarray], configs: pd.DataFrame,
+                 prices: Prices, idx: np.ndarray | None = None, hi: int | None = None):
+    """:func:`config_arrays` of configurations ``idx``, or for a user strategy its positions over bars 0..hi-1
+    (the rows of the POSITIONS rule)."""
+    if strat.positions is not None:
+        chosen = configs if idx is None else configs.iloc[idx]
+        return positions_arrays(strat, prices, chosen, prices.n if hi is None else hi)
+    return config_arrays(parts, prices, idx)
 
 
 def config_arrays(parts: tuple[np.ndarray, np.ndarray, np.ndarray], prices: Prices, idx: np.ndarray | None = None):
@@ -146,6 +167,16 @@ def config_arrays(parts: tuple[np.ndarray, np.ndarray, np.ndarray], prices: Pric
     ia = np.empty((len(codes), 3), dtype=np.int64)
     ia[:, 0], ia[:, 1], ia[:, 2] = inv[:, 0], inv[:, -1], flags
     return build_rows(uniq, prices.high, prices.low, prices.close), ia, np.ascontiguousarray(floats)
+
+
+def positions_rows(strat: Strategy, rule: int, close: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
+                   short_ok: bool, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's arrays for the POSITIONS rule: row j = configuration j's positions by ``strat``'s vectorised
+    rule over bars ``lo..hi-1`` (NaN before ``lo``), as :func:`chunk_arrays` gives them for a user strategy."""
+    pos = vector.positions(np, strat, rule, close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
+    rows = np.full((ia.shape[0], hi), np.nan)
+    rows[:, lo:] = pos.T
+    return rows_arrays(rows)
 
 
 def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend, *,
@@ -163,26 +194,30 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     kb, ks = cost_factors(opts)
     rf_bar = rf_per_bar(opts.risk_free, annualisation(prices, opts))
     short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
-    kind = kernels.rule_kind(strat.kind, opts.entry)
+    kind = strat.kernel_rule(opts.entry)
     parts = config_parts(strat, configs)
     per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets) + 16 * kernels.NSTATE * len(stops)
-    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
+    chunks = plan_chunks(strat, parts[0], prices.n, per_config, opts.max_memory_mb)
     acc = np.empty((len(stops), k, kernels.NACC) if stops else (k, kernels.NACC))
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
-        table, ia, fa = config_arrays(parts, prices, idx)
+        table, ia, fa = chunk_arrays(strat, parts, configs, prices, idx, hi)
         args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
         if backend.engine == "numba":
             a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
                                         next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
-            from .cuda import run_cupy
+            from .cuda import RULES, run_cupy
 
-            a, b, r = run_cupy(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+            rule = kind
+            if rule not in RULES:  # a rule the CUDA source lacks: its positions (NumPy), read by the POSITIONS rule
+                table, ia, fa = positions_rows(strat, rule, prices.close, table, ia, fa, short_ok, lo, hi)
+                rule = POSITIONS
+            a, b, r = run_cupy(rule, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
                                next_open=next_open, **args)
         else:
-            pos = vector.positions(np, kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
+            pos = vector.positions(np, strat, kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
             a, b, r = vector.portfolio(np, pos, prices.close, prices.open, next_open=next_open, **args)
         acc[..., idx, :] = a
         if n_blocks:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -30,31 +31,35 @@ import numba as nb
 import numpy as np
 from numba.core import event
 
+from .strategies import BOLLINGER, CROSS, CROSSOVER, DONCHIAN, POSITIONS, RSI
+
 log = logging.getLogger(__name__)
 
 ACC = ("final_equity", "sum_r", "sum_r2", "sum_down2", "max_dd", "trades", "wins", "gross_win", "gross_loss",
        "exposed", "turnover")
 NACC = len(ACC)
-CROSS = 5  # the signal rule of MA_Crossover and MACD (kinds 0 and 3) with entry="cross"
-
-
-def rule_kind(kind: int, entry: str) -> int:
-    """The signal rule an engine runs for a strategy ``kind`` under ``entry`` (state | cross)."""
-    return CROSS if entry == "cross" and kind in (0, 3) else kind
 
 
 @nb.njit(inline="always", cache=True)
 def target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
-    """Desired position (-1, 0, 1) at a bar's close from indicator values ``x0``/``x1`` and the current ``pos``."""
+    """Desired position (-1, 0, 1) at a bar's close from indicator values ``x0``/``x1`` and the current ``pos``,
+    under the signal rule ``kind`` (a rule id of ``strategies``: each Strategy names its rule; the ids are constants
+    when compiled, so each kernel keeps only its own rule's branch)."""
     if np.isnan(x0) or np.isnan(x1):
         return 0
-    if kind == 0 or kind == 3:  # MA crossover (short vs long MA), MACD (line vs signal)
+    if kind == CROSSOVER:  # MA crossover (short vs long MA), MACD (line vs signal)
         if x0 > x1:
             return 1
         if short_ok and x0 < x1:
             return -1
         return 0
-    if kind == 1:  # Bollinger: x0 = middle band, x1 = std
+    if kind == POSITIONS:  # a user strategy's wanted position, x0 (= x1)
+        if x0 > 0.0:
+            return 1
+        if short_ok and x0 < 0.0:
+            return -1
+        return 0
+    if kind == BOLLINGER:  # Bollinger: x0 = middle band, x1 = std
         up = x0 + f0 * x1
         dn = x0 - f0 * x1
         if flag == 0:  # breakout: enter beyond a band, exit back through the middle
@@ -72,18 +77,19 @@ def target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
         if (pos == 1 and c > x0) or (pos == -1 and c < x0):
             return 0
         return pos
-    if kind == 2:  # RSI reversion: x0 = RSI, f0 = lower, f1 = upper
+    if kind == RSI:  # RSI reversion: x0 = RSI, f0 = lower, f1 = upper
         if x0 < f0:
             return 1
         if x0 > f1:
             return -1 if short_ok else 0
         return pos
-    # kind == 4, Donchian: x0 = previous highest high, x1 = previous lowest low
-    if c > x0:
-        return 1
-    if c < x1:
-        return -1 if short_ok else 0
-    return pos
+    if kind == DONCHIAN:  # Donchian: x0 = previous highest high, x1 = previous lowest low
+        if c > x0:
+            return 1
+        if c < x1:
+            return -1 if short_ok else 0
+        return pos
+    return 0  # pragma: no cover - every Strategy names one of the rules above
 
 
 @nb.njit(inline="always", cache=True)
@@ -135,8 +141,8 @@ BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3)
 
 @nb.njit(inline="always", cache=True)
 def _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
-    """:func:`target_position`, with crossovers (kind 0) reduced to two comparisons (a NaN compares False)."""
-    if kind == 0:
+    """:func:`target_position`, with crossovers reduced to two comparisons (a NaN compares False)."""
+    if kind == CROSSOVER:
         return 1 if x0 > x1 else (-1 if short_ok and x0 < x1 else 0)
     return target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
 
@@ -148,7 +154,7 @@ def _holds(kind, pos, close, xa, xb, u, v, flag, f0, f1, short_ok):
     c, x0, x1 = close[u], xa[u], xb[u]
     if kind == CROSS:
         return cross_target(pos, xa[v], xb[v], x0, x1, short_ok) == pos
-    if kind == 0:
+    if kind == CROSSOVER:
         if pos == 1:
             return x0 > x1
         if pos == -1:
@@ -330,8 +336,29 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
     st[_EDGE] = next_edge
 
 
-@functools.cache
+# ALPHASIGNAL_NUMBA_KERNELS=generic: one kernel for every signal rule and short mode, both passed as arguments, on
+# one thread -- one compile (about one rule's) instead of one per rule and mode, slower to run; the fast test tier.
+GENERIC = os.environ.get("ALPHASIGNAL_NUMBA_KERNELS", "") == "generic"
+
+
 def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
+    """The fused kernel of one signal rule (``kind``) and short mode: its own compiled kernel, or with
+    :data:`GENERIC` the one kernel that takes both as arguments (same code, same results bit for bit)."""
+    return functools.partial(sweep_generic, kind, short_ok) if GENERIC else _rule_kernel(kind, short_ok)
+
+
+@nb.njit(cache=True, nogil=True)
+def sweep_generic(kind, short_ok, close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar,
+                  edges, state, blocks, rets):
+    """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
+    (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
+    for j in range(ia.shape[0]):
+        _advance(kind, short_ok, next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2],
+                 fa[j, 0], fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
+
+
+@functools.cache
+def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     """The fused kernel of one signal rule (``kind``) and short mode, compiled on first use (each pair once per
     machine: Numba's disk cache keys on the closure's values, so the closure holds plain constants only -- a
     captured dispatcher pickles differently in every process and would recompile each run)."""
@@ -449,7 +476,7 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     state[:] = start  # one broadcast pass (column-wise fancy writes cost ~0.4 s per million configurations)
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
-    sweep = sweep_kernel(0 if kind == 3 else kind, short_ok)  # MACD: the crossover rule (line vs signal)
+    sweep = sweep_kernel(kind, short_ok)
     cuts = sorted({*range(lo, hi, BAR_BLOCK), *stops, hi})
     snaps = []
     with compile_notice(), nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary)

@@ -1,14 +1,17 @@
-"""Strategies: parameter specs, constraints, and the indicator rows each configuration reads.
+"""Strategies: one :class:`Strategy` object per strategy, in one registry (:data:`REGISTRY`).
 
-A strategy is a :class:`Strategy` entry: its ``PARAM_SPECS``, cross-parameter constraints, the warm-up it
-needs, and ``rows(columns)`` -- the keys of the indicator series (e.g. ``("sma", 20)``) that its signal
-compares, computed for all configurations at once from their parameter columns. Indicator series are computed
-once per unique key (:func:`build_rows`) and shared by every configuration that reads them; the per-bar signal
-rules live in the engines (``kernels.py`` for Numba and CUDA, ``vector.positions`` for NumPy/CuPy), all selected
-by the strategy's ``kind`` code.
+A strategy carries its name, ``PARAM_SPECS``, cross-parameter constraints, the warm-up it needs, the price
+columns it reads, ``rows(columns)`` -- the keys of the indicator series (e.g. ``("sma", 20)``) its signal compares,
+computed for all configurations at once from their parameter columns -- and its signal rule: the id of its rule
+in the compiled kernels (``kernels.target_position`` for Numba, ``cuda._SOURCE`` for CUDA) and the same rule
+vectorised over configurations for the NumPy/CuPy engine (``step``). Indicator series are computed once per
+unique key (:func:`build_rows`) and shared by every configuration that reads them. The engines take the object
+and dispatch on its fields; none of them names a strategy.
 
-Adding a strategy = one ``Strategy`` entry (specs + rows) and one signal rule per engine, tested against
-the reference loop in ``tests/test_backtest.py``.
+Adding a built-in strategy = one ``Strategy`` entry here (specs, rows, warm-up, vectorised step, rule id) plus its
+rule in ``kernels.target_position`` (and in the CUDA source, or the cupy engine runs it through the positions
+path), tested against the reference loop in ``tests/test_backtest.py``. Strategies written by users
+(``user_strategy.py``) are ``Strategy`` objects too, with a ``positions`` function instead of a kernel rule.
 """
 
 from __future__ import annotations
@@ -44,23 +47,84 @@ Columns = Mapping[str, Any]  # parameter name -> array of values (a DataFrame of
 INDICATOR_ROWS = ("sma", "ema", "std", "rsi", "macd_line", "macd_sig", "dc_hi", "dc_lo")
 
 
+# Signal-rule ids of the compiled kernels (``kernels.target_position``, ``cuda._SOURCE``); a Strategy names its own.
+# CROSS: a crossover strategy under entry="cross"; POSITIONS: the rule reads a matrix of wanted positions (users').
+CROSSOVER, BOLLINGER, RSI, DONCHIAN, CROSS, POSITIONS = range(6)
+
+
 @dataclass(frozen=True)
 class Strategy:
-    """One strategy: specs, constraints (message, predicate), warm-up bars, indicator rows, floats and a flag.
+    """One strategy: specs, warm-up bars, signal rule (kernel id + vectorised ``step``), indicator rows, floats, a
+    flag, constraints (message, predicate) and the price columns it needs.
 
-    Every callable is arithmetic on the columns ``p[name]`` of many configurations at once (a DataFrame or a
-    dict of arrays) and returns arrays (or scalars, broadcast). ``rows`` gives the indicator series each
-    configuration reads, as slots ``(name, *int args)`` whose name may vary per configuration (an array)."""
+    Every callable but ``step`` is arithmetic on the columns ``p[name]`` of many configurations at once (a
+    DataFrame or a dict of arrays) and returns arrays (or scalars, broadcast). ``rows`` gives the indicator series
+    each configuration reads, as slots ``(name, *int args)`` whose name may vary per configuration (an array).
+    ``step(xp, pos, c, x0, x1, flag, f0, f1, neg)`` is the rule vectorised over configurations (``neg`` the short
+    side: -1, or 0 when long-only); ``stateless`` rules ignore ``pos``. A user strategy has ``positions``
+    (see ``user_strategy.py``) and the POSITIONS rule instead of rows."""
 
     name: str
-    kind: int
     specs: dict[str, ParamSpec]
-    rows: Callable[[Columns], tuple[tuple[Any, ...], ...]]
     warmup: Callable[[Columns], Any]
+    rule: int = POSITIONS
+    step: Callable[..., Any] | None = None
+    rows: Callable[[Columns], tuple[tuple[Any, ...], ...]] | None = None
     floats: Callable[[Columns], tuple[Any, Any]] = lambda p: (0.0, 0.0)
     flag: Callable[[Columns], Any] = lambda p: 0
     constraints: tuple[tuple[str, Callable[[Columns], Any]], ...] = field(default_factory=tuple)
     needs: tuple[str, ...] = ("Close",)
+    crossover: bool = False  # a fast line vs a slow one: entry="cross" runs the CROSS rule
+    stateless: bool = False
+    positions: Callable[[Any, Columns], Any] | None = None
+    origin: tuple[str, str] | None = None  # a user strategy's (file, source): how another process rebuilds it
+
+    def kernel_rule(self, entry: str) -> int:
+        """The kernel rule this strategy runs under ``entry`` (state | cross)."""
+        return CROSS if entry == "cross" and self.crossover else self.rule
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled by reference: a built-in by name, a user strategy by its file's source (e.g. to Dask workers)."""
+        if self.origin is None:
+            return get_strategy, (self.name,)
+        from .user_strategy import from_source
+
+        return from_source, (*self.origin, self.name)
+
+
+def _one(xp: Any) -> Any:
+    return xp.int8(1)
+
+
+def _crossover_step(xp, pos, c, x0, x1, flag, f0, f1, neg):
+    """Long above the slow line, short (or flat) below, flat on a tie."""
+    return xp.where(x0 > x1, _one(xp), xp.where(x0 < x1, neg, xp.int8(0)))
+
+
+def _bollinger_step(xp, pos, c, x0, x1, flag, f0, f1, neg):
+    """x0 = middle band, x1 = std: breakout (flag 0) enters beyond a band, mean reversion fades it; both exit
+    back at the middle."""
+    up, dn, zero = x0 + f0 * x1, x0 - f0 * x1, xp.int8(0)
+    brk = xp.where(c > up, _one(xp), xp.where(c < dn, neg, xp.where(((pos == 1) & (c < x0)) | ((pos == -1) & (c > x0)),
+                                                                     zero, pos)))
+    rev = xp.where(c < dn, _one(xp), xp.where(c > up, neg, xp.where(((pos == 1) & (c > x0)) | ((pos == -1) & (c < x0)),
+                                                                     zero, pos)))
+    return xp.where(flag == 0, brk, rev)
+
+
+def _rsi_step(xp, pos, c, x0, x1, flag, f0, f1, neg):
+    """x0 = RSI: long below ``lower`` (f0), short (or flat) above ``upper`` (f1), else hold."""
+    return xp.where(x0 < f0, _one(xp), xp.where(x0 > f1, neg, pos))
+
+
+def _donchian_step(xp, pos, c, x0, x1, flag, f0, f1, neg):
+    """x0/x1 = the previous bars' highest high / lowest low: long above, short (or flat) below, else hold."""
+    return xp.where(c > x0, _one(xp), xp.where(c < x1, neg, pos))
+
+
+def positions_step(xp, pos, c, x0, x1, flag, f0, f1, neg):
+    """The POSITIONS rule: x0 is the wanted position (> 0 long, < 0 short or flat, 0 flat)."""
+    return xp.where(x0 > 0, _one(xp), xp.where(x0 < 0, neg, xp.int8(0)))
 
 
 def _ma_rows(p: Columns) -> tuple[tuple[Any, ...], ...]:
@@ -70,51 +134,57 @@ def _ma_rows(p: Columns) -> tuple[tuple[Any, ...], ...]:
 
 _STRATEGY_LIST = [
     Strategy(
-        "MA_Crossover", 0,
+        "MA_Crossover",
         {"short_period": ParamSpec(2, 200, 1, int, 10), "long_period": ParamSpec(5, 400, 1, int, 50),
          "use_ema": ParamSpec(0, 1, 1, bool, False)},
-        rows=_ma_rows,
         warmup=lambda p: p["long_period"] - 1,
+        rule=CROSSOVER, step=_crossover_step, stateless=True, crossover=True,
+        rows=_ma_rows,
         constraints=(("short_period must be < long_period", lambda p: p["short_period"] < p["long_period"]),),
     ),
     Strategy(
-        "Bollinger_Breakout", 1,
+        "Bollinger_Breakout",
         {"period": ParamSpec(5, 200, 1, int, 20), "num_std": ParamSpec(0.5, 4.0, 0.05, float, 2.0),
          "mean_reversion": ParamSpec(0, 1, 1, bool, False)},
-        rows=lambda p: (("sma", p["period"]), ("std", p["period"])),
         warmup=lambda p: p["period"] - 1,
+        rule=BOLLINGER, step=_bollinger_step,
+        rows=lambda p: (("sma", p["period"]), ("std", p["period"])),
         floats=lambda p: (p["num_std"], 0.0),
         flag=lambda p: p["mean_reversion"],
     ),
     Strategy(
-        "RSI_Reversion", 2,
+        "RSI_Reversion",
         {"period": ParamSpec(2, 100, 1, int, 14), "lower": ParamSpec(1, 50, 1, float, 30.0),
          "upper": ParamSpec(50, 99, 1, float, 70.0)},
-        rows=lambda p: (("rsi", p["period"]),),
         warmup=lambda p: p["period"] + 0,
+        rule=RSI, step=_rsi_step,
+        rows=lambda p: (("rsi", p["period"]),),
         floats=lambda p: (p["lower"], p["upper"]),
         constraints=(("lower must be < upper", lambda p: p["lower"] < p["upper"]),),
     ),
     Strategy(
-        "MACD", 3,
+        "MACD",
         {"fast": ParamSpec(2, 100, 1, int, 12), "slow": ParamSpec(3, 300, 1, int, 26),
          "signal": ParamSpec(2, 100, 1, int, 9)},
-        rows=lambda p: (("macd_line", p["fast"], p["slow"]), ("macd_sig", p["fast"], p["slow"], p["signal"])),
         warmup=lambda p: p["slow"] + p["signal"] - 2,
+        rule=CROSSOVER, step=_crossover_step, stateless=True, crossover=True,  # the MACD line vs its signal line
+        rows=lambda p: (("macd_line", p["fast"], p["slow"]), ("macd_sig", p["fast"], p["slow"], p["signal"])),
         constraints=(("fast must be < slow", lambda p: p["fast"] < p["slow"]),),
     ),
     Strategy(
-        "Donchian_Breakout", 4,
+        "Donchian_Breakout",
         {"channel": ParamSpec(2, 400, 1, int, 20)},
-        rows=lambda p: (("dc_hi", p["channel"]), ("dc_lo", p["channel"])),
         warmup=lambda p: p["channel"] + 0,
+        rule=DONCHIAN, step=_donchian_step,
+        rows=lambda p: (("dc_hi", p["channel"]), ("dc_lo", p["channel"])),
         needs=("High", "Low", "Close"),
     ),
 ]
 
-REGISTRY: dict[str, Strategy] = {s.name: s for s in _STRATEGY_LIST}
-STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
-PARAM_SPECS: dict[str, dict[str, ParamSpec]] = {s.name: s.specs for s in _STRATEGY_LIST}
+REGISTRY: dict[str, Strategy] = {s.name: s for s in _STRATEGY_LIST}  # the one registry; users' join it on loading
+STRATEGIES: tuple[str, ...] = tuple(REGISTRY)  # the built-in names
+PARAM_SPECS: dict[str, dict[str, ParamSpec]] = {s.name: s.specs for s in _STRATEGY_LIST}  # a view of REGISTRY
+StrategyLike = str | Strategy
 
 
 def _hint(name: str, options: Iterable[str]) -> str:
@@ -123,11 +193,24 @@ def _hint(name: str, options: Iterable[str]) -> str:
     return f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(opts)}"
 
 
-def get_strategy(name: str) -> Strategy:
-    """The registered strategy ``name``; unknown names raise UsageError with a suggestion."""
+def get_strategy(name: StrategyLike) -> Strategy:
+    """The registered strategy ``name`` (a Strategy object is returned as it is); unknown names raise UsageError
+    with a suggestion."""
+    if isinstance(name, Strategy):
+        return name
     if name not in REGISTRY:
-        raise UsageError(f"unknown strategy {name!r}: {_hint(name, STRATEGIES)} (set --strategy or sweep.strategy)")
+        raise UsageError(f"unknown strategy {name!r}: {_hint(name, REGISTRY)} (set --strategy, or --strategy-file "
+                         "for a strategy of your own)")
     return REGISTRY[name]
+
+
+def register(strat: Strategy) -> Strategy:
+    """Add a user strategy to the registry (a built-in name is refused; a reload replaces the previous entry)."""
+    if strat.name in STRATEGIES:
+        raise UsageError(f"strategy {strat.name!r} is a built-in name: rename your strategy class")
+    REGISTRY[strat.name] = strat
+    PARAM_SPECS[strat.name] = strat.specs
+    return strat
 
 
 def _type_problem(name: str, value: Any, spec: ParamSpec) -> str | None:
@@ -144,10 +227,10 @@ def _type_problem(name: str, value: Any, spec: ParamSpec) -> str | None:
     return None
 
 
-def validate_params(strategy: str, params: Mapping[str, Any]) -> list[str]:
+def validate_params(strategy: StrategyLike, params: Mapping[str, Any]) -> list[str]:
     """Problems with one configuration (unknown/missing names, types, ranges, constraints); empty = valid."""
     strat = get_strategy(strategy)
-    problems = [f"unknown parameter {k!r} for {strategy}: {_hint(k, strat.specs)}" for k in params
+    problems = [f"unknown parameter {k!r} for {strat.name}: {_hint(k, strat.specs)}" for k in params
                 if k not in strat.specs]
     problems += [f"missing parameter {k!r}" for k in strat.specs if k not in params]
     if problems:
@@ -158,7 +241,7 @@ def validate_params(strategy: str, params: Mapping[str, Any]) -> list[str]:
     return [f"{msg} (got {dict(params)})" for msg, ok in strat.constraints if not ok(params)]
 
 
-def normalise(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def normalise(strategy: StrategyLike, params: Mapping[str, Any]) -> dict[str, Any]:
     """Cast a valid configuration's values to their spec types (int periods, bool flags)."""
     specs = get_strategy(strategy).specs
     return {k: specs[k].type(params[k]) for k in specs}
@@ -185,22 +268,23 @@ def _expand_values(name: str, spec: ParamSpec, raw: Any) -> list[Any]:
     return vals
 
 
-def expand_grid(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def expand_grid(strategy: StrategyLike, grid: Mapping[str, Any] | list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Cartesian product of a grid (dict of lists/ranges; missing parameters take their defaults) or a list of
     configs. Malformed values raise UsageError; constraint violations are left for :func:`split_valid`."""
     return grid_frame(strategy, grid).to_dict("records")
 
 
-def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]], *,
+def grid_frame(strategy: StrategyLike, grid: Mapping[str, Any] | list[Mapping[str, Any]], *,
                max_configs: int = DEFAULT_MAX_CONFIGS) -> pd.DataFrame:
     """:func:`expand_grid` as a DataFrame (one row per configuration, columns in PARAM_SPECS order). A grid of more
     than ``max_configs`` configurations is refused before the product is built."""
     strat = get_strategy(strategy)
+    strategy = strat.name
     if isinstance(grid, list):
         if not grid:
             raise UsageError("the grid is empty: give at least one configuration")
         for cfg in grid:
-            hard = [p for p in validate_params(strategy, cfg) if not any(m in p for m, _ in strat.constraints)]
+            hard = [p for p in validate_params(strat, cfg) if not any(m in p for m, _ in strat.constraints)]
             if hard:
                 raise UsageError(f"{strategy} grid: {hard[0]}: fix the grid values")
         return pd.DataFrame([{k: cfg[k] for k in strat.specs} for cfg in grid])
@@ -225,7 +309,7 @@ def grid_frame(strategy: str, grid: Mapping[str, Any] | list[Mapping[str, Any]],
     return pd.DataFrame({k: m.ravel() for k, m in zip(axes, mesh, strict=True)})
 
 
-def as_config_frame(strategy: str, configs: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+def as_config_frame(strategy: StrategyLike, configs: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     """Configurations as a frame: one column per parameter (PARAM_SPECS order), one row each, index 0..k-1."""
     names = list(get_strategy(strategy).specs)
     if isinstance(configs, pd.DataFrame):
@@ -238,12 +322,12 @@ def config_at(frame: pd.DataFrame, i: int) -> dict[str, Any]:
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in frame.iloc[i].items()}
 
 
-def split_valid(strategy: str, configs: list[dict[str, Any]] | pd.DataFrame, n_bars: int
+def split_valid(strategy: StrategyLike, configs: list[dict[str, Any]] | pd.DataFrame, n_bars: int
                 ) -> tuple[pd.DataFrame, list[tuple[dict, str]]]:
     """(frame of valid configs, typed; [(config, reason)] skipped): constraint violations and warm-ups longer
     than the data."""
     strat = get_strategy(strategy)
-    frame = as_config_frame(strategy, configs)
+    frame = as_config_frame(strat, configs)
     good = np.ones(len(frame), dtype=bool)
     reason = np.empty(len(frame), dtype=object)
     for msg, ok in strat.constraints:
@@ -263,27 +347,32 @@ _N_ARGS = {"sma": 1, "ema": 1, "std": 1, "rsi": 1, "macd_line": 2, "macd_sig": 3
 
 
 def row_codes(strat: Strategy, frame: pd.DataFrame) -> np.ndarray:
-    """The indicator rows each configuration reads (k x slots), each key packed in one int64: the name's index
-    in ``INDICATOR_ROWS`` and up to three 16-bit integer arguments."""
+    """The indicator rows each configuration reads (k x slots), each key packed in one int64 (:func:`pack_rows`)."""
     k = len(frame)
     slots = strat.rows(frame)
     out = np.empty((k, len(slots)), dtype=np.int64)
     for s, (name, *args) in enumerate(slots):
-        names = np.asarray(name)
-        if names.ndim == 0:
-            code = np.full(k, INDICATOR_ROWS.index(str(names)), dtype=np.int64)
-        else:
-            code = np.zeros(k, dtype=np.int64)
-            for c, row in enumerate(INDICATOR_ROWS):
-                code[names == row] = c
-        code <<= 48
-        for a, arg in enumerate(args):
-            vals = np.broadcast_to(np.asarray(arg, dtype=np.int64), (k,))
-            if ((vals < 0) | (vals > 0xFFFF)).any():
-                raise ValueError(f"{strat.name}: indicator argument outside 0..65535 in {name!r} rows")
-            code |= vals << (32 - 16 * a)
-        out[:, s] = code
+        out[:, s] = pack_rows(name, args, k, strat.name)
     return out
+
+
+def pack_rows(name: Any, args: Iterable[Any], k: int, what: str = "indicator") -> np.ndarray:
+    """Keys ``(name, *args)`` of ``k`` rows packed in int64s: the name's index in ``INDICATOR_ROWS`` (``name`` one
+    for all, or an array of names) and up to three 16-bit integer arguments (scalars or arrays of ``k``)."""
+    names = np.asarray(name)
+    if names.ndim == 0:
+        code = np.full(k, INDICATOR_ROWS.index(str(names)), dtype=np.int64)
+    else:
+        code = np.zeros(k, dtype=np.int64)
+        for c, row in enumerate(INDICATOR_ROWS):
+            code[names == row] = c
+    code <<= 48
+    for a, arg in enumerate(args):
+        vals = np.broadcast_to(np.asarray(arg, dtype=np.int64), (k,))
+        if ((vals < 0) | (vals > 0xFFFF)).any():
+            raise ValueError(f"{what}: indicator argument outside 0..65535 in {name!r} rows")
+        code |= vals << (32 - 16 * a)
+    return code
 
 
 def decode_row(code: int) -> RowKey:
@@ -292,10 +381,10 @@ def decode_row(code: int) -> RowKey:
     return (name, *((code >> sh) & 0xFFFF for sh in (32, 16, 0)[:_N_ARGS[name]]))
 
 
-def row_keys(strategy: str, params: Mapping[str, Any]) -> tuple[RowKey, ...]:
+def row_keys(strategy: StrategyLike, params: Mapping[str, Any]) -> tuple[RowKey, ...]:
     """The indicator row keys of one configuration, e.g. ``(("sma", 10), ("sma", 50))``."""
     strat = get_strategy(strategy)
-    return tuple(decode_row(int(c)) for c in row_codes(strat, as_config_frame(strategy, [params]))[0])
+    return tuple(decode_row(int(c)) for c in row_codes(strat, as_config_frame(strat, [params]))[0])
 
 
 def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

@@ -21,9 +21,9 @@ from config import SweepConfig
 
 from ..fileio import write_atomic
 from .distributed import Executor, apply_threads
-from .engine import Prices, _plan_chunks, config_parts, per_config_bytes
+from .engine import Prices, config_parts, per_config_bytes, plan_chunks
 from .metrics import METRICS
-from .strategies import get_strategy
+from .strategies import Strategy
 from .sweep import run_window
 from .validation import split_point
 from .xp import Backend
@@ -34,7 +34,7 @@ class Block:
     """One task's work: configurations ``idx`` (positions in the ticker's valid frame, which travels with the
     prices, once per worker)."""
 
-    strategy: str
+    strategy: Strategy
     idx: np.ndarray
     opts: SweepConfig
     backend: Backend
@@ -50,18 +50,17 @@ class TickerResult:
     task_s: float
 
 
-def oos_columns(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
+def oos_columns(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: SweepConfig, backend: Backend
                 ) -> pd.DataFrame:
     """is_/oos_ metrics for the time-ordered split; configs whose warm-up exceeds the in-sample part get NaN."""
-    strat = get_strategy(strategy)
     cut = split_point(prices.n, opts.test_fraction)
     out = pd.DataFrame(index=range(len(valid)), columns=[f"{p}_{m}" for p in ("is", "oos") for m in METRICS],
                        dtype="float64")
     fits = np.asarray(strat.warmup(valid)) < cut - 1
     if fits.any():
-        is_f, _, _ = run_window(prices, strategy, valid[fits], opts, backend, lo=0, hi=cut)
+        is_f, _, _ = run_window(prices, strat, valid[fits], opts, backend, lo=0, hi=cut)
         out.loc[fits, [f"is_{m}" for m in METRICS]] = is_f[list(METRICS)].to_numpy()
-    oos_f, _, _ = run_window(prices, strategy, valid, opts, backend, lo=cut, hi=prices.n)
+    oos_f, _, _ = run_window(prices, strat, valid, opts, backend, lo=cut, hi=prices.n)
     out[[f"oos_{m}" for m in METRICS]] = oos_f[list(METRICS)].to_numpy()
     return out
 
@@ -78,13 +77,12 @@ def run_block(data: tuple[Prices, pd.DataFrame], block: Block) -> tuple[np.ndarr
     return block.idx, frame, blocks, time.perf_counter() - t0
 
 
-def plan_blocks(prices: Prices, strategy: str, valid: pd.DataFrame, opts: SweepConfig, backend: Backend,
+def plan_blocks(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: SweepConfig, backend: Backend,
                 min_blocks: int = 1) -> list[np.ndarray]:
     """Positions of ``valid`` per block: the engine's memory-bounded chunks, each split evenly until there are at
     least ``min_blocks``."""
-    parts = config_parts(get_strategy(strategy), valid)
     per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False)
-    chunks = _plan_chunks(parts[0], 8 * prices.n, per_config, int(opts.max_memory_mb) * 2**20)
+    chunks = plan_chunks(strat, config_parts(strat, valid)[0], prices.n, per_config, opts.max_memory_mb)
     split = max(1, -(-min_blocks // len(chunks)))
     return [piece for c in chunks for piece in np.array_split(c, min(split, len(c)))]
 
@@ -94,9 +92,9 @@ def warm_kernel(data: tuple[Prices, pd.DataFrame], block: Block) -> None:
     run_block(data, block)
 
 
-def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts: SweepConfig,
-                  backend: Backend, on_block: Callable[[int], None] | None = None, min_blocks: int | None = None
-                  ) -> Iterator[TickerResult]:
+def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]], strat: Strategy,
+                  opts: SweepConfig, backend: Backend, on_block: Callable[[int], None] | None = None,
+                  min_blocks: int | None = None) -> Iterator[TickerResult]:
     """Run every ticker's blocks on ``ex`` and yield each ticker's reduced results in ``plan`` order. Each ticker
     gets at least ``min_blocks`` blocks (default: in-process 1, on a cluster enough for two per worker)."""
     if min_blocks is None:
@@ -104,9 +102,9 @@ def sweep_tickers(ex: Executor, plan: Mapping[str, tuple[Prices, pd.DataFrame]],
     per_ticker = min_blocks
     chunks, counts = [], {}
     for ticker, (prices, valid) in plan.items():
-        idxs = plan_blocks(prices, strategy, valid, opts, backend, per_ticker)
+        idxs = plan_blocks(prices, strat, valid, opts, backend, per_ticker)
         counts[ticker] = len(idxs)
-        chunks += [(ticker, Block(strategy, i, opts, backend)) for i in idxs]
+        chunks += [(ticker, Block(strat, i, opts, backend)) for i in idxs]
     results = ex.map_chunks(run_block, chunks, plan)
     for ticker, (_prices, valid) in plan.items():
         parts = []
@@ -129,11 +127,11 @@ def reduce_blocks(ticker: str, parts: list[tuple[np.ndarray, pd.DataFrame, np.nd
     return TickerResult(ticker, frame, blocks, sum(p[3] for p in parts))
 
 
-def warm_up(plan: Mapping[str, tuple[Prices, pd.DataFrame]], strategy: str, opts: SweepConfig,
+def warm_up(plan: Mapping[str, tuple[Prices, pd.DataFrame]], strat: Strategy, opts: SweepConfig,
             backend: Backend) -> Callable[[], None]:
     """The plugin's warm-up: one configuration of the first ticker through the task's code path."""
     prices, valid = next(iter(plan.values()))
-    return partial(warm_kernel, (prices, valid.iloc[:1]), Block(strategy, np.arange(1), opts, backend))
+    return partial(warm_kernel, (prices, valid.iloc[:1]), Block(strat, np.arange(1), opts, backend))
 
 
 def write_frames(path: Path, frames: Iterator[pd.DataFrame]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,18 +21,18 @@ from typing import Any
 import numba as nb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from config import SweepConfig
 
 from ..errors import UsageError
 from .engine import as_frames, prepare_prices
 from .metrics import METRICS
-from .strategies import get_strategy
-from .sweep import _check_all_valid, run_window
+from .strategies import StrategyLike, get_strategy
+from .sweep import check_all_valid, run_window
 from .xp import resolve
 
 EULER_GAMMA = 0.5772156649015329
+_NORMAL = statistics.NormalDist()  # the standard normal (not scipy.stats: a second of import time)
 
 
 def split_train_test(df: pd.DataFrame, test_fraction: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,14 +60,15 @@ def _paired(is_frame: pd.DataFrame, oos_frame: pd.DataFrame, keys: list[str]) ->
     return out
 
 
-def _setup(strategy: str, params_list: list[dict[str, Any]], options: SweepConfig | None):
+def _setup(strategy: StrategyLike, params_list: list[dict[str, Any]], options: SweepConfig | None):
     """Options, strategy, checked configurations and backend shared by the split helpers."""
-    opts = options or SweepConfig()
-    return opts, get_strategy(strategy), _check_all_valid(strategy, params_list), resolve(opts.device, opts.engine)
+    opts, strat = options or SweepConfig(), get_strategy(strategy)
+    return opts, strat, check_all_valid(strat, params_list), resolve(opts.device, opts.engine)
 
 
-def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
-               test_fraction: float | None = None, options: SweepConfig | None = None) -> pd.DataFrame:
+def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: StrategyLike,
+               params_list: list[dict[str, Any]], *, test_fraction: float | None = None,
+               options: SweepConfig | None = None) -> pd.DataFrame:
     """In-sample (``is_*``) and out-of-sample (``oos_*``) metrics per (ticker, config) for a time-ordered split."""
     opts, strat, configs, backend = _setup(strategy, params_list, options)
     frac = opts.test_fraction if test_fraction is None else test_fraction
@@ -74,8 +76,8 @@ def train_test(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, p
     for ticker, df in as_frames(data).items():
         prices = prepare_prices(df, ticker, strat.needs)
         cut = split_point(prices.n, frac)
-        is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=0, hi=cut)
-        oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=cut, hi=prices.n)
+        is_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=0, hi=cut)
+        oos_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=cut, hi=prices.n)
         out = _paired(is_f, oos_f, ["ticker", *strat.specs])
         out["split_date"] = prices.index[cut]
         frames.append(out)
@@ -102,8 +104,9 @@ def fold_windows(n: int, n_splits: int, *, train_bars: int | None = None, test_b
     return folds
 
 
-def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str, params_list: list[dict[str, Any]], *,
-                 n_splits: int = 5, train_bars: int | None = None, test_bars: int | None = None,
+def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: StrategyLike,
+                 params_list: list[dict[str, Any]], *, n_splits: int = 5, train_bars: int | None = None,
+                 test_bars: int | None = None,
                  anchored: bool = False, options: SweepConfig | None = None) -> pd.DataFrame:
     """Walk-forward folds (:func:`fold_windows`) of fixed configurations: each tests ``test_bars`` right after a
     training window that either rolls (fixed ``train_bars``) or is anchored at the first bar. One row per (ticker,
@@ -117,8 +120,8 @@ def walk_forward(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str,
         windows = fold_windows(prices.n, n_splits, train_bars=train_bars, test_bars=test_bars, anchored=anchored,
                                what=ticker)
         for fold, (tr_lo, tr_hi, t_lo, t_hi) in enumerate(windows):
-            is_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=tr_lo, hi=tr_hi)
-            oos_f, _, _ = run_window(prices, strategy, configs, opts, backend, lo=t_lo, hi=t_hi)
+            is_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=tr_lo, hi=tr_hi)
+            oos_f, _, _ = run_window(prices, strat, configs, opts, backend, lo=t_lo, hi=t_hi)
             out = _paired(is_f, oos_f, ["ticker", *strat.specs])
             out.insert(1, "fold", fold)
             out.insert(2, "train_start", prices.index[tr_lo])
@@ -132,8 +135,8 @@ def expected_max_sharpe(n_trials: int, sharpe_var: float) -> float:
     """E[max SR] of ``n_trials`` zero-skill trials whose Sharpe ratios have variance ``sharpe_var`` (per bar)."""
     if n_trials < 2:
         return 0.0
-    z1 = stats.norm.ppf(1.0 - 1.0 / n_trials)
-    z2 = stats.norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    z1 = _NORMAL.inv_cdf(1.0 - 1.0 / n_trials)
+    z2 = _NORMAL.inv_cdf(1.0 - 1.0 / (n_trials * math.e))
     return math.sqrt(max(sharpe_var, 0.0)) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2)
 
 
@@ -148,7 +151,8 @@ def deflated_sharpe_ratio(sharpe: float, n_trials: int, n_obs: int, sharpe_var: 
     denom = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe * sharpe
     if denom <= 0:
         return float("nan")
-    return float(stats.norm.cdf((sharpe - sr0) * math.sqrt(n_obs - 1) / math.sqrt(denom)))
+    z = (sharpe - sr0) * math.sqrt(n_obs - 1) / math.sqrt(denom)
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))  # the normal CDF, accurate in both tails
 
 
 def dsr_of_best(best_returns: np.ndarray, trial_sharpes: np.ndarray) -> dict[str, float]:
@@ -158,8 +162,10 @@ def dsr_of_best(best_returns: np.ndarray, trial_sharpes: np.ndarray) -> dict[str
     sr = sr[np.isfinite(sr)]
     sd = r.std(ddof=1)
     best = float(r.mean() / sd) if sd > 0 else float("nan")
-    skew = float(stats.skew(r)) if sd > 0 else 0.0
-    kurt = float(stats.kurtosis(r, fisher=False)) if sd > 0 else 3.0
+    d = r - r.mean()
+    m2 = float(np.mean(d * d))
+    skew = float(np.mean(d * d * d)) / m2**1.5 if sd > 0 else 0.0  # biased moments, as scipy.stats' defaults
+    kurt = float(np.mean((d * d) ** 2)) / m2**2 if sd > 0 else 3.0  # raw (not excess) kurtosis
     var = float(sr.var(ddof=1)) if len(sr) > 1 else 0.0
     return {"dsr": deflated_sharpe_ratio(best, len(sr), len(r), var, skew, kurt), "sharpe_per_bar": best,
             "expected_max_sharpe_per_bar": expected_max_sharpe(len(sr), var), "n_trials": len(sr), "n_obs": len(r),
@@ -217,14 +223,39 @@ def _cscv_logits(b1, b2, bars, halves, out):
         out[i + m] = _logit(sr[1], sr[0])
 
 
-def pbo_from_blocks(blocks: np.ndarray, block_bars: np.ndarray, max_work: float = 1e9, seed: int = 0) -> PBOResult:
+def _cscv_logits_numpy(b1, b2, bars, halves, out, cells: int = 2**21) -> None:
+    """:func:`_cscv_logits` in NumPy (nothing to compile; the NumPy engine's PBO), the same sums in the same order,
+    a batch of combinations at a time (``cells`` = combinations x configurations per batch)."""
+    m, k = len(halves) // 2, b1.shape[1]
+    step = max(1, cells // k)
+    for a in range(0, m, step):
+        sr = []
+        for side in range(2):
+            h = halves[side * m + a:side * m + min(a + step, m)]
+            s1, s2, n = np.zeros((len(h), k)), np.zeros((len(h), k)), np.zeros((len(h), 1))
+            for q in h.T:
+                n += bars[q][:, None]
+                s1 += b1[q]
+                s2 += b2[q]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                var = (s2 - s1 * s1 / n) / (n - 1)
+                r = (s1 / n) / np.sqrt(var)
+            sr.append(np.where((var > 1e-300) & np.isfinite(r), r, -np.inf))
+        for i, (is_sr, oos_sr) in enumerate([(sr[0], sr[1]), (sr[1], sr[0])]):
+            chosen = np.take_along_axis(oos_sr, np.argmax(is_sr, axis=1)[:, None], axis=1)
+            omega = ((oos_sr < chosen).sum(1) + ((oos_sr == chosen).sum(1) + 1) / 2.0) / (k + 1)
+            out[i * m + a:i * m + a + len(omega)] = [math.log(w / (1.0 - w)) for w in omega.tolist()]  # libm's log
+
+
+def pbo_from_blocks(blocks: np.ndarray, block_bars: np.ndarray, max_work: float = 1e9, seed: int = 0, *,
+                    jit: bool = True) -> PBOResult:
     """CSCV from per-block return sums ``blocks`` (configs x S x 2: sum r, sum r^2) and bars per block (S,): every
     way of taking S/2 blocks in sample (Sharpe ratio of the joined blocks) and the rest out of sample. One fused
     parallel pass per complementary pair of combinations (~10x faster than numpy's matrix products and masks).
 
     When configurations x combinations exceed ``max_work`` (1e9: ~7 s on 2 cores; 10,948 configs x 12,870 is 1.4e8)
     PBO is estimated from complementary pairs drawn without replacement (seeded: reproducible); its standard error
-    is at most 0.5 / sqrt(n_combinations)."""
+    is at most 0.5 / sqrt(n_combinations). ``jit=False`` computes the same in NumPy (no compile, slower)."""
     k, s, _ = blocks.shape
     if k < 2:
         raise UsageError("PBO needs at least 2 configurations")
@@ -237,8 +268,9 @@ def pbo_from_blocks(blocks: np.ndarray, block_bars: np.ndarray, max_work: float 
         firsts = [firsts[i] for i in picked]
     halves = np.array(firsts + [tuple(sorted(set(range(s)) - set(c))) for c in firsts], dtype=np.int64)
     logits = np.empty(len(halves))
-    _cscv_logits(np.ascontiguousarray(blocks[:, :, 0].T), np.ascontiguousarray(blocks[:, :, 1].T),
-                 np.asarray(block_bars, dtype="float64"), halves, logits)
+    (_cscv_logits if jit else _cscv_logits_numpy)(np.ascontiguousarray(blocks[:, :, 0].T),
+                                                  np.ascontiguousarray(blocks[:, :, 1].T),
+                                                  np.asarray(block_bars, dtype="float64"), halves, logits)
     return PBOResult(float(np.mean(logits <= 0)), logits, len(halves), k, math.comb(s, s // 2))
 
 

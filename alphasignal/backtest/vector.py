@@ -11,28 +11,14 @@ from types import ModuleType
 
 import numpy as np
 
-from .kernels import CROSS
+from .strategies import CROSS, POSITIONS, Strategy, positions_step
 
 
-def _target(xp: ModuleType, kind: int, pos, c, x0, x1, flag, f0, f1, short_ok: bool):
-    """Vectorised ``kernels.target_position`` over configurations (int8 arrays)."""
+def _target(xp: ModuleType, step, pos, c, x0, x1, flag, f0, f1, short_ok: bool):
+    """A strategy's vectorised ``step`` over configurations (int8 arrays), flat where an indicator is NaN."""
     nan = xp.isnan(x0) | xp.isnan(x1)
-    one, zero = xp.int8(1), xp.int8(0)
-    neg = xp.int8(-1) if short_ok else zero
-    if kind in (0, 3):
-        out = xp.where(x0 > x1, one, xp.where(x0 < x1, neg, zero))
-    elif kind == 1:
-        up, dn = x0 + f0 * x1, x0 - f0 * x1
-        brk = xp.where(c > up, one, xp.where(c < dn, neg, xp.where(((pos == 1) & (c < x0)) | ((pos == -1) & (c > x0)),
-                                                                    zero, pos)))
-        rev = xp.where(c < dn, one, xp.where(c > up, neg, xp.where(((pos == 1) & (c > x0)) | ((pos == -1) & (c < x0)),
-                                                                    zero, pos)))
-        out = xp.where(flag == 0, brk, rev)
-    elif kind == 2:
-        out = xp.where(x0 < f0, one, xp.where(x0 > f1, neg, pos))
-    else:
-        out = xp.where(c > x0, one, xp.where(c < x1, neg, pos))
-    return xp.where(nan, zero, out).astype(xp.int8)
+    out = step(xp, pos, c, x0, x1, flag, f0, f1, xp.int8(-1) if short_ok else xp.int8(0))
+    return xp.where(nan, xp.int8(0), out).astype(xp.int8)
 
 
 def _cross(xp: ModuleType, pos, a0, b0, a1, b1, short_ok: bool):
@@ -41,27 +27,29 @@ def _cross(xp: ModuleType, pos, a0, b0, a1, b1, short_ok: bool):
     return xp.where((a0 < b0) & (a1 > b1), xp.int8(1), xp.where((a0 > b0) & (a1 < b1), neg, pos)).astype(xp.int8)
 
 
-def positions(xp: ModuleType, kind: int, close, table, ia, fa, *, short_ok: bool, lo: int, hi: int):
-    """Target position (-1/0/1) decided at each close ``lo..hi-1`` for every configuration: (bars x configs) int8.
+def positions(xp: ModuleType, strat: Strategy, rule: int, close, table, ia, fa, *, short_ok: bool, lo: int, hi: int):
+    """Target position (-1/0/1) decided at each close ``lo..hi-1`` for every configuration: (bars x configs) int8,
+    by ``strat``'s rule (``rule``: ``strat.kernel_rule(entry)``; POSITIONS reads ``table``'s rows as positions).
 
     Bars before ``lo`` only feed the indicators; the strategy state starts flat at ``lo``.
     """
     r0, r1, flag = ia[:, 0], ia[:, 1], ia[:, 2]
     f0, f1 = fa[:, 0], fa[:, 1]
     k, m = ia.shape[0], hi - lo
-    if kind in (0, 3):  # stateless: one 2-D comparison
+    if rule == POSITIONS or (strat.stateless and rule != CROSS):  # stateless: one 2-D comparison
         x0, x1 = table[r0, lo:hi].T, table[r1, lo:hi].T
-        return _target(xp, kind, None, None, x0, x1, None, None, None, short_ok)
+        step = positions_step if rule == POSITIONS else strat.step
+        return _target(xp, step, None, None, x0, x1, None, None, None, short_ok)
     out = xp.empty((m, k), dtype=xp.int8)
     pos = xp.zeros(k, dtype=xp.int8)
-    if kind == CROSS:  # events compare each bar with the one before (which may precede lo); none before bar 1
+    if rule == CROSS:  # events compare each bar with the one before (which may precede lo); none before bar 1
         for t in range(lo, hi):
             if t > 0:
                 pos = _cross(xp, pos, table[r0, t - 1], table[r1, t - 1], table[r0, t], table[r1, t], short_ok)
             out[t - lo] = pos
         return out
     for t in range(lo, hi):
-        pos = _target(xp, kind, pos, close[t], table[r0, t], table[r1, t], flag, f0, f1, short_ok)
+        pos = _target(xp, strat.step, pos, close[t], table[r0, t], table[r1, t], flag, f0, f1, short_ok)
         out[t - lo] = pos
     return out
 

@@ -43,9 +43,9 @@ from ..errors import UsageError
 from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
 from .kernels import ACC, NACC
 from .metrics import METRICS, finalise_matrix, rf_per_bar
-from .strategies import Strategy, config_at, get_strategy, grid_frame, split_valid
+from .strategies import Strategy, StrategyLike, config_at, get_strategy, grid_frame, split_valid
 from .validation import fold_windows
-from .xp import Backend, resolve
+from .xp import Backend, resolve, uses_jit
 
 FIX = "lower --walk-forward (sweep.walk_forward) or use more data"
 
@@ -136,7 +136,7 @@ def _training_metrics(prices: Prices, strat: Strategy, configs: pd.DataFrame, wi
         for hi, acc_f in zip(his, acc, strict=True):
             is_m = np.full((len(METRICS), len(configs)), np.nan)
             with one_thread():
-                is_m[:, fits] = finalise_matrix(acc_f, hi, ppy, rf_bar)
+                is_m[:, fits] = finalise_matrix(acc_f, hi, ppy, rf_bar, jit=uses_jit(backend))
             is_m[:, warm >= hi - 1] = np.nan  # not warmed up within this window: not a candidate
             out.append(is_m)
         return out
@@ -145,7 +145,7 @@ def _training_metrics(prices: Prices, strat: Strategy, configs: pd.DataFrame, wi
         acc, _, _ = simulate(upto(prices, b), strat, configs.iloc[fits].reset_index(drop=True), opts, backend, lo=a)
         is_m = np.full((len(METRICS), len(configs)), np.nan)
         with one_thread():
-            is_m[:, fits] = finalise_matrix(acc, b - a, ppy, rf_bar)
+            is_m[:, fits] = finalise_matrix(acc, b - a, ppy, rf_bar, jit=uses_jit(backend))
         out.append(is_m)
     return out
 
@@ -175,7 +175,7 @@ def _fold_row(f: int, window: tuple[int, int, int, int], prices: Prices) -> dict
             "test_end": prices.index[d - 1], "train_bars": b - a, "test_bars": d - c}
 
 
-def wfo_windows(prices: Prices, strategy: str, configs: pd.DataFrame, sort_by: str, folds: int, anchored: bool
+def wfo_windows(prices: Prices, strat: Strategy, configs: pd.DataFrame, sort_by: str, folds: int, anchored: bool
                 ) -> list[tuple[int, int, int, int]]:
     """The folds' (train_lo, train_hi, test_lo, test_hi), after checking that WFO can run (UsageError if not):
     ``sort_by`` a metric, >= 2 folds of >= 3 bars, and a configuration that warms up in the first training window."""
@@ -185,17 +185,16 @@ def wfo_windows(prices: Prices, strategy: str, configs: pd.DataFrame, sort_by: s
         raise UsageError(f"walk-forward optimisation needs >= 2 folds (got {folds}): set --walk-forward 2 or more")
     windows = fold_windows(prices.n, folds, anchored=anchored, what=prices.ticker, fix=FIX)
     a, b = windows[0][:2]
-    if not (np.asarray(get_strategy(strategy).warmup(configs)) < b - 1).any():
+    if not (np.asarray(strat.warmup(configs)) < b - 1).any():
         raise UsageError(f"{prices.ticker}: no configuration warms up within the first training window (bars "
                          f"{a}..{b - 1}): {FIX}")
     return windows
 
 
-def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepConfig, backend: Backend, folds: int,
-            anchored: bool) -> WFOResult:
+def run_wfo(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend,
+            folds: int, anchored: bool) -> WFOResult:
     """Walk-forward optimisation of valid configurations (a frame, grid order) over one ticker's prices."""
-    windows = wfo_windows(prices, strategy, configs, opts.sort_by, folds, anchored)
-    strat = get_strategy(strategy)
+    windows = wfo_windows(prices, strat, configs, opts.sort_by, folds, anchored)
     ppy = annualisation(prices, opts)
     rf_bar = rf_per_bar(opts.risk_free, ppy)
     opts = replace(opts, periods_per_year=ppy)  # the whole calendar's bars per year, in every window
@@ -224,9 +223,10 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
         rets.append(r)
     r_all = np.concatenate(rets)
     bounds = list(np.cumsum([0] + [len(r) for r in rets[:-1]]))
+    jit = uses_jit(backend)
     with one_thread():
-        stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar)[:, 0]
-        oos = finalise_matrix(np.array(accs), windows[0][3] - windows[0][2], ppy, rf_bar)  # test windows: equal length
+        stitched = finalise_matrix(_stitched_acc(accs, r_all, bounds, rf_bar), len(r_all), ppy, rf_bar, jit=jit)[:, 0]
+        oos = finalise_matrix(np.array(accs), windows[0][3] - windows[0][2], ppy, rf_bar, jit=jit)  # equal windows
     metrics = dict(zip(METRICS, (float(v) for v in stitched), strict=True))
     frame = pd.DataFrame(rows)
     frame = frame.assign(**{f"oos_{m}": v for m, v in zip(METRICS, oos, strict=True)}).astype({"oos_trades": "int64"})
@@ -234,12 +234,12 @@ def run_wfo(prices: Prices, strategy: str, configs: pd.DataFrame, opts: SweepCon
     is_cagr = frame["is_cagr"].dropna()
     mean_is = float(is_cagr.mean()) if len(is_cagr) else np.nan
     wfe = metrics["cagr"] / mean_is if mean_is > 0 else np.nan
-    return WFOResult(prices.ticker, strategy, opts.sort_by, anchored, frame,
+    return WFOResult(prices.ticker, strat.name, opts.sort_by, anchored, frame,
                      pd.Series(r_all, index=prices.index[windows[0][2]:windows[-1][3]], name="oos_return"),
                      metrics, float(wfe), parameter_stability(pd.DataFrame(chosen, columns=list(strat.specs))))
 
 
-def walk_forward_optimize(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: str,
+def walk_forward_optimize(data: pd.DataFrame | Mapping[str, pd.DataFrame], strategy: StrategyLike,
                           grid: Mapping[str, Any] | list[Mapping[str, Any]], *, options: SweepConfig | None = None,
                           folds: int | None = None, anchored: bool | None = None) -> WFOResult:
     """Walk-forward optimisation of ``grid`` (as in :func:`~.sweep.run_sweep`) over one price frame (or a one-ticker
@@ -253,9 +253,9 @@ def walk_forward_optimize(data: pd.DataFrame | Mapping[str, pd.DataFrame], strat
     (ticker, df), = frames.items()
     strat = get_strategy(strategy)
     prices = prepare_prices(df, ticker, strat.needs)
-    valid, bad = split_valid(strategy, grid_frame(strategy, grid), prices.n)
+    valid, bad = split_valid(strat, grid_frame(strat, grid), prices.n)
     if valid.empty:
-        raise UsageError(f"{ticker}: none of the {len(bad)} {strategy} configurations is valid ({bad[0][1]}): "
+        raise UsageError(f"{ticker}: none of the {len(bad)} {strat.name} configurations is valid ({bad[0][1]}): "
                          "fix the grid or use more data")
-    return run_wfo(prices, strategy, valid, opts, resolve(opts.device, opts.engine), k,
+    return run_wfo(prices, strat, valid, opts, resolve(opts.device, opts.engine), k,
                    opts.anchored if anchored is None else anchored)

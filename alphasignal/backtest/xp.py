@@ -25,6 +25,12 @@ class Backend:
     note: str = ""
 
 
+def uses_jit(backend: Backend) -> bool:
+    """Whether the metric and PBO passes around ``backend``'s kernel use Numba: not with the NumPy engine, which so
+    runs without compiling anything (see :mod:`.startfast`)."""
+    return backend.engine != "numpy"
+
+
 @functools.cache
 def gpu_status() -> tuple[bool, str]:
     """(usable, reason): cupy importable, a CUDA device present, and a tiny allocation succeeds (probed once)."""

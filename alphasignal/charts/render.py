@@ -33,22 +33,31 @@ x0 + (i + 1) / (N + 1) * (x1 - x0), and price p sits at y0 + (ymax - p) / (ymax 
 
 ``warmup`` leading bars feed the moving averages / Bollinger bands but are not drawn, so overlays start at the
 first drawn bar without look-ahead (every value at bar t uses bars <= t only).
+
+``render_key`` hashes everything a chart depends on (bars, timestamps, settings, this renderer's code and
+libraries), so a caller may cache the PNG under it (the replay does, in the call cache).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
+import json
 import struct
 import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from ..fileio import source_digest
 from ..market.indicators import bollinger as _bollinger
 from ..market.indicators import sma
 
@@ -231,6 +240,31 @@ def _canvas(key: tuple) -> _Canvas:
     return cache[key]
 
 
+RENDERER_CODE = (__name__, sma.__module__)  # the project code a chart depends on (tests check the imports)
+
+
+@functools.cache
+def renderer_id() -> str:
+    """Identity of the renderer: this module's and the indicators' source and the libraries that draw and encode."""
+    return source_digest(RENDERER_CODE, (matplotlib.__version__, np.__version__, zlib.ZLIB_VERSION))
+
+
+def render_key(window: pd.DataFrame, **settings: object) -> str:
+    """sha256 of everything ``render_chart(window, **settings)`` depends on: the OHLCV values of every bar, their
+    timestamps (drawn as dates), every setting (defaults filled in) and ``renderer_id``."""
+    unknown = set(settings) - set(_RENDER_DEFAULTS)
+    if unknown:
+        raise TypeError(f"render_chart has no setting {', '.join(sorted(unknown))}")
+    arr = np.stack([window[k].to_numpy(dtype="float64") for k in ("Open", "High", "Low", "Close", "Volume")])
+    dates = window.index if isinstance(window.index, pd.DatetimeIndex) else None
+    head = [renderer_id(), {**_RENDER_DEFAULTS, **settings}, arr.shape, None if dates is None else str(dates.dtype)]
+    h = hashlib.sha256(json.dumps(head, sort_keys=True, default=list).encode())
+    h.update(arr.tobytes())
+    if dates is not None:
+        h.update(np.ascontiguousarray(dates.asi8).tobytes())
+    return h.hexdigest()
+
+
 def render_chart(window: pd.DataFrame, *, size: int = 448, volume: bool = True,
                  moving_averages: Sequence[int] = (10, 20), bollinger: bool = False, hide_context: bool = True,
                  style: str = "classic", title: str | None = None, warmup: int = 0) -> bytes:
@@ -252,3 +286,7 @@ def render_chart(window: pd.DataFrame, *, size: int = 448, volume: bool = True,
     cv = _canvas((int(size), bool(volume), bool(hide_context), style, len(moving_averages), bool(bollinger)))
     o, h, lo, c, v = (arr[k][warmup:] for k in ("Open", "High", "Low", "Close", "Volume"))
     return cv.draw(o, h, lo, c, np.nan_to_num(v), mav_values, bb_values, dates, title)
+
+
+_RENDER_DEFAULTS = {k: p.default for k, p in inspect.signature(render_chart).parameters.items()
+                    if p.kind is p.KEYWORD_ONLY}  # what render_key fills in for settings not given

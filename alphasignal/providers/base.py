@@ -14,6 +14,7 @@ import asyncio
 import base64
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -248,10 +249,25 @@ class ReplyError(ValueError):
     """A reply that could not be turned into the schema; the message is fed back to the model."""
 
 
+def full_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """``schema.model_json_schema()``, a fresh copy each call; built once per class (it takes ~1 ms, and every model
+    call needs it three times)."""
+    return json.loads(_schema_text(schema, "full"))
+
+
 def grammar_schema(schema: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema sent to servers: refs inlined, every field required; ranges, patterns and string lengths
-    dropped (local grammar converters mishandle them; Pydantic checks them afterwards)."""
-    full = schema.model_json_schema()
+    dropped (local grammar converters mishandle them; Pydantic checks them afterwards). A fresh copy each call."""
+    return json.loads(_schema_text(schema, "grammar"))
+
+
+@functools.cache
+def _schema_text(schema: type[BaseModel], kind: str) -> str:
+    return json.dumps(schema.model_json_schema() if kind == "full" else _grammar(schema))
+
+
+def _grammar(schema: type[BaseModel]) -> dict[str, Any]:
+    full = full_schema(schema)
     defs = full.pop("$defs", {})
 
     def _walk(node: Any, names: bool = False) -> Any:
@@ -271,12 +287,13 @@ def grammar_schema(schema: type[BaseModel]) -> dict[str, Any]:
     return _walk(full)
 
 
+@functools.cache
 def schema_instructions(schema: type[BaseModel]) -> str:
     """The reply contract appended to every system prompt: one line per field with its type, range and meaning.
 
     A compact list rather than the raw JSON schema: small models copy a pasted schema into their answer.
     """
-    full = schema.model_json_schema()
+    full = full_schema(schema)
     lines = ["Reply with ONE JSON object and nothing else, with these fields:"]
     for name, prop in full.get("properties", {}).items():
         lines.append(f'- "{name}": {_describe(prop, full.get("$defs", {}))}'
@@ -377,7 +394,7 @@ def parse_reply(raw: str, schema: type[M], context: dict[str, Any] | None = None
     """Raw text -> validated instance and the repairs applied; ``ReplyError`` with a feedback-ready message.
     ``context`` reaches the schema's validators (grounding checks)."""
     data = extract_json(raw)
-    data, repairs = repair(data, schema.model_json_schema())
+    data, repairs = repair(data, full_schema(schema))
     try:
         return schema.model_validate(data, context=context), repairs
     except ValidationError as exc:

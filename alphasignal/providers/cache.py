@@ -16,8 +16,14 @@ modified.
 A cached reply reports the tokens and the latency recorded when the request was made, so a re-run writes the
 same bytes. ``usage_scope()`` counts what happens inside it (requests sent, cache hits, tokens, model time) and
 can stop the work: with ``max_calls`` / ``max_tokens_total`` set, the request that would exceed them raises
-``CallBudgetExceeded`` instead of being sent (requests already in flight finish). The builtin offline engines
-are not cached: they are deterministic and answer in microseconds to milliseconds, no slower than a lookup.
+``CallBudgetExceeded`` instead of being sent (requests already in flight finish).
+
+The builtin offline engines make no model calls: they are never metered, and most are not cached (they answer
+in microseconds). An engine registered with a code identity (the chart reader: ~20 ms a chart) has its readings
+stored in the same file (table ``readings``) under ``engine_key``: that identity (a hash of the engine's source
+and libraries), the schema, the prompts, the images' sha256 and the structured context. The replay also keeps
+its rendered charts there (table ``charts``, keyed by ``charts.render.render_key``), so a fully cached decision
+neither draws nor reads a chart.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -48,6 +55,9 @@ CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, provider TEXT NOT NULL, model TEXT NOT NULL, reply TEXT NOT NULL,
     tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, latency_s REAL NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS timings (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS readings (key TEXT PRIMARY KEY, schema TEXT NOT NULL, reply TEXT NOT NULL,
+    latency_s REAL NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS charts (key TEXT PRIMARY KEY, png BLOB NOT NULL, created REAL NOT NULL);
 """
 
 
@@ -220,6 +230,24 @@ class CallCache:
         self._run("INSERT OR REPLACE INTO timings VALUES (?,?,?)", (key, json.dumps(measured), time.time()))
         return measured
 
+    def reading(self, key: str) -> tuple[str, float] | None:
+        """A builtin engine's stored reply and its recorded latency (see ``engine_key``), or None."""
+        rows = self._run("SELECT reply, latency_s FROM readings WHERE key = ?", (key,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def put_reading(self, key: str, schema: str, reply: str, latency_s: float) -> None:
+        """Store (or overwrite) one builtin engine reply (``schema``: the name of the model it answers)."""
+        self._run("INSERT OR REPLACE INTO readings VALUES (?,?,?,?,?)", (key, schema, reply, latency_s, time.time()))
+
+    def chart(self, key: str) -> bytes | None:
+        """The PNG stored under ``key`` (a ``render_key``), or None."""
+        rows = self._run("SELECT png FROM charts WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
+
+    def put_chart(self, key: str, png: bytes) -> None:
+        """Store (or overwrite) one rendered chart."""
+        self._run("INSERT OR REPLACE INTO charts VALUES (?,?,?)", (key, png, time.time()))
+
     def __len__(self) -> int:
         return int(self._run("SELECT COUNT(*) FROM calls", ())[0][0])
 
@@ -230,6 +258,19 @@ class CallCache:
 
 
 _OPEN: dict[Path, CallCache] = {}
+_INHERITED: list[CallCache] = []  # a forked child's copies of its parent's connections: kept, never used or closed
+
+
+def _after_fork_in_child() -> None:
+    """A worker process forked from one that had a cache open opens its own connection: SQLite connections must
+    not cross a fork (using or closing the parent's could corrupt the file or drop the parent's locks)."""
+    global _LOCK
+    _INHERITED.extend(_OPEN.values())
+    _OPEN.clear()
+    _LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def open_cache(path: str | Path) -> CallCache:
@@ -248,6 +289,17 @@ def call_key(provider: Provider, messages: Sequence[Message], json_schema: dict[
                "messages": [{"role": m.role, "content": m.content,
                              "images": [hashlib.sha256(i).hexdigest() for i in m.images]} for m in messages]}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def engine_key(engine_id: str, schema: type, system: str, user: str, images: Sequence[bytes],
+               context: dict[str, Any], role: str) -> str:
+    """sha256 of everything a builtin engine's reply can depend on: its code identity, the schema, the prompts,
+    the images' bytes (their sha256) and the structured ``context``."""
+    payload = {"format": FORMAT, "engine": engine_id, "schema": f"{schema.__module__}.{schema.__qualname__}",
+               "system": system, "user": user, "role": role, "context": context,
+               "images": [hashlib.sha256(i).hexdigest() for i in images]}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

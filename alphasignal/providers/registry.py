@@ -45,7 +45,7 @@ def get_provider(name: str, *, model: str = "", cfg: Any = None, role: str = "",
     check to the first call) so a missing server or model fails fast with the fix. Model providers come wrapped
     by the call cache and usage meter (``providers.cache``), which opens and checks the cache file now."""
     settings = ProviderSettings.from_config(cfg)
-    if settings.cache_mode != "off" and name != "builtin":
+    if settings.cache_mode != "off":  # (builtin too: its chart reader's replies are cached)
         open_cache(settings.call_cache)  # a corrupt or foreign cache file fails before any server is contacted
     if name == "auto":
         return wrap(_auto(model, settings, role))

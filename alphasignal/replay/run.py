@@ -9,7 +9,13 @@ and the portfolio (``portfolio.py``) trades it from the open of t+1.
 Each decision is appended to ``journal.jsonl`` (fsynced) as it is made, keyed by a hash of its inputs, so the same
 command after a kill -9 continues where it stopped and a changed setting re-decides only what it changes.
 ``replay.max_calls`` / ``replay.max_tokens_total`` stop the deciding cleanly; the outputs then cover the dates
-before the first undecided one.
+before the first undecided one. What ``max_calls`` counts (``Meter.add``): with a model provider, the model
+requests actually sent (retries count; call-cache hits and the builtin engine's answers are free); with the builtin
+engine alone (no model to spend on), the engine's answers, so a limit still bounds an offline run: one chart
+reading per decision plus one news score when the decision has headlines.
+
+With the call cache on (``--cache use``), the charts (``chart_png``) and the builtin chart reader's readings are
+cached too, so a re-run whose inputs did not change neither draws, reads nor calls anything.
 """
 
 from __future__ import annotations
@@ -32,14 +38,14 @@ import pandas as pd
 from config import Config, DatasetConfig, PipelineConfig, ReplayConfig
 
 from ..backtest.metrics import periods_per_year
-from ..charts.render import render_chart
+from ..charts.render import render_chart, render_key
 from ..dataset.build import REBASE_TO, warmup_bars
 from ..errors import AlphaSignalError, ModelError, UsageError
 from ..fileio import check_output_dir
 from ..market.data import load_ohlcv
 from ..progress import progress_bar
 from ..prompts import load_prompt
-from ..providers.cache import CallUsage, usage_scope
+from ..providers.cache import CallUsage, open_cache, usage_scope
 from ..signals.pipeline import CHART_PROMPT, NEWS_PROMPT, SignalPipeline, make_item
 from .journal import Journal
 from .news import NewsIndex, load_news
@@ -189,6 +195,23 @@ def plan_jobs(data: ReplayData, ds: DatasetConfig, rc: ReplayConfig, fp: str) ->
     return jobs
 
 
+def chart_png(win: pd.DataFrame, ds: DatasetConfig, warm: int, title: str | None, pc: PipelineConfig) -> bytes:
+    """The chart of one decision, drawn as stage 01 draws it; with the call cache on (``pipeline.cache_mode``) it is
+    kept there under its ``render_key`` (bars, timestamps, settings, renderer code), so a changed bar or setting
+    misses and ``use`` never draws the same chart twice."""
+    settings = {"size": ds.image_size, "volume": ds.volume_panel, "moving_averages": tuple(ds.moving_averages),
+                "bollinger": ds.bollinger, "hide_context": ds.hide_context, "style": ds.style, "warmup": warm,
+                "title": title}
+    if pc.cache_mode == "off":
+        return render_chart(win, **settings)
+    cache, key = open_cache(pc.call_cache), render_key(win, **settings)
+    png = cache.chart(key) if pc.cache_mode == "use" else None
+    if png is None:
+        png = render_chart(win, **settings)
+        cache.put_chart(key, png)
+    return png
+
+
 async def decide_job(pipe: SignalPipeline, data: ReplayData, ds: DatasetConfig, rc: ReplayConfig, job: Job
                      ) -> dict[str, Any]:
     """Render the chart, collect the news, decide through the pipeline: the journal record. A bad input gives a
@@ -200,9 +223,7 @@ async def decide_job(pipe: SignalPipeline, data: ReplayData, ds: DatasetConfig, 
     rec: dict[str, Any] = {"key": job.key, "ticker": job.ticker, "date": job.date, "close": close,
                            "price_scale": scale, "headlines": news.count("\n") + 1 if news else 0}
     try:
-        png = render_chart(win, size=ds.image_size, volume=ds.volume_panel, moving_averages=ds.moving_averages,
-                           bollinger=ds.bollinger, hide_context=ds.hide_context, style=ds.style, warmup=warm,
-                           title=None if ds.hide_context else job.ticker)
+        png = chart_png(win, ds, warm, None if ds.hide_context else job.ticker, pipe.cfg)
         decision = await pipe.adecide(make_item(pipe.cfg, png, news, close * scale))
     except ModelError:
         raise

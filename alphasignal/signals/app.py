@@ -51,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
     parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
     add_cache_option(parser)
-    rp = parser.add_argument_group("--replay (defaults in [replay])")
+    rp = parser.add_argument_group(
+        "--replay (defaults in [replay])",
+        "replay.max_calls / replay.max_tokens_total stop the deciding cleanly. With a model provider they count the "
+        "model requests actually sent (retries count; call-cache hits and builtin-engine answers are free); with "
+        "the builtin engine alone, max_calls counts its answers: a chart reading per decision, plus a news score "
+        "when there are headlines.")
     rp.add_argument("--tickers", metavar="A,B", help="tickers to replay (replay.tickers)")
     rp.add_argument("--start", metavar="DATE", help="first decision date (replay.start)")
     rp.add_argument("--end", metavar="DATE", help="last bar (replay.end)")

@@ -74,9 +74,12 @@ def build_chain(vlm: Provider, llm: Provider, chart_prompt: Prompt, news_prompt:
                 raise out[key]
         return assemble(out["item"], out["signal"], out["sentiment"], prompts, cfg)
 
+    async def _aassemble(out: dict[str, Any]) -> FinalDecision:  # microseconds: no worker thread for it
+        return _assemble(out)
+
     return (RunnableParallel(item=RunnablePassthrough(), signal=RunnableLambda(_chart, name="chart_signal"),
                              sentiment=RunnableLambda(_news, name="news_sentiment"))
-            | RunnableLambda(_assemble, name="fusion"))
+            | RunnableLambda(_assemble, afunc=_aassemble, name="fusion"))
 
 
 def assemble(item: DecisionItem, signal_reply: Reply[TradingSignal], news_reply: Reply[NewsSentiment] | None,

@@ -6,6 +6,10 @@ is only ever data for the lexicon.
 
 from __future__ import annotations
 
+import functools
+from importlib.metadata import version
+
+from ..fileio import source_digest
 from ..providers import EngineRequest, register_engine
 from .schemas import NewsSentiment, TradingSignal
 from .sentiment import score_news
@@ -26,7 +30,19 @@ def _chart_engine(req: EngineRequest) -> TradingSignal:
     return analyze_chart(req.images[0], last_close=req.context.get("last_close"))
 
 
+# every module whose code shapes a chart reading (tests check that the reader imports no other project code)
+CHART_READER_CODE = (__name__, "alphasignal.signals.rules", "alphasignal.charts.read", "alphasignal.charts.render",
+                     "alphasignal.market.indicators", "alphasignal.signals.schemas", "alphasignal.grounding")
+
+
+@functools.cache
+def chart_engine_id() -> str:
+    """Identity of the chart reader's code (its replies are cached under it when the call cache is on)."""
+    return source_digest(CHART_READER_CODE, [version(d) for d in ("numpy", "pillow", "pydantic")])
+
+
 def register_builtin_engines() -> None:
-    """Idempotent: (re)register both engines."""
+    """Idempotent: (re)register both engines. The chart reader (~20 ms a chart) is cached with the call cache;
+    the lexicon answers in microseconds and is not."""
     register_engine(NewsSentiment, _news_engine)
-    register_engine(TradingSignal, _chart_engine)
+    register_engine(TradingSignal, _chart_engine, code_id=chart_engine_id)

@@ -1,0 +1,331 @@
+"""Strategies written by users: a Python file with a strategy class, run through the engine's positions path.
+
+The class (named by ``--strategy``, loaded with ``--strategy-file``) has
+
+* ``PARAM_SPECS``: ``{name: ParamSpec(min, max, step, type, default)}`` (a 5-tuple works too), type int, float or
+  bool -- the same validation as the built-ins in sweeps, walk-forward and the optimizer;
+* ``positions(indicators, params)``: the position wanted at each close (1 long, -1 short, 0 or NaN flat; shorts
+  are flat when long-only) for many configurations at once, as an array of bars x configurations. ``params`` maps
+  each parameter name to an array of one value per configuration; ``indicators`` is an :class:`Indicators`; or
+  instead ``rule(open, high, low, close, <one value of each parameter>)``, a function Numba compiles, returning one
+  configuration's positions (bars,) (:func:`jit_rule`);
+* optionally ``CONSTRAINTS`` (``{message: predicate(params)}``), ``warmup(params)`` (bars before the first
+  position; configurations that cannot warm up are skipped as for built-ins) and ``NEEDS`` (price columns read).
+
+The positions become the rows of the kernels' POSITIONS rule, so fills, costs, the bust rule and every metric
+are the built-ins' own code. Loading checks the file before any work, each problem one ``UsageError`` line: syntax,
+the class and its specs, and a run on a synthetic price series -- the result's shape and values, and that the
+positions do not look ahead (the positions of the bars before a cut must not change when the bars after it are
+removed).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UsageError
+from .strategies import (
+    STRATEGIES,
+    ParamSpec,
+    Strategy,
+    StrategyLike,
+    build_rows,
+    get_strategy,
+    pack_rows,
+    register,
+    validate_params,
+)
+
+SELF_CHECK_BARS = 1200
+SELF_CHECK_CUTS = (500, 900)  # the look-ahead check truncates the synthetic series here
+ROW_COPIES = 4  # bytes planned per configuration: its positions row and ~3 temporaries of the user's rule
+
+
+class Indicators:
+    """Price columns (``open``, ``high``, ``low``, ``close``: 1-D arrays) and the engine's indicators of one series.
+
+    Each indicator takes a number (returns one series, shape (bars,)) or an array of one value per configuration
+    (returns bars x configurations); values at bar t use bars <= t only and are NaN during the warm-up. Series are
+    computed once per distinct argument, by the code the built-in strategies use."""
+
+    def __init__(self, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> None:
+        self.open, self.high, self.low, self.close = open_, high, low, close
+
+    def _rows(self, name: str, *args: Any) -> np.ndarray:
+        arrays = [np.asarray(a) for a in args]
+        scalar = all(a.ndim == 0 for a in arrays)
+        k = 1 if scalar else max(a.size for a in arrays)
+        try:
+            vals = [np.broadcast_to(a, (k,)) if a.ndim else a for a in arrays]
+            if any(((v < 1) | (v != np.round(v))).any() for v in vals):
+                raise ValueError("periods must be whole numbers >= 1")
+            codes = pack_rows(name, vals, k)
+        except ValueError as exc:
+            raise UsageError(f"indicators.{name}{tuple(np.ravel(a)[0] for a in arrays)}: {exc}") from None
+        uniq, inv = np.unique(codes, return_inverse=True)
+        table = build_rows(uniq, self.high, self.low, self.close)
+        return table[0] if scalar else table[inv.ravel()].T
+
+    def sma(self, period: Any) -> np.ndarray:
+        """Simple moving average of the close."""
+        return self._rows("sma", period)
+
+    def ema(self, period: Any) -> np.ndarray:
+        """Exponential moving average of the close (alpha 2 / (period + 1), seeded with the first SMA)."""
+        return self._rows("ema", period)
+
+    def std(self, period: Any) -> np.ndarray:
+        """Rolling population standard deviation of the close."""
+        return self._rows("std", period)
+
+    def rsi(self, period: Any) -> np.ndarray:
+        """Wilder's RSI of the close (0..100)."""
+        return self._rows("rsi", period)
+
+    def macd(self, fast: Any, slow: Any, signal: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(MACD line, signal line)."""
+        return self._rows("macd_line", fast, slow), self._rows("macd_sig", fast, slow, signal)
+
+    def donchian(self, channel: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(highest high, lowest low) of the ``channel`` bars before bar t (bar t excluded)."""
+        return self._rows("dc_hi", channel), self._rows("dc_lo", channel)
+
+
+def load_strategy(name: str, path: str = "") -> Strategy:
+    """The strategy ``name``: built-in or registered, or the class ``name`` of the Python file ``path`` (checked,
+    then registered under ``name``). Every problem is a one-line UsageError."""
+    if not path:
+        return get_strategy(name)
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"strategy file {path!r} not found: give the path of a .py file (--strategy-file)")
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"strategy file {path!r} is unreadable ({type(exc).__name__}): give a UTF-8 .py file"
+                         ) from None
+    return from_source(str(file), source, name)
+
+
+def from_source(path: str, source: str, name: str) -> Strategy:
+    """Build, check and register the strategy class ``name`` defined by ``source`` (the text of file ``path``)."""
+    if name in STRATEGIES:
+        raise UsageError(f"strategy {name!r} is a built-in name: rename your strategy class (--strategy)")
+    module = ModuleType(f"alphasignal_user_strategy_{Path(path).stem}")
+    module.__file__ = path
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: syntax error ({exc.msg}): fix the strategy file") from None
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - running the user's own strategy file is the point
+    except Exception as exc:  # noqa: BLE001 - any error of the user's module
+        raise UsageError(f"{path}: loading it raised {type(exc).__name__}: {_first_line(exc)}: fix the strategy "
+                         "file") from None
+    cls = module.__dict__.get(name)
+    if not inspect.isclass(cls):
+        found = [k for k, v in module.__dict__.items()
+                 if inspect.isclass(v) and (hasattr(v, "positions") or hasattr(v, "rule"))]
+        close = difflib.get_close_matches(name, found, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"strategy classes in it: {', '.join(found) or 'none'}"
+        raise UsageError(f"{path} has no class {name!r} (--strategy): {hint}")
+    strat = _build(cls, name, path, source)
+    self_check(strat, path)
+    return register(strat)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _spec(path: str, name: str, param: str, raw: Any) -> ParamSpec:
+    """One PARAM_SPECS entry: a ParamSpec or a (min, max, step, type[, default]) tuple, checked."""
+    where = f"{path}: {name}.PARAM_SPECS[{param!r}]"
+    try:
+        spec = raw if isinstance(raw, ParamSpec) else ParamSpec(*raw)
+    except TypeError:
+        raise UsageError(f"{where} = {raw!r}: give ParamSpec(min, max, step, type, default)") from None
+    if spec.type not in (int, float, bool):
+        raise UsageError(f"{where}: type {spec.type!r} must be int, float or bool")
+    default = spec.default if spec.default is not None else (False if spec.type is bool else spec.min)
+    spec = spec._replace(default=default)
+    if spec.type is not bool:
+        ok = all(isinstance(v, (int, float)) and np.isfinite(v) for v in (spec.min, spec.max, spec.step, default))
+        if not ok or not spec.min <= default <= spec.max or spec.step <= 0:
+            raise UsageError(f"{where} = {tuple(spec)}: need finite min <= default <= max and step > 0")
+    return spec
+
+
+def _build(cls: type, name: str, path: str, source: str) -> Strategy:
+    """The Strategy object of a user class (its specs, constraints, warm-up, needs and positions checked)."""
+    raw_specs = getattr(cls, "PARAM_SPECS", None)
+    if not isinstance(raw_specs, Mapping) or not raw_specs:
+        raise UsageError(f"{path}: {name} has no PARAM_SPECS: add PARAM_SPECS = {{'period': ParamSpec(5, 200, 1, int, "
+                         "20), ...}} (from alphasignal.backtest import ParamSpec)")
+    specs = {str(k): _spec(path, name, str(k), v) for k, v in raw_specs.items()}
+    raw_cons = getattr(cls, "CONSTRAINTS", {})
+    pairs = list(raw_cons.items()) if isinstance(raw_cons, Mapping) else list(raw_cons)
+    if not all(isinstance(p, tuple) and len(p) == 2 and callable(p[1]) for p in pairs):
+        raise UsageError(f"{path}: {name}.CONSTRAINTS must map a message to a predicate, e.g. "
+                         "{'fast must be < slow': lambda p: p['fast'] < p['slow']}")
+    needs = tuple(getattr(cls, "NEEDS", ("Close",)))
+    if not set(needs) <= {"Open", "High", "Low", "Close"}:
+        raise UsageError(f"{path}: {name}.NEEDS={needs!r}: use column names Open, High, Low, Close")
+    try:
+        obj = cls()
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"{path}: {name}() raised {type(exc).__name__}: {_first_line(exc)}: the class must be "
+                         "constructible without arguments") from None
+    rule = getattr(obj, "positions", None)
+    if not callable(rule) and callable(getattr(cls, "rule", None)):
+        rule = jit_rule(cls.rule, specs, f"{path}: {name}.rule")
+    if not callable(rule):
+        raise UsageError(f"{path}: {name} has no positions(indicators, params) method (or rule(open, high, low, "
+                         "close, <parameters>)): add one returning bars x configurations of 1 / 0 / -1")
+    warm = getattr(obj, "warmup", None)
+    first = next(iter(specs))
+
+    def warmup(p: Any) -> np.ndarray:  # one value per configuration, as the built-ins' warm-ups give
+        return np.broadcast_to(np.asarray(warm(p) if warm else 0, dtype=np.int64), np.shape(p[first]))
+
+    return Strategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
+                    positions=rule, origin=(path, source))
+
+
+def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
+    """``positions(indicators, params)`` from a Numba-compilable ``rule(open, high, low, close, <one value of each
+    parameter, in PARAM_SPECS order>)`` that returns one configuration's positions (bars,): compiled with bounds
+    checks (an index past the last bar raises, it does not read memory), called per configuration (one thread:
+    an exception raised in Numba's parallel loops would be lost)."""
+    names = list(specs)
+    try:
+        got = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        got = []
+    if got[4:] != names or len(got) != 4 + len(names):
+        raise UsageError(f"{where}{tuple(got)}: its arguments must be (open, high, low, close, {', '.join(names)}): "
+                         "the price arrays, then one value of each parameter in PARAM_SPECS order")
+    import numba as nb
+
+    args = ", ".join(f"p{i}" for i in range(len(names)))
+    scope = {"nb": nb, "np": np, "rule": nb.njit(boundscheck=True)(fn)}
+    exec(f"def drive(o, h, l, c, {args}):\n"  # noqa: S102 - generated from the parameter count only
+         "    out = np.empty((c.shape[0], p0.shape[0]))\n"
+         "    for j in range(p0.shape[0]):\n"
+         f"        r = rule(o, h, l, c, {', '.join(f'p{i}[j]' for i in range(len(names)))})\n"
+         "        if r.ndim != 1 or r.shape[0] != c.shape[0]:\n"
+         "            raise ValueError('the rule must return one position per bar (an array as long as close)')\n"
+         "        out[:, j] = r\n"
+         "    return out\n", scope)
+    drive = nb.njit(boundscheck=True)(scope["drive"])
+    types = {k: {int: np.int64, float: np.float64, bool: np.bool_}[s.type] for k, s in specs.items()}
+
+    def positions(ind: Indicators, params: Mapping[str, Any]) -> np.ndarray:
+        prices = [np.array(a, dtype=np.float64) for a in (ind.open, ind.high, ind.low, ind.close)]  # own copies
+        values = [np.ascontiguousarray(params[k], dtype=types[k]) for k in names]
+        try:
+            return drive(*prices, *values)
+        except nb.core.errors.NumbaError as exc:
+            raise UsageError(f"{where} could not be compiled by Numba: {_first_line(exc)}") from None
+        except IndexError as exc:
+            raise UsageError(f"{where} read outside the price arrays ({exc}): at bar t read bars 0..t only (a read "
+                             "past the last bar looks ahead)") from None
+
+    return positions
+
+
+def wanted_positions(strat: Strategy, prices: Any, configs: Any, hi: int | None = None) -> np.ndarray:
+    """The user strategy's positions (bars 0..hi-1 x configurations, float64, NaN = flat) on ``prices`` (any object
+    with open/high/low/close arrays) for a configuration frame, checked: shape, values, no exception escapes."""
+    hi = len(prices.close) if hi is None else hi
+    ind = Indicators(prices.open[:hi], prices.high[:hi], prices.low[:hi], prices.close[:hi])
+    params = {k: configs[k].to_numpy() for k in strat.specs}
+    k = len(configs)
+    where = f"{strat.origin[0] if strat.origin else 'strategy'}: {strat.name}.positions"
+    try:
+        out = np.asarray(strat.positions(ind, params), dtype=np.float64)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error of the user's rule
+        raise UsageError(f"{where} raised {type(exc).__name__}: {_first_line(exc)}: fix the strategy file") from None
+    if out.shape != (hi, k):
+        raise UsageError(f"{where} returned an array of shape {out.shape}, want (bars, configurations) = ({hi}, {k}): "
+                         "one column per configuration (params values are arrays of one value per configuration)")
+    bad = ~(np.isnan(out) | (out == 0.0) | (out == 1.0) | (out == -1.0))
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        raise UsageError(f"{where} returned {out[t, j]!r} at bar {t}: positions must be 1 (long), -1 (short), 0 or "
+                         "NaN (flat)")
+    return out
+
+
+def positions_arrays(strat: Strategy, prices: Any, configs: Any, hi: int) -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]:
+    """The engine's (table, row indices + flag, floats) for a user strategy: row j of the table is configuration
+    j's positions, read by the kernels' POSITIONS rule."""
+    return rows_arrays(np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T))
+
+
+def rows_arrays(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(table, row indices + flag, floats) of the POSITIONS rule for a table whose row j is configuration j's."""
+    k = rows.shape[0]
+    ia = np.zeros((k, 3), dtype=np.int64)
+    ia[:, 0] = ia[:, 1] = np.arange(k)
+    return rows, ia, np.zeros((k, 2))
+
+
+class _Series:
+    """Synthetic OHLC prices for the self-check (a seeded random walk)."""
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(20261201)
+        self.close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.015, n)))
+        self.open = self.close * np.exp(rng.normal(0.0, 0.004, n))
+        self.high = np.maximum(self.open, self.close) * (1.0 + rng.uniform(0.0, 0.01, n))
+        self.low = np.minimum(self.open, self.close) * (1.0 - rng.uniform(0.0, 0.01, n))
+
+
+def _sample_configs(strat: Strategy, n: int = 8) -> pd.DataFrame:
+    """The defaults plus up to ``n - 1`` random valid configurations on the specs' step grids."""
+    rng = np.random.default_rng(7)
+    rows = [{k: s.default for k, s in strat.specs.items()}]
+    for _ in range(50 * n):
+        if len(rows) >= n:
+            break
+        row = {}
+        for k, s in strat.specs.items():
+            if s.type is bool:
+                row[k] = bool(rng.integers(2))
+            else:
+                steps = int(np.floor((s.max - s.min) / s.step + 1e-9))
+                v = s.min + s.step * int(rng.integers(steps + 1))
+                row[k] = int(round(v)) if s.type is int else float(v)
+        if not validate_params(strat, row):
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def self_check(strat: StrategyLike, path: str = "") -> None:
+    """Run a user strategy on a synthetic series: shape and values (:func:`wanted_positions`), then look-ahead --
+    the positions before each cut of :data:`SELF_CHECK_CUTS` must equal those computed without the later bars."""
+    strat = get_strategy(strat)
+    series = _Series(SELF_CHECK_BARS)
+    configs = _sample_configs(strat)
+    full = wanted_positions(strat, series, configs)
+    for cut in SELF_CHECK_CUTS:
+        part = wanted_positions(strat, series, configs, cut)
+        same = (part == full[:cut]) | (np.isnan(part) & np.isnan(full[:cut]))
+        if not same.all():
+            t, j = np.argwhere(~same)[0]
+            raise UsageError(f"{path or strat.name}: {strat.name}.positions looks ahead: its position at bar {t} "
+                             f"changed when the bars from {cut} on were removed (configuration "
+                             f"{configs.iloc[j].to_dict()}): use only bars up to each bar (no shift(-1), centred "
+                             "windows or whole-series statistics)")
