@@ -5,12 +5,15 @@ A schema-valid reply can still be empty of meaning: a small model copies the fie
 
 - **tokens**: the text lower-cased, split on whitespace, punctuation stripped from each end ("8%," -> "8").
 - **prose**: at least ``MIN_PROSE_WORDS`` words that hold two or more letters ("1.032" is not prose).
+- **sentence**: at least ``MIN_PROSE_WORDS`` plain words (letters only, two or more), so a parameter name or a
+  ``key: value`` row ("short_period: 15, long_period: 100, use_ema: true/false") is not one.
 - **copied description**: the normalised text equals one of the schema's field descriptions, or is a run of at
   least ``MIN_COPY_TOKENS`` tokens found inside one ("0 (none) to 1 (extreme)").
 - **grounded factor**: its normalised text occurs in the normalised news, or at least ``min_overlap`` of its
   content tokens (stop words dropped) occur among the news tokens.
 - **copied summary line**: a sentence whose tokens equal those of one summary line, or contain one summary line
-  (of ``MIN_COPY_TOKENS`` tokens or more) with at most ``MAX_EXTRA_TOKENS`` tokens added.
+  (of ``MIN_COPY_TOKENS`` tokens or more) with at most ``MAX_EXTRA_TOKENS`` tokens added; "=" and ":" count as
+  spaces here, so a row re-punctuated ("short_period: 5" for "short_period=5", as Gemma 3 270M wrote) is a copy.
 
 Values are never extracted from prose: the rules only compare token sequences.
 """
@@ -53,6 +56,11 @@ def is_prose(text: str, min_words: int = MIN_PROSE_WORDS) -> bool:
     return sum(sum(c.isalpha() for c in t) >= 2 for t in tokens(text)) >= min_words
 
 
+def is_sentence(text: str, min_words: int = MIN_PROSE_WORDS) -> bool:
+    """True when ``text`` holds at least ``min_words`` plain words (letters only, two or more of them)."""
+    return sum(t.isalpha() and len(t) >= 2 for t in tokens(text)) >= min_words
+
+
 def _contains(seq: list[str], part: list[str]) -> bool:
     n = len(part)
     return n > 0 and any(seq[i:i + n] == part for i in range(len(seq) - n + 1))
@@ -80,11 +88,16 @@ def is_grounded(factor: str, source: str, min_overlap: float = DEFAULT_MIN_OVERL
     return sum(t in have for t in content) / len(content) >= min_overlap
 
 
+def _row_tokens(text: str) -> list[str]:
+    """``tokens`` with "=" and ":" read as spaces (key=value and key: value are the same row)."""
+    return tokens(str(text).replace("=", " ").replace(":", " "))
+
+
 def copied_line(sentence: str, lines: Iterable[str]) -> str | None:
     """The summary line ``sentence`` repeats (equal tokens, or containing it with few additions), else None."""
-    toks = tokens(sentence)
+    toks = _row_tokens(sentence)
     for line in lines:
-        ltoks = tokens(line)
+        ltoks = _row_tokens(line)
         if not ltoks:
             continue
         if toks == ltoks or (len(ltoks) >= MIN_COPY_TOKENS and len(toks) - len(ltoks) <= MAX_EXTRA_TOKENS

@@ -2,10 +2,9 @@
 
 For each model and role, ``--n`` calls on a fixed input set (distinct inputs, temperature 0), no retries:
 
-- valid: the reply parses into the schema (types and ranges only: ``context={"shape_only": True}``);
-- consistent: it also passes the schema's own rules (intensity floor, prose rationale, no copied descriptions);
-- grounded: it also passes the grounding rules given the input (key factors in the news, patterns not copied from
-  the summary, proposals not all already tried) — i.e. the pipeline would accept it without a retry;
+- valid / consistent / grounded: as judged by ``alphasignal.providers.fitness.judge`` (grounded = the pipeline
+  would accept the reply without a retry: key factors in the news, patterns not copied from the summary,
+  proposals not all already tried);
 - agree: sentiment label equal to the builtin lexicon engine's, among valid replies (sentiment role only);
 - latency: median seconds per call; tok/s: generated tokens per second (llamacpp models only).
 
@@ -30,31 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydantic import BaseModel, ValidationError  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
-from alphasignal.errors import AlphaSignalError  # noqa: E402
 from alphasignal.fileio import check_output_file, write_atomic  # noqa: E402
 from alphasignal.providers import Provider, ProviderSettings, get_provider  # noqa: E402
-from alphasignal.providers.base import (  # noqa: E402
-    ReplyError,
-    describe_errors,
-    extract_json,
-    grammar_schema,
-    repair,
-)
-
-COMPANIES = ["Apple", "Microsoft", "Tesla", "Nvidia", "Amazon"]
-EVENTS = ["{c} beats estimates and raises guidance; shares jump 8%",
-          "{c} misses on revenue, cuts outlook; stock falls 9% after hours",
-          "{c} to hold annual shareholder meeting on March 1",
-          "{c} announces record buyback as profit surges",
-          "Regulators open probe into {c}; shares slide 5%",
-          "{c} names new chief financial officer",
-          "Analysts upgrade {c} on strong demand",
-          "{c} recalls products after safety complaints",
-          "{c} dividend unchanged; trading volume light",
-          "{c} lowers full-year forecast amid weak sales"]
-HEADLINES = [e.format(c=c) for e, c in itertools.product(EVENTS, COMPANIES)]  # 50 distinct inputs
+from alphasignal.providers.fitness import first_reply, judge  # noqa: E402
+from alphasignal.signals.demo import BENCH_HEADLINES as HEADLINES  # noqa: E402
 
 
 def packaged_models() -> dict[str, str]:
@@ -136,35 +116,14 @@ def agent_cases(role: str, n: int) -> Iterator[tuple[type[BaseModel], str, str, 
         yield schema, p.system.format(**values), p.format(**values), {"is_tried": tried_check(state)}, None
 
 
-def judge(raw: str, schema: type[BaseModel], ctx: dict[str, Any]) -> tuple[BaseModel | None, bool, bool, str]:
-    """(shape-valid value or None, consistent, grounded, the first failed check's message) for one raw reply."""
-    try:
-        data, _ = repair(extract_json(raw), schema.model_json_schema())
-        value = schema.model_validate(data, context={"shape_only": True})
-    except ReplyError as exc:
-        return None, False, False, str(exc)
-    except ValidationError as exc:
-        return None, False, False, describe_errors(exc)
-    for context, level in ((None, 0), (ctx, 1)):
-        try:
-            schema.model_validate(data, context=context)
-        except ValidationError as exc:
-            return value, level == 1, False, describe_errors(exc)
-    return value, True, True, ""
-
-
 def measure(provider: Provider, cases: Iterator[Any], counter: Callable[[str], int] | None,
             log: list[str]) -> dict[str, Any]:
     """Run every case once (no retry) and tally the rates; each raw reply and its verdict is appended to ``log``."""
     n = valid = consistent = grounded = agree = tokens = 0
     lat: list[float] = []
     for schema, system, user, ctx, expected in cases:
-        messages = next(provider._loop(schema, system, user, ()))  # the exact messages a real call sends
         t = time.perf_counter()
-        try:
-            raw = provider._complete(messages, grammar_schema(schema), provider.settings.timeout)
-        except AlphaSignalError:
-            raw = ""
+        raw = first_reply(provider, schema, system, user)
         lat.append(time.perf_counter() - t)
         tokens += counter(raw) if counter and raw else 0
         value, ok_c, ok_g, why = judge(raw, schema, ctx)

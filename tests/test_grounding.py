@@ -88,6 +88,15 @@ def test_analyst_patterns_copied_from_the_summary_fail() -> None:
               "recommendations": ["try short_period 5 to 10"]}
     with pytest.raises(ValidationError, match="patterns copy summary lines"):
         AnalystReport.model_validate(copied, context={"summary": SUMMARY})
+    # Gemma 3 270M's analyst replies: bare parameter names and key: value rows are not sentences
+    for items in (["short_period", "long_period", "use_ema"],
+                  ["short_period: 15, long_period: 100, use_ema: true/false"]):
+        with pytest.raises(ValidationError, match="are not sentences"):
+            AnalystReport.model_validate({"patterns": items, "recommendations": items})
+    # Gemma 3 270M's analyst replies: a summary row re-punctuated (key: value for key=value) is still a copy
+    gemma = {"patterns": ["short_period: 10, long_period: 50 -> sharpe: 1.032"], "recommendations": ["try 5 to 10"]}
+    with pytest.raises(ValidationError, match="patterns copy summary lines"):
+        AnalystReport.model_validate(gemma, context={"summary": SUMMARY})
     described = {"patterns": [AnalystReport.model_fields["patterns"].description], "recommendations": ["x y z"]}
     with pytest.raises(ValidationError, match="field description"):
         AnalystReport.model_validate(described)

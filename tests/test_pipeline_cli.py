@@ -90,6 +90,38 @@ def test_batch_failures_keep_their_line_and_the_worst_exit_code(tmp_path) -> Non
     assert proc.stderr.strip().splitlines()[-1].startswith("error: 2 of 2 item(s) failed")
 
 
+def test_gemma_replies_from_issue_18_are_retried_then_exit_3_not_decisions(tmp_path, aapl) -> None:
+    """Gemma 3 270M answered all three headlines "BULLISH, intensity 0.0" with the schema's field descriptions as key
+    factors, and each became a decision. Replayed here by the loopback server's canned model (that exact reply over
+    real HTTP, no inference): every headline is asked 3 times (2 retries with the feedback), then fails with exit 3
+    naming the model; no decision is written."""
+    import urllib.request
+
+    from alphasignal.charts import render_chart
+
+    gemma = json.dumps({"sentiment": "BULLISH", "intensity": 0.0, "key_factors": [
+        "up to 5 short phrases from the news that drove the sentiment", "0 (none) to 1 (extreme)"]})
+    headlines = ["Apple beats estimates and raises guidance; shares jump 8%",
+                 "Apple misses on revenue, cuts outlook; stock falls 9% after hours",
+                 "Apple to hold annual shareholder meeting on March 1"]
+    (tmp_path / "c.png").write_bytes(render_chart(aapl.iloc[-80:], warmup=20))
+    rows = [{"id": f"h{i}", "image": "c.png", "news": h} for i, h in enumerate(headlines)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with start_ollama_compat({}, canned={"gemma3:270m": gemma}) as srv:
+        proc = _run(["--batch", "m.jsonl", "--output", "out.jsonl", "--provider", "ollama", "--llm-model",
+                     "gemma3:270m", "--set", "pipeline.vlm_provider=builtin", "--set",
+                     f"pipeline.ollama_host={srv.url}", "--set", "pipeline.max_retries=2", "--quiet"], tmp_path)
+        served = json.load(urllib.request.urlopen(f"{srv.url}/_test/requests"))["requests"]
+    assert proc.returncode == 3, proc.stderr
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(x["id"], x["ok"], x["exit_code"]) for x in lines] == [("h0", False, 3), ("h1", False, 3), ("h2", False, 3)]
+    assert all("decision" not in x or not x["decision"] for x in lines)
+    for x in lines:
+        assert "'gemma3:270m' gave no valid NewsSentiment in 3 attempt(s)" in x["error"]
+        assert "own field description" in x["error"] or "intensity of at least" in x["error"]
+    assert served["POST /api/chat"] == 9  # 3 headlines x (1 + 2 retries)
+
+
 def test_model_not_on_the_server_is_exit_3_naming_ollama_pull(tmp_path) -> None:
     chart = json.dumps({"action": "HOLD", "confidence": 0.5, "entry_price": 100.0})
     with start_ollama_compat({}, canned={"chart:canned": chart}) as srv:

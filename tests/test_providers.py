@@ -84,6 +84,27 @@ def test_unparseable_replies_explain_why(raw: str, message: str) -> None:
         extract_json(raw)
 
 
+def test_string_watch_stops_only_a_runaway_string_and_its_cut_reply_is_rejected() -> None:
+    """The llamacpp stream stops when one JSON string passes MAX_STRING_CHARS (SmolLM2 ran one analyst pattern on
+    for 600 tokens); escaped quotes and long replies made of short strings do not trigger it."""
+    from alphasignal.providers.llamacpp import MAX_STRING_CHARS, StringWatch
+
+    short = '{"patterns": [' + ", ".join(['"a \\"quoted\\" b"'] * 200) + "]}"
+    watch = StringWatch()
+    assert not any(watch.feed(short[i:i + 3]) for i in range(0, len(short), 3))  # 3-character stream chunks
+    exact = '{"p": "' + "x" * MAX_STRING_CHARS + '"}'
+    assert not StringWatch().feed(exact)
+    runaway = '{"p": "' + "short_period:5, " * 60
+    watch, cut = StringWatch(), ""
+    for piece in (runaway[i:i + 4] for i in range(0, len(runaway), 4)):
+        cut += piece
+        if watch.feed(piece):
+            break
+    assert len(cut) < len(runaway) and len(cut) <= MAX_STRING_CHARS + 10
+    with pytest.raises(ReplyError, match="cut off"):
+        extract_json(cut)
+
+
 def test_percentage_rule_and_enum_case_are_the_only_repairs() -> None:
     value, repairs = parse_reply('{"sentiment": "bullish", "intensity": 20, "key_factors": ["beat"]}', NewsSentiment)
     assert (value.sentiment, value.intensity) == ("BULLISH", 0.2)

@@ -68,7 +68,7 @@ def test_offline_end_to_end(offline, chart) -> None:
     assert m["engine"] == "builtin" and m["providers"] == {"vlm": "builtin", "sentiment": "builtin"}
     assert m["vlm_model"] == "builtin-chart-reader" and m["sentiment_model"] == "builtin-lm-lexicon"
     assert m["image_sha256"] == sha256(png) and m["news_sha256"] == sha256(NEWS)
-    assert m["prompt_versions"] == {"vlm": "chart_signal@1", "sentiment": "news_sentiment@1"}
+    assert m["prompt_versions"] == {"vlm": "chart_signal@1", "sentiment": "news_sentiment@2"}
     assert set(m["latency_s"]) >= {"vlm", "sentiment", "fusion", "total"} and m["platform"]
     assert m["level_atr"]["source"] in ("builtin levels", "no levels") and m["last_close"] == close
     assert d.sentiment.sentiment == "BULLISH" and "beats estimates" in d.sentiment.key_factors

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from ..grounding import CheckedReply, copied_line, is_prose
+from ..grounding import CheckedReply, copied_line, is_prose, is_sentence
 
 ParamValue = bool | int | float | str
 
@@ -52,12 +52,15 @@ class AnalystReport(CheckedReply):
         return cleaned
 
     def reply_problems(self, ctx: Mapping[str, Any]) -> list[str]:
-        """With the summary in the validation context (``context={"summary": text}``), no pattern may be one of
-        its lines repeated: a pattern states what the rows show."""
+        """Every item is a sentence (not a parameter name or a ``key: value`` row); with the summary in the
+        validation context (``context={"summary": text}``), no pattern may be one of its lines repeated."""
+        bare = [x for x in self.patterns + self.recommendations if not is_sentence(x)]
+        problems = [f"items {bare[:2]} are not sentences: write each as a short sentence of at least 3 words "
+                    "saying what the rows show or what to try"] if bare else []
         lines = str(ctx.get("summary", "")).splitlines()
         copies = [line for p in self.patterns if (line := copied_line(p, lines))]
-        return [f"patterns copy summary lines {copies[:2]}: state in your own words what the rows show (which "
-                "parameter values give the best objective)"] if copies else []
+        return problems + ([f"patterns copy summary lines {copies[:2]}: state in your own words what the rows show "
+                            "(which parameter values give the best objective)"] if copies else [])
 
 
 class Proposal(CheckedReply):

@@ -25,6 +25,35 @@ _CACHE: dict[tuple[str, str, int], tuple[Any, threading.Lock]] = {}
 _CACHE_LOCK = threading.Lock()
 _NATIVE_LOG = logging.getLogger("alphasignal.llamacpp")
 _LOG_CALLBACK: list[Any] = []  # the ctypes callback must stay referenced while llama.cpp may call it
+# The grammar cannot bound string lengths (llama.cpp's maxLength rules made sampling ~10x slower), and small models
+# run one string on until max_tokens (SmolLM2's analyst copied summary rows for 600 tokens, ~25 s). No reply schema
+# keeps more of a string than this (TradingSignal.rationale allows 600; the others cut at 120-600), so generation
+# stops there: the cut-off JSON fails as "malformed or cut off: keep strings short" and goes back to the retry loop.
+MAX_STRING_CHARS = 600
+
+
+class StringWatch:
+    """Follows streamed JSON text and says when the string being written runs past ``limit`` characters."""
+
+    def __init__(self, limit: int = MAX_STRING_CHARS) -> None:
+        self.limit, self.inside, self.escaped, self.length = limit, False, False, 0
+
+    def feed(self, text: str) -> bool:
+        """Consume the next piece of the reply; True once the open string is longer than the limit."""
+        for ch in text:
+            if not self.inside:
+                self.inside, self.length = ch == '"', 0
+            elif self.escaped:
+                self.escaped, self.length = False, self.length + 1
+            elif ch == "\\":
+                self.escaped = True
+            elif ch == '"':
+                self.inside = False
+            else:
+                self.length += 1
+            if self.length > self.limit:
+                return True
+        return False
 
 
 def route_native_logs() -> None:
@@ -129,12 +158,15 @@ class LlamaCppProvider(Provider):
                 messages=openai_messages(messages), temperature=self.settings.temperature,
                 max_tokens=self.settings.max_tokens, stream=True,
                 response_format={"type": "json_object", "schema": json_schema})
-            parts = []
+            parts, watch = [], StringWatch()
             for chunk in stream:
                 parts.append(chunk["choices"][0]["delta"].get("content") or "")
                 if time.monotonic() > deadline:
                     stream.close()
                     raise self._timeout(timeout)
+                if watch.feed(parts[-1]):  # a runaway string: the reply cannot be valid, stop paying for it
+                    stream.close()
+                    break
             # one streamed chunk per sampled token; the context then holds the prompt and the reply
             tokens_out = sum(1 for p in parts if p)
             tokens_in = max(0, int(getattr(llm, "n_tokens", 0)) - tokens_out)

@@ -15,6 +15,19 @@ log = logging.getLogger(__name__)
 DATASET_FILE = "training_data.jsonl"
 SAMPLE_NEWS = ("Apple beats estimates as services revenue rises 12% to a record quarter; the company raises "
                "guidance for the holiday season. Analysts note slightly weaker iPhone sales in China.")
+# The fixed headline set news models are measured on (benchmarks/bench_models.py and the real-model tests):
+# 10 kinds of event (bullish, bearish, neutral) x 5 companies, 50 distinct inputs.
+_EVENTS = ("{c} beats estimates and raises guidance; shares jump 8%",
+           "{c} misses on revenue, cuts outlook; stock falls 9% after hours",
+           "{c} to hold annual shareholder meeting on March 1",
+           "{c} announces record buyback as profit surges",
+           "Regulators open probe into {c}; shares slide 5%",
+           "{c} names new chief financial officer",
+           "Analysts upgrade {c} on strong demand",
+           "{c} recalls products after safety complaints",
+           "{c} dividend unchanged; trading volume light",
+           "{c} lowers full-year forecast amid weak sales")
+BENCH_HEADLINES = tuple(e.format(c=c) for e in _EVENTS for c in ("Apple", "Microsoft", "Tesla", "Nvidia", "Amazon"))
 
 
 def demo_inputs(cfg: Config) -> tuple[bytes, str, float | None, list[str]]:
