@@ -101,14 +101,15 @@ def test_cuda_kernel_source_matches_the_numba_kernel(strategy, entry, mode, fill
     kind = strat.kernel_rule(entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
     prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
-    table, ia, fa = config_arrays(config_parts(strat, configs), prices)
+    table, cfg_ints, cfg_floats = config_arrays(config_parts(strat, configs), prices)
     opts = SweepConfig(mode=mode, fill=fill, fees_bps=fees, slippage_bps=slip, risk_free=0.02)
-    kb, ks = cost_factors(opts)
+    buy_mult, sell_mult = cost_factors(opts)
     lo, hi = 120, prices.n
-    args = dict(short_ok=mode == "long_short", next_open=fill == "next_open", lo=lo, hi=hi, kb=kb, ks=ks,
+    args = dict(short_ok=mode == "long_short", next_open=fill == "next_open", lo=lo, hi=hi, buy_mult=buy_mult,
+                sell_mult=sell_mult,
                 rf_bar=rf_per_bar(0.02, 252.0), edges=np.linspace(lo, hi, 7).round().astype(np.int64))
-    want = kernels.run_numba(kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
-    got = cuda.run_cupy(kind, prices.close, prices.open, table, ia, fa, want_rets=True, **args)
+    want = kernels.run_numba(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, want_rets=True, **args)
+    got = cuda.run_cupy(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, want_rets=True, **args)
     assert want[0][:, kernels.ACC.index("trades")].sum() > 0  # the configurations trade
     for name, a, b in zip(("accumulators", "block sums", "returns"), got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)

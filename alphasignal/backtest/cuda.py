@@ -52,11 +52,11 @@ __device__ int cross_target(int pos, const double* a, const double* b, long long
     return pos;
 }
 
-__device__ void fill(double* cash, double* units, int tgt, double price, double kb, double ks, double* entry_eq,
-                     double* trades, double* wins, double* gw, double* gl) {
+__device__ void fill(double* cash, double* units, int tgt, double price, double buy_mult, double sell_mult,
+                     double* entry_eq, double* trades, double* wins, double* gw, double* gl) {
     if (*units != 0.0) {
-        if (*units > 0.0) *cash += *units * price * ks;
-        else *cash -= -*units * price * kb;
+        if (*units > 0.0) *cash += *units * price * sell_mult;
+        else *cash -= -*units * price * buy_mult;
         *units = 0.0;
         double pnl = *cash - *entry_eq;
         if (pnl > 0.0) { *wins += 1.0; *gw += pnl; }
@@ -64,24 +64,24 @@ __device__ void fill(double* cash, double* units, int tgt, double price, double 
     }
     if (tgt != 0 && *cash > 0.0) {
         *entry_eq = *cash;
-        double q = *cash / (price * kb);
+        double q = *cash / (price * buy_mult);
         if (tgt > 0) { *units = q; *cash = 0.0; }
-        else { *units = -q; *cash += q * price * ks; }
+        else { *units = -q; *cash += q * price * sell_mult; }
         *trades += 1.0;
     }
 }
 
 extern "C" __global__ void sweep_kernel(
         const int kind, const double* close, const double* open_, const double* table, const long long n,
-        const long long* ia, const double* fa, const int k, const int short_ok, const int next_open,
-        const int lo, const int hi, const double kb, const double ks, const double rf_bar,
+        const long long* cfg_ints, const double* cfg_floats, const int k, const int short_ok, const int next_open,
+        const int lo, const int hi, const double buy_mult, const double sell_mult, const double rf_bar,
         const long long* edges, const int n_blocks, double* out, double* blocks, double* rets, const int want_rets) {
     int j = blockDim.x * blockIdx.x + threadIdx.x;
     if (j >= k) return;
-    const double* row0 = table + ia[3 * j] * n;
-    const double* row1 = table + ia[3 * j + 1] * n;
-    int flag = (int)ia[3 * j + 2];
-    double f0 = fa[2 * j], f1 = fa[2 * j + 1];
+    const double* row0 = table + cfg_ints[3 * j] * n;
+    const double* row1 = table + cfg_ints[3 * j + 1] * n;
+    int flag = (int)cfg_ints[3 * j + 2];
+    double f0 = cfg_floats[2 * j], f1 = cfg_floats[2 * j + 1];
     double cash = 1.0, units = 0.0, entry_eq = 1.0, eq_prev = 1.0, peak = 1.0, mdd = 0.0;
     double s1 = 0.0, s2 = 0.0, sd2 = 0.0, trades = 0.0, wins = 0.0, gw = 0.0, gl = 0.0, exposed = 0.0;
     double turnover = 0.0;
@@ -92,7 +92,7 @@ extern "C" __global__ void sweep_kernel(
     for (int t = lo; t < hi; ++t) {
         double c = close[t];
         if (next_open && pending != pos) {
-            fill(&cash, &units, pending, open_[t], kb, ks, &entry_eq, &trades, &wins, &gw, &gl);
+            fill(&cash, &units, pending, open_[t], buy_mult, sell_mult, &entry_eq, &trades, &wins, &gw, &gl);
             turnover += abs(pending - pos);
             pos = pending;
         }
@@ -108,7 +108,7 @@ extern "C" __global__ void sweep_kernel(
         if (next_open) {
             pending = tgt;
         } else if (tgt != pos) {
-            fill(&cash, &units, tgt, c, kb, ks, &entry_eq, &trades, &wins, &gw, &gl);
+            fill(&cash, &units, tgt, c, buy_mult, sell_mult, &entry_eq, &trades, &wins, &gw, &gl);
             turnover += abs(tgt - pos);
             pos = tgt;
             eq = cash + units * c;
@@ -149,12 +149,13 @@ def _kernel():
     return get_cupy().RawKernel(_SOURCE, "sweep_kernel")
 
 
-def run_cupy(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray, *,
-             short_ok: bool, next_open: bool, lo: int, hi: int, kb: float, ks: float, rf_bar: float,
+def run_cupy(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
+             cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
+             sell_mult: float, rf_bar: float,
              edges: np.ndarray, want_rets: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copy one chunk to the GPU, run one thread per configuration, copy the accumulators back."""
     cp = get_cupy()
-    k = ia.shape[0]
+    k = cfg_ints.shape[0]
     n_blocks = max(len(edges) - 1, 0)
     d_out = cp.empty((k, NACC))
     d_blocks = cp.zeros((k, n_blocks, 2)) if n_blocks else cp.zeros(1)
@@ -162,9 +163,9 @@ def run_cupy(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray,
     threads = 128
     _kernel()(((k + threads - 1) // threads,), (threads,), (
         np.int32(kind), cp.asarray(close), cp.asarray(open_), cp.asarray(np.ascontiguousarray(table)),
-        np.int64(table.shape[1]), cp.asarray(np.ascontiguousarray(ia, dtype=np.int64)),
-        cp.asarray(np.ascontiguousarray(fa)), np.int32(k), np.int32(short_ok), np.int32(next_open), np.int32(lo),
-        np.int32(hi), np.float64(kb), np.float64(ks), np.float64(rf_bar),
+        np.int64(table.shape[1]), cp.asarray(np.ascontiguousarray(cfg_ints, dtype=np.int64)),
+        cp.asarray(np.ascontiguousarray(cfg_floats)), np.int32(k), np.int32(short_ok), np.int32(next_open),
+        np.int32(lo), np.int32(hi), np.float64(buy_mult), np.float64(sell_mult), np.float64(rf_bar),
         cp.asarray(np.ascontiguousarray(edges, dtype=np.int64)), np.int32(n_blocks), d_out, d_blocks, d_rets,
         np.int32(want_rets)))
     blocks = cp.asnumpy(d_blocks) if n_blocks else np.zeros((k, 0, 2))

@@ -164,17 +164,18 @@ def config_arrays(parts: tuple[np.ndarray, np.ndarray, np.ndarray], prices: Pric
     rank = np.empty_like(by_code)
     rank[by_code] = np.arange(len(by_code))
     uniq, inv = uniq[by_code], rank[ids].reshape(codes.shape)
-    ia = np.empty((len(codes), 3), dtype=np.int64)
-    ia[:, 0], ia[:, 1], ia[:, 2] = inv[:, 0], inv[:, -1], flags
-    return build_rows(uniq, prices.high, prices.low, prices.close), ia, np.ascontiguousarray(floats)
+    cfg_ints = np.empty((len(codes), 3), dtype=np.int64)
+    cfg_ints[:, 0], cfg_ints[:, 1], cfg_ints[:, 2] = inv[:, 0], inv[:, -1], flags
+    return build_rows(uniq, prices.high, prices.low, prices.close), cfg_ints, np.ascontiguousarray(floats)
 
 
-def positions_rows(strat: Strategy, rule: int, close: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
-                   short_ok: bool, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def positions_rows(strat: Strategy, rule: int, close: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
+                   cfg_floats: np.ndarray, short_ok: bool, lo: int, hi: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A chunk's arrays for the POSITIONS rule: row j = configuration j's positions by ``strat``'s vectorised
     rule over bars ``lo..hi-1`` (NaN before ``lo``), as :func:`chunk_arrays` gives them for a user strategy."""
-    pos = vector.positions(np, strat, rule, close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
-    rows = np.full((ia.shape[0], hi), np.nan)
+    pos = vector.positions(np, strat, rule, close, table, cfg_ints, cfg_floats, short_ok=short_ok, lo=lo, hi=hi)
+    rows = np.full((cfg_ints.shape[0], hi), np.nan)
     rows[:, lo:] = pos.T
     return rows_arrays(rows)
 
@@ -191,7 +192,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     hi = prices.n if hi is None else hi
     m, k = hi - lo, len(configs)
     edges = np.linspace(lo, hi, n_blocks + 1).round().astype(np.int64) if n_blocks > 0 else np.zeros(1, np.int64)
-    kb, ks = cost_factors(opts)
+    buy_mult, sell_mult = cost_factors(opts)
     rf_bar = rf_per_bar(opts.risk_free, annualisation(prices, opts))
     short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
     kind = strat.kernel_rule(opts.entry)
@@ -202,22 +203,25 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
-        table, ia, fa = chunk_arrays(strat, parts, configs, prices, idx, hi)
-        args = dict(lo=lo, hi=hi, kb=kb, ks=ks, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
+        table, cfg_ints, cfg_floats = chunk_arrays(strat, parts, configs, prices, idx, hi)
+        args = dict(lo=lo, hi=hi, buy_mult=buy_mult, sell_mult=sell_mult, rf_bar=rf_bar, edges=edges,
+                    want_rets=want_rets)
         if backend.engine == "numba":
-            a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+            a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
                                         next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
             from .cuda import RULES, run_cupy
 
             rule = kind
             if rule not in RULES:  # a rule the CUDA source lacks: its positions (NumPy), read by the POSITIONS rule
-                table, ia, fa = positions_rows(strat, rule, prices.close, table, ia, fa, short_ok, lo, hi)
+                table, cfg_ints, cfg_floats = positions_rows(strat, rule, prices.close, table, cfg_ints, cfg_floats,
+                                                             short_ok, lo, hi)
                 rule = POSITIONS
-            a, b, r = run_cupy(rule, prices.close, prices.open, table, ia, fa, short_ok=short_ok,
+            a, b, r = run_cupy(rule, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
                                next_open=next_open, **args)
         else:
-            pos = vector.positions(np, strat, kind, prices.close, table, ia, fa, short_ok=short_ok, lo=lo, hi=hi)
+            pos = vector.positions(np, strat, kind, prices.close, table, cfg_ints, cfg_floats, short_ok=short_ok,
+                                   lo=lo, hi=hi)
             a, b, r = vector.portfolio(np, pos, prices.close, prices.open, next_open=next_open, **args)
         acc[..., idx, :] = a
         if n_blocks:

@@ -104,13 +104,13 @@ def cross_target(pos, a0, b0, a1, b1, short_ok):
 
 
 @nb.njit(inline="always", cache=True)
-def _fill(cash, units, tgt, price, kb, ks, entry_eq, acc_trades, acc_wins, gw, gl):
+def _fill(cash, units, tgt, price, buy_mult, sell_mult, entry_eq, acc_trades, acc_wins, gw, gl):
     """Close the current position (if any) and open ``tgt``; returns the updated state."""
     if units != 0.0:
         if units > 0.0:
-            cash += units * price * ks
+            cash += units * price * sell_mult
         else:
-            cash -= -units * price * kb
+            cash -= -units * price * buy_mult
         units = 0.0
         pnl = cash - entry_eq
         if pnl > 0.0:
@@ -120,13 +120,13 @@ def _fill(cash, units, tgt, price, kb, ks, entry_eq, acc_trades, acc_wins, gw, g
             gl -= pnl
     if tgt != 0 and cash > 0.0:
         entry_eq = cash
-        q = cash / (price * kb)
+        q = cash / (price * buy_mult)
         if tgt > 0:
             units = q
             cash = 0.0
         else:
             units = -q
-            cash += q * price * ks
+            cash += q * price * sell_mult
         acc_trades += 1.0
     return cash, units, entry_eq, acc_trades, acc_wins, gw, gl
 
@@ -173,9 +173,14 @@ def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
     return np.int64(u)
 
 
+# _advance is long on purpose (speed): it is inlined into each kernel's per-configuration loop and keeps every
+# accumulator in local variables for the whole bar loop; split into helpers, that state would be packed into arrays
+# or tuples and unpacked on every bar. cfg_ints rows are (signal row a, signal row b, flag) and cfg_floats rows
+# (f0, f1): a configuration's parameters as the rule reads them (engine.chunk_arrays); buy_mult and sell_mult are
+# the price multipliers of engine.cost_factors.
 @nb.njit(inline="always")
-def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, kb, ks, rf_bar,
-             edges, st, blk, rets, j):
+def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, buy_mult,
+             sell_mult, rf_bar, edges, st, blk, rets, j):
     """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. Inlined into :func:`sweep_kernel`'s
     loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops.
 
@@ -223,7 +228,7 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
         t = t0 + i
         c = close[i]
         if next_open and pending != pos:
-            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], kb, ks,
+            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], buy_mult, sell_mult,
                                                                 entry_eq, trades, wins, gw, gl)
             turnover += abs(pending - pos)
             pos = pending
@@ -246,7 +251,7 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
         if next_open:
             pending = tgt
         elif tgt != pos:
-            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, kb, ks,
+            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, buy_mult, sell_mult,
                                                                 entry_eq, trades, wins, gw, gl)
             turnover += abs(tgt - pos)
             pos = tgt
@@ -348,13 +353,14 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
 
 @nb.njit(cache=True, nogil=True)
-def sweep_generic(kind, short_ok, close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar,
-                  edges, state, blocks, rets):
+def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo,
+                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets):
     """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
     (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
-    for j in range(ia.shape[0]):
-        _advance(kind, short_ok, next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2],
-                 fa[j, 0], fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
+    for j in range(cfg_ints.shape[0]):
+        _advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
+                 cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar, edges,
+                 state[j], blocks[j], rets, j)
 
 
 @functools.cache
@@ -364,14 +370,15 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     captured dispatcher pickles differently in every process and would recompile each run)."""
 
     @nb.njit(parallel=True, cache=True, nogil=True)
-    def sweep(close, open_, pre, table, ia, fa, next_open, exact, t0, t1, lo, kb, ks, rf_bar, edges, state, blocks,
-              rets):
-        """Advance every configuration (row of ``ia``/``fa``/``state``) over bars ``t0..t1-1``; accumulate
+    def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
+              rf_bar, edges, state, blocks, rets):
+        """Advance every configuration (row of ``cfg_ints``/``cfg_floats``/``state``) over bars ``t0..t1-1``; accumulate
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
-        for j in nb.prange(ia.shape[0]):
-            _advance(kind, short_ok, next_open, exact, close, open_, pre, table[ia[j, 0]], table[ia[j, 1]], ia[j, 2],
-                     fa[j, 0], fa[j, 1], t0, t1, lo, kb, ks, rf_bar, edges, state[j], blocks[j], rets, j)
+        for j in nb.prange(cfg_ints.shape[0]):
+            _advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
+                     table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult,
+                     sell_mult, rf_bar, edges, state[j], blocks[j], rets, j)
 
     return sweep
 
@@ -457,8 +464,9 @@ def compile_notice() -> AbstractContextManager[None]:
     return event.install_listener("numba:compile", _CompileNotice())
 
 
-def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, ia: np.ndarray, fa: np.ndarray,
-              *, short_ok: bool, next_open: bool, lo: int, hi: int, kb: float, ks: float, rf_bar: float,
+def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
+              cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
+              sell_mult: float, rf_bar: float,
               edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = ()
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run :func:`sweep_kernel` pass by pass over blocks of bars; returns (acc k x NACC, blocks k x S x 2,
@@ -467,7 +475,7 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     With ``stops`` (bars ``lo < s <= hi``, increasing) ``acc`` is instead ``len(stops) x k x NACC``: the
     accumulators as if the run had ended before each stop (open trades marked at that bar's previous close), all
     from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``."""
-    k = ia.shape[0]
+    k = cfg_ints.shape[0]
     n_blocks = max(len(edges) - 1, 0)
     start = np.zeros(NSTATE)
     start[[_CASH, _ENTRY, _EQ, _PEAK]] = 1.0
@@ -482,8 +490,8 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     with compile_notice(), nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary)
         pre = market_tables(close, rf_bar)
         for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
-            sweep(close, open_, pre, table, ia, fa, next_open, want_rets, t0, t1, lo, kb, ks, rf_bar, edges, state,
-                  blocks, rets)
+            sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, want_rets, t0, t1, lo, buy_mult,
+                  sell_mult, rf_bar, edges, state, blocks, rets)
             if t1 in stops:
                 snaps.append(_mark_open_trades(state.copy()))
     out = np.stack(snaps) if stops else _mark_open_trades(state)

@@ -147,8 +147,8 @@ def positions(data: pd.DataFrame, strategy: StrategyLike, params_list: list[dict
     """Target position (-1/0/1) decided at each close (held from the next bar), bars x configs, for one frame."""
     opts, strat, configs, prices, lo, hi = _one_frame(data, strategy, params_list, options, start, end)
     frame = as_config_frame(strat, configs)
-    table, ia, fa = chunk_arrays(strat, config_parts(strat, frame), frame, prices, hi=hi)
-    pos = vector.positions(np, strat, strat.kernel_rule(opts.entry), prices.close, table, ia, fa,
+    table, cfg_ints, cfg_floats = chunk_arrays(strat, config_parts(strat, frame), frame, prices, hi=hi)
+    pos = vector.positions(np, strat, strat.kernel_rule(opts.entry), prices.close, table, cfg_ints, cfg_floats,
                            short_ok=opts.mode == "long_short", lo=lo, hi=hi)
     return pd.DataFrame(pos, index=prices.index[lo:hi])
 

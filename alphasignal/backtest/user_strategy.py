@@ -277,9 +277,9 @@ def positions_arrays(strat: Strategy, prices: Any, configs: Any, hi: int) -> tup
 def rows_arrays(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(table, row indices + flag, floats) of the POSITIONS rule for a table whose row j is configuration j's."""
     k = rows.shape[0]
-    ia = np.zeros((k, 3), dtype=np.int64)
-    ia[:, 0] = ia[:, 1] = np.arange(k)
-    return rows, ia, np.zeros((k, 2))
+    cfg_ints = np.zeros((k, 3), dtype=np.int64)
+    cfg_ints[:, 0] = cfg_ints[:, 1] = np.arange(k)
+    return rows, cfg_ints, np.zeros((k, 2))
 
 
 class _Series:

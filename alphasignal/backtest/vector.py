@@ -27,15 +27,16 @@ def _cross(xp: ModuleType, pos, a0, b0, a1, b1, short_ok: bool):
     return xp.where((a0 < b0) & (a1 > b1), xp.int8(1), xp.where((a0 > b0) & (a1 < b1), neg, pos)).astype(xp.int8)
 
 
-def positions(xp: ModuleType, strat: Strategy, rule: int, close, table, ia, fa, *, short_ok: bool, lo: int, hi: int):
+def positions(xp: ModuleType, strat: Strategy, rule: int, close, table, cfg_ints, cfg_floats, *, short_ok: bool,
+              lo: int, hi: int):
     """Target position (-1/0/1) decided at each close ``lo..hi-1`` for every configuration: (bars x configs) int8,
     by ``strat``'s rule (``rule``: ``strat.kernel_rule(entry)``; POSITIONS reads ``table``'s rows as positions).
 
     Bars before ``lo`` only feed the indicators; the strategy state starts flat at ``lo``.
     """
-    r0, r1, flag = ia[:, 0], ia[:, 1], ia[:, 2]
-    f0, f1 = fa[:, 0], fa[:, 1]
-    k, m = ia.shape[0], hi - lo
+    r0, r1, flag = cfg_ints[:, 0], cfg_ints[:, 1], cfg_ints[:, 2]
+    f0, f1 = cfg_floats[:, 0], cfg_floats[:, 1]
+    k, m = cfg_ints.shape[0], hi - lo
     if rule == POSITIONS or (strat.stateless and rule != CROSS):  # stateless: one 2-D comparison
         x0, x1 = table[r0, lo:hi].T, table[r1, lo:hi].T
         step = positions_step if rule == POSITIONS else strat.step
@@ -54,7 +55,8 @@ def positions(xp: ModuleType, strat: Strategy, rule: int, close, table, ia, fa, 
     return out
 
 
-def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: int, hi: int, kb: float, ks: float,
+def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: int, hi: int, buy_mult: float,
+              sell_mult: float,
               rf_bar: float, edges: np.ndarray, want_rets: bool):
     """Fills, equity and metric accumulators for a (bars x configs) target matrix; see ``kernels`` for the rules."""
     k = pos_matrix.shape[1]
@@ -71,8 +73,8 @@ def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: 
     def fill(tgt, price, cash, units, entry_eq, trades, wins, gw, gl):
         trade = tgt != pos
         closing = trade & (units != 0)
-        cash = xp.where(closing & (units > 0), cash + units * price * ks, cash)
-        cash = xp.where(closing & (units < 0), cash - -units * price * kb, cash)
+        cash = xp.where(closing & (units > 0), cash + units * price * sell_mult, cash)
+        cash = xp.where(closing & (units < 0), cash - -units * price * buy_mult, cash)
         pnl = cash - entry_eq
         wins = wins + (closing & (pnl > 0))
         gw = gw + xp.where(closing & (pnl > 0), pnl, 0.0)
@@ -81,9 +83,9 @@ def portfolio(xp: ModuleType, pos_matrix, close, open_, *, next_open: bool, lo: 
         enter = trade & (tgt != 0) & (cash > 0)
         entry_eq = xp.where(enter, cash, entry_eq)
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = cash / (price * kb)
+            q = cash / (price * buy_mult)
         units = xp.where(enter, xp.where(tgt > 0, q, -q), units)
-        cash = xp.where(enter & (tgt > 0), 0.0, xp.where(enter & (tgt < 0), cash + q * price * ks, cash))
+        cash = xp.where(enter & (tgt > 0), 0.0, xp.where(enter & (tgt < 0), cash + q * price * sell_mult, cash))
         return cash, units, entry_eq, trades + enter, wins, gw, gl
 
     for t in range(lo, hi):
