@@ -32,6 +32,7 @@ import streamlit as st  # noqa: E402
 from fixtures_dashboard import build_project, dashboard_config  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from alphasignal.dashboard.data import wait_for_cache_writes  # noqa: E402
 from alphasignal.storage.history import History  # noqa: E402
 
 VIEWS = ROOT / "alphasignal" / "dashboard" / "views"
@@ -114,6 +115,7 @@ def main() -> None:
         print(f"{'page':18} {'cold s':>8} {'warm s':>8}")
         for name, c, state in cases:
             if "again" in name:  # a new session: Streamlit's in-memory caches are gone, the app's disk cache stays
+                wait_for_cache_writes()  # the first open's Parquet copy, written in the background
                 st.cache_data.clear()
                 st.cache_resource.clear()
             cold, warm = timed(name.split()[0], c, **state)

@@ -121,15 +121,18 @@ def test_a_csv_sweep_is_kept_as_parquet_in_the_apps_cache(sweep_frame, tmp_path)
     sweep_frame.to_csv(path, index=False)
     cols = ["a", "b", "sharpe"]
     first = data.read_sweep_cached(path, cols, cache)
+    data.wait_for_cache_writes()  # the copy is written in the background
     kept = list((cache / "sweeps").glob("*.parquet"))
     assert len(kept) == 1 and pd.read_parquet(kept[0]).equals(first)
     pd.DataFrame({"a": [1], "b": [2], "sharpe": [9.0]}).to_parquet(kept[0])  # stands in for the cached copy
     assert data.read_sweep_cached(path, cols, cache).sharpe.tolist() == [9.0]  # read from the cache
     sweep_frame.head(10).to_csv(path, index=False)  # a changed file is read again
     assert len(data.read_sweep_cached(path, cols, cache)) == 10
+    data.wait_for_cache_writes()
     assert len(list((cache / "sweeps").glob("*.parquet"))) == 2
     (tmp_path / "file").write_text("")
     assert len(data.read_sweep_cached(path, cols, tmp_path / "file")) == 10  # an unusable cache is skipped
+    data.wait_for_cache_writes()
     assert len(data.read_sweep_cached(path, cols, "")) == 10
 
 

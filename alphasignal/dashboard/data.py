@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def read_sweep(path: str | Path, columns: Sequence[str] | None = None) -> pd.Dat
 def read_sweep_cached(path: str | Path, columns: Sequence[str], cache_dir: str | Path = "") -> pd.DataFrame:
     """:func:`read_sweep` of ``columns``; a CSV's columns are kept as Parquet in ``cache_dir`` (the app's own
     cache), keyed by the file's path, size, mtime and the columns, so a later session reads them ~10x faster.
-    A cache that cannot be written is skipped; ``cache_dir=""`` turns it off."""
+    A cache that cannot be written is skipped; ``cache_dir=""`` turns it off. The copy is written in a background
+    thread (atomically: it appears whole or not at all), so the first open does not wait for it; see
+    :func:`wait_for_cache_writes`."""
     p = Path(path)
     if not cache_dir or p.suffix.lower() == ".parquet":
         return read_sweep(p, columns)
@@ -99,11 +102,31 @@ def read_sweep_cached(path: str | Path, columns: Sequence[str], cache_dir: str |
         with contextlib.suppress(Exception):  # a damaged cache file is read again from the CSV
             return pd.read_parquet(cached)
     df = read_sweep(p, columns)
+    writer = threading.Thread(target=_keep_copy, args=(cached, df), name=f"sweep-cache-{cached.stem}", daemon=True)
+    with _WRITES_LOCK:
+        _WRITES.append(writer)
+    writer.start()
+    return df
+
+
+_WRITES: list[threading.Thread] = []
+_WRITES_LOCK = threading.Lock()
+
+
+def _keep_copy(cached: Path, df: pd.DataFrame) -> None:
+    """Write ``df`` as the Parquet copy ``cached`` (a copy that cannot be written is skipped, logged at debug)."""
     try:
         write_atomic(cached, df.to_parquet)
     except (AlphaSignalError, OSError, ImportError) as exc:
         log.debug("sweep cache not written (%s)", exc)
-    return df
+
+
+def wait_for_cache_writes(timeout: float | None = None) -> None:
+    """Wait until the Parquet copies started by :func:`read_sweep_cached` are written (tests, benchmarks)."""
+    with _WRITES_LOCK:
+        pending, _WRITES[:] = list(_WRITES), []
+    for writer in pending:
+        writer.join(timeout)
 
 
 def sweep_meta_path(path: str | Path) -> Path:
