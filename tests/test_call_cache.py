@@ -232,6 +232,7 @@ def _stage04(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_stage04_cached_rerun_makes_no_request_and_writes_the_same_bytes(scripted, tmp_path: Path) -> None:
     first = _stage04(tmp_path, scripted.url, "--cache", "use", "--output", "a.json")
     assert first.returncode == 0, first.stderr

@@ -153,6 +153,7 @@ def test_readers_name_the_problem(tmp_path):
         data.read_dataset(tmp_path / "d.jsonl")
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_replay_reader_and_trade_points_on_a_real_replay(dashboard_project, tmp_path):
     root, _ = dashboard_project
     frames = data.read_replay(root / "results" / "replay")

@@ -175,6 +175,7 @@ def _run(*args, **kw) -> subprocess.CompletedProcess:
                           text=True, timeout=180, **kw)
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_resume_after_kill_has_no_duplicates_or_truncation(tmp_path):
     out = tmp_path / "ds"
     args = ["--output-dir", str(out), "--set", "dataset.source=offline", "--set", "dataset.image_size=160",
@@ -259,6 +260,7 @@ def test_corrupt_cache_exits_4(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_other_config_in_same_dir_needs_overwrite(tmp_path, aapl):
     csv = tmp_path / "acme.csv"
     aapl.to_csv(csv)

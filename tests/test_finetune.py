@@ -64,6 +64,7 @@ def test_parse_and_score_generations(jsonl):
     assert obj["action"] == "BUY" and signal is None  # BUY without levels is not a valid signal
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 @needs_torch
 def test_encoder_places_image_tokens_and_masks_everything_but_the_answer(jsonl, tiny_qwen_vl):
     from transformers import AutoTokenizer

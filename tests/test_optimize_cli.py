@@ -42,6 +42,7 @@ def _script(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
                           cwd=ROOT, env={**os.environ, "COLUMNS": "160"})
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_offline_end_to_end_then_history_and_show(tmp_path, capsys):
     res = _script(*_args(tmp_path, "--provider", "builtin", "--rounds", "3", "--compare", "random,tpe", "-q"))
     assert res.returncode == 0, res.stderr
@@ -133,6 +134,7 @@ sys.exit(run(app.main, parser))
 """
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path):
     helper = tmp_path / "slow_cli.py"
     helper.write_text(textwrap.dedent(_SLOW_CLI))
@@ -161,6 +163,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path
     con.close()
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     sets = [a for a in DATA if a != "--set"] + [f"optimizer.history_db={tmp_path / 'h.sqlite'}",
                                                   "optimizer.provider=builtin", "optimizer.rounds=5",

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--replay", "--tickers", "AAPL,GOOG", "--start", "2012-03-01", "--end", "2012-12-31", "--every", "3",
@@ -32,6 +33,7 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_replay_writes_everything_and_resumes_after_kill_9(tmp_path) -> None:
     clean = tmp_path / "clean"
     proc = subprocess.run(_cmd(clean), cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env())

@@ -59,6 +59,7 @@ def test_ma_crossover_as_a_user_strategy_matches_the_builtin(engine, mode, fill,
                                   positions(data, "MA_Crossover", configs[:4], options=opts))
 
 
+@pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
 def test_a_numba_rule_matches_the_builtin(aapl):
     """examples/ma_crossover_rule.py: MA_Crossover (simple averages) as a Numba-compiled per-configuration rule."""
     rule_ma = load_strategy("RuleMACrossover", str(ROOT / "examples" / "ma_crossover_rule.py"))
