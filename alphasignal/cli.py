@@ -48,6 +48,14 @@ def add_cache_option(parser: argparse.ArgumentParser) -> None:
                         "keeps the builtin chart reader's readings and the replay's rendered charts")
 
 
+def add_strategy_options(group: argparse._ArgumentGroup, section: str, strategies: str) -> None:
+    """``--strategy`` and ``--strategy-file`` (``{section}.strategy`` / ``{section}.strategy_file``) for stages 05
+    and 06; ``strategies`` names the built-ins in the help."""
+    group.add_argument("--strategy", help=f"{strategies}, or the class name of a strategy in --strategy-file")
+    group.add_argument("--strategy-file", metavar="FILE.py", help="a Python file with your own strategy class "
+                       f"({section}.strategy_file; see the README's \"Write your own strategy\")")
+
+
 def with_cache_mode(cfg: Config, args: argparse.Namespace) -> Config:
     """``cfg`` with ``--cache`` applied to ``pipeline.cache_mode``."""
     mode = getattr(args, "cache", None)

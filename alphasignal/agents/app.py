@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..backtest.distributed import Executor
 from ..backtest.user_strategy import load_strategy
-from ..cli import add_cache_option, with_cache_mode
+from ..cli import add_cache_option, add_strategy_options, with_cache_mode
 from ..fileio import check_output_dir
 from ..market import load_from_config
 from ..reporting.plots import comparison_png, equity_png
@@ -36,10 +36,7 @@ REPORT, COMPARISON, EQUITY = "multi_llm_report.md", "multi_llm_comparison.png", 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Stage 06 options (each one a shortcut for an ``optimizer.*`` config value)."""
     g = parser.add_argument_group("optimizer")
-    g.add_argument("--strategy", help="strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout, or the class "
-                   "name of a strategy in --strategy-file")
-    g.add_argument("--strategy-file", metavar="FILE.py", help="a Python file with your own strategy class "
-                   "(optimizer.strategy_file; see the README's \"Write your own strategy\")")
+    add_strategy_options(g, "optimizer", "strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout")
     g.add_argument("--provider", help="model provider for every agent: auto, builtin, ollama, openai, llamacpp")
     g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
     g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")

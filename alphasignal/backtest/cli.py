@@ -10,6 +10,8 @@ from pathlib import Path
 
 from config import Config, load_config
 
+from ..cli import add_strategy_options
+
 # command-line flag -> sweep/dataset config key (each also settable with --set section.key=value)
 _FLAGS = {"strategy": "sweep.strategy", "strategy_file": "sweep.strategy_file", "grid": "sweep.grid",
           "tickers": "dataset.tickers", "mode": "sweep.mode",
@@ -24,10 +26,7 @@ _FLAGS = {"strategy": "sweep.strategy", "strategy_file": "sweep.strategy_file", 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Stage 05 options (each one a shortcut for a ``sweep.*`` or ``dataset.*`` config value)."""
     g = parser.add_argument_group("sweep")
-    g.add_argument("--strategy", help="MA_Crossover | Bollinger_Breakout | RSI_Reversion | MACD | Donchian_Breakout, "
-                   "or the class name of a strategy in --strategy-file")
-    g.add_argument("--strategy-file", metavar="FILE.py", help="a Python file with your own strategy class "
-                   "(sweep.strategy_file; see the README's \"Write your own strategy\")")
+    add_strategy_options(g, "sweep", "MA_Crossover | Bollinger_Breakout | RSI_Reversion | MACD | Donchian_Breakout")
     g.add_argument("--grid", help="TOML table of value lists or {min, max, step} ranges (sweep.grid)")
     g.add_argument("--tickers", help="comma-separated tickers (dataset.tickers)")
     g.add_argument("--mode", help="long_only | long_short")
