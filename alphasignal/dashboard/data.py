@@ -103,7 +103,8 @@ def read_sweep_cached(path: str | Path, columns: Sequence[str], cache_dir: str |
             return pd.read_parquet(cached)
     df = read_sweep(p, columns)
     writer = threading.Thread(target=_keep_copy, args=(cached, df), name=f"sweep-cache-{cached.stem}", daemon=True)
-    with _WRITES_LOCK:
+    with _WRITES_LOCK:  # finished writers are dropped: a long-running app does not collect them
+        _WRITES[:] = [w for w in _WRITES if w.is_alive()]
         _WRITES.append(writer)
     writer.start()
     return df
