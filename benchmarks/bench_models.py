@@ -65,7 +65,9 @@ def sentiment_cases(n: int) -> Iterator[tuple[type[BaseModel], str, str, dict[st
 
 
 def agent_states(n: int) -> list[Any]:
-    """``n`` round states from real MA_Crossover backtests on AAPL: each a different 8-config slice of a grid."""
+    """``n`` distinct round states from real MA_Crossover backtests on AAPL: each a seeded 8-config subset of a
+    60-config grid (so N calls are N different inputs, not repeats)."""
+    import numpy as np
     import pandas as pd
 
     import alphasignal.backtest as bt
@@ -75,13 +77,20 @@ def agent_states(n: int) -> list[Any]:
 
     data = load_ohlcv("AAPL", "2015-01-01", "2020-12-31", source="offline")
     grid = [{"short_period": s, "long_period": lp, "use_ema": e}
-            for s, lp, e in itertools.product([5, 10, 15, 20, 30], [50, 100, 150], [False, True])]
+            for s, lp, e in itertools.product([5, 10, 15, 20, 30, 40], [50, 80, 100, 150, 200], [False, True])]
     metrics = bt.backtest(data, "MA_Crossover", grid)
     rows = pd.concat([pd.DataFrame(grid), metrics.drop(columns=[c for c in grid[0] if c in metrics])], axis=1)
     specs = space.specs("MA_Crossover")
     states = []
-    for i in range(n):
-        trials = rows.iloc[[(i * 3 + k * 5) % len(rows) for k in range(8)]].reset_index(drop=True)
+    seen: set[frozenset[int]] = set()
+    rng = np.random.default_rng(0)
+    while len(states) < n:
+        pick = tuple(int(j) for j in rng.choice(len(rows), size=8, replace=False))
+        if frozenset(pick) in seen:
+            continue
+        seen.add(frozenset(pick))
+        i = len(states)
+        trials = rows.iloc[list(pick)].reset_index(drop=True)
         base = trials.iloc[0]
         baseline = {k: (bool(base[k]) if k == "use_ema" else int(base[k])) for k in grid[0]}
         states.append(RoundState("MA_Crossover", specs, trials.fillna(0.0), "sharpe", baseline,
@@ -141,12 +150,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--agent-n", type=int, default=10, help="analyst and strategist calls per model")
     ap.add_argument("--model", action="append", default=[], help="extra model: llamacpp:FILE | ollama:NAME | "
                     "openai:NAME (repeatable)")
+    ap.add_argument("--only", action="append", default=[], help="keep only the packaged models whose label "
+                    "contains this text, case-insensitive (repeatable), e.g. --only smollm2")
     ap.add_argument("--roles", default="sentiment,analyst,strategist")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--replies", default="results/bench_models_replies.txt", help="raw replies with verdicts")
     args = ap.parse_args(argv)
     check_output_file(args.replies, what="replies file")
-    models = [("llamacpp", path, label) for label, path in packaged_models().items()]
+    models = [("llamacpp", path, label) for label, path in packaged_models().items()
+              if not args.only or any(o.lower() in label.lower() for o in args.only)]
     models += [(spec.split(":", 1)[0], spec.split(":", 1)[1], spec) for spec in args.model]
     settings = ProviderSettings(max_retries=0, timeout=args.timeout, max_tokens=600)
     log: list[str] = []
