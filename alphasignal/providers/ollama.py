@@ -6,24 +6,14 @@ by the base class. Importing this module is cheap: LangChain is imported on the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ModelError
-from .base import (
-    Message,
-    Provider,
-    ProviderSettings,
-    langchain_messages,
-    message_text,
-    one_line,
-    port_open,
-    probe_timeout,
-    with_usage,
-)
+from .base import ProviderSettings, one_line, port_open, probe_timeout
+from .langchain_chat import LangChainChatProvider
 
 
-class OllamaProvider(Provider):
+class OllamaProvider(LangChainChatProvider):
     """A model served by Ollama (``ollama serve``) at ``settings.ollama_host``."""
 
     name = "ollama"
@@ -36,7 +26,6 @@ class OllamaProvider(Provider):
         super().__init__(model, settings, role)
         self.host = self.settings.ollama_host.rstrip("/")
         self.digest = ""  # the model's digest on the server, set by check()
-        self._chats: dict[float, Any] = {}
 
     def check(self) -> None:
         """Server reachable (``/api/version``), model pulled (``/api/tags``), vision known (``/api/show``)."""
@@ -75,32 +64,15 @@ class OllamaProvider(Provider):
         """The base settings plus the served model's digest (known after ``check``): a re-pulled model misses."""
         return {**super().request_settings(), "digest": self.digest}
 
-    def _chat(self, timeout: float) -> Any:
-        if timeout not in self._chats:
-            from langchain_ollama import ChatOllama
+    def _new_chat(self, timeout: float) -> Any:
+        from langchain_ollama import ChatOllama
 
-            self._chats[timeout] = ChatOllama(
-                model=self.model, base_url=self.host, temperature=self.settings.temperature,
-                num_predict=self.settings.max_tokens, client_kwargs={"timeout": timeout})
-        return self._chats[timeout]
+        return ChatOllama(model=self.model, base_url=self.host, temperature=self.settings.temperature,
+                          num_predict=self.settings.max_tokens, client_kwargs={"timeout": timeout})
 
-    def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
-        try:
-            reply = self._chat(timeout).invoke(langchain_messages(messages), format=json_schema)
-        except Exception as exc:
-            if (error := self._error(exc, timeout)) is None:
-                raise
-            raise error from None
-        return with_usage(message_text(reply), reply)
-
-    async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
-        try:
-            reply = await self._chat(timeout).ainvoke(langchain_messages(messages), format=json_schema)
-        except Exception as exc:
-            if (error := self._error(exc, timeout)) is None:
-                raise
-            raise error from None
-        return with_usage(message_text(reply), reply)
+    def _request(self, json_schema: dict[str, Any], timeout: float, method: str) -> tuple[Any, dict[str, Any]]:
+        """The chat object, with the JSON schema as Ollama's ``format`` (Ollama's one way to ask)."""
+        return self._chat(timeout), {"format": json_schema}
 
     def _error(self, exc: Exception, timeout: float) -> ModelError | None:
         """The one-line ModelError for a transport or server failure; None for anything else (a bug)."""

@@ -9,24 +9,14 @@ once and, when the server refuses it, switches to ``function_calling`` for the r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ModelError
-from .base import (
-    Message,
-    Provider,
-    ProviderSettings,
-    langchain_messages,
-    message_text,
-    one_line,
-    port_open,
-    probe_timeout,
-    with_usage,
-)
+from .base import Completion, ProviderSettings, message_text, one_line, port_open, probe_timeout
+from .langchain_chat import LangChainChatProvider
 
 
-class OpenAICompatProvider(Provider):
+class OpenAICompatProvider(LangChainChatProvider):
     """A model behind an OpenAI-compatible ``/v1`` endpoint at ``settings.openai_base_url``."""
 
     name = "openai"
@@ -39,7 +29,6 @@ class OpenAICompatProvider(Provider):
         super().__init__(model, settings, role)
         self.base_url = self.settings.openai_base_url.rstrip("/")
         self.method = self.settings.openai_method  # resolved from "auto" on the first call
-        self._chats: dict[float, Any] = {}
 
     def check(self) -> None:
         """Server reachable and serving the model (``GET /models``)."""
@@ -70,15 +59,12 @@ class OpenAICompatProvider(Provider):
         """The base settings plus the configured structured-output method."""
         return {**super().request_settings(), "openai_method": self.settings.openai_method}
 
-    def _chat(self, timeout: float) -> Any:
-        if timeout not in self._chats:
-            from langchain_openai import ChatOpenAI
+    def _new_chat(self, timeout: float) -> Any:
+        from langchain_openai import ChatOpenAI
 
-            self._chats[timeout] = ChatOpenAI(
-                model=self.model, base_url=self.base_url, api_key=self.settings.api_key,
-                temperature=self.settings.temperature, max_tokens=self.settings.max_tokens, timeout=timeout,
-                max_retries=0)
-        return self._chats[timeout]
+        return ChatOpenAI(model=self.model, base_url=self.base_url, api_key=self.settings.api_key,
+                          temperature=self.settings.temperature, max_tokens=self.settings.max_tokens,
+                          timeout=timeout, max_retries=0)
 
     def _request(self, json_schema: dict[str, Any], timeout: float, method: str) -> tuple[Any, dict[str, Any]]:
         """The runnable and invoke kwargs for one structured-output ``method``."""
@@ -95,36 +81,18 @@ class OpenAICompatProvider(Provider):
     def _methods(self) -> list[str]:
         return ["json_schema", "function_calling"] if self.method == "auto" else [self.method]
 
-    def _complete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
-        for method in self._methods():
-            runnable, kwargs = self._request(json_schema, timeout, method)
-            try:
-                reply = runnable.invoke(langchain_messages(messages), **kwargs)
-            except Exception as exc:
-                self._on_error(exc, method, timeout)
-                continue
-            self.method = method
-            return with_usage(_text(reply), reply)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _accept(self, method: str, reply: Any) -> Completion:
+        """Remember the method that worked (``auto`` resolves on the first answer)."""
+        self.method = method
+        return super()._accept(method, reply)
 
-    async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
-        for method in self._methods():
-            runnable, kwargs = self._request(json_schema, timeout, method)
-            try:
-                reply = await runnable.ainvoke(langchain_messages(messages), **kwargs)
-            except Exception as exc:
-                self._on_error(exc, method, timeout)
-                continue
-            self.method = method
-            return with_usage(_text(reply), reply)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _on_error(self, exc: Exception, method: str, timeout: float) -> None:
-        """Return when ``auto`` should try the next method; otherwise raise the error users should see."""
-        if (error := self._error(exc, timeout)) is None:
-            raise exc
-        if not self._fall_back(exc, method):
-            raise error from None
+    def _reply_text(self, reply: Any) -> str:
+        """The forced tool call's arguments, else the message text."""
+        for call in getattr(reply, "tool_calls", None) or ():
+            return json.dumps(call.get("args", {}))
+        for call in getattr(reply, "invalid_tool_calls", None) or ():
+            return str(call.get("args") or "")
+        return message_text(reply)
 
     def _fall_back(self, exc: Exception, method: str) -> bool:
         """True when ``auto`` should retry with function calling: the server refused the json_schema format."""
@@ -151,11 +119,3 @@ class OpenAICompatProvider(Provider):
                               f"{one_line(str(exc))}")
         return None
 
-
-def _text(reply: Any) -> str:
-    """The raw answer: the forced tool call's arguments, else the message text."""
-    for call in getattr(reply, "tool_calls", None) or ():
-        return json.dumps(call.get("args", {}))
-    for call in getattr(reply, "invalid_tool_calls", None) or ():
-        return str(call.get("args") or "")
-    return message_text(reply)
