@@ -19,11 +19,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from alphasignal.errors import ConfigError
+from alphasignal.provider_settings import ProviderSettings
 
-class ConfigError(ValueError):
-    """A configuration value, key or file is invalid (exit code 2)."""
-
-    exit_code = 2
+_P = ProviderSettings()  # the model-server defaults, written once (alphasignal/provider_settings.py)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -161,13 +160,13 @@ class ServeConfig:
     """Stage 03 (local serving) settings."""
 
     provider: str = "ollama"  # ollama | llamacpp | openai | vllm
-    ollama_host: str = "http://127.0.0.1:11434"
-    openai_base_url: str = "http://127.0.0.1:8000/v1"
-    api_key: str = "not-needed"
+    ollama_host: str = _P.ollama_host
+    openai_base_url: str = "http://127.0.0.1:8000/v1"  # vllm serve's default port (not pipeline's llama.cpp 8080)
+    api_key: str = _P.api_key
     host: str = "127.0.0.1"
     port: int = 8080
-    gguf_path: str = ""
-    mmproj_path: str = ""
+    gguf_path: str = _P.gguf_path
+    mmproj_path: str = _P.mmproj_path
     models_to_pull: tuple[str, ...] = ("qwen2.5vl:3b", "qwen2.5:3b")
     model: str = ""  # name to serve/check the fine-tuned model under ("" = training.ollama_model_name)
     modelfile: str = ""  # Ollama Modelfile to register ("" = the one stage 02 wrote under training.output_dir)
@@ -195,17 +194,17 @@ class PipelineConfig:
     provider: str = "auto"  # auto | builtin | ollama | openai | llamacpp
     vlm_provider: str = ""  # chart call's provider when it differs from `provider` ("" = same)
     llm_provider: str = ""  # news call's provider when it differs from `provider` ("" = same)
-    require_server: bool = False  # True: a missing server is an error instead of a builtin fallback
+    require_server: bool = _P.require_server  # True: a missing server is an error instead of a builtin fallback
     vlm_model: str = "qwen2.5vl:3b"
     llm_model: str = "qwen2.5:3b"
-    ollama_host: str = "http://127.0.0.1:11434"
-    openai_base_url: str = "http://127.0.0.1:8080/v1"
-    api_key: str = "not-needed"
-    gguf_path: str = ""
-    mmproj_path: str = ""
-    timeout: float = 60.0
-    max_retries: int = 2
-    temperature: float = 0.0
+    ollama_host: str = _P.ollama_host
+    openai_base_url: str = _P.openai_base_url
+    api_key: str = _P.api_key
+    gguf_path: str = _P.gguf_path
+    mmproj_path: str = _P.mmproj_path
+    timeout: float = _P.timeout
+    max_retries: int = _P.max_retries
+    temperature: float = _P.temperature
     max_image_side: int = 1024
     max_news_chars: int = 4000
     max_level_atr: float = 10.0  # stop/take-profit at most this many ATR from entry
@@ -221,8 +220,8 @@ class PipelineConfig:
     output: str = "decision.json"
     eval_news: str = "trailing"  # --eval news per sample: none | trailing (a headline from past bars only)
     eval_output: str = "results/signal_eval.json"
-    call_cache: str = "~/.cache/alphasignal/calls.sqlite"  # model-call cache (SQLite), shared by stages 04 and 06
-    cache_mode: str = "off"  # use (replay hits, store misses) | refresh (always call, overwrite) | off
+    call_cache: str = _P.call_cache  # model-call cache (SQLite), shared by stages 04 and 06
+    cache_mode: str = _P.cache_mode  # use (replay hits, store misses) | refresh (always call, overwrite) | off
 
     def __post_init__(self) -> None:
         _check(self.cache_mode in {"use", "refresh", "off"},

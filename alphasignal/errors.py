@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from config import ConfigError
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid (exit 2); raised by config.py and ``configio``."""
+
+    exit_code = 2
 
 
 class AlphaSignalError(Exception):
