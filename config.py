@@ -2,23 +2,21 @@
 
 Loading order: defaults -> optional TOML file (``--config file.toml``) ->
 ``--set section.key=value`` overrides. Values are type-checked against the
-field annotations; unknown sections or keys fail with a suggestion. Nothing is
-read at import time.
+field annotations; unknown sections or keys fail with a suggestion (the generic
+machinery is alphasignal/configio.py). Nothing is read at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import math
-import tomllib
 import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alphasignal import configio
 from alphasignal.errors import ConfigError
 from alphasignal.provider_settings import ProviderSettings
 
@@ -489,135 +487,11 @@ _REMOVED = {
 }
 
 
-def _suggest(name: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(sorted(options))}"
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a TOML value or a command-line string to the annotated type."""
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
-            return value.lower() in {"true", "1", "yes", "on"}
-        raise ConfigError(f"{where}={value!r} is not a boolean: use true or false")
-    if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}={value!r} is not a number")
-        try:
-            num = tp(value) if not isinstance(value, float) or tp is float else value
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}={value!r} is not a valid {tp.__name__}") from None
-        if tp is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{where}={value!r} is not an integer")
-        if not math.isfinite(num):
-            raise ConfigError(f"{where}={value!r} is not a finite number")
-        return int(num) if tp is int else float(num)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}={value!r} is not a string")
-        return value
-    if origin is tuple:
-        (inner, _ellipsis) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = _parse_literal(value) if value.strip().startswith("[") else [
-                v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return tuple(_coerce(v, inner, where) for v in value)
-    if origin is dict:
-        if isinstance(value, str):
-            value = _parse_literal(value)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table/dict, e.g. {{a = [1, 2]}}")
-        return dict(value)
-    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - guards new fields
-
-
-def _parse_literal(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot parse {text!r} as a TOML value ({exc})") from None
-
-
-def _parse_cli_value(text: str, tp: Any, where: str) -> Any:
-    if tp is str:
-        return text
-    if typing.get_origin(tp) is dict or (typing.get_origin(tp) is tuple and text.strip().startswith("[")):
-        return _coerce(_parse_literal(text), tp, where)
-    return _coerce(text, tp, where)
-
-
-def _typed_updates(cfg: Config, section: str, updates: dict[str, Any], *, from_cli: bool) -> dict[str, Any]:
-    """Check section and key names and convert the values to their annotated types (no range checks yet)."""
-    sections = {f.name: f for f in fields(Config)}
-    if section not in sections:
-        raise ConfigError(f"unknown config section {section!r}{_suggest(section, sections)}")
-    current = getattr(cfg, section)
-    hints = typing.get_type_hints(type(current))
-    known = {f.name for f in fields(current)}
-    typed = {}
-    for key, raw in updates.items():
-        if key not in known:
-            hint = _REMOVED.get(f"{section}.{key}") or _suggest(key, known)
-            raise ConfigError(f"unknown config key {section}.{key}{hint}")
-        where = f"{section}.{key}"
-        typed[key] = _parse_cli_value(raw, hints[key], where) if from_cli else _coerce(raw, hints[key], where)
-    return typed
-
-
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Build the effective config: defaults, then a TOML file, then ``section.key=value`` overrides.
-
-    Every value is type-checked as it is read, but each section is validated once, after all overrides, so
-    settings that depend on each other (e.g. dataset.val_fraction and test_fraction) can be set in any order.
-    """
-    cfg = Config()
-    pending: dict[str, dict[str, Any]] = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found: check the --config path")
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-        for section, table in data.items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"config file {str(p)!r}: top-level key {section!r} must be a [section] table")
-            pending.setdefault(section, {}).update(_typed_updates(cfg, section, table, from_cli=False))
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise ConfigError(f"--set {item!r} is malformed: use --set section.key=value, e.g. --set dataset.window=60")
-        pending.setdefault(section, {}).update(_typed_updates(cfg, section, {name: value.strip()}, from_cli=True))
-    return replace(cfg, **{section: replace(getattr(cfg, section), **typed) for section, typed in pending.items()})
+    """The effective config: defaults, then a TOML file, then ``section.key=value`` overrides (``configio.load``)."""
+    return configio.load(Config(), path, overrides, removed=_REMOVED)
 
 
 def to_toml(cfg: Config) -> str:
     """Render the config as TOML (what ``--show-config`` prints)."""
-    out: list[str] = []
-    for section, table in cfg.to_dict().items():
-        out.append(f"[{section}]")
-        for key, value in table.items():
-            out.append(f"{key} = {_toml_value(value)}")
-        out.append("")
-    return "\n".join(out)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot render {v!r} as TOML")  # pragma: no cover
+    return configio.toml_text(cfg.to_dict())
