@@ -72,6 +72,19 @@ def test_replay_writes_everything_and_resumes_after_kill_9(tmp_path) -> None:
         assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
 
 
+def test_the_meter_stops_on_the_token_budget_and_counts_what_the_run_sent() -> None:
+    from alphasignal.providers import CallUsage
+    from alphasignal.replay.run import Meter
+
+    meter = Meter(max_calls=0, max_tokens_total=10)
+    meter.add({"calls": 1, "tokens_in": 4, "tokens_out": 3, "latency_s": 0.5})
+    assert not meter.stopped and meter.tokens_total == 7
+    sent = CallUsage(calls=3, tokens_in=9, tokens_out=2)  # the run's request counter: cache hits spent nothing
+    meter.add({"calls": 2, "tokens_in": 50, "tokens_out": 50, "latency_s": 0.25}, sent)
+    assert (meter.decisions, meter.calls, meter.tokens_total, meter.latency_s) == (2, 3, 11, 0.75)
+    assert meter.stopped == "replay.max_tokens_total=10 reached (11 tokens)"
+
+
 def test_max_calls_stops_cleanly_keeps_what_is_done_and_the_next_run_continues(tmp_path) -> None:
     from dataclasses import replace
 

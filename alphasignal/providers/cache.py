@@ -104,7 +104,8 @@ class CallUsage:
         return (f"model calls: {self.calls} sent, {self.cache_hits} from the cache{where}; tokens {self.tokens_in} "
                 f"in / {self.tokens_out} out; {self.latency_s:.2f} s in model requests")
 
-    def _over(self) -> str:
+    def over_limit(self) -> str:
+        """Which limit the counters have reached (``max_calls=N reached``), or "" when none."""
         if self.max_calls and self.calls >= self.max_calls:
             return f"max_calls={self.max_calls} reached"
         if self.max_tokens_total and self.tokens_total >= self.max_tokens_total:
@@ -143,7 +144,7 @@ def _reserve(key: str, cache: CallCache | None, mode: str) -> None:
     overshoot ``max_calls``)."""
     with _LOCK:
         for u in _active():
-            if reason := u._over():
+            if reason := u.over_limit():
                 raise CallBudgetExceeded(f"model-call budget spent: {reason} after {u.calls} call(s) and "
                                          f"{u.tokens_total} token(s); this request was not sent (raise the limit "
                                          "to continue)")

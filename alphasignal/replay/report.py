@@ -197,6 +197,6 @@ def print_summary(o: Outcome, paths: dict[str, Path], quiet: bool = False) -> No
     if not quiet:
         s, m = o.seconds, o.meter
         rate = m.decisions / s["decide"] if s["decide"] > 0 and m.decisions else 0.0
-        print(f"decisions: {m.decisions} made ({rate:.1f}/s, {m.calls} provider calls, {m.tokens} tokens), "
+        print(f"decisions: {m.decisions} made ({rate:.1f}/s, {m.calls} provider calls, {m.tokens_total} tokens), "
               f"{o.reused} from the journal; decide {s['decide']:.1f} s, simulate {s['simulate']:.3f} s, "
               f"baselines and intervals {s['compare']:.1f} s", file=sys.stderr)

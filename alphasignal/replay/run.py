@@ -80,15 +80,11 @@ class ReplayData:
 
 
 @dataclass
-class Meter:
-    """Calls, tokens and latency of the decisions made in this run, against the run's budget."""
+class Meter(CallUsage):
+    """The decisions made in this run and their calls, tokens and latency, against the run's budget (the limits and
+    counters of ``CallUsage``); ``stopped`` says which limit ended the deciding."""
 
-    max_calls: int = 0
-    max_tokens: int = 0
     decisions: int = 0
-    calls: int = 0
-    tokens: int = 0
-    latency_s: float = 0.0
     stopped: str = ""
 
     def may_start(self, in_flight: int) -> bool:
@@ -106,14 +102,12 @@ class Meter:
         self.decisions += 1
         if sent is None:
             self.calls += usage["calls"]
-            self.tokens += usage["tokens_in"] + usage["tokens_out"]
+            self.tokens_in, self.tokens_out = self.tokens_in + usage["tokens_in"], self.tokens_out + usage["tokens_out"]
         else:
-            self.calls, self.tokens = sent.calls, sent.tokens_total
+            self.calls, self.tokens_in, self.tokens_out = sent.calls, sent.tokens_in, sent.tokens_out
         self.latency_s += usage["latency_s"]
-        if self.max_calls and self.calls >= self.max_calls:
-            self.stopped = f"replay.max_calls={self.max_calls} reached"
-        elif self.max_tokens and self.tokens >= self.max_tokens:
-            self.stopped = f"replay.max_tokens_total={self.max_tokens} reached"
+        if reason := self.over_limit():
+            self.stopped = f"replay.{reason}"
 
 
 def call_usage(meta: dict[str, Any]) -> dict[str, Any]:
