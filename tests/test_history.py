@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,24 @@ def test_unknown_run_names_the_fix(tmp_path):
         h.run("nope")
 
 
+def _foreign(path: Path, *sql: str) -> Path:
+    """An SQLite file another program made with ``sql``."""
+    con = sqlite3.connect(path)
+    for statement in sql:
+        con.execute(statement)
+    con.commit()
+    con.close()
+    return path
+
+
+def _refused_untouched(path: Path, match: str) -> None:
+    """Opening ``path`` fails with a HistoryError matching ``match`` and leaves the file byte for byte as it was."""
+    before = path.read_bytes()
+    with pytest.raises(HistoryError, match=match):
+        History(path)
+    assert path.read_bytes() == before
+
+
 def test_corrupt_file_is_reported_and_untouched(tmp_path):
     path = tmp_path / "h.sqlite"
     with History(path) as h:
@@ -69,40 +88,22 @@ def test_corrupt_file_is_reported_and_untouched(tmp_path):
     data = bytearray(path.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # smash the schema page
     path.write_bytes(bytes(data))
-    before = path.read_bytes()
-    with pytest.raises(HistoryError, match="corrupt"):
-        History(path)
-    assert path.read_bytes() == before
+    _refused_untouched(path, "corrupt")
 
 
 def test_not_sqlite_and_foreign_sqlite(tmp_path):
     text = tmp_path / "notes.sqlite"
     text.write_text("hello, not a database\n" * 10)
-    with pytest.raises(HistoryError, match="not an SQLite file"):
-        History(text)
+    _refused_untouched(text, "not an SQLite file")
     assert text.read_text().startswith("hello")
-    other = tmp_path / "other.sqlite"
-    con = sqlite3.connect(other)
-    con.execute("CREATE TABLE invoices (id INTEGER)")
-    con.commit()
-    con.close()
-    before = other.read_bytes()
-    with pytest.raises(HistoryError, match="another program"):
-        History(other)
-    assert other.read_bytes() == before
+    _refused_untouched(_foreign(tmp_path / "other.sqlite", "CREATE TABLE invoices (id INTEGER)"), "another program")
 
 
 def test_a_foreign_database_with_a_runs_table_is_refused_and_untouched(tmp_path):
-    other = tmp_path / "crm.sqlite"
-    con = sqlite3.connect(other)
-    con.execute("CREATE TABLE runs (run_id TEXT, created REAL, status TEXT)")
-    con.execute("INSERT INTO runs VALUES ('r1', 1.0, 'ok')")
-    con.commit()
-    con.close()
-    before = other.read_bytes()
-    with pytest.raises(HistoryError, match="another program"):
-        History(other)
-    assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["crm.sqlite"]
+    crm = _foreign(tmp_path / "crm.sqlite", "CREATE TABLE runs (run_id TEXT, created REAL, status TEXT)",
+                   "INSERT INTO runs VALUES ('r1', 1.0, 'ok')")
+    _refused_untouched(crm, "another program")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.sqlite"]
 
 
 def test_our_databases_are_marked_and_listing_opens_read_only(tmp_path):
