@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alphasignal import configio
-from alphasignal.errors import ConfigError
+from alphasignal.configio import ConfigError
 from alphasignal.provider_settings import ProviderSettings
 
 _P = ProviderSettings()  # the model-server defaults, written once (alphasignal/provider_settings.py)

@@ -3,8 +3,8 @@
 ``load(defaults, path, overrides)``: the defaults, then a TOML file, then ``section.key=value`` overrides; each value
 converted to its field's annotation as it is read (``ConfigError`` naming the key and the fix), unknown sections and
 keys refused with the closest valid name, each section validated once (its ``__post_init__``) after all overrides.
-``toml_text`` renders nested tables back as TOML. config.py holds the sections and calls these; this module never
-imports it.
+``toml_text`` renders nested tables back as TOML. config.py holds the sections and calls these; this module imports
+neither it nor anything else of alphasignal (``alphasignal.errors`` and config.py re-export its ``ConfigError``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigError
-
 C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid (exit code 2); also ``config.ConfigError``."""
+
+    exit_code = 2
 
 
 def suggest(name: str, options: Iterable[str]) -> str:

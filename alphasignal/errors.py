@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-
-class ConfigError(ValueError):
-    """A configuration value, key or file is invalid (exit 2); raised by config.py and ``configio``."""
-
-    exit_code = 2
+from .configio import ConfigError
 
 
 class AlphaSignalError(Exception):
