@@ -199,37 +199,26 @@ class History:
 
     def rounds(self, run_id: str) -> list[dict[str, Any]]:
         """Committed rounds of a run, in order (round 0 is the initial sweep)."""
-        rows = self.conn.execute("SELECT * FROM rounds WHERE run_id = ? ORDER BY round_no", (run_id,)).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            for k in ("baseline", "best", "state", "timings"):
-                d[k] = _loads(d[k])
+        out = self._rows("rounds", run_id, None, ("baseline", "best", "state", "timings"), order="round_no")
+        for d in out:
             d["improved"] = bool(d["improved"])
-            out.append(d)
         return out
 
     def proposals(self, run_id: str, round_no: int | None = None) -> list[dict[str, Any]]:
         """Proposals of a run (optionally one round), in insertion order."""
-        sql, args = "SELECT * FROM proposals WHERE run_id = ?", [run_id]
-        if round_no is not None:
-            sql, args = sql + " AND round_no = ?", [*args, round_no]
-        out = []
-        for r in self.conn.execute(sql + " ORDER BY id", args).fetchall():
-            d = dict(r)
-            for k in ("raw_params", "params", "notes", "metrics_is", "metrics_oos"):
-                d[k] = _loads(d[k])
-            out.append(d)
-        return out
+        return self._rows("proposals", run_id, round_no, ("raw_params", "params", "notes", "metrics_is", "metrics_oos"))
 
     def messages(self, run_id: str, round_no: int | None = None) -> list[dict[str, Any]]:
         """Agent messages of a run (optionally one round), in order."""
-        sql, args = "SELECT * FROM messages WHERE run_id = ?", [run_id]
+        return self._rows("messages", run_id, round_no, ("parsed",))
+
+    def _rows(self, table: str, run_id: str, round_no: int | None, json_columns: tuple[str, ...],
+              order: str = "id") -> list[dict[str, Any]]:
+        """The rows of one of our tables for a run (optionally one round) by ``order``, JSON columns decoded."""
+        sql, args = f"SELECT * FROM {table} WHERE run_id = ?", [run_id]
         if round_no is not None:
             sql, args = sql + " AND round_no = ?", [*args, round_no]
-        out = []
-        for r in self.conn.execute(sql + " ORDER BY id", args).fetchall():
-            d = dict(r)
-            d["parsed"] = _loads(d["parsed"])
-            out.append(d)
+        out = [dict(r) for r in self.conn.execute(f"{sql} ORDER BY {order}", args).fetchall()]
+        for d in out:
+            d.update({k: _loads(d[k]) for k in json_columns})
         return out
