@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from ..grounding import CheckedReply, copied_line, is_prose, is_sentence
 
@@ -21,10 +21,18 @@ _MAX_TEXT = 300
 MAX_ITEMS = 5
 
 
+def _flat(text: object, limit: int = _MAX_TEXT) -> str:
+    """``text`` on one line (whitespace runs collapsed to one space), cut to ``limit`` characters."""
+    return " ".join(str(text).split())[:limit]
+
+
+FlatText = Annotated[str, AfterValidator(_flat)]  # a free-text field kept to one line of at most _MAX_TEXT chars
+
+
 def _clean_lines(items: list[str], limit: int) -> list[str]:
     out = []
     for item in items:
-        text = " ".join(str(item).split())[:_MAX_TEXT]
+        text = _flat(item)
         if text and text not in out:
             out.append(text)
     return out[:limit]
@@ -77,7 +85,7 @@ class Proposal(CheckedReply):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        v = " ".join(str(v).split())[:40]
+        v = _flat(v, 40)
         if not v:
             raise ValueError("name must not be empty")
         return v[0].upper() + v[1:]
@@ -85,7 +93,7 @@ class Proposal(CheckedReply):
     @field_validator("rationale")
     @classmethod
     def _rationale(cls, v: str) -> str:
-        return " ".join(str(v).split())[:600]
+        return _flat(v, 600)
 
     @field_validator("params", mode="before")
     @classmethod
@@ -148,7 +156,7 @@ class RiskVerdict(BaseModel):
 
     @model_validator(mode="after")
     def _veto_has_reason(self) -> RiskVerdict:
-        self.reason = " ".join(self.reason.split())[:_MAX_TEXT]
+        self.reason = _flat(self.reason)
         if self.veto and not self.reason:
             raise ValueError(f"veto of {self.proposal!r} needs a reason")
         return self
@@ -160,12 +168,7 @@ class RiskReview(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     verdicts: list[RiskVerdict] = Field(default_factory=list, description="one verdict per proposal")
-    summary: str = Field(default="", description="one sentence on the overall risk of this round")
-
-    @field_validator("summary")
-    @classmethod
-    def _summary(cls, v: str) -> str:
-        return " ".join(v.split())[:_MAX_TEXT]
+    summary: FlatText = Field(default="", description="one sentence on the overall risk of this round")
 
 
 class Vote(BaseModel):
@@ -175,12 +178,7 @@ class Vote(BaseModel):
 
     proposal: str = Field(description="the proposal's name, exactly as given")
     support: bool = Field(description="true to back this proposal, false to oppose it")
-    argument: str = Field(default="", description="one sentence for or against")
-
-    @field_validator("argument")
-    @classmethod
-    def _argument(cls, v: str) -> str:
-        return " ".join(v.split())[:_MAX_TEXT]
+    argument: FlatText = Field(default="", description="one sentence for or against")
 
 
 class Ballot(BaseModel):
