@@ -4,7 +4,7 @@
 converted to its field's annotation as it is read (``ConfigError`` naming the key and the fix), unknown sections and
 keys refused with the closest valid name, each section validated once (its ``__post_init__``) after all overrides.
 ``toml_text`` renders nested tables back as TOML. config.py holds the sections and calls these; this module imports
-neither it nor anything else of alphasignal (``alphasignal.errors`` and config.py re-export its ``ConfigError``).
+neither it nor anything else of alphasignal; config.py re-exports its ``ConfigError``.
 """
 
 from __future__ import annotations

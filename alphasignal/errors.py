@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .configio import ConfigError
-
 
 class AlphaSignalError(Exception):
     """Base class: a one-line message that names the problem and the fix."""
@@ -35,4 +33,4 @@ class Interrupted(AlphaSignalError):
     exit_code = 130
 
 
-__all__ = ["AlphaSignalError", "ConfigError", "DataError", "Interrupted", "ModelError", "UsageError"]
+__all__ = ["AlphaSignalError", "DataError", "Interrupted", "ModelError", "UsageError"]
