@@ -21,6 +21,16 @@ def test_defaults_are_valid_and_embargo_never_below_horizon():
     assert DatasetConfig(horizon=10, embargo=3).effective_embargo == 10
 
 
+def test_the_model_server_defaults_are_the_providers_and_their_modules_never_import_config():
+    from alphasignal.providers import ProviderSettings
+
+    assert ProviderSettings.from_config(Config()) == ProviderSettings()  # [pipeline] repeats none of them
+    assert (Config().serve.ollama_host, Config().serve.api_key) == (ProviderSettings().ollama_host, "not-needed")
+    probe = "import sys, alphasignal.configio, alphasignal.provider_settings; print('config' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]  # the low modules load without the root config.py
+
+
 def test_toml_then_set_overrides_in_order(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[dataset]\nwindow = 40\ntickers = ["AAPL", "GOOG"]\nbollinger = true\n'
