@@ -293,11 +293,12 @@ def test_optimizer_with_an_unreachable_scheduler_fails_before_loading_data(tmp_p
 
 @pytest.mark.slow
 def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_process(tmp_path):
-    """Stage 06's per-round backtests, its exploration sweep, the --compare optimizers, DSR/PBO and the hold-out
-    all run through the cluster's blocks with --cluster local:1: every stored figure equals the in-process run's."""
+    """Stage 06's per-round backtests, its exploration sweep, the --compare optimizers (the walk-forward's fold
+    search as one task), DSR/PBO and the hold-out all run through the cluster's blocks with --cluster local:1:
+    every stored figure equals the in-process run's."""
     import sqlite3
 
-    args = ("--rounds", "2", "--compare", "random,tpe")
+    args = ("--rounds", "2", "--compare", "random,tpe,wfo")
     assert _optimize_cli(tmp_path, "inproc", *args) == 0
     assert _optimize_cli(tmp_path, "c1", *args, "--cluster", "local:1") == 0
 
@@ -311,5 +312,5 @@ def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_proc
 
     (s_in, p_in), (s_c1, p_c1) = stored("inproc"), stored("c1")
     assert s_c1 == s_in and p_c1 == p_in
-    assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe"]
+    assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe", "wfo"]
     assert s_in["configs_tried"] > 2 and len(p_in) > 2
