@@ -9,8 +9,10 @@ time). Threads: in-process Numba uses the machine's cores; each LocalCluster wor
 Ratios printed: cluster overhead = LocalCluster(2) / in-process (equal cores when --threads 1 on 2 cores) and
 scaling = LocalCluster(1) / LocalCluster(2) (one worker vs two, the same threads each).
 Every cluster run is also checked bit for bit against the in-process results.
+With --reports each ticker also gets its DSR and PBO report, as stage 05 makes them (inside the task when a ticker
+is one block, which is always the case here); the reports are checked for equality too.
 
-usage: python benchmarks/bench_distributed.py [--tickers 100] [--bars 2520] [--threads 1]
+usage: python benchmarks/bench_distributed.py [--tickers 100] [--bars 2520] [--threads 1] [--reports]
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--tickers", type=int, default=100)
     ap.add_argument("--bars", type=int, default=2520)
     ap.add_argument("--threads", type=int, default=1, help="Numba threads per LocalCluster worker")
+    ap.add_argument("--reports", action="store_true", help="also make each ticker's DSR/PBO report, as stage 05 does")
     args = ap.parse_args()
 
     from alphasignal.backtest.distributed import Executor
@@ -72,7 +75,8 @@ def main() -> None:
         plan[t] = (prices, split_valid(strat, configs, prices.n)[0])
     k = sum(len(v) for _, v in plan.values())
     print(f"{args.tickers} tickers x {k // args.tickers:,} valid MA configs x {args.bars} bars = {k:,} backtests "
-          f"(+ is/oos windows); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+          f"(+ is/oos windows{', DSR and PBO' if args.reports else ''}); {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}")
 
     rows, ref = {}, None
     for label, cluster in (("in-process", ""), ("LocalCluster(1)", "local:1"), ("LocalCluster(2)", "local:2")):
@@ -82,14 +86,15 @@ def main() -> None:
                 warm_up(plan, strat, opts, backend)()
             start = time.perf_counter() - t0
             t1 = time.perf_counter()
-            frames = {r.ticker: r.frame.select_dtypes("float").to_numpy().tobytes() for r in
-                      sweep_tickers(ex, plan, strat, opts, backend)}
+            frames = {r.ticker: (r.frame.select_dtypes("float").to_numpy().tobytes(), r.report) for r in
+                      sweep_tickers(ex, plan, strat, opts, backend, reports=args.reports)}
             sweep = time.perf_counter() - t1
         same = "reference" if ref is None else ("bit-identical" if frames == ref else "DIFFERENT")
         ref = ref or frames
         rows[label] = sweep
         print(f"{label:16s} start-up {start:6.2f} s   sweep {sweep:7.2f} s   {k * args.bars / sweep / 1e6:8.1f} M "
               f"config-bars/s   {same}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"cluster overhead, LocalCluster(2) / in-process: {rows['LocalCluster(2)'] / rows['in-process']:.2f}x "
           "(goal <= 1.10)")
     print(f"scaling, LocalCluster(1) / LocalCluster(2): {rows['LocalCluster(1)'] / rows['LocalCluster(2)']:.2f}x "

@@ -20,7 +20,7 @@ from alphasignal.backtest.distributed import Executor, map_chunks, parse_cluster
 from alphasignal.backtest.engine import prepare_prices
 from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
 from alphasignal.backtest.sweep import run_window
-from alphasignal.backtest.sweep_tasks import oos_columns, plan_blocks, sweep_tickers, write_frames
+from alphasignal.backtest.sweep_tasks import oos_columns, plan_blocks, reduce_blocks, sweep_tickers, write_frames
 from alphasignal.backtest.xp import resolve
 from alphasignal.errors import ModelError, UsageError
 from alphasignal.market.universe import load_universe, read_tickers_file
@@ -99,6 +99,40 @@ def test_blocks_reduce_to_the_one_call_frame_bit_for_bit(aapl):
     (res,) = sweep_tickers(Executor(), {"AAPL": (prices, valid)}, strat, opts, backend, min_blocks=7)
     assert _bits(res.frame) == _bits(whole)
     assert res.blocks.tobytes() == blocks.tobytes()
+
+
+def test_report_made_in_the_task_equals_the_report_made_from_returned_block_sums(aapl, goog):
+    """One block per ticker: DSR/PBO are made inside the task and the sums stay there; several blocks: the client
+    makes them from the sums. Both give the same frames and the same reports (the sweep's own engine order, which
+    is not the configs' order, is undone before the report either way)."""
+    opts = SweepConfig()
+    backend = resolve(opts.device, opts.engine)
+    plan = {t: v for t, v in _plan(aapl, goog, opts).items() if t in ("AAPL", "GOOG2")}
+    strat = get_strategy("MA_Crossover")
+    one = list(sweep_tickers(Executor(), plan, strat, opts, backend, reports=True))
+    many = list(sweep_tickers(Executor(), plan, strat, opts, backend, min_blocks=5, reports=True))
+    for a, b in zip(one, many, strict=True):
+        assert a.blocks is None and b.blocks is not None and b.blocks.shape[1] == opts.pbo_splits
+        assert _bits(a.frame) == _bits(b.frame)
+        assert a.report == b.report and a.report["pbo"] is not None and "best_config" in a.report
+
+
+def test_reduce_blocks_puts_rows_back_in_order_whatever_order_blocks_arrive():
+    """In-order blocks take the no-copy path; shuffled ones are reordered to the same frame; a gap is a bug."""
+    k = 10
+    frame = pd.DataFrame({"x": np.arange(k) * 1.5, "y": np.arange(k)})
+    sums = np.arange(k * 4, dtype=float).reshape(k, 2, 2)
+    cuts = [np.arange(0, 3), np.arange(3, 7), np.arange(7, 10)]
+    parts = [(i, frame.iloc[i], sums[i], 0.5) for i in cuts]
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        res = reduce_blocks("T", [parts[j] for j in order], k)
+        assert res.frame.equals(frame) and np.array_equal(res.blocks, sums) and res.task_s == 1.5
+    one = reduce_blocks("T", [(np.arange(k), frame, sums, 0.1)], k)
+    assert one.frame.equals(frame) and one.blocks is sums
+    with pytest.raises(RuntimeError, match="cover 6 of 10"):
+        reduce_blocks("T", [parts[0], parts[2]], k)
+    with pytest.raises(RuntimeError, match="cover 10 of 10"):
+        reduce_blocks("T", [parts[0], parts[1], (np.arange(6, 9), frame.iloc[6:9], sums[6:9], 0.0)], k)
 
 
 @pytest.mark.slow
@@ -259,11 +293,12 @@ def test_optimizer_with_an_unreachable_scheduler_fails_before_loading_data(tmp_p
 
 @pytest.mark.slow
 def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_process(tmp_path):
-    """Stage 06's per-round backtests, its exploration sweep, the --compare optimizers, DSR/PBO and the hold-out
-    all run through the cluster's blocks with --cluster local:1: every stored figure equals the in-process run's."""
+    """Stage 06's per-round backtests, its exploration sweep, the --compare optimizers (the walk-forward's fold
+    search as one task), DSR/PBO and the hold-out all run through the cluster's blocks with --cluster local:1:
+    every stored figure equals the in-process run's."""
     import sqlite3
 
-    args = ("--rounds", "2", "--compare", "random,tpe")
+    args = ("--rounds", "2", "--compare", "random,tpe,wfo")
     assert _optimize_cli(tmp_path, "inproc", *args) == 0
     assert _optimize_cli(tmp_path, "c1", *args, "--cluster", "local:1") == 0
 
@@ -277,5 +312,5 @@ def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_proc
 
     (s_in, p_in), (s_c1, p_c1) = stored("inproc"), stored("c1")
     assert s_c1 == s_in and p_c1 == p_in
-    assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe"]
+    assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe", "wfo"]
     assert s_in["configs_tried"] > 2 and len(p_in) > 2

@@ -9,7 +9,6 @@ winners are scored on it afterwards, once (``honesty.add_holdout``). Seeded, so 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -75,11 +74,8 @@ def wfo_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: 
     """Walk-forward optimisation (stage 05's) over random search's candidates, on the exploration and selection
     bars: each fold picks by the objective on its training window; the winner is the last fold's pick, the one it
     would trade next. Its rows' metrics are the same exploration/selection backtests as every other optimizer's."""
-    from ..backtest import walk_forward_optimize
-
     params = random_candidates(strategy, budget, seed)
-    res = walk_forward_optimize(ev.dev, strategy, params, options=replace(ev.options, sort_by=objective),
-                                folds=max(ev.folds, 2), anchored=False)
+    res = ev.walk_forward(params, objective)
     names = list(space.specs(strategy))
     picks = [{k: row[k] for k in names} for row in res.folds.to_dict("records") if row[names[0]] is not None]
     if not picks:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,12 @@ def _task(frame: pd.DataFrame, job: tuple[str, Any, list[dict[str, Any]], Any, A
     if fn == "run_sweep":
         return _bt().run_sweep(frame, strategy, plist, options=options, progress=False)
     return getattr(_bt(), fn)(frame, strategy, plist, options=options, start=start, end=end)
+
+
+def _wfo_task(frame: pd.DataFrame, job: tuple[Any, list[dict[str, Any]], Any, int]) -> Any:
+    """One cluster task: stage 05's walk-forward optimisation of a candidate list (rolling folds)."""
+    strategy, plist, options, folds = job
+    return _bt().walk_forward_optimize(frame, strategy, plist, options=options, folds=folds, anchored=False)
 
 
 def data_hash(data: pd.DataFrame) -> str:
@@ -134,6 +140,17 @@ class Evaluator:
             out.columns = range(out.shape[1])
             return out
         return pd.concat(parts, ignore_index=True)
+
+    def walk_forward(self, plist: list[dict[str, Any]], objective: str) -> Any:
+        """Stage 05's walk-forward optimisation (``WFOResult``) of ``plist`` on the exploration and selection bars,
+        picking by ``objective``: in-process, or as one task on the cluster (its folds depend on each other's
+        windows only through the data, which travels once)."""
+        job = (self.strategy, plist, replace(self.options, sort_by=objective), max(self.folds, 2))
+        ex = self.executor
+        if ex is None or ex.client is None:
+            return _wfo_task(self.dev, job)
+        (res,) = ex.map_chunks(_wfo_task, [("dev", job)], {"dev": self.dev})
+        return res
 
     def segments(self) -> dict[str, Any]:
         """The segment boundaries (bar positions and dates), as recorded with a run."""

@@ -26,14 +26,12 @@ from .distributed import Executor
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
 from .metrics import METRICS
-from .strategies import Strategy, config_at, grid_frame, split_valid
-from .sweep import run_window
+from .strategies import Strategy, grid_frame, split_valid
 from .sweep_tasks import sweep_tickers, warm_up, write_frames
 from .user_strategy import load_strategy
-from .validation import dsr_of_best, pbo_from_blocks
 from .wfo import WFOResult, run_wfo, wfo_windows
 from .wfo import __doc__ as WFO_DOC_FULL
-from .xp import Backend, resolve, uses_jit
+from .xp import Backend, resolve
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +47,6 @@ def data_hash(frames: dict[str, pd.DataFrame]) -> str:
         h.update(np.asarray(df.index.astype("int64")).tobytes())
         h.update(np.ascontiguousarray(df[["Open", "High", "Low", "Close"]].to_numpy("float64")).tobytes())
     return h.hexdigest()[:12]
-
-
-def _overfitting(prices: Prices, strat: Strategy, valid: pd.DataFrame, frame: pd.DataFrame, blocks: np.ndarray,
-                 opts: SweepConfig, backend: Backend) -> dict[str, Any]:
-    """DSR of the full-sample best configuration and PBO (CSCV) over all configurations of one ticker."""
-    ppy = annualisation(prices, opts)
-    sharpe = frame["sharpe"].to_numpy()
-    if not np.isfinite(sharpe).any():
-        return {"dsr": None, "pbo": None, "note": "no configuration has a defined Sharpe ratio"}
-    best = int(np.nanargmax(sharpe))
-    _, _, rets = run_window(prices, strat, valid.iloc[[best]], opts, backend, want_rets=True)
-    dsr = dsr_of_best(rets[:, 0], sharpe / np.sqrt(ppy))
-    out: dict[str, Any] = {"best_config": config_at(valid, best), **{k: _plain(v) for k, v in dsr.items()}}
-    if blocks.shape[1] and len(valid) >= 2:
-        edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
-        res = pbo_from_blocks(blocks, np.diff(edges), jit=uses_jit(backend))
-        out.update(pbo=res.pbo, pbo_combinations=res.n_combinations, pbo_combinations_total=res.of_combinations,
-                   pbo_logit_median=float(np.median(res.logits)))
-    else:
-        out["pbo"] = None
-    return out
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        return float(v) if np.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def wfo_path(output: Path) -> Path:
@@ -200,10 +169,11 @@ def _sweep(ex: Executor, plan: dict[str, tuple[Prices, pd.DataFrame, list]], str
                       f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv:
         def reduced():  # one ticker at a time: the client never holds the whole result
             t1 = time.perf_counter()
-            for res in sweep_tickers(ex, jobs, strat, opts, backend, on_block=adv):
+            for res in sweep_tickers(ex, jobs, strat, opts, backend, on_block=adv, reports=True):
                 prices, valid, _bad = plan[res.ticker]
-                reports[res.ticker] = _overfitting(prices, strat, valid, res.frame, res.blocks, opts, backend)
-                timings[res.ticker] = {"task_s": round(res.task_s, 4), "wall_s": round(time.perf_counter() - t1, 4),
+                reports[res.ticker] = res.report
+                timings[res.ticker] = {"task_s": round(res.task_s, 4), "dsr_pbo_s": round(res.report_s, 4),
+                                       "wall_s": round(time.perf_counter() - t1, 4),
                                        "config_bars_per_s": round(len(valid) * prices.n / max(res.task_s, 1e-9))}
                 tops.append(_top(res.frame, opts))
                 t1 = time.perf_counter()
