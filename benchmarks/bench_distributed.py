@@ -1,5 +1,5 @@
 """Benchmark: the stage 05 sweep (10,948 MA-crossover configurations: short 2..50 x long 10..250, short < long;
-full-sample, in-sample and out-of-sample metrics and PBO block sums) over many tickers, three ways through the
+full-sample, in-sample and out-of-sample metrics, PBO block sums, and each ticker's DSR/PBO report) over many tickers, three ways through the
 one seam (alphasignal.backtest.distributed): in-process, LocalCluster(1) and LocalCluster(2) worker processes.
 
 Tickers are seeded block bootstraps (250-bar blocks) of real daily AAPL log returns, one seed per ticker. Each row
@@ -9,10 +9,10 @@ time). Threads: in-process Numba uses the machine's cores; each LocalCluster wor
 Ratios printed: cluster overhead = LocalCluster(2) / in-process (equal cores when --threads 1 on 2 cores) and
 scaling = LocalCluster(1) / LocalCluster(2) (one worker vs two, the same threads each).
 Every cluster run is also checked bit for bit against the in-process results.
-With --reports each ticker also gets its DSR and PBO report, as stage 05 makes them (inside the task when a ticker
-is one block, which is always the case here); the reports are checked for equality too.
+Each ticker also gets its DSR and PBO report, as stage 05 makes them (inside the task when a ticker is one block,
+which is always the case here), and the reports are checked for equality too; --sweep-only leaves them out.
 
-usage: python benchmarks/bench_distributed.py [--tickers 100] [--bars 2520] [--threads 1] [--reports]
+usage: python benchmarks/bench_distributed.py [--tickers 100] [--bars 2520] [--threads 1] [--sweep-only]
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("--tickers", type=int, default=100)
     ap.add_argument("--bars", type=int, default=2520)
     ap.add_argument("--threads", type=int, default=1, help="Numba threads per LocalCluster worker")
-    ap.add_argument("--reports", action="store_true", help="also make each ticker's DSR/PBO report, as stage 05 does")
+    ap.add_argument("--sweep-only", action="store_true", help="leave out each ticker's DSR/PBO report (stage 05 "
+                    "makes one)")
     args = ap.parse_args()
 
     from alphasignal.backtest.distributed import Executor
@@ -75,7 +76,7 @@ def main() -> None:
         plan[t] = (prices, split_valid(strat, configs, prices.n)[0])
     k = sum(len(v) for _, v in plan.values())
     print(f"{args.tickers} tickers x {k // args.tickers:,} valid MA configs x {args.bars} bars = {k:,} backtests "
-          f"(+ is/oos windows{', DSR and PBO' if args.reports else ''}); {os.cpu_count()} cores, load average "
+          f"(+ is/oos windows{', DSR and PBO' if not args.sweep_only else ''}); {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f}")
 
     rows, ref = {}, None
@@ -87,7 +88,7 @@ def main() -> None:
             start = time.perf_counter() - t0
             t1 = time.perf_counter()
             frames = {r.ticker: (r.frame.select_dtypes("float").to_numpy().tobytes(), r.report) for r in
-                      sweep_tickers(ex, plan, strat, opts, backend, reports=args.reports)}
+                      sweep_tickers(ex, plan, strat, opts, backend, reports=not args.sweep_only)}
             sweep = time.perf_counter() - t1
         same = "reference" if ref is None else ("bit-identical" if frames == ref else "DIFFERENT")
         ref = ref or frames
