@@ -1,6 +1,7 @@
 """Benchmark: the stage 05 sweep (10,948 MA-crossover configurations: short 2..50 x long 10..250, short < long;
-full-sample, in-sample and out-of-sample metrics, PBO block sums, and each ticker's DSR/PBO report) over many tickers, three ways through the
-one seam (alphasignal.backtest.distributed): in-process, LocalCluster(1) and LocalCluster(2) worker processes.
+full-sample, in-sample and out-of-sample metrics, PBO block sums, and each ticker's DSR/PBO report) over many
+tickers, three ways through the one seam (alphasignal.backtest.distributed): in-process, LocalCluster(1) and
+LocalCluster(2) worker processes.
 
 Tickers are seeded block bootstraps (250-bar blocks) of real daily AAPL log returns, one seed per ticker. Each row
 prints the start-up time (cluster start, workers importing, the WorkerPlugin warming the Numba kernel: the wait
