@@ -317,6 +317,16 @@ def as_config_frame(strategy: StrategyLike, configs: list[dict[str, Any]] | pd.D
     return pd.DataFrame([{k: c[k] for k in names} for c in configs], columns=names)
 
 
+def json_value(v: Any) -> Any:
+    """A metric or parameter as a plain JSON value: NumPy scalars as Python ones, NaN/inf as None, timestamps as
+    text."""
+    if isinstance(v, pd.Timestamp):
+        return str(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def config_at(frame: pd.DataFrame, i: int) -> dict[str, Any]:
     """Row ``i`` of a configuration frame as a dict of plain Python values (int, float, bool)."""
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in frame.iloc[i].items()}

@@ -26,7 +26,7 @@ from ..fileio import write_atomic
 from .distributed import Executor, apply_threads
 from .engine import Prices, annualisation, config_parts, per_config_bytes, plan_chunks
 from .metrics import METRICS
-from .strategies import Strategy, config_at
+from .strategies import Strategy, config_at, json_value
 from .sweep import run_window
 from .validation import dsr_of_best, pbo_from_blocks, split_point
 from .xp import Backend, uses_jit
@@ -67,7 +67,7 @@ def overfitting_report(prices: Prices, strat: Strategy, valid: pd.DataFrame, fra
     best = int(np.nanargmax(sharpe))
     _, _, rets = run_window(prices, strat, valid.iloc[[best]], opts, backend, want_rets=True)
     dsr = dsr_of_best(rets[:, 0], sharpe / np.sqrt(ppy))
-    out: dict[str, Any] = {"best_config": config_at(valid, best), **{k: _plain(v) for k, v in dsr.items()}}
+    out: dict[str, Any] = {"best_config": config_at(valid, best), **{k: json_value(v) for k, v in dsr.items()}}
     if blocks.shape[1] and len(valid) >= 2:
         edges = np.linspace(0, prices.n, blocks.shape[1] + 1).round().astype(np.int64)
         res = pbo_from_blocks(blocks, np.diff(edges), jit=uses_jit(backend))
@@ -76,14 +76,6 @@ def overfitting_report(prices: Prices, strat: Strategy, valid: pd.DataFrame, fra
     else:
         out["pbo"] = None
     return out
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        return float(v) if np.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def oos_columns(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: SweepConfig, backend: Backend

@@ -43,7 +43,7 @@ from ..errors import UsageError
 from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
 from .kernels import ACC, NACC
 from .metrics import METRICS, finalise_matrix, rf_per_bar
-from .strategies import Strategy, StrategyLike, config_at, get_strategy, grid_frame, split_valid
+from .strategies import Strategy, StrategyLike, config_at, get_strategy, grid_frame, json_value, split_valid
 from .validation import fold_windows
 from .xp import Backend, resolve, uses_jit
 
@@ -69,17 +69,10 @@ class WFOResult:
         folds = self.folds.astype(object).where(self.folds.notna(), None)
         return {"folds": len(self.folds), "anchored": self.anchored, "sort_by": self.sort_by,
                 "oos_bars": len(self.returns), "oos_start": str(self.returns.index[0]),
-                "oos_end": str(self.returns.index[-1]), "stitched_oos": {k: _plain(v) for k, v in self.metrics.items()},
-                "efficiency": _plain(self.efficiency), "stability": self.stability,
-                "per_fold": [{k: _plain(v) for k, v in row.items()} for row in folds.to_dict("records")]}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, pd.Timestamp):
-        return str(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if np.isfinite(v) else None
-    return v.item() if isinstance(v, np.generic) else v
+                "oos_end": str(self.returns.index[-1]),
+                "stitched_oos": {k: json_value(v) for k, v in self.metrics.items()},
+                "efficiency": json_value(self.efficiency), "stability": self.stability,
+                "per_fold": [{k: json_value(v) for k, v in row.items()} for row in folds.to_dict("records")]}
 
 
 def choose(score: np.ndarray, sort_by: str) -> int | None:
@@ -96,7 +89,7 @@ def parameter_stability(chosen: pd.DataFrame) -> dict[str, Any]:
     (ties: the one chosen first) and the fraction of folds that chose it. ``chosen``: one row per choosing fold."""
     out: dict[str, Any] = {}
     n = len(chosen)
-    columns = {k: [_plain(v) for v in chosen[k]] for k in chosen}
+    columns = {k: [json_value(v) for v in chosen[k]] for k in chosen}
     columns["configuration"] = [dict(zip(columns, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
     for k, vals in columns.items():
         counts = Counter(repr(v) for v in vals)  # insertion order = order chosen: max() keeps the first on ties
