@@ -159,18 +159,17 @@ def _plan(frames: dict[str, pd.DataFrame], configs: pd.DataFrame, opts: SweepCon
     return plan
 
 
-def _sweep(ex: Executor, plan: dict[str, tuple[Prices, pd.DataFrame, list]], strat: Strategy, opts: SweepConfig,
+def _sweep(ex: Executor, jobs: dict[str, tuple[Prices, pd.DataFrame]], strat: Strategy, opts: SweepConfig,
            backend: Backend, progress: bool) -> tuple[dict[str, dict], dict[str, dict], list[pd.DataFrame]]:
-    """Sweep every ticker on ``ex``, streaming the results to ``opts.output``: (overfitting reports, timings, top
-    rows) per ticker."""
+    """Sweep every ticker's (prices, valid configurations) on ``ex``, streaming the results to ``opts.output``:
+    (overfitting reports, timings, top rows) per ticker."""
     reports, timings, tops = {}, {}, []
-    jobs = {t: (p, v) for t, (p, v, _) in plan.items()}
-    with progress_bar(progress, sum(len(v[1]) for v in plan.values()),
+    with progress_bar(progress, sum(len(v[1]) for v in jobs.values()),
                       f"{opts.strategy} [{backend.engine}{_where(ex)}]") as adv:
         def reduced():  # one ticker at a time: the client never holds the whole result
             t1 = time.perf_counter()
             for res in sweep_tickers(ex, jobs, strat, opts, backend, on_block=adv, reports=True):
-                prices, valid, _bad = plan[res.ticker]
+                prices, valid = jobs[res.ticker]
                 reports[res.ticker] = res.report
                 timings[res.ticker] = {"task_s": round(res.task_s, 4), "dsr_pbo_s": round(res.report_s, 4),
                                        "wall_s": round(time.perf_counter() - t1, 4),
@@ -205,7 +204,7 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
         if background:
             startfast.compile_in_background(jit_warm, opts.pbo_splits)
         ex.warm_workers(warm_up(jobs, strat, opts, backend))
-        reports, timings, tops = _sweep(ex, plan, strat, opts, backend, progress)
+        reports, timings, tops = _sweep(ex, jobs, strat, opts, backend, progress)
     wfo: dict[str, WFOResult] = {}
     for ticker, (prices, valid, _bad) in plan.items() if opts.walk_forward else ():
         t1 = time.perf_counter()

@@ -163,11 +163,12 @@ def reduce_blocks(ticker: str, parts: list[tuple[Any, ...]], k: int) -> TickerRe
     report, if the task made one, rides along)."""
     idx = np.concatenate([p[0] for p in parts])
     task_s = sum(p[3] for p in parts)
-    if len(parts) == 1 and len(parts[0]) == 6:
-        if len(idx) != k or not (np.diff(idx) == 1).all() or (k and idx[0] != 0):
+    in_order = len(idx) == k and k > 0 and idx[0] == 0 and bool((np.diff(idx) == 1).all())
+    if len(parts) == 1 and len(parts[0]) == 6:  # the task made the report and put its rows in config order
+        if not in_order:
             raise RuntimeError(f"{ticker}: a reported block covers {len(idx)} of {k} configurations")  # a bug
-        return TickerResult(ticker, parts[0][1].reset_index(drop=True), None, task_s, parts[0][4], parts[0][5])
-    if len(idx) == k and k and idx[0] == 0 and (np.diff(idx) == 1).all():  # blocks already in order: no reorder
+        return TickerResult(ticker, parts[0][1], None, task_s, parts[0][4], parts[0][5])
+    if in_order:  # blocks already in order: no reorder
         if len(parts) == 1:
             return TickerResult(ticker, parts[0][1].reset_index(drop=True), parts[0][2], task_s)
         return TickerResult(ticker, pd.concat([p[1] for p in parts], ignore_index=True),
