@@ -89,7 +89,7 @@ class Strategy:
             return get_strategy, (self.name,)
         from .user_strategy import from_source
 
-        return from_source, (*self.origin, self.name)
+        return from_source, (*self.origin, self.name, False)  # the source passed its self-check where it was loaded
 
 
 def _one(xp: Any) -> Any:

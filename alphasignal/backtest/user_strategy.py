@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..errors import UsageError
 from .strategies import (
+    REGISTRY,
     STRATEGIES,
     ParamSpec,
     Strategy,
@@ -115,10 +116,14 @@ def load_strategy(name: str, path: str = "") -> Strategy:
     return from_source(str(file), source, name)
 
 
-def from_source(path: str, source: str, name: str) -> Strategy:
-    """Build, check and register the strategy class ``name`` defined by ``source`` (the text of file ``path``)."""
+def from_source(path: str, source: str, name: str, check: bool = True) -> Strategy:
+    """Build, check and register the strategy class ``name`` defined by ``source`` (the text of file ``path``).
+    ``check=False`` skips the self-check: for a copy unpickled from a process where the same source passed it."""
     if name in STRATEGIES:
         raise UsageError(f"strategy {name!r} is a built-in name: rename your strategy class (--strategy)")
+    loaded = REGISTRY.get(name)
+    if loaded is not None and loaded.origin == (path, source):
+        return loaded  # this very source was built, checked and registered in this process already
     module = ModuleType(f"alphasignal_user_strategy_{Path(path).stem}")
     module.__file__ = path
     try:
@@ -138,7 +143,8 @@ def from_source(path: str, source: str, name: str) -> Strategy:
         hint = f"did you mean {close[0]!r}?" if close else f"strategy classes in it: {', '.join(found) or 'none'}"
         raise UsageError(f"{path} has no class {name!r} (--strategy): {hint}")
     strat = _build(cls, name, path, source)
-    self_check(strat, path)
+    if check:
+        self_check(strat, path)
     return register(strat)
 
 
