@@ -314,3 +314,19 @@ def test_optimizer_rounds_and_compare_runs_on_a_cluster_are_identical_to_in_proc
     assert s_c1 == s_in and p_c1 == p_in
     assert [r["optimizer"] for r in s_in["compare"]][1:] == ["random", "tpe", "wfo"]
     assert s_in["configs_tried"] > 2 and len(p_in) > 2
+
+
+@pytest.mark.slow
+def test_optimizer_sweep_with_no_valid_configuration_is_the_same_usage_error_on_a_cluster(aapl):
+    """Stage 06's exploration sweep of a grid with no valid configuration: one UsageError, in process and on a
+    cluster alike (not a raw error from splitting zero configurations into blocks)."""
+    from alphasignal.agents.evaluate import Evaluator
+
+    errors = []
+    for cluster in ("", "local:1"):
+        with Executor(cluster) as ex:
+            ev = Evaluator.from_config(aapl, Config(), ex)
+            with pytest.raises(UsageError, match="none of the 1 MA_Crossover configurations is valid") as err:
+                ev.sweep({"short_period": [100], "long_period": [50]})
+            errors.append(str(err.value))
+    assert errors[0] == errors[1]

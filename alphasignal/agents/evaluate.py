@@ -100,7 +100,8 @@ class Evaluator:
                  oos_method: str = "holdout", folds: int = 4, holdout_fraction: float = 0.2, embargo: int = 5,
                  executor: Executor | None = None):
         self.strategy, self.options, self.oos_method, self.folds = strategy, sweep_cfg, oos_method, folds
-        self.executor = executor  # a Dask cluster (stage 05's seam) runs the backtests in blocks; None: in-process
+        # a Dask cluster (stage 05's seam) runs the backtests in blocks; None (or an in-process Executor): here
+        self.executor = executor if executor is not None and executor.client is not None else None
         self.data = data
         self.seg = Segments.of(len(data), test_fraction, holdout_fraction, embargo)
         self.split, dev_end = self.seg.selection
@@ -130,7 +131,7 @@ class Evaluator:
         or on the cluster in blocks of configurations (two per worker), put back together in order."""
         frames = {"train": self.train, "dev": self.dev, "data": self.data}
         ex = self.executor
-        if ex is None or ex.client is None:
+        if ex is None:
             return _task(frames[part], (fn, self.strategy, plist, self.options, start, end))
         blocks = np.array_split(np.arange(len(plist)), min(len(plist), 2 * ex.workers))
         chunks = [(part, (fn, self.strategy, [plist[i] for i in b], self.options, start, end)) for b in blocks]
@@ -146,10 +147,9 @@ class Evaluator:
         picking by ``objective``: in-process, or as one task on the cluster (its folds depend on each other's
         windows only through the data, which travels once)."""
         job = (self.strategy, plist, replace(self.options, sort_by=objective), max(self.folds, 2))
-        ex = self.executor
-        if ex is None or ex.client is None:
+        if self.executor is None:
             return _wfo_task(self.dev, job)
-        (res,) = ex.map_chunks(_wfo_task, [("dev", job)], {"dev": self.dev})
+        (res,) = self.executor.map_chunks(_wfo_task, [("dev", job)], {"dev": self.dev})
         return res
 
     def segments(self) -> dict[str, Any]:
@@ -158,13 +158,14 @@ class Evaluator:
 
     def sweep(self, grid: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The exploration sweep: one row per valid grid configuration, parameter and metric columns."""
-        if self.executor is None or self.executor.client is None:
-            df = _bt().run_sweep(self.train, self.strategy, dict(grid), options=self.options, progress=False)
-            return df.reset_index(drop=True)
-        from ..backtest.strategies import grid_frame, split_valid
+        if self.executor is not None:
+            from ..backtest.strategies import grid_frame, split_valid
 
-        valid, _ = split_valid(self.strategy, grid_frame(self.strategy, dict(grid)), len(self.train))
-        return self._run("run_sweep", "train", valid.to_dict("records"))
+            valid, _ = split_valid(self.strategy, grid_frame(self.strategy, dict(grid)), len(self.train))
+            if not valid.empty:  # none valid: the in-process sweep below raises its one-line UsageError
+                return self._run("run_sweep", "train", valid.to_dict("records"))
+        df = _bt().run_sweep(self.train, self.strategy, dict(grid), options=self.options, progress=False)
+        return df.reset_index(drop=True)
 
     def evaluate(self, params_list: Sequence[Mapping[str, Any]]) -> list[tuple[dict[str, float], dict[str, float]]]:
         """(exploration metrics, selection metrics) for each configuration, in order. With walk-forward, the
