@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alphasignal.charts import render_chart  # noqa: E402
 from alphasignal.dataset import build_dataset  # noqa: E402
 from alphasignal.market import load_ohlcv  # noqa: E402
-from config import DatasetConfig  # noqa: E402
+from alphasignal.config import DatasetConfig  # noqa: E402
 
 WINDOW, WARMUP = 60, 19
 

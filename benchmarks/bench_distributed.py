@@ -65,7 +65,7 @@ def main() -> None:
     from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
     from alphasignal.backtest.sweep_tasks import sweep_tickers, warm_up
     from alphasignal.backtest.xp import resolve
-    from config import SweepConfig
+    from alphasignal.config import SweepConfig
 
     opts = SweepConfig()
     backend = resolve(opts.device, opts.engine)

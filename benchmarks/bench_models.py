@@ -56,7 +56,7 @@ def sentiment_cases(n: int) -> Iterator[tuple[type[BaseModel], str, str, dict[st
     from alphasignal.prompts import load_prompt
     from alphasignal.signals.schemas import NewsSentiment
     from alphasignal.signals.sentiment import score_news
-    from config import PipelineConfig
+    from alphasignal.config import PipelineConfig
 
     p, cfg = load_prompt("news_sentiment"), PipelineConfig()
     for text in itertools.islice(itertools.cycle(HEADLINES), n):

@@ -25,7 +25,7 @@ from alphasignal.agents.evaluate import Evaluator  # noqa: E402
 from alphasignal.agents.loop import optimize  # noqa: E402
 from alphasignal.market import load_ohlcv  # noqa: E402
 from alphasignal.storage.history import History  # noqa: E402
-from config import load_config  # noqa: E402
+from alphasignal.config import load_config  # noqa: E402
 
 
 def _run(rounds: int, data, tmp: Path, tag: str) -> tuple[list[dict], float, float, int]:

@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 from alphasignal.market import load_ohlcv  # noqa: E402
 from alphasignal.replay.report import write_outputs  # noqa: E402
 from alphasignal.replay.run import run_replay  # noqa: E402
-from config import Config, PipelineConfig, ReplayConfig  # noqa: E402
+from alphasignal.config import Config, PipelineConfig, ReplayConfig  # noqa: E402
 
 
 def _cpu() -> float:

@@ -30,7 +30,7 @@ from alphasignal.charts import render_chart  # noqa: E402
 from alphasignal.errors import ModelError  # noqa: E402
 from alphasignal.market import load_ohlcv  # noqa: E402
 from alphasignal.signals.pipeline import SignalPipeline, make_item  # noqa: E402
-from config import PipelineConfig  # noqa: E402
+from alphasignal.config import PipelineConfig  # noqa: E402
 
 NEWS = ("Apple beats estimates as services revenue rises 12% to a record quarter; the company raises guidance. "
         "Analysts note slightly weaker iPhone sales in China.")

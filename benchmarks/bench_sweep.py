@@ -83,7 +83,7 @@ def _prices(bars: int) -> pd.DataFrame:
 
 def _child_ours(bars: int, engine: str, grid_name: str) -> dict:
     from alphasignal.backtest import PARAM_SPECS, run_sweep
-    from config import SweepConfig
+    from alphasignal.config import SweepConfig
 
     df, (strategy, grid) = _prices(bars), GRIDS[grid_name]
     opts = SweepConfig(device="gpu" if engine == "cupy" else "cpu", engine=engine, max_memory_mb=256)

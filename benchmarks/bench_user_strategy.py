@@ -47,7 +47,7 @@ def main() -> None:
     from alphasignal.backtest import METRICS, run_sweep
     from alphasignal.backtest.user_strategy import load_strategy
     from alphasignal.market import load_ohlcv
-    from config import SweepConfig
+    from alphasignal.config import SweepConfig
 
     df = load_ohlcv("AAPL", source="offline").iloc[-args.bars:]
     opts = SweepConfig(device="cpu", engine=args.engine)

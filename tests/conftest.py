@@ -14,8 +14,6 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.py"))
 
@@ -37,7 +35,7 @@ def numba_kernels() -> None:
     from alphasignal.backtest.strategies import get_strategy, grid_frame
     from alphasignal.backtest.sweep_tasks import warm_up
     from alphasignal.backtest.xp import Backend
-    from config import SweepConfig
+    from alphasignal.config import SweepConfig
 
     close = 100.0 * np.exp(np.cumsum(np.random.default_rng(0).normal(0.0, 0.01, 120)))
     df = pd.DataFrame({"Open": close, "High": close, "Low": close, "Close": close},

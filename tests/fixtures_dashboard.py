@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from config import Config, load_config
+from alphasignal.config import Config, load_config
 
 GRID = "{short_period=[5, 10, 20], long_period=[50, 100], use_ema=[false, true]}"
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from config import DatasetConfig
+from alphasignal.config import DatasetConfig
 
 
 def small_dataset_config(out, **kw) -> DatasetConfig:

@@ -15,7 +15,7 @@ from alphasignal.agents.schemas import AnalystReport, StrategistReply
 from alphasignal.errors import ModelError
 from alphasignal.providers import BuiltinProvider, ProviderSettings, get_provider
 from alphasignal.storage.history import History
-from config import load_config
+from alphasignal.config import load_config
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from alphasignal.agents.honesty import add_holdout, agents_row, summarise
 from alphasignal.agents.loop import build_agents, optimize
 from alphasignal.backtest import validate_params
 from alphasignal.storage.history import History
-from config import load_config
+from alphasignal.config import load_config
 
 SMALL_GRID = "sweep.grid={short_period=[5, 10, 20, 40], long_period=[50, 100, 150], use_ema=[false, true]}"
 

@@ -22,7 +22,7 @@ from alphasignal.backtest import (
 )
 from alphasignal.backtest.xp import gpu_status, resolve
 from alphasignal.errors import UsageError
-from config import SweepConfig
+from alphasignal.config import SweepConfig
 
 GPU_OK, GPU_WHY = gpu_status()
 ENGINES = ["numba", "numpy", pytest.param("cupy", marks=pytest.mark.skipif(not GPU_OK, reason=GPU_WHY))]

@@ -20,7 +20,7 @@ from alphasignal.backtest.engine import config_arrays, config_parts, cost_factor
 from alphasignal.backtest.metrics import rf_per_bar
 from alphasignal.backtest.strategies import as_config_frame
 from alphasignal.backtest.xp import Backend
-from config import SweepConfig
+from alphasignal.config import SweepConfig
 
 # CUDA's qualifiers and thread index as plain C: one "thread" (configuration) per call, chosen by set_thread().
 _HOST_PRELUDE = r"""#include <math.h>

@@ -34,7 +34,7 @@ from backtesting.lib import FractionalBacktest, crossover
 from backtesting.test import GOOG, SMA
 
 from alphasignal.backtest import backtest, positions
-from config import SweepConfig
+from alphasignal.config import SweepConfig
 
 CASH, COMMISSION, UNIT = 10_000.0, 0.002, 1e-12
 CONFIG = [{"short_period": 10, "long_period": 20, "use_ema": False}]

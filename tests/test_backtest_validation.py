@@ -27,7 +27,7 @@ from alphasignal.backtest import (
     walk_forward,
 )
 from alphasignal.backtest.validation import dsr_of_best, expected_max_sharpe
-from config import SweepConfig
+from alphasignal.config import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = SweepConfig(device="cpu", periods_per_year=252.0, fees_bps=0.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config import Config, ConfigError, DatasetConfig, load_config, to_toml
+from alphasignal.config import Config, ConfigError, DatasetConfig, load_config, to_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 

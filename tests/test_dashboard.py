@@ -19,7 +19,7 @@ from alphasignal.dashboard import data
 from alphasignal.dashboard.equity import run_config
 from alphasignal.dashboard.paths import PathRefused, Roots, find_files, guard
 from alphasignal.errors import UsageError
-from config import Config, load_config
+from alphasignal.config import Config, load_config
 
 VIEWS = Path(__file__).resolve().parents[1] / "alphasignal" / "dashboard" / "views"
 APP = VIEWS.parent / "app.py"

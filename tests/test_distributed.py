@@ -24,7 +24,7 @@ from alphasignal.backtest.sweep_tasks import oos_columns, plan_blocks, reduce_bl
 from alphasignal.backtest.xp import resolve
 from alphasignal.errors import ModelError, UsageError
 from alphasignal.market.universe import load_universe, read_tickers_file
-from config import Config, DatasetConfig, SweepConfig
+from alphasignal.config import Config, DatasetConfig, SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {"short_period": {"min": 2, "max": 40, "step": 2}, "long_period": {"min": 20, "max": 200, "step": 20},
@@ -202,7 +202,7 @@ def test_config_hash_ignores_where_the_sweep_ran():
 
 
 def test_bad_cluster_setting_is_refused_by_config():
-    from config import ConfigError
+    from alphasignal.config import ConfigError
 
     with pytest.raises(ConfigError, match="sweep.cluster"):
         SweepConfig(cluster="localhost:8786")

@@ -17,7 +17,7 @@ from alphasignal.finetune.data import IGNORE_INDEX, load_samples, parse_answer, 
 from alphasignal.finetune.export import OLLAMA_TEMPLATE, ExportPlan, Modelfile, build_modelfile
 from alphasignal.prompts import load_prompt
 from alphasignal.signals.schemas import TradingSignal
-from config import TrainingConfig
+from alphasignal.config import TrainingConfig
 
 needs_torch = pytest.mark.skipif(not (has_module("torch") and has_module("peft")),
                                  reason="needs the fine-tuning extra: pip install -r requirements-finetune.txt")
@@ -275,7 +275,7 @@ def test_script_end_to_end_on_cpu_writes_every_artifact(jsonl, tmp_path):
 
 
 def test_training_config_rejects_bad_values_with_the_fix():
-    from config import ConfigError, load_config
+    from alphasignal.config import ConfigError, load_config
 
     for override, needle in (("training.gguf_quantization=q9", "use one of"),
                              ("training.max_seq_length=64", ">= 256"),

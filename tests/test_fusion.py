@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from alphasignal.signals.fusion import fuse
 from alphasignal.signals.schemas import DEFAULT_MIN_INTENSITY, FinalDecision, NewsSentiment, TradingSignal, VlmSignalOut
-from config import ConfigError, PipelineConfig, load_config
+from alphasignal.config import ConfigError, PipelineConfig, load_config
 
 CFG = PipelineConfig()
 

@@ -17,7 +17,7 @@ from alphasignal.grounding import is_grounded
 from alphasignal.prompts import load_prompt
 from alphasignal.providers import ProviderSettings, get_provider
 from alphasignal.signals.schemas import NewsSentiment
-from config import PipelineConfig
+from alphasignal.config import PipelineConfig
 
 pytestmark = pytest.mark.slow
 

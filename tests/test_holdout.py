@@ -16,7 +16,7 @@ from alphasignal.agents.loop import ELIGIBLE, build_agents, optimize
 from alphasignal.backtest.bootstrap import sharpe_ci, sharpe_of
 from alphasignal.errors import UsageError
 from alphasignal.storage.history import History
-from config import load_config
+from alphasignal.config import load_config
 
 GRID = "sweep.grid={short_period=[5, 10, 20, 40], long_period=[50, 100, 150], use_ema=[false, true]}"
 CONFIGS = [{"short_period": 10, "long_period": 50, "use_ema": False},

@@ -80,7 +80,7 @@ import sys, time
 from alphasignal.agents.loop import build_agents, optimize
 from alphasignal.market import load_from_config
 from alphasignal.storage.history import History
-from config import load_config
+from alphasignal.config import load_config
 
 cfg = load_config(None, sys.argv[1:])
 agents = build_agents(cfg)

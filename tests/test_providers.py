@@ -213,7 +213,7 @@ def test_register_engine_is_global_and_type_checked() -> None:
 
 # --------------------------------------------------------------------------------- registry and errors
 def test_settings_from_any_config_shape() -> None:
-    from config import load_config
+    from alphasignal.config import load_config
 
     cfg = load_config(None, ["pipeline.timeout=5", "pipeline.require_server=true"])
     for source in (cfg, cfg.pipeline, ProviderSettings.from_config(cfg)):

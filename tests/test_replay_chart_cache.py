@@ -29,7 +29,7 @@ from alphasignal.replay.run import ReplayData, chart_png, decide_all, decision_t
 from alphasignal.signals.engines import register_builtin_engines
 from alphasignal.signals.pipeline import CHART_PROMPT, SignalPipeline
 from alphasignal.signals.schemas import TradingSignal
-from config import DatasetConfig, PipelineConfig, ReplayConfig
+from alphasignal.config import DatasetConfig, PipelineConfig, ReplayConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DS = DatasetConfig()

@@ -16,7 +16,7 @@ from alphasignal.replay.journal import Journal
 from alphasignal.replay.news import NewsIndex
 from alphasignal.replay.run import ReplayData, decide_all, decision_times, fingerprint, plan_jobs, simulate_records
 from alphasignal.signals.pipeline import SignalPipeline
-from config import DatasetConfig, PipelineConfig, ReplayConfig
+from alphasignal.config import DatasetConfig, PipelineConfig, ReplayConfig
 
 N_BARS, N_DECISIONS = 150, 16
 PC = PipelineConfig(provider="builtin")

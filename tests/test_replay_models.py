@@ -19,7 +19,7 @@ from fixtures_llm import SMOLLM2_OLLAMA_NAME, start_ollama_compat
 from alphasignal.errors import ModelError
 from alphasignal.replay.report import write_outputs
 from alphasignal.replay.run import run_replay
-from config import Config, PipelineConfig, ReplayConfig
+from alphasignal.config import Config, PipelineConfig, ReplayConfig
 
 DAYS = pd.bdate_range("2012-06-01", "2012-06-15")
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from alphasignal.replay.portfolio import Signal, simulate
-from config import ReplayConfig
+from alphasignal.config import ReplayConfig
 
 DATES = pd.bdate_range("2024-01-01", periods=6)
 

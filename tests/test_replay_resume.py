@@ -89,7 +89,7 @@ def test_max_calls_stops_cleanly_keeps_what_is_done_and_the_next_run_continues(t
     from dataclasses import replace
 
     from alphasignal.replay.run import run_replay
-    from config import Config, PipelineConfig, ReplayConfig
+    from alphasignal.config import Config, PipelineConfig, ReplayConfig
 
     cfg = Config()
     cfg = replace(cfg, dataset=replace(cfg.dataset, source="offline"))

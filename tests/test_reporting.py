@@ -16,7 +16,7 @@ from alphasignal.reporting.plots import comparison_png, equity_png
 from alphasignal.reporting.report import markdown, write_report
 from alphasignal.reporting.tables import changes, fmt, load_run, print_report
 from alphasignal.storage.history import History
-from config import load_config
+from alphasignal.config import load_config
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from alphasignal.cli import run_stage
 from alphasignal.finetune.export import ExportPlan, build_modelfile
 from alphasignal.prompts import load_prompt
 from alphasignal.serving import vllm_command
-from config import load_config
+from alphasignal.config import load_config
 
 
 def _script():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alphasignal.signals.evaluate import classification, follow_the_signal, load_test_samples, run_eval
-from config import Config
+from alphasignal.config import Config
 
 
 def test_classification_metrics_by_hand() -> None:

@@ -18,7 +18,7 @@ from alphasignal.errors import ModelError
 from alphasignal.providers import BuiltinProvider, Provider, get_provider
 from alphasignal.signals.pipeline import SignalPipeline, make_item
 from alphasignal.signals.schemas import FinalDecision, TradingSignal
-from config import PipelineConfig
+from alphasignal.config import PipelineConfig
 
 pytestmark = pytest.mark.slow
 

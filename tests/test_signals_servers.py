@@ -20,7 +20,7 @@ from PIL import Image
 
 from alphasignal.signals.pipeline import SignalPipeline, make_item
 from alphasignal.signals.schemas import FinalDecision
-from config import PipelineConfig
+from alphasignal.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_loss": 103.0, "take_profit": 94.0,

@@ -25,7 +25,7 @@ from alphasignal.backtest.metrics import finalise_matrix
 from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
 from alphasignal.backtest.validation import pbo_from_blocks
 from alphasignal.backtest.xp import Backend
-from config import SweepConfig
+from alphasignal.config import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = "{short_period=[5, 10, 20], long_period=[50, 100], use_ema=[false, true]}"

@@ -25,7 +25,7 @@ from alphasignal.agents import space
 from alphasignal.backtest import METRICS, backtest, positions, run_sweep, validate_params, walk_forward_optimize
 from alphasignal.backtest.user_strategy import load_strategy
 from alphasignal.errors import UsageError
-from config import SweepConfig
+from alphasignal.config import SweepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MA_FILE = ROOT / "examples" / "ma_crossover_user.py"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from config import Config, load_config
+from ..config import Config, load_config
 
 from ..cli import add_strategy_options
 

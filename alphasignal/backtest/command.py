@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config import Config, SweepConfig
+from ..config import Config, SweepConfig
 
 from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic

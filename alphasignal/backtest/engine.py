@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from config import SweepConfig
+from ..config import SweepConfig
 
 from ..errors import UsageError
 from . import kernels, vector

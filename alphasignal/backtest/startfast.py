@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from numba.core import event
 
-from config import SweepConfig
+from ..config import SweepConfig
 
 from .engine import Prices
 from .validation import pbo_from_blocks

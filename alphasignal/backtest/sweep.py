@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config import SweepConfig
+from ..config import SweepConfig
 
 from ..errors import UsageError
 from ..progress import progress_bar

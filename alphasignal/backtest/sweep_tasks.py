@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config import SweepConfig
+from ..config import SweepConfig
 
 from ..fileio import write_atomic
 from .distributed import Executor, apply_threads

@@ -22,7 +22,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
-from config import SweepConfig
+from ..config import SweepConfig
 
 from ..errors import UsageError
 from .engine import as_frames, prepare_prices

@@ -37,7 +37,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
-from config import SweepConfig
+from ..config import SweepConfig
 
 from ..errors import UsageError
 from .engine import Prices, annualisation, as_frames, prepare_prices, simulate

@@ -1,13 +1,6 @@
 """Streamlit entry point of the dashboard (``python 07_dashboard.py`` runs ``streamlit run`` on this file)."""
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]  # the project folder: config.py and the alphasignal package
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
+import streamlit as st
 
 st.set_page_config(page_title="alphasignal", layout="wide")
 PAGES = [st.Page("views/runs.py", title="Optimizer runs", default=True),  # the default page lives at /

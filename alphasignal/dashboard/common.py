@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from config import Config, ConfigError, load_config
+from ..config import Config, ConfigError, load_config
 
 from ..errors import AlphaSignalError
 from . import data

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from config import Config
+from ..config import Config
 
 from ..errors import UsageError
 

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from config import Config
+from ..config import Config
 
 
 class _Override(argparse.Action):

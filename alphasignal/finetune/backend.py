@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from config import TrainingConfig
+from ..config import TrainingConfig
 
 from .data import Sample, score_generations
 from .export import ExportPlan

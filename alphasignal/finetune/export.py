@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config import TrainingConfig
+from ..config import TrainingConfig
 
 from ..errors import UsageError
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from config import TrainingConfig
+from ..config import TrainingConfig
 
 from ..errors import ModelError
 from ..progress import progress_bar

@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from config import TrainingConfig
+from ..config import TrainingConfig
 
 from ..errors import UsageError
 from ..fileio import write_atomic

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from config import TrainingConfig
+from ..config import TrainingConfig
 
 from ..errors import UsageError
 from .backend import RunContext, evaluate

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from config import ReplayConfig
+from ..config import ReplayConfig
 
 SIDE = {"BUY": 1, "SELL": -1}
 

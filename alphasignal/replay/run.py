@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config import Config, DatasetConfig, PipelineConfig, ReplayConfig
+from ..config import Config, DatasetConfig, PipelineConfig, ReplayConfig
 
 from ..backtest.metrics import periods_per_year
 from ..charts.render import render_chart, render_key

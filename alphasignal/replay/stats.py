@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from config import ReplayConfig
+from ..config import ReplayConfig
 
 from ..backtest.metrics import from_returns
 from ..backtest.validation import deflated_sharpe_ratio

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from config import Config
+from ..config import Config
 
 from ..errors import ModelError, UsageError
 from ..fileio import input_file

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from config import Config
+from ..config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

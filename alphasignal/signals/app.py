@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from config import Config
+from ..config import Config
 
 from ..cli import add_cache_option, count, positive_number, with_cache_mode
 from ..errors import AlphaSignalError, UsageError

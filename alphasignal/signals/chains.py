@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 
-from config import PipelineConfig
+from ..config import PipelineConfig
 
 from ..errors import AlphaSignalError
 from ..prompts import Prompt

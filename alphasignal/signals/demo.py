@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from config import Config
+from ..config import Config
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from config import Config, PipelineConfig
+from ..config import Config, PipelineConfig
 
 from ..errors import UsageError
 from ..fileio import write_atomic

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config import PipelineConfig
+from ..config import PipelineConfig
 
 from .schemas import NewsSentiment, TradingSignal
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from config import PipelineConfig
+from ..config import PipelineConfig
 
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import input_file
