@@ -9,8 +9,8 @@ Re-running the same command resumes an interrupted run; the same config gives by
 
 import sys
 
+from alphasignal.cli import dataset as stage
 from alphasignal.cli import run_stage
-from alphasignal.dataset import cli as stage
 
 if __name__ == "__main__":
     sys.exit(run_stage(stage, __doc__))

@@ -24,11 +24,13 @@ import time
 from pathlib import Path
 
 try:
-    from alphasignal.cli import build_parser, run
+    from alphasignal.cli import finetune as stage
+    from alphasignal.cli import run_stage
 except ImportError:  # uploaded alone to Colab: the standalone path below is used
-    build_parser = run = None
+    stage = run_stage = None
 
 
+# ---- standalone (Colab, no repo): a minimal copy of config defaults, answer check and Modelfile -------------
 def _add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=["unsloth", "hf"], help="training backend (default: training.backend)")
     parser.add_argument("--dataset", help="training_data.jsonl (default: training.dataset_path)")
@@ -40,29 +42,6 @@ def _add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _main(args: argparse.Namespace, cfg) -> int:
-    from dataclasses import replace
-
-    from alphasignal.finetune import export_only, finetune
-
-    training = cfg.training
-    if args.export_only:
-        print(json.dumps(export_only(training, quiet=args.quiet), indent=2))
-        return 0
-    if args.backend:
-        training = replace(training, backend=args.backend)
-    if args.max_steps is not None:
-        training = replace(training, max_steps=args.max_steps)
-    report = finetune(training, dataset=args.dataset, limit=args.limit, export_gguf=not args.no_gguf,
-                      quiet=args.quiet)
-    print(json.dumps({k: report[k] for k in ("backend", "n_train", "n_val", "eval", "seconds", "files")}, indent=2))
-    if not args.no_gguf:
-        print(f"next: python 03_serve_ollama.py   (registers {training.ollama_model_name} from "
-              f"{report['files'].get('modelfile')})", file=sys.stderr)
-    return 0
-
-
-# ---- standalone (Colab, no repo): a minimal copy of config defaults, answer check and Modelfile -------------
 _STANDALONE_DEFAULTS = {
     "base_model": "unsloth/Qwen2.5-VL-3B-Instruct", "load_in_4bit": True, "lora_r": 16, "lora_alpha": 16,
     "lora_dropout": 0.0, "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
@@ -228,6 +207,4 @@ def _standalone(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if run is None:
-        sys.exit(_standalone())
-    sys.exit(run(_main, _add_args(build_parser(__doc__))))
+    sys.exit(_standalone() if stage is None else run_stage(stage, __doc__))

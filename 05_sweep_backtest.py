@@ -25,7 +25,7 @@ examples:
 
 import sys
 
-from alphasignal.backtest import cli as stage
+from alphasignal.cli import sweep as stage
 from alphasignal.cli import run_stage
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ SQLite history. Examples:
 
 import sys
 
-from alphasignal.agents import app as stage
+from alphasignal.cli import optimize as stage
 from alphasignal.cli import run_stage
 
 if __name__ == "__main__":

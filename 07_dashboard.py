@@ -11,8 +11,8 @@ examples:
 
 import sys
 
+from alphasignal.cli import dashboard as stage
 from alphasignal.cli import run_stage
-from alphasignal.dashboard import launch as stage
 
 if __name__ == "__main__":
     sys.exit(run_stage(stage, __doc__))

@@ -267,7 +267,7 @@ def test_cli_tickers_file_runs_each_listed_ticker(tmp_path):
 
 
 def _optimize_cli(tmp_path: Path, name: str, *extra: str) -> int:
-    from alphasignal.agents.app import add_arguments, main
+    from alphasignal.cli.optimize import add_arguments, main
     from alphasignal.cli import build_parser, run
 
     parser = build_parser("stage 06")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from alphasignal.agents.app import add_arguments, main
+from alphasignal.cli.optimize import add_arguments, main
 from alphasignal.cli import build_parser, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,7 @@ def _wait_for_round_1(proc: subprocess.Popen, db: Path) -> None:
 
 _SLOW_CLI = """
 import sys, time
-import alphasignal.agents.app as app
+import alphasignal.cli.optimize as app
 from alphasignal.cli import build_parser, run
 
 real_build = app.build_agents

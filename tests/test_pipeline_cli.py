@@ -152,7 +152,7 @@ def test_builtin_batches_run_in_one_process_per_core(tmp_path, aapl, monkeypatch
     min(pipeline.concurrency, cores, items // 8) worker processes, and the lines match one-by-one decisions."""
     from alphasignal.charts import render_chart
     from alphasignal.cli import build_parser, run
-    from alphasignal.signals import app
+    from alphasignal.cli import signals as app
 
     rows = []
     for i in range(16):

@@ -47,12 +47,12 @@ def test_the_progress_bar_counts_and_is_silent_when_disabled(capsys):
         progress_bar(True, 1, "x", unit="kg")
 
 
-STAGE_SCRIPTS = {"01_generate_dataset.py": "alphasignal.dataset.cli",
-                 "03_serve_ollama.py": "alphasignal.serving.cli",
-                 "04_signal_pipeline.py": "alphasignal.signals.app",
-                 "05_sweep_backtest.py": "alphasignal.backtest.cli",
-                 "06_multi_llm_optimize.py": "alphasignal.agents.app",
-                 "07_dashboard.py": "alphasignal.dashboard.launch"}
+STAGE_SCRIPTS = {"01_generate_dataset.py": "alphasignal.cli.dataset",
+                 "03_serve_ollama.py": "alphasignal.cli.serve",
+                 "04_signal_pipeline.py": "alphasignal.cli.signals",
+                 "05_sweep_backtest.py": "alphasignal.cli.sweep",
+                 "06_multi_llm_optimize.py": "alphasignal.cli.optimize",
+                 "07_dashboard.py": "alphasignal.cli.dashboard"}
 
 
 @pytest.mark.parametrize("script, module", STAGE_SCRIPTS.items())

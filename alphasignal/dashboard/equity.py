@@ -36,7 +36,7 @@ def run_equity(run: Mapping[str, Any], max_points: int = 2000) -> pd.DataFrame:
     """Long frame (date, curve, equity) of buy & hold, the initial baseline and the winner of a finished run,
     thinned to at most ``max_points`` dates. Raises :class:`UsageError` when the run has no summary or the data
     loaded now is not the run's."""
-    from ..agents.app import equity_curves
+    from ..agents.curves import equity_curves
     from ..agents.evaluate import Evaluator, data_hash
     from ..market import load_from_config
 

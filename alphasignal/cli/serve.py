@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Check, pull, register or start the configured model server."""
-    from . import ServeOptions, serve
+    from ..serving import ServeOptions, serve
 
     if args.provider:
         cfg = replace(cfg, serve=replace(cfg.serve, provider=args.provider))

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from ..config import Config
 
-from ..cli import add_cache_option, count, positive_number, with_cache_mode
+from .common import add_cache_option, count, positive_number, with_cache_mode
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import check_output_file, write_atomic
 from ..progress import progress_bar
-from .pipeline import (
+from ..signals.pipeline import (
     SignalPipeline,
     decide_offline_batch,
     decision_json,
@@ -76,7 +76,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
                                       else pc.output), what="--output")  # before any work
     if args.eval:
-        from .evaluate import run_eval
+        from ..signals.evaluate import run_eval
 
         return run_eval(cfg, pc, output=args.output or pc.eval_output, limit=args.limit, quiet=args.quiet)
     if (args.news is not None or args.news_file) and not args.image:
@@ -86,12 +86,12 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     if not (args.demo or args.image):
         raise UsageError("nothing to do: pass --demo, --image PATH --news TEXT, --batch MANIFEST.jsonl or --eval")
     if args.demo:
-        from .demo import demo_inputs
+        from ..signals.demo import demo_inputs
 
         image, news, last_close, notes = demo_inputs(cfg)
         item = make_item(pc, image, news, last_close, notes)
     else:
-        from .inputs import read_news_file
+        from ..signals.inputs import read_news_file
 
         news = read_news_file(args.news_file) if args.news_file else args.news
         item = make_item(pc, args.image, news, args.last_close)

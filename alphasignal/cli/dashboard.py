@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-APP = Path(__file__).with_name("app.py")
+APP = Path(__file__).parents[1] / "dashboard" / "app.py"
 ROOT = APP.parents[2]
 
 

@@ -1,4 +1,4 @@
-"""Stage 06 entry point behind ``06_multi_llm_optimize.py``: run/resume, list history, reprint a run."""
+"""Stage 06 entry (``06_multi_llm_optimize.py``, ``alphasignal optimize``): run/resume, list history, reprint a run."""
 
 from __future__ import annotations
 
@@ -10,23 +10,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from ..backtest.distributed import Executor
 from ..backtest.user_strategy import load_strategy
-from ..cli import add_cache_option, add_strategy_options, with_cache_mode
+from .common import add_cache_option, add_strategy_options, with_cache_mode
 from ..fileio import check_output_dir
 from ..market import load_from_config
 from ..reporting.plots import comparison_png, equity_png
 from ..reporting.report import write_report
 from ..reporting.tables import load_run, print_report
 from ..storage.history import History
-from .evaluate import Evaluator
-from .honesty import finalise
-from .loop import build_agents, optimize, sweep_grid
+from ..agents.curves import equity_curves
+from ..agents.evaluate import Evaluator
+from ..agents.honesty import finalise
+from ..agents.loop import build_agents, optimize, sweep_grid
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +116,6 @@ def main(args: argparse.Namespace, cfg: Any) -> int:
     console.print(f"run {run_id}: report {out / REPORT}, plots {out / COMPARISON}, {out / EQUITY}; "
                   f"history {optimizer.history_db}")
     return 0
-
-
-def equity_curves(ev: Evaluator, data: pd.DataFrame, summary: dict[str, Any]) -> dict[str, pd.Series]:
-    """Buy & hold, the initial baseline and the winner over all bars (start 1.0), for a finished run's plots."""
-    close = data["Close"]
-    curves = {"buy & hold": close / close.iloc[0],
-              "initial baseline": ev.equity(summary["initial"]["params"])}
-    if summary["winner"]["params"] != summary["initial"]["params"]:
-        curves["best: " + summary["winner"]["name"]] = ev.equity(summary["winner"]["params"])
-    return {k: v.replace([np.inf, -np.inf], np.nan).dropna() for k, v in curves.items()}
 
 
 def _print_history(history: History, console: Console) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Config, load_config
 
-from ..cli import add_strategy_options
+from .common import add_strategy_options
 
 # command-line flag -> sweep/dataset config key (each also settable with --set section.key=value)
 _FLAGS = {"strategy": "sweep.strategy", "strategy_file": "sweep.strategy_file", "grid": "sweep.grid",
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Run the sweep with the shortcuts applied."""
     from ..market.universe import ALL, is_long_table, read_tickers_file
-    from .command import sweep_command
+    from ..backtest.command import sweep_command
 
     sets = [f"{key}={getattr(args, flag)}" for flag, key in _FLAGS.items() if getattr(args, flag) is not None]
     if args.tickers_file:

@@ -10,9 +10,9 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 
-from .config import Config, ConfigError, load_config, to_toml
+from ..config import Config, ConfigError, load_config, to_toml
 
-from .errors import AlphaSignalError, Interrupted
+from ..errors import AlphaSignalError, Interrupted
 
 log = logging.getLogger("alphasignal")
 

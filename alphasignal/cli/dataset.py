@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Build the dataset and print its summary as JSON."""
-    from .build import build_dataset
+    from ..dataset.build import build_dataset
 
     summary = build_dataset(cfg.dataset, quiet=args.quiet, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
