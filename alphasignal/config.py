@@ -218,6 +218,11 @@ class PipelineConfig:
     output: str = "decision.json"
     eval_news: str = "trailing"  # --eval news per sample: none | trailing (a headline from past bars only)
     eval_output: str = "results/signal_eval.json"
+    compare: tuple[str, ...] = ()  # --eval --compare: ladder rungs, of majority, momentum, builtin, cnn, vlm
+    momentum_hold: float = 0.0  # ladder's momentum rung: HOLD when |window return| < this (0 = never HOLD)
+    eval_bootstrap: int = 1000  # ladder: bootstrap resamples for the intervals and the paired tests
+    eval_block: int = 10  # ladder: consecutive window-end dates per bootstrap block
+    eval_seed: int = 7  # ladder: bootstrap seed
     call_cache: str = _P.call_cache  # model-call cache (SQLite), shared by stages 04 and 06
     cache_mode: str = _P.cache_mode  # use (replay hits, store misses) | refresh (always call, overwrite) | off
 
@@ -238,6 +243,13 @@ class PipelineConfig:
         _check(self.max_news_chars > 0, "pipeline.max_news_chars must be > 0")
         _check(self.eval_news in {"none", "trailing"}, f"pipeline.eval_news={self.eval_news!r} is invalid: "
                "use none or trailing")
+        rungs = ("majority", "momentum", "builtin", "cnn", "vlm")  # alphasignal.evaluation.ladder.RUNGS
+        unknown = [r for r in self.compare if r not in rungs]
+        _check(not unknown, f"--compare (pipeline.compare): unknown rung {', '.join(map(repr, unknown))}: use a "
+               f"comma-separated list of {', '.join(rungs)}")
+        _check(self.momentum_hold >= 0, "pipeline.momentum_hold must be >= 0 (0 = the momentum rung never holds)")
+        _check(self.eval_bootstrap >= 100, "pipeline.eval_bootstrap must be >= 100 resamples")
+        _check(self.eval_block >= 1, "pipeline.eval_block must be >= 1 window-end date")
 
 
 @dataclass(frozen=True)

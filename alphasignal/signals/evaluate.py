@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, PipelineConfig
-
 from ..errors import UsageError
 from ..fileio import write_atomic
 from ..progress import progress_bar
@@ -47,6 +46,11 @@ class Sample:
     forward_return: float
     news: str
     atr: float | None = None  # the data's ATR(14) at the window end (rebased units), bounds the model's levels
+    id: str = ""
+    ticker: str = ""
+    window_start: str = ""  # first and last bar drawn (the ladder's momentum rung and date blocks use them)
+    window_end: str = ""
+    price_scale: float = 1.0  # rebased price = real price * price_scale
 
 
 def load_test_samples(cfg: Config, limit: int = 0) -> list[Sample]:
@@ -88,7 +92,25 @@ def _sample(rec: dict[str, Any], path: Path, n: int, pc: PipelineConfig) -> Samp
         news = (f"{rec.get('ticker', 'The')} shares are {'up' if d >= 0 else 'down'} {abs(d):.1f}% against their "
                 f"20-day average; RSI stands at {ind.get('rsi_14') or 50:.0f}.")
     atr = ind.get("atr_14")
-    return Sample(image, action, float(close), float(fwd), news, float(atr) if atr and atr > 0 else None)
+    return Sample(image, action, float(close), float(fwd), news, float(atr) if atr and atr > 0 else None,
+                  str(rec.get("id", "")), str(rec.get("ticker", "")), str(rec.get("window_start", "")),
+                  str(rec.get("window_end", "")), float(rec.get("price_scale") or 1.0))
+
+
+def train_label_counts(cfg: Config) -> dict[str, int]:
+    """Label counts of the dataset's train split (the ladder's majority rung learns from these alone)."""
+    path = Path(cfg.dataset.output_dir) / DATASET_FILE
+    counts = Counter()
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            label = rec.get("label")
+            if rec.get("split") == "train":
+                counts[label.get("action") if isinstance(label, dict) else label] += 1
+    if not counts:
+        raise UsageError(f"{path} has no train-split samples: the majority rung needs them; rebuild the dataset "
+                         "with python 01_generate_dataset.py")
+    return {a: counts.get(a, 0) for a in ACTIONS}
 
 
 def classification(pred: list[str], conf: list[float], label: list[str]) -> dict[str, float]:

@@ -1,0 +1,170 @@
+"""``--eval --compare``: the ladder's rungs on stage 01's test windows, all scored on the same windows.
+
+- ``majority``: the train split's most frequent label, always; its probabilities are the train split's label
+  frequencies (the prior every model has to beat on log-loss).
+- ``momentum``: time-series momentum, the sign of the window's own return (last close / first close drawn - 1):
+  BUY when up, SELL when down, HOLD when ``|return| < pipeline.momentum_hold`` (default 0: never HOLD).
+  One-hot probabilities (its log-loss is clipped at ``classification.LOG_LOSS_EPS``).
+- ``builtin``: the builtin chart reader (``charts/read.py``) through the builtin provider.
+- ``cnn``: the chart CNN trained by stage 02 (``pipeline.vlm_provider = "cnn"``).
+- ``vlm``: the configured vision model (``pipeline.vlm_provider`` or ``pipeline.provider``: ollama, llamacpp,
+  openai); a run whose configuration resolves to the builtin reader is refused rather than scored twice.
+
+Model rungs read the same PNGs with no news (only the chart signal is scored); their probabilities are the
+provider's confidence in its action with the rest split evenly over the other two classes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import Config, PipelineConfig
+from ..errors import DataError, UsageError
+from ..evaluation.classification import encode, from_confidence, one_hot, prior
+from ..evaluation.ladder import REFERENCE, Ladder, Rung, build_ladder, ladder_paths, parse_rungs, to_csv, to_markdown
+from ..fileio import write_atomic
+from ..progress import progress_bar
+from .evaluate import ACTIONS, Sample, load_test_samples, train_label_counts
+from .schemas import FinalDecision
+
+CNN_MODEL = "models/chart_cnn"  # the CNN rung's model folder (training.cnn_output_dir) unless vlm_provider is cnn
+
+
+def majority_rung(counts: dict[str, int], n: int) -> Rung:
+    """The train split's majority class, with the train label frequencies as probabilities."""
+    best = max(ACTIONS, key=lambda a: counts.get(a, 0))  # ties: BUY, SELL, HOLD order
+    pred = encode([best] * n)
+    freq = [counts.get(a, 0) for a in ACTIONS]
+    return Rung(REFERENCE, (best,) * n, prior(pred, freq), "train prior", f"always {best}")
+
+
+def momentum_actions(returns: Sequence[float], hold: float = 0.0) -> tuple[str, ...]:
+    """BUY for a positive window return, SELL for a negative one, HOLD when ``|r| < hold`` (or r == 0)."""
+    return tuple("HOLD" if abs(r) < hold or r == 0 else "BUY" if r > 0 else "SELL" for r in returns)
+
+
+def momentum_rung(returns: Sequence[float], hold: float = 0.0) -> Rung:
+    """Time-series momentum over the window, one-hot."""
+    actions = momentum_actions(returns, hold)
+    return Rung("momentum", actions, one_hot(encode(actions)), "one-hot",
+                f"sign of the window return, HOLD below {hold:g}" if hold else "sign of the window return")
+
+
+def window_returns(cfg: Config, samples: Sequence[Sample]) -> list[float]:
+    """Each window's return over the bars drawn (first to last close), from the market data the dataset was built
+    from; a close that does not match the dataset's entry price raises DataError (other data, other settings)."""
+    closes: dict[str, pd.Series] = {}
+    out = []
+    for s in samples:
+        if s.ticker not in closes:
+            from ..market.data import load_from_config
+
+            closes[s.ticker] = load_from_config(cfg.dataset, s.ticker)["Close"]
+        c = closes[s.ticker]
+        try:
+            first, last = float(c.loc[pd.Timestamp(s.window_start)]), float(c.loc[pd.Timestamp(s.window_end)])
+        except (KeyError, ValueError, TypeError):
+            raise DataError(f"the market data of {s.ticker} has no bar at {s.window_start} or {s.window_end}: run "
+                            "--eval with the dataset.* settings the dataset was built with") from None
+        if not math.isclose(last * s.price_scale, s.last_close, rel_tol=1e-5):
+            raise DataError(f"{s.ticker} {s.window_end}: the market data's close differs from the dataset's entry "
+                            "price: run --eval with the dataset.* settings (source, csv_path) it was built with")
+        out.append(last / first - 1)
+    return out
+
+
+def model_rung(name: str, pc: PipelineConfig, samples: Sequence[Sample], quiet: bool = True,
+               cnn_model: str = CNN_MODEL) -> Rung:
+    """A chart provider's signal on every sample's PNG (no news): actions and confidence-based probabilities.
+    ``cnn_model`` is the CNN rung's model folder unless ``pc.vlm_provider`` is already ``cnn``."""
+    from .pipeline import SignalPipeline, make_item
+
+    rpc = replace(pc, vlm_provider=_provider_of(name, pc), llm_provider="builtin", eval_news="none",
+                  vlm_model=_model_of(name, pc, cnn_model))
+    pipe = SignalPipeline.from_config(rpc)
+    if name == "vlm" and pipe.vlm.is_builtin:
+        raise UsageError("the vlm rung found no vision model (the configuration resolves to the builtin reader): "
+                         "set pipeline.provider or pipeline.vlm_provider to ollama, llamacpp or openai and start "
+                         "its server, or leave vlm out of --compare")
+    with progress_bar(not quiet, len(samples), f"ladder {name}") as advance:
+        out = pipe.run(pipe.adecide_many(
+            [lambda s=s: make_item(rpc, s.image, "", s.last_close, atr=s.atr) for s in samples], on_done=advance))
+    failed = [o for o in out if not isinstance(o, FinalDecision)]
+    if failed:
+        raise failed[0]
+    decisions: list[FinalDecision] = out  # type: ignore[assignment]
+    actions = tuple(d.vlm_signal.action for d in decisions)
+    prob = from_confidence(encode(actions), [d.vlm_signal.confidence for d in decisions])
+    return Rung(name, actions, prob, "confidence", f"{pipe.vlm.name} {pipe.vlm.model}")
+
+
+def _provider_of(name: str, pc: PipelineConfig) -> str:
+    if name == "vlm":
+        configured = pc.vlm_provider or pc.provider
+        if configured in ("builtin", "cnn"):
+            raise UsageError(f"the vlm rung needs a vision model, not pipeline.vlm_provider={configured!r}: set "
+                             "--provider ollama|llamacpp|openai (or pipeline.vlm_provider) and --vlm-model, or "
+                             "leave vlm out of --compare")
+        return configured
+    return name
+
+
+def _model_of(name: str, pc: PipelineConfig, cnn_model: str) -> str:
+    if name == "cnn":
+        return pc.vlm_model if pc.vlm_provider == "cnn" else cnn_model
+    if name == "builtin":
+        return "builtin"
+    return pc.vlm_model
+
+
+def evaluate_ladder(cfg: Config, pc: PipelineConfig, rungs: str | Sequence[str], *, limit: int = 0,
+                    quiet: bool = True, extra: Sequence[Rung] = (),
+                    samples: Sequence[Sample] | None = None,
+                    on_rung: Callable[[str], None] | None = None) -> tuple[Ladder, list[Sample]]:
+    """Make every named rung (plus ``extra`` rungs already computed on the same samples) on the test windows and
+    score them; returns the ladder and the windows it was scored on."""
+    names = parse_rungs(rungs)
+    windows = list(samples) if samples is not None else load_test_samples(cfg, limit)
+    if not windows:
+        raise UsageError("the test split is empty: rebuild the dataset with dataset.test_fraction > 0")
+    counts = train_label_counts(cfg)
+    made: list[Rung] = []
+    for name in names:
+        if on_rung:
+            on_rung(name)
+        if name == REFERENCE:
+            made.append(majority_rung(counts, len(windows)))
+        elif name == "momentum":
+            made.append(momentum_rung(window_returns(cfg, windows), pc.momentum_hold))
+        else:
+            made.append(model_rung(name, pc, windows, quiet, getattr(cfg.training, "cnn_output_dir", CNN_MODEL)))
+    made += list(extra)
+    ladder = build_ladder([s.label for s in windows], [s.window_end for s in windows], made,
+                          block=pc.eval_block, n_boot=pc.eval_bootstrap, seed=pc.eval_seed)
+    return ladder, windows
+
+
+
+def write_ladder(ladder: Ladder, output: str | Path, meta: dict | None = None) -> tuple[Path, Path, Path]:
+    """The ladder as JSON at ``output`` and as CSV and Markdown next to it (each file written atomically, all
+    three made before the first is written)."""
+    csv_path, md_path = ladder_paths(output)
+    texts = [(Path(output), json.dumps({**ladder.as_dict(), **(meta or {})}, indent=2) + "\n"),
+             (csv_path, to_csv(ladder)), (md_path, to_markdown(ladder))]
+    return tuple(write_atomic(p, t) for p, t in texts)  # type: ignore[return-value]
+
+
+def ladder_command(cfg: Config, pc: PipelineConfig, output: str | Path, *, limit: int = 0,
+                   quiet: bool = False) -> str:
+    """``--eval --compare``: make and score the rungs of ``pc.compare``, write the JSON, CSV and Markdown files;
+    returns the text to print (the Markdown table and where the files are)."""
+    ladder, _ = evaluate_ladder(cfg, pc, pc.compare, limit=limit, quiet=quiet)
+    paths = write_ladder(ladder, output, {"dataset": str(Path(cfg.dataset.output_dir)),
+                                          "momentum_hold": pc.momentum_hold})
+    return to_markdown(ladder) + "\n" + "\n".join(f"saved {p}" for p in paths)
