@@ -1,4 +1,5 @@
-"""The one way the project writes a file: atomically (temp file in the same folder + rename), mode 0644.
+"""The one way the project writes a file: atomically (temp file in the same folder + rename), mode 0644; a file
+another program wrote beside its destination is put in place with the same rename (``move_atomic``).
 
 Also the one check of an output location before any work starts, so a bad path fails in a second, not after
 an hour of work. Every OS error becomes a one-line ``UsageError`` (exit 2) that names the path and the fix.
@@ -11,6 +12,7 @@ import errno
 import hashlib
 import importlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,10 +32,34 @@ def _os_error(path: Path, exc: OSError) -> UsageError:
     return UsageError(f"cannot write {str(path)!r} ({exc.strerror or exc}): {fix}")
 
 
+def _kind(st_mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(st_mode):
+            return name
+    return "not a regular file"
+
+
+def refuse_special(path: str | Path, what: str = "output") -> None:
+    """Refuse an existing ``path`` that is not a regular file (a device, a FIFO, a socket, a symbolic link): the
+    project replaces only plain files, never what such a path stands for."""
+    try:
+        st_mode = os.lstat(path).st_mode
+    except OSError:
+        return  # absent (or unreadable: the write itself then says why)
+    if not stat.S_ISREG(st_mode) and not stat.S_ISDIR(st_mode):
+        raise UsageError(f"{what} {str(path)!r} exists and is {_kind(st_mode)}, not a regular file: give the path "
+                         "of a new or ordinary file")
+
+
 def write_atomic(path: str | Path, data: str | bytes | Callable[[str], object], *, mode: int = FILE_MODE) -> Path:
     """Write ``data`` (text, bytes, or a function that writes to the temp path it is given) to ``path`` so that
-    readers never see a partial file; creates the parent folder. Returns ``path``."""
+    readers never see a partial file; creates the parent folder. Returns ``path``. An existing ``path`` that is
+    not a regular file (device, FIFO, symlink) is refused, not replaced."""
     path = Path(path)
+    refuse_special(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,11 +83,28 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[str], object], 
     return path
 
 
+def move_atomic(src: str | Path, dst: str | Path) -> Path:
+    """Put a finished file ``src`` (written by another program, e.g. llama.cpp) at ``dst`` in one rename, so
+    readers see the old file or the whole new one, never part of it; an existing ``dst`` is replaced. ``src`` must
+    be on ``dst``'s file system (write it beside ``dst``). Creates the parent folder. Returns ``dst``."""
+    dst = Path(dst)
+    refuse_special(dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    except IsADirectoryError:
+        raise UsageError(f"output {str(dst)!r} is a directory: give a file path") from None
+    except OSError as exc:
+        raise _os_error(dst, exc) from None
+    return dst
+
+
 def check_output_file(path: str | Path, *, what: str = "output") -> Path:
     """Refuse, before any work, an output file path that is a directory or whose folder cannot be written."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a directory: give a file path, e.g. {str(path / 'out')!r}")
+    refuse_special(path, what)
     check_output_dir(path.parent, what=f"{what} folder")
     return path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from alphasignal.errors import UsageError
-from alphasignal.fileio import check_output_dir, check_output_file, write_atomic
+from alphasignal.fileio import check_output_dir, check_output_file, move_atomic, write_atomic
 
 
 def test_text_bytes_and_writer_functions_land_whole_with_mode_0644(tmp_path: Path) -> None:
@@ -34,6 +34,20 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -
     with pytest.raises(RuntimeError):
         write_atomic(target, broken)
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_a_finished_file_is_moved_into_place_whole_and_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    old = write_atomic(tmp_path / "out" / "model.gguf", b"old")
+    tmp = tmp_path / "out" / ".tmp-model.gguf"
+    tmp.write_bytes(b"new model")
+    assert move_atomic(tmp, old) == old and old.read_bytes() == b"new model" and not tmp.exists()
+    assert move_atomic(old, tmp_path / "new" / "m.gguf").read_bytes() == b"new model"  # creates the folder
+    with pytest.raises(UsageError, match="cannot write .*gone.gguf"):  # a missing source: one line, the path
+        move_atomic(tmp_path / "missing", tmp_path / "gone.gguf")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UsageError, match="a_file"):
+        move_atomic(tmp_path / "new" / "m.gguf", tmp_path / "a_file" / "m.gguf")
 
 
 def test_bad_locations_are_one_line_usage_errors(tmp_path: Path) -> None:

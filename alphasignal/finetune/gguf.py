@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError, UsageError
+from ..fileio import move_atomic
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def quantize(src: Path, dst: Path, quant: str) -> None:
         last = lines[-1] if lines else "llama.cpp logged nothing"
         raise ModelError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc}: {last}): check that the "
                          "file is a complete GGUF")
-    os.replace(tmp, dst)
+    move_atomic(tmp, dst)
 
 
 @contextlib.contextmanager
@@ -180,7 +181,7 @@ def convert_to_gguf(model_dir: str | Path, out_dir: str | Path, name: str, quant
         first = Path(tmp) / (final.name if direct else f"{name}-f16.gguf")
         _run_converter(script, model_dir, first, quant if direct else "f16", mmproj=False)
         if direct:
-            os.replace(first, final)
+            move_atomic(first, final)
         else:
             quantize(first, final, quant)
     mmproj = convert_projector(model_dir, out_dir / f"mmproj-{name}-f16.gguf", script) if vision else None
@@ -193,5 +194,5 @@ def convert_projector(model_dir: str | Path, out_path: str | Path, converter: Pa
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(".tmp-" + out_path.name)
     _run_converter(converter or find_converter(), Path(model_dir), tmp, "f16", mmproj=True)
-    os.replace(tmp, out_path)
+    move_atomic(tmp, out_path)
     return out_path

@@ -9,13 +9,12 @@ when Unsloth does not write one.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
-
 from ..errors import UsageError
+from ..fileio import move_atomic
 from .backend import RunContext, evaluate
 from .data import Sample
 from .export import ExportPlan
@@ -153,9 +152,9 @@ def _export_gguf(model: Any, processor: Any, plan: ExportPlan) -> GgufFiles:
     if text is None:
         names = [p.name for p in found]
         raise UsageError(f"Unsloth wrote no {plan.quantization} GGUF in {plan.gguf_dir} (found {names})")
-    os.replace(text, plan.gguf)
+    move_atomic(text, plan.gguf)
     if projector is not None:
-        os.replace(projector, plan.mmproj)
+        move_atomic(projector, plan.mmproj)
     else:
         convert_projector(plan.merged, plan.mmproj)
     return GgufFiles(plan.gguf, plan.mmproj)

@@ -93,11 +93,6 @@ class CallUsage:
     def tokens_total(self) -> int:
         return self.tokens_in + self.tokens_out
 
-    def as_dict(self) -> dict[str, Any]:
-        """The counters, JSON-ready."""
-        return {"calls": self.calls, "cache_hits": self.cache_hits, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "latency_s": round(self.latency_s, 4)}
-
     def summary(self) -> str:
         """One line for stderr: what the model calls cost."""
         where = f" (cache {self.cache.path})" if self.cache is not None else ""
