@@ -114,7 +114,7 @@ class TrainingConfig:
         "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"})
 
     base_model: str = "unsloth/Qwen2.5-VL-3B-Instruct"
-    backend: str = "unsloth"  # unsloth | hf
+    backend: str = "unsloth"  # unsloth | hf | cnn (the compact chart CNN on OHLC bitmaps, CPU, minutes)
     load_in_4bit: bool = True
     lora_r: int = 16
     lora_alpha: int = 16
@@ -133,9 +133,32 @@ class TrainingConfig:
     output_dir: str = "models"
     gguf_quantization: str = "q4_k_m"
     ollama_model_name: str = "alphasignal-vlm"
+    # backend "cnn" (alphasignal/finetune/cnn.py): bitmap window in days (5 -> 32x15, 20 -> 64x60, 60 -> 96x180)
+    cnn_window: int = 5
+    cnn_width: int = 64  # channels of the first conv block (doubling per block)
+    cnn_epochs: int = 30  # at most; early stopping on the val loss
+    cnn_patience: int = 5  # epochs without a better val loss before stopping
+    cnn_batch: int = 128
+    cnn_learning_rate: float = 1e-3
+    cnn_dropout: float = 0.5
+    cnn_labels: str = "action"  # action (BUY/SELL/HOLD, stage 01's labels) | updown (forward return > 0)
+    cnn_threads: int = 2  # torch threads (deterministic kernels: the same seed gives the same weights)
+    cnn_output_dir: str = "models/chart_cnn"
 
     def __post_init__(self) -> None:
-        _check(self.backend in {"unsloth", "hf"}, f"training.backend={self.backend!r} is invalid: use unsloth or hf")
+        _check(self.backend in {"unsloth", "hf", "cnn"},
+               f"training.backend={self.backend!r} is invalid: use unsloth, hf or cnn")
+        _check(self.cnn_window in {5, 20, 60}, f"training.cnn_window={self.cnn_window} is invalid: use 5, 20 or 60 "
+               "(days per bitmap)")
+        _check(self.cnn_width > 0 and self.cnn_epochs > 0 and self.cnn_patience > 0 and self.cnn_batch >= 2
+               and self.cnn_threads > 0, "training.cnn_width, cnn_epochs, cnn_patience and cnn_threads must be > 0, "
+               "cnn_batch >= 2")
+        _check(self.cnn_learning_rate > 0 and 0 <= self.cnn_dropout < 1,
+               "training.cnn_learning_rate must be > 0 and training.cnn_dropout in [0, 1)")
+        _check(self.cnn_labels in {"action", "updown"},
+               f"training.cnn_labels={self.cnn_labels!r} is invalid: use action or updown")
+        _check(bool(self.cnn_output_dir.strip()), "training.cnn_output_dir is empty: name a folder, e.g. "
+               "models/chart_cnn")
         _check(self.lora_r > 0 and self.lora_alpha > 0, "training.lora_r and lora_alpha must be > 0")
         _check(0 <= self.lora_dropout < 1, "training.lora_dropout must be in [0, 1)")
         _check(self.learning_rate > 0, "training.learning_rate must be > 0")
@@ -193,7 +216,7 @@ class PipelineConfig:
     vlm_provider: str = ""  # chart call's provider when it differs from `provider` ("" = same)
     llm_provider: str = ""  # news call's provider when it differs from `provider` ("" = same)
     require_server: bool = _P.require_server  # True: a missing server is an error instead of a builtin fallback
-    vlm_model: str = "qwen2.5vl:3b"
+    vlm_model: str = "qwen2.5vl:3b"  # vlm_provider=cnn: the model folder (a model name like this = models/chart_cnn)
     llm_model: str = "qwen2.5:3b"
     ollama_host: str = _P.ollama_host
     openai_base_url: str = _P.openai_base_url
@@ -231,8 +254,10 @@ class PipelineConfig:
                f"pipeline.cache_mode={self.cache_mode!r} is invalid: use use, refresh or off (--cache)")
         for name in ("provider", "vlm_provider", "llm_provider"):
             value = getattr(self, name)
-            _check(value in {"auto", "builtin", "ollama", "openai", "llamacpp"} or (name != "provider" and not value),
-                   f"pipeline.{name}={value!r} is invalid: use auto, builtin, ollama, openai or llamacpp")
+            _check(value in {"auto", "builtin", "ollama", "openai", "llamacpp"} or (name != "provider" and not value)
+                   or (name == "vlm_provider" and value == "cnn"),
+                   f"pipeline.{name}={value!r} is invalid: use auto, builtin, ollama, openai or llamacpp"
+                   + (" (or cnn: the trained chart CNN)" if name == "vlm_provider" else ""))
         _check(self.timeout > 0, "pipeline.timeout must be > 0")
         _check(self.max_retries >= 0, "pipeline.max_retries must be >= 0")
         for name in ("sentiment_weight", "align_bonus", "conflict_penalty", "hold_threshold", "max_sentiment_shift",

@@ -19,8 +19,17 @@ log = logging.getLogger(__name__)
 
 
 def finetune(cfg: TrainingConfig, *, dataset: str | None = None, limit: int = 0, export_gguf: bool = True,
-             quiet: bool = False) -> dict[str, Any]:
-    """Run stage 02 end to end and return the report (also written to ``output_dir/finetune_report.json``)."""
+             quiet: bool = False, market: Any = None) -> dict[str, Any]:
+    """Run stage 02 end to end and return the report (also written to ``output_dir/finetune_report.json``).
+
+    ``training.backend = "cnn"`` trains the chart CNN instead (``finetune.cnn``; ``market`` is the DatasetConfig
+    whose market data stage 01 used, default its defaults) and writes ``training.cnn_output_dir``."""
+    if cfg.backend == "cnn":
+        from ..config import DatasetConfig
+        from .cnn import command_line, train_cnn
+
+        market = market or DatasetConfig()
+        return train_cnn(cfg, market, dataset=dataset, quiet=quiet, command=command_line(cfg, market, dataset))
     plan = ExportPlan.from_config(cfg)
     ctx = RunContext(quiet=quiet)
     ctx.step(1)

@@ -25,6 +25,7 @@ _PROVIDERS = {
     "openai": ("alphasignal.providers.openai_compat", "OpenAICompatProvider"),
     "llamacpp": ("alphasignal.providers.llamacpp", "LlamaCppProvider"),
     "builtin": ("alphasignal.providers.builtin", "BuiltinProvider"),
+    "cnn": ("alphasignal.providers.cnn", "CNNProvider"),  # the trained chart CNN (pipeline.vlm_provider only)
 }
 PROVIDER_NAMES = (*_PROVIDERS, "auto")
 
