@@ -23,9 +23,11 @@ def _pipeline(pipeline_cfg: object) -> SignalPipeline:
 def render() -> None:
     """Draw the page."""
     st.title("Signals")
-    tab_run, tab_replay = st.tabs(["Run the pipeline", "Replay results"])
+    tab_run, tab_ladder, tab_replay = st.tabs(["Run the pipeline", "Ladder", "Replay results"])
     with tab_run:
         common.guarded(_run_tab)
+    with tab_ladder:
+        common.guarded(_ladder_tab)
     with tab_replay:
         common.guarded(_replay_tab)
 
@@ -66,6 +68,29 @@ def _run_tab() -> None:
         st.caption(f"fusion: {decision.meta.get('fusion', {}).get('reason', '')}")
     with st.expander("decision JSON"):
         st.code(decision_json(decision), language="json")
+
+
+def _ladder_tab() -> None:
+    """The ladder table written by ``04_signal_pipeline.py --eval --compare`` (read-only)."""
+    from ..evaluation.ladder import display_rows, ladder_paths, read_csv
+
+    cfg = common.settings()
+    r = common.roots()
+    found = [str(f) for f in find_files(r, ["results"], ["_ladder.csv"])]
+    if not found:
+        st.info(f"no ladder table yet (no *_ladder.csv under {str(r['results'])!r}): run python "
+                "04_signal_pipeline.py --eval --compare majority,momentum,builtin (it writes the table next to "
+                "pipeline.eval_output)")
+        return
+    name = ladder_paths(cfg.pipeline.eval_output)[0].name
+    found.sort(key=lambda f: Path(f).name != name)  # the configured table first, then the newest
+    path = guard(st.selectbox("Ladder table", found, key="ladder_csv"), r)
+    md = ladder_paths(path.with_name(path.name.removesuffix("_ladder.csv") + ".json"))[1]
+    if md.is_file():
+        st.caption(md.read_text(encoding="utf-8").split("\n\n", 1)[0])
+    st.dataframe(pd.DataFrame(display_rows(read_csv(path))), hide_index=True, width="stretch")
+    st.caption("Each rung is scored on the same test windows; p compares it with majority on the same bootstrap "
+               "resamples (lower is better for log-loss, Brier and ECE). See docs/ladder.md.")
 
 
 def _replay_tab() -> None:

@@ -161,3 +161,22 @@ def to_markdown(ladder: Ladder) -> str:
 
 def _num(x: float) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}"
+
+
+def display_rows(rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Rows of a ladder CSV for a table on screen: each metric as ``value [lo, hi]`` and its paired test."""
+    out = []
+    for row in rows:
+        rec = {"rung": row["rung"] + (f" ({row['detail']})" if row.get("detail") else ""),
+               "probabilities": row.get("probabilities", "")}
+        for m in METRICS:
+            try:
+                iv = Interval(float(row[m]), float(row[f"{m}_lo"]), float(row[f"{m}_hi"]),
+                              float(row[f"{m}_diff"] or 0), float(row[f"{m}_p"] or 1))
+            except (KeyError, ValueError):
+                rec[TITLES[m]], rec[f"{TITLES[m]} vs {REFERENCE}"] = "", ""
+                continue
+            rec[TITLES[m]] = cell(iv.value, iv.lo, iv.hi)
+            rec[f"{TITLES[m]} vs {REFERENCE}"] = p_text(row["rung"], m, iv)
+        out.append(rec)
+    return out
