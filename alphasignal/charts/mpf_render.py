@@ -2,7 +2,7 @@
 
 The figure, its price and volume axes and the x/y limits are those of the fast renderer (see ``render``'s
 docstring), so each candle sits in the same pixel columns and the chart reader reads both. Colours come from
-the same :data:`render.PALETTES` through an mplfinance style (alpha 1); moving averages and Bollinger bands are
+the same :data:`style.PALETTES` through an mplfinance style (alpha 1); moving averages and Bollinger bands are
 computed by ``render_chart`` over warm-up bars that are not drawn and passed as add-plots, exactly as the fast
 renderer draws them, and anti-aliasing is turned off as there, so the PNG holds the palette's colours. What
 differs is what mplfinance does itself (its candle and volume artists, its date ticks) and the cost: a new
@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .render import BODY_WIDTH, DPI, PALETTES, Palette, axes_rects, encode_png, price_limits
+from .style import BODY_WIDTH, DPI, PALETTES, Palette, axes_rects, encode_png, price_limits
 
 
 def mpf_style(pal: Palette, hide_context: bool) -> dict:

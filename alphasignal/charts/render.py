@@ -44,11 +44,10 @@ import functools
 import hashlib
 import inspect
 import json
-import struct
 import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import matplotlib
 import numpy as np
@@ -60,65 +59,14 @@ from matplotlib.figure import Figure
 from ..fileio import source_digest
 from ..market.indicators import bollinger as _bollinger
 from ..market.indicators import sma
+from .style import BODY_WIDTH, DPI, PALETTES, Palette, axes_rects, encode_png, price_limits
+
+__all__ = ["BODY_WIDTH", "BOLLINGER_COLOR", "DPI", "PALETTES", "RENDERERS", "STYLES", "Palette", "axes_rects",
+           "chart_layout", "encode_png", "price_limits", "render_chart", "render_key", "renderer_id"]
 
 STYLES = ("classic", "charles", "yahoo", "hollow")
 BOLLINGER_COLOR = "#9467bd"
-DPI = 100
 _PX = 72 / DPI  # one pixel in points
-BODY_WIDTH = 0.6
-_MARGIN = 0.02
-_PANEL_RATIO = (5, 2)
-
-
-@dataclass(frozen=True)
-class Palette:
-    """Colours of one style (hex RGB)."""
-
-    background: str
-    up_body: str
-    down_body: str
-    up_edge: str
-    down_edge: str
-    up_wick: str
-    down_wick: str
-    volume_up: str
-    volume_down: str
-    volume_vs_prev_close: bool
-    mavs: tuple[str, ...]
-    grid: str
-
-
-PALETTES: dict[str, Palette] = {
-    "classic": Palette("#ffffff", "#ffffff", "#000000", "#000000", "#000000", "#000000", "#000000",
-                       "#181818", "#181818", False, ("#1a1a1a", "#262626", "#333333", "#404040"), "#cccccc"),
-    "charles": Palette("#ffffff", "#006340", "#a02128", "#006340", "#a02128", "#006340", "#a02128",
-                       "#007a00", "#d50d18", True, ("#ef5714", "#9f4878", "#1f77b4", "#2ca02c"), "#a0a0a0"),
-    "yahoo": Palette("#fafafa", "#00b060", "#fe3032", "#00b060", "#fe3032", "#606060", "#606060",
-                     "#4dc790", "#fd6b6c", True, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"), "#d0d0d0"),
-    "hollow": Palette("#ffffff", "#ffffff", "#a02128", "#006340", "#a02128", "#006340", "#a02128",
-                      "#007a00", "#d50d18", True, ("#ef5714", "#1f77b4", "#9f4878", "#2ca02c"), "#a0a0a0"),
-}
-
-
-def axes_rects(volume: bool, hide_context: bool) -> tuple[list[float], list[float] | None]:
-    """[left, bottom, width, height] in figure fractions for the price and volume axes."""
-    if hide_context:
-        left, right, bottom, top = _MARGIN, 1 - _MARGIN, _MARGIN, 1 - _MARGIN
-    else:
-        left, right, bottom, top = 0.03, 0.86, 0.09, 0.93
-    if not volume:
-        return [left, bottom, right - left, top - bottom], None
-    gap = _MARGIN
-    usable = top - bottom - gap
-    price_h = usable * _PANEL_RATIO[0] / sum(_PANEL_RATIO)
-    vol_h = usable - price_h
-    return [left, top - price_h, right - left, price_h], [left, bottom, right - left, vol_h]
-
-
-def price_limits(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> tuple[float, float]:
-    """The price axis range: the drawn bars' lowest low and highest high, 5 % of their span beyond each."""
-    span = float(high.max() - low.min()) or max(float(close[-1]) * 0.01, 1e-9)
-    return float(low.min()) - 0.05 * span, float(high.max()) + 0.05 * span
 
 
 def chart_layout(size: int = 448, volume: bool = True,
@@ -213,21 +161,6 @@ class _Canvas:
         return np.where(cond[:, None], self.rgba[if_true], self.rgba[if_false])
 
 
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-
-def encode_png(rgba: np.ndarray) -> bytes:
-    """8-bit RGB PNG, no filter, zlib level 1: ~2x faster than Pillow here and byte-stable (no metadata)."""
-    h, w, _ = rgba.shape
-    raw = np.zeros((h, 1 + 3 * w), dtype=np.uint8)  # each row starts with filter type 0
-    rgb = raw[:, 1:].reshape(h, w, 3)
-    for k in range(3):  # channel by channel: ~8x faster than copying rgba[..., :3] in one strided go
-        rgb[..., k] = rgba[..., k]
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)) + _png_chunk(b"IEND", b""))
-
-
 def _rects(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
     return np.stack([np.column_stack([x0, y0]), np.column_stack([x0, y1]), np.column_stack([x1, y1]),
                      np.column_stack([x1, y0])], axis=1)
@@ -248,8 +181,9 @@ def _canvas(key: tuple) -> _Canvas:
 RENDERERS = ("fast", "mplfinance")
 
 
-# the project code a chart depends on (tests check the imports); mpf_render draws renderer="mplfinance"
-RENDERER_CODE = (__name__, sma.__module__, f"{__package__}.mpf_render")
+# the project code a chart depends on (tests check the imports); style holds what both renderers share,
+# mpf_render draws renderer="mplfinance"
+RENDERER_CODE = (__name__, sma.__module__, f"{__package__}.style", f"{__package__}.mpf_render")
 
 
 @functools.cache

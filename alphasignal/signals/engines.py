@@ -32,7 +32,8 @@ def _chart_engine(req: EngineRequest) -> TradingSignal:
 
 # every module whose code shapes a chart reading (tests check that the reader imports no other project code)
 CHART_READER_CODE = (__name__, "alphasignal.signals.rules", "alphasignal.charts.read", "alphasignal.charts.render",
-                     "alphasignal.market.indicators", "alphasignal.signals.schemas", "alphasignal.grounding")
+                     "alphasignal.charts.style", "alphasignal.market.indicators", "alphasignal.signals.schemas",
+                     "alphasignal.grounding")
 
 
 @functools.cache
