@@ -103,3 +103,28 @@ def test_a_full_disk_names_the_path_and_leaves_nothing(full_disk: Path) -> None:
     with pytest.raises(UsageError, match=r"big\.bin.*No space left.*free some space"):
         write_atomic(target, b"\0" * 200_000)
     assert list(full_disk.iterdir()) == []
+
+
+def _special_files(tmp_path: Path) -> dict[str, Path]:
+    """A FIFO, a symbolic link to a file the project did not write, and (as root) a character device node."""
+    made = {"named pipe": tmp_path / "fifo", "symbolic link": tmp_path / "link"}
+    os.mkfifo(made["named pipe"])
+    (tmp_path / "users_file.txt").write_text("the user's own words")
+    made["symbolic link"].symlink_to(tmp_path / "users_file.txt")
+    if os.geteuid() == 0:  # a device node of our own (the null device's numbers), never the real /dev/full
+        made["character device"] = tmp_path / "dev"
+        os.mknod(made["character device"], 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return made
+
+
+def test_an_existing_output_that_is_not_a_regular_file_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    for kind, path in _special_files(tmp_path).items():
+        before = os.lstat(path)
+        for write in (lambda p: check_output_file(p), lambda p: write_atomic(p, "x")):
+            with pytest.raises(UsageError, match=f"exists and is a {kind}.*not a regular file") as info:
+                write(path)
+            assert "\n" not in str(info.value)
+        after = os.lstat(path)
+        assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), kind
+    assert (tmp_path / "users_file.txt").read_text() == "the user's own words"
+    assert not list(tmp_path.glob(".*.tmp"))

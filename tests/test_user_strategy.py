@@ -157,7 +157,7 @@ BAD_FILES = {
     "syntax error": ("class Mine:\n    PARAM_SPECS = {\n", r"mine\.py:\d+: syntax error"),
     "missing specs": ("class Mine:\n    def positions(self, indicators, p):\n        return 0\n", "has no PARAM_SPECS"),
     "wrong shape": (_GOOD.replace("np.sign(indicators.close[:, None] - BODY)", "indicators.sma(p['period']).T"),
-                    r"returned an array of shape \(\d+, 1200\), want \(bars, configurations\) = \(1200, \d+\)"),
+                    r"returned an array of shape \(\d+, 5000\), want \(bars, configurations\) = \(5000, \d+\)"),
     "peeks ahead": (_GOOD.replace("BODY", "np.roll(indicators.sma(p['period']), -1, axis=0)"), "looks ahead"),
     "whole-series statistic": (_GOOD.replace("BODY", "indicators.close.mean() + 0 * p['period']"), "looks ahead"),
     "values not -1/0/1": (_GOOD.replace("np.sign(indicators.close[:, None] - BODY)",

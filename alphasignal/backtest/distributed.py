@@ -103,9 +103,11 @@ class Executor:
 
         try:
             if self.address == "local":
-                threads = self.numba_threads or threads_per_worker(self.n_local)
+                # No NUMBA_NUM_THREADS in the workers' environment: Numba re-reads the environment at every
+                # compile and refuses a value other than the one its threads were launched with, which Dask's
+                # nanny does not keep stable. Each task caps its threads with set_num_threads (apply_threads).
                 self._cluster = LocalCluster(n_workers=self.n_local, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, env={"NUMBA_NUM_THREADS": str(threads)})
+                                             dashboard_address=None)
                 self.client = Client(self._cluster, timeout=self.connect_timeout)
             else:
                 self.client = Client(self.address, timeout=self.connect_timeout)

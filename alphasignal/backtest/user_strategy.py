@@ -15,8 +15,13 @@ The class (named by ``--strategy``, loaded with ``--strategy-file``) has
 The positions become the rows of the kernels' POSITIONS rule, so fills, costs, the bust rule and every metric
 are the built-ins' own code. Loading checks the file before any work, each problem one ``UsageError`` line: syntax,
 the class and its specs, and a run on a synthetic price series -- the result's shape and values, and that the
-positions do not look ahead (the positions of the bars before a cut must not change when the bars after it are
-removed).
+positions do not look ahead: at many cuts (fixed ones, seeded random ones and each of the last bars) the positions
+computed on the bars before the cut must equal the full run's positions over that whole prefix, value for value
+(a position that changes, or becomes NaN, is look-ahead). The check is a test, not a proof: it catches any rule
+whose past positions depend on later bars of the synthetic series at one of the cuts (shift(-k), np.roll,
+centred windows, whole-series statistics, a look-ahead that appears only on long series up to
+:data:`SELF_CHECK_BARS` bars); it cannot see a rule that behaves differently on real data than on the synthetic
+series, or one that looks ahead only on series longer than it.
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ from .strategies import (
     validate_params,
 )
 
-SELF_CHECK_BARS = 1200
-SELF_CHECK_CUTS = (500, 900)  # the look-ahead check truncates the synthetic series here
+SELF_CHECK_BARS = 5000  # about 20 years of daily bars: a look-ahead that appears only on long series shows
+SELF_CHECK_FIXED_CUTS = (60, 250, 500, 900, 2000, 3500)  # the look-ahead check truncates the synthetic series here,
+SELF_CHECK_RANDOM_CUTS = 16  # at this many seeded random places,
+SELF_CHECK_LAST_BARS = 5  # and before each of the last bars
 ROW_COPIES = 4  # bytes planned per configuration: its positions row and ~3 temporaries of the user's rule
 
 
@@ -319,19 +326,28 @@ def _sample_configs(strat: Strategy, n: int = 8) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def self_check_cuts(n: int = SELF_CHECK_BARS) -> list[int]:
+    """The prefix lengths the look-ahead check compares, ascending: fixed, seeded random and the last bars."""
+    rng = np.random.default_rng(20261206)
+    random_cuts = rng.integers(30, n - 1, SELF_CHECK_RANDOM_CUTS)
+    last = range(n - SELF_CHECK_LAST_BARS, n)
+    return sorted({*(c for c in SELF_CHECK_FIXED_CUTS if c < n), *map(int, random_cuts), *last})
+
+
 def self_check(strat: StrategyLike, path: str = "") -> None:
     """Run a user strategy on a synthetic series: shape and values (:func:`wanted_positions`), then look-ahead --
-    the positions before each cut of :data:`SELF_CHECK_CUTS` must equal those computed without the later bars."""
+    at every cut of :func:`self_check_cuts`, the positions computed without the later bars must equal the full
+    run's over the whole prefix (NaN only where the full run has NaN)."""
     strat = get_strategy(strat)
     series = _Series(SELF_CHECK_BARS)
     configs = _sample_configs(strat)
     full = wanted_positions(strat, series, configs)
-    for cut in SELF_CHECK_CUTS:
+    for cut in self_check_cuts(SELF_CHECK_BARS):
         part = wanted_positions(strat, series, configs, cut)
         same = (part == full[:cut]) | (np.isnan(part) & np.isnan(full[:cut]))
         if not same.all():
             t, j = np.argwhere(~same)[0]
             raise UsageError(f"{path or strat.name}: {strat.name}.positions looks ahead: its position at bar {t} "
-                             f"changed when the bars from {cut} on were removed (configuration "
-                             f"{configs.iloc[j].to_dict()}): use only bars up to each bar (no shift(-1), centred "
-                             "windows or whole-series statistics)")
+                             f"is {full[t, j]:g} on the full series but {part[t, j]:g} when the bars from {cut} on "
+                             f"are removed (configuration {configs.iloc[j].to_dict()}): use only bars up to each bar "
+                             "(no shift(-1), np.roll(x, -1), centred windows or whole-series statistics)")

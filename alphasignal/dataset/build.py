@@ -32,7 +32,7 @@ import pandas as pd
 from ..charts.render import render_chart
 from ..errors import UsageError
 from ..fileio import write_atomic
-from ..market.data import load_from_config
+from ..market.universe import load_universe
 from ..market.indicators import atr, indicator_frame
 from ..progress import progress_bar
 from ..prompts import load_prompt
@@ -271,7 +271,7 @@ def _write_manifest(out: Path, chash: str, n: int, status: str) -> None:
 def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
                   on_progress: Callable[[int], None] | None = None) -> dict:
     """Build the dataset described by ``ds`` (a DatasetConfig) in ``ds.output_dir``; returns a summary dict."""
-    frames = {t: load_from_config(ds, t) for t in ds.tickers}
+    frames = load_universe(ds)  # every ticker (or a long-format table's); split below by date across all at once
     windows = assign_splits(plan_windows(frames, ds), frames, ds)
     if not windows:
         raise UsageError("no samples left after the split and embargo: lower dataset.val_fraction/test_fraction "

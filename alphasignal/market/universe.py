@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError, UsageError
-from .data import load_many, normalise_ohlcv, slice_dates, validate_ohlcv
+from .data import OFFLINE_SAMPLES, load_many, normalise_ohlcv, offline_tickers, slice_dates, validate_ohlcv
 
 ALL = "*"  # dataset.tickers=* : every ticker of a long-format file
+_SYMBOL = re.compile(r"\^?[A-Za-z0-9][A-Za-z0-9.\-=_]{0,19}")  # Yahoo-style symbols: BRK-B, ^GSPC, EURUSD=X
 
 
 def read_tickers_file(path: str | Path) -> list[str]:
@@ -25,6 +28,9 @@ def read_tickers_file(path: str | Path) -> list[str]:
     bad = next((t for t in tickers if "," in t or " " in t), None)
     if bad:
         raise UsageError(f"tickers file {str(p)!r}: {bad!r} is not one ticker: write one ticker a line")
+    bad = next((t for t in tickers if not _SYMBOL.fullmatch(t)), None)
+    if bad:
+        raise UsageError(f"tickers file {str(p)!r}: {bad!r} is not a ticker symbol: use letters, digits and . - ^ = _")
     dup = next((t for i, t in enumerate(tickers) if t in tickers[:i]), None)
     if dup:
         raise UsageError(f"tickers file {str(p)!r} lists {dup!r} twice: remove the duplicate")
@@ -83,4 +89,30 @@ def load_universe(ds) -> dict[str, pd.DataFrame]:
     return out
 
 
-__all__ = ["ALL", "is_long_table", "load_universe", "read_tickers_file", "split_long"]
+def check_tickers(tickers: list[str] | tuple[str, ...], ds, what: str = "the universe") -> None:
+    """Refuse, before any work, tickers the configured source cannot have: offline data that no installed package
+    ships, or a long-format file with no rows for them (yfinance can only tell by downloading)."""
+    if ds.source == "offline":
+        unknown = [t for t in tickers if t.upper() not in OFFLINE_SAMPLES]
+        if unknown:
+            raise UsageError(f"{what} names ticker(s) with no offline data: {', '.join(unknown[:8])} (offline: "
+                             f"{', '.join(offline_tickers())}): remove them, or use dataset.source=csv or yfinance")
+    elif ds.source == "csv" and ds.csv_path and is_long_table(ds.csv_path) and tuple(tickers) != (ALL,):
+        p = Path(ds.csv_path).expanduser()
+        raw = pd.read_parquet(p) if p.suffix.lower() in {".parquet", ".pq"} else pd.read_csv(p)
+        col = next(c for c in raw.columns if str(c).strip().lower() == "ticker")
+        have = set(raw[col].astype(str).str.strip())
+        unknown = [t for t in tickers if t not in have]
+        if unknown:
+            raise UsageError(f"{what} names ticker(s) that {p.name} has no rows for: {', '.join(unknown[:8])}: "
+                             "remove them or use a file that has them")
+
+
+def load_frames(tickers: tuple[str, ...], ds, start: str | None, end: str | None) -> dict[str, pd.DataFrame]:
+    """``{ticker: validated OHLCV}`` for ``tickers`` between ``start`` and ``end`` from ``ds``'s source: one file per
+    ticker, yfinance, offline package data, or one long-format table (Date, Ticker, OHLCV)."""
+    return load_universe(replace(ds, tickers=tuple(tickers), start=start or "", end=end or "", min_length=1))
+
+
+__all__ = ["ALL", "check_tickers", "is_long_table", "load_frames", "load_universe", "read_tickers_file",
+           "split_long"]
