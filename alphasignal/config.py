@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,14 @@ from .configio import ConfigError
 from .provider_settings import ProviderSettings
 
 _P = ProviderSettings()  # the model-server defaults, written once (alphasignal/provider_settings.py)
+
+
+# Size knobs with a bound (refused before any work, like the grid's max_configs): beyond these the memory or the
+# time grows past what any machine this runs on can give, and the OS would end the process with no message.
+MAX_BOOTSTRAP = 100_000
+MAX_RANDOM_RUNS = 10_000
+MAX_PBO_SPLITS = 20
+MAX_DEBATE_ROUNDS = 20
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -333,6 +342,10 @@ class ReplayConfig:
         _check(self.initial_cash > 0, "replay.initial_cash must be > 0")
         _check(self.random_runs >= 1 and self.bootstrap >= 100 and self.block >= 1 and self.trials >= 1,
                "replay.random_runs >= 1, bootstrap >= 100, block >= 1 and trials >= 1 are required")
+        _check(self.random_runs <= MAX_RANDOM_RUNS, f"replay.random_runs={self.random_runs} is too many: at most "
+               f"{MAX_RANDOM_RUNS:,} seeded random portfolios (each one a full replay of the decisions)")
+        _check(self.bootstrap <= MAX_BOOTSTRAP, f"replay.bootstrap={self.bootstrap} is too many: at most "
+               f"{MAX_BOOTSTRAP:,} resamples (each holds one return series in memory; 10,000 give stable intervals)")
         _check(self.workers >= 0, "replay.workers must be >= 0 (0 = CPU cores)")
 
 
@@ -388,6 +401,10 @@ class SweepConfig:
         _check(self.periods_per_year >= 0, "sweep.periods_per_year must be >= 0 (0 = infer from the data)")
         _check(self.pbo_splits == 0 or (self.pbo_splits >= 4 and self.pbo_splits % 2 == 0),
                f"sweep.pbo_splits={self.pbo_splits} is invalid: use an even number >= 4, or 0 to skip PBO")
+        _check(self.pbo_splits <= MAX_PBO_SPLITS, f"sweep.pbo_splits={self.pbo_splits} is too many: CSCV evaluates "
+               f"C({self.pbo_splits}, {self.pbo_splits // 2}) = {math.comb(self.pbo_splits, self.pbo_splits // 2):,} "
+               f"splits; use at most {MAX_PBO_SPLITS} ({math.comb(MAX_PBO_SPLITS, MAX_PBO_SPLITS // 2):,} splits, "
+               "about 14x the default 16's 12,870)")
         _check(self.top_n > 0, "sweep.top_n must be > 0")
         _check(self.walk_forward == 0 or self.walk_forward >= 2,
                f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
@@ -454,7 +471,8 @@ class OptimizerConfig:
         _check(0 < self.max_drawdown <= 1, "optimizer.max_drawdown must be in (0, 1]")
         _check(self.min_trades >= 0 and self.max_turnover > 0,
                "optimizer.min_trades must be >= 0 and optimizer.max_turnover > 0")
-        _check(self.debate_rounds >= 0, "optimizer.debate_rounds must be >= 0")
+        _check(0 <= self.debate_rounds <= MAX_DEBATE_ROUNDS, f"optimizer.debate_rounds={self.debate_rounds} is "
+               f"invalid: use 0..{MAX_DEBATE_ROUNDS} (every round adds model calls)")
         _check(self.max_tokens >= 64, "optimizer.max_tokens must be >= 64")
         _check(self.summary_chars >= 200, "optimizer.summary_chars must be >= 200")
         _check(self.objective in {"sharpe", "sortino", "calmar", "total_return", "cagr", "profit_factor"},

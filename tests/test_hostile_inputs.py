@@ -164,6 +164,16 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     ("06-server-required-down", S06, ("--provider", "ollama", "--set", "optimizer.require_server=true",
                                       "--set", f"pipeline.ollama_host={NOBODY}"), {3}),
     ("06-csv-missing", S06, ("--set", "dataset.source=csv", "--set", "dataset.csv_path={f}/missing.csv"), {2}),
+    # --- size knobs: refused with their limit before any work ----------------------------------------------
+    ("05-pbo-splits-64", S05, ("--set", "sweep.pbo_splits=64"), {2}),
+    ("05-cluster-999", S05, ("--cluster", "local:999"), {2}),
+    ("04-replay-bootstrap-1e8", S04, ("--replay", "--set", "replay.bootstrap=100000000"), {2}),
+    ("04-replay-random-runs-1e8", S04, ("--replay", "--set", "replay.random_runs=100000000"), {2}),
+    ("04-eval-bootstrap-1e8", S04, ("--eval", "--set", "pipeline.eval_bootstrap=100000000"), {2}),
+    ("06-debate-1000000", S06, ("--debate", "1000000"), {2}),
+    # --- an existing output that is not a regular file is refused, not replaced -----------------------------
+    ("04-output-symlink", S04, ("--demo", "--output", "{f}/link.json"), {2}),
+    ("05-output-symlink", S05, ("--output", "{f}/link.csv"), {2}),
 ]
 
 # What the one error line must say, for the inputs whose message once misled.
@@ -177,6 +187,10 @@ NEEDLES = {
     "06-output-dir-is-file": "is a file, not a folder", "06-history-missing-db": "no history database",
     "06-history-foreign-db": "another program", "06-show-empty": "not found",
     "03-stop-without-llamacpp": "add --provider llamacpp", "01-workers-999": "dataset.workers=999 is invalid",
+    "05-pbo-splits-64": "use at most 20", "05-cluster-999": "use at most local:",
+    "04-replay-bootstrap-1e8": "at most 100,000", "04-replay-random-runs-1e8": "at most 10,000",
+    "04-eval-bootstrap-1e8": "100..100,000", "06-debate-1000000": "use 0..20",
+    "04-output-symlink": "is a symbolic link, not a regular file", "05-output-symlink": "is a symbolic link",
 }
 
 
@@ -193,6 +207,8 @@ def _bad_files(folder: Path) -> None:
     (folder / "a_dir").mkdir()
     (folder / "a_dir.csv").mkdir()
     (folder / "a_file").write_text("just some text\n")
+    (folder / "link.json").symlink_to(folder / "a_file")  # outputs that are links to the user's own file
+    (folder / "link.csv").symlink_to(folder / "a_file")
     (folder / "bad.toml").write_text("[dataset\nwindow = \n")
     (folder / "header_only.csv").write_text(GOOD_CSV_HEAD)
     days = [f"2020-{1 + i // 28:02d}-{1 + i % 28:02d}" for i in range(300)]

@@ -24,6 +24,7 @@ from ..errors import AlphaSignalError, ModelError, UsageError
 log = logging.getLogger(__name__)
 
 RESUBMITS = 3  # times the remaining tasks are resubmitted after shared data was lost with a worker
+MAX_WORKERS_PER_CORE = 4  # local:N beyond this many per core only adds processes waiting for a core
 _THREADS = 0  # Numba threads for tasks of this worker process (set by the plugin; 0 = Numba's default)
 
 
@@ -37,6 +38,11 @@ def parse_cluster(spec: str) -> tuple[str, int]:
         n = spec.partition(":")[2] or str(os.cpu_count() or 1)
         if not n.isdigit() or int(n) < 1:
             raise UsageError(f"cluster {spec!r}: the worker count must be a positive integer, e.g. local:2")
+        cores = os.cpu_count() or 1
+        if int(n) > MAX_WORKERS_PER_CORE * cores:
+            raise UsageError(f"cluster {spec!r} asks for {int(n)} worker processes on {cores} cores: use at most "
+                             f"local:{MAX_WORKERS_PER_CORE * cores} (local:{cores} is one worker per core, the "
+                             "fastest; each worker is a process with its own memory)")
         return "local", int(n)
     if spec.startswith(("tcp://", "tls://")) and ":" in spec.split("://", 1)[1]:
         return spec, 0
