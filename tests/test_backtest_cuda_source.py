@@ -16,11 +16,11 @@ import pytest
 
 from alphasignal.backtest import STRATEGIES, cuda, get_strategy, kernels
 from alphasignal.backtest.cuda import _SOURCE
-from alphasignal.backtest.engine import config_arrays, config_parts, cost_factors, prepare_prices, simulate
-from alphasignal.backtest.metrics import rf_per_bar
+from alphasignal.backtest.engine import cost_factors, prepare_prices, simulate
 from alphasignal.backtest.strategies import as_config_frame
 from alphasignal.backtest.xp import Backend
 from alphasignal.config import SweepConfig
+from alphasignal.evaluation.metrics import rf_per_bar
 
 # CUDA's qualifiers and thread index as plain C: one "thread" (configuration) per call, chosen by set_thread().
 _HOST_PRELUDE = r"""#include <math.h>
@@ -101,7 +101,7 @@ def test_cuda_kernel_source_matches_the_numba_kernel(strategy, entry, mode, fill
     kind = strat.kernel_rule(entry)  # entry="cross": the CROSS rule for MA_Crossover and MACD
     prices = prepare_prices(aapl.iloc[-900:], "AAPL", strat.needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(zlib.crc32(strategy.encode())), 8))
-    table, cfg_ints, cfg_floats = config_arrays(config_parts(strat, configs), prices)
+    table, cfg_ints, cfg_floats = strat.chunk_arrays(strat.config_parts(configs), configs, prices)
     opts = SweepConfig(mode=mode, fill=fill, fees_bps=fees, slippage_bps=slip, risk_free=0.02)
     buy_mult, sell_mult = cost_factors(opts)
     lo, hi = 120, prices.n
@@ -131,24 +131,26 @@ def test_cupy_host_side_through_the_engine_with_a_cpu_stand_in(mode, fill, fake_
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("strategy", ["Bollinger_Breakout", "user MA"])
-def test_rules_without_cuda_source_run_on_the_gpu_through_the_positions_rule(strategy, fake_cupy, aapl, configs_for,
-                                                                               monkeypatch):
-    """A built-in whose rule the CUDA source lacks (here Bollinger's, taken out), and a user strategy, run on the
-    cupy engine as positions read by the CUDA POSITIONS rule: the same results as the Numba kernel."""
+def test_the_cuda_source_has_every_signal_rule():
+    """The cupy engine has no fallback: every rule id of ``strategies`` is a rule of the CUDA source."""
+    from alphasignal.backtest import strategies
+
+    rules = {getattr(strategies, n) for n in ("CROSSOVER", "BOLLINGER", "RSI", "DONCHIAN", "CROSS", "POSITIONS")}
+    defined = {int(line.split()[2]) for line in cuda._SOURCE.splitlines() if line.startswith("#define RULE_")}
+    assert rules == defined == set(range(6))
+    assert {s.kernel_rule(e) for s in strategies.REGISTRY.values() for e in ("state", "cross")} <= defined
+
+
+def test_a_user_strategy_runs_on_the_gpu_through_the_positions_rule(fake_cupy, aapl, configs_for):
+    """A user strategy runs on the cupy engine as positions read by the CUDA POSITIONS rule: the same results as
+    the Numba kernel."""
     from pathlib import Path
 
-    from alphasignal.backtest.strategies import BOLLINGER
     from alphasignal.backtest.user_strategy import load_strategy
 
-    if strategy == "user MA":
-        strat = load_strategy("MyMACrossover", str(Path(__file__).parents[1] / "examples" / "ma_crossover_user.py"))
-        rng_name = "MA_Crossover"
-    else:
-        strat, rng_name = get_strategy(strategy), strategy
-        monkeypatch.setattr(cuda, "RULES", cuda.RULES - {BOLLINGER})
+    strat = load_strategy("MyMACrossover", str(Path(__file__).parents[1] / "examples" / "ma_crossover_user.py"))
     prices = prepare_prices(aapl.iloc[-700:], "AAPL", strat.needs)
-    configs = as_config_frame(strat, configs_for(rng_name, np.random.default_rng(9), 12))
+    configs = as_config_frame(strat, configs_for("MA_Crossover", np.random.default_rng(9), 12))
     opts = SweepConfig(mode="long_short", fill="next_open", fees_bps=4.0)
     run = dict(lo=80, n_blocks=4, want_rets=True)
     got = simulate(prices, strat, configs, opts, Backend("cupy", "gpu", "fake"), **run)

@@ -26,8 +26,8 @@ from alphasignal.backtest import (
     train_test,
     walk_forward,
 )
-from alphasignal.backtest.validation import dsr_of_best, expected_max_sharpe
 from alphasignal.config import SweepConfig
+from alphasignal.evaluation.overfitting import dsr_of_best, expected_max_sharpe
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = SweepConfig(device="cpu", periods_per_year=252.0, fees_bps=0.0)
@@ -134,7 +134,7 @@ def test_pbo_matches_cscv_written_out_combination_by_combination():
 
 
 def test_pbo_of_a_huge_sweep_is_estimated_from_drawn_combinations_reproducibly():
-    from alphasignal.backtest.validation import pbo_from_blocks
+    from alphasignal.evaluation.overfitting import pbo_from_blocks
 
     rng = np.random.default_rng(4)
     k, s = 400, 12
@@ -252,8 +252,8 @@ def test_kernel_block_sums_give_the_same_pbo_as_the_return_matrix(goog, monkeypa
     from alphasignal.backtest.engine import prepare_prices
     from alphasignal.backtest.strategies import get_strategy
     from alphasignal.backtest.sweep import run_window
-    from alphasignal.backtest.validation import pbo_from_blocks
     from alphasignal.backtest.xp import resolve
+    from alphasignal.evaluation.overfitting import pbo_from_blocks
 
     cfgs = [{"short_period": s, "long_period": w, "use_ema": False} for s in (3, 8, 15) for w in (30, 60, 120)]
     prices = prepare_prices(goog, "GOOG")

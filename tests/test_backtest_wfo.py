@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alphasignal.backtest import STRATEGIES, backtest, get_strategy, returns_matrix, walk_forward_optimize
-from alphasignal.backtest.metrics import from_returns
 from alphasignal.backtest.wfo import choose, parameter_stability
 from alphasignal.config import ConfigError, SweepConfig
+from alphasignal.evaluation.metrics import from_returns
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = SweepConfig(device="cpu", periods_per_year=252.0, fees_bps=1.0)

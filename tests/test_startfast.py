@@ -21,11 +21,11 @@ import pytest
 
 from alphasignal.backtest import startfast
 from alphasignal.backtest.engine import prepare_prices
-from alphasignal.backtest.metrics import finalise_matrix
 from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
-from alphasignal.backtest.validation import pbo_from_blocks
 from alphasignal.backtest.xp import Backend
 from alphasignal.config import SweepConfig
+from alphasignal.evaluation.metrics import finalise_matrix
+from alphasignal.evaluation.overfitting import pbo_from_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = "{short_period=[5, 10, 20], long_period=[50, 100], use_ema=[false, true]}"

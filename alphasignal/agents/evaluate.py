@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..backtest.distributed import Executor
-from ..backtest.metrics import METRICS, periods_per_year, rf_per_bar
 from ..errors import UsageError
+from ..evaluation.metrics import METRICS, periods_per_year, rf_per_bar
 
 
 def _bt():
@@ -197,7 +197,7 @@ class Evaluator:
                 level: float = 0.95) -> list[dict[str, Any]]:
         """Hold-out metrics of each configuration, with a stationary-bootstrap ``level`` interval of its Sharpe
         ratio (``sharpe_ci``). Call it once, at the end of a run, with every winner (``holdout_calls`` counts)."""
-        from ..backtest.bootstrap import sharpe_ci
+        from ..evaluation.bootstrap import sharpe_ci
 
         self.holdout_calls += 1
         plist = [dict(p) for p in params_list]
@@ -221,12 +221,11 @@ class Evaluator:
     def dsr(self, winner: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> float:
         """Deflated Sharpe Ratio of the winner's selection-segment returns, deflated by every configuration tried
         (``trials``) and the spread of their selection-segment per-bar Sharpe ratios."""
-        from ..backtest.validation import dsr_of_best
+        from ..evaluation.metrics import sharpe
+        from ..evaluation.overfitting import dsr_of_best
 
         r = self.returns([winner, *trials], "selection")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sharpes = r[:, 1:].mean(axis=0) / r[:, 1:].std(axis=0, ddof=1)
-        return float(dsr_of_best(r[:, 0], sharpes)["dsr"])
+        return float(dsr_of_best(r[:, 0], sharpe(r[:, 1:], axis=0))["dsr"])
 
     def pbo(self, params_list: Sequence[Mapping[str, Any]]) -> float:
         """Probability of backtest overfitting (CSCV) over every configuration tried, on the exploration and

@@ -18,8 +18,7 @@ from . import strategies
 from .kernels import NACC
 from .xp import get_cupy
 
-_RULE_NAMES = ("CROSSOVER", "BOLLINGER", "RSI", "DONCHIAN", "CROSS", "POSITIONS")
-RULES = frozenset(getattr(strategies, name) for name in _RULE_NAMES)  # the rules the CUDA source implements
+_RULE_NAMES = ("CROSSOVER", "BOLLINGER", "RSI", "DONCHIAN", "CROSS", "POSITIONS")  # every rule of ``strategies``
 _SOURCE = "".join(f"#define RULE_{name} {getattr(strategies, name)}\n" for name in _RULE_NAMES) + r"""
 __device__ int target_position(int kind, int pos, double c, double x0, double x1, int flag, double f0, double f1,
                                int short_ok) {

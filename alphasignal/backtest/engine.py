@@ -1,7 +1,9 @@
-"""Engine core: price validation, indicator tables, memory-bounded chunks, and dispatch to a backend.
+"""Engine core: price validation, memory-bounded chunks, and dispatch to a backend.
 
 ``simulate`` runs validated configurations of one strategy over one price series and returns the raw
-accumulators (see ``kernels.ACC``), optional per-block return sums (for PBO) and optional return series.
+accumulators (see ``kernels.ACC``), optional per-block return sums (for PBO) and optional return series. It sees
+the strategy only through its interface (``config_parts``, ``row_bytes``, ``chunk_arrays``, ``kernel_rule``: see
+``strategies.py``), the same for a built-in and for a user's strategy.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import SweepConfig
-
 from ..errors import UsageError
+from ..evaluation.costs import cost_model
+from ..evaluation.metrics import periods_per_year, rf_per_bar
 from . import kernels, vector
-from .metrics import periods_per_year, rf_per_bar
-from .strategies import POSITIONS, Strategy, build_rows, row_codes
-from .user_strategy import ROW_COPIES, positions_arrays, rows_arrays
+from .strategies import Strategy
 from .xp import Backend
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,10 @@ def prepare_prices(df: pd.DataFrame, ticker: str, needs: Sequence[str] = ("Close
 
 
 def cost_factors(opts: SweepConfig) -> tuple[float, float]:
-    """(buy, sell) price multipliers: (1 + slip)(1 + fee) and (1 - slip)(1 - fee)."""
-    f, s = opts.fees_bps * 1e-4, opts.slippage_bps * 1e-4
-    return (1.0 + s) * (1.0 + f), (1.0 - s) * (1.0 - f)
+    """(buy, sell) price multipliers of the cost model (``evaluation.costs``): (1 + slip)(1 + fee) and
+    (1 - slip)(1 - fee)."""
+    costs = cost_model(opts.fees_bps, opts.slippage_bps)
+    return costs.buy_mult, costs.sell_mult
 
 
 def annualisation(prices: Prices, opts: SweepConfig) -> float:
@@ -126,58 +128,11 @@ def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool) -> 
     return 8 * (kernels.NACC + outputs) + 17 * bars
 
 
-def config_parts(strat: Strategy, configs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Packed indicator row keys (k x slots), flags (k,) and floats (k x 2) of a configuration frame (a user
-    strategy: one row of its own per configuration, its positions)."""
-    k = len(configs)
-    if strat.positions is not None:
-        return np.arange(k, dtype=np.int64)[:, None], np.zeros(k, dtype=np.int64), np.zeros((k, 2))
-    flags = np.broadcast_to(np.asarray(strat.flag(configs), dtype=np.int64), (k,))
-    floats = np.empty((k, 2))
-    floats[:, 0], floats[:, 1] = (np.asarray(v, dtype="float64") for v in strat.floats(configs))
-    return row_codes(strat, configs), flags, floats
-
-
 def plan_chunks(strat: Strategy, codes: np.ndarray, n_bars: int, per_config: int, max_memory_mb: float
                 ) -> list[np.ndarray]:
-    """:func:`_plan_chunks` for ``strat``'s configurations (``codes`` from :func:`config_parts`) over ``n_bars``."""
-    row_bytes = 8 * n_bars * (ROW_COPIES if strat.positions is not None else 1)
-    return _plan_chunks(codes, row_bytes, per_config, int(max_memory_mb) * 2**20)
-
-
-def chunk_arrays(strat: Strategy, parts: tuple[np.ndarray, np.ndarray, np.ndarray], configs: pd.DataFrame,
-                 prices: Prices, idx: np.ndarray | None = None, hi: int | None = None):
-    """:func:`config_arrays` of configurations ``idx``, or for a user strategy its positions over bars 0..hi-1
-    (the rows of the POSITIONS rule)."""
-    if strat.positions is not None:
-        chosen = configs if idx is None else configs.iloc[idx]
-        return positions_arrays(strat, prices, chosen, prices.n if hi is None else hi)
-    return config_arrays(parts, prices, idx)
-
-
-def config_arrays(parts: tuple[np.ndarray, np.ndarray, np.ndarray], prices: Prices, idx: np.ndarray | None = None):
-    """Indicator table (one row per unique key), row indices and flag (k x 3: row a, row b, flag) and floats
-    (k x 2) of configurations ``idx`` (all when None)."""
-    codes, flags, floats = parts if idx is None else (p[idx] for p in parts)
-    ids, uniq = pd.factorize(codes.ravel())  # hashing: ~15x faster than np.unique's sort for 1M configurations
-    by_code = np.argsort(uniq)  # build_rows wants sorted keys
-    rank = np.empty_like(by_code)
-    rank[by_code] = np.arange(len(by_code))
-    uniq, inv = uniq[by_code], rank[ids].reshape(codes.shape)
-    cfg_ints = np.empty((len(codes), 3), dtype=np.int64)
-    cfg_ints[:, 0], cfg_ints[:, 1], cfg_ints[:, 2] = inv[:, 0], inv[:, -1], flags
-    return build_rows(uniq, prices.high, prices.low, prices.close), cfg_ints, np.ascontiguousarray(floats)
-
-
-def positions_rows(strat: Strategy, rule: int, close: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
-                   cfg_floats: np.ndarray, short_ok: bool, lo: int, hi: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A chunk's arrays for the POSITIONS rule: row j = configuration j's positions by ``strat``'s vectorised
-    rule over bars ``lo..hi-1`` (NaN before ``lo``), as :func:`chunk_arrays` gives them for a user strategy."""
-    pos = vector.positions(np, strat, rule, close, table, cfg_ints, cfg_floats, short_ok=short_ok, lo=lo, hi=hi)
-    rows = np.full((cfg_ints.shape[0], hi), np.nan)
-    rows[:, lo:] = pos.T
-    return rows_arrays(rows)
+    """:func:`_plan_chunks` for ``strat``'s configurations (``codes``: the first of its ``config_parts``) over
+    ``n_bars``."""
+    return _plan_chunks(codes, strat.row_bytes(n_bars), per_config, int(max_memory_mb) * 2**20)
 
 
 def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend, *,
@@ -196,28 +151,23 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     rf_bar = rf_per_bar(opts.risk_free, annualisation(prices, opts))
     short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
     kind = strat.kernel_rule(opts.entry)
-    parts = config_parts(strat, configs)
+    parts = strat.config_parts(configs)
     per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets) + 16 * kernels.NSTATE * len(stops)
     chunks = plan_chunks(strat, parts[0], prices.n, per_config, opts.max_memory_mb)
     acc = np.empty((len(stops), k, kernels.NACC) if stops else (k, kernels.NACC))
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
-        table, cfg_ints, cfg_floats = chunk_arrays(strat, parts, configs, prices, idx, hi)
+        table, cfg_ints, cfg_floats = strat.chunk_arrays(parts, configs, prices, idx, hi)
         args = dict(lo=lo, hi=hi, buy_mult=buy_mult, sell_mult=sell_mult, rf_bar=rf_bar, edges=edges,
                     want_rets=want_rets)
         if backend.engine == "numba":
             a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
                                         next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
-            from .cuda import RULES, run_cupy
+            from .cuda import run_cupy
 
-            rule = kind
-            if rule not in RULES:  # a rule the CUDA source lacks: its positions (NumPy), read by the POSITIONS rule
-                table, cfg_ints, cfg_floats = positions_rows(strat, rule, prices.close, table, cfg_ints, cfg_floats,
-                                                             short_ok, lo, hi)
-                rule = POSITIONS
-            a, b, r = run_cupy(rule, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
+            a, b, r = run_cupy(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
                                next_open=next_open, **args)
         else:
             pos = vector.positions(np, strat, kind, prices.close, table, cfg_ints, cfg_floats, short_ok=short_ok,

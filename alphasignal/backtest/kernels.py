@@ -16,7 +16,8 @@ Execution conventions (identical in every engine and in the tests' reference loo
   backtesting.py's ``crossover()`` (bar t-1 may precede the window); a touch (equal values) is no event. The other
   strategies' rules are unaffected by ``entry``.
 
-Accumulators per configuration (columns of ``out``) are turned into metrics by ``metrics.finalise``.
+Accumulators per configuration (columns of ``out``, :data:`ACC`) are turned into metrics by
+``evaluation.metrics.finalise``.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ import numba as nb
 import numpy as np
 from numba.core import event
 
+from ..evaluation.metrics import ACC, NACC  # noqa: F401 - ACC: the columns the kernels fill (kernels.ACC)
 from .strategies import BOLLINGER, CROSS, CROSSOVER, DONCHIAN, POSITIONS, RSI
 
 log = logging.getLogger(__name__)
-
-ACC = ("final_equity", "sum_r", "sum_r2", "sum_down2", "max_dd", "trades", "wins", "gross_win", "gross_loss",
-       "exposed", "turnover")
-NACC = len(ACC)
 
 
 @nb.njit(inline="always", cache=True)
@@ -176,8 +174,8 @@ def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
 # _advance is long on purpose (speed): it is inlined into each kernel's per-configuration loop and keeps every
 # accumulator in local variables for the whole bar loop; split into helpers, that state would be packed into arrays
 # or tuples and unpacked on every bar. cfg_ints rows are (signal row a, signal row b, flag) and cfg_floats rows
-# (f0, f1): a configuration's parameters as the rule reads them (engine.chunk_arrays); buy_mult and sell_mult are
-# the price multipliers of engine.cost_factors.
+# (f0, f1): a configuration's parameters as the rule reads them (Strategy.chunk_arrays); buy_mult and sell_mult
+# are the price multipliers of the cost model (evaluation.costs).
 @nb.njit(inline="always")
 def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, buy_mult,
              sell_mult, rf_bar, edges, st, blk, rets, j):

@@ -31,9 +31,8 @@ import pandas as pd
 from numba.core import event
 
 from ..config import SweepConfig
-
+from ..evaluation.overfitting import pbo_from_blocks
 from .engine import Prices
-from .validation import pbo_from_blocks
 from .xp import Backend
 
 log = logging.getLogger(__name__)

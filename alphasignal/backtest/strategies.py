@@ -8,10 +8,15 @@ vectorised over configurations for the NumPy/CuPy engine (``step``). Indicator s
 unique key (:func:`build_rows`) and shared by every configuration that reads them. The engines take the object
 and dispatch on its fields; none of them names a strategy.
 
+The engine sees every strategy through three methods and nothing else: :meth:`Strategy.config_parts` (what each
+configuration reads), :meth:`Strategy.row_bytes` (memory per table row, for planning chunks) and
+:meth:`Strategy.chunk_arrays` (the table, row indices and floats the kernels read). A built-in builds indicator rows;
+a strategy written by a user (``user_strategy.UserStrategy``, a subclass) puts its positions in the rows instead,
+read by the POSITIONS rule.
+
 Adding a built-in strategy = one ``Strategy`` entry here (specs, rows, warm-up, vectorised step, rule id) plus its
-rule in ``kernels.target_position`` (and in the CUDA source, or the cupy engine runs it through the positions
-path), tested against the reference loop in ``tests/test_backtest.py``. Strategies written by users
-(``user_strategy.py``) are ``Strategy`` objects too, with a ``positions`` function instead of a kernel rule.
+rule in ``kernels.target_position`` and in the CUDA source (``cuda._SOURCE``), tested against the reference loop in
+``tests/test_backtest.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class ParamSpec(NamedTuple):
 
 
 RowKey = tuple  # ("sma", 20), ("macd_sig", 12, 26, 9), ...
+ConfigParts = tuple[np.ndarray, np.ndarray, np.ndarray]  # row keys (k x slots), flags (k,), floats (k x 2)
 Columns = Mapping[str, Any]  # parameter name -> array of values (a DataFrame of configurations works)
 INDICATOR_ROWS = ("sma", "ema", "std", "rsi", "macd_line", "macd_sig", "dc_hi", "dc_lo")
 
@@ -61,8 +67,9 @@ class Strategy:
     DataFrame or a dict of arrays) and returns arrays (or scalars, broadcast). ``rows`` gives the indicator series
     each configuration reads, as slots ``(name, *int args)`` whose name may vary per configuration (an array).
     ``step(xp, pos, c, x0, x1, flag, f0, f1, neg)`` is the rule vectorised over configurations (``neg`` the short
-    side: -1, or 0 when long-only); ``stateless`` rules ignore ``pos``. A user strategy has ``positions``
-    (see ``user_strategy.py``) and the POSITIONS rule instead of rows."""
+    side: -1, or 0 when long-only); ``stateless`` rules ignore ``pos``. A user strategy (``user_strategy.py``)
+    overrides the engine's three methods and runs the POSITIONS rule instead of rows; ``origin`` is its (file,
+    source), None for a built-in."""
 
     name: str
     specs: dict[str, ParamSpec]
@@ -76,20 +83,35 @@ class Strategy:
     needs: tuple[str, ...] = ("Close",)
     crossover: bool = False  # a fast line vs a slow one: entry="cross" runs the CROSS rule
     stateless: bool = False
-    positions: Callable[[Any, Columns], Any] | None = None
     origin: tuple[str, str] | None = None  # a user strategy's (file, source): how another process rebuilds it
 
     def kernel_rule(self, entry: str) -> int:
         """The kernel rule this strategy runs under ``entry`` (state | cross)."""
         return CROSS if entry == "cross" and self.crossover else self.rule
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        """Pickled by reference: a built-in by name, a user strategy by its file's source (e.g. to Dask workers)."""
-        if self.origin is None:
-            return get_strategy, (self.name,)
-        from .user_strategy import from_source
+    def config_parts(self, configs: pd.DataFrame) -> ConfigParts:
+        """Packed indicator row keys (k x slots), flags (k,) and floats (k x 2) of a configuration frame."""
+        k = len(configs)
+        flags = np.broadcast_to(np.asarray(self.flag(configs), dtype=np.int64), (k,))
+        floats = np.empty((k, 2))
+        floats[:, 0], floats[:, 1] = (np.asarray(v, dtype="float64") for v in self.floats(configs))
+        return row_codes(self, configs), flags, floats
 
-        return from_source, (*self.origin, self.name, False)  # the source passed its self-check where it was loaded
+    def row_bytes(self, n_bars: int) -> int:
+        """Bytes one row of the table (:meth:`chunk_arrays`) takes over ``n_bars`` bars: the engine plans its
+        memory-bounded chunks with it."""
+        return 8 * n_bars
+
+    def chunk_arrays(self, parts: ConfigParts, configs: pd.DataFrame, prices: Any, idx: np.ndarray | None = None,
+                     hi: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kernels' arrays for configurations ``idx`` (all when None) of ``configs``, whose
+        :meth:`config_parts` are ``parts``, on ``prices`` (an object with high/low/close arrays) up to bar ``hi``:
+        the table (one indicator row per unique key), row indices and flag (k x 3) and floats (k x 2)."""
+        return config_arrays(parts, prices, idx)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled by reference: a built-in by its name (a user strategy by its source: see ``user_strategy``)."""
+        return get_strategy, (self.name,)
 
 
 def _one(xp: Any) -> Any:
@@ -395,6 +417,21 @@ def row_keys(strategy: StrategyLike, params: Mapping[str, Any]) -> tuple[RowKey,
     """The indicator row keys of one configuration, e.g. ``(("sma", 10), ("sma", 50))``."""
     strat = get_strategy(strategy)
     return tuple(decode_row(int(c)) for c in row_codes(strat, as_config_frame(strat, [params]))[0])
+
+
+def config_arrays(parts: ConfigParts, prices: Any, idx: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indicator table (one row per unique key), row indices and flag (k x 3: row a, row b, flag) and floats
+    (k x 2) of configurations ``idx`` (all when None) from their :meth:`Strategy.config_parts`."""
+    codes, flags, floats = parts if idx is None else (p[idx] for p in parts)
+    ids, uniq = pd.factorize(codes.ravel())  # hashing: ~15x faster than np.unique's sort for 1M configurations
+    by_code = np.argsort(uniq)  # build_rows wants sorted keys
+    rank = np.empty_like(by_code)
+    rank[by_code] = np.arange(len(by_code))
+    uniq, inv = uniq[by_code], rank[ids].reshape(codes.shape)
+    cfg_ints = np.empty((len(codes), 3), dtype=np.int64)
+    cfg_ints[:, 0], cfg_ints[:, 1], cfg_ints[:, 2] = inv[:, 0], inv[:, -1], flags
+    return build_rows(uniq, prices.high, prices.low, prices.close), cfg_ints, np.ascontiguousarray(floats)
 
 
 def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:

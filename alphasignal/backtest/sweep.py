@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import SweepConfig
-
 from ..errors import UsageError
+from ..evaluation.metrics import METRICS, finalise_matrix, rf_per_bar
 from ..progress import progress_bar
 from . import vector
-from .engine import Prices, annualisation, as_frames, chunk_arrays, config_parts, prepare_prices, simulate
-from .metrics import METRICS, finalise_matrix, rf_per_bar
+from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
 from .strategies import (
     Strategy,
     StrategyLike,
@@ -147,7 +146,7 @@ def positions(data: pd.DataFrame, strategy: StrategyLike, params_list: list[dict
     """Target position (-1/0/1) decided at each close (held from the next bar), bars x configs, for one frame."""
     opts, strat, configs, prices, lo, hi = _one_frame(data, strategy, params_list, options, start, end)
     frame = as_config_frame(strat, configs)
-    table, cfg_ints, cfg_floats = chunk_arrays(strat, config_parts(strat, frame), frame, prices, hi=hi)
+    table, cfg_ints, cfg_floats = strat.chunk_arrays(strat.config_parts(frame), frame, prices, hi=hi)
     pos = vector.positions(np, strat, strat.kernel_rule(opts.entry), prices.close, table, cfg_ints, cfg_floats,
                            short_ok=opts.mode == "long_short", lo=lo, hi=hi)
     return pd.DataFrame(pos, index=prices.index[lo:hi])

@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 
 from ..config import SweepConfig
-
+from ..evaluation.metrics import METRICS
+from ..evaluation.overfitting import dsr_of_best, pbo_from_blocks
 from ..fileio import write_atomic
 from .distributed import Executor, apply_threads
-from .engine import Prices, annualisation, config_parts, per_config_bytes, plan_chunks
-from .metrics import METRICS
+from .engine import Prices, annualisation, per_config_bytes, plan_chunks
 from .strategies import Strategy, config_at, json_value
 from .sweep import run_window
-from .validation import dsr_of_best, pbo_from_blocks, split_point
+from .validation import split_point
 from .xp import Backend, uses_jit
 
 
@@ -119,7 +119,7 @@ def plan_blocks(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: Swee
     """Positions of ``valid`` per block: the engine's memory-bounded chunks, each split evenly until there are at
     least ``min_blocks``."""
     per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False)
-    chunks = plan_chunks(strat, config_parts(strat, valid)[0], prices.n, per_config, opts.max_memory_mb)
+    chunks = plan_chunks(strat, strat.config_parts(valid)[0], prices.n, per_config, opts.max_memory_mb)
     split = max(1, -(-min_blocks // len(chunks)))
     return [piece for c in chunks for piece in np.array_split(c, min(split, len(c)))]
 

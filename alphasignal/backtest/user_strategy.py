@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,6 +41,8 @@ from ..errors import UsageError
 from .strategies import (
     REGISTRY,
     STRATEGIES,
+    Columns,
+    ConfigParts,
     ParamSpec,
     Strategy,
     StrategyLike,
@@ -55,6 +58,36 @@ SELF_CHECK_FIXED_CUTS = (60, 250, 500, 900, 2000, 3500)  # the look-ahead check 
 SELF_CHECK_RANDOM_CUTS = 16  # at this many seeded random places,
 SELF_CHECK_LAST_BARS = 5  # and before each of the last bars
 ROW_COPIES = 4  # bytes planned per configuration: its positions row and ~3 temporaries of the user's rule
+
+
+@dataclass(frozen=True)
+class UserStrategy(Strategy):
+    """A strategy of a user's file: ``positions(indicators, params)`` gives each configuration's positions, which
+    become the table rows the kernels' POSITIONS rule reads (one row per configuration)."""
+
+    positions: Callable[[Any, Columns], Any] | None = None
+
+    def config_parts(self, configs: pd.DataFrame) -> ConfigParts:
+        """One row of its own per configuration (its positions), no flag, no floats."""
+        k = len(configs)
+        return np.arange(k, dtype=np.int64)[:, None], np.zeros(k, dtype=np.int64), np.zeros((k, 2))
+
+    def row_bytes(self, n_bars: int) -> int:
+        """A positions row and the temporaries of the user's rule (:data:`ROW_COPIES`)."""
+        return 8 * n_bars * ROW_COPIES
+
+    def chunk_arrays(self, parts: ConfigParts, configs: pd.DataFrame, prices: Any, idx: np.ndarray | None = None,
+                     hi: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The positions of configurations ``idx`` over bars 0..hi-1, as the POSITIONS rule's arrays."""
+        chosen = configs if idx is None else configs.iloc[idx]
+        return positions_arrays(self, prices, chosen, len(prices.close) if hi is None else hi)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled by its file's source (e.g. to Dask workers), rebuilt without the self-check it passed here; one
+        without a file (a class defined in this process) by its registered name."""
+        if self.origin is None:
+            return get_strategy, (self.name,)
+        return from_source, (*self.origin, self.name, False)
 
 
 class Indicators:
@@ -155,6 +188,19 @@ def from_source(path: str, source: str, name: str, check: bool = True) -> Strate
     return register(strat)
 
 
+def from_class(cls: type, name: str = "") -> Strategy:
+    """Build, check and register a strategy class defined in Python (a notebook's), as :func:`from_source` does
+    for a file's. It has no source to travel, so it runs in this process only (not on a Dask cluster)."""
+    from dataclasses import replace
+
+    name = name or cls.__name__
+    if name in STRATEGIES:
+        raise UsageError(f"strategy {name!r} is a built-in name: rename your strategy class")
+    strat = replace(_build(cls, name, f"class {name}", ""), origin=None)
+    self_check(strat, f"class {name}")
+    return register(strat)
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
@@ -209,8 +255,8 @@ def _build(cls: type, name: str, path: str, source: str) -> Strategy:
     def warmup(p: Any) -> np.ndarray:  # one value per configuration, as the built-ins' warm-ups give
         return np.broadcast_to(np.asarray(warm(p) if warm else 0, dtype=np.int64), np.shape(p[first]))
 
-    return Strategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
-                    positions=rule, origin=(path, source))
+    return UserStrategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
+                        positions=rule, origin=(path, source))
 
 
 def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
@@ -255,7 +301,7 @@ def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
     return positions
 
 
-def wanted_positions(strat: Strategy, prices: Any, configs: Any, hi: int | None = None) -> np.ndarray:
+def wanted_positions(strat: UserStrategy, prices: Any, configs: Any, hi: int | None = None) -> np.ndarray:
     """The user strategy's positions (bars 0..hi-1 x configurations, float64, NaN = flat) on ``prices`` (any object
     with open/high/low/close arrays) for a configuration frame, checked: shape, values, no exception escapes."""
     hi = len(prices.close) if hi is None else hi
@@ -280,15 +326,11 @@ def wanted_positions(strat: Strategy, prices: Any, configs: Any, hi: int | None 
     return out
 
 
-def positions_arrays(strat: Strategy, prices: Any, configs: Any, hi: int) -> tuple[np.ndarray, np.ndarray,
+def positions_arrays(strat: UserStrategy, prices: Any, configs: Any, hi: int) -> tuple[np.ndarray, np.ndarray,
                                                                                       np.ndarray]:
     """The engine's (table, row indices + flag, floats) for a user strategy: row j of the table is configuration
     j's positions, read by the kernels' POSITIONS rule."""
-    return rows_arrays(np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T))
-
-
-def rows_arrays(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(table, row indices + flag, floats) of the POSITIONS rule for a table whose row j is configuration j's."""
+    rows = np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T)
     k = rows.shape[0]
     cfg_ints = np.zeros((k, 3), dtype=np.int64)
     cfg_ints[:, 0] = cfg_ints[:, 1] = np.arange(k)

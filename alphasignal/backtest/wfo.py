@@ -38,11 +38,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import SweepConfig
-
 from ..errors import UsageError
+from ..evaluation.metrics import ACC, METRICS, NACC, finalise_matrix, rf_per_bar
 from .engine import Prices, annualisation, as_frames, prepare_prices, simulate
-from .kernels import ACC, NACC
-from .metrics import METRICS, finalise_matrix, rf_per_bar
 from .strategies import Strategy, StrategyLike, config_at, get_strategy, grid_frame, json_value, split_valid
 from .validation import fold_windows
 from .xp import Backend, resolve, uses_jit

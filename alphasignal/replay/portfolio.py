@@ -4,7 +4,7 @@ Conventions (each is tested against hand-computed fills):
 
 * A decision made at the close of bar t is executed at the open of bar t+1.
 * Fills move against the order by ``slippage_bps``; fees are ``fees_bps`` of the filled notional, per side
-  (stage 05's cost model: buying costs ``price * (1 + slippage) * (1 + fee)`` per share).
+  (``evaluation.costs``, stage 05's cost model: buying costs ``price * (1 + slippage) * (1 + fee)`` per share).
 * The decision's stop-loss and take-profit are live orders from the entry bar on, checked against every bar's
   high and low. An open already beyond a level (a gap) fills at the open. When one bar reaches both levels the
   stop fills: the bar does not say which came first, so we assume the worse one.
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ReplayConfig
+from ..evaluation.costs import CostModel, cost_model
 
 SIDE = {"BUY": 1, "SELL": -1}
 
@@ -75,8 +76,7 @@ class Book:
     """The account while the loop runs: cash, open positions, pending orders and everything that happened."""
 
     cash: float
-    fee: float
-    slip: float
+    costs: CostModel
     positions: dict[str, Position] = field(default_factory=dict)
     pending: dict[str, list[Order]] = field(default_factory=dict)
     trades: list[dict] = field(default_factory=list)
@@ -106,7 +106,7 @@ def simulate(frames: dict[str, pd.DataFrame], signals: dict[str, dict[int, Signa
     arrays = {t: {k: df[k].to_numpy(dtype="float64") for k in ("Open", "High", "Low", "Close")}
               for t, df in frames.items()}
     bar_at = {t: df.index.get_indexer(dates) for t, df in frames.items()}  # bar of each date, -1 = none
-    book = Book(rc.initial_cash, rc.fees_bps / 1e4, rc.slippage_bps / 1e4)
+    book = Book(rc.initial_cash, cost_model(rc.fees_bps, rc.slippage_bps))
     last_close: dict[str, float] = {}
     equity = np.empty(len(dates))
     exposed = np.zeros(len(dates), dtype=bool)
@@ -183,14 +183,14 @@ def enter_position(book: Book, ticker: str, order: Order, open_: float, date: pd
     if (s == 1 and not order.stop < open_ < order.target) or (s == -1 and not order.target < open_ < order.stop):
         book.skipped += 1
         return
-    price = open_ * (1 + s * book.slip)
+    price = book.costs.fill_price(open_, s)
     shares = order.notional / price
     if s == 1:  # a long spends cash: never more than there is
-        shares = min(shares, max(book.cash, 0.0) / (price * (1 + book.fee)))
+        shares = min(shares, max(book.cash, 0.0) / (price * (1 + book.costs.fee)))
     if shares <= 0:
         book.skipped += 1
         return
-    fees = shares * price * book.fee
+    fees = book.costs.fee_on(shares * price)
     book.cash -= s * shares * price + fees
     book.traded += shares * price / max(equity, 1e-12)
     book.positions[ticker] = Position(ticker, s, shares, date, price, order.stop, order.target,
@@ -204,8 +204,8 @@ def exit_position(book: Book, ticker: str, raw_price: float, reason: str, date: 
     pos = book.positions.pop(ticker, None)
     if pos is None:
         return
-    price = raw_price * (1 - pos.side * book.slip)
-    fee = pos.shares * price * book.fee
+    price = book.costs.fill_price(raw_price, -pos.side)
+    fee = book.costs.fee_on(pos.shares * price)
     book.cash += pos.side * pos.shares * price - fee
     book.traded += pos.shares * price / max(equity, 1e-12)
     book.trades.append(_trade(pos, date, price, reason, fee))

@@ -1,10 +1,11 @@
 """Replay metrics beside two anchors, with intervals: buy & hold and a seeded random-decision baseline.
 
-* Metrics of a daily equity curve come from ``backtest.metrics.from_returns`` (total return, CAGR, Sharpe,
+* Metrics of a daily equity curve come from ``evaluation.metrics.from_returns`` (total return, CAGR, Sharpe,
   Sortino, max drawdown); trade metrics from the trades: hit rate (P&L > 0), average R, exposure (share of
   bars with a position open) and turnover (traded notional / equity, per year).
 * Intervals: 95 % circular block bootstrap of the daily returns (``replay.bootstrap`` resamples of
-  ``replay.block``-bar blocks, seeded), for total return and Sharpe of every column.
+  ``replay.block``-bar blocks, seeded: ``evaluation.bootstrap``), for total return and Sharpe of every column.
+* Costs: ``evaluation.costs``, the cost model of the portfolio and the backtest engine.
 * Buy & hold: each ticker bought with an equal share of the cash at its first open in the period (same fees
   and slippage), held to the end.
 * Random: the same decision dates, of which as many get a random BUY/SELL (others no decision) as it takes
@@ -22,12 +23,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from ..config import ReplayConfig
-
-from ..backtest.metrics import from_returns
-from ..backtest.validation import deflated_sharpe_ratio
+from ..evaluation.bootstrap import circular_block_indices, percentile_interval
+from ..evaluation.costs import cost_model
+from ..evaluation.metrics import from_returns, sharpe
+from ..evaluation.overfitting import dsr_of_returns
 from .portfolio import SIDE, Signal, SimResult
 
 RETURN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown")
@@ -45,12 +46,6 @@ def curve_metrics(r: np.ndarray, ppy: float) -> dict[str, float]:
     return {k: float(m[k][0]) for k in RETURN_METRICS}
 
 
-def _sharpe(r: np.ndarray, ppy: float) -> float:
-    """Annualised Sharpe ratio as ``backtest.metrics`` defines it (risk-free 0), without the numba round trip."""
-    sd = r.std(ddof=1) if len(r) > 1 else 0.0
-    return float(r.mean() / sd * math.sqrt(ppy)) if sd > 0 else math.nan
-
-
 def trade_metrics(sim: SimResult) -> dict[str, float]:
     """Hit rate, average R, trades, exposure and turnover of a simulation."""
     t = sim.trades
@@ -64,23 +59,15 @@ def bootstrap_interval(r: np.ndarray, rc: ReplayConfig, ppy: float) -> dict[str,
     n = len(r)
     if n < 3:
         return {"total_return": (math.nan, math.nan), "sharpe": (math.nan, math.nan)}
-    rng = np.random.default_rng(rc.seed)
-    block = min(rc.block, n)
-    nblocks = -(-n // block)
-    starts = rng.integers(0, n, size=(rc.bootstrap, nblocks))
-    idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(rc.bootstrap, -1)[:, :n]
+    idx = circular_block_indices(n, rc.bootstrap, rc.block, np.random.default_rng(rc.seed))
     m = from_returns(r[idx].T, ppy)
-    out = {}
-    for k in ("total_return", "sharpe"):
-        v = m[k][np.isfinite(m[k])]
-        out[k] = (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if len(v) else (math.nan, math.nan)
-    return out
+    return {k: percentile_interval(m[k], 0.95) for k in ("total_return", "sharpe")}
 
 
 def buy_and_hold(frames: dict[str, pd.DataFrame], dates: pd.DatetimeIndex, rc: ReplayConfig) -> np.ndarray:
     """Equity of an equal-weight buy & hold over ``dates`` (each ticker bought at its first open there)."""
     alloc = rc.initial_cash / len(frames)
-    cost = (1 + rc.slippage_bps / 1e4) * (1 + rc.fees_bps / 1e4)
+    cost = cost_model(rc.fees_bps, rc.slippage_bps).buy_mult
     total = np.zeros(len(dates))
     for df in frames.values():
         seg = df.loc[(df.index >= dates[0]) & (df.index <= dates[-1])]
@@ -152,12 +139,8 @@ def random_runs(run: Callable[[dict[str, dict[int, Signal]]], SimResult], model:
 
 def dsr(r: np.ndarray, rc: ReplayConfig, random_sharpes: np.ndarray) -> float:
     """Deflated Sharpe ratio of the daily returns ``r`` with ``rc.trials`` trials."""
-    sd = r.std(ddof=1) if len(r) > 1 else 0.0
-    if not sd > 0:
-        return math.nan
     var = float(np.var(random_sharpes, ddof=1)) if len(random_sharpes) > 1 else 0.0
-    return deflated_sharpe_ratio(float(r.mean() / sd), rc.trials, len(r), var, float(sps.skew(r)),
-                                 float(sps.kurtosis(r, fisher=False)))
+    return dsr_of_returns(r, rc.trials, var)["dsr"]
 
 
 def compare(sim: SimResult, frames: dict[str, pd.DataFrame], model: dict[str, dict[int, Signal]],
@@ -170,7 +153,7 @@ def compare(sim: SimResult, frames: dict[str, pd.DataFrame], model: dict[str, di
     n_trades = len(sim.trades)
     rand_sims = random_runs(run, model, closes, n_trades, rc)
     r_rand = returns_of(rand_sims[0].equity, rc.initial_cash)
-    sharpes = np.array([_sharpe(returns_of(s.equity, rc.initial_cash), ppy) for s in rand_sims])
+    sharpes = np.array([float(sharpe(returns_of(s.equity, rc.initial_cash), ppy)) for s in rand_sims])
     cols = {}
     for name, r, s in (("replay", r_model, sim), ("buy & hold", r_bh, None), ("random", r_rand, rand_sims[0])):
         row: dict = {**curve_metrics(r, ppy), "interval": bootstrap_interval(r, rc, ppy)}
