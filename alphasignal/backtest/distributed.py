@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from typing import Any
@@ -45,8 +47,54 @@ def parse_cluster(spec: str) -> tuple[str, int]:
                              "fastest; each worker is a process with its own memory)")
         return "local", int(n)
     if spec.startswith(("tcp://", "tls://")) and ":" in spec.split("://", 1)[1]:
+        _host_port(spec)
         return spec, 0
     raise UsageError(f"cluster {spec!r} is invalid: use local, local:N or tcp://HOST:8786 (empty = in-process)")
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """(host, port) of ``tcp://HOST:PORT`` (``[::1]`` for IPv6), or one UsageError naming the form."""
+    try:
+        parts = urllib.parse.urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port or parts.path not in ("", "/"):
+        raise UsageError(f"cluster {address!r} is not a scheduler address: use tcp://HOST:PORT, e.g. "
+                         "tcp://127.0.0.1:8786 or tcp://[::1]:8786")
+    return host, port
+
+
+HANDSHAKE_MAX_BYTES = 1 << 20  # a Dask scheduler's first message (its handshake) is a few hundred bytes
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Before Dask connects: the server at ``tcp://`` ``address`` must send a plausible Dask handshake within
+    ``timeout`` s (a Dask scheduler writes its handshake on accept). A server that accepts and stays silent, or
+    that sends something else (an HTTP server, garbage), is one ModelError instead of a hang or Dask allocating
+    the 'size' read from the garbage. TLS addresses are left to Dask."""
+    if not address.startswith("tcp://"):
+        return
+    host, port = _host_port(address)
+    fix = "start a Dask scheduler there (dask scheduler) or fix sweep.cluster"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    raise ModelError(f"{address} closed the connection without a Dask handshake: {fix}")
+                head += chunk
+    except TimeoutError:
+        raise ModelError(f"{address} accepted the connection but sent no Dask handshake within {timeout:g} s: "
+                         f"it is not a Dask scheduler, or it hangs; {fix}") from None
+    except OSError as exc:
+        raise ModelError(f"cannot reach the Dask scheduler at {address} ({exc.strerror or exc}): {fix}") from None
+    size = int.from_bytes(head, "little")
+    if not 0 < size <= HANDSHAKE_MAX_BYTES:
+        raise ModelError(f"{address} does not speak Dask's protocol (its first message claims {size:,} bytes): "
+                         f"{fix}")
 
 
 def threads_per_worker(workers_on_host: int, cores: int | None = None) -> int:
@@ -116,6 +164,7 @@ class Executor:
                                              dashboard_address=None)
                 self.client = Client(self._cluster, timeout=self.connect_timeout)
             else:
+                probe_scheduler(self.address, self.connect_timeout)
                 self.client = Client(self.address, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             self.__exit__()
