@@ -75,9 +75,9 @@ class _Server:
     (b"", "closed the connection without a Dask handshake"),
 ])
 def test_a_cluster_address_that_is_not_a_dask_scheduler_is_one_model_error(reply, says):
-    with _Server(reply) as server, pytest.raises(ModelError, match=says) as info:
-        with Executor(server.address, connect_timeout=2.0):
-            pass
+    with _Server(reply) as server, pytest.raises(ModelError, match=says) as info, \
+            Executor(server.address, connect_timeout=2.0):
+        pass
     assert "\n" not in str(info.value)
 
 

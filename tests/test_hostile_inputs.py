@@ -167,6 +167,7 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     # --- size knobs: refused with their limit before any work ----------------------------------------------
     ("05-pbo-splits-64", S05, ("--set", "sweep.pbo_splits=64"), {2}),
     ("05-cluster-999", S05, ("--cluster", "local:999"), {2}),
+    ("05-cluster-colons", S05, ("--cluster", "tcp://:::::"), {2}),
     ("04-replay-bootstrap-1e8", S04, ("--replay", "--set", "replay.bootstrap=100000000"), {2}),
     ("04-replay-random-runs-1e8", S04, ("--replay", "--set", "replay.random_runs=100000000"), {2}),
     ("04-eval-bootstrap-1e8", S04, ("--eval", "--set", "pipeline.eval_bootstrap=100000000"), {2}),
@@ -188,6 +189,7 @@ NEEDLES = {
     "06-history-foreign-db": "another program", "06-show-empty": "not found",
     "03-stop-without-llamacpp": "add --provider llamacpp", "01-workers-999": "dataset.workers=999 is invalid",
     "05-pbo-splits-64": "use at most 20", "05-cluster-999": "use at most local:",
+    "05-cluster-colons": "use tcp://HOST:PORT",
     "04-replay-bootstrap-1e8": "at most 100,000", "04-replay-random-runs-1e8": "at most 10,000",
     "04-eval-bootstrap-1e8": "100..100,000", "06-debate-1000000": "use 0..20",
     "04-output-symlink": "is a symbolic link, not a regular file", "05-output-symlink": "is a symbolic link",
