@@ -4,3 +4,20 @@ Modules: ``news`` (validated news file, causal look-ups), ``journal`` (decisions
 ``portfolio`` (the bar loop: fills, stops, sizing, costs), ``stats`` (metrics, intervals, buy & hold and random
 baselines, DSR), ``run`` (plan, decide, simulate), ``report`` (outputs). Imports nothing heavy.
 """
+
+import sys
+from types import ModuleType
+from typing import Any
+
+
+class _NotebookModule(ModuleType):
+    """This package is also the notebook API's ``replay`` (``from alphasignal import replay``): calling it runs
+    ``notebook.replay(tickers, start, end, ...)`` and returns the replay's ``Outcome``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .notebook import replay as replay_run
+
+        return replay_run(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _NotebookModule
