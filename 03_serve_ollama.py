@@ -13,8 +13,8 @@ running, a port is taken, a GGUF is missing or a server lacks the model.
 
 import sys
 
-from alphasignal.cli import serve as stage
 from alphasignal.cli import run_stage
+from alphasignal.cli import serve as stage
 
 if __name__ == "__main__":
     sys.exit(run_stage(stage, __doc__))

@@ -17,8 +17,8 @@ offline engine, said on stderr), builtin, ollama, openai, llamacpp (pipeline.ggu
 
 import sys
 
-from alphasignal.cli import signals as stage
 from alphasignal.cli import run_stage
+from alphasignal.cli import signals as stage
 
 if __name__ == "__main__":
     sys.exit(run_stage(stage, __doc__))

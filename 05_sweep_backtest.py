@@ -25,8 +25,8 @@ examples:
 
 import sys
 
-from alphasignal.cli import sweep as stage
 from alphasignal.cli import run_stage
+from alphasignal.cli import sweep as stage
 
 if __name__ == "__main__":
     sys.exit(run_stage(stage, __doc__))

@@ -1,7 +1,9 @@
-"""The one progress bar of the long stages: rich on stderr, transient, a no-op when disabled (``--quiet``)."""
+"""The one progress bar of the long stages: rich on stderr, transient, a no-op when disabled (``--quiet``); and
+``say``, the one status line on stderr beside it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,3 +58,9 @@ class progress_bar:  # noqa: N801 - used like a function: with progress_bar(...)
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
             self._bar.stop()
+
+
+def say(text: str, quiet: bool = False) -> None:
+    """One status line on stderr (nothing with ``--quiet``): what a long step is doing, never a stage's result."""
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)

@@ -10,30 +10,29 @@ included), ``warm`` a rerun (what every click costs: cached frames, aggregation 
 reads only the columns it shows; "csv again" is the first run of a new session (Streamlit's caches cleared), which
 reads them from the Parquet copy the app keeps in ``dashboard.cache_dir``. Browser drawing is not included.
 
-    python benchmarks/bench_dashboard.py [--rows 1000000] [--proposals 1000]
+    python -m benchmarks.bench_dashboard [--rows 1000000] [--proposals 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from alphasignal.dashboard.data import wait_for_cache_writes
+from alphasignal.storage.history import History
+from benchmarks import load_test_helper
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-import streamlit as st  # noqa: E402
-from fixtures_dashboard import build_project, dashboard_config  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from alphasignal.dashboard.data import wait_for_cache_writes  # noqa: E402
-from alphasignal.storage.history import History  # noqa: E402
+_PROJECT = load_test_helper("fixtures_dashboard")  # the tests' demo project, built as they build it
+build_project, dashboard_config = _PROJECT.build_project, _PROJECT.dashboard_config
 
 VIEWS = ROOT / "alphasignal" / "dashboard" / "views"
 

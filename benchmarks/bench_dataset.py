@@ -7,7 +7,7 @@ Same run, same data (real AAPL daily bars, 448x448, volume panel, MAs 10 and 20)
    (labels + rendering + JSONL; goal >= 50 charts/s on 2 cores) and its peak memory summed over the process tree
    (goal < 1 GB for 10,000 samples).
 
-    python benchmarks/bench_dataset.py [--samples 10000] [--naive 40] [--serial 300] [--workers 2]
+    python -m benchmarks.bench_dataset [--samples 10000] [--naive 40] [--serial 300] [--workers 2]
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ import argparse
 import dataclasses
 import io
 import os
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from alphasignal.charts import render_chart  # noqa: E402
-from alphasignal.dataset import build_dataset  # noqa: E402
-from alphasignal.market import load_ohlcv  # noqa: E402
-from alphasignal.config import DatasetConfig  # noqa: E402
+from alphasignal.charts import render_chart
+from alphasignal.config import DatasetConfig
+from alphasignal.dataset import build_dataset
+from alphasignal.market import load_ohlcv
 
 WINDOW, WARMUP = 60, 19
 

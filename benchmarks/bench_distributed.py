@@ -13,22 +13,17 @@ Every cluster run is also checked bit for bit against the in-process results.
 Each ticker also gets its DSR and PBO report, as stage 05 makes them (inside the task when a ticker is one block,
 which is always the case here), and the reports are checked for equality too; --sweep-only leaves them out.
 
-usage: python benchmarks/bench_distributed.py [--tickers 100] [--bars 2520] [--threads 1] [--sweep-only]
+usage: python -m benchmarks.bench_distributed [--tickers 100] [--bars 2520] [--threads 1] [--sweep-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 GRID = {"short_period": {"min": 2, "max": 50}, "long_period": {"min": 10, "max": 250}}
 

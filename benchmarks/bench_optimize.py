@@ -6,26 +6,23 @@ wall time - agents - backtests (validation, state building and the commit includ
 round. Anchor, same run: random search over the same number of backtests with the same engine and segments
 (exploration / selection; the hold-out is not part of either timing).
 
-    python benchmarks/bench_optimize.py [--rounds 6] [--repeats 2]
+    python -m benchmarks.bench_optimize [--rounds 6] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from alphasignal.agents.compare import random_search  # noqa: E402
-from alphasignal.agents.evaluate import Evaluator  # noqa: E402
-from alphasignal.agents.loop import optimize  # noqa: E402
-from alphasignal.market import load_ohlcv  # noqa: E402
-from alphasignal.storage.history import History  # noqa: E402
-from alphasignal.config import load_config  # noqa: E402
+from alphasignal.agents.compare import random_search
+from alphasignal.agents.evaluate import Evaluator
+from alphasignal.agents.loop import optimize
+from alphasignal.config import load_config
+from alphasignal.market import load_ohlcv
+from alphasignal.storage.history import History
 
 
 def _run(rounds: int, data, tmp: Path, tag: str) -> tuple[list[dict], float, float, int]:

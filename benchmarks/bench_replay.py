@@ -13,7 +13,7 @@
    second run into a fresh output folder (no journal to reuse) takes everything from it: its decisions/s, the
    server's request count during it (must be 0), whether its outputs are byte-identical, and its simulation share.
 
-    python benchmarks/bench_replay.py [--n 2500] [--workers 2] [--cached-n 500]   (0 skips a part)
+    python -m benchmarks.bench_replay [--n 2500] [--workers 2] [--cached-n 500]   (0 skips a part)
 """
 
 from __future__ import annotations
@@ -21,22 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/: the loopback Ollama-API server's launcher
+import httpx
+import pandas as pd
 
-import httpx  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from alphasignal.market import load_ohlcv  # noqa: E402
-from alphasignal.replay.report import write_outputs  # noqa: E402
-from alphasignal.replay.run import run_replay  # noqa: E402
-from alphasignal.config import Config, PipelineConfig, ReplayConfig  # noqa: E402
+from alphasignal.config import Config, PipelineConfig, ReplayConfig
+from alphasignal.market import load_ohlcv
+from alphasignal.replay.report import write_outputs
+from alphasignal.replay.run import run_replay
 
 
 def _cpu() -> float:
@@ -62,7 +58,9 @@ def _served(url: str) -> int:
 
 def _cached_replay(cfg: Config, dates: list[str], tmp: str) -> dict[str, object]:
     """Fill the cache, then re-run from it into a fresh folder: the figures of both runs."""
-    from fixtures_llm import start_ollama_compat
+    from benchmarks import load_test_helper
+
+    start_ollama_compat = load_test_helper("fixtures_llm").start_ollama_compat
 
     news = Path(tmp) / "news.csv"
     news.write_text("timestamp,ticker,headline\n" + "".join(  # a different headline every day: no repeated question

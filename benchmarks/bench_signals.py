@@ -9,7 +9,7 @@
 4. Model-call cache (``--cache use``): the same SmolLM2 decisions again, every model call a cache hit:
    ms per decision and per cache lookup, against the model call they replace.
 
-    python benchmarks/bench_signals.py [--n 200] [--model-n 20] [--skip-model]
+    python -m benchmarks.bench_signals [--n 200] [--model-n 20] [--skip-model]
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from alphasignal.charts import render_chart  # noqa: E402
-from alphasignal.errors import ModelError  # noqa: E402
-from alphasignal.market import load_ohlcv  # noqa: E402
-from alphasignal.signals.pipeline import SignalPipeline, make_item  # noqa: E402
-from alphasignal.config import PipelineConfig  # noqa: E402
+from alphasignal.charts import render_chart
+from alphasignal.config import PipelineConfig
+from alphasignal.errors import ModelError
+from alphasignal.market import load_ohlcv
+from alphasignal.signals.pipeline import SignalPipeline, make_item
 
 NEWS = ("Apple beats estimates as services revenue rises 12% to a record quarter; the company raises guidance. "
         "Analysts note slightly weaker iPhone sales in China.")

@@ -23,7 +23,7 @@ NumPy engine while a background process compiles), then warm (once that compile 
 kernel loads), and cold without start fast (``--set sweep.start_fast=false``: compiling first, the old behaviour).
 ``--start-fast`` prints only these rows.
 
-usage: python benchmarks/bench_sweep.py [--bars 5000] [--scale 50000,500000] [--skip-vectorbt]
+usage: python -m benchmarks.bench_sweep [--bars 5000] [--scale 50000,500000] [--skip-vectorbt]
                                         [--engine numba|numpy|cupy] [--grid benchmark|1m] [--start-fast]
 """
 
@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 GRIDS = {"benchmark": ("MA_Crossover", {"short_period": {"min": 2, "max": 50},
                                         "long_period": {"min": 10, "max": 250}}),
@@ -169,7 +168,8 @@ def _child_vectorbt(bars: int, chunk: int) -> dict:
 
 
 def _spawn(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_sweep", "--child", *args], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

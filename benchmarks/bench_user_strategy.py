@@ -9,21 +9,19 @@ printed), then timed: best and median of ``--repeats`` runs of ``run_sweep`` eac
 or loading the kernels). The user strategy's extra time is its positions matrix (bars x configurations, computed
 in NumPy by its own code) and the kernel reading it, where the built-in compares two shared indicator rows.
 
-usage: python benchmarks/bench_user_strategy.py [--bars 5000] [--repeats 5] [--engine numba|numpy]
+usage: python -m benchmarks.bench_user_strategy [--bars 5000] [--repeats 5] [--engine numba|numpy]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 GRID = {"short_period": {"min": 2, "max": 50}, "long_period": {"min": 10, "max": 250}, "use_ema": [False]}
 
@@ -46,8 +44,8 @@ def main() -> None:
 
     from alphasignal.backtest import METRICS, run_sweep
     from alphasignal.backtest.user_strategy import load_strategy
-    from alphasignal.market import load_ohlcv
     from alphasignal.config import SweepConfig
+    from alphasignal.market import load_ohlcv
 
     df = load_ohlcv("AAPL", source="offline").iloc[-args.bars:]
     opts = SweepConfig(device="cpu", engine=args.engine)

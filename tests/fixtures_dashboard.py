@@ -30,12 +30,10 @@ def dashboard_config(root: Path, *extra: str) -> Config:
 def build_project(root: Path) -> Config:
     """Run stages 06 (optimizer + hold-out), 05 (sweep), 04 (replay, builtin) and 01 (dataset) into ``root``;
     returns the config."""
-    from fixtures_dataset import small_dataset_config
-
     from alphasignal.agents.evaluate import Evaluator
     from alphasignal.agents.honesty import finalise
     from alphasignal.agents.loop import optimize
-    from alphasignal.backtest.command import sweep_command
+    from alphasignal.backtest.run import sweep_stage
     from alphasignal.dataset import build_dataset
     from alphasignal.market import load_from_config
     from alphasignal.replay.run import replay_command
@@ -49,12 +47,13 @@ def build_project(root: Path) -> Config:
         run_id = optimize(data, cfg, h, progress=False)
         h.finish_run(run_id, "finished", finalise(Evaluator.from_config(data, cfg), h, run_id, cfg.optimizer))
     with contextlib.redirect_stdout(io.StringIO()):  # the sweep and the replay print their tables
-        sweep_command(cfg, progress=False)
+        sweep_stage(cfg, progress=False)
         rc = dataclasses.replace(cfg.replay, tickers=("AAPL",), start="2020-07-01", end="2020-12-31", workers=1,
                                  random_runs=5, output_dir=str(root / "results" / "replay"))
         replay_command(cfg, dataclasses.replace(cfg.pipeline, provider="builtin"), rc, quiet=True)
-    build_dataset(small_dataset_config(root / "dataset", tickers=("AAPL",), start="2015-01-01",
-                                       end="2016-12-31", stride=10), quiet=True)
+    build_dataset(dataclasses.replace(  # as fixtures_dataset's small config (benchmarks load this file alone)
+        cfg.dataset, tickers=("AAPL",), source="offline", start="2015-01-01", end="2016-12-31", window=30, stride=10,
+        horizon=5, image_size=128, workers=1, output_dir=str(root / "dataset")), quiet=True)
     return cfg
 
 

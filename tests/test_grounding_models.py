@@ -73,7 +73,7 @@ def test_gemma_native_log_lines_stay_off_stderr(tmp_path: Path) -> None:
     assert loud.returncode == 0 and "llama_kv_cache_iswa" in loud.stdout and loud.stderr == ""
 
 
-# `python benchmarks/bench_models.py --n 50 --roles sentiment` measured SmolLM2's first replies on these 50
+# `python -m benchmarks.bench_models --n 50 --roles sentiment` measured SmolLM2's first replies on these 50
 # headlines with the news_sentiment@2 prompt: 3 of 50 grounded and valid (6%; 0 of 50 with news_sentiment@1). The
 # floor allows one reply less: llama.cpp at temperature 0 is deterministic for one build and call order, but the
 # reused prompt prefix (KV cache) can differ when other tests ran the same model first.

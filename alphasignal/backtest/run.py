@@ -1,14 +1,15 @@
-"""The stage 05 command: load data, sweep a grid on every ticker, add out-of-sample metrics, DSR and PBO, save the
-tidy results (CSV/Parquet) with a metadata JSON beside them, and print the top-N table."""
+"""Stage 05 as one library call: load data, sweep a grid on every ticker, add out-of-sample metrics, DSR and PBO,
+save the tidy results (CSV/Parquet) with a metadata JSON beside them, and return a :class:`SweepRun` (the top rows,
+the overfitting reports, the walk-forward runs and where everything was written; ``alphasignal.cli.sweep`` prints
+it)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config, SweepConfig
-
 from ..errors import UsageError
 from ..fileio import check_output_file, write_atomic
 from ..market.universe import load_universe
@@ -36,7 +36,31 @@ from .xp import Backend, resolve
 log = logging.getLogger(__name__)
 
 WFO_DOC = " ".join(WFO_DOC_FULL.split())
-SUMMARY = ("sharpe", "total_return", "cagr", "max_drawdown", "trades", "win_rate")
+
+
+@dataclass
+class SweepRun:
+    """What a stage 05 run did: the rows the top-N table shows (``top``, per ticker), each ticker's overfitting
+    report (DSR, PBO) and count of configurations run, the walk-forward runs, and the files written."""
+
+    opts: SweepConfig
+    params: list[str]
+    top: pd.DataFrame
+    reports: dict[str, dict]
+    n_run: dict[str, int]
+    n_skipped: int
+    engine: str
+    device: str
+    where: str  # ", cluster SPEC" when it ran on a cluster, else ""
+    output: Path
+    meta_path: Path
+    meta: dict[str, Any]
+    wfo: dict[str, WFOResult] = field(default_factory=dict)
+
+    @property
+    def wfo_path(self) -> Path | None:
+        """The walk-forward folds file, when walk-forward ran."""
+        return wfo_path(self.output) if self.wfo else None
 
 
 def data_hash(frames: dict[str, pd.DataFrame]) -> str:
@@ -64,55 +88,6 @@ def _save(meta: dict[str, Any], output: Path, wfo: pd.DataFrame | None = None) -
     return meta_path
 
 
-def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, reports: dict[str, dict],
-                 counts: dict[str, int]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=sys.stdout, width=160)
-    for ticker, group in results.groupby("ticker", sort=False):
-        top = group.sort_values(opts.sort_by, ascending=opts.sort_by == "max_drawdown", na_position="last")
-        table = Table(title=f"{ticker}: top {min(opts.top_n, len(top))} of {counts[ticker]} by {opts.sort_by} "
-                            f"(out-of-sample = last {opts.test_fraction:.0%})")
-        for col in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]:
-            table.add_column(col, justify="right")
-        for _, row in top.head(opts.top_n).iterrows():
-            table.add_row(*[_fmt(row[c]) for c in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]])
-        console.print(table)
-        rep = reports[ticker]
-        dsr, pbo = rep.get("dsr"), rep.get("pbo")
-        used, total = rep.get("pbo_combinations"), rep.get("pbo_combinations_total")
-        sampled = f", {used:,} of {total:,} combinations drawn" if used and total and used < total else ""
-        console.print(f"{ticker}: deflated Sharpe ratio of the best = {_fmt(dsr)} over {rep.get('n_trials')} trials "
-                      f"({'passes' if dsr is not None and dsr >= 0.95 else 'REJECTS'} at 0.95); "
-                      f"PBO (CSCV, {opts.pbo_splits} splits{sampled}) = {_fmt(pbo)}"
-                      f"{' - likely overfit' if pbo is not None and pbo >= 0.5 else ''}")
-
-
-def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=sys.stdout, width=160)
-    for ticker, res in runs.items():
-        sort_by = res.sort_by
-        table = Table(title=f"{ticker}: walk-forward optimisation, {len(res.folds)} "
-                            f"{'anchored' if res.anchored else 'rolling'} folds, chosen by in-sample {sort_by}")
-        cols = ["fold", "train_start", "test_start", "test_end", *params, f"is_{sort_by}", f"oos_{sort_by}",
-                "oos_total_return", "oos_trades"]
-        for col in cols:
-            table.add_column(col, justify="right")
-        for _, row in res.folds.iterrows():
-            table.add_row(*[str(row[c].date()) if isinstance(row[c], pd.Timestamp) else _fmt(row[c]) for c in cols])
-        console.print(table)
-        m, stab = res.metrics, res.stability
-        console.print(f"{ticker}: stitched out-of-sample ({len(res.returns)} bars): "
-                      + ", ".join(f"{k} {_fmt(m[k])}" for k in SUMMARY))
-        console.print(f"{ticker}: walk-forward efficiency (OOS / mean IS CAGR) {_fmt(res.efficiency)}; parameter "
-                      "stability (share of folds on the modal value): "
-                      + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
-
-
 def sweep_config_hash(cfg: Config) -> str:
     """The hash of what decides the results: where they ran (sweep.cluster, its timeout, start_fast) is left out."""
     d = cfg.to_dict()
@@ -130,16 +105,6 @@ def _top(frame: pd.DataFrame, opts: SweepConfig) -> pd.DataFrame:
 def _where(cluster: Executor | str) -> str:
     spec = cluster if isinstance(cluster, str) else (cluster.address and f"{cluster.address}:{cluster.workers}")
     return f", cluster {spec}" if spec else ""
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "-"
-    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def _plan(frames: dict[str, pd.DataFrame], configs: pd.DataFrame, opts: SweepConfig, strat: Strategy
@@ -181,8 +146,8 @@ def _sweep(ex: Executor, jobs: dict[str, tuple[Prices, pd.DataFrame]], strat: St
     return reports, timings, tops
 
 
-def sweep_command(cfg: Config, *, progress: bool = True) -> int:
-    """Run the configured sweep end to end; returns the exit code (0)."""
+def sweep_stage(cfg: Config, *, progress: bool = True) -> SweepRun:
+    """Run the configured sweep end to end: results, folds and metadata written; returns what to show."""
     opts, ds = cfg.sweep, cfg.dataset
     if opts.sort_by not in METRICS:
         raise UsageError(f"sweep.sort_by={opts.sort_by!r} is not a metric: use one of {', '.join(METRICS)}")
@@ -227,12 +192,6 @@ def sweep_command(cfg: Config, *, progress: bool = True) -> int:
     }
     folds = pd.concat([r.folds.assign(ticker=t) for t, r in wfo.items()], ignore_index=True) if wfo else None
     meta_path = _save(meta, Path(opts.output), None if folds is None else folds[["ticker", *folds.columns[:-1]]])
-    _print_table(pd.concat(tops, ignore_index=True), list(strat.specs), opts, reports, meta["n_run"])
-    if wfo:
-        _print_wfo(wfo, list(strat.specs))
-    total_skipped = sum(skipped.values())
-    print(f"{sum(meta['n_run'].values())} backtests ({backend.engine} on {backend.device}{_where(opts.cluster)}"
-          f"{', ' + str(total_skipped) + ' invalid configurations skipped' if total_skipped else ''}) -> "
-          f"{opts.output} (metadata {meta_path}"
-          f"{', walk-forward folds ' + str(wfo_path(Path(opts.output))) if wfo else ''})")
-    return 0
+    return SweepRun(opts, list(strat.specs), pd.concat(tops, ignore_index=True), reports, meta["n_run"],
+                    sum(skipped.values()), backend.engine, backend.device, _where(opts.cluster), Path(opts.output),
+                    meta_path, meta, wfo)

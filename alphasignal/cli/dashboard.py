@@ -1,4 +1,16 @@
-"""Stage 07 entry point behind ``07_dashboard.py``: check the address, then run ``streamlit run`` on the app."""
+"""Stage 07: a local, read-only web dashboard (Streamlit) over optimizer runs, sweeps, signals and the dataset.
+
+Serves on dashboard.host:dashboard.port (127.0.0.1:8501 by default: this machine only) and prints the URL.
+Pages: Optimizer runs (stage 06 history), Sweeps (stage 05 results), Signals (stage 04 pipeline and replay
+results), Dataset (stage 01). File pickers only read under dashboard.results_dir, dataset_dir and models_dir.
+examples:
+  python 07_dashboard.py
+  python 07_dashboard.py --port 8600 --set dashboard.results_dir=/data/alphasignal/results
+  python 07_dashboard.py --host 0.0.0.0          # reachable from other machines (no login): on purpose only
+"""
+
+# Stage 07 entry (``07_dashboard.py``, ``alphasignal dashboard``): check the address, then run ``streamlit run`` on
+# the app.
 
 from __future__ import annotations
 
@@ -10,7 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config import Config
 from ..errors import UsageError
+from .flags import add_flags
 
 APP = Path(__file__).parents[1] / "dashboard" / "app.py"
 ROOT = APP.parents[2]
@@ -18,10 +32,7 @@ ROOT = APP.parents[2]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Stage 07 options (shortcuts for ``dashboard.*`` config values)."""
-    g = parser.add_argument_group("dashboard")
-    g.add_argument("--host", help="interface to listen on (default dashboard.host = 127.0.0.1: this machine only); "
-                                  "0.0.0.0 exposes the dashboard to the network")
-    g.add_argument("--port", type=int, help="port (dashboard.port)")
+    add_flags(parser, "dashboard", container=parser.add_argument_group("dashboard"))
 
 
 def check_address(host: str, port: int) -> None:
@@ -46,16 +57,11 @@ def streamlit_command(host: str, port: int, config_args: Sequence[str] = ()) -> 
             "--server.maxUploadSize=20", "--", *config_args]
 
 
-def main(args: argparse.Namespace, cfg: object) -> int:
+def main(args: argparse.Namespace, cfg: Config) -> int:
     """Check the address, print the URL and replace this process with the Streamlit server (Ctrl-C stops it)."""
-    dc = cfg.dashboard  # type: ignore[attr-defined]
-    host = args.host or dc.host
-    port = args.port if args.port is not None else dc.port
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port} is invalid: use 1..65535")
+    host, port = cfg.dashboard.host, cfg.dashboard.port  # --host/--port are among args.overrides already
     check_address(host, port)
-    config_args = ([f"--config={args.config}"] if args.config else []) + [
-        f"--set={o}" for o in [*args.overrides, f"dashboard.host={host}", f"dashboard.port={port}"]]
+    config_args = ([f"--config={args.config}"] if args.config else []) + [f"--set={o}" for o in args.overrides]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     shown = f"[{host}]" if ":" in host else host
     print(f"alphasignal dashboard: http://{shown}:{port}  (Ctrl-C stops it)", flush=True)

@@ -1,31 +1,42 @@
-"""Stage 06 entry (``06_multi_llm_optimize.py``, ``alphasignal optimize``): run/resume, list history, reprint a run."""
+"""Stage 06: multi-LLM strategy optimizer (Analyst -> Strategist -> Risk Manager rounds over validated backtests).
+
+Runs offline by default (builtin engines, real offline market data), writes a Markdown report, two PNGs and an
+SQLite history. Examples:
+  python 06_multi_llm_optimize.py
+  python 06_multi_llm_optimize.py --strategy Bollinger_Breakout --rounds 8 --compare random,tpe
+  python 06_multi_llm_optimize.py --strategy-file examples/sma_trend.py --strategy SmaTrend   # your own strategy
+  python 06_multi_llm_optimize.py --provider ollama --set optimizer.strategist_model=deepseek-r1:7b
+  python 06_multi_llm_optimize.py --cluster local:2 --compare random,tpe   # backtests on a Dask cluster
+  python 06_multi_llm_optimize.py --history | --show RUN_ID | --resume RUN_ID
+"""
+
+# Stage 06 entry (``06_multi_llm_optimize.py``, ``alphasignal optimize``): run/resume, list history, reprint a run.
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ..agents.curves import equity_curves
+from ..agents.evaluate import Evaluator
+from ..agents.honesty import finalise
+from ..agents.loop import build_agents, optimize, sweep_grid
 from ..backtest.distributed import Executor
 from ..backtest.user_strategy import load_strategy
-from .common import add_cache_option, add_strategy_options, with_cache_mode
+from ..config import Config
 from ..fileio import check_output_dir
 from ..market import load_from_config
 from ..reporting.plots import comparison_png, equity_png
 from ..reporting.report import write_report
 from ..reporting.tables import load_run, print_report
 from ..storage.history import History
-from ..agents.curves import equity_curves
-from ..agents.evaluate import Evaluator
-from ..agents.honesty import finalise
-from ..agents.loop import build_agents, optimize, sweep_grid
+from .flags import add_flags
 
 log = logging.getLogger(__name__)
 
@@ -33,44 +44,17 @@ REPORT, COMPARISON, EQUITY = "multi_llm_report.md", "multi_llm_comparison.png", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Stage 06 options (each one a shortcut for an ``optimizer.*`` config value)."""
+    """Stage 06 options (the table's shortcuts for ``optimizer.*`` values, and what to do: run, resume, list, show)."""
     g = parser.add_argument_group("optimizer")
-    add_strategy_options(g, "optimizer", "strategy to optimise, e.g. MA_Crossover or Bollinger_Breakout")
-    g.add_argument("--provider", help="model provider for every agent: auto, builtin, ollama, openai, llamacpp")
-    g.add_argument("--rounds", type=int, help="maximum number of agent rounds")
-    g.add_argument("--budget", type=int, help="maximum number of agent backtests in total")
-    g.add_argument("--debate", type=int, metavar="N", help="debate N rounds and vote before backtesting proposals")
-    g.add_argument("--compare", metavar="random,tpe,wfo",
-                   help="also run these optimizers (random search, Optuna TPE, walk-forward optimisation) with the "
-                   "same backtest budget")
-    g.add_argument("--output-dir", help="where the report and PNGs go")
-    g.add_argument("--cluster", help="run the backtests on Dask: local[:N] (N worker processes here) or "
-                   "tcp://HOST:8786 (a running scheduler); default in-process (sweep.cluster)")
+    add_flags(parser, "optimize", container=g)
     h = g.add_mutually_exclusive_group()
     h.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run after its last complete round")
     h.add_argument("--history", action="store_true", help="list past runs and exit")
     h.add_argument("--show", metavar="RUN_ID", help="reprint the report of a past run and exit")
-    add_cache_option(g)
 
 
-def with_args(cfg: Any, args: argparse.Namespace) -> Any:
-    """``cfg`` with the command-line shortcuts applied (validated by the config's own checks)."""
-    updates: dict[str, Any] = {}
-    for name, field in (("strategy", "strategy"), ("strategy_file", "strategy_file"), ("provider", "provider"),
-                        ("rounds", "rounds"), ("budget", "budget"), ("debate", "debate_rounds"),
-                        ("output_dir", "output_dir")):
-        if getattr(args, name, None) is not None:
-            updates[field] = getattr(args, name)
-    if getattr(args, "compare", None):
-        updates["compare"] = tuple(x.strip() for x in args.compare.split(",") if x.strip())
-    if getattr(args, "cluster", None) is not None:
-        cfg = dataclasses.replace(cfg, sweep=dataclasses.replace(cfg.sweep, cluster=args.cluster))
-    return dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, **updates)) if updates else cfg
-
-
-def main(args: argparse.Namespace, cfg: Any) -> int:
+def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch ``--history`` / ``--show`` / a run (new or ``--resume``); returns the exit code."""
-    cfg = with_args(with_cache_mode(cfg, args), args)
     optimizer = cfg.optimizer
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=160)
     show = getattr(args, "show", None)

@@ -1,4 +1,22 @@
-"""What ``04_signal_pipeline.py`` runs: --demo, one chart + news, --batch manifest, or --eval."""
+"""Stage 04: chart image + news -> validated JSON trading decision (decision.json).
+
+Examples:
+  python 04_signal_pipeline.py --demo                                   # offline chart + sample news
+  python 04_signal_pipeline.py --image chart.png --news "Apple beats estimates" --output decision.json
+  python 04_signal_pipeline.py --image chart.png --news-file news.txt --last-close 187.3
+  python 04_signal_pipeline.py --batch manifest.jsonl --output decisions.jsonl
+  python 04_signal_pipeline.py --eval --limit 200                       # dataset test split metrics
+  python 04_signal_pipeline.py --replay --tickers AAPL,GOOG --start 2022-01-01 --end 2026-06-30 [--every N]
+                               [--news-file news.csv]       # day-by-day decisions traded -> results/replay/
+  python 04_signal_pipeline.py --demo --provider ollama --vlm-model qwen2.5vl:3b --llm-model qwen2.5:3b
+
+Providers: auto (default: a reachable Ollama / OpenAI-compatible server with the models, else the builtin
+offline engine, said on stderr), builtin, ollama, openai, llamacpp (pipeline.gguf_path). Exit codes: 0 ok,
+2 bad input, 3 model/server failure, 4 market-data failure.
+"""
+
+# Stage 04 entry (``04_signal_pipeline.py``, ``alphasignal signals``): --demo, one chart + news, --batch manifest,
+# --eval, or --replay.
 
 from __future__ import annotations
 
@@ -11,8 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Config
-
-from .common import add_cache_option, count, positive_number, with_cache_mode
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import check_output_file, write_atomic
 from ..progress import progress_bar
@@ -24,11 +40,14 @@ from ..signals.pipeline import (
     read_manifest,
     row_item,
 )
+from .flags import add_flags, count, positive_number
 
 log = logging.getLogger(__name__)
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The stage-04 options (shared-script options come from ``alphasignal.cli.build_parser``)."""
+    """The stage-04 options (shared-script options come from ``alphasignal.cli.build_parser``; config shortcuts
+    from the flag table)."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--demo", action="store_true", help="a dataset chart (or one rendered from offline AAPL data) "
                       "with sample news")
@@ -40,39 +59,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "decisions as one portfolio (results in replay.output_dir)")
     news = parser.add_mutually_exclusive_group()
     news.add_argument("--news", metavar="TEXT", help="news text for --image")
-    news.add_argument("--news-file", metavar="PATH", help="UTF-8 text file with the news for --image; with --replay "
-                      "a CSV/JSONL of timestamp, ticker, headline (replay.news_file)")
+    add_flags(parser, "signals", ["--news-file"], container=news)
     parser.add_argument("--last-close", type=positive_number, metavar="PRICE",
                         help="last close of the chart (charts without a price axis need it for levels)")
     parser.add_argument("--output", metavar="PATH", help="output file (default: pipeline.output, or "
                         "results/decisions.jsonl for --batch, pipeline.eval_output for --eval)")
-    parser.add_argument("--provider", choices=("auto", "builtin", "ollama", "openai", "llamacpp"),
-                        help="provider for both calls (pipeline.provider)")
-    parser.add_argument("--vlm-model", metavar="NAME", help="chart (vision) model (pipeline.vlm_model)")
-    parser.add_argument("--llm-model", metavar="NAME", help="news model (pipeline.llm_model)")
+    add_flags(parser, "signals", ["--provider", "--vlm-model", "--llm-model"])
     parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
-    add_cache_option(parser)
+    add_flags(parser, "signals", ["--cache"])
     rp = parser.add_argument_group(
         "--replay (defaults in [replay])",
         "replay.max_calls / replay.max_tokens_total stop the deciding cleanly. With a model provider they count the "
         "model requests actually sent (retries count; call-cache hits and builtin-engine answers are free); with "
         "the builtin engine alone, max_calls counts its answers: a chart reading per decision, plus a news score "
         "when there are headlines.")
-    rp.add_argument("--tickers", metavar="A,B", help="tickers to replay (replay.tickers)")
-    rp.add_argument("--start", metavar="DATE", help="first decision date (replay.start)")
-    rp.add_argument("--end", metavar="DATE", help="last bar (replay.end)")
-    rp.add_argument("--every", type=count, metavar="N", help="a decision every N bars (replay.every)")
+    add_flags(parser, "signals", ["--tickers", "--start", "--end", "--every"], container=rp)
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
-    cfg = with_cache_mode(cfg, args)
-    pc = _pipeline_config(args, cfg)
-    if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines
+    pc = cfg.pipeline
+    if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines (replay.news_file)
         from ..replay.run import replay_command, replay_config
 
-        rc = replay_config(cfg, args.tickers, args.start, args.end, args.every, args.news_file)
-        return replay_command(cfg, pc, rc, quiet=args.quiet)
+        return replay_command(cfg, pc, replay_config(cfg), quiet=args.quiet)
     check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
                                       else pc.output), what="--output")  # before any work
     if args.eval:
@@ -105,12 +115,6 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         print(f"wrote {path} ({decision.final_action} {decision.final_confidence:.2f}, engine "
               f"{decision.meta['engine']})", file=sys.stderr)
     return 0
-
-
-def _pipeline_config(args: argparse.Namespace, cfg: Config):
-    overrides = {k: v for k, v in (("provider", args.provider), ("vlm_model", args.vlm_model),
-                                   ("llm_model", args.llm_model)) if v}
-    return replace(cfg.pipeline, **overrides) if overrides else cfg.pipeline
 
 
 def _batch(args: argparse.Namespace, pc) -> int:

@@ -1,68 +1,131 @@
-"""Stage 05 entry: ``add_arguments(parser)`` and ``main(args, cfg)`` (05_sweep_backtest.py only wires them up).
+"""Stage 05: vectorised strategy parameter sweep (CPU Numba/NumPy or GPU CuPy) with out-of-sample, DSR and PBO.
 
-The sweep itself is imported when ``main`` runs, so ``--help`` and bad flags answer without loading the engines.
+Backtests every configuration of sweep.grid on every ticker of dataset.tickers and writes one row per
+(ticker, config) with parameters, full-sample, in-sample (is_*) and out-of-sample (oos_*) metrics to
+sweep.output (.csv or .parquet) plus a metadata JSON beside it; prints the top-N table, the deflated Sharpe
+ratio of the best configuration and the probability of backtest overfitting. With --walk-forward K it also
+re-chooses the best configuration on each of K training windows, trades it on the window after, and reports the
+chosen parameters per fold, the stitched out-of-sample metrics, walk-forward efficiency and parameter stability
+(folds in <output stem>_wfo.csv/.parquet, summary in the metadata JSON).
+
+Conventions: signal at the close of bar t, position held from bar t+1 (--fill next_open: filled at the next
+open); fees and slippage in bps of traded value; warm-up bars flat; crossover strategies hold the side of the cross
+(--entry cross: they enter only on a crossover event).
+
+examples:
+  python 05_sweep_backtest.py                                   # MA crossover grid, AAPL (offline fallback)
+  python 05_sweep_backtest.py --tickers AAPL,GOOG --mode long_short --fees-bps 5
+  python 05_sweep_backtest.py --strategy RSI_Reversion --grid '{period=[7, 14], lower=[20, 30], upper=[70, 80]}'
+  python 05_sweep_backtest.py --grid '{short_period={min=2, max=50}, long_period={min=10, max=250}}' --device cpu
+  python 05_sweep_backtest.py --walk-forward 5 --anchored                # walk-forward optimisation, 5 folds
+  python 05_sweep_backtest.py --strategy-file examples/ma_crossover_user.py --strategy MyMACrossover  # your own
+  python 05_sweep_backtest.py --cluster local:2 --tickers-file tickers.txt --output results/u.parquet  # Dask
+  python 05_sweep_backtest.py --csv universe.parquet     # long format (Date, Ticker, OHLCV): every ticker in it
 """
+
+# Stage 05 entry: ``add_arguments(parser)`` and ``main(args, cfg)`` (``05_sweep_backtest.py``, ``alphasignal sweep``):
+# run :func:`alphasignal.backtest.run.sweep_stage` and print its top-N table, DSR/PBO and walk-forward folds. The
+# sweep itself is imported when ``main`` runs, so ``--help`` and bad flags answer without loading the engines.
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
+from typing import TYPE_CHECKING, Any
 
-from ..config import Config, load_config
+from ..config import Config, SweepConfig
+from .flags import add_flags
 
-from .common import add_strategy_options
+if TYPE_CHECKING:
+    import pandas as pd
 
-# command-line flag -> sweep/dataset config key (each also settable with --set section.key=value)
-_FLAGS = {"strategy": "sweep.strategy", "strategy_file": "sweep.strategy_file", "grid": "sweep.grid",
-          "tickers": "dataset.tickers", "mode": "sweep.mode",
-          "fill": "sweep.fill", "entry": "sweep.entry", "fees_bps": "sweep.fees_bps",
-          "slippage_bps": "sweep.slippage_bps", "device": "sweep.device", "engine": "sweep.engine",
-          "max_memory": "sweep.max_memory_mb",
-          "output": "sweep.output", "top": "sweep.top_n", "source": "dataset.source", "csv": "dataset.csv_path",
-          "walk_forward": "sweep.walk_forward", "anchored": "sweep.anchored", "cluster": "sweep.cluster"}
+    from ..backtest.run import SweepRun
+    from ..backtest.wfo import WFOResult
 
+SUMMARY = ("sharpe", "total_return", "cagr", "max_drawdown", "trades", "win_rate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Stage 05 options (each one a shortcut for a ``sweep.*`` or ``dataset.*`` config value)."""
-    g = parser.add_argument_group("sweep")
-    add_strategy_options(g, "sweep", "MA_Crossover | Bollinger_Breakout | RSI_Reversion | MACD | Donchian_Breakout")
-    g.add_argument("--grid", help="TOML table of value lists or {min, max, step} ranges (sweep.grid)")
-    g.add_argument("--tickers", help="comma-separated tickers (dataset.tickers)")
-    g.add_argument("--mode", help="long_only | long_short")
-    g.add_argument("--fill", help="close (signal at close t, held from t+1) | next_open")
-    g.add_argument("--entry", help="MA_Crossover/MACD: state (hold the side of the cross, default) | cross (enter "
-                   "only on a crossover event, as backtesting.py)")
-    g.add_argument("--fees-bps", help="fees in basis points of traded value")
-    g.add_argument("--slippage-bps", help="slippage in basis points of the fill price")
-    g.add_argument("--device", help="auto | cpu | gpu")
-    g.add_argument("--engine", help="numba | numpy | cupy")
-    g.add_argument("--max-memory", help="memory bound in MB for one chunk of configurations")
-    g.add_argument("--output", help="results file (.csv or .parquet); metadata JSON is written beside it")
-    g.add_argument("--top", help="rows in the printed top-N table")
-    g.add_argument("--source", help="data source: auto | yfinance | offline | csv")
-    g.add_argument("--csv", help="CSV/Parquet OHLCV file (implies --source csv)")
-    g.add_argument("--walk-forward", metavar="K", help="also run walk-forward optimisation over K folds (>= 2): "
-                   "choose by sweep.sort_by on each training window, trade it on the next; stitched OOS metrics")
-    g.add_argument("--anchored", action="store_const", const="true",
-                   help="walk-forward training windows start at the first bar (default: they roll)")
-    g.add_argument("--cluster", help="Dask: local[:N] (N worker processes here) or tcp://HOST:8786 (a running "
-                   "scheduler); default in-process (sweep.cluster)")
-    g.add_argument("--tickers-file", metavar="FILE", help="universe: one ticker a line (# comments allowed)")
+    add_flags(parser, "sweep", container=parser.add_argument_group("sweep"))
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
-    """Run the sweep with the shortcuts applied."""
-    from ..market.universe import ALL, is_long_table, read_tickers_file
-    from ..backtest.command import sweep_command
+    """Run the sweep and print what it found."""
+    from ..backtest.run import sweep_stage
 
-    sets = [f"{key}={getattr(args, flag)}" for flag, key in _FLAGS.items() if getattr(args, flag) is not None]
-    if args.tickers_file:
-        sets.append(f"dataset.tickers={','.join(read_tickers_file(args.tickers_file))}")
-    if args.csv and args.source is None:
-        sets.append("dataset.source=csv")
-    if args.csv and args.tickers is None and not args.tickers_file:  # results are named by the file, as in stage 01
-        sets.append(f"dataset.tickers={ALL if is_long_table(args.csv) else Path(args.csv).stem}")
-    if sets:
-        cfg = load_config(args.config, [*args.overrides, *sets])
-    return sweep_command(cfg, progress=not args.quiet)
+    print_sweep(sweep_stage(cfg, progress=not args.quiet))
+    return 0
+
+
+def print_sweep(run: SweepRun) -> None:
+    """The top-N table with DSR and PBO per ticker, the walk-forward folds, and where the files went."""
+    _print_table(run.top, run.params, run.opts, run.reports, run.n_run)
+    if run.wfo:
+        _print_wfo(run.wfo, run.params)
+    skipped = f", {run.n_skipped} invalid configurations skipped" if run.n_skipped else ""
+    folds = f", walk-forward folds {run.wfo_path}" if run.wfo else ""
+    print(f"{sum(run.n_run.values())} backtests ({run.engine} on {run.device}{run.where}{skipped}) -> "
+          f"{run.output} (metadata {run.meta_path}{folds})")
+
+
+def _print_table(results: pd.DataFrame, params: list[str], opts: SweepConfig, reports: dict[str, dict],
+                 counts: dict[str, int]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=160)
+    for ticker, group in results.groupby("ticker", sort=False):
+        top = group.sort_values(opts.sort_by, ascending=opts.sort_by == "max_drawdown", na_position="last")
+        table = Table(title=f"{ticker}: top {min(opts.top_n, len(top))} of {counts[ticker]} by {opts.sort_by} "
+                            f"(out-of-sample = last {opts.test_fraction:.0%})")
+        for col in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]:
+            table.add_column(col, justify="right")
+        for _, row in top.head(opts.top_n).iterrows():
+            table.add_row(*[_fmt(row[c]) for c in [*params, *SUMMARY, "oos_sharpe", "oos_total_return"]])
+        console.print(table)
+        rep = reports[ticker]
+        dsr, pbo = rep.get("dsr"), rep.get("pbo")
+        used, total = rep.get("pbo_combinations"), rep.get("pbo_combinations_total")
+        sampled = f", {used:,} of {total:,} combinations drawn" if used and total and used < total else ""
+        console.print(f"{ticker}: deflated Sharpe ratio of the best = {_fmt(dsr)} over {rep.get('n_trials')} trials "
+                      f"({'passes' if dsr is not None and dsr >= 0.95 else 'REJECTS'} at 0.95); "
+                      f"PBO (CSCV, {opts.pbo_splits} splits{sampled}) = {_fmt(pbo)}"
+                      f"{' - likely overfit' if pbo is not None and pbo >= 0.5 else ''}")
+
+
+def _print_wfo(runs: dict[str, WFOResult], params: list[str]) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=160)
+    for ticker, res in runs.items():
+        sort_by = res.sort_by
+        table = Table(title=f"{ticker}: walk-forward optimisation, {len(res.folds)} "
+                            f"{'anchored' if res.anchored else 'rolling'} folds, chosen by in-sample {sort_by}")
+        cols = ["fold", "train_start", "test_start", "test_end", *params, f"is_{sort_by}", f"oos_{sort_by}",
+                "oos_total_return", "oos_trades"]
+        for col in cols:
+            table.add_column(col, justify="right")
+        for _, row in res.folds.iterrows():
+            table.add_row(*[str(row[c].date()) if isinstance(row[c], pd.Timestamp) else _fmt(row[c]) for c in cols])
+        console.print(table)
+        m, stab = res.metrics, res.stability
+        console.print(f"{ticker}: stitched out-of-sample ({len(res.returns)} bars): "
+                      + ", ".join(f"{k} {_fmt(m[k])}" for k in SUMMARY))
+        console.print(f"{ticker}: walk-forward efficiency (OOS / mean IS CAGR) {_fmt(res.efficiency)}; parameter "
+                      "stability (share of folds on the modal value): "
+                      + ", ".join(f"{k} {_fmt(stab[k]['modal_fraction'])}" for k in stab))
+
+
+def _fmt(v: Any) -> str:
+    import numpy as np
+
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)

@@ -3,7 +3,6 @@ guarded file picker and one way to show a problem (a message on the page, never 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import sys
@@ -15,7 +14,6 @@ import pandas as pd
 import streamlit as st
 
 from ..config import Config, ConfigError, load_config
-
 from ..errors import AlphaSignalError
 from . import data
 from .paths import PathRefused, Roots, find_files, guard
@@ -28,12 +26,23 @@ def settings() -> Config:
     """The effective config: from session_state when set, else from the app's arguments (``-- --config F --set
     k=v``), read once per session."""
     if CFG_KEY not in st.session_state:
-        p = argparse.ArgumentParser(add_help=False)
-        p.add_argument("--config")
-        p.add_argument("--set", dest="overrides", action="append", default=[])
-        args, _ = p.parse_known_args(sys.argv[1:])
-        st.session_state[CFG_KEY] = load_config(args.config, args.overrides)
+        st.session_state[CFG_KEY] = load_config(*app_arguments(sys.argv[1:]))
     return st.session_state[CFG_KEY]
+
+
+def app_arguments(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(``--config`` file, ``--set`` overrides) among the app's arguments, as ``--opt=value`` or ``--opt value``
+    (the launcher in ``alphasignal.cli.dashboard`` passes them; anything else is ignored)."""
+    config, overrides, items = None, [], list(argv)
+    for i, item in enumerate(items):
+        name, eq, value = item.partition("=")
+        if name in ("--config", "--set") and not eq:
+            value = items[i + 1] if i + 1 < len(items) else ""
+        if name == "--config":
+            config = value or None
+        elif name == "--set" and value:
+            overrides.append(value)
+    return config, overrides
 
 
 def roots() -> Roots:

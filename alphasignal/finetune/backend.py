@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import progress
 from ..config import TrainingConfig
-
 from .data import Sample, score_generations
 from .export import ExportPlan
 
@@ -38,8 +38,7 @@ def memory_summary() -> str:
 
 def say(text: str, quiet: bool) -> None:
     """One progress line on stderr unless ``quiet``."""
-    if not quiet:
-        print(text, file=sys.stderr)
+    progress.say(text, quiet)
 
 
 @dataclass

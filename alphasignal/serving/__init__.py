@@ -1,6 +1,7 @@
 """Stage 03: set up and health-check local model serving (Ollama, llama.cpp server, OpenAI-compatible / vLLM).
 
-``serve`` is the one entry point; each provider module does the work. Every failure a user can fix (nothing
+``serve`` is the one entry point; each provider module does the work, and it returns a :class:`ServeReport`
+(the health rows and the lines to show; ``alphasignal.cli.serve`` prints it). Every failure a user can fix (nothing
 listening, port taken, missing GGUF, model absent) is a one-line ``ModelError`` (exit 3) that names the fix.
 """
 
@@ -8,18 +9,17 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..config import Config
-
 from ..errors import ModelError, UsageError
 from ..fileio import input_file
 from ..finetune.export import ExportPlan
-from .health import HealthRow, is_json_reply, note, openai_probe, openai_vision_probe, render_table
+from .health import HealthRow, is_json_reply, note, openai_probe, openai_vision_probe
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,19 @@ class ServeOptions:
     quiet: bool = False
 
 
-def serve(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
-    """Run stage 03 for ``cfg.serve.provider``; returns the health rows it printed."""
+@dataclass
+class ServeReport:
+    """What stage 03 did: ``before`` lines, then the health table of ``rows`` titled ``title`` (none when the
+    title is empty), then the ``after`` lines (the stage 04 flags that use the server among them)."""
+
+    rows: list[HealthRow] = field(default_factory=list)
+    title: str = ""
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+
+
+def serve(cfg: Config, opts: ServeOptions) -> ServeReport:
+    """Run stage 03 for ``cfg.serve.provider``; returns what to show."""
     provider = cfg.serve.provider
     if opts.stop and provider != "llamacpp":  # --stop must never fall through to a setup that pulls models
         raise UsageError(f"--stop stops the llama.cpp server this stage started; serve.provider is {provider!r}: "
@@ -44,10 +55,9 @@ def serve(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
         s = cfg.serve
         rows = setup_ollama(s.ollama_host, list(s.models_to_pull), finetuned_name(cfg), modelfile_path(cfg),
                             check_only=opts.check_only, recreate=opts.recreate, quiet=opts.quiet)
-        render_table(rows, f"Ollama at {s.ollama_host}")
-        _stage04_hint(f"--set pipeline.provider=ollama --set pipeline.ollama_host={s.ollama_host} "
-                      f"--set pipeline.vlm_model={finetuned_name(cfg) or s.models_to_pull[0]}")
-        return rows
+        return ServeReport(rows, f"Ollama at {s.ollama_host}", after=[stage04_hint(
+            f"--set pipeline.provider=ollama --set pipeline.ollama_host={s.ollama_host} "
+            f"--set pipeline.vlm_model={finetuned_name(cfg) or s.models_to_pull[0]}")])
     if provider == "llamacpp":
         return _llamacpp(cfg, opts)
     return _openai(cfg, opts)
@@ -80,15 +90,14 @@ def gguf_files(cfg: Config) -> tuple[Path, Path | None]:
     return gguf, default if default is not None and default.is_file() else None
 
 
-def _llamacpp(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
+def _llamacpp(cfg: Config, opts: ServeOptions) -> ServeReport:
     from .llamacpp_server import read_record, start_server, stop_server
 
     s, pid = cfg.serve, pid_file(cfg)
     if opts.stop:
         record = stop_server(pid)
-        print(f"stopped llama.cpp server pid {record.pid} at {record.url}" if record else
-              f"no llama.cpp server recorded in {pid}: nothing to stop")
-        return []
+        return ServeReport(before=[f"stopped llama.cpp server pid {record.pid} at {record.url}" if record else
+                                   f"no llama.cpp server recorded in {pid}: nothing to stop"])
     record = read_record(pid)
     if record is None and opts.check_only:
         raise ModelError(f"no llama.cpp server started by this stage on port {s.port}: run python 03_serve_ollama.py "
@@ -97,20 +106,19 @@ def _llamacpp(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
         gguf, mmproj = gguf_files(cfg)
         alias = s.model or (cfg.training.ollama_model_name if not s.gguf_path else gguf.stem)
         record, waited = start_server(gguf, mmproj, alias, s.host, s.port, s.max_model_len, pid, s.startup_timeout)
-        print(f"started pid {record.pid} in {waited:.1f} s: {shlex.join(record.command)}")
+        before = f"started pid {record.pid} in {waited:.1f} s: {shlex.join(record.command)}"
         load_s, vision = waited, mmproj is not None
         size = gguf.stat().st_size + (mmproj.stat().st_size if mmproj else 0)
     else:
-        print(f"already running: pid {record.pid} at {record.url}")
+        before = f"already running: pid {record.pid} at {record.url}"
         load_s, vision, size = None, None, None
     row = _probe(record.url, record.model, s.api_key, "json_object", vision)
     row.load_s, row.size_bytes = load_s, size
-    render_table([row], f"llama.cpp server at {record.url}")
-    print(f"URL: {record.url}")
-    _stage04_hint(f"--set pipeline.vlm_provider=openai --set pipeline.openai_base_url={record.url} "
-                  f"--set pipeline.vlm_model={record.model}")
-    print(f"stop it with: python 03_serve_ollama.py --provider llamacpp --set serve.port={s.port} --stop")
-    return [row]
+    return ServeReport([row], f"llama.cpp server at {record.url}", [before], [
+        f"URL: {record.url}",
+        stage04_hint(f"--set pipeline.vlm_provider=openai --set pipeline.openai_base_url={record.url} "
+                     f"--set pipeline.vlm_model={record.model}"),
+        f"stop it with: python 03_serve_ollama.py --provider llamacpp --set serve.port={s.port} --stop"])
 
 
 def _probe(url: str, model: str, api_key: str, style: str, vision: bool | None) -> HealthRow:
@@ -143,11 +151,10 @@ def vllm_command(cfg: Config) -> str:
                        str(s.max_model_len), "--limit-mm-per-prompt", '{"image": 1}', "--port", port])
 
 
-def _openai(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
+def _openai(cfg: Config, opts: ServeOptions) -> ServeReport:
     s = cfg.serve
     hint = f"start one, e.g.: {vllm_command(cfg)}"
-    if s.provider == "vllm":
-        print(f"vLLM command for the fine-tuned model:\n  {vllm_command(cfg)}")
+    before = [f"vLLM command for the fine-tuned model:\n  {vllm_command(cfg)}"] if s.provider == "vllm" else []
     url = s.openai_base_url.rstrip("/")
     try:
         start = time.perf_counter()
@@ -166,14 +173,13 @@ def _openai(cfg: Config, opts: ServeOptions) -> list[HealthRow]:
                          f"set serve.model to one of them, or {hint}")
     note(f"{url} lists {len(listed)} model(s) in {list_s:.2f} s", opts.quiet)
     row = _probe(url, model, s.api_key, "json_schema", None)
-    render_table([row], f"OpenAI-compatible server at {url}")
-    _stage04_hint(f"--set pipeline.provider=openai --set pipeline.openai_base_url={url} "
-                  f"--set pipeline.vlm_model={model}")
-    return [row]
+    return ServeReport([row], f"OpenAI-compatible server at {url}", before, [stage04_hint(
+        f"--set pipeline.provider=openai --set pipeline.openai_base_url={url} --set pipeline.vlm_model={model}")])
 
 
-def _stage04_hint(flags: str) -> None:
-    print(f"stage 04: python 04_signal_pipeline.py {flags}")
+def stage04_hint(flags: str) -> str:
+    """The line naming the stage 04 command that uses what this stage set up."""
+    return f"stage 04: python 04_signal_pipeline.py {flags}"
 
 
-__all__ = ["ServeOptions", "serve", "vllm_command"]
+__all__ = ["ServeOptions", "ServeReport", "serve", "vllm_command"]

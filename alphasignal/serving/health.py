@@ -1,16 +1,17 @@
-"""Health rows (model, size, load time, tokens/s on a short JSON-schema request, vision) and their table."""
+"""Health rows (model, size, load time, tokens/s on a short JSON-schema request, vision) and the probes."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from ..progress import say
 
 # A short, fixed structured request: what stage 04 asks of every model, in miniature.
 PROBE_SCHEMA: dict[str, Any] = {
@@ -42,8 +43,7 @@ class HealthRow:
 
 def note(message: str, quiet: bool) -> None:
     """A progress/diagnostic line on stderr (silenced by --quiet)."""
-    if not quiet:
-        print(message, file=sys.stderr)
+    say(message, quiet)
 
 
 def probe_png() -> bytes:
@@ -97,28 +97,3 @@ def openai_vision_probe(client: httpx.Client, model: str) -> bool:
         return client.post("/chat/completions", json=body).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _fmt(value: float | None, spec: str, unit: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{unit}"
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def render_table(rows: list[HealthRow], title: str) -> None:
-    """Print the health table to stdout (it is the stage's result)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("model", "size", "load", "tokens/s", "JSON", "vision", "status"):
-        table.add_column(col, justify="left" if col in ("model", "status") else "right")
-    yes_no = {True: "yes", False: "no", None: "?"}
-    for r in rows:
-        table.add_row(r.model, _size(r.size_bytes), _fmt(r.load_s, ".2f", " s"), _fmt(r.tokens_per_s, ".1f"),
-                      yes_no[r.json_ok], yes_no[r.vision], r.status)
-    Console(width=120).print(table)
