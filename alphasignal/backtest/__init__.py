@@ -21,8 +21,9 @@ Public interface (stable; stage 06 calls it):
   configs) of per-bar returns, e.g. for ``probability_of_backtest_overfitting``.
 * ``positions(df, strategy, params_list, ...) -> DataFrame`` (bars x configs) of target positions decided at
   each close (held from the next bar).
-* validation: ``split_train_test``, ``train_test``, ``walk_forward``, ``deflated_sharpe_ratio``,
-  ``probability_of_backtest_overfitting`` (see ``validation.py``).
+* validation: ``split_train_test``, ``train_test``, ``walk_forward`` (see ``validation.py``); the selection-bias
+  statistics ``deflated_sharpe_ratio`` and ``probability_of_backtest_overfitting`` live in
+  ``alphasignal.evaluation.overfitting`` and are re-exported here.
 * ``walk_forward_optimize(data, strategy, grid, *, options=None, folds=None, anchored=None) -> WFOResult``: for
   each of K folds choose the best configuration of ``grid`` on the training window by ``options.sort_by`` and trade
   it on the next window; ``WFOResult`` holds the folds (chosen parameters, is_/oos_ metrics), the stitched
@@ -30,25 +31,20 @@ Public interface (stable; stage 06 calls it):
 
 ``options`` is ``config.SweepConfig`` (mode long_only|long_short, fill close|next_open, entry state|cross for the
 crossover strategies, fees_bps, slippage_bps, risk_free, device, engine, max_memory_mb, periods_per_year). Execution
-conventions and metric definitions: ``kernels.py`` and ``metrics.py`` docstrings; ``max_drawdown`` is a positive
-fraction (0.25 = -25 %).
+conventions and metric definitions: the docstrings of ``kernels.py`` and ``alphasignal/evaluation/metrics.py``;
+``max_drawdown`` is a positive fraction (0.25 = -25 %).
 """
 
 import sys
 from types import ModuleType
 from typing import Any
 
-from .metrics import METRICS
+from ..evaluation.metrics import METRICS
+from ..evaluation.overfitting import deflated_sharpe_ratio, probability_of_backtest_overfitting
 from .strategies import PARAM_SPECS, STRATEGIES, ParamSpec, Strategy, expand_grid, get_strategy, validate_params
 from .sweep import backtest, positions, returns_matrix, run_sweep
 from .user_strategy import load_strategy
-from .validation import (
-    deflated_sharpe_ratio,
-    probability_of_backtest_overfitting,
-    split_train_test,
-    train_test,
-    walk_forward,
-)
+from .validation import split_train_test, train_test, walk_forward
 from .wfo import WFOResult, walk_forward_optimize
 from .xp import resolve
 

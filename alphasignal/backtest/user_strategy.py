@@ -15,15 +15,21 @@ The class (named by ``--strategy``, loaded with ``--strategy-file``) has
 The positions become the rows of the kernels' POSITIONS rule, so fills, costs, the bust rule and every metric
 are the built-ins' own code. Loading checks the file before any work, each problem one ``UsageError`` line: syntax,
 the class and its specs, and a run on a synthetic price series -- the result's shape and values, and that the
-positions do not look ahead (the positions of the bars before a cut must not change when the bars after it are
-removed).
+positions do not look ahead: at many cuts (fixed ones, seeded random ones and each of the last bars) the positions
+computed on the bars before the cut must equal the full run's positions over that whole prefix, value for value
+(a position that changes, or becomes NaN, is look-ahead). The check is a test, not a proof: it catches any rule
+whose past positions depend on later bars of the synthetic series at one of the cuts (shift(-k), np.roll,
+centred windows, whole-series statistics, a look-ahead that appears only on long series up to
+:data:`SELF_CHECK_BARS` bars); it cannot see a rule that behaves differently on real data than on the synthetic
+series, or one that looks ahead only on series longer than it.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +41,8 @@ from ..errors import UsageError
 from .strategies import (
     REGISTRY,
     STRATEGIES,
+    Columns,
+    ConfigParts,
     ParamSpec,
     Strategy,
     StrategyLike,
@@ -45,9 +53,41 @@ from .strategies import (
     validate_params,
 )
 
-SELF_CHECK_BARS = 1200
-SELF_CHECK_CUTS = (500, 900)  # the look-ahead check truncates the synthetic series here
+SELF_CHECK_BARS = 5000  # about 20 years of daily bars: a look-ahead that appears only on long series shows
+SELF_CHECK_FIXED_CUTS = (60, 250, 500, 900, 2000, 3500)  # the look-ahead check truncates the synthetic series here,
+SELF_CHECK_RANDOM_CUTS = 16  # at this many seeded random places,
+SELF_CHECK_LAST_BARS = 5  # and before each of the last bars
 ROW_COPIES = 4  # bytes planned per configuration: its positions row and ~3 temporaries of the user's rule
+
+
+@dataclass(frozen=True)
+class UserStrategy(Strategy):
+    """A strategy of a user's file: ``positions(indicators, params)`` gives each configuration's positions, which
+    become the table rows the kernels' POSITIONS rule reads (one row per configuration)."""
+
+    positions: Callable[[Any, Columns], Any] | None = None
+
+    def config_parts(self, configs: pd.DataFrame) -> ConfigParts:
+        """One row of its own per configuration (its positions), no flag, no floats."""
+        k = len(configs)
+        return np.arange(k, dtype=np.int64)[:, None], np.zeros(k, dtype=np.int64), np.zeros((k, 2))
+
+    def row_bytes(self, n_bars: int) -> int:
+        """A positions row and the temporaries of the user's rule (:data:`ROW_COPIES`)."""
+        return 8 * n_bars * ROW_COPIES
+
+    def chunk_arrays(self, parts: ConfigParts, configs: pd.DataFrame, prices: Any, idx: np.ndarray | None = None,
+                     hi: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The positions of configurations ``idx`` over bars 0..hi-1, as the POSITIONS rule's arrays."""
+        chosen = configs if idx is None else configs.iloc[idx]
+        return positions_arrays(self, prices, chosen, len(prices.close) if hi is None else hi)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled by its file's source (e.g. to Dask workers), rebuilt without the self-check it passed here; one
+        without a file (a class defined in this process) by its registered name."""
+        if self.origin is None:
+            return get_strategy, (self.name,)
+        return from_source, (*self.origin, self.name, False)
 
 
 class Indicators:
@@ -215,8 +255,8 @@ def _build(cls: type, name: str, path: str, source: str) -> Strategy:
     def warmup(p: Any) -> np.ndarray:  # one value per configuration, as the built-ins' warm-ups give
         return np.broadcast_to(np.asarray(warm(p) if warm else 0, dtype=np.int64), np.shape(p[first]))
 
-    return Strategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
-                    positions=rule, origin=(path, source))
+    return UserStrategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
+                        positions=rule, origin=(path, source))
 
 
 def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
@@ -261,7 +301,7 @@ def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
     return positions
 
 
-def wanted_positions(strat: Strategy, prices: Any, configs: Any, hi: int | None = None) -> np.ndarray:
+def wanted_positions(strat: UserStrategy, prices: Any, configs: Any, hi: int | None = None) -> np.ndarray:
     """The user strategy's positions (bars 0..hi-1 x configurations, float64, NaN = flat) on ``prices`` (any object
     with open/high/low/close arrays) for a configuration frame, checked: shape, values, no exception escapes."""
     hi = len(prices.close) if hi is None else hi
@@ -286,15 +326,11 @@ def wanted_positions(strat: Strategy, prices: Any, configs: Any, hi: int | None 
     return out
 
 
-def positions_arrays(strat: Strategy, prices: Any, configs: Any, hi: int) -> tuple[np.ndarray, np.ndarray,
+def positions_arrays(strat: UserStrategy, prices: Any, configs: Any, hi: int) -> tuple[np.ndarray, np.ndarray,
                                                                                       np.ndarray]:
     """The engine's (table, row indices + flag, floats) for a user strategy: row j of the table is configuration
     j's positions, read by the kernels' POSITIONS rule."""
-    return rows_arrays(np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T))
-
-
-def rows_arrays(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(table, row indices + flag, floats) of the POSITIONS rule for a table whose row j is configuration j's."""
+    rows = np.ascontiguousarray(wanted_positions(strat, prices, configs, hi).T)
     k = rows.shape[0]
     cfg_ints = np.zeros((k, 3), dtype=np.int64)
     cfg_ints[:, 0] = cfg_ints[:, 1] = np.arange(k)
@@ -332,19 +368,28 @@ def _sample_configs(strat: Strategy, n: int = 8) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def self_check_cuts(n: int = SELF_CHECK_BARS) -> list[int]:
+    """The prefix lengths the look-ahead check compares, ascending: fixed, seeded random and the last bars."""
+    rng = np.random.default_rng(20261206)
+    random_cuts = rng.integers(30, n - 1, SELF_CHECK_RANDOM_CUTS)
+    last = range(n - SELF_CHECK_LAST_BARS, n)
+    return sorted({*(c for c in SELF_CHECK_FIXED_CUTS if c < n), *map(int, random_cuts), *last})
+
+
 def self_check(strat: StrategyLike, path: str = "") -> None:
     """Run a user strategy on a synthetic series: shape and values (:func:`wanted_positions`), then look-ahead --
-    the positions before each cut of :data:`SELF_CHECK_CUTS` must equal those computed without the later bars."""
+    at every cut of :func:`self_check_cuts`, the positions computed without the later bars must equal the full
+    run's over the whole prefix (NaN only where the full run has NaN)."""
     strat = get_strategy(strat)
     series = _Series(SELF_CHECK_BARS)
     configs = _sample_configs(strat)
     full = wanted_positions(strat, series, configs)
-    for cut in SELF_CHECK_CUTS:
+    for cut in self_check_cuts(SELF_CHECK_BARS):
         part = wanted_positions(strat, series, configs, cut)
         same = (part == full[:cut]) | (np.isnan(part) & np.isnan(full[:cut]))
         if not same.all():
             t, j = np.argwhere(~same)[0]
             raise UsageError(f"{path or strat.name}: {strat.name}.positions looks ahead: its position at bar {t} "
-                             f"changed when the bars from {cut} on were removed (configuration "
-                             f"{configs.iloc[j].to_dict()}): use only bars up to each bar (no shift(-1), centred "
-                             "windows or whole-series statistics)")
+                             f"is {full[t, j]:g} on the full series but {part[t, j]:g} when the bars from {cut} on "
+                             f"are removed (configuration {configs.iloc[j].to_dict()}): use only bars up to each bar "
+                             "(no shift(-1), np.roll(x, -1), centred windows or whole-series statistics)")
