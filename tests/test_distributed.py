@@ -67,7 +67,7 @@ def test_parse_cluster_forms_and_thread_share():
     assert parse_cluster("") == ("", 0) and parse_cluster("local:3") == ("local", 3)
     assert parse_cluster("local") == ("local", os.cpu_count() or 1)
     assert parse_cluster("tcp://10.0.0.5:8786") == ("tcp://10.0.0.5:8786", 0)
-    for bad in ("local:0", "local:x", "10.0.0.5:8786", "tcp://host"):
+    for bad in ("local:0", "local:x", "10.0.0.5:8786", "tcp://host", f"local:{4 * (os.cpu_count() or 1) + 1}"):
         with pytest.raises(UsageError, match="local"):
             parse_cluster(bad)
     assert threads_per_worker(2, cores=16) == 8 and threads_per_worker(3, cores=2) == 1

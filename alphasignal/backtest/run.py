@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..config import Config, SweepConfig
 from ..errors import UsageError
+from ..evaluation.metrics import METRICS
 from ..fileio import check_output_file, write_atomic
 from ..market.universe import load_universe
 from ..progress import progress_bar
@@ -25,7 +26,6 @@ from . import startfast
 from .distributed import Executor
 from .engine import Prices, annualisation, prepare_prices
 from .kernels import __doc__ as CONVENTIONS
-from .metrics import METRICS
 from .strategies import Strategy, grid_frame, split_valid
 from .sweep_tasks import sweep_tickers, warm_up, write_frames
 from .user_strategy import load_strategy
