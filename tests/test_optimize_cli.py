@@ -76,7 +76,8 @@ def test_offline_end_to_end_then_history_and_show(tmp_path, capsys):
 
 
 _SLOW_RUN = """
-import sys, time
+import os, sys, time
+from pathlib import Path
 from alphasignal.agents.loop import build_agents, optimize
 from alphasignal.market import load_from_config
 from alphasignal.storage.history import History
@@ -85,49 +86,54 @@ from alphasignal.config import load_config
 cfg = load_config(None, sys.argv[1:])
 agents = build_agents(cfg)
 real = agents.strategist
+calls = []
 
-def slow_strategist(state, report):  # test double: the real builtin Strategist, slowed so a kill lands mid-round
-    time.sleep(0.4)
+def held_strategist(state, report):  # test double: the real builtin Strategist, held in round 2 (see _hold)
+    calls.append(1)
+    if len(calls) == 2:
+        Path(os.environ["HOLD_MARKER"]).touch()  # the test's state to wait for: inside round 2
+        while True:  # held until the test's signal ends it: the run cannot finish first, whatever the load
+            time.sleep(0.01)
     return real(state, report)
 
-agents.strategist = slow_strategist
+agents.strategist = held_strategist
 with History(cfg.optimizer.history_db) as h:
     optimize(load_from_config(cfg.dataset), cfg, h, agents=agents, progress=False)
 """
 
 
-def _wait_for_round_1(proc: subprocess.Popen, db: Path) -> None:
-    """Return once round 1 is committed and round 2 is inside its slow Strategist."""
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if db.exists():
-            try:
-                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                n = con.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:
-                n = 0
-            if n >= 2:
-                break
-        assert proc.poll() is None, proc.stderr.read().decode()
+def _wait_inside_round_2(proc: subprocess.Popen, marker: Path) -> None:
+    """Return once round 1 is committed and round 2's Strategist holds (it touched ``marker`` and waits for the
+    signal), so the run cannot end before the test's signal arrives."""
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)
-    time.sleep(0.15)
 
 
 _SLOW_CLI = """
-import sys, time
+import os, sys, time
+from pathlib import Path
 import alphasignal.cli.optimize as app
 from alphasignal.cli import build_parser, run
 
 real_build = app.build_agents
 
-def slowed(cfg):  # test double: the real builtin agents, the Strategist slowed so Ctrl-C lands mid-round
+def held(cfg):  # test double: the real builtin agents, the Strategist held in round 2 (see _SLOW_RUN)
     agents = real_build(cfg)
-    real = agents.strategist
-    agents.strategist = lambda state, report: (time.sleep(0.4), real(state, report))[1]
+    real, calls = agents.strategist, []
+
+    def strategist(state, report):
+        calls.append(1)
+        if len(calls) == 2:
+            Path(os.environ["HOLD_MARKER"]).touch()
+            while True:
+                time.sleep(0.01)
+        return real(state, report)
+
+    agents.strategist = strategist
     return agents
 
-app.build_agents = slowed
+app.build_agents = held
 parser = build_parser("06")
 app.add_arguments(parser)
 sys.exit(run(app.main, parser))
@@ -140,10 +146,12 @@ def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path
     helper.write_text(textwrap.dedent(_SLOW_CLI))
     db = tmp_path / "h.sqlite"
     argv = _args(tmp_path, "--provider", "builtin", "--rounds", "5", "--set", "optimizer.patience=20", "-q")
-    proc = subprocess.Popen([sys.executable, str(helper), *argv], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    marker = tmp_path / "inside_round_2"
+    proc = subprocess.Popen([sys.executable, str(helper), *argv], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "HOLD_MARKER": str(marker)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_round_1(proc, db)
+        _wait_inside_round_2(proc, marker)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -171,10 +179,12 @@ def test_kill_9_mid_round_loses_at_most_that_round(tmp_path):
     helper = tmp_path / "slow_run.py"
     helper.write_text(textwrap.dedent(_SLOW_RUN))
     db = tmp_path / "h.sqlite"
-    proc = subprocess.Popen([sys.executable, str(helper), *sets], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    marker = tmp_path / "inside_round_2"
+    proc = subprocess.Popen([sys.executable, str(helper), *sets], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "HOLD_MARKER": str(marker)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_round_1(proc, db)
+        _wait_inside_round_2(proc, marker)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
