@@ -1,5 +1,5 @@
 """Strategies written by users (``--strategy-file``): parity of MA_Crossover re-written as one with the built-in,
-the README's example run as the README says, PARAM_SPECS validation in sweeps, walk-forward and the optimizer, and
+the example of docs/strategies.md run as it says, PARAM_SPECS validation in sweeps, walk-forward and the optimizer, and
 one ``error:`` line (exit 2) for each kind of bad strategy file."""
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def test_a_user_strategy_pickles_by_its_source(user_ma, aapl):
 
 
 def _readme_example() -> tuple[str, str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("#### Write your own strategy"):]
+    text = (ROOT / "docs" / "strategies.md").read_text(encoding="utf-8")
+    section = text[text.index("## Write your own strategy"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     command = re.search(r"```bash\n(python 05_sweep_backtest.py --strategy-file .*?)\n", section, re.S).group(1)
     return code, command
