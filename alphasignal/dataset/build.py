@@ -32,10 +32,11 @@ import pandas as pd
 from ..charts.render import render_chart
 from ..errors import UsageError
 from ..fileio import write_atomic
-from ..market.universe import load_universe
 from ..market.indicators import atr, indicator_frame
+from ..market.universe import load_universe
 from ..progress import progress_bar
 from ..prompts import load_prompt
+from ..workers import exit_with_parent
 from .card import dataset_card
 from .labels import LabelInputs, make_signal, rationale
 
@@ -196,6 +197,7 @@ _FRAMES: dict[str, pd.DataFrame] = {}
 
 
 def _init_worker(frames: dict[str, pd.DataFrame]) -> None:
+    exit_with_parent()
     _FRAMES.clear()
     _FRAMES.update(frames)
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -47,6 +46,7 @@ from ..progress import progress_bar
 from ..prompts import load_prompt
 from ..providers.cache import CallUsage, open_cache, usage_scope
 from ..signals.pipeline import CHART_PROMPT, NEWS_PROMPT, SignalPipeline, make_item
+from ..workers import exit_with_parent
 from .journal import Journal
 from .news import NewsIndex, load_news
 from .portfolio import SIDE, Signal, simulate
@@ -235,14 +235,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(pc: PipelineConfig, data: ReplayData, ds: DatasetConfig, rc: ReplayConfig) -> None:
     _WORKER.update(pipe=SignalPipeline.from_config(pc), data=data, ds=ds, rc=rc, loop=asyncio.new_event_loop())
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent was killed (kill -9 leaves no time to stop the pool) exits within a second."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
+    exit_with_parent()
 
 
 def _worker_job(job: Job) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import PipelineConfig
-
 from ..errors import AlphaSignalError, UsageError
 from ..fileio import input_file
 from ..prompts import load_prompt
 from ..providers import CallUsage, Provider, get_provider, replay_timings, usage_scope
+from ..workers import exit_with_parent
 from .chains import DecisionItem, build_chain
 from .engines import register_builtin_engines
 from .inputs import load_image, prepare_news, read_image_file, read_news_file
@@ -185,6 +185,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: PipelineConfig) -> None:
+    exit_with_parent()
     _WORKER["pipe"] = SignalPipeline.from_config(cfg)
     _WORKER["loop"] = asyncio.new_event_loop()
 
