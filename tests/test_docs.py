@@ -128,6 +128,10 @@ def collect() -> list[Command]:
                 for argv in argvs:
                     found.append(Command(str(doc.relative_to(ROOT)), first + start, joined.strip(), tuple(argv),
                                          target, marker))
+        for m in re.finditer(r"^\|.*?`(python 0[1-7]_\w+\.py[^`]*)`", text, re.M):  # a table's "try it" column
+            line = text[:m.start()].count("\n") + 1
+            found.append(Command(str(doc.relative_to(ROOT)), line, m.group(1), tuple(shlex.split(m.group(1))), None,
+                                 "needs: nothing, parsed only (a table cell)"))
     return found
 
 
