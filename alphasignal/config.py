@@ -30,6 +30,8 @@ MAX_BOOTSTRAP = 100_000
 MAX_RANDOM_RUNS = 10_000
 MAX_PBO_SPLITS = 20
 MAX_DEBATE_ROUNDS = 20
+MAX_COST_BPS = 1000  # fees + slippage of one trade, in basis points: over 10 % is a unit mistake (the replay and
+# stage 05 share it; slippage beyond it would even give negative fill prices)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -339,6 +341,8 @@ class ReplayConfig:
         _check(self.max_hold >= 0 and self.max_calls >= 0 and self.max_tokens_total >= 0,
                "replay.max_hold, max_calls and max_tokens_total must be >= 0 (0 = no limit)")
         _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "replay.fees_bps and slippage_bps must be >= 0")
+        _check(self.fees_bps + self.slippage_bps <= MAX_COST_BPS, f"replay.fees_bps + slippage_bps = "
+               f"{self.fees_bps + self.slippage_bps:g} bps is over 10 % a trade: give costs in basis points, e.g. 5")
         _check(self.initial_cash > 0, "replay.initial_cash must be > 0")
         _check(self.random_runs >= 1 and self.bootstrap >= 100 and self.block >= 1 and self.trials >= 1,
                "replay.random_runs >= 1, bootstrap >= 100, block >= 1 and trials >= 1 are required")
@@ -393,7 +397,7 @@ class SweepConfig:
         _check(self.engine in {"", "numba", "numpy", "cupy"},
                f"sweep.engine={self.engine!r} is invalid: use numba, numpy or cupy")
         _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "sweep.fees_bps and slippage_bps must be >= 0")
-        _check(self.fees_bps + self.slippage_bps <= 1000, f"sweep.fees_bps + slippage_bps = "
+        _check(self.fees_bps + self.slippage_bps <= MAX_COST_BPS, f"sweep.fees_bps + slippage_bps = "
                f"{self.fees_bps + self.slippage_bps:g} bps is over 10 % a trade: give costs in basis points, e.g. 5")
         _check(0 < self.test_fraction < 1, "sweep.test_fraction must be in (0, 1)")
         _check(self.max_memory_mb > 0, "sweep.max_memory_mb must be > 0")
@@ -408,6 +412,8 @@ class SweepConfig:
         _check(self.top_n > 0, "sweep.top_n must be > 0")
         _check(self.walk_forward == 0 or self.walk_forward >= 2,
                f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
+        _check(not self.anchored or self.walk_forward, "sweep.anchored (--anchored) shapes the walk-forward windows "
+               "and does nothing without them: add --walk-forward K (K >= 2) or drop --anchored")
         _check(self.output.lower().endswith((".csv", ".parquet")),
                f"sweep.output={self.output!r} must end in .csv or .parquet")
         _check(self.cluster == "" or self.cluster == "local" or self.cluster.startswith(("local:", "tcp://", "tls://")),
