@@ -9,6 +9,7 @@ machinery is alphasignal/configio.py). Nothing is read at import time.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import math
@@ -37,6 +38,20 @@ MAX_COST_BPS = 1000  # fees + slippage of one trade, in basis points: over 10 % 
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def _check_date(value: str, key: str, *, optional: bool = False) -> None:
+    """``value`` is a calendar date written YYYY-MM-DD (ASCII digits; no time, no time zone), or "" if
+    ``optional``: bars are daily, and a time zone would silently move the day."""
+    if optional and value == "":
+        return
+    ok = len(value) == 10 and value.isascii() and value[4] == value[7] == "-"
+    try:
+        ok = ok and bool(datetime.date.fromisoformat(value))
+    except ValueError:
+        ok = False
+    empty = ' ("" = no bound)' if optional else ""
+    _check(ok, f"{key}={value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31{empty}; no time or time zone")
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,8 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         _check(len(self.tickers) > 0,
                "dataset.tickers is empty: name at least one ticker, e.g. --set dataset.tickers=AAPL")
+        _check_date(self.start, "dataset.start", optional=True)
+        _check_date(self.end, "dataset.end", optional=True)
         _check(self.source in {"auto", "yfinance", "offline", "csv"},
                f"dataset.source={self.source!r} is invalid: use auto, yfinance, offline or csv")
         _check(self.nan_policy in {"drop", "ffill", "error"},
@@ -325,10 +342,13 @@ class ReplayConfig:
     def __post_init__(self) -> None:
         _check(len(self.tickers) > 0, "replay.tickers is empty: name at least one, e.g. --tickers AAPL,GOOG")
         _check(self.every > 0, f"replay.every={self.every} must be > 0")
-        _check(self.news_days > 0, "replay.news_days must be > 0")
+        _check_date(self.start, "replay.start")
+        _check_date(self.end, "replay.end", optional=True)
+        _check(0 < self.news_days <= 3650, f"replay.news_days={self.news_days:g} is invalid: use a number of days in "
+               "(0, 3650], e.g. 3")
         hh, _, mm = self.decision_time.partition(":")
-        _check(hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60,
-               f"replay.decision_time={self.decision_time!r} is invalid: use HH:MM (UTC), e.g. 20:00")
+        _check(len(hh) in (1, 2) and len(mm) == 2 and (hh + mm).isascii() and (hh + mm).isdigit() and int(hh) < 24
+               and int(mm) < 60, f"replay.decision_time={self.decision_time!r} is invalid: use HH:MM (UTC), e.g. 20:00")
         _check(self.mode in {"long_short", "long_only"},
                f"replay.mode={self.mode!r} is invalid: use long_short or long_only")
         _check(self.sizing in {"fixed", "confidence", "volatility"},
