@@ -48,7 +48,10 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         return 0
     report = finetune(training, limit=args.limit, export_gguf=not args.no_gguf, quiet=args.quiet)
     print(json.dumps({k: report[k] for k in ("backend", "n_train", "n_val", "eval", "seconds", "files")}, indent=2))
-    if not args.no_gguf:
+    if training.backend == "cnn":
+        print(f"next: python 04_signal_pipeline.py --eval --set pipeline.vlm_provider=cnn --set pipeline.vlm_model="
+              f"{training.cnn_output_dir}", file=sys.stderr)
+    elif not args.no_gguf:
         print(f"next: python 03_serve_ollama.py   (registers {training.ollama_model_name} from "
               f"{report['files'].get('modelfile')})", file=sys.stderr)
     return 0

@@ -110,7 +110,8 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag("--workers", "dataset.workers", "rendering processes (0 = all cores)", metavar="N"),
     ),
     "finetune": (
-        Flag("--backend", "training.backend", "training backend", choices=("unsloth", "hf")),
+        Flag("--backend", "training.backend", "training backend (cnn: the chart CNN, CPU)",
+             choices=("unsloth", "hf", "cnn")),
         Flag("--dataset", "training.dataset_path", "training_data.jsonl"),
         Flag("--max-steps", "training.max_steps", "optimizer steps (overrides epochs)", type=int),
     ),
