@@ -19,6 +19,7 @@ import argparse
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from streamlit.testing.v1 import AppTest
 
 from alphasignal.dashboard.data import wait_for_cache_writes
 from alphasignal.storage.history import History
+from alphasignal.storage.records import Proposal, Round
 from benchmarks import load_test_helper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,23 +55,21 @@ def big_run(db: Path, proposals: int) -> str:
     rng = np.random.default_rng(1)
     with History(db) as h:
         first = h.runs()[0]
-        rounds = h.rounds(first["run_id"])
-        run_id = h.create_run(strategy=first["strategy"], config_hash=first["config_hash"],
-                              data_hash=first["data_hash"], models=first["models"], seed=1, config=first["config"])
+        rounds = h.rounds(first.run_id)
+        run_id = h.create_run(strategy=first.strategy, config_hash=first.config_hash, data_hash=first.data_hash,
+                              models=first.models, seed=1, config=first.config)
         r0 = rounds[0]
-        h.save_round(run_id, 0, baseline=r0["baseline"], best=r0["best"], improved=False, state=r0["state"],
-                     timings=r0["timings"], proposals=[], messages=[])
-        state = {**rounds[-1]["state"]}
+        h.save_round(run_id, replace(r0, improved=False), [], [])
+        state = rounds[-1].state
         for rn in range(1, proposals // 5 + 1):
-            props = [{"name": f"P{rn}-{k}", "raw_params": {"short_period": int(rng.integers(2, 60))},
-                      "params": {"short_period": int(rng.integers(2, 60)), "long_period": 100, "use_ema": False},
-                      "status": "ok", "notes": ["clipped short_period"], "reason": "", "rationale": "seeded",
-                      "metrics_is": {"sharpe": float(rng.normal()), "max_drawdown": 0.2, "trades": 10.0},
-                      "metrics_oos": {"sharpe": float(rng.normal()), "max_drawdown": 0.2, "trades": 5.0},
-                      "label": "robust"} for k in range(5)]
-            h.save_round(run_id, rn, baseline=r0["baseline"], best=None, improved=False, state=state,
-                         timings={}, proposals=props, messages=[])
-        h.finish_run(run_id, "finished", first["summary"])
+            props = [Proposal(f"P{rn}-{k}", "ok", raw_params={"short_period": int(rng.integers(2, 60))},
+                              params={"short_period": int(rng.integers(2, 60)), "long_period": 100, "use_ema": False},
+                              notes=("clipped short_period",), rationale="seeded",
+                              metrics_is={"sharpe": float(rng.normal()), "max_drawdown": 0.2, "trades": 10.0},
+                              metrics_oos={"sharpe": float(rng.normal()), "max_drawdown": 0.2, "trades": 5.0},
+                              label="robust") for k in range(5)]
+            h.save_round(run_id, Round(rn, r0.baseline, state), props, [])
+        h.finish_run(run_id, "finished", first.summary)
     return run_id
 
 

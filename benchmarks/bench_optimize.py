@@ -25,7 +25,7 @@ from alphasignal.market import load_ohlcv
 from alphasignal.storage.history import History
 
 
-def _run(rounds: int, data, tmp: Path, tag: str) -> tuple[list[dict], float, float, int]:
+def _run(rounds: int, data, tmp: Path, tag: str) -> tuple[list[dict], int, float, float, int]:
     cfg = load_config(None, ["optimizer.provider=builtin", f"optimizer.rounds={rounds}", "optimizer.patience=99",
                              "optimizer.budget=1000", f"optimizer.history_db={tmp / f'{tag}.sqlite'}"])
     commits: list[float] = []
@@ -42,10 +42,9 @@ def _run(rounds: int, data, tmp: Path, tag: str) -> tuple[list[dict], float, flo
         run_id = optimize(data, cfg, h, progress=False)
         wall = time.perf_counter() - t0
         rows = h.rounds(run_id)
-        n = sum(1 for p in h.proposals(run_id) if p["metrics_is"] is not None)
-    for r, c in zip(rows, commits, strict=True):
-        r["timings"]["commit"] = c
-    return rows, wall, sum(commits), n
+        n = sum(1 for p in h.proposals(run_id) if p.backtested)
+    timings = [{**r.timings, "commit": c} for r, c in zip(rows, commits, strict=True)]
+    return timings, rows[0].state.sweep_configs, wall, sum(commits), n
 
 
 def main() -> None:
@@ -62,18 +61,17 @@ def main() -> None:
                                                             "overhead", "round")}
         sweep_t, walls, n_total = [], [], 0
         for rep in range(args.repeats):
-            rows, wall, _, n_total = _run(args.rounds, data, tmp, f"r{rep}")
+            rows, sweep_configs, wall, _, n_total = _run(args.rounds, data, tmp, f"r{rep}")
             walls.append(wall)
-            sweep_t.append(rows[0]["timings"]["sweep"])
-            for r in rows[1:]:
-                t = r["timings"]
+            sweep_t.append(rows[0]["sweep"])
+            for t in rows[1:]:
                 rnd = t["total"] + t["commit"]
                 per_round["round"].append(rnd)
                 per_round["overhead"].append(rnd - t["agents"] - t["backtests"])
                 for k in ("agents", "validation", "backtests", "commit"):
                     per_round[k].append(t[k])
         med = {k: statistics.median(v) for k, v in per_round.items()}
-        print(f"initial sweep (exploration, {rows[0]['state']['sweep_configs']} configs): "
+        print(f"initial sweep (exploration, {sweep_configs} configs): "
               f"{statistics.median(sweep_t) * 1e3:.1f} ms")
         print("per round (median over rounds and repeats):")
         for k in ("agents", "validation", "backtests", "commit", "overhead", "round"):

@@ -17,6 +17,7 @@ from alphasignal.agents.strategist import builtin_reply, make_strategist
 from alphasignal.backtest import validate_params
 from alphasignal.errors import UsageError
 from alphasignal.providers import BuiltinProvider
+from alphasignal.storage import records
 
 STRAT = "MA_Crossover"
 LIMITS = {"max_drawdown": 0.5, "min_trades": 3, "max_turnover": 200.0}
@@ -136,7 +137,7 @@ def test_builtin_analyst_reports_real_statistics():
     assert isinstance(report, AnalystReport)
     assert any("short_period" in p and "20" in p for p in report.patterns)
     assert any("plateau" in r for r in report.recommendations)
-    assert call.message["prompt_version"] == "analyst@1" and call.message["provider"] == "builtin"
+    assert call.message.prompt_version == "analyst@1" and call.message.provider == "builtin"
     assert builtin_report(analysis.analyse(_trials(), space.specs(STRAT), "sharpe")) == report
 
 
@@ -177,10 +178,9 @@ def test_hard_limits_are_code_and_not_negotiable():
 def test_builtin_risk_review_vetoes_deep_drawdown_for_little_gain():
     state = _state()
     state.baseline_metrics = {"sharpe": 1.0, "max_drawdown": 0.2}
-    cands = [{"name": "Deep", "params": {"short_period": 20, "long_period": 150, "use_ema": True},
-              "metrics_is": {"sharpe": 1.02, "max_drawdown": 0.45}},
-             {"name": "Fine", "params": {"short_period": 20, "long_period": 150, "use_ema": True},
-              "metrics_is": {"sharpe": 1.05, "max_drawdown": 0.21}}]
+    params = {"short_period": 20, "long_period": 150, "use_ema": True}
+    cands = [records.Proposal("Deep", "ok", params=params, metrics_is={"sharpe": 1.02, "max_drawdown": 0.45}),
+             records.Proposal("Fine", "ok", params=params, metrics_is={"sharpe": 1.05, "max_drawdown": 0.21})]
     review = builtin_review(state, cands)
     verdict = {v.proposal: v for v in review.verdicts}
     assert verdict["Deep"].veto and "drawdown" in verdict["Deep"].reason
@@ -190,13 +190,15 @@ def test_builtin_risk_review_vetoes_deep_drawdown_for_little_gain():
 
 def test_debate_records_every_vote():
     state = _state()
-    props = [{"name": p.name, "params": p.params} for p in builtin_reply(state).proposals]
+    props = [records.Proposal(p.name, "ok", params=p.params) for p in builtin_reply(state).proposals]
     prov = BuiltinProvider()
     res = run_debate({"analyst": prov, "strategist": prov, "risk_manager": prov}, state, props, rounds=2)
     assert len(res.votes) == 2 * 3 * len(props) and len(res.messages) == 6
-    assert {v["agent"] for v in res.votes} == {"analyst", "strategist", "risk_manager"}
-    last = [v for v in res.votes if v["round"] == 2]
-    against = {p["name"] for p in props if 2 * sum(v["support"] for v in last if v["proposal"] == p["name"]) < 3}
+    assert {v.agent for v in res.votes} == {"analyst", "strategist", "risk_manager"}
+    assert {m.agent for m in res.messages} == {f"{r}:debate{n}" for r in ("analyst", "strategist", "risk_manager")
+                                               for n in (1, 2)}
+    last = [v for v in res.votes if v.round == 2]
+    against = {p.name for p in props if 2 * sum(v.support for v in last if v.proposal == p.name) < 3}
     assert against, "the members must vote something down here (estimates below the baseline)"
-    assert res.passed == {p["name"] for p in props} - against  # the last round's majority decides, exactly
-    assert all(v["argument"] for v in res.votes)
+    assert res.passed == {p.name for p in props} - against  # the last round's majority decides, exactly
+    assert all(v.argument for v in res.votes)

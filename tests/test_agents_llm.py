@@ -12,10 +12,10 @@ import pytest
 import alphasignal.backtest as bt
 from alphasignal.agents.loop import Agents, optimize
 from alphasignal.agents.schemas import AnalystReport, StrategistReply
+from alphasignal.config import load_config
 from alphasignal.errors import ModelError
 from alphasignal.providers import BuiltinProvider, ProviderSettings, get_provider
 from alphasignal.storage.history import History
-from alphasignal.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -46,25 +46,25 @@ def test_smollm2_agents_never_feed_unvalidated_configs_to_the_engine(smol, aapl,
             run_id = optimize(aapl, cfg, h, agents=agents, progress=False)
         except ModelError as exc:  # a reply that stays invalid after the retries: a clear error, nothing half-run
             assert "raw replies saved to" in str(exc)
-            run_id = h.runs()[0]["run_id"]
-            assert [r["round_no"] for r in h.rounds(run_id)] == [0]  # only round 0 was committed
+            run_id = h.runs()[0].run_id
+            assert [r.round_no for r in h.rounds(run_id)] == [0]  # only round 0 was committed
             assert all(bt.validate_params("MA_Crossover", p) == [] for p in seen)
             valid_rate(False)  # an either/or path with a real model: its valid rate is recorded, not hidden
             return
         valid_rate(True)
-        msgs = {m["agent"]: m for m in h.messages(run_id, 1)}
-        assert msgs["analyst"]["provider"] == "llamacpp" and msgs["strategist"]["provider"] == "llamacpp"
-        assert msgs["analyst"]["raw"] and msgs["strategist"]["raw"]
-        AnalystReport.model_validate(msgs["analyst"]["parsed"])
-        StrategistReply.model_validate(msgs["strategist"]["parsed"])
-        props = [p for p in h.proposals(run_id, 1) if p["source"] == "agent"]
+        msgs = {m.agent: m for m in h.messages(run_id, 1)}
+        assert msgs["analyst"].provider == "llamacpp" and msgs["strategist"].provider == "llamacpp"
+        assert msgs["analyst"].raw and msgs["strategist"].raw
+        AnalystReport.model_validate(msgs["analyst"].parsed)
+        StrategistReply.model_validate(msgs["strategist"].parsed)
+        props = [p for p in h.proposals(run_id, 1) if p.source == "agent"]
     assert len(props) >= 3
     for p in props:
-        raw_ok = not bt.validate_params("MA_Crossover", p["raw_params"]) if isinstance(p["raw_params"], dict) else False
+        raw_ok = not bt.validate_params("MA_Crossover", p.raw_params) if isinstance(p.raw_params, dict) else False
         if not raw_ok:  # garbage or out of range as the model wrote it: never used as is
-            assert p["status"] in {"repaired", "rejected"}, p
-            assert p["notes"] or p["reason"]
-        if p["status"] == "rejected":
-            assert p["reason"] and p["metrics_is"] is None
-        if p["metrics_is"] is not None:
-            assert bt.validate_params("MA_Crossover", p["params"]) == [] and p["params"] in seen
+            assert p.status in {"repaired", "rejected"}, p
+            assert p.notes or p.reason
+        if p.status == "rejected":
+            assert p.reason and p.metrics_is is None
+        if p.metrics_is is not None:
+            assert bt.validate_params("MA_Crossover", p.params) == [] and p.params in seen

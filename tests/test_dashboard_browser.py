@@ -113,7 +113,7 @@ def test_each_page_renders_in_headless_chromium(server, browser, dashboard_proje
     url, log = server
     _, cfg = dashboard_project
     with History(cfg.optimizer.history_db, create=False) as h:
-        run_id = h.runs()[0]["run_id"]
+        run_id = h.runs()[0].run_id
     shots = Path(os.environ.get("ALPHASIGNAL_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     for page, texts in PAGES.items():

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from alphasignal.agents.evaluate import Evaluator, Segments, objective_of
 from alphasignal.agents.honesty import finalise
-from alphasignal.agents.loop import ELIGIBLE, build_agents, optimize
-from alphasignal.backtest.bootstrap import sharpe_ci, sharpe_of
-from alphasignal.errors import UsageError
-from alphasignal.storage.history import History
+from alphasignal.agents.loop import build_agents, optimize
 from alphasignal.config import load_config
+from alphasignal.errors import UsageError
+from alphasignal.evaluation.bootstrap import sharpe_ci
+from alphasignal.evaluation.metrics import sharpe
+from alphasignal.storage.history import History
+from alphasignal.storage.records import ELIGIBLE
 
 GRID = "sweep.grid={short_period=[5, 10, 20, 40], long_period=[50, 100, 150], use_ema=[false, true]}"
 CONFIGS = [{"short_period": 10, "long_period": 50, "use_ema": False},
@@ -80,10 +82,9 @@ def _run(data, db, *extra):
         run_id = optimize(data, cfg, h, progress=False)
         ev = Evaluator.from_config(data, cfg)
         summary = finalise(ev, h, run_id, cfg.optimizer)
-        props = [{k: p[k] for k in ("round_no", "name", "source", "params", "status", "metrics_is", "metrics_oos",
-                                    "label")} for p in h.proposals(run_id)]
-        rounds = [{k: r[k] for k in ("round_no", "baseline", "best", "improved", "state")} for r in h.rounds(run_id)]
-        parsed = [m["parsed"] for m in h.messages(run_id)]
+        props = h.proposals(run_id)  # records: equal when every field is
+        rounds = [(r.round_no, r.baseline, r.best, r.improved, r.state) for r in h.rounds(run_id)]
+        parsed = [m.parsed for m in h.messages(run_id)]
     return ev, summary, props, rounds, parsed
 
 
@@ -93,18 +94,15 @@ def test_changing_every_holdout_bar_changes_only_the_holdout_figures(tmp_path, a
     ev2, s2, props2, rounds2, msgs2 = _run(other, tmp_path / "b.sqlite")
     assert ev.holdout_calls == ev2.holdout_calls == 1  # every winner scored on the hold-out in one call
     assert props1 == props2 and rounds1 == rounds2 and msgs1 == msgs2  # proposals, baselines, agents' messages
-    assert len(rounds1) == 4 and any(p["source"] == "agent" and p["metrics_is"] for p in props1)
-    for key in ("winner", "initial"):
-        assert {k: s1[key][k] for k in ("params", "metrics_is", "metrics_oos")} == \
-            {k: s2[key][k] for k in ("params", "metrics_is", "metrics_oos")}
-        assert s1[key]["metrics_holdout"] != s2[key]["metrics_holdout"]
-    assert (s1["dsr"], s1["pbo"], s1["improvement_selection_pct"]) == (s2["dsr"], s2["pbo"],
-                                                                       s2["improvement_selection_pct"])
-    assert [r["optimizer"] for r in s1["compare"]] == ["agents", "random", "tpe", "wfo"]
-    for a, b in zip(s1["compare"], s2["compare"], strict=True):
-        assert (a["params"], a["metrics_is"], a["metrics_oos"], a["dsr"]) == \
-            (b["params"], b["metrics_is"], b["metrics_oos"], b["dsr"])
-        assert a["metrics_holdout"]["sharpe"] != b["metrics_holdout"]["sharpe"]
+    assert len(rounds1) == 4 and any(p.source == "agent" and p.metrics_is for p in props1)
+    for a, b in ((s1.winner, s2.winner), (s1.initial, s2.initial)):
+        assert (a.params, a.metrics_is, a.metrics_oos) == (b.params, b.metrics_is, b.metrics_oos)
+        assert a.metrics_holdout != b.metrics_holdout
+    assert (s1.dsr, s1.pbo, s1.improvement_selection_pct) == (s2.dsr, s2.pbo, s2.improvement_selection_pct)
+    assert [r.optimizer for r in s1.compare] == ["agents", "random", "tpe", "wfo"]
+    for a, b in zip(s1.compare, s2.compare, strict=True):
+        assert (a.params, a.metrics_is, a.metrics_oos, a.dsr) == (b.params, b.metrics_is, b.metrics_oos, b.dsr)
+        assert a.metrics_holdout["sharpe"] != b.metrics_holdout["sharpe"]
 
 
 def test_winner_is_chosen_by_the_selection_objective(tmp_path, aapl):
@@ -113,18 +111,18 @@ def test_winner_is_chosen_by_the_selection_objective(tmp_path, aapl):
         run_id = optimize(aapl, cfg, h, progress=False)
         rounds = h.rounds(run_id)
         for prev, cur in zip(rounds, rounds[1:], strict=False):
-            eligible = [p for p in h.proposals(run_id, cur["round_no"]) if p["status"] in ELIGIBLE]
-            sel = [objective_of(p["metrics_oos"], "sharpe") for p in eligible]
-            before = objective_of(prev["state"]["baseline_oos"], "sharpe")
-            assert cur["improved"] == (bool(sel) and max(sel) > before)
-            if cur["improved"]:
-                assert cur["state"]["baseline"] == eligible[int(np.argmax(sel))]["params"]
+            eligible = [p for p in h.proposals(run_id, cur.round_no) if p.status in ELIGIBLE]
+            sel = [objective_of(p.metrics_oos, "sharpe") for p in eligible]
+            before = objective_of(prev.state.baseline_oos, "sharpe")
+            assert cur.improved == (bool(sel) and max(sel) > before)
+            if cur.improved:
+                assert cur.state.baseline == eligible[int(np.argmax(sel))].params
             else:
-                assert cur["state"]["baseline"] == prev["state"]["baseline"]
+                assert cur.state.baseline == prev.state.baseline
         ev = Evaluator.from_config(aapl, cfg)
         s = finalise(ev, h, run_id, cfg.optimizer)
-    assert s["winner"]["params"] == rounds[-1]["state"]["baseline"]
-    assert "metrics_holdout" not in rounds[-1]["state"] and "sharpe" in s["winner"]["metrics_holdout"]
+    assert s.winner.params == rounds[-1].state.baseline
+    assert "metrics_holdout" not in rounds[-1].state.to_json() and "sharpe" in s.winner.metrics_holdout
 
 
 class _Crash(RuntimeError):
@@ -146,17 +144,17 @@ def test_resume_keeps_the_segments(tmp_path, aapl):
     with History(db) as h:
         with pytest.raises(_Crash):
             optimize(aapl, cfg, h, agents=agents, progress=False)
-        run_id = h.runs()[0]["run_id"]
-        saved = h.rounds(run_id)[0]["state"]["segments"]
+        run_id = h.runs()[0].run_id
+        saved = h.rounds(run_id)[0].state.segments
         assert saved == Evaluator.from_config(aapl, cfg).segments()
         for change in ("optimizer.holdout_fraction=0.25", "optimizer.holdout_embargo=0", "sweep.test_fraction=0.4"):
             with pytest.raises(UsageError, match=change.split("=")[0]):  # the changed key, named
                 optimize(aapl, _cfg(db, "optimizer.rounds=3", "optimizer.patience=10", change), h, resume=run_id,
                          progress=False)
-        assert [r["round_no"] for r in h.rounds(run_id)] == [0, 1]  # the refused resumes wrote nothing
+        assert [r.round_no for r in h.rounds(run_id)] == [0, 1]  # the refused resumes wrote nothing
         assert optimize(aapl, cfg, h, resume=run_id, progress=False) == run_id
         rounds = h.rounds(run_id)
-        assert [r["round_no"] for r in rounds] == [0, 1, 2, 3] and rounds[0]["state"]["segments"] == saved
+        assert [r.round_no for r in rounds] == [0, 1, 2, 3] and rounds[0].state.segments == saved
 
 
 def test_walk_forward_folds_lie_inside_the_selection_segment(aapl):
@@ -178,7 +176,7 @@ def test_holdout_sharpe_interval_is_seeded_and_covers_the_estimate(aapl):
     assert rets.shape == (ev.seg.holdout[1] - ev.seg.holdout[0], 3)
     for i, m in enumerate(rows):
         lo, hi = m["sharpe_ci"]
-        assert sharpe_of(rets[:, i], 252.0) == pytest.approx(m["sharpe"], rel=1e-6)
+        assert sharpe(rets[:, i], 252.0) == pytest.approx(m["sharpe"], rel=1e-6)
         assert lo < m["sharpe"] < hi and m["ci_level"] == 0.95
 
 
@@ -204,8 +202,7 @@ def test_wfo_comparator_trades_its_last_folds_pick_among_random_searchs_candidat
     ref = walk_forward_optimize(ev.dev, "MA_Crossover", candidates, options=replace(ev.options, sort_by="sharpe"),
                                 folds=ev.folds, anchored=False)
     last = ref.folds.iloc[-1]
-    assert row["params"] == {k: type(row["params"][k])(last[k]) for k in row["params"]}
-    assert row["params"] in candidates and row["configs"] == 30 == random_search(ev, "MA_Crossover", 30, 7,
-                                                                                  "sharpe")["configs"]
-    assert (row["metrics_is"], row["metrics_oos"]) == tuple(ev.evaluate([row["params"]])[0])
+    assert row.params == {k: type(v)(last[k]) for k, v in row.params.items()}
+    assert row.params in candidates and row.configs == 30 == random_search(ev, "MA_Crossover", 30, 7, "sharpe").configs
+    assert (row.metrics_is, row.metrics_oos) == tuple(ev.evaluate([row.params])[0])
     assert ev.holdout_calls == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,11 +12,11 @@ from rich.console import Console
 from alphasignal.agents.evaluate import Evaluator
 from alphasignal.agents.honesty import finalise
 from alphasignal.agents.loop import optimize
+from alphasignal.config import load_config
 from alphasignal.reporting.plots import comparison_png, equity_png
 from alphasignal.reporting.report import markdown, write_report
 from alphasignal.reporting.tables import changes, fmt, load_run, print_report
 from alphasignal.storage.history import History
-from alphasignal.config import load_config
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_console_summary_has_every_section(finished):
         assert needle in text, needle
     header = next(line for line in text.splitlines() if "exploration: initial" in line)
     assert header.index("exploration: best") < header.index("selection: initial") < header.index("hold-out: best")
-    sharpe = data["summary"]["winner"]["metrics_holdout"]["sharpe"]
+    sharpe = data.summary.winner.metrics_holdout["sharpe"]
     assert fmt("sharpe", sharpe) in text and "sharpe 95% CI" in text
     assert "hold-out Sharpe 95% CI" in text and "random" in text
 
@@ -62,11 +62,11 @@ def test_markdown_report_is_atomic_and_complete(finished):
     md = path.read_text()
     assert md == markdown(data, {"plot": "p.png"}) and not list(path.parent.glob("*.tmp"))
     assert "## Result" in md and "## Round 1" in md and "![plot](p.png)" in md
-    assert f"Configurations tried: **{data['summary']['configs_tried']}**" in md
+    assert f"Configurations tried: **{data.summary.configs_tried}**" in md
     header = "| metric | exploration: initial | exploration: best | selection: initial | selection: best | " \
              "hold-out: initial | hold-out: best |"
     assert header in md and "hold-out Sharpe 95% CI" in md and "segments: exploration" in md
-    ci = data["summary"]["winner"]["metrics_holdout"]["sharpe_ci"]
+    ci = data.summary.winner.metrics_holdout["sharpe_ci"]
     assert f"[{fmt('sharpe', ci[0])}, {fmt('sharpe', ci[1])}]" in md
 
 
@@ -80,9 +80,9 @@ def test_pngs_are_written_and_show_the_data(finished):
     assert ((arr[..., 0] < 100) & (arr[..., 2] > 150)).sum() > 500
     assert ((arr[..., 0] > 200) & (arr[..., 1] < 160) & (arr[..., 2] < 120)).sum() > 500
     assert ((arr[..., 1] > 150) & (arr[..., 0] < 110) & (arr[..., 2] < 130)).sum() > 300
-    eq = ev.equity(data["summary"]["initial"]["params"])
+    eq = ev.equity(data.summary.initial.params)
     assert eq.iloc[0] == pytest.approx(1.0, abs=0.05) and len(eq) == len(ev.data)
-    q = equity_png({"baseline": eq}, data["segments"]["dates"], tmp / "out" / "eq.png")
+    q = equity_png({"baseline": eq}, data.segments["dates"], tmp / "out" / "eq.png")
     with Image.open(q) as im:
         assert im.size[0] > 600
         shaded = np.asarray(im.convert("RGB"))
@@ -92,12 +92,12 @@ def test_pngs_are_written_and_show_the_data(finished):
 
 def test_a_run_made_before_the_holdout_split_still_prints(finished):
     _, _, data = finished
-    old = copy.deepcopy(data)
-    old["segments"] = None
-    for key in ("winner", "initial"):
-        old["summary"][key].pop("metrics_holdout")
-    for row in old["summary"]["compare"]:
-        row.pop("metrics_holdout")
+    s = data.summary
+    old_summary = replace(s, winner=replace(s.winner, metrics_holdout=None),
+                          initial=replace(s.initial, metrics_holdout=None),
+                          compare=tuple(replace(r, metrics_holdout=None) for r in s.compare))
+    round0 = replace(data.rounds[0], state=replace(data.rounds[0].state, segments=None))
+    old = replace(data, run=replace(data.run, summary=old_summary), rounds=(round0, *data.rounds[1:]))
     console = Console(record=True, width=200)
     print_report(old, console)
     text = console.export_text()

@@ -12,6 +12,7 @@ from ..errors import ModelError
 from ..prompts import load_prompt
 from ..providers import Provider
 from ..providers.base import clip_reply
+from ..storage.records import Message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,7 +22,7 @@ class AgentCall(Generic[M]):
     """A validated agent answer and the message stored in the history."""
 
     value: M
-    message: dict[str, Any]
+    message: Message
 
 
 def ask(provider: Provider, schema: type[M], agent: str, prompt: str, values: Mapping[str, Any],
@@ -32,7 +33,6 @@ def ask(provider: Provider, schema: type[M], agent: str, prompt: str, values: Ma
         reply = provider.structured(schema, p.system.format(**values), p.format(**values), context=dict(context))
     except ModelError as exc:
         raise ModelError(f"{agent}: {exc}") from None
-    message = {"agent": agent, "provider": reply.provider, "model": reply.model, "prompt_version": p.id,
-               "raw": clip_reply(reply.raw), "parsed": reply.value.model_dump(), "latency_s": reply.latency_s,
-               "error": "; ".join(reply.repairs) or None}
+    message = Message(agent, reply.provider, reply.model, p.id, clip_reply(reply.raw), reply.value.model_dump(),
+                      "; ".join(reply.repairs) or None, reply.latency_s)
     return AgentCall(reply.value, message)

@@ -8,13 +8,14 @@ winners are scored on it afterwards, once (``honesty.add_holdout``). Seeded, so 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import optuna
 
 from ..errors import UsageError
+from ..storage.records import OptimizerResult
 from . import space
 from .evaluate import Evaluator, objective_of
 from .strategist import param_distributions
@@ -22,10 +23,9 @@ from .strategist import param_distributions
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _result(name: str, ev: Evaluator, tried: Sequence[tuple[dict, dict, dict]], objective: str) -> dict[str, Any]:
+def _result(name: str, ev: Evaluator, tried: Sequence[tuple[dict, dict, dict]], objective: str) -> OptimizerResult:
     best = max(tried, key=lambda t: objective_of(t[2], objective))
-    return {"optimizer": name, "configs": len(tried), "params": best[0], "metrics_is": best[1],
-            "metrics_oos": best[2], "dsr": ev.dsr(best[0], [t[0] for t in tried])}
+    return OptimizerResult(name, len(tried), best[0], best[1], best[2], ev.dsr(best[0], [t[0] for t in tried]))
 
 
 def random_candidates(strategy: str, budget: int, seed: int) -> list[dict[str, Any]]:
@@ -41,14 +41,14 @@ def random_candidates(strategy: str, budget: int, seed: int) -> list[dict[str, A
     return list(seen.values())
 
 
-def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+def random_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> OptimizerResult:
     """``budget`` distinct valid configurations drawn uniformly from the step grid."""
     params = random_candidates(strategy, budget, seed)
     metrics = ev.evaluate(params)
     return _result("random", ev, [(p, a, b) for p, (a, b) in zip(params, metrics, strict=True)], objective)
 
 
-def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> OptimizerResult:
     """Optuna TPE maximising the exploration objective; invalid or repeated suggestions cost no backtest."""
     dists = param_distributions(space.specs(strategy))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -70,7 +70,7 @@ def tpe_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: 
     return _result("tpe", ev, list(cache.values()), objective)
 
 
-def wfo_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> dict[str, Any]:
+def wfo_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: str) -> OptimizerResult:
     """Walk-forward optimisation (stage 05's) over random search's candidates, on the exploration and selection
     bars: each fold picks by the objective on its training window; the winner is the last fold's pick, the one it
     would trade next. Its rows' metrics are the same exploration/selection backtests as every other optimizer's."""
@@ -82,15 +82,14 @@ def wfo_search(ev: Evaluator, strategy: str, budget: int, seed: int, objective: 
         raise UsageError(f"wfo: no fold of the {strategy} walk-forward had a defined {objective}: use more data")
     winner = space.check_proposal(strategy, picks[-1], {}).params or picks[-1]
     (m_is, m_oos), = ev.evaluate([winner])
-    return {"optimizer": "wfo", "configs": len(params), "params": winner, "metrics_is": m_is, "metrics_oos": m_oos,
-            "dsr": ev.dsr(winner, params), "wfo_stitched_sharpe": res.metrics.get("sharpe"),
-            "wfo_efficiency": res.efficiency}
+    return OptimizerResult("wfo", len(params), winner, m_is, m_oos, ev.dsr(winner, params),
+                           extra={"wfo_stitched_sharpe": res.metrics.get("sharpe"), "wfo_efficiency": res.efficiency})
 
 
 def compare(ev: Evaluator, strategy: str, names: Sequence[str], budget: int, seed: int, objective: str,
-            agents_row: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+            agents_row: OptimizerResult | None = None) -> list[OptimizerResult]:
     """One row per optimizer (agents first when given): configs used, winner, exploration/selection metrics, DSR."""
-    rows = [dict(agents_row)] if agents_row else []
+    rows = [agents_row] if agents_row else []
     runners = {"random": random_search, "tpe": tpe_search, "wfo": wfo_search}
     rows += [runners[n](ev, strategy, budget, seed, objective) for n in names]
     return rows

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..backtest.distributed import Executor
+from ..config import Config, OptimizerConfig
 from ..errors import Interrupted, UsageError
 from ..progress import progress_bar
 from ..providers import Provider, ProviderSettings, get_provider
 from ..storage.history import History
+from ..storage.records import Analysis, Candidate, LoopState, Message, Proposal, Round, Run, backtested
 from . import space
 from .analyst import make_analyst
 from .debate import run_debate
@@ -35,7 +37,6 @@ from .strategist import make_strategist
 log = logging.getLogger(__name__)
 
 ROLES = ("analyst", "strategist", "risk_manager")
-ELIGIBLE = ("ok", "repaired")
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Agents:
         return {r: f"{p.name}:{p.model}" for r, p in self.providers.items()}
 
 
-def build_agents(cfg: Any) -> Agents:
+def build_agents(cfg: Config) -> Agents:
     """Providers per role from ``cfg.optimizer`` (server settings from ``cfg.pipeline``)."""
     optimizer = cfg.optimizer
     settings = ProviderSettings.from_config(cfg.pipeline, require_server=optimizer.require_server,
@@ -77,7 +78,7 @@ def build_agents(cfg: Any) -> Agents:
                   summary_chars=optimizer.summary_chars)
 
 
-def sweep_grid(cfg: Any) -> dict[str, list[Any]]:
+def sweep_grid(cfg: Config) -> dict[str, list[Any]]:
     """optimizer.grid, else sweep.grid when it is for the same strategy, else a coarse grid from PARAM_SPECS."""
     optimizer = cfg.optimizer
     if optimizer.grid:
@@ -91,10 +92,10 @@ def sweep_grid(cfg: Any) -> dict[str, list[Any]]:
     return out
 
 
-def _frame(rows: list[Mapping[str, Any]], specs: Mapping[str, Any], objective: str) -> pd.DataFrame:
+def _frame(rows: Sequence[Proposal], specs: Mapping[str, Any], objective: str) -> pd.DataFrame:
     """The agents' view of the trials. An undefined objective (no trades, no variance) ranks last: it takes the
     lowest defined value; undefined drawdown/trades/turnover (no position) read as 0."""
-    df = pd.DataFrame([{**r["params"], **r["metrics_is"]} for r in rows])
+    df = pd.DataFrame([{**(r.params or {}), **r.metrics("is")} for r in rows])
     for name, s in specs.items():
         if name in df:
             df[name] = df[name].astype({"bool": bool, "int": int}.get(space.kind(s), float))
@@ -111,7 +112,7 @@ def _label(is_better: bool, oos_better: bool) -> str:
             (False, True): "wins on selection only", (False, False): "no better"}[(is_better, oos_better)]
 
 
-def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents | None = None,
+def optimize(data: pd.DataFrame, cfg: Config, history: History, *, agents: Agents | None = None,
              resume: str | None = None, progress: bool = True, executor: Executor | None = None) -> str:
     """Run (or resume) the optimizer; every round lands in ``history``; backtests run on ``executor`` (a Dask
     cluster) when given. Returns the run id."""
@@ -122,12 +123,12 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
     dhash = data_hash(data)
     if resume:
         run = history.run(resume)
-        if run["data_hash"] != dhash or run["strategy"] != optimizer.strategy:
-            raise UsageError(f"run {resume} used other data or strategy ({run['strategy']}, data {run['data_hash']}): "
+        if run.data_hash != dhash or run.strategy != optimizer.strategy:
+            raise UsageError(f"run {resume} used other data or strategy ({run.strategy}, data {run.data_hash}): "
                              "resume with the same --config/--set options")
         _check_same_config(run, cfg)
         check_segments(history, resume, ev)
-        if run["status"] == "finished":
+        if run.status == "finished":
             return resume
         run_id = resume
     agents = agents or build_agents(cfg)
@@ -139,18 +140,16 @@ def optimize(data: pd.DataFrame, cfg: Any, history: History, *, agents: Agents |
         if not done:
             _initial_round(ev, history, run_id, grid, specs, optimizer)
             done = history.rounds(run_id)
-        last = done[-1]
-        trials = [p for p in history.proposals(run_id) if p["metrics_is"] is not None]
-        state = dict(last["state"])
+        r = done[-1].round_no
+        trials = backtested(history.proposals(run_id))
+        state = done[-1].state
         with progress_bar(progress, optimizer.rounds, "optimizing", completed=len(done) - 1) as bar:
-            while state.get("stop") is None:
-                r = last["round_no"] + 1
-                rec = _round(r, ev, agents, history, run_id, trials, specs, state, optimizer)
-                trials += [p for p in rec["proposals"] if p["metrics_is"] is not None]
-                state = rec["state"]
-                last = {"round_no": r}
+            while state.stop is None:
+                r += 1
+                props, state = _round(r, ev, agents, history, run_id, trials, specs, state, optimizer)
+                trials += backtested(props)
                 bar.update(advance=1, description=f"round {r}: selection {optimizer.objective} "
-                           f"{state['baseline_oos'][optimizer.objective]:.3f}")
+                           f"{state.baseline_oos[optimizer.objective]:.3f}")
     except KeyboardInterrupt:
         history.finish_run(run_id, "interrupted")
         raise Interrupted(f"run {run_id} kept up to its last complete round; continue it with the same options "
@@ -164,15 +163,15 @@ _RESUME_FREE = {"optimizer.history_db", "optimizer.output_dir", "dataset.cache_d
                 "sweep.max_memory_mb", "sweep.top_n", "sweep.cluster", "sweep.connect_timeout", "sweep.start_fast"}
 
 
-def _check_same_config(run: Mapping[str, Any], cfg: Any) -> None:
+def _check_same_config(run: Run, cfg: Config) -> None:
     """A resumed run continues with the settings it was started with: any other value is refused, by name."""
-    stored, now = run.get("config") or {}, cfg.to_dict()
+    stored, now = run.config or {}, cfg.to_dict()
     changed = sorted(f"{sec}.{key}" for sec in ("optimizer", "sweep", "dataset") for key in now.get(sec, {})
                      if f"{sec}.{key}" not in _RESUME_FREE and key in stored.get(sec, {})
                      and stored[sec][key] != now[sec][key])
     if changed:
         shown = ", ".join(f"{k}={_get(stored, k)!r} (now {_get(now, k)!r})" for k in changed[:4])
-        raise UsageError(f"run {run['run_id']} was started with other settings: {shown}"
+        raise UsageError(f"run {run.run_id} was started with other settings: {shown}"
                          f"{' ...' if len(changed) > 4 else ''}: resume with the same --config/--set options")
 
 
@@ -186,7 +185,7 @@ def check_segments(history: History, run_id: str, ev: Evaluator) -> None:
     rounds = history.rounds(run_id)
     if not rounds:
         return  # nothing committed yet: round 0 is redone on the current segments
-    saved = rounds[0]["state"].get("segments")
+    saved = rounds[0].state.segments
     if saved is None:
         raise UsageError(f"run {run_id} predates the exploration/selection/hold-out split: start a new run")
     now = ev.segments()
@@ -202,7 +201,7 @@ def _seg_text(seg: Mapping[str, Any]) -> str:
 
 
 def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[str, Any],
-                   specs: Mapping[str, Any], optimizer: Any) -> None:
+                   specs: Mapping[str, Any], optimizer: OptimizerConfig) -> None:
     """Round 0: the exploration sweep, and the baseline (configured, or the best exploration configuration);
     the segments are recorded in its state."""
     t0 = time.perf_counter()
@@ -210,8 +209,8 @@ def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[s
     if sweep.empty:
         raise UsageError(f"the sweep grid {dict(grid)} has no valid configuration for {optimizer.strategy}: widen it")
     t_sweep = time.perf_counter() - t0
-    rows = [{"name": f"sweep {i}", "source": "sweep", "raw_params": p, "params": p, "status": "ok",
-             "metrics_is": m} for i, (p, m) in enumerate(_split_rows(sweep, specs))]
+    rows = [Proposal(f"sweep {i}", "ok", source="sweep", raw_params=p, params=p, metrics_is=m)
+            for i, (p, m) in enumerate(_split_rows(sweep, specs))]
     if optimizer.baseline:
         checked = space.check_proposal(optimizer.strategy, optimizer.baseline, {})
         if checked.params is None:
@@ -219,22 +218,19 @@ def _initial_round(ev: Evaluator, history: History, run_id: str, grid: Mapping[s
         base = checked.params
     else:  # the best exploration configuration that respects the hard limits (any, when none does)
         limits = hard_limits(optimizer)
-        feasible = [r for r in rows if not hard_limit_breaches(r["metrics_is"], limits)]
+        feasible = [r for r in rows if not hard_limit_breaches(r.metrics("is"), limits)]
         if not feasible:
             log.warning("no sweep configuration meets the hard limits %s: starting from the best one anyway", limits)
-        base = max(feasible or rows, key=lambda r: objective_of(r["metrics_is"], optimizer.objective))["params"]
+        base = dict(max(feasible or rows, key=lambda r: objective_of(r.metrics("is"), optimizer.objective)).params)
     t1 = time.perf_counter()
     (base_is, base_oos), = ev.evaluate([base])
     t_bt = time.perf_counter() - t1
-    for r in rows:
-        if space.config_key(r["params"]) == space.config_key(base):
-            r["metrics_oos"] = base_oos
-    state = {"baseline": base, "baseline_is": base_is, "baseline_oos": base_oos, "initial": base,
-             "initial_is": base_is, "initial_oos": base_oos, "stale": 0, "budget_used": 0,
-             "stop": None, "sweep_configs": len(rows), "segments": ev.segments()}
-    history.save_round(run_id, 0, baseline=base, best=None, improved=False, state=state,
-                       timings={"sweep": t_sweep, "backtests": t_bt, "total": time.perf_counter() - t0},
-                       proposals=rows, messages=[])
+    rows = [replace(r, metrics_oos=base_oos) if space.config_key(r.params) == space.config_key(base) else r
+            for r in rows]
+    state = LoopState(baseline=base, baseline_is=base_is, baseline_oos=base_oos, initial=base, initial_is=base_is,
+                      initial_oos=base_oos, sweep_configs=len(rows), segments=ev.segments())
+    timings = {"sweep": t_sweep, "backtests": t_bt, "total": time.perf_counter() - t0}
+    history.save_round(run_id, Round(0, base, state, timings=timings), rows, [])
 
 
 def _split_rows(df: pd.DataFrame, specs: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, float]]]:
@@ -259,121 +255,121 @@ class _Timings(dict):
             self[name] = self.get(name, 0.0) + time.perf_counter() - t
 
 
-def _round(round_no: int, ev: Evaluator, agents: Agents, history: History, run_id: str,
-           trials: list[dict[str, Any]], specs: Mapping[str, Any], prev: Mapping[str, Any],
-           optimizer: Any) -> dict[str, Any]:
-    """One complete round, committed in one transaction; returns its proposals and new state."""
+def _round(round_no: int, ev: Evaluator, agents: Agents, history: History, run_id: str, trials: list[Proposal],
+           specs: Mapping[str, Any], prev: LoopState, optimizer: OptimizerConfig) -> tuple[list[Proposal], LoopState]:
+    """One complete round, committed in one transaction; returns its proposals and the new state."""
     t_start = time.perf_counter()
     timings = _Timings(agents=0.0, validation=0.0, backtests=0.0)
     limits = hard_limits(optimizer)
     round_state = RoundState(optimizer.strategy, dict(specs), _frame(trials, specs, optimizer.objective),
-                             optimizer.objective, dict(prev["baseline"]), dict(prev["baseline_is"]), round_no,
+                             optimizer.objective, dict(prev.baseline), dict(prev.baseline_is), round_no,
                              optimizer.seed, optimizer.proposals_per_round, limits)
     with timings.part("agents"):
         report = agents.analyst(round_state)
         reply = agents.strategist(round_state, report.value)
     messages = [report.message, reply.message]
     with timings.part("validation"):
-        props, runnable = _check_proposals(reply.value.proposals, round_state, optimizer,
-                                           optimizer.budget - prev["budget_used"])
-    votes: list[dict[str, Any]] = []
+        props = _check_proposals(reply.value.proposals, round_state, optimizer, optimizer.budget - prev.budget_used)
+    runnable = [i for i, p in enumerate(props) if p.eligible]  # indexes into props: records are replaced
+    votes = ()
     if optimizer.debate_rounds and runnable:
         with timings.part("agents"):
-            debate = run_debate(agents.providers, round_state, runnable, optimizer.debate_rounds)
+            debate = run_debate(agents.providers, round_state, [props[i] for i in runnable], optimizer.debate_rounds)
         messages += debate.messages
-        votes = debate.votes
-        for rec in runnable:
-            if rec["name"] not in debate.passed:
-                rec.update(status="voted_down", reason="a majority voted against it in the debate")
-        runnable = [rec for rec in runnable if rec["name"] in debate.passed]
+        votes = tuple(debate.votes)
+        for i in runnable:
+            if props[i].name not in debate.passed:
+                props[i] = replace(props[i], status="voted_down", reason="a majority voted against it in the debate")
+        runnable = [i for i in runnable if props[i].eligible]
     with timings.part("backtests"):
-        for rec, (m_is, m_oos) in zip(runnable, ev.evaluate([rec["params"] for rec in runnable]), strict=True):
-            rec.update(metrics_is=m_is, metrics_oos=m_oos)
-    review_summary = _vet(runnable, limits, agents, round_state, optimizer, timings, messages)
-    best, improved = _best(runnable, prev, optimizer)
+        for i, (m_is, m_oos) in zip(runnable, ev.evaluate([props[i].params for i in runnable]), strict=True):
+            props[i] = replace(props[i], metrics_is=m_is, metrics_oos=m_oos)
+    review_summary = _vet(props, runnable, limits, agents, round_state, optimizer, timings, messages)
+    best, improved = _best(props, runnable, prev, optimizer)
     state = _next_state(prev, round_no, best, improved, len(runnable), optimizer,
-                        {"report": report.value.model_dump(), "review": review_summary, "votes": votes})
+                        replace(prev, report=Analysis.from_json(report.value.model_dump()), review=review_summary,
+                                votes=votes))
     timings["total"] = time.perf_counter() - t_start
-    best_out = None if best is None else {k: best[k] for k in ("name", "params", "metrics_is", "metrics_oos")}
-    history.save_round(run_id, round_no, baseline=prev["baseline"], best=best_out, improved=improved, state=state,
-                       timings=dict(timings), proposals=props, messages=messages)
-    timings["overhead"] = timings["total"] - timings["agents"] - timings["backtests"]
-    return {"proposals": props, "state": state, "timings": dict(timings)}
+    best_out = None if best is None else Candidate(best.name, best.params or {}, best.metrics_is, best.metrics_oos)
+    history.save_round(run_id, Round(round_no, prev.baseline, state, best_out, improved, dict(timings)), props,
+                       messages)
+    return props, state
 
 
-def _check_proposals(proposals: list[Any], round_state: RoundState, optimizer: Any,
-                     budget_left: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(every proposal's record, the runnable ones): repaired and checked against PARAM_SPECS, duplicates of
-    configurations already tried and those over the backtest budget not run."""
+def _check_proposals(proposals: list[Any], round_state: RoundState, optimizer: OptimizerConfig,
+                     budget_left: int) -> list[Proposal]:
+    """Every proposal's record, repaired and checked against PARAM_SPECS; the runnable ones are eligible, while
+    duplicates of configurations already tried and those over the backtest budget are not run."""
     tried = round_state.tried_keys()
-    props, runnable = [], []
+    props, runnable = [], 0
     for p in proposals:
         raw = p.param_dict()
-        rec = {"name": p.name, "source": "agent", "raw_params": raw, "rationale": p.rationale,
-               "params": None, "status": "rejected", "notes": [], "reason": "", "metrics_is": None,
-               "metrics_oos": None}
         checked = space.check_proposal(optimizer.strategy, raw, round_state.baseline)
-        rec.update(notes=checked.notes, reason=checked.reason, status=checked.status, params=checked.params)
+        rec = Proposal(p.name, checked.status, raw_params=raw, params=checked.params, notes=tuple(checked.notes),
+                       reason=checked.reason, rationale=p.rationale)
         if checked.params is not None:
             key = space.config_key(checked.params)
             if key in tried:
-                rec.update(status="duplicate", reason="already tried: not re-run")
-            elif len(runnable) >= budget_left:
-                rec.update(status="over_budget", reason=f"backtest budget of {optimizer.budget} spent")
+                rec = replace(rec, status="duplicate", reason="already tried: not re-run")
+            elif runnable >= budget_left:
+                rec = replace(rec, status="over_budget", reason=f"backtest budget of {optimizer.budget} spent")
             else:
                 tried.add(key)
-                runnable.append(rec)
+                runnable += 1
         props.append(rec)
-    return props, runnable
+    return props
 
 
-def _vet(runnable: list[dict[str, Any]], limits: Mapping[str, float], agents: Agents, round_state: RoundState,
-         optimizer: Any, timings: _Timings, messages: list[Any]) -> str:
-    """Veto on the hard limits, then (when enabled) by the Risk Manager; returns its summary."""
+def _vet(props: list[Proposal], runnable: list[int], limits: Mapping[str, float], agents: Agents,
+         round_state: RoundState, optimizer: OptimizerConfig, timings: _Timings, messages: list[Message]) -> str:
+    """Veto on the hard limits, then (when enabled) by the Risk Manager, replacing vetoed records in ``props``;
+    returns the Risk Manager's summary."""
     with timings.part("validation"):
         passed = []
-        for rec in runnable:
-            breaches = hard_limit_breaches(rec["metrics_is"], limits)
+        for i in runnable:
+            breaches = hard_limit_breaches(props[i].metrics("is"), limits)
             if breaches:
-                rec.update(status="vetoed", reason="hard limit: " + "; ".join(breaches))
+                props[i] = replace(props[i], status="vetoed", reason="hard limit: " + "; ".join(breaches))
             else:
-                passed.append(rec)
+                passed.append(i)
     if not (optimizer.use_risk_manager and passed):
         return ""
     with timings.part("agents"):
-        review = agents.risk(round_state, [{k: rec[k] for k in ("name", "params", "metrics_is")} for rec in passed])
+        review = agents.risk(round_state, [props[i] for i in passed])
     messages.append(review.message)
     verdicts = {v.proposal: v for v in review.value.verdicts}
-    for rec in passed:
-        verdict = verdicts.get(rec["name"])
+    for i in passed:
+        verdict = verdicts.get(props[i].name)
         if verdict is not None and verdict.veto:
-            rec.update(status="vetoed", reason=f"risk manager: {verdict.reason}")
+            props[i] = replace(props[i], status="vetoed", reason=f"risk manager: {verdict.reason}")
     return review.value.summary
 
 
-def _best(runnable: list[dict[str, Any]], prev: Mapping[str, Any],
-          optimizer: Any) -> tuple[dict[str, Any] | None, bool]:
-    """Label every backtested proposal against the baseline; (the best eligible one on the selection segment,
-    whether it beats the baseline by more than the tolerance)."""
+def _best(props: list[Proposal], runnable: list[int], prev: LoopState,
+          optimizer: OptimizerConfig) -> tuple[Proposal | None, bool]:
+    """Label every backtested proposal against the baseline (in ``props``); (the best eligible one on the
+    selection segment, whether it beats the baseline by more than the tolerance)."""
     objective = optimizer.objective
-    base_is, base_oos = objective_of(prev["baseline_is"], objective), objective_of(prev["baseline_oos"], objective)
-    for rec in runnable:
-        rec["label"] = _label(objective_of(rec["metrics_is"], objective) > base_is,
-                              objective_of(rec["metrics_oos"], objective) > base_oos)
-    eligible = [rec for rec in runnable if rec["status"] in ELIGIBLE]
-    best = max(eligible, key=lambda x: objective_of(x["metrics_oos"], objective), default=None)
-    return best, best is not None and objective_of(best["metrics_oos"], objective) > base_oos + optimizer.tolerance
+    base_is, base_oos = objective_of(prev.baseline_is, objective), objective_of(prev.baseline_oos, objective)
+    for i in runnable:
+        p = props[i]
+        props[i] = replace(p, label=_label(objective_of(p.metrics("is"), objective) > base_is,
+                                           objective_of(p.metrics("oos"), objective) > base_oos))
+    eligible = [props[i] for i in runnable if props[i].eligible]
+    best = max(eligible, key=lambda x: objective_of(x.metrics("oos"), objective), default=None)
+    return best, best is not None and objective_of(best.metrics("oos"), objective) > base_oos + optimizer.tolerance
 
 
-def _next_state(prev: Mapping[str, Any], round_no: int, best: dict[str, Any] | None, improved: bool, ran: int,
-                optimizer: Any, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The loop state after a round (with ``record``'s keys): budget, patience, the new baseline when improved,
-    and why to stop."""
-    used = prev["budget_used"] + ran
-    state = {**prev, "stale": 0 if improved else prev["stale"] + 1, "budget_used": used, **record}
-    if improved:
-        state.update(baseline=best["params"], baseline_is=best["metrics_is"], baseline_oos=best["metrics_oos"],
-                     baseline_name=f"{best['name']} (round {round_no})")
-    state["stop"] = ("patience" if state["stale"] >= optimizer.patience else "budget" if used >= optimizer.budget
-                     else "rounds" if round_no >= optimizer.rounds else None)
-    return state
+def _next_state(prev: LoopState, round_no: int, best: Proposal | None, improved: bool, ran: int,
+                optimizer: OptimizerConfig, record: LoopState) -> LoopState:
+    """The loop state after a round (``record``: ``prev`` with the round's report, review and votes): budget,
+    patience, the new baseline when improved, and why to stop."""
+    used = prev.budget_used + ran
+    stale = 0 if improved else prev.stale + 1
+    state = replace(record, stale=stale, budget_used=used)
+    if improved and best is not None:
+        state = replace(state, baseline=dict(best.params or {}), baseline_is=best.metrics("is"),
+                        baseline_oos=best.metrics("oos"), baseline_name=f"{best.name} (round {round_no})")
+    stop = ("patience" if stale >= optimizer.patience else "budget" if used >= optimizer.budget
+            else "rounds" if round_no >= optimizer.rounds else None)
+    return replace(state, stop=stop)

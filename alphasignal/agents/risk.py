@@ -8,18 +8,19 @@ engine vetoes deeper drawdown for little extra objective, and isolated peaks who
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
+from ..config import OptimizerConfig
 from ..providers import EngineRequest, Provider, register_engine
+from ..storage.records import Proposal
 from . import analysis
 from .calls import AgentCall, ask
 from .schemas import RiskReview, RiskVerdict
 from .state import RoundState
 
-RiskManager = Callable[[RoundState, Sequence[Mapping[str, Any]]], AgentCall[RiskReview]]
+RiskManager = Callable[[RoundState, Sequence[Proposal]], AgentCall[RiskReview]]
 
 
-def hard_limits(optimizer: Any) -> dict[str, float]:
+def hard_limits(optimizer: OptimizerConfig) -> dict[str, float]:
     """The hard limits of an ``OptimizerConfig``, as :func:`hard_limit_breaches` takes them."""
     return {"max_drawdown": optimizer.max_drawdown, "min_trades": optimizer.min_trades,
             "max_turnover": optimizer.max_turnover}
@@ -41,11 +42,10 @@ def hard_limit_breaches(metrics: Mapping[str, float], limits: Mapping[str, float
 
 
 def make_risk_manager(provider: Provider) -> RiskManager:
-    """A Risk Manager backed by ``provider``; ``candidates``: dicts with name, params, metrics_is."""
+    """A Risk Manager backed by ``provider``; ``candidates``: backtested proposals (exploration metrics)."""
 
-    def risk(state: RoundState, candidates: Sequence[Mapping[str, Any]]) -> AgentCall[RiskReview]:
-        lines = [f"- {c['name']}: {c['params']} -> {_metrics_text(c['metrics_is'], state.objective)}"
-                 for c in candidates]
+    def risk(state: RoundState, candidates: Sequence[Proposal]) -> AgentCall[RiskReview]:
+        lines = [f"- {c.name}: {c.params} -> {_metrics_text(c.metrics('is'), state.objective)}" for c in candidates]
         values = {"strategy": state.strategy, "limits": state.limits,
                   "baseline": f"{state.baseline} -> {_metrics_text(state.baseline_metrics, state.objective)}",
                   "proposals": "\n".join(lines)}
@@ -60,24 +60,24 @@ def _metrics_text(m: Mapping[str, float], objective: str) -> str:
     return ", ".join(f"{k} {float(m[k]):.3g}" for k in keys if k in m)
 
 
-def builtin_review(state: RoundState, candidates: Sequence[Mapping[str, Any]]) -> RiskReview:
+def builtin_review(state: RoundState, candidates: Sequence[Proposal]) -> RiskReview:
     """Veto when drawdown deepens by over half for < 0.1 more objective, or when the neighbourhood collapses."""
     base_obj = float(state.baseline_metrics.get(state.objective, 0.0))
     base_dd = abs(float(state.baseline_metrics.get("max_drawdown", 0.0)))
     verdicts = []
     for c in candidates:
-        m = c["metrics_is"]
+        m = c.metrics("is")
         obj, dd = float(m.get(state.objective, 0.0)), abs(float(m.get("max_drawdown", 0.0)))
         reason = ""
         if base_dd > 0 and dd > 1.5 * base_dd and obj - base_obj < 0.1:
             reason = f"drawdown {dd:.1%} vs baseline {base_dd:.1%} for only {obj - base_obj:+.3f} {state.objective}"
         else:
-            nb = analysis.neighbours(state.trials, state.specs, c["params"])
+            nb = analysis.neighbours(state.trials, state.specs, c.params or {})
             nb_mean = float(nb[state.objective].mean()) if len(nb) else obj
             if obj > base_obj and obj > 0 and nb_mean < 0.5 * obj:
                 reason = (f"isolated peak: {state.objective} {obj:.3f} but its {len(nb)} nearest tested neighbours "
                           f"average {nb_mean:.3f}")
-        verdicts.append(RiskVerdict(proposal=c["name"], veto=bool(reason), reason=reason or "within risk budget"))
+        verdicts.append(RiskVerdict(proposal=c.name, veto=bool(reason), reason=reason or "within risk budget"))
     vetoed = sum(v.veto for v in verdicts)
     return RiskReview(verdicts=verdicts, summary=f"{vetoed} of {len(verdicts)} vetoed after hard limits")
 

@@ -79,12 +79,12 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             if show is not None:
                 print_report(load_run(history, args.show), console)
                 return 0
-            done = resume and history.run(resume)["status"] == "finished"  # an unknown id is an error here
+            done = resume and history.run(resume).status == "finished"  # an unknown id is an error here
             run_id = optimize(data, cfg, history, agents=agents, resume=resume,
                               progress=not getattr(args, "quiet", False), executor=ex)
             ev = Evaluator.from_config(data, cfg, ex)
             if done:  # a finished run keeps its stored summary: its hold-out was scored once already
-                summary = history.run(run_id)["summary"]
+                summary = history.run(run_id).summary
             else:
                 # winners fixed first, then scored on the hold-out once
                 summary = finalise(ev, history, run_id, optimizer)
@@ -93,7 +93,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
             ev.executor = None  # the plots' few backtests run here, after the cluster is closed
     out = Path(optimizer.output_dir)
     comparison_png(data_run, out / COMPARISON)
-    equity_png(equity_curves(ev, data, summary), summary["segments"]["dates"], out / EQUITY,
+    equity_png(equity_curves(ev, data, summary), summary.segments["dates"], out / EQUITY,
                title=f"{optimizer.strategy}: initial baseline vs best vs buy & hold")
     write_report(data_run, out / REPORT, {"baseline vs proposals": COMPARISON, "equity curves": EQUITY})
     print_report(data_run, console)
@@ -107,10 +107,8 @@ def _print_history(history: History, console: Console) -> None:
     for col in ("run id", "status", "strategy", "rounds", "models", "best: hold-out", "configs"):
         t.add_column(col, no_wrap=col == "run id", overflow="fold")
     for r in history.runs():
-        s = r["summary"] or {}
-        obj = r["config"]["optimizer"]["objective"]
-        best = (s.get("winner", {}).get("metrics_holdout") or {}).get(obj)
-        t.add_row(r["run_id"], r["status"], r["strategy"], str(r["rounds"]),
-                  ", ".join(sorted(set(r["models"].values()))), "-" if best is None else f"{obj} {best:.3f}",
-                  str(s.get("configs_tried", "-")))
+        s, obj = r.summary, r.objective
+        best = s.winner.metrics("holdout").get(obj) if s else None
+        t.add_row(r.run_id, r.status, r.strategy, str(r.rounds), ", ".join(sorted(set(r.models.values()))),
+                  "-" if best is None else f"{obj} {best:.3f}", str(s.configs_tried) if s else "-")
     console.print(t)

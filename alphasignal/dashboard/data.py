@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..backtest.metrics import METRICS
 from ..errors import AlphaSignalError, UsageError
+from ..evaluation.metrics import METRICS
 from ..fileio import write_atomic
+from ..storage.records import Run
 
 log = logging.getLogger(__name__)
 SEGMENT_PREFIXES = ("", "is_", "oos_")
@@ -286,16 +287,15 @@ def trade_points(trades: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- optimizer runs -------------------------------------------------------------------------------------------
-def run_rows(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def run_rows(runs: Sequence[Run]) -> pd.DataFrame:
     """The run list: id, times, status, strategy, config and data hash, models, rounds, hold-out objective."""
     rows = []
     for r in runs:
-        s = r.get("summary") or {}
-        obj = ((r.get("config") or {}).get("optimizer") or {}).get("objective", "sharpe")
-        best = (s.get("winner", {}).get("metrics_holdout") or {}).get(obj)
-        rows.append({"run id": r["run_id"], "created": pd.Timestamp(r["created"], unit="s").strftime("%Y-%m-%d %H:%M"),
-                     "status": r["status"], "strategy": r["strategy"], "config hash": r["config_hash"],
-                     "data hash": r["data_hash"], "models": ", ".join(f"{k}={v}" for k, v in r["models"].items()),
-                     "rounds": r.get("rounds", 0), f"hold-out {obj} (best)": best,
-                     "configs tried": s.get("configs_tried")})
+        s, obj = r.summary, r.objective
+        best = s.winner.metrics("holdout").get(obj) if s else None
+        rows.append({"run id": r.run_id, "created": pd.Timestamp(r.created, unit="s").strftime("%Y-%m-%d %H:%M"),
+                     "status": r.status, "strategy": r.strategy, "config hash": r.config_hash,
+                     "data hash": r.data_hash, "models": ", ".join(f"{k}={v}" for k, v in r.models.items()),
+                     "rounds": r.rounds, f"hold-out {obj} (best)": best,
+                     "configs tried": s.configs_tried if s else None})
     return pd.DataFrame(rows)

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from ..config import Config
-
 from ..errors import UsageError
+from ..storage.records import Run
 
 
 def run_config(stored: Mapping[str, Mapping[str, Any]]) -> Config:
@@ -32,7 +32,7 @@ def run_config(stored: Mapping[str, Mapping[str, Any]]) -> Config:
     return dataclasses.replace(cfg, **sections)
 
 
-def run_equity(run: Mapping[str, Any], max_points: int = 2000) -> pd.DataFrame:
+def run_equity(run: Run, max_points: int = 2000) -> pd.DataFrame:
     """Long frame (date, curve, equity) of buy & hold, the initial baseline and the winner of a finished run,
     thinned to at most ``max_points`` dates. Raises :class:`UsageError` when the run has no summary or the data
     loaded now is not the run's."""
@@ -40,15 +40,14 @@ def run_equity(run: Mapping[str, Any], max_points: int = 2000) -> pd.DataFrame:
     from ..agents.evaluate import Evaluator, data_hash
     from ..market import load_from_config
 
-    summary = run.get("summary") or {}
-    if "winner" not in summary:
-        raise UsageError(f"run {run['run_id']} has no summary (status {run['status']}): no curves to draw")
-    cfg = run_config(run["config"])
+    if run.summary is None:
+        raise UsageError(f"run {run.run_id} has no summary (status {run.status}): no curves to draw")
+    cfg = run_config(run.config)
     data = load_from_config(cfg.dataset)
-    if data_hash(data) != run["data_hash"]:
-        raise UsageError(f"the market data loaded now (hash {data_hash(data)}) is not run {run['run_id']}'s "
-                         f"(hash {run['data_hash']}): the curves are not drawn; check dataset.source and dates")
-    curves = equity_curves(Evaluator.from_config(data, cfg), data, summary)
+    if data_hash(data) != run.data_hash:
+        raise UsageError(f"the market data loaded now (hash {data_hash(data)}) is not run {run.run_id}'s "
+                         f"(hash {run.data_hash}): the curves are not drawn; check dataset.source and dates")
+    curves = equity_curves(Evaluator.from_config(data, cfg), data, run.summary)
     frame = pd.DataFrame(curves)
     frame = frame.iloc[:: max(1, -(-len(frame) // max_points))]
     frame.index.name = "date"

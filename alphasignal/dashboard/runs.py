@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 import altair as alt
 import pandas as pd
@@ -13,6 +12,7 @@ import streamlit as st
 
 from ..reporting.tables import COMPARISON_HEADER, SEGMENTS, comparison_rows, fmt, headline, result_table, segments_text
 from ..storage.history import History, HistoryError
+from ..storage.records import OptimizerResult, Round, Run, RunDetails
 from . import common, data, equity
 
 ORDER = [name for _, name in SEGMENTS]
@@ -20,7 +20,7 @@ SEGMENT_COLOURS = alt.Scale(domain=ORDER, range=["#4C72B0", "#DD8452", "#55A868"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _runs(path: str, stamp: int) -> list[dict[str, Any]]:
+def _runs(path: str, stamp: int) -> list[Run]:
     with History(path, create=False) as h:
         try:
             return h.runs()
@@ -30,14 +30,15 @@ def _runs(path: str, stamp: int) -> list[dict[str, Any]]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _run(path: str, stamp: int, run_id: str) -> dict[str, Any]:
+def _run(path: str, stamp: int, run_id: str) -> RunDetails:
+    from dataclasses import replace
+
     from ..reporting.tables import load_run
 
     with History(path, create=False) as h:
-        d = load_run(h, run_id)
-        d["messages"] = [{k: m[k] for k in ("round_no", "agent", "provider", "model", "error", "latency_s")}
-                         for m in h.messages(run_id)]
-    return d
+        d = load_run(h, run_id, messages=True)
+    # the page shows who answered, how fast and any error: the replies themselves stay in the database
+    return replace(d, messages=tuple(replace(m, raw="", parsed=None) for m in d.messages))
 
 
 def render() -> None:
@@ -62,43 +63,41 @@ def render() -> None:
         return
     st.subheader(f"{len(runs)} runs in {db.name}")
     st.dataframe(data.run_rows(runs), hide_index=True, width="stretch")
-    run_id = st.selectbox("Run", [r["run_id"] for r in runs], key="runs_id")
+    run_id = st.selectbox("Run", [r.run_id for r in runs], key="runs_id")
     if run_id:
         _show_run(_run(str(db), stamp, run_id))
 
 
-def _show_run(d: Mapping[str, Any]) -> None:
-    run, s, obj = d["run"], d["summary"], d["objective"]
-    st.header(f"{run['strategy']} — run {run['run_id']}")
-    st.caption(f"status {run['status']}; config {run['config_hash']}, data {run['data_hash']}; models: "
-               + ", ".join(f"{k}={v}" for k, v in run["models"].items()))
-    st.write(segments_text(d.get("segments")))
+def _show_run(d: RunDetails) -> None:
+    run, s, obj = d.run, d.summary, d.objective
+    st.header(f"{run.strategy} — run {run.run_id}")
+    st.caption(f"status {run.status}; config {run.config_hash}, data {run.data_hash}; models: "
+               + ", ".join(f"{k}={v}" for k, v in run.models.items()))
+    st.write(segments_text(d.segments))
     if s:
         st.subheader("Initial baseline vs best: exploration | selection | hold-out")
         header, rows = result_table(s)
         st.dataframe(pd.DataFrame(rows, columns=header), hide_index=True, width="stretch")
         st.write(headline(s, obj))
-        st.caption(f"configurations tried {s.get('configs_tried')}; rounds {s.get('rounds')} (stopped: "
-                   f"{s.get('stop_reason')}); DSR of the winner's selection {obj} {s.get('dsr', float('nan')):.3f}; "
-                   f"PBO over all trials {s.get('pbo', float('nan')):.2f}")
-        for warn in s.get("warnings", []):
+        st.caption(f"configurations tried {s.configs_tried}; rounds {s.rounds} (stopped: {s.stop_reason}); "
+                   f"DSR of the winner's selection {obj} {s.dsr:.3f}; PBO over all trials {s.pbo:.2f}")
+        for warn in s.warnings:
             st.warning(warn)
-        if s.get("compare"):
-            _comparison(s["compare"])
+        if s.compare:
+            _comparison(s.compare)
         if st.toggle("Equity curves (re-runs three backtests on the run's config and data)", key="runs_equity"):
             _equity(d)
     else:
         st.info("this run has no summary yet (still running, interrupted or failed)")
     _proposal_chart(d, obj)
-    for rd in d["rounds"][1:]:
+    for rd in d.rounds[1:]:
         _round(d, rd, obj)
 
 
-def _comparison(rows: list[Mapping[str, Any]]) -> None:
+def _comparison(rows: Sequence[OptimizerResult]) -> None:
     st.subheader("Optimizers with the same backtest budget on the same segments")
     st.dataframe(pd.DataFrame(comparison_rows(rows), columns=COMPARISON_HEADER), hide_index=True, width="stretch")
-    long = pd.DataFrame([{"optimizer": r["optimizer"], "segment": name,
-                          "sharpe": (r.get(f"metrics_{part}") or {}).get("sharpe")}
+    long = pd.DataFrame([{"optimizer": r.optimizer, "segment": name, "sharpe": r.metrics(part).get("sharpe")}
                          for r in rows for part, name in SEGMENTS])
     chart = alt.Chart(long.dropna()).mark_bar().encode(
         x=alt.X("optimizer:N", title=None), xOffset=alt.XOffset("segment:N", sort=ORDER),
@@ -108,14 +107,14 @@ def _comparison(rows: list[Mapping[str, Any]]) -> None:
 
 
 @st.cache_data(show_spinner="re-running the backtests of this run ...", max_entries=8)
-def _curves(run_id: str, created: float, _run: dict[str, Any], max_points: int) -> pd.DataFrame:
+def _curves(run_id: str, created: float, _run: Run, max_points: int) -> pd.DataFrame:
     return equity.run_equity(_run, max_points)
 
 
-def _equity(d: Mapping[str, Any]) -> None:
-    run = d["run"]
-    long = _curves(run["run_id"], run["created"], run, common.settings().dashboard.max_points)
-    dates = (d["summary"].get("segments") or {}).get("dates") or {}
+def _equity(d: RunDetails) -> None:
+    run = d.run
+    long = _curves(run.run_id, run.created, run, common.settings().dashboard.max_points)
+    dates = ((d.summary.segments if d.summary else None) or {}).get("dates") or {}
     spans = pd.DataFrame([{"segment": name, "start": pd.Timestamp(dates[key][0]), "end": pd.Timestamp(dates[key][1])}
                           for key, name in (("exploration", "exploration"), ("selection", "selection"),
                                             ("holdout", "hold-out")) if key in dates])
@@ -131,10 +130,10 @@ def _equity(d: Mapping[str, Any]) -> None:
                     width="stretch")
 
 
-def _proposal_chart(d: Mapping[str, Any], obj: str) -> None:
-    pts = [{"round": p["round_no"], "proposal": p["name"], "status": p["status"],
-            "exploration": (p["metrics_is"] or {}).get(obj), "selection": (p["metrics_oos"] or {}).get(obj)}
-           for p in d["proposals"] if p["metrics_is"] is not None]
+def _proposal_chart(d: RunDetails, obj: str) -> None:
+    pts = [{"round": p.round_no, "proposal": p.name, "status": p.status,
+            "exploration": p.metrics("is").get(obj), "selection": p.metrics("oos").get(obj)}
+           for p in d.agent_proposals if p.backtested]
     if not pts:
         return
     st.subheader(f"Backtested proposals: exploration vs selection {obj}")
@@ -145,30 +144,29 @@ def _proposal_chart(d: Mapping[str, Any], obj: str) -> None:
     st.altair_chart(chart.interactive(), width="stretch")
 
 
-def _round(d: Mapping[str, Any], rd: Mapping[str, Any], obj: str) -> None:
-    rn = rd["round_no"]
-    props = [p for p in d["proposals"] if p["round_no"] == rn]
-    with st.expander(f"Round {rn}: {len(props)} proposals" + (" — improved" if rd["improved"] else "")):
-        report = rd["state"].get("report") or {}
-        for line in report.get("patterns", []):
+def _round(d: RunDetails, rd: Round, obj: str) -> None:
+    rn = rd.round_no
+    props = d.round_proposals(rn)
+    with st.expander(f"Round {rn}: {len(props)} proposals" + (" — improved" if rd.improved else "")):
+        report = rd.state.report
+        for line in report.patterns if report else ():
             st.markdown(f"**Analyst**: {line}")
-        for line in report.get("recommendations", []):
+        for line in report.recommendations if report else ():
             st.markdown(f"**Analyst recommends**: {line}")
-        rows = [{"proposal": p["name"], "raw params": json.dumps(p["raw_params"]),
-                 "params (repaired)": json.dumps(p["params"]) if p["params"] is not None else "-",
-                 "status": p["status"], "reason": p["reason"], "notes": "; ".join(p["notes"]),
-                 **{f"{name} {obj}": fmt(obj, (p.get(f"metrics_{part}") or {}).get(obj))
-                    for part, name in SEGMENTS[:2]},
-                 "label": p.get("label", ""), "rationale": p["rationale"]} for p in props]
+        rows = [{"proposal": p.name, "raw params": json.dumps(p.raw_params),
+                 "params (repaired)": json.dumps(p.params) if p.params is not None else "-",
+                 "status": p.status, "reason": p.reason, "notes": "; ".join(p.notes),
+                 **{f"{name} {obj}": fmt(obj, p.metrics(part).get(obj)) for part, name in SEGMENTS[:2]},
+                 "label": p.label, "rationale": p.rationale} for p in props]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        if rd["state"].get("review"):
-            st.markdown(f"**Risk Manager**: {rd['state']['review']}")
-        votes = rd["state"].get("votes") or []
+        if rd.state.review:
+            st.markdown(f"**Risk Manager**: {rd.state.review}")
+        votes = rd.state.votes or ()
         if votes:
-            st.markdown(f"**Debate**: {len(votes)} votes, {sum(not v['support'] for v in votes)} against")
-            st.dataframe(pd.DataFrame(votes), hide_index=True, width="stretch")
-        msgs = [m for m in d.get("messages", []) if m["round_no"] == rn]
+            st.markdown(f"**Debate**: {len(votes)} votes, {sum(not v.support for v in votes)} against")
+            st.dataframe(pd.DataFrame([v.to_json() for v in votes]), hide_index=True, width="stretch")
+        msgs = d.round_messages(rn)
         if msgs:
             st.caption("agent calls: " + "; ".join(
-                f"{m['agent']} ({m['provider']}/{m['model']}, {m['latency_s']:.2f} s"
-                + (f", error: {m['error']}" if m["error"] else "") + ")" for m in msgs))
+                f"{m.agent} ({m.provider}/{m.model}, {m.latency_s:.2f} s"
+                + (f", error: {m.error}" if m.error else "") + ")" for m in msgs))

@@ -11,15 +11,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..fileio import write_atomic
-
-if TYPE_CHECKING:
-    from .run import Outcome
+from .outcome import Outcome
 
 COLUMNS = ("replay", "buy & hold", "random")
 ROWS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), ("sharpe", "Sharpe", "num"),

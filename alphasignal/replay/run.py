@@ -27,87 +27,36 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..config import Config, DatasetConfig, PipelineConfig, ReplayConfig
-
-from ..backtest.metrics import periods_per_year
 from ..charts.render import render_chart, render_key
+from ..config import Config, DatasetConfig, PipelineConfig, ReplayConfig
 from ..dataset.build import REBASE_TO, warmup_bars
 from ..errors import AlphaSignalError, ModelError, UsageError
+from ..evaluation.metrics import periods_per_year
 from ..fileio import check_output_dir
 from ..market.data import load_ohlcv
 from ..progress import progress_bar
 from ..prompts import load_prompt
-from ..providers.cache import CallUsage, open_cache, usage_scope
+from ..providers.cache import open_cache, usage_scope
 from ..signals.pipeline import CHART_PROMPT, NEWS_PROMPT, SignalPipeline, make_item
 from ..workers import exit_with_parent
 from .journal import Journal
 from .news import NewsIndex, load_news
+from .outcome import Job, Meter, Outcome, ReplayData
 from .portfolio import SIDE, Signal, simulate
 from .stats import compare
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
-CALLS_PER_DECISION = 2  # the chart call and the news call
 _NOT_DECIDING = {"output", "eval_output", "eval_news", "concurrency", "timeout", "max_retries", "api_key",
                  "require_server", "call_cache", "cache_mode"}  # pipeline settings that cannot change a decision
-
-
-@dataclass(frozen=True)
-class Job:
-    """One decision to make: ``ticker`` at bar ``bar`` of its frame; ``key`` hashes every input of it."""
-
-    ticker: str
-    bar: int
-    date: str
-    key: str
-
-
-@dataclass(frozen=True)
-class ReplayData:
-    """What decisions may read: prices per ticker, the news, and each bar's decision time (UTC ns)."""
-
-    frames: dict[str, pd.DataFrame]
-    news: NewsIndex
-    decision_ns: dict[str, np.ndarray]
-
-
-@dataclass
-class Meter(CallUsage):
-    """The decisions made in this run and their calls, tokens and latency, against the run's budget (the limits and
-    counters of ``CallUsage``); ``stopped`` says which limit ended the deciding."""
-
-    decisions: int = 0
-    stopped: str = ""
-
-    def may_start(self, in_flight: int) -> bool:
-        """Whether one more decision may start: the calls it and those in flight can still make (at most
-        ``CALLS_PER_DECISION`` each) stay within ``max_calls``. Tokens are only known afterwards, so
-        ``max_tokens_total`` is checked as decisions complete (the ones in flight may pass it)."""
-        if self.max_calls and self.calls + CALLS_PER_DECISION * (in_flight + 1) > self.max_calls:
-            self.stopped = self.stopped or (f"replay.max_calls={self.max_calls} reached (the next decisions "
-                                            "could pass it)")
-        return not self.stopped
-
-    def add(self, usage: dict[str, Any], sent: CallUsage | None = None) -> None:
-        """Count one decision. ``sent``: the run's request counter, so calls answered from the model-call cache
-        (which a decision's meta cannot tell apart: a cached re-run writes the same bytes) spend no budget."""
-        self.decisions += 1
-        if sent is None:
-            self.calls += usage["calls"]
-            self.tokens_in, self.tokens_out = self.tokens_in + usage["tokens_in"], self.tokens_out + usage["tokens_out"]
-        else:
-            self.calls, self.tokens_in, self.tokens_out = sent.calls, sent.tokens_in, sent.tokens_out
-        self.latency_s += usage["latency_s"]
-        if reason := self.over_limit():
-            self.stopped = f"replay.{reason}"
 
 
 def call_usage(meta: dict[str, Any]) -> dict[str, Any]:
@@ -355,23 +304,6 @@ def signal_of(rec: dict[str, Any]) -> Signal:
     if d["final_action"] in SIDE:
         return Signal(d["final_action"], d["final_confidence"], v["stop_loss"] / scale, v["take_profit"] / scale)
     return Signal(d["final_action"], d["final_confidence"])
-
-
-@dataclass
-class Outcome:
-    """Everything the outputs are made of."""
-
-    rc: ReplayConfig
-    data: ReplayData
-    jobs: list[Job]
-    records: dict[str, dict]
-    meter: Meter
-    reused: int
-    sim: Any = None
-    comparison: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    providers: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def simulate_records(data: ReplayData, jobs: list[Job], records: dict[str, dict], rc: ReplayConfig

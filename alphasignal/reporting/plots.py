@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..errors import UsageError  # noqa: E402
 from ..fileio import write_atomic  # noqa: E402
+from ..storage.records import Proposal, RunDetails  # noqa: E402
 
 _PANELS = (("sharpe", "Sharpe ratio", 1.0), ("cagr", "Annualised return (%)", 100.0),
            ("max_drawdown", "Max drawdown (%)", 100.0))
@@ -29,24 +31,29 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
         plt.close(fig)
 
 
-def comparison_png(data: Mapping[str, Any], path: str | Path) -> Path:
+def comparison_png(data: RunDetails, path: str | Path) -> Path:
     """``multi_llm_comparison.png``: Sharpe, annualised return (comparable across periods of different length) and
     max drawdown of the initial baseline, every backtested proposal and each comparator's winner, on exploration,
     selection and (initial baseline and winners only) hold-out side by side; the winner is shaded."""
-    s = data["summary"]
-    items = [("initial baseline", s["initial"])]
-    items += [(f"R{p['round_no']} {p['name']}" + ("" if p["status"] in ("ok", "repaired") else f" ({p['status']})"),
-               p) for p in data["proposals"] if p["metrics_is"] is not None]
-    win_label = next((f"R{p['round_no']} {p['name']}" for p in data["proposals"] if p["params"] ==
-                      s["winner"]["params"] and p["status"] in ("ok", "repaired")), "initial baseline")
-    items = [(lab, s["winner"] if lab == win_label else d) for lab, d in items]  # the winner's hold-out figures
-    items += [(f"{r['optimizer']} winner", r) for r in s.get("compare", []) if r["optimizer"] != "agents"]
+    s = data.summary
+    if s is None:
+        raise UsageError(f"run {data.run.run_id} has no summary (status {data.run.status}): nothing to compare")
+
+    def label(p: Proposal) -> str:
+        return f"R{p.round_no} {p.name}"
+
+    items: list[tuple[str, Any]] = [("initial baseline", s.initial)]
+    items += [(label(p) + ("" if p.eligible else f" ({p.status})"), p) for p in data.agent_proposals if p.backtested]
+    win_label = next((label(p) for p in data.agent_proposals if p.params == s.winner.params and p.eligible),
+                     "initial baseline")
+    items = [(lab, s.winner if lab == win_label else d) for lab, d in items]  # the winner's hold-out figures
+    items += [(f"{r.optimizer} winner", r) for r in s.compare or () if r.optimizer != "agents"]
     labels = [i[0] for i in items]
     x = np.arange(len(items))
     fig, axes = plt.subplots(3, 1, figsize=(max(8.0, 0.65 * len(items) + 3), 10), sharex=True)
     for ax, (metric, title, scale) in zip(axes, _PANELS, strict=True):
         for k, part in enumerate(_COLOURS):
-            vals = np.array([float((d.get(f"metrics_{part}") or {}).get(metric, np.nan)) * scale for _, d in items])
+            vals = np.array([float(d.metrics(part).get(metric, np.nan)) * scale for _, d in items])
             if metric == "max_drawdown":  # drawdowns as negative bars whatever the engine's sign convention
                 vals = -np.abs(vals)
             ax.bar(x + (k - 1) * 0.27, vals, 0.27, label=_NAMES[part], color=_COLOURS[part], zorder=2)
@@ -58,7 +65,7 @@ def comparison_png(data: Mapping[str, Any], path: str | Path) -> Path:
         w = labels.index(win_label)
         ax.axvspan(w - 0.45, w + 0.45, color="gold", alpha=0.3, lw=0, zorder=0)
     axes[0].legend(loc="upper right", fontsize=8)
-    axes[0].set_title(f"{data['run']['strategy']}: baseline vs proposals (dashed: initial baseline; shaded: winner)")
+    axes[0].set_title(f"{data.run.strategy}: baseline vs proposals (dashed: initial baseline; shaded: winner)")
     axes[-1].set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     return _save(fig, path)
 

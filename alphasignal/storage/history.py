@@ -5,6 +5,9 @@ loses at most that round and a resumed run continues after the last committed on
 metrics as ``metrics_is`` and selection metrics as ``metrics_oos``, the segment boundaries in round 0's state, and
 the hold-out figures of every winner (scored once, at the end) in the run's summary. A file that is not a readable
 history database raises :class:`HistoryError` and is never modified.
+
+This is the one place the typed records of :mod:`.records` meet SQL: they go in as records and come back as
+records, in the JSON the history has always stored (older files open unchanged).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .records import Candidate, LoopState, Message, Proposal, Round, Run, RunDetails, RunSummary
 from .sqlite import check_sqlite_file, read_only_uri
 
 SCHEMA_VERSION = 1
@@ -142,75 +146,68 @@ class History:
                        _dumps(dict(config))))
         return run_id
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        """One run's row as a dict; an unknown id fails with the list command to use."""
+    def run(self, run_id: str) -> Run:
+        """One run; an unknown id fails with the list command to use."""
         row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise HistoryError(f"run {run_id!r} not found in {str(self.path)!r}: list runs with --history")
-        return self._run_dict(row)
+        return _run(row)
 
-    def runs(self) -> list[dict[str, Any]]:
-        """All runs, newest first, with their round counts."""
+    def runs(self) -> list[Run]:
+        """All runs, newest first, with their numbers of agent rounds."""
         rows = self.conn.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
-        out = []
-        for r in rows:
-            d = self._run_dict(r)
-            d["rounds"] = self.conn.execute("SELECT COUNT(*) FROM rounds WHERE run_id = ? AND round_no > 0",
-                                            (r["run_id"],)).fetchone()[0]
-            out.append(d)
-        return out
+        return [_run(r, self.conn.execute("SELECT COUNT(*) FROM rounds WHERE run_id = ? AND round_no > 0",
+                                          (r["run_id"],)).fetchone()[0]) for r in rows]
 
-    def finish_run(self, run_id: str, status: str, summary: Mapping[str, Any] | None = None) -> None:
+    def finish_run(self, run_id: str, status: str, summary: RunSummary | None = None) -> None:
         """Mark a run finished (or failed) and store its summary."""
         with self._tx() as c:
             c.execute("UPDATE runs SET status = ?, updated = ?, summary = ? WHERE run_id = ?",
-                      (status, time.time(), _dumps(summary), run_id))
-
-    @staticmethod
-    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-        d = dict(row)
-        for k in ("models", "config", "summary"):
-            d[k] = _loads(d[k])
-        return d
+                      (status, time.time(), _dumps(None if summary is None else summary.to_json()), run_id))
 
     # --- rounds -----------------------------------------------------------------------------------------------
-    def save_round(self, run_id: str, round_no: int, *, baseline: Mapping[str, Any], best: Mapping[str, Any] | None,
-                   improved: bool, state: Mapping[str, Any], timings: Mapping[str, float],
-                   proposals: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]) -> None:
+    def save_round(self, run_id: str, rnd: Round, proposals: Sequence[Proposal], messages: Sequence[Message]) -> None:
         """Write a completed round with its proposals and messages in one transaction."""
         with self._tx() as c:
             c.execute("INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?)",
-                      (run_id, round_no, time.time(), _dumps(dict(baseline)), _dumps(best), int(improved),
-                       _dumps(dict(state)), _dumps(dict(timings))))
+                      (run_id, rnd.round_no, time.time(), _dumps(dict(rnd.baseline)),
+                       _dumps(None if rnd.best is None else rnd.best.to_json()), int(rnd.improved),
+                       _dumps(rnd.state.to_json()), _dumps(dict(rnd.timings))))
             c.executemany(
                 "INSERT INTO proposals (run_id, round_no, name, source, raw_params, params, status, notes, reason, "
                 "rationale, metrics_is, metrics_oos, label) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(run_id, round_no, p["name"], p.get("source", "agent"), _dumps(p.get("raw_params", {})),
-                  _dumps(p.get("params")), p["status"], _dumps(list(p.get("notes", []))), p.get("reason", ""),
-                  p.get("rationale", ""), _dumps(p.get("metrics_is")), _dumps(p.get("metrics_oos")), p.get("label", ""))
+                [(run_id, rnd.round_no, p.name, p.source, _dumps(dict(p.raw_params)), _dumps(p.params), p.status,
+                  _dumps(list(p.notes)), p.reason, p.rationale, _dumps(p.metrics_is), _dumps(p.metrics_oos), p.label)
                  for p in proposals])
             c.executemany(
                 "INSERT INTO messages (run_id, round_no, agent, provider, model, prompt_version, raw, parsed, error, "
                 "latency_s) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(run_id, round_no, m["agent"], m.get("provider", ""), m.get("model", ""),
-                  m.get("prompt_version", ""), m.get("raw", ""), _dumps(m.get("parsed")), m.get("error"),
-                  float(m.get("latency_s", 0.0))) for m in messages])
+                [(run_id, rnd.round_no, m.agent, m.provider, m.model, m.prompt_version, m.raw, _dumps(m.parsed),
+                  m.error, float(m.latency_s)) for m in messages])
             c.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
 
-    def rounds(self, run_id: str) -> list[dict[str, Any]]:
+    def rounds(self, run_id: str) -> list[Round]:
         """Committed rounds of a run, in order (round 0 is the initial sweep)."""
-        out = self._rows("rounds", run_id, None, ("baseline", "best", "state", "timings"), order="round_no")
-        for d in out:
-            d["improved"] = bool(d["improved"])
-        return out
+        return [Round(round_no=d["round_no"], baseline=d["baseline"], state=LoopState.from_json(d["state"]),
+                      best=None if d["best"] is None else Candidate.from_json(d["best"]), improved=bool(d["improved"]),
+                      timings=d["timings"], created=d["created"], run_id=d["run_id"])
+                for d in self._rows("rounds", run_id, None, ("baseline", "best", "state", "timings"),
+                                    order="round_no")]
 
-    def proposals(self, run_id: str, round_no: int | None = None) -> list[dict[str, Any]]:
+    def proposals(self, run_id: str, round_no: int | None = None) -> list[Proposal]:
         """Proposals of a run (optionally one round), in insertion order."""
-        return self._rows("proposals", run_id, round_no, ("raw_params", "params", "notes", "metrics_is", "metrics_oos"))
+        return [Proposal.from_json(d) for d in self._rows("proposals", run_id, round_no,
+                                                          ("raw_params", "params", "notes", "metrics_is",
+                                                           "metrics_oos"))]
 
-    def messages(self, run_id: str, round_no: int | None = None) -> list[dict[str, Any]]:
+    def messages(self, run_id: str, round_no: int | None = None) -> list[Message]:
         """Agent messages of a run (optionally one round), in order."""
-        return self._rows("messages", run_id, round_no, ("parsed",))
+        return [Message.from_json(d) for d in self._rows("messages", run_id, round_no, ("parsed",))]
+
+    def details(self, run_id: str, *, messages: bool = False) -> RunDetails:
+        """A run with its rounds and proposals (and, with ``messages``, its agent messages)."""
+        return RunDetails(self.run(run_id), tuple(self.rounds(run_id)), tuple(self.proposals(run_id)),
+                          tuple(self.messages(run_id)) if messages else ())
 
     def _rows(self, table: str, run_id: str, round_no: int | None, json_columns: tuple[str, ...],
               order: str = "id") -> list[dict[str, Any]]:
@@ -222,3 +219,12 @@ class History:
         for d in out:
             d.update({k: _loads(d[k]) for k in json_columns})
         return out
+
+
+def _run(row: sqlite3.Row, rounds: int = 0) -> Run:
+    """A runs row as a record (its JSON columns decoded)."""
+    summary = _loads(row["summary"])
+    return Run(run_id=row["run_id"], created=row["created"], updated=row["updated"], status=row["status"],
+               strategy=row["strategy"], config_hash=row["config_hash"], data_hash=row["data_hash"],
+               models=_loads(row["models"]), seed=row["seed"], config=_loads(row["config"]),
+               summary=None if not summary else RunSummary.from_json(summary), rounds=rounds)
