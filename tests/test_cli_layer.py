@@ -184,3 +184,14 @@ def test_the_dashboard_app_reads_the_launchers_config_arguments_without_argparse
     assert app_arguments(["--config=a.toml", "--set=dashboard.port=9", "--set", "x.y=1", "--other"]) == (
         "a.toml", ["dashboard.port=9", "x.y=1"])
     assert app_arguments([]) == (None, [])
+
+
+def test_the_finetune_scripts_standalone_path_has_the_packages_flags():
+    """02_finetune_colab.py uploaded alone has its own parser: the same stage options as alphasignal.cli.finetune."""
+    import argparse
+
+    mod = _script("finetune")
+    alone = {s for a in mod._add_args(argparse.ArgumentParser())._actions for s in a.option_strings}
+    shared = {s for a in cli.build_parser("x")._actions for s in a.option_strings}
+    packaged = {s for a in cli.parser_for("finetune")._actions for s in a.option_strings} - shared
+    assert alone - {"-h", "--help"} == packaged
