@@ -47,8 +47,11 @@ def parser_for(name: str) -> argparse.ArgumentParser:
 
 
 def _listing() -> str:
-    rows = "\n".join(f"  {name:<10} {number}  {(importlib.import_module(f'{__name__}.{name}').__doc__ or '')}"
-                     .split("\n")[0] for name, (number, _) in STAGES.items())
+    def first_line(name: str, number: str) -> str:
+        line = (importlib.import_module(f"{__name__}.{name}").__doc__ or "").strip().split("\n")[0]
+        return line.removeprefix(f"Stage {number}: ")
+
+    rows = "\n".join(f"  {name:<10} {number}  {first_line(name, number)}" for name, (number, _) in STAGES.items())
     return (f"usage: alphasignal <stage> [options]   (alphasignal <stage> --help for its options)\n\nstages "
             f"(name or number; each one also runs as python 0N_*.py):\n{rows}\n")
 
