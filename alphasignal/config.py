@@ -163,7 +163,7 @@ class TrainingConfig:
     ollama_model_name: str = "alphasignal-vlm"
     # backend "cnn" (alphasignal/finetune/cnn.py): bitmap window in days (5 -> 32x15, 20 -> 64x60, 60 -> 96x180)
     cnn_window: int = 5
-    cnn_width: int = 64  # channels of the first conv block (doubling per block)
+    cnn_width: int = 32  # channels of the first conv block, doubling per block (the anchor's 64: 2-3x slower here)
     cnn_epochs: int = 30  # at most; early stopping on the val loss
     cnn_patience: int = 5  # epochs without a better val loss before stopping
     cnn_batch: int = 128

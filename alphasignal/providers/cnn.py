@@ -220,6 +220,12 @@ class CNNProvider(Provider):
     def cnn(self) -> ChartCNN:
         return load_model(self.folder)
 
+    @property
+    def knowledge_cutoff(self) -> str:
+        """The last bar any train/val label used: decisions dated on or before it are in-sample for this model
+        (a replay or universe run over earlier dates is look-ahead; the caller that knows the dates checks)."""
+        return str(self.cnn().meta.get("knowledge_cutoff", ""))
+
     def request_settings(self) -> dict[str, Any]:
         """The model's identity (its ONNX file's sha256 and the meta) shapes every reply: part of the cache key."""
         return {"meta": self.cnn().meta}
