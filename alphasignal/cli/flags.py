@@ -124,6 +124,8 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag("--vlm-model", "pipeline.vlm_model", "chart (vision) model", metavar="NAME"),
         Flag("--llm-model", "pipeline.llm_model", "news model", metavar="NAME"),
         _CACHE,
+        Flag("--compare", "pipeline.compare", "--eval: score these rungs on the same test windows and print the "
+             "ladder table (of majority, momentum, builtin, cnn, vlm; majority is always scored)", metavar="A,B"),
         Flag("--tickers", "replay.tickers", "tickers to replay", metavar="A,B", value=_upper_tickers),
         Flag("--start", "replay.start", "first decision date", metavar="DATE"),
         Flag("--end", "replay.end", "last bar", metavar="DATE"),

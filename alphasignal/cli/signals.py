@@ -66,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "results/decisions.jsonl for --batch, pipeline.eval_output for --eval)")
     add_flags(parser, "signals", ["--provider", "--vlm-model", "--llm-model"])
     parser.add_argument("--limit", type=count, default=0, metavar="N", help="--eval: at most N test samples")
+    add_flags(parser, "signals", ["--compare"])
     add_flags(parser, "signals", ["--cache"])
     rp = parser.add_argument_group(
         "--replay (defaults in [replay])",
@@ -85,6 +86,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         return replay_command(cfg, pc, replay_config(cfg), quiet=args.quiet)
     check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
                                       else pc.output), what="--output")  # before any work
+    if args.eval and pc.compare:
+        from ..signals.ladder import ladder_command
+
+        print(ladder_command(cfg, pc, args.output or pc.eval_output, limit=args.limit, quiet=args.quiet))
+        return 0
     if args.eval:
         from ..signals.evaluate import run_eval
 

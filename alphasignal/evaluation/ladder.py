@@ -23,6 +23,7 @@ from .classification import CLASSES, LOWER_IS_BETTER, METRICS, Interval, bootstr
 
 RUNGS = ("majority", "momentum", "builtin", "cnn", "vlm")
 REFERENCE = "majority"
+MIN_BLOCKS = 10  # the block length is shortened on a short test split so that there are at least this many
 TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
           "log_loss": "log-loss", "brier": "Brier", "ece": "ECE"}
 
@@ -81,7 +82,8 @@ class Ladder:
 
 def build_ladder(labels: Sequence[str], dates: Sequence[str], rungs: Sequence[Rung], *, block: int = 10,
                  n_boot: int = 1000, seed: int = 7) -> Ladder:
-    """Score ``rungs`` (one of them named ``majority``) on the same windows (``labels``, window-end ``dates``)."""
+    """Score ``rungs`` (one of them named ``majority``) on the same windows (``labels``, window-end ``dates``);
+    ``block`` dates per bootstrap block, fewer when the split has under ``MIN_BLOCKS * block`` dates."""
     if not labels:
         raise UsageError("the test split is empty: rebuild the dataset with dataset.test_fraction > 0")
     names = [r.name for r in rungs]
@@ -91,6 +93,7 @@ def build_ladder(labels: Sequence[str], dates: Sequence[str], rungs: Sequence[Ru
         if len(r.actions) != len(labels) or r.prob.shape != (len(labels), len(CLASSES)):
             raise ValueError(f"rung {r.name!r} has {len(r.actions)} predictions for {len(labels)} windows")
     y = encode(labels)
+    block = max(1, min(block, len(set(dates)) // MIN_BLOCKS))  # at least MIN_BLOCKS blocks to resample
     predictors = {r.name: (encode(r.actions), np.asarray(r.prob, dtype=float)) for r in rungs}
     rows = bootstrap_scores(y, predictors, dates, reference=REFERENCE, block=block, n_boot=n_boot, seed=seed)
     return Ladder(len(labels), min(dates), max(dates), {c: int(np.sum(y == i)) for i, c in enumerate(CLASSES)},
@@ -146,10 +149,7 @@ def p_text(name: str, metric: str, iv: Interval) -> str:
 
 def to_markdown(ladder: Ladder) -> str:
     """The table as Markdown: a header line on what was scored, one row per rung."""
-    head = (f"{ladder.samples} test windows ({ladder.first_date} .. {ladder.last_date}; labels "
-            + ", ".join(f"{k} {v}" for k, v in ladder.label_counts.items())
-            + f"). 95 % intervals: bootstrap over blocks of {ladder.block} window-end dates, {ladder.n_boot} "
-              f"resamples; p: paired bootstrap against {REFERENCE} on the same resamples.\n\n")
+    head = _header(ladder)
     lines = ["| rung | probabilities | " + " | ".join(TITLES[m] for m in METRICS) + " |",
              "|---|---|" + "---|" * len(METRICS)]
     for name, row in ladder.rows.items():
@@ -157,6 +157,13 @@ def to_markdown(ladder: Ladder) -> str:
         label = name + (f" ({ladder.details[name]})" if name in ladder.details else "")
         lines.append(f"| {label} | {ladder.sources[name]} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
+
+
+def _header(ladder: Ladder) -> str:
+    return (f"{ladder.samples} test windows ({ladder.first_date} .. {ladder.last_date}; labels "
+            + ", ".join(f"{k} {v}" for k, v in ladder.label_counts.items())
+            + f"). 95 % intervals: bootstrap over blocks of {ladder.block} window-end dates, {ladder.n_boot} "
+              f"resamples; p: paired bootstrap against {REFERENCE} on the same resamples.\n\n")
 
 
 def _num(x: float) -> str:
@@ -180,3 +187,20 @@ def display_rows(rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
             rec[f"{TITLES[m]} vs {REFERENCE}"] = p_text(row["rung"], m, iv)
         out.append(rec)
     return out
+
+
+def to_text(ladder: Ladder) -> str:
+    """The table for a terminal: one column per rung, each metric's value [interval] over its paired test."""
+    names = list(ladder.rows)
+    w = max(22, *(len(n) + 2 for n in names))
+    lines = [f"{'':<16}" + "".join(f"{n:<{w}}" for n in names),
+             f"{'probabilities':<16}" + "".join(f"{ladder.sources[n]:<{w}}" for n in names)]
+    for m in METRICS:
+        lines.append(f"{TITLES[m]:<16}" + "".join(f"{cell(*_v(ladder.rows[n][m])):<{w}}" for n in names))
+        lines.append(f"{'  vs ' + REFERENCE:<16}" + "".join(f"{p_text(n, m, ladder.rows[n][m]):<{w}}" for n in names))
+    notes = [f"{n}: {d}" for n, d in ladder.details.items()]
+    return _header(ladder) + "\n".join(s.rstrip() for s in lines) + ("\n\n" + "; ".join(notes) if notes else "") + "\n"
+
+
+def _v(iv: Interval) -> tuple[float, float, float]:
+    return iv.value, iv.lo, iv.hi

@@ -49,6 +49,16 @@ class RunContext:
     quiet: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
+    test: list[Sample] = field(default_factory=list)  # test windows the driver's ladder scores after training
+    test_generations: list[str] = field(default_factory=list)
+
+    def generate_test(self, generate: Callable[[Sample], str]) -> None:
+        """Answer every window of ``test`` with the trained model (once, after training and validation; nothing
+        is selected on them here: the driver scores them in the ladder)."""
+        with progress.progress_bar(not self.quiet and bool(self.test), len(self.test), "    test split") as advance:
+            for s in self.test:
+                self.test_generations.append(generate(s))
+                advance()
 
     def say(self, text: str) -> None:
         say(text, self.quiet)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
-
 from ..errors import ModelError
 from ..progress import progress_bar
 from . import hf
@@ -57,6 +56,7 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
     ctx.step(4)
     metrics = evaluate(lambda s: hf.generate(model, encoder, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = hf.eval_loss(model, encoder, val)
+    ctx.generate_test(lambda s: hf.generate(model, encoder, s, cfg.eval_max_new_tokens))
     ctx.say(f"    val loss {metrics['val_loss']:.4f}, JSON valid {metrics['json_valid']:.0%}, "
             f"action accuracy {metrics['action_accuracy']:.0%} on {metrics['n']} generations")
     ctx.mark("eval")

@@ -113,6 +113,7 @@ def run(cfg: TrainingConfig, plan: ExportPlan, train: list[Sample], val: list[Sa
     FastVisionModel.for_inference(model)
     metrics = evaluate(lambda s: _generate(model, processor, s, cfg.eval_max_new_tokens), val[:cfg.eval_samples])
     metrics["val_loss"] = val_loss
+    ctx.generate_test(lambda s: _generate(model, processor, s, cfg.eval_max_new_tokens))
     ctx.say(f"    val loss {val_loss:.4f}, JSON valid {metrics['json_valid']:.0%}, action accuracy "
             f"{metrics['action_accuracy']:.0%} on {metrics['n']} generations")
     ctx.mark("eval")

@@ -27,7 +27,17 @@ import pandas as pd
 from ..config import Config, PipelineConfig
 from ..errors import DataError, UsageError
 from ..evaluation.classification import encode, from_confidence, one_hot, prior
-from ..evaluation.ladder import REFERENCE, Ladder, Rung, build_ladder, ladder_paths, parse_rungs, to_csv, to_markdown
+from ..evaluation.ladder import (
+    REFERENCE,
+    Ladder,
+    Rung,
+    build_ladder,
+    ladder_paths,
+    parse_rungs,
+    to_csv,
+    to_markdown,
+    to_text,
+)
 from ..fileio import write_atomic
 from ..progress import progress_bar
 from .evaluate import ACTIONS, Sample, load_test_samples, train_label_counts
@@ -101,7 +111,8 @@ def model_rung(name: str, pc: PipelineConfig, samples: Sequence[Sample], quiet: 
     decisions: list[FinalDecision] = out  # type: ignore[assignment]
     actions = tuple(d.vlm_signal.action for d in decisions)
     prob = from_confidence(encode(actions), [d.vlm_signal.confidence for d in decisions])
-    return Rung(name, actions, prob, "confidence", f"{pipe.vlm.name} {pipe.vlm.model}")
+    detail = "charts/read.py" if pipe.vlm.is_builtin else f"{pipe.vlm.name} {pipe.vlm.model}"
+    return Rung(name, actions, prob, "confidence", detail)
 
 
 def _provider_of(name: str, pc: PipelineConfig) -> str:
@@ -167,4 +178,4 @@ def ladder_command(cfg: Config, pc: PipelineConfig, output: str | Path, *, limit
     ladder, _ = evaluate_ladder(cfg, pc, pc.compare, limit=limit, quiet=quiet)
     paths = write_ladder(ladder, output, {"dataset": str(Path(cfg.dataset.output_dir)),
                                           "momentum_hold": pc.momentum_hold})
-    return to_markdown(ladder) + "\n" + "\n".join(f"saved {p}" for p in paths)
+    return to_text(ladder) + "\n" + "\n".join(f"saved {p}" for p in paths)
