@@ -270,3 +270,22 @@ def test_the_vlm_rung_refuses_the_builtin_reader(ladder_cfg) -> None:
                                     openai_base_url="http://127.0.0.1:9/v1")
     with pytest.raises(UsageError, match="found no vision model"):
         evaluate_ladder(ladder_cfg, no_server, "majority,vlm", limit=2)
+
+
+def test_the_vlm_rung_reads_every_window_through_a_model_server(ladder_cfg) -> None:
+    from fixtures_llm import start_ollama_compat
+
+    from alphasignal.signals.ladder import evaluate_ladder
+
+    reply = '{"action": "HOLD", "confidence": 0.6, "entry_price": 100.0}'
+    with start_ollama_compat({}, canned={"chart:canned": reply}) as srv:
+        pc = dataclasses.replace(ladder_cfg.pipeline, provider="ollama", ollama_host=srv.url,
+                                 vlm_model="chart:canned", eval_bootstrap=100)
+        ladder, windows = evaluate_ladder(ladder_cfg, pc, "vlm", limit=8)
+    labels = [w.label for w in windows]
+    vlm = ladder.rows["vlm"]
+    assert ladder.details["vlm"] == "ollama chart:canned" and ladder.samples == 8
+    assert vlm["accuracy"].value == pytest.approx(labels.count("HOLD") / 8)
+    # the server's confidence 0.6 on HOLD, 0.2 on each other class
+    assert vlm["log_loss"].value == pytest.approx(
+        -sum(math.log(0.6 if a == "HOLD" else 0.2) for a in labels) / 8)
