@@ -156,9 +156,6 @@ class TrainingConfig:
     max_seq_length: int = 2048
     eval_samples: int = 20
     eval_max_new_tokens: int = 160  # a TradingSignal answer is ~60-100 tokens
-    # after training, the ladder: these rungs beside the fine-tuned model on the test split (empty: no ladder)
-    ladder: tuple[str, ...] = ("majority", "momentum", "builtin")
-    ladder_samples: int = 0  # at most this many test windows in the ladder (0 = all; the model answers each)
     seed: int = 3407
     dataset_path: str = "dataset/training_data.jsonl"
     output_dir: str = "models"
@@ -166,7 +163,7 @@ class TrainingConfig:
     ollama_model_name: str = "alphasignal-vlm"
     # backend "cnn" (alphasignal/finetune/cnn.py): bitmap window in days (5 -> 32x15, 20 -> 64x60, 60 -> 96x180)
     cnn_window: int = 5
-    cnn_width: int = 64  # channels of the first conv block (doubling per block)
+    cnn_width: int = 32  # channels of the first conv block, doubling per block (the anchor's 64: 2-3x slower here)
     cnn_epochs: int = 30  # at most; early stopping on the val loss
     cnn_patience: int = 5  # epochs without a better val loss before stopping
     cnn_batch: int = 128
@@ -199,11 +196,6 @@ class TrainingConfig:
         _check(self.max_seq_length >= 256, "training.max_seq_length must be >= 256 (a chart alone takes ~100+ tokens)")
         _check(self.eval_samples >= 0 and self.eval_max_new_tokens > 0,
                "training.eval_samples must be >= 0 and training.eval_max_new_tokens > 0")
-        rungs = ("majority", "momentum", "builtin", "cnn", "vlm")  # alphasignal.evaluation.ladder.RUNGS
-        unknown = [r for r in self.ladder if r not in rungs]
-        _check(not unknown, f"training.ladder: unknown rung {', '.join(map(repr, unknown))}: use a comma-separated "
-               f"list of {', '.join(rungs)} (the fine-tuned model is the vlm rung)")
-        _check(self.ladder_samples >= 0, "training.ladder_samples must be >= 0 (0 = every test window)")
         _check(bool(self.target_modules), "training.target_modules is empty: name the layers LoRA adapts, e.g. q_proj")
         _check(self.gguf_quantization.lower() in self.GGUF_TYPES,
                f"training.gguf_quantization={self.gguf_quantization!r} is invalid: use one of "
@@ -346,6 +338,8 @@ class ReplayConfig:
     workers: int = 0  # builtin engine: processes (0 = CPU cores; 1 = in this process)
     fsync: bool = True  # fsync every journal line (kill -9 loses at most one decision)
     output_dir: str = "results/replay"
+    portfolio: str = "signals"  # signals (trade each decision with its levels) | rank (rank the universe by P(up))
+    rank_fraction: float = 0.1  # rank portfolio: share of the ranked tickers in each leg (at least one)
 
     def __post_init__(self) -> None:
         _check(len(self.tickers) > 0, "replay.tickers is empty: name at least one, e.g. --tickers AAPL,GOOG")
@@ -379,6 +373,10 @@ class ReplayConfig:
         _check(self.bootstrap <= MAX_BOOTSTRAP, f"replay.bootstrap={self.bootstrap} is too many: at most "
                f"{MAX_BOOTSTRAP:,} resamples (each holds one return series in memory; 10,000 give stable intervals)")
         _check(self.workers >= 0, "replay.workers must be >= 0 (0 = CPU cores)")
+        _check(self.portfolio in {"signals", "rank"},
+               f"replay.portfolio={self.portfolio!r} is invalid: use signals or rank (--portfolio)")
+        _check(0 < self.rank_fraction <= 0.5, f"replay.rank_fraction={self.rank_fraction:g} must be in (0, 0.5]: "
+               "the share of ranked tickers in each leg, e.g. 0.1 for deciles")
 
 
 @dataclass(frozen=True)

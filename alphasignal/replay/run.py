@@ -40,7 +40,7 @@ from ..dataset.build import REBASE_TO, warmup_bars
 from ..errors import AlphaSignalError, ModelError, UsageError
 from ..evaluation.metrics import periods_per_year
 from ..fileio import check_output_dir
-from ..market.data import load_ohlcv
+from ..market.universe import load_frames
 from ..progress import progress_bar
 from ..prompts import load_prompt
 from ..providers.cache import open_cache, usage_scope
@@ -84,9 +84,7 @@ def load_data(tickers: tuple[str, ...], ds: DatasetConfig, rc: ReplayConfig) -> 
     on tickers left out for lack of bars in the period."""
     news = load_news(rc.news_file, list(tickers)) if rc.news_file else NewsIndex()
     frames, notes = {}, []
-    for t in tickers:
-        df = load_ohlcv(t, None, rc.end or None, ds.interval, source=ds.source, cache_dir=ds.cache_dir,
-                        csv_path=ds.csv_path, nan_policy=ds.nan_policy, retries=ds.download_retries)
+    for t, df in load_frames(tickers, ds, None, rc.end or None).items():  # a long-format file's tickers too
         if not (df.index >= pd.Timestamp(rc.start)).any():
             notes.append(f"{t}: no bars from {rc.start} on (its data ends {df.index[-1].date()}): left out")
             continue
@@ -356,11 +354,10 @@ def run_replay(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, quiet: bool = 
                    {"decide": t1 - t0, "simulate": t2 - t1, "compare": t3 - t2})
 
 
-def replay_command(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, quiet: bool = False) -> int:
-    """``--replay``: run, write every output atomically, print the table; 0 when done."""
-    from .report import print_summary, write_outputs
+def replay_to_files(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, quiet: bool = False
+                    ) -> tuple[Outcome, dict[str, Path]]:
+    """``--replay``: run and write every output atomically; returns the outcome and where each file went."""
+    from .report import write_outputs
 
     outcome = run_replay(cfg, pc, rc, quiet)
-    paths = write_outputs(outcome, Path(rc.output_dir).expanduser())
-    print_summary(outcome, paths, quiet)
-    return 0
+    return outcome, write_outputs(outcome, Path(rc.output_dir).expanduser())
