@@ -46,7 +46,8 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     if args.export_only:
         print(json.dumps(export_only(training, quiet=args.quiet), indent=2))
         return 0
-    report = finetune(training, limit=args.limit, export_gguf=not args.no_gguf, quiet=args.quiet, ladder=cfg)
+    report = finetune(training, limit=args.limit, export_gguf=not args.no_gguf, quiet=args.quiet, ladder=cfg,
+                      market=cfg.dataset)  # the CNN reads the bars stage 01 used: the same [dataset] settings
     print(json.dumps({k: report[k] for k in ("backend", "n_train", "n_val", "eval", "seconds", "files")}, indent=2))
     if report.get("ladder_table"):  # the fine-tuned model (vlm) beside training.ladder's rungs, on the test split
         print(report["ladder_table"] + "\n" + "\n".join(f"saved {f}" for f in report["ladder_files"]))

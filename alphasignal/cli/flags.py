@@ -103,6 +103,8 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag("--csv", "dataset.csv_path", _FILE_HELP, metavar="PATH", implies=_file_dataset),
         Flag("--parquet", "dataset.csv_path", _FILE_HELP, metavar="PATH", implies=_file_dataset),
         Flag("--tickers", "dataset.tickers", "comma-separated tickers (offline: AAPL, GOOG)", metavar="A,B"),
+        Flag("--tickers-file", "dataset.tickers", "universe: one ticker a line (# comments allowed); one dataset "
+             "over all of them, split by date across all at once", metavar="FILE", value=_tickers_file),
         Flag("--limit", "dataset.limit", "keep only the most recent N windows (quick runs; 0 = all). Windows whose "
              "labels reach into the next split are then dropped, so a few fewer than N can remain", metavar="N"),
         Flag("--output-dir", "dataset.output_dir", "where to write training_data.jsonl, images/, dataset_card.md "
@@ -125,8 +127,14 @@ FLAGS: dict[str, tuple[Flag, ...]] = {
         Flag("--llm-model", "pipeline.llm_model", "news model", metavar="NAME"),
         _CACHE,
         Flag("--compare", "pipeline.compare", "--eval: score these rungs on the same test windows and print the "
-             "ladder table (of majority, momentum, builtin, cnn, vlm; majority is always scored)", metavar="A,B"),
+             "ladder table (of majority, momentum, builtin, cnn, vlm; majority is always scored); --replay: trade "
+             "these rungs (momentum, builtin, cnn, vlm) through the same portfolio rules in one run", metavar="A,B"),
         Flag("--tickers", "replay.tickers", "tickers to replay", metavar="A,B", value=_upper_tickers),
+        Flag("--tickers-file", "replay.tickers", "universe to replay: one ticker a line (# comments allowed)",
+             metavar="FILE", value=_tickers_file),
+        Flag("--portfolio", "replay.portfolio", "signals: trade each decision with its levels; rank: at each "
+             "rebalance (--every) rank the tickers by the rung's P(up), long the top replay.rank_fraction, short the "
+             "bottom", choices=("signals", "rank")),
         Flag("--start", "replay.start", "first decision date", metavar="DATE"),
         Flag("--end", "replay.end", "last bar", metavar="DATE"),
         Flag("--every", "replay.every", "a decision every N bars", type=count, metavar="N"),

@@ -33,7 +33,7 @@ from ..charts.render import render_chart
 from ..errors import UsageError
 from ..fileio import write_atomic
 from ..market.indicators import atr, indicator_frame
-from ..market.universe import load_universe
+from ..market.universe import check_tickers, load_universe
 from ..progress import progress_bar
 from ..prompts import load_prompt
 from ..workers import exit_with_parent
@@ -273,6 +273,7 @@ def _write_manifest(out: Path, chash: str, n: int, status: str) -> None:
 def build_dataset(ds, *, quiet: bool = False, overwrite: bool = False,
                   on_progress: Callable[[int], None] | None = None) -> dict:
     """Build the dataset described by ``ds`` (a DatasetConfig) in ``ds.output_dir``; returns a summary dict."""
+    check_tickers(ds.tickers, ds, "dataset.tickers (--tickers / --tickers-file)")  # before any download or write
     frames = load_universe(ds)  # every ticker (or a long-format table's); split below by date across all at once
     windows = assign_splits(plan_windows(frames, ds), frames, ds)
     if not windows:

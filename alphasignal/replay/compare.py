@@ -99,7 +99,7 @@ def decide_rung(name: str, jobs: list[Job], data: ReplayData, cfg: Config, pc: P
                          "replay.max_tokens_total and run the same command again (decisions made are kept)")
     signals: dict[str, dict[int, Signal]] = {t: {} for t in data.frames}
     scores = {}
-    detail = f"{pipe.vlm.name} {pipe.vlm.model}"
+    detail = pipe.vlm.name if pipe.vlm.model == pipe.vlm.name else f"{pipe.vlm.name} {pipe.vlm.model}"
     if name == "cnn":
         cutoff = str(pipe.vlm.cnn().meta.get("knowledge_cutoff") or "")
         detail += f", trained on data to {cutoff or 'an unknown date'}"
