@@ -3,9 +3,7 @@ small settings), built once per session, and the config that points the dashboar
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 from pathlib import Path
 
 import pytest
@@ -36,7 +34,7 @@ def build_project(root: Path) -> Config:
     from alphasignal.backtest.run import sweep_stage
     from alphasignal.dataset import build_dataset
     from alphasignal.market import load_from_config
-    from alphasignal.replay.run import replay_command
+    from alphasignal.replay.run import replay_to_files
     from alphasignal.storage.history import History
 
     for sub in ("results", "dataset", "models"):
@@ -46,11 +44,10 @@ def build_project(root: Path) -> Config:
     with History(cfg.optimizer.history_db) as h:
         run_id = optimize(data, cfg, h, progress=False)
         h.finish_run(run_id, "finished", finalise(Evaluator.from_config(data, cfg), h, run_id, cfg.optimizer))
-    with contextlib.redirect_stdout(io.StringIO()):  # the sweep and the replay print their tables
-        sweep_stage(cfg, progress=False)
-        rc = dataclasses.replace(cfg.replay, tickers=("AAPL",), start="2020-07-01", end="2020-12-31", workers=1,
-                                 random_runs=5, output_dir=str(root / "results" / "replay"))
-        replay_command(cfg, dataclasses.replace(cfg.pipeline, provider="builtin"), rc, quiet=True)
+    sweep_stage(cfg, progress=False)  # library calls: they return results and print nothing
+    rc = dataclasses.replace(cfg.replay, tickers=("AAPL",), start="2020-07-01", end="2020-12-31", workers=1,
+                             random_runs=5, output_dir=str(root / "results" / "replay"))
+    replay_to_files(cfg, dataclasses.replace(cfg.pipeline, provider="builtin"), rc, quiet=True)
     build_dataset(dataclasses.replace(  # as fixtures_dataset's small config (benchmarks load this file alone)
         cfg.dataset, tickers=("AAPL",), source="offline", start="2015-01-01", end="2016-12-31", window=30, stride=10,
         horizon=5, image_size=128, workers=1, output_dir=str(root / "dataset")), quiet=True)

@@ -27,6 +27,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..errors import AlphaSignalError, UsageError
@@ -41,6 +42,9 @@ from ..signals.pipeline import (
     row_item,
 )
 from .flags import add_flags, count, positive_number
+
+if TYPE_CHECKING:
+    from ..replay.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +85,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = cfg.pipeline
     if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines (replay.news_file)
-        from ..replay.run import replay_command, replay_config
+        from ..replay.run import replay_config, replay_to_files
 
-        return replay_command(cfg, pc, replay_config(cfg), quiet=args.quiet)
+        outcome, paths = replay_to_files(cfg, pc, replay_config(cfg), quiet=args.quiet)
+        print_replay(outcome, paths["report"].parent, args.quiet)
+        return 0
     check_output_file(args.output or (pc.eval_output if args.eval else "results/decisions.jsonl" if args.batch
                                       else pc.output), what="--output")  # before any work
     if args.eval and pc.compare:
@@ -151,3 +157,25 @@ def _batch(args: argparse.Namespace, pc) -> int:
               'have "ok": false', file=sys.stderr)
         return max(e.exit_code for _, e in failed)
     return 0
+
+
+def print_replay(o: Outcome, out: Path, quiet: bool) -> None:
+    """The replay's comparison table and its headline on stdout; its notes and timings on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..replay.report import COLUMNS, headline, metric_rows, timing_line
+
+    table = Table(title=f"replay {', '.join(o.data.frames)} {o.sim.dates[0].date()}..{o.sim.dates[-1].date()} "
+                        "(95 % bootstrap intervals)")
+    table.add_column("metric", no_wrap=True)
+    for c in COLUMNS:
+        table.add_column(c, justify="right")
+    for row in metric_rows(o):
+        table.add_row(*row)
+    Console().print(table)
+    print(headline(o, out))
+    for n in o.notes:
+        print(f"note: {n}", file=sys.stderr)
+    if not quiet:
+        print(timing_line(o), file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,26 +174,16 @@ def figure(o: Outcome):
     return fig
 
 
-def print_summary(o: Outcome, paths: dict[str, Path], quiet: bool = False) -> None:
-    """The comparison table on stdout; where the files are and how long each part took on stderr."""
-    from rich.console import Console
-    from rich.table import Table
+def headline(o: Outcome, out: Path) -> str:
+    """The line under the comparison table: DSR, the rank among random runs and where the files went."""
+    return (f"DSR {_fmt(o.comparison['dsr'], 'num')}; beats {_fmt(o.comparison['random_rank'], 'pct')} of "
+            f"{o.comparison['random_runs']} random runs; wrote {out}/")
 
-    table = Table(title=f"replay {', '.join(o.data.frames)} {o.sim.dates[0].date()}..{o.sim.dates[-1].date()} "
-                        "(95 % bootstrap intervals)")
-    table.add_column("metric", no_wrap=True)
-    for c in COLUMNS:
-        table.add_column(c, justify="right")
-    for row in metric_rows(o):
-        table.add_row(*row)
-    Console().print(table)
-    print(f"DSR {_fmt(o.comparison['dsr'], 'num')}; beats {_fmt(o.comparison['random_rank'], 'pct')} of "
-          f"{o.comparison['random_runs']} random runs; wrote {paths['report'].parent}/")
-    for n in o.notes:
-        print(f"note: {n}", file=sys.stderr)
-    if not quiet:
-        s, m = o.seconds, o.meter
-        rate = m.decisions / s["decide"] if s["decide"] > 0 and m.decisions else 0.0
-        print(f"decisions: {m.decisions} made ({rate:.1f}/s, {m.calls} provider calls, {m.tokens_total} tokens), "
-              f"{o.reused} from the journal; decide {s['decide']:.1f} s, simulate {s['simulate']:.3f} s, "
-              f"baselines and intervals {s['compare']:.1f} s", file=sys.stderr)
+
+def timing_line(o: Outcome) -> str:
+    """How many decisions were made and reused, and how long each part took."""
+    s, m = o.seconds, o.meter
+    rate = m.decisions / s["decide"] if s["decide"] > 0 and m.decisions else 0.0
+    return (f"decisions: {m.decisions} made ({rate:.1f}/s, {m.calls} provider calls, {m.tokens_total} tokens), "
+            f"{o.reused} from the journal; decide {s['decide']:.1f} s, simulate {s['simulate']:.3f} s, "
+            f"baselines and intervals {s['compare']:.1f} s")
