@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..backtest.distributed import Executor
+from ..config import Config, SweepConfig
 from ..errors import UsageError
 from ..evaluation.metrics import METRICS, periods_per_year, rf_per_bar
 
@@ -96,7 +97,7 @@ class Evaluator:
     warm up on earlier bars, nothing after a bar is used for it, and each window starts flat.
     """
 
-    def __init__(self, data: pd.DataFrame, strategy: Any, sweep_cfg: Any, *, test_fraction: float,
+    def __init__(self, data: pd.DataFrame, strategy: Any, sweep_cfg: SweepConfig, *, test_fraction: float,
                  oos_method: str = "holdout", folds: int = 4, holdout_fraction: float = 0.2, embargo: int = 5,
                  executor: Executor | None = None):
         self.strategy, self.options, self.oos_method, self.folds = strategy, sweep_cfg, oos_method, folds
@@ -113,7 +114,7 @@ class Evaluator:
         self.holdout_calls = 0
 
     @classmethod
-    def from_config(cls, data: pd.DataFrame, cfg: Any, executor: Executor | None = None) -> Evaluator:
+    def from_config(cls, data: pd.DataFrame, cfg: Config, executor: Executor | None = None) -> Evaluator:
         """The evaluator of a stage 06 run: ``cfg.optimizer`` strategy (an object: built-in, or loaded from
         ``optimizer.strategy_file``), segments and objective method; its backtests run on ``executor`` (a cluster,
         see ``sweep.cluster``) when given."""
