@@ -12,10 +12,11 @@ from rich.console import Console
 from alphasignal.agents.evaluate import Evaluator
 from alphasignal.agents.honesty import finalise
 from alphasignal.agents.loop import optimize
+from alphasignal.cli.optimize import print_report
 from alphasignal.config import load_config
 from alphasignal.reporting.plots import comparison_png, equity_png
 from alphasignal.reporting.report import markdown, write_report
-from alphasignal.reporting.tables import changes, fmt, load_run, print_report
+from alphasignal.reporting.tables import changes, fmt, load_run
 from alphasignal.storage.history import History
 
 

@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -34,8 +35,22 @@ from ..fileio import check_output_dir
 from ..market import load_from_config
 from ..reporting.plots import comparison_png, equity_png
 from ..reporting.report import write_report
-from ..reporting.tables import load_run, print_report
+from ..reporting.tables import (
+    COMPARISON_HEADER,
+    SHOWN,
+    changes,
+    comparison_rows,
+    fmt,
+    headline,
+    load_run,
+    params_text,
+    proposal_status,
+    result_table,
+    segments_text,
+    top_sweep,
+)
 from ..storage.history import History
+from ..storage.records import RunDetails, RunSummary
 from .flags import add_flags
 
 log = logging.getLogger(__name__)
@@ -112,3 +127,63 @@ def _print_history(history: History, console: Console) -> None:
         t.add_row(r.run_id, r.status, r.strategy, str(r.rounds), ", ".join(sorted(set(r.models.values()))),
                   "-" if best is None else f"{obj} {best:.3f}", str(s.configs_tried) if s else "-")
     console.print(t)
+
+
+def print_report(data: RunDetails, console: Console | None = None) -> None:
+    """Print a run's whole summary (a live run and ``--show RUN_ID`` alike: both read it from the history)."""
+    c = console or Console()
+    run, s, obj = data.run, data.summary, data.objective
+    c.rule(f"[bold]multi-LLM optimizer — {run.strategy} — run {run.run_id}")
+    c.print("models: " + ", ".join(f"{k}={v}" for k, v in run.models.items()) + f"; status {run.status}")
+    c.print(segments_text(data.segments))
+    top = [[params_text(p.params), *(fmt(m, p.metrics("is").get(m)) for m in SHOWN)] for p in top_sweep(data)]
+    c.print(_table(f"Top 3 of the exploration sweep ({len(data.sweep)} configs)", ["params", *SHOWN], top))
+    for rd in data.rounds[1:]:
+        rn = rd.round_no
+        c.rule(f"round {rn}")
+        report = rd.state.report
+        for line in report.patterns[:5] if report else ():
+            c.print(f"  [cyan]Analyst[/]: {line}")
+        for line in report.recommendations[:3] if report else ():
+            c.print(f"  [cyan]Analyst recommends[/]: {line}")
+        rows = [[p.name, changes(p.params or p.raw_params, rd.baseline), proposal_status(p),
+                 fmt(obj, p.metrics("is").get(obj)), fmt(obj, p.metrics("oos").get(obj)),
+                 fmt("max_drawdown", p.metrics("oos").get("max_drawdown"))] for p in data.round_proposals(rn)]
+        c.print(_table(f"Strategist proposals, round {rn}", ["proposal", "changes vs baseline", "outcome",
+                                                             f"exploration {obj}", f"selection {obj}",
+                                                             "selection max DD"], rows))
+        if rd.state.review:
+            c.print(f"  [magenta]Risk Manager[/]: {rd.state.review}")
+        votes = rd.state.votes or ()
+        dissent = [v for v in votes if not v.support]
+        if votes:
+            c.print(f"  debate: {len(votes)} votes, {len(dissent)} against")
+    if s:
+        _print_summary(c, s, obj)
+
+
+
+def _print_summary(c: Console, s: RunSummary, obj: str) -> None:
+    w, i = s.winner, s.initial
+    c.rule("[bold]result")
+    c.print(f"best configuration: [bold]{params_text(w.params)}[/] ({w.name}); changes vs initial: "
+            f"{changes(w.params, i.params)}")
+    c.print(_table("initial baseline vs best: exploration | selection | hold-out", *result_table(s)))
+    c.print(headline(s, obj))
+    c.print(f"configurations tried: {s.configs_tried} ({s.sweep_configs} sweep + {s.agent_backtests} agent "
+            f"backtests, {s.proposals} proposals); rounds {s.rounds} (stopped: {s.stop_reason}); "
+            f"DSR of the winner's selection Sharpe {s.dsr:.3f}; PBO over all trials {s.pbo:.2f}")
+    for warn in s.warnings:
+        c.print(f"[yellow]warning[/]: {warn}")
+    if s.compare:
+        c.print(_table("optimizers with the same backtest budget on the same segments", COMPARISON_HEADER,
+                       comparison_rows(s.compare)))
+
+
+def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for h in header:
+        t.add_column(h, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    return t

@@ -1,17 +1,15 @@
-"""Console summary of an optimizer run (rich): segments, sweep top-3, Analyst patterns, proposals, winner on
-exploration / selection / hold-out, honesty figures, comparison.
+"""The text of an optimizer run's summary (segments, sweep top-3, proposals' outcomes, winner on exploration /
+selection / hold-out, honesty figures, comparison), shared by the console report (``alphasignal.cli.optimize``), the
+Markdown report and the dashboard.
 
-Everything is rendered from :func:`load_run`'s records (:class:`RunDetails`), read back from the history
-database, so a live run and ``--show RUN_ID`` print the same report.
+Everything is made from :func:`load_run`'s records (:class:`RunDetails`), read back from the history database, so a
+live run and ``--show RUN_ID`` show the same report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
 
 from ..storage.history import History
 from ..storage.records import ELIGIBLE, OptimizerResult, Proposal, RunDetails, RunSummary
@@ -95,24 +93,16 @@ def comparison_rows(rows: Sequence[OptimizerResult]) -> list[list[str]]:
     """Rows of the optimizer comparison table: Sharpe on each segment, the hold-out CI and return, DSR, winner."""
     return [[r.optimizer, str(r.configs), *(fmt("sharpe", r.metrics(part).get("sharpe")) for part, _ in SEGMENTS),
              ci_text(r.metrics("holdout")), fmt("total_return", r.metrics("holdout").get("total_return")),
-             f"{r.dsr:.3f}", _params(r.params)] for r in rows]
+             f"{r.dsr:.3f}", params_text(r.params)] for r in rows]
 
 
 COMPARISON_HEADER = ["optimizer", "backtests", "exploration Sharpe", "selection Sharpe", "hold-out Sharpe",
                      "hold-out Sharpe 95% CI", "hold-out return", "DSR (selection)", "winner"]
 
 
-def _params(p: Mapping[str, Any]) -> str:
+def params_text(p: Mapping[str, Any]) -> str:
+    """``name=value, ...`` of a configuration."""
     return ", ".join(f"{k}={v}" for k, v in p.items())
-
-
-def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for h in header:
-        t.add_column(h, overflow="fold")
-    for r in rows:
-        t.add_row(*r)
-    return t
 
 
 def top_sweep(data: RunDetails, n: int = 3) -> list[Proposal]:
@@ -121,60 +111,11 @@ def top_sweep(data: RunDetails, n: int = 3) -> list[Proposal]:
     return sorted(data.sweep, key=lambda p: -float(p.metrics("is").get(obj, float("-inf"))))[:n]
 
 
-def print_report(data: RunDetails, console: Console | None = None) -> None:
-    """Print the whole summary."""
-    c = console or Console()
-    run, s, obj = data.run, data.summary, data.objective
-    c.rule(f"[bold]multi-LLM optimizer — {run.strategy} — run {run.run_id}")
-    c.print("models: " + ", ".join(f"{k}={v}" for k, v in run.models.items()) + f"; status {run.status}")
-    c.print(segments_text(data.segments))
-    c.print(_table(f"Top 3 of the exploration sweep ({len(data.sweep)} configs)", ["params", *SHOWN],
-                   [[_params(p.params), *(fmt(m, p.metrics("is").get(m)) for m in SHOWN)] for p in top_sweep(data)]))
-    for rd in data.rounds[1:]:
-        rn = rd.round_no
-        c.rule(f"round {rn}")
-        report = rd.state.report
-        for line in report.patterns[:5] if report else ():
-            c.print(f"  [cyan]Analyst[/]: {line}")
-        for line in report.recommendations[:3] if report else ():
-            c.print(f"  [cyan]Analyst recommends[/]: {line}")
-        rows = [[p.name, changes(p.params or p.raw_params, rd.baseline), _status(p),
-                 fmt(obj, p.metrics("is").get(obj)), fmt(obj, p.metrics("oos").get(obj)),
-                 fmt("max_drawdown", p.metrics("oos").get("max_drawdown"))] for p in data.round_proposals(rn)]
-        c.print(_table(f"Strategist proposals, round {rn}", ["proposal", "changes vs baseline", "outcome",
-                                                             f"exploration {obj}", f"selection {obj}",
-                                                             "selection max DD"], rows))
-        if rd.state.review:
-            c.print(f"  [magenta]Risk Manager[/]: {rd.state.review}")
-        votes = rd.state.votes or ()
-        dissent = [v for v in votes if not v.support]
-        if votes:
-            c.print(f"  debate: {len(votes)} votes, {len(dissent)} against")
-    if s:
-        _print_summary(c, s, obj)
-
-
-def _status(p: Proposal) -> str:
+def proposal_status(p: Proposal) -> str:
+    """What became of a proposal: its status, the reason, its first notes and its label."""
     text = p.status + (f" ({p.reason})" if p.reason else "")
     if p.notes:
         text += "; " + "; ".join(p.notes[:3])
     if p.metrics_oos is not None and p.status in ELIGIBLE:
         text += f" — {p.label or ''}".rstrip(" —")
     return text
-
-
-def _print_summary(c: Console, s: RunSummary, obj: str) -> None:
-    w, i = s.winner, s.initial
-    c.rule("[bold]result")
-    c.print(f"best configuration: [bold]{_params(w.params)}[/] ({w.name}); changes vs initial: "
-            f"{changes(w.params, i.params)}")
-    c.print(_table("initial baseline vs best: exploration | selection | hold-out", *result_table(s)))
-    c.print(headline(s, obj))
-    c.print(f"configurations tried: {s.configs_tried} ({s.sweep_configs} sweep + {s.agent_backtests} agent "
-            f"backtests, {s.proposals} proposals); rounds {s.rounds} (stopped: {s.stop_reason}); "
-            f"DSR of the winner's selection Sharpe {s.dsr:.3f}; PBO over all trials {s.pbo:.2f}")
-    for warn in s.warnings:
-        c.print(f"[yellow]warning[/]: {warn}")
-    if s.compare:
-        c.print(_table("optimizers with the same backtest budget on the same segments", COMPARISON_HEADER,
-                       comparison_rows(s.compare)))
