@@ -10,7 +10,8 @@ Files in ``training.cnn_output_dir`` (default ``models/chart_cnn``):
   ``knowledge_cutoff`` = the last bar any train/val label used, the ONNX file's sha256);
 - ``model_card.md`` and ``training_report.json``.
 
-The folder is built beside the target and swapped in with renames: a reader sees the old model or the new one.
+The folder is built beside the target and swapped in with two renames: a reader sees the old model or the new one,
+never a mix (for an instant between the renames, no folder).
 """
 
 from __future__ import annotations
