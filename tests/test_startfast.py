@@ -185,6 +185,42 @@ def test_real_cold_cache_first_run_numpy_then_the_background_compile_serves_numb
     assert first["overfitting"]["AAPL"]["pbo"] == later["overfitting"]["AAPL"]["pbo"]
 
 
+def _kernel_loop(fn) -> tuple[list[str], str, str]:
+    """(parameters, the loop's iterator function, the loop's target and body as an AST dump) of a sweep kernel."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    loops = [n for n in ast.walk(tree) if isinstance(n, ast.For)]
+    assert len(loops) == 1
+    loop = loops[0]
+    return ([a.arg for a in tree.args.args], ast.unparse(loop.iter.func),
+            ast.dump(ast.Module([ast.Assign([loop.target], loop.iter.args[0]), *loop.body], [])))
+
+
+def test_the_generic_kernel_is_every_rules_kernel_with_the_rule_as_an_argument():
+    """The fast tier runs the generic kernel (tests/conftest.py): every production kernel (one per rule and short
+    mode) must be its loop, word for word, with the rule and short mode fixed -- compile-time constants there,
+    arguments here -- and the configurations split over threads (prange) instead of run in turn. Compiling the 12
+    production kernels takes many times the generic one's CPU time from a cold cache, so their bit-for-bit equality
+    on every rule is the slow test below; this one, fast, fails as soon as one kernel's code drifts from the other's."""
+    from alphasignal.backtest import kernels
+
+    g_params, g_iter, g_body = _kernel_loop(kernels.sweep_generic.py_func)
+    assert g_iter == "range" and g_params[:2] == ["kind", "short_ok"]
+    for kind in range(6):  # every rule id of backtest.strategies
+        for short_ok in (False, True):
+            prod = kernels._rule_kernel(kind, short_ok).py_func  # not compiled: only its Python source is read
+            params, it, body = _kernel_loop(prod)
+            assert (params, it, body) == (g_params[2:], "nb.prange", g_body)
+            consts = dict(zip(prod.__code__.co_freevars, (c.cell_contents for c in prod.__closure__), strict=True))
+            assert consts == {"kind": kind, "short_ok": short_ok}
+    assert kernels.GENERIC  # the fast tier runs the generic kernel ...
+    part = kernels.sweep_kernel(3, True)
+    assert part.func is kernels.sweep_generic and part.args == (3, True)  # ... with the rule and mode as arguments
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy,entry", [("MA_Crossover", "state"), ("MA_Crossover", "cross"),
                                             ("Bollinger_Breakout", "state"), ("RSI_Reversion", "state"),
