@@ -22,6 +22,7 @@ from ..errors import AlphaSignalError, UsageError
 from ..evaluation.metrics import METRICS
 from ..fileio import write_atomic
 from ..storage.records import Run
+from .paths import confined
 
 log = logging.getLogger(__name__)
 SEGMENT_PREFIXES = ("", "is_", "oos_")
@@ -138,7 +139,7 @@ def sweep_meta_path(path: str | Path) -> Path:
 
 def read_meta(path: str | Path) -> dict[str, Any] | None:
     """The metadata JSON beside a results file, or None when it is missing; a damaged one is a UsageError."""
-    meta = sweep_meta_path(path)
+    meta = confined(sweep_meta_path(path), Path(path).parent)
     if not meta.is_file():
         return None
     try:
@@ -253,12 +254,13 @@ def read_replay(folder: str | Path) -> dict[str, pd.DataFrame]:
     """Stage 04 replay outputs: ``equity`` (date, equity, drawdown added), ``trades``; a missing folder or
     equity file is a UsageError naming the command that writes them."""
     f = Path(folder)
-    if not (f / "equity.csv").is_file():
+    equity, trades_csv = confined(f / "equity.csv", f), confined(f / "trades.csv", f)
+    if not equity.is_file():
         raise UsageError(f"no replay results yet in {str(f)!r}: run python 04_signal_pipeline.py --replay ... "
                          "(it writes equity.csv, trades.csv and decisions.jsonl there)")
     try:
-        eq = pd.read_csv(f / "equity.csv")
-        trades = pd.read_csv(f / "trades.csv") if (f / "trades.csv").is_file() else pd.DataFrame()
+        eq = pd.read_csv(equity)
+        trades = pd.read_csv(trades_csv) if trades_csv.is_file() else pd.DataFrame()
     except Exception as exc:  # a damaged CSV
         raise UsageError(f"replay results in {str(f)!r} cannot be read ({type(exc).__name__}): rerun the replay"
                          ) from None

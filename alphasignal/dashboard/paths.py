@@ -1,7 +1,8 @@
 """Where the dashboard may read: the project's results, dataset and models folders, nothing else.
 
 Every path a page opens goes through :func:`guard`: a path with a ``..`` part, an absolute path outside the roots
-or a symlink whose target lies outside them is refused with a :class:`PathRefused` message for the page.
+or a symlink whose target lies outside them is refused with a :class:`PathRefused` message for the page. Every
+file read beside such a path (metadata, a replay's CSVs, a ladder's Markdown) goes through :func:`confined`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def guard(path: str | Path, roots: Roots, *, base: str | Path = ".") -> Path:
         raise PathRefused(f"{text!r} is a symlink (or lies under one) that leads outside {str(root)!r}: "
                           "copy the file into the folder instead")
     return full
+
+
+def confined(path: str | Path, folder: str | Path) -> Path:
+    """``path``, a file the dashboard reads beside a path :func:`guard` accepted (a sweep's ``.meta.json``, a
+    replay's ``trades.csv``), if it resolves inside ``folder``; a symlink that leads out of it is refused."""
+    p, root = Path(path), Path(folder).resolve()
+    if not _inside(p.resolve(), root):
+        raise PathRefused(f"{str(p)!r} is a symlink that leads outside {str(folder)!r}: copy the file into the "
+                          "folder instead")
+    return p
 
 
 def find_files(roots: Roots, names: Iterable[str], suffixes: Sequence[str], *, limit: int = 200) -> list[Path]:

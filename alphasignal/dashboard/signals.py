@@ -12,7 +12,7 @@ import streamlit as st
 from ..errors import AlphaSignalError
 from ..signals.pipeline import SignalPipeline, decision_json, make_item
 from . import common, data
-from .paths import PathRefused, find_files, guard
+from .paths import PathRefused, confined, find_files, guard
 
 
 @st.cache_resource(show_spinner="resolving the model providers ...")
@@ -85,7 +85,7 @@ def _ladder_tab() -> None:
     name = ladder_paths(cfg.pipeline.eval_output)[0].name
     found.sort(key=lambda f: Path(f).name != name)  # the configured table first, then the newest
     path = guard(st.selectbox("Ladder table", found, key="ladder_csv"), r)
-    md = ladder_paths(path.with_name(path.name.removesuffix("_ladder.csv") + ".json"))[1]
+    md = confined(ladder_paths(path.with_name(path.name.removesuffix("_ladder.csv") + ".json"))[1], path.parent)
     if md.is_file():
         st.caption(md.read_text(encoding="utf-8").split("\n\n", 1)[0])
     st.dataframe(pd.DataFrame(display_rows(read_csv(path))), hide_index=True, width="stretch")
