@@ -26,12 +26,13 @@ def finetune(cfg: TrainingConfig, *, dataset: str | None = None, limit: int = 0,
     rung beside ``training.ladder``'s rungs (``ladder_table`` in the report, files ``test_eval*``).
 
     ``training.backend = "cnn"`` trains the chart CNN instead (``finetune.cnn``; ``market`` is the DatasetConfig
-    whose market data stage 01 used, default its defaults) and writes ``training.cnn_output_dir``."""
+    whose market data stage 01 used, default ``ladder``'s [dataset] or the defaults) and writes
+    ``training.cnn_output_dir``."""
     if cfg.backend == "cnn":
         from ..config import DatasetConfig
         from .cnn import command_line, train_cnn
 
-        market = market or DatasetConfig()
+        market = market or getattr(ladder, "dataset", None) or DatasetConfig()
         return train_cnn(cfg, market, dataset=dataset, quiet=quiet, command=command_line(cfg, market, dataset))
     plan = ExportPlan.from_config(cfg)
     ctx = RunContext(quiet=quiet)
@@ -102,7 +103,6 @@ def _ladder(cfg: TrainingConfig, full: Any, windows: list, generations: list[str
     files = write_ladder(table, plan.root / "test_eval.json", {"dataset": str(full.dataset.output_dir)})
     return {"ladder": table.as_dict(), "ladder_table": to_text(table), "ladder_files": [str(f) for f in files],
             "ladder_answers": {w.id: g for w, g in zip(windows, generations, strict=True)}}
-
 
 
 def prompt_id(version: str) -> str:
