@@ -169,6 +169,12 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     ("05-cluster-999", S05, ("--cluster", "local:999"), {2}),
     ("05-cluster-colons", S05, ("--cluster", "tcp://:::::"), {2}),
     ("05-anchored-alone", S05, ("--anchored",), {2}),
+    # --- one price series under many names: refused, not given to every ticker -------------------------------
+    ("01-csv-one-series-two-tickers", S01, ("--csv", "{f}/one_series.csv", "--tickers", "A,B"), {2}),
+    ("05-csv-one-series-two-tickers", S05, ("--csv", "{f}/one_series.csv", "--tickers", "A,B"), {2}),
+    ("04-replay-csv-one-series-two-tickers", S04, ("--replay", "--tickers", "A,B", "--start", "2020-03-01", "--set",
+                                                   "dataset.source=csv", "--set",
+                                                   "dataset.csv_path={f}/one_series.csv"), {2}),
     # --- dates and times: one error naming the form, never a traceback ----------------------------------------
     ("01-start-yesterday", S01, ("--set", "dataset.start=yesterday"), {2}),
     ("01-start-tz", S01, ("--set", "dataset.start=2024-01-01T00:00:00+05:00"), {2}),
@@ -203,7 +209,9 @@ NEEDLES = {
     "05-pbo-splits-64": "use at most 20", "05-cluster-999": "use at most local:",
     "05-cluster-colons": "use tcp://HOST:PORT", "01-start-yesterday": "is not a date: use YYYY-MM-DD",
     "04-replay-start-tz": "no time or time zone", "04-replay-start-empty": "is not a date",
-    "04-replay-decision-time-superscript": "use HH:MM", "05-anchored-alone": "add --walk-forward K",
+    "04-replay-decision-time-superscript": "use HH:MM",
+    "05-csv-one-series-two-tickers": "holds one price series (no Ticker column) but 2 tickers were named",
+    "04-replay-csv-one-series-two-tickers": "holds one price series", "05-anchored-alone": "add --walk-forward K",
     "04-replay-fees-1e9": "over 10 % a trade", "04-replay-slippage-20000": "over 10 % a trade",
     "04-replay-bootstrap-1e8": "at most 100,000", "04-replay-random-runs-1e8": "at most 10,000",
     "04-eval-bootstrap-1e8": "100..100,000", "06-debate-1000000": "use 0..20",
@@ -234,6 +242,7 @@ def _bad_files(folder: Path) -> None:
                                                                         f"{days[150]},1e300,1e300,1e300,1e300"))
     (folder / "negative.csv").write_text(GOOD_CSV_HEAD + body.replace(f"{days[10]},100,101,99,100",
                                                                       f"{days[10]},-5,-4,-6,-5"))
+    (folder / "one_series.csv").write_text(GOOD_CSV_HEAD + body)  # a good single-ticker file
     (folder / "no_close.csv").write_text("Date,Open,High,Low,Volume\n2020-01-01,1,1,1,1\n")
     (folder / "short.csv").write_text(GOOD_CSV_HEAD + "".join(f"{d},100,101,99,100,1000\n" for d in days[:20]))
     (folder / "binary.csv").write_bytes(bytes(range(256)) * 8)

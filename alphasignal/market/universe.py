@@ -66,6 +66,10 @@ def load_universe(ds) -> dict[str, pd.DataFrame]:
     """``load_many`` with a DatasetConfig's settings; a long-format ``csv_path`` yields its tickers (all of them
     unless ``dataset.tickers`` names some), each validated like a one-ticker file."""
     if ds.source != "csv" or not ds.csv_path or not is_long_table(ds.csv_path):
+        if ds.source == "csv" and ds.csv_path and len(ds.tickers) > 1:  # one series under many names is no universe
+            raise UsageError(f"{Path(ds.csv_path).name} holds one price series (no Ticker column) but "
+                             f"{len(ds.tickers)} tickers were named ({', '.join(ds.tickers[:5])}): name one ticker, "
+                             "or give a long-format file with Date, Ticker and OHLCV columns")
         return load_many(ds.tickers, ds.start or None, ds.end or None, ds.interval, source=ds.source,
                          cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
                          min_length=ds.min_length, retries=ds.download_retries)
