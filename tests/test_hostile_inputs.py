@@ -169,6 +169,11 @@ CASES: list[tuple[str, str, tuple[str, ...], set[int]]] = [
     ("05-cluster-999", S05, ("--cluster", "local:999"), {2}),
     ("05-cluster-colons", S05, ("--cluster", "tcp://:::::"), {2}),
     ("05-anchored-alone", S05, ("--anchored",), {2}),
+    # --- news files for the replay -------------------------------------------------------------------------------
+    *[(f"04-replay-news-{n}", S04, ("--replay", *OFFLINE, "--tickers", "AAPL", "--start", "2022-01-03", "--end",
+                                    "2022-02-01", "--news-file", f"{{f}}/{file}"), {2})
+      for n, file in (("dir", "a_dir"), ("year-1", "news_year_1.csv"), ("open-quote", "news_open_quote.csv"),
+                      ("nan-headline", "news_nan.jsonl"))],
     # --- one price series under many names: refused, not given to every ticker -------------------------------
     ("01-csv-one-series-two-tickers", S01, ("--csv", "{f}/one_series.csv", "--tickers", "A,B"), {2}),
     ("05-csv-one-series-two-tickers", S05, ("--csv", "{f}/one_series.csv", "--tickers", "A,B"), {2}),
@@ -211,7 +216,10 @@ NEEDLES = {
     "04-replay-start-tz": "no time or time zone", "04-replay-start-empty": "is not a date",
     "04-replay-decision-time-superscript": "use HH:MM",
     "05-csv-one-series-two-tickers": "holds one price series (no Ticker column) but 2 tickers were named",
-    "04-replay-csv-one-series-two-tickers": "holds one price series", "05-anchored-alone": "add --walk-forward K",
+    "04-replay-csv-one-series-two-tickers": "holds one price series",
+    "04-replay-news-dir": "is a folder, not a file", "04-replay-news-year-1": "before 1900",
+    "04-replay-news-open-quote": "runs on over several lines", "04-replay-news-nan-headline": "is not text",
+    "05-anchored-alone": "add --walk-forward K",
     "04-replay-fees-1e9": "over 10 % a trade", "04-replay-slippage-20000": "over 10 % a trade",
     "04-replay-bootstrap-1e8": "at most 100,000", "04-replay-random-runs-1e8": "at most 10,000",
     "04-eval-bootstrap-1e8": "100..100,000", "06-debate-1000000": "use 0..20",
@@ -243,6 +251,11 @@ def _bad_files(folder: Path) -> None:
     (folder / "negative.csv").write_text(GOOD_CSV_HEAD + body.replace(f"{days[10]},100,101,99,100",
                                                                       f"{days[10]},-5,-4,-6,-5"))
     (folder / "one_series.csv").write_text(GOOD_CSV_HEAD + body)  # a good single-ticker file
+    news_head = "timestamp,ticker,headline\n"
+    (folder / "news_year_1.csv").write_text(news_head + "0001-01-01T00:00:00Z,AAPL,old\n")
+    (folder / "news_open_quote.csv").write_text(news_head + '2022-01-03T10:00Z,AAPL,"never closed\n'
+                                                "2022-03-01T10:00Z,AAPL,later news\n")
+    (folder / "news_nan.jsonl").write_text('{"timestamp": "2022-01-03T10:00Z", "ticker": "AAPL", "headline": NaN}\n')
     (folder / "no_close.csv").write_text("Date,Open,High,Low,Volume\n2020-01-01,1,1,1,1\n")
     (folder / "short.csv").write_text(GOOD_CSV_HEAD + "".join(f"{d},100,101,99,100,1000\n" for d in days[:20]))
     (folder / "binary.csv").write_bytes(bytes(range(256)) * 8)

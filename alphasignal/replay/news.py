@@ -6,7 +6,9 @@ UTC, one without is taken as UTC. A decision at time T sees the headlines of its
 ``[T - news_days, T)``: strictly before T, so a headline stamped at the decision time itself is not seen.
 
 Bad files fail at once with one line naming the row and the fix (exit 2): no timestamp column or an unreadable
-timestamp, a row dated after the current time, a ticker that is not replayed, an empty headline.
+timestamp, a row dated before 1900 or after the current time, a ticker that is not replayed, an empty or
+non-text headline, a field that runs over several lines (an unterminated quote would merge later rows into an
+earlier one: a look-ahead through bad input).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ TIME_COLUMNS = ("timestamp", "time", "datetime", "published", "published_at", "d
 TICKER_COLUMNS = ("ticker", "symbol")
 TEXT_COLUMNS = ("headline", "title", "text")
 _EXAMPLE = "e.g. 2024-01-31T13:30:00Z"
+OLDEST_YEAR = 1900
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class NewsIndex:
 def load_news(path: str | Path, tickers: list[str], now: pd.Timestamp | None = None) -> NewsIndex:
     """Read and validate a news file for the replayed ``tickers``; raises ``UsageError`` on the first bad row."""
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"news file {str(p)!r} is a folder, not a file: give the CSV or JSONL file of headlines")
     if not p.is_file():
         raise UsageError(f"news file {str(p)!r} not found: check the --news-file path")
     try:
@@ -76,9 +81,16 @@ def load_news(path: str | Path, tickers: list[str], now: pd.Timestamp | None = N
         if pd.isna(ts):
             raise UsageError(f"news file {p.name} line {line}: timestamp {raw!r} is missing or not ISO 8601: "
                              f"give every row a time, {_EXAMPLE}")
+        if ts.year < OLDEST_YEAR:  # also outside the nanosecond clock the index keeps (1677..2262)
+            raise UsageError(f"news file {p.name} line {line}: timestamp {raw!r} is before {OLDEST_YEAR}: fix its "
+                             f"date, {_EXAMPLE}")
         if ts > now:
             raise UsageError(f"news file {p.name} line {line} is dated {ts.isoformat()}, in the future (now "
                              f"{now.floor('s').isoformat()}): fix its timestamp or drop the row")
+        for col in (kcol, hcol):
+            if rec.get(col) is not None and not isinstance(rec.get(col), str):
+                raise UsageError(f"news file {p.name} line {line}: {col} {rec.get(col)!r} is not text: write it as "
+                                 'a JSON string, e.g. "headline": "Apple beats estimates"')
         ticker = str(rec.get(kcol) or "").strip().upper()
         headline = " ".join(str(rec.get(hcol) or "").split())
         if not ticker or not headline:
@@ -113,14 +125,20 @@ def _csv_rows(p: Path, text: str) -> list[tuple[int, dict[str, str]]]:
     if reader.fieldnames is None:
         return []
     out = []
+    start = reader.line_num + 1  # the line where the next record starts (a quoted field may span lines)
     try:
         for rec in reader:
             clean = {str(k).strip().lower(): v for k, v in rec.items() if k is not None}
+            if any("\n" in (v or "") or "\r" in (v or "") for v in clean.values()):
+                raise UsageError(f"news file {p.name} line {start}: a field runs on over several lines (a quote "
+                                 "that is never closed?): close the quote; one headline per line")
             if any((v or "").strip() for v in clean.values()):
-                out.append((reader.line_num, clean))
+                out.append((start, clean))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise UsageError(f"news file {p.name} line {reader.line_num} is not valid CSV ({exc}): quote fields that "
-                         "contain commas") from None
+        fix = ("a headline is a line of text: check the file" if "field larger" in str(exc)
+               else "quote fields that contain commas")
+        raise UsageError(f"news file {p.name} line {start} is not valid CSV ({exc}): {fix}") from None
     return out
 
 
