@@ -276,10 +276,19 @@ class PipelineConfig:
     eval_seed: int = 7  # ladder: bootstrap seed
     call_cache: str = _P.call_cache  # model-call cache (SQLite), shared by stages 04 and 06
     cache_mode: str = _P.cache_mode  # use (replay hits, store misses) | refresh (always call, overwrite) | off
+    # last date of the chart / news model's training data, YYYY-MM-DD ("" = unknown; the CNN's is read from its
+    # model folder): the replay and the ladder split their metrics before/after it (docs/sceptic.md)
+    chart_knowledge_cutoff: str = ""
+    news_knowledge_cutoff: str = ""
 
     def __post_init__(self) -> None:
         _check(self.cache_mode in {"use", "refresh", "off"},
                f"pipeline.cache_mode={self.cache_mode!r} is invalid: use use, refresh or off (--cache)")
+        for name in ("chart_knowledge_cutoff", "news_knowledge_cutoff"):
+            value = getattr(self, name)
+            _check_date(value, f"pipeline.{name}", optional=True)
+            _check(value <= datetime.date.today().isoformat(), f"pipeline.{name}={value!r} is in the future: give "
+                   "the last date of the model's training data (YYYY-MM-DD), or \"\" when unknown")
         for name in ("provider", "vlm_provider", "llm_provider"):
             value = getattr(self, name)
             _check(value in {"auto", "builtin", "ollama", "openai", "llamacpp"} or (name != "provider" and not value)
@@ -340,6 +349,9 @@ class ReplayConfig:
     output_dir: str = "results/replay"
     portfolio: str = "signals"  # signals (trade each decision with its levels) | rank (rank the universe by P(up))
     rank_fraction: float = 0.1  # rank portfolio: share of the ranked tickers in each leg (at least one)
+    regime_window: int = 63  # regimes: bars of trailing equal-weight buy & hold return that class each date
+    regime_up: float = 0.05  # ... bull above this trailing return
+    regime_down: float = -0.05  # ... bear below this one; sideways between
 
     def __post_init__(self) -> None:
         _check(len(self.tickers) > 0, "replay.tickers is empty: name at least one, e.g. --tickers AAPL,GOOG")
@@ -375,6 +387,9 @@ class ReplayConfig:
         _check(self.workers >= 0, "replay.workers must be >= 0 (0 = CPU cores)")
         _check(self.portfolio in {"signals", "rank"},
                f"replay.portfolio={self.portfolio!r} is invalid: use signals or rank (--portfolio)")
+        _check(self.regime_window >= 2 and self.regime_down < self.regime_up,
+               f"replay.regime_window={self.regime_window} must be >= 2 and replay.regime_down="
+               f"{self.regime_down:g} < replay.regime_up={self.regime_up:g}")
         _check(0 < self.rank_fraction <= 0.5, f"replay.rank_fraction={self.rank_fraction:g} must be in (0, 0.5]: "
                "the share of ranked tickers in each leg, e.g. 0.1 for deciles")
 

@@ -17,9 +17,13 @@ import pandas as pd
 
 from ..fileio import write_atomic
 from .outcome import Outcome
+from .sceptic import markdown as sceptic_markdown
+from .sceptic import warning_lines
 
 COLUMNS = ("replay", "buy & hold", "random")
 ROWS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), ("sharpe", "Sharpe", "num"),
+        ("sharpe_hac", "Sharpe [HAC 95 %]", "num"), ("psr_0", "PSR: P(Sharpe > 0)", "pct"),
+        ("psr_bh", "PSR: P(Sharpe > buy & hold's)", "pct"),
         ("sortino", "Sortino", "num"), ("max_drawdown", "max drawdown", "pct"), ("trades", "trades", "int"),
         ("hit_rate", "hit rate", "pct"), ("avg_r", "average R", "num"), ("exposure", "exposure", "pct"),
         ("turnover", "turnover (x equity / year)", "num"))
@@ -70,9 +74,11 @@ def markdown(o: Outcome) -> str:
             "news: **none** (no `--news-file`): every decision saw empty news, so the sentiment is NEUTRAL and "
             "the chart alone decides")
     failed = sum(1 for r in o.records.values() if not r.get("ok"))
+    sceptic = cmp_.get("sceptic") or {"regimes": {}, "cutoffs": [], "warnings": [], "regime_settings": (0, 0, 0)}
     lines = [
         f"# Replay: {', '.join(o.data.frames)}, {sim.dates[0].date()} to {sim.dates[-1].date()}",
         "",
+        *(w + "\n" for w in warning_lines(sceptic)),
         f"- decisions: {use['decisions']} (a decision every {rc.every} bar(s) per ticker; {failed} failed on bad "
         "input, traded as no decision); providers: " + ", ".join(f"`{p}`" for p in o.providers),
         f"- {news}",
@@ -88,7 +94,9 @@ def markdown(o: Outcome) -> str:
         *("| " + " | ".join(r) + " |" for r in metric_rows(o)),
         "",
         f"Brackets: 95 % circular block-bootstrap intervals ({rc.bootstrap} resamples of {rc.block}-bar blocks, "
-        f"seed {rc.seed}). Buy & hold: equal cash per ticker at its first open. Random: seed {rc.seed}, random "
+        f"seed {rc.seed}); the HAC row: Newey-West interval of the same Sharpe ratio. PSR: the probabilistic "
+        "Sharpe ratio (Bailey & Lopez de Prado), P(true Sharpe > 0) and P(true Sharpe > buy & hold's over the same "
+        f"days). Buy & hold: equal cash per ticker at its first open. Random: seed {rc.seed}, random "
         "BUY/SELL on the same decision dates with the model's stop/target distances, as many as give the same "
         "number of trades.",
         "",
@@ -101,6 +109,7 @@ def markdown(o: Outcome) -> str:
         f"{use['tokens_out']:.0f} out, {use['latency_s'] * 1000:.1f} ms",
         *(f"- note: {n}" for n in o.notes),
         "",
+        *sceptic_markdown(sceptic),
         "![replay](replay.png)",
         "",
     ]

@@ -50,13 +50,15 @@ from .journal import Journal
 from .news import NewsIndex, load_news
 from .outcome import Job, Meter, Outcome, ReplayData
 from .portfolio import SIDE, Signal, simulate
+from .sceptic import analyse, cutoffs_of
 from .stats import compare
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
 _NOT_DECIDING = {"output", "eval_output", "eval_news", "concurrency", "timeout", "max_retries", "api_key",
-                 "require_server", "call_cache", "cache_mode"}  # pipeline settings that cannot change a decision
+                 "require_server", "call_cache", "cache_mode", "chart_knowledge_cutoff",
+                 "news_knowledge_cutoff"}  # pipeline settings that cannot change a decision
 
 
 def call_usage(meta: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +351,9 @@ def run_replay(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, quiet: bool = 
                      "again (with a higher limit) to continue")
     ppy = periods_per_year(sim.dates)
     comparison = compare(sim, data.frames, signals, run, rc, ppy)
+    r = comparison["returns"]
+    comparison["sceptic"] = analyse(data.frames, signals, sim.dates, r["replay"], r["buy & hold"], rc, ppy,
+                                    cutoffs_of(pipe, pc.chart_knowledge_cutoff, pc.news_knowledge_cutoff))
     t3 = time.perf_counter()
     return Outcome(rc, data, jobs, records, meter, reused, sim, comparison, notes, providers,
                    {"decide": t1 - t0, "simulate": t2 - t1, "compare": t3 - t2})

@@ -12,6 +12,8 @@
   to make the same number of trades as the replay; levels at the distances the model chose, drawn at random.
   ``replay.random_runs`` seeds (with that many random decisions) give the model's rank among random
   decision-makers.
+* Beside the bootstrap interval, the Sharpe ratio's Newey-West (HAC) interval and the probabilistic Sharpe ratio
+  against 0 and against buy & hold's Sharpe over the same days (``evaluation.hac``, ``evaluation.psr``).
 * DSR (Bailey & López de Prado) of the replay's daily returns with ``replay.trials`` trials (1 = the
   probabilistic Sharpe ratio); the dispersion of trial Sharpe ratios is taken from the random runs.
 """
@@ -29,6 +31,7 @@ from ..evaluation.bootstrap import circular_block_indices, percentile_interval
 from ..evaluation.costs import cost_model
 from ..evaluation.metrics import from_returns, sharpe
 from ..evaluation.overfitting import dsr_of_returns
+from ..evaluation.psr import table_extras
 from .portfolio import SIDE, Signal, SimResult
 
 RETURN_METRICS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown")
@@ -157,6 +160,8 @@ def compare(sim: SimResult, frames: dict[str, pd.DataFrame], model: dict[str, di
     cols = {}
     for name, r, s in (("replay", r_model, sim), ("buy & hold", r_bh, None), ("random", r_rand, rand_sims[0])):
         row: dict = {**curve_metrics(r, ppy), "interval": bootstrap_interval(r, rc, ppy)}
+        extra, row["interval"]["sharpe_hac"] = table_extras(r, ppy, r_bh)
+        row.update(extra)
         if s is not None:
             row.update(trade_metrics(s))
         else:
@@ -168,5 +173,6 @@ def compare(sim: SimResult, frames: dict[str, pd.DataFrame], model: dict[str, di
     per_bar = finite / math.sqrt(ppy)
     return {"columns": cols, "random_rank": rank, "random_runs": rc.random_runs,
             "random_trades": [len(s.trades) for s in rand_sims], "dsr": dsr(r_model, rc, per_bar),
-            "trials": rc.trials, "buy_hold_equity": bh, "random_equity": rand_sims[0].equity}
+            "trials": rc.trials, "buy_hold_equity": bh, "random_equity": rand_sims[0].equity,
+            "returns": {"replay": r_model, "buy & hold": r_bh}}
 
