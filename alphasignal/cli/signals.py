@@ -79,14 +79,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the builtin engine alone, max_calls counts its answers: a chart reading per decision, plus a news score "
         "when there are headlines.")
     add_flags(parser, "signals", ["--tickers", "--start", "--end", "--every"], container=rp)
+    add_flags(parser, "signals", ["--tickers-file", "--portfolio"], container=rp)
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = cfg.pipeline
     if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines (replay.news_file)
+        from ..market.universe import check_tickers
         from ..replay.run import replay_config, replay_to_files
 
+        check_tickers(cfg.replay.tickers, cfg.dataset, "the replay's tickers (--tickers / --tickers-file)")
+        if pc.compare or cfg.replay.portfolio == "rank":  # rungs side by side, or a rank portfolio
+            from ..replay.compare_report import compare_command
+
+            print(compare_command(cfg, pc, replay_config(cfg), quiet=args.quiet))
+            return 0
         outcome, paths = replay_to_files(cfg, pc, replay_config(cfg), quiet=args.quiet)
         print_replay(outcome, paths["report"].parent, args.quiet)
         return 0

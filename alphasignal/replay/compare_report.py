@@ -17,6 +17,7 @@ import pandas as pd
 from ..fileio import write_atomic
 from .compare import CompareOutcome
 
+PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")  # no grey/orange: anchors
 SIGNAL_ROWS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), ("sharpe", "Sharpe", "num"),
                ("sortino", "Sortino", "num"), ("max_drawdown", "max drawdown", "pct"), ("trades", "trades", "int"),
                ("hit_rate", "hit rate", "pct"), ("avg_r", "average R", "num"), ("exposure", "exposure", "pct"),
@@ -157,15 +158,16 @@ def figure(o: CompareOutcome):
 
     assert o.equity is not None
     fig, ax = plt.subplots(figsize=(11, 4.5))
+    colour = {r.name: PALETTE[k % len(PALETTE)] for k, r in enumerate(o.rungs)}  # one colour a rung, legs included
     for name in o.equity.columns:
         y = o.equity[name].to_numpy() / o.rc.initial_cash
-        style: dict[str, Any] = {"lw": 1.2}
+        style: dict[str, Any] = {"lw": 1.2, "color": colour.get(name.split(" ")[0])}
         if name in ("buy & hold", "equal-weight buy & hold"):
             style.update(color="#7f7f7f", lw=1.6)
         elif name == "random":
-            style.update(color="#ff7f0e")
+            style.update(color="#ff7f0e", ls=":")
         elif name.endswith((" long", " short")):
-            style.update(ls="--", lw=0.9)
+            style.update(ls="--" if name.endswith(" long") else ":", lw=0.9)
         ax.plot(o.equity.index, y, label=name, **style)
     ax.set_ylabel("equity (start = 1)")
     ax.set_title(title(o))
