@@ -27,7 +27,7 @@ from ..errors import UsageError
 from .flags import add_flags
 
 APP = Path(__file__).parents[1] / "dashboard" / "app.py"
-ROOT = APP.parents[2]
+ROOT = APP.parents[2]  # the folder holding the package: the app imports it from there without an install
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
