@@ -10,9 +10,11 @@ parser (:func:`parser_for`). Nothing below this package imports it.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..configio import suggest
 from .common import Stage, build_parser, run, run_stage, setup_logging, stage_parser
@@ -47,9 +49,9 @@ def parser_for(name: str) -> argparse.ArgumentParser:
 
 
 def _listing() -> str:
-    def first_line(name: str, number: str) -> str:
-        line = (importlib.import_module(f"{__name__}.{name}").__doc__ or "").strip().split("\n")[0]
-        return line.removeprefix(f"Stage {number}: ")
+    def first_line(name: str, number: str) -> str:  # read, not imported: a stage module's imports can be slow
+        doc = ast.get_docstring(ast.parse(Path(__file__).with_name(f"{name}.py").read_text(encoding="utf-8")))
+        return (doc or "").split("\n")[0].removeprefix(f"Stage {number}: ")
 
     rows = "\n".join(f"  {name:<10} {number}  {first_line(name, number)}" for name, (number, _) in STAGES.items())
     return (f"usage: alphasignal <stage> [options]   (alphasignal <stage> --help for its options)\n\nstages "
