@@ -137,3 +137,28 @@ def test_bad_cutoff_on_the_command_line_is_one_error_line(tmp_path: Path) -> Non
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "in the future" in lines[0]
     assert not out.exists()
+
+
+def test_compare_and_rank_tables_carry_hac_psr_and_the_regime_split(tmp_path: Path) -> None:
+    from alphasignal.replay.compare import run_compare, run_rank
+    from alphasignal.replay.compare_report import write_compare
+
+    cfg = Config()
+    cfg = replace(cfg, dataset=replace(cfg.dataset, source="offline"))
+    pc = PipelineConfig(provider="builtin")
+    rc = ReplayConfig(tickers=("AAPL", "GOOG"), start="2012-06-01", end="2012-12-31", every=5, workers=1, fsync=False,
+                      random_runs=3, bootstrap=200, output_dir=str(tmp_path / "cmp"))
+    o = run_compare(cfg, pc, rc, ("momentum",))
+    mom = o.columns["momentum"]
+    r = np.diff(np.concatenate([[rc.initial_cash], o.equity["momentum"].to_numpy()])) / np.concatenate(
+        [[rc.initial_cash], o.equity["momentum"].to_numpy()[:-1]])
+    assert mom["interval"]["sharpe_hac"] == pytest.approx(sharpe_hac_ci(r, 252.0), rel=0.05)  # ppy of the calendar
+    assert 0 <= mom["psr_0"] <= 1 and o.columns["buy & hold"]["psr_bh"] == pytest.approx(0.5)
+    regimes = o.sceptic["momentum"]["regimes"]
+    assert sum(g["decisions"] for g in regimes.values()) == sum(len(s) for s in o.rungs[0].signals.values())
+    assert o.rungs[0].cutoffs == [] and o.sceptic["momentum"]["warnings"] == []  # a rule learns nothing
+    text = write_compare(o, tmp_path / "cmp")["report"].read_text(encoding="utf-8")
+    assert "| Sharpe [HAC 95 %] |" in text and "## rung `momentum`: by market regime" in text
+    rank = run_rank(cfg, pc, replace(rc, tickers=("AAPL", "GOOG", "IBM", "MSFT"), output_dir=str(tmp_path / "rk"),
+                                     rank_fraction=0.25), ("momentum",))
+    assert all("sharpe_hac" in c["interval"] and "psr_0" in c for c in rank.columns.values())

@@ -27,6 +27,7 @@ import pandas as pd
 from ..config import Config, DatasetConfig, PipelineConfig, ReplayConfig
 from ..errors import UsageError
 from ..evaluation.metrics import periods_per_year, sharpe
+from ..evaluation.psr import table_extras
 from ..fileio import check_output_dir
 from ..signals.pipeline import SignalPipeline
 from .journal import Journal
@@ -35,6 +36,7 @@ from .portfolio import Signal, SimResult, simulate
 from .rank import RankResult, ic_summary, rebalance_dates, simulate_rank
 from .run import JOURNAL, decide_all, fingerprint, load_data, plan_jobs, signal_of
 from .rungs import momentum_decisions, p_up, rung_pipeline, score_frame
+from .sceptic import Cutoff, analyse, cutoffs_of
 from .stats import (
     bootstrap_interval,
     buy_and_hold,
@@ -57,6 +59,7 @@ class RungRun:
     decided: int = 0
     reused: int = 0
     seconds: float = 0.0
+    cutoffs: list[Cutoff] = field(default_factory=list)  # the rung's models' knowledge cut-offs (model rungs)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class CompareOutcome:
     ranks: dict[str, RankResult] = field(default_factory=dict)
     trials: int = 1
     notes: list[str] = field(default_factory=list)
+    sceptic: dict[str, dict] = field(default_factory=dict)  # rung -> sceptic.analyse (regimes, cut-offs)
 
 
 def decide_rung(name: str, jobs: list[Job], data: ReplayData, cfg: Config, pc: PipelineConfig, rc: ReplayConfig,
@@ -108,7 +112,8 @@ def decide_rung(name: str, jobs: list[Job], data: ReplayData, cfg: Config, pc: P
     for j in mine:
         signals[j.ticker][j.bar] = signal_of(records[j.key])
         scores[(j.ticker, j.bar)] = p_up(records[j.key])
-    return RungRun(name, signals, scores, detail, meter.decisions, reused, time.perf_counter() - t0)
+    return RungRun(name, signals, scores, detail, meter.decisions, reused, time.perf_counter() - t0,
+                   cutoffs_of(pipe, rpc.chart_knowledge_cutoff, rpc.news_knowledge_cutoff))
 
 
 def _sharpe_of(r: np.ndarray, ppy: float) -> float:
@@ -164,7 +169,21 @@ def run_compare(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, rungs: tuple[
     cols["random"] = {**_row(returns_of(rand[0].equity, rc.initial_cash), rc, ppy), **trade_metrics(rand[0])}
     equity = pd.DataFrame({**{n: s.equity for n, s in sims.items()}, "buy & hold": bh, "random": rand[0].equity},
                           index=first.dates)
-    return CompareOutcome(rc, data, runs, "signals", cols, equity, sims, {}, trials, notes)
+    add_evidence(cols, equity, rc.initial_cash, "buy & hold", ppy)
+    r_bh = returns_of(bh, rc.initial_cash)
+    sceptic = {r.name: analyse(data.frames, r.signals, first.dates, returns[r.name], r_bh, rc, ppy, r.cutoffs)
+               for r in runs}
+    return CompareOutcome(rc, data, runs, "signals", cols, equity, sims, {}, trials, notes, sceptic)
+
+
+def add_evidence(cols: dict[str, dict], equity: pd.DataFrame, initial: float, benchmark: str, ppy: float) -> None:
+    """Each column's Sharpe ratio gets its Newey-West interval (``interval["sharpe_hac"]``) and the probabilistic
+    Sharpe ratio against 0 and against the ``benchmark`` column's Sharpe over the same days."""
+    r_bh = returns_of(equity[benchmark].to_numpy(), initial)
+    for name, col in cols.items():
+        extra, hac = table_extras(returns_of(equity[name].to_numpy(), initial), ppy, r_bh)
+        col.update(extra)
+        col.setdefault("interval", {})["sharpe_hac"] = hac
 
 
 def _jobs_or_fail(jobs: list[Job], data: ReplayData, ds: DatasetConfig, rc: ReplayConfig) -> list[Job]:
@@ -221,6 +240,7 @@ def run_rank(cfg: Config, pc: PipelineConfig, rc: ReplayConfig, rungs: tuple[str
     bh = buy_and_hold(data.frames, dates, rc)
     cols["equal-weight buy & hold"] = _row(returns_of(bh, rc.initial_cash), rc, ppy)
     equity = pd.DataFrame({**curves, "equal-weight buy & hold": bh}, index=dates)
+    add_evidence(cols, equity, rc.initial_cash, "equal-weight buy & hold", ppy)
     notes.append("rebalances: " + str(len(next(iter(ranks.values())).executed)) + f", every {rc.every} date(s) of "
                  f"the universe's calendar; {len(data.frames)} tickers ({', '.join(data.frames)})")
     return CompareOutcome(rc, data, runs, "rank", cols, equity, {}, ranks, trials, notes)

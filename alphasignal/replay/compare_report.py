@@ -16,14 +16,18 @@ import pandas as pd
 
 from ..fileio import write_atomic
 from .compare import CompareOutcome
+from .sceptic import markdown as sceptic_markdown
 
 PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")  # no grey/orange: anchors
 SIGNAL_ROWS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), ("sharpe", "Sharpe", "num"),
+               ("sharpe_hac", "Sharpe [HAC 95 %]", "num"), ("psr_0", "PSR: P(Sharpe > 0)", "pct"),
+               ("psr_bh", "PSR: P(Sharpe > buy & hold's)", "pct"),
                ("sortino", "Sortino", "num"), ("max_drawdown", "max drawdown", "pct"), ("trades", "trades", "int"),
                ("hit_rate", "hit rate", "pct"), ("avg_r", "average R", "num"), ("exposure", "exposure", "pct"),
                ("turnover", "turnover (x equity / year)", "num"), ("dsr", "DSR (rungs = trials)", "num"),
                ("random_rank", "beats random runs", "pct"))
 RANK_COLS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), ("sharpe", "Sharpe", "num"),
+             ("sharpe_hac", "Sharpe [HAC]", "num"), ("psr_0", "PSR > 0", "pct"), ("psr_bh", "PSR > B&H", "pct"),
              ("max_drawdown", "max DD", "pct"), ("turnover_rebalance", "turnover / rebalance", "num"),
              ("turnover", "turnover / year", "num"), ("costs", "costs (x initial)", "pct"),
              ("ic_mean", "rank IC", "num"), ("ic_t", "IC t", "num"), ("dsr", "DSR", "num"))
@@ -77,7 +81,8 @@ def markdown(o: CompareOutcome) -> str:
     """``compare.md`` / ``rank.md``."""
     rc = o.rc
     rungs = "; ".join(f"`{r.name}` ({r.detail})" for r in o.rungs)
-    lines = [f"# {title(o)}", "", f"- rungs: {rungs}", f"- costs: fees {rc.fees_bps:g} bps and slippage "
+    warn = [f"> **Warning:** rung `{n}`: {w}\n" for n, a in o.sceptic.items() for w in a["warnings"]]
+    lines = [f"# {title(o)}", "", *warn, f"- rungs: {rungs}", f"- costs: fees {rc.fees_bps:g} bps and slippage "
              f"{rc.slippage_bps:g} bps per side (stage 05's cost model); initial cash {rc.initial_cash:,.0f}"]
     if o.portfolio == "signals":
         lines += [f"- the same portfolio rules for every rung: decision at the close, fill at the next open, "
@@ -96,7 +101,10 @@ def markdown(o: CompareOutcome) -> str:
                   "- equal-weight buy & hold: equal cash in every ticker at its first open in the period"]
     lines += [f"- DSR: the rungs count as trials (replay.trials x {len(o.rungs)} = {o.trials})",
               f"- 95 % circular block-bootstrap intervals ({rc.bootstrap} resamples of {rc.block}-bar blocks, "
-              f"seed {rc.seed})", *(f"- note: {n}" for n in o.notes), "", markdown_table(o), "",
+              f"seed {rc.seed}); Sharpe [HAC]: the Newey-West interval of the same Sharpe ratio; PSR: the "
+              "probabilistic Sharpe ratio against 0 and against buy & hold's Sharpe over the same days",
+              *(f"- note: {n}" for n in o.notes), "", markdown_table(o), "",
+              *(line for n, a in o.sceptic.items() for line in sceptic_markdown(a, f"rung `{n}`: ")),
               f"![equity]({'rank' if o.portfolio == 'rank' else 'compare'}.png)", ""]
     return "\n".join(lines)
 

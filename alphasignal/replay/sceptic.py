@@ -141,19 +141,20 @@ def rows(groups: dict[str, dict]) -> list[str]:
             for g, m in groups.items()]
 
 
-def markdown(a: dict) -> list[str]:
-    """The report's sections: by regime and before/after each known cut-off."""
+def markdown(a: dict, prefix: str = "") -> list[str]:
+    """The report's sections: by regime and before/after each known cut-off (``prefix`` starts each heading)."""
     if not a["regimes"] and not a["cutoffs"]:
         return []
     w, up, down = a["regime_settings"]
-    lines = ["## By market regime", "",
+    lines = [f"## {prefix}by market regime" if prefix else "## By market regime", "",
              f"Each date is classed by the equal-weight buy & hold return over the {w} bars to its close: bull above "
              f"{_f(up, 'pct')}, bear below {_f(down, 'pct')}, sideways between (warm-up: fewer than {w} earlier "
              "bars). Hit rate: BUY/SELL decisions whose next close moved their way.", "",
              HEAD, "|---|" + "---|" * 10, *rows(a["regimes"]), ""]
     for s in a["cutoffs"]:
         c = s["cutoff"]
-        lines += [f"## Before / after the {c.role} model's knowledge cut-off ({c.date}, {c.source})", "",
+        head = f"{prefix}before" if prefix else "Before"
+        lines += [f"## {head} / after the {c.role} model's knowledge cut-off ({c.date}, {c.source})", "",
                   f"`{c.model}`: 'before' holds the decisions on or before {c.date}, which it may have seen the "
                   "outcome of in training; only 'after' is out of its sample.", "",
                   HEAD, "|---|" + "---|" * 10, *rows(s["groups"]), ""]
