@@ -74,7 +74,7 @@ def build(frame: pd.DataFrame, where: Path) -> DatasetConfig:
 
 def training(out: Path, **kw) -> TrainingConfig:
     base = {"backend": "cnn", "cnn_width": 8, "cnn_epochs": 8, "cnn_patience": 3, "cnn_batch": 32,
-            "cnn_output_dir": str(out), "seed": 11}
+            "cnn_learning_rate": 1e-3, "cnn_output_dir": str(out), "seed": 11}
     return dataclasses.replace(TrainingConfig(), **{**base, **kw})
 
 
@@ -379,6 +379,34 @@ def test_provider_reads_a_project_chart_and_refuses_a_foreign_one(tiny):
         assert signal.stop_loss < 123.5 < signal.take_profit
     with pytest.raises(UsageError, match="a bitmap model needs the bars"):
         provider.structured(TradingSignal, "system", "Analyse this chart.", images=[_generic_chart()])
+
+
+def test_ctrl_c_keeps_the_best_epoch_so_far(tiny, tmp_path, monkeypatch):
+    """Ctrl-C during epoch 2 (a KeyboardInterrupt raised where the val loss is computed: the one injected fault):
+    the model folder holds epoch 1's weights, complete, and the run ends with Interrupted (exit 130)."""
+    from alphasignal.errors import Interrupted
+    from alphasignal.finetune import cnn
+
+    frame, _ = tiny
+    jsonl = handmade_dataset(frame, tmp_path / "training_data.jsonl")
+    real, calls = cnn.logits_of, []
+
+    def ctrl_c_in_epoch_2(model, x, batch=1024):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(model, x, batch)
+
+    monkeypatch.setattr(cnn, "logits_of", ctrl_c_in_epoch_2)
+    cfg = training(tmp_path / "model", cnn_width=4, cnn_epochs=5)
+    with pytest.raises(Interrupted, match=r"best so far \(epoch 1\)") as err:
+        cnn.train_cnn(cfg, DatasetConfig(tickers=("SYN",)), dataset=str(jsonl), quiet=True, frames={"SYN": frame})
+    assert err.value.exit_code == 130
+    report = json.loads((tmp_path / "model" / "training_report.json").read_text())
+    assert report["interrupted"] and report["best_epoch"] == 1 and report["epochs_run"] == 1
+    assert "interrupted with Ctrl-C" in (tmp_path / "model" / "model_card.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "meta.json", "model.onnx", "model.pt", "model_card.md", "training_report.json"]
 
 
 def test_config_accepts_cnn_and_checks_its_settings():
