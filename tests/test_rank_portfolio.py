@@ -170,3 +170,38 @@ def test_universe_files_with_no_or_unknown_tickers_are_refused(tmp_path: Path) -
     with pytest.raises(UsageError, match="no offline data: ZZZZ"):
         check_tickers(["AAPL", "ZZZZ"], DatasetConfig(source="offline"))
     check_tickers(["AAPL", "IBM"], DatasetConfig(source="offline"))
+
+
+def test_builtin_rung_weights_at_t_ignore_every_bar_after_t(tmp_path: Path) -> None:
+    """The chart reader's P(up) through the real pipeline: new bars after the cut leave every weight up to it."""
+    from alphasignal.config import Config, PipelineConfig, ReplayConfig
+    from alphasignal.market.data import load_ohlcv
+    from alphasignal.replay.compare import decide_rung, rank_jobs
+
+    base = {t: load_ohlcv(t, "2011-06-01", "2012-03-31", source="offline") for t in ("AAPL", "IBM", "MSFT")}
+    cut = base["AAPL"].index[-25]
+    rc = ReplayConfig(tickers=tuple(base), start="2012-01-03", every=5, workers=1, fsync=False)
+    cfg, pc = Config(), PipelineConfig(provider="builtin")
+
+    def weights(frames: dict[str, pd.DataFrame], out: Path) -> pd.DataFrame:
+        data = ReplayData(frames, NewsIndex(), {t: decision_times(df.index, rc.decision_time)
+                                                for t, df in frames.items()})
+        run = decide_rung("builtin", rank_jobs(data, cfg.dataset, rc), data, cfg, pc, rc, out, True)
+        res = simulate_rank(frames, score_frame(run.scores, data), 0.34, "long_short", pd.Timestamp(rc.start), None,
+                            1e5, 1.0, 0.0)
+        return res.books["long_short"].weights
+
+    rng = np.random.default_rng(11)
+    changed = {}
+    for t, df in base.items():
+        df = df.copy()
+        after = df.index > cut
+        close = df.loc[~after, "Close"].iloc[-1] * np.exp(np.cumsum(rng.normal(0, 0.04, after.sum())))
+        df.loc[after, ["Open", "Close"]] = np.c_[close, close]
+        df.loc[after, "High"], df.loc[after, "Low"] = close * 1.03, close * 0.97
+        changed[t] = df
+    w0, w1 = weights(base, tmp_path / "a"), weights(changed, tmp_path / "b")
+    upto = w0.index[w0.index <= cut]
+    assert len(upto) >= 3
+    pd.testing.assert_frame_equal(w0.loc[upto], w1.loc[upto])
+    assert not w0.loc[w0.index > cut].equals(w1.loc[w1.index > cut])  # later weights do read the new bars
