@@ -425,6 +425,7 @@ class SweepConfig:
     anchored: bool = False  # walk-forward training windows start at the first bar (False: they roll)
     cluster: str = ""  # "" in-process | local[:N] (a LocalCluster of N worker processes) | tcp://HOST:8786 (Dask)
     connect_timeout: float = 10.0  # seconds to reach the Dask scheduler before failing (exit 3)
+    user_code_timeout_s: float = 120.0  # a --strategy-file's check (positions on 5,000 synthetic bars) ends by then
     start_fast: bool = True  # engine not set and Numba's kernel not compiled yet: small sweeps run on NumPy meanwhile
 
     def __post_init__(self) -> None:
@@ -451,6 +452,7 @@ class SweepConfig:
                f"splits; use at most {MAX_PBO_SPLITS} ({math.comb(MAX_PBO_SPLITS, MAX_PBO_SPLITS // 2):,} splits, "
                "about 14x the default 16's 12,870)")
         _check(self.top_n > 0, "sweep.top_n must be > 0")
+        _check(0 < self.user_code_timeout_s <= 86_400, "sweep.user_code_timeout_s must be in (0, 86400] seconds")
         _check(self.walk_forward == 0 or self.walk_forward >= 2,
                f"sweep.walk_forward={self.walk_forward} is invalid: use 0 (off) or >= 2 folds, e.g. --walk-forward 5")
         _check(not self.anchored or self.walk_forward, "sweep.anchored (--anchored) shapes the walk-forward windows "

@@ -121,7 +121,7 @@ class Evaluator:
         from ..backtest.user_strategy import load_strategy
 
         optimizer = cfg.optimizer
-        strat = load_strategy(optimizer.strategy, optimizer.strategy_file)
+        strat = load_strategy(optimizer.strategy, optimizer.strategy_file, cfg.sweep.user_code_timeout_s)
         return cls(data, strat, cfg.sweep, test_fraction=cfg.sweep.test_fraction, oos_method=optimizer.oos_method,
                    folds=optimizer.folds, holdout_fraction=optimizer.holdout_fraction,
                    embargo=optimizer.holdout_embargo, executor=executor)

@@ -155,7 +155,7 @@ def sweep_stage(cfg: Config, *, progress: bool = True) -> SweepRun:
     check_output_file(Path(opts.output).with_suffix(".meta.json"), what="sweep metadata")
     if opts.walk_forward:
         check_output_file(wfo_path(Path(opts.output)), what="walk-forward folds")
-    strat = load_strategy(opts.strategy, opts.strategy_file)
+    strat = load_strategy(opts.strategy, opts.strategy_file, opts.user_code_timeout_s)
     backend = resolve(opts.device, opts.engine)
     configs = grid_frame(strat, opts.grid, max_configs=opts.max_configs)
     with Executor(opts.cluster, connect_timeout=opts.connect_timeout) as ex:  # an unreachable scheduler fails first

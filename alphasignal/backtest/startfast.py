@@ -9,7 +9,8 @@ sweep is under :data:`COMPILE_S`, :func:`choose` picks NumPy -- same conventions
 kernel's within the parity tests' 1e-9 (the metric and PBO passes are the same operations, bit for bit) -- and
 :func:`compile_in_background` starts ``python -m alphasignal.backtest.startfast`` (detached, niced, one at a time
 per cache) to fill the cache. Only the engine's default choice is overridden: an explicit ``--engine``,
-``sweep.start_fast = false`` or a cluster keep today's behaviour.
+``sweep.start_fast = false``, a cluster or a user's strategy file (the background process would run the user's
+code after the command has ended) keep today's behaviour.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def warm_all(warm: Callable[[], object], pbo_splits: int) -> None:
 def choose(backend: Backend, opts: SweepConfig, jobs: Mapping[str, tuple[Prices, pd.DataFrame]],
            warm: Callable[[], object]) -> tuple[Backend, bool]:
     """The backend to run with, and whether to compile in the background (see the module docstring)."""
-    if opts.engine or backend.engine != "numba" or not opts.start_fast or opts.cluster:
-        return backend, False
+    if opts.engine or backend.engine != "numba" or not opts.start_fast or opts.cluster or opts.strategy_file:
+        return backend, False  # a user's strategy file: its code runs only while the command runs, never after
     probe = partial(warm_all, warm, opts.pbo_splits)
     if kernels_cached(probe):
         return backend, False

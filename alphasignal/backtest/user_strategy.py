@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import SweepConfig
 from ..errors import UsageError
 from .strategies import (
     REGISTRY,
@@ -57,6 +59,8 @@ SELF_CHECK_BARS = 5000  # about 20 years of daily bars: a look-ahead that appear
 SELF_CHECK_FIXED_CUTS = (60, 250, 500, 900, 2000, 3500)  # the look-ahead check truncates the synthetic series here,
 SELF_CHECK_RANDOM_CUTS = 16  # at this many seeded random places,
 SELF_CHECK_LAST_BARS = 5  # and before each of the last bars
+MAX_WARMUP_BARS = 1_000_000  # a warm-up longer than this is a bug in the strategy, not a real indicator
+USER_CODE_TIMEOUT_S = SweepConfig.user_code_timeout_s  # the check of a user's file must end by then
 ROW_COPIES = 4  # bytes planned per configuration: its positions row and ~3 temporaries of the user's rule
 
 
@@ -140,9 +144,9 @@ class Indicators:
         return self._rows("dc_hi", channel), self._rows("dc_lo", channel)
 
 
-def load_strategy(name: str, path: str = "") -> Strategy:
-    """The strategy ``name``: built-in or registered, or the class ``name`` of the Python file ``path`` (checked,
-    then registered under ``name``). Every problem is a one-line UsageError."""
+def load_strategy(name: str, path: str = "", timeout: float = USER_CODE_TIMEOUT_S) -> Strategy:
+    """The strategy ``name``: built-in or registered, or the class ``name`` of the Python file ``path`` (checked
+    within ``timeout`` s, then registered under ``name``). Every problem is a one-line UsageError."""
     if not path:
         return get_strategy(name)
     file = Path(path)
@@ -153,17 +157,27 @@ def load_strategy(name: str, path: str = "") -> Strategy:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"strategy file {path!r} is unreadable ({type(exc).__name__}): give a UTF-8 .py file"
                          ) from None
-    return from_source(str(file), source, name)
+    return from_source(str(file), source, name, timeout=timeout)
 
 
-def from_source(path: str, source: str, name: str, check: bool = True) -> Strategy:
+def from_source(path: str, source: str, name: str, check: bool = True,
+                timeout: float = USER_CODE_TIMEOUT_S) -> Strategy:
     """Build, check and register the strategy class ``name`` defined by ``source`` (the text of file ``path``).
-    ``check=False`` skips the self-check: for a copy unpickled from a process where the same source passed it."""
+    The check (:func:`self_check`) runs first in a child process (:func:`_check_in_child`), so that user code
+    that never returns is stopped after ``timeout`` s and code that ends its process ends the child, not the
+    command. ``check=False`` skips it: for a copy unpickled from a process where the same source passed it."""
     if name in STRATEGIES:
         raise UsageError(f"strategy {name!r} is a built-in name: rename your strategy class (--strategy)")
     loaded = REGISTRY.get(name)
     if loaded is not None and loaded.origin == (path, source):
         return loaded  # this very source was built, checked and registered in this process already
+    if check:
+        _check_in_child(path, source, name, timeout)
+    return register(_build_source(path, source, name))
+
+
+def _build_source(path: str, source: str, name: str) -> Strategy:
+    """The strategy class ``name`` of ``source``: compiled, its module run, the class found and its specs read."""
     module = ModuleType(f"alphasignal_user_strategy_{Path(path).stem}")
     module.__file__ = path
     try:
@@ -172,6 +186,9 @@ def from_source(path: str, source: str, name: str, check: bool = True) -> Strate
         raise UsageError(f"{path}:{exc.lineno}: syntax error ({exc.msg}): fix the strategy file") from None
     try:
         exec(code, module.__dict__)  # noqa: S102 - running the user's own strategy file is the point
+    except SystemExit as exc:
+        raise UsageError(f"{path}: loading it called sys.exit({exc.code!r}): a strategy file must not exit; remove "
+                         "the call") from None
     except Exception as exc:  # noqa: BLE001 - any error of the user's module
         raise UsageError(f"{path}: loading it raised {type(exc).__name__}: {_first_line(exc)}: fix the strategy "
                          "file") from None
@@ -182,10 +199,57 @@ def from_source(path: str, source: str, name: str, check: bool = True) -> Strate
         close = difflib.get_close_matches(name, found, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"strategy classes in it: {', '.join(found) or 'none'}"
         raise UsageError(f"{path} has no class {name!r} (--strategy): {hint}")
-    strat = _build(cls, name, path, source)
-    if check:
-        self_check(strat, path)
-    return register(strat)
+    return _build(cls, name, path, source)
+
+
+def _check_in_child(path: str, source: str, name: str, timeout: float) -> None:
+    """Load and self-check the strategy in a forked child process and raise its UsageError here. A child that
+    does not answer within ``timeout`` s is killed (a ``positions`` that never returns), and one that ends
+    without answering (``os._exit`` in the user's code) is reported; without fork, the check runs here."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():  # pragma: no cover - Windows
+        self_check(_build_source(path, source, name), path)
+        return
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_check_child, args=(send, path, source, name), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            raise UsageError(f"{path}: {name} did not finish its check within {timeout:g} s (it runs positions on "
+                             f"{SELF_CHECK_BARS:,} synthetic bars): a loop that never ends? Fix the strategy, or "
+                             "raise sweep.user_code_timeout_s")
+        try:
+            kind, message = recv.recv()
+        except EOFError:
+            child.join()
+            raise UsageError(f"{path}: {name} ended the process (exit code {child.exitcode}) while it was checked: "
+                             "a strategy must not call os._exit or sys.exit; remove the call") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        recv.close()
+    if kind != "ok":
+        raise UsageError(message)
+
+
+def _check_child(send: Any, path: str, source: str, name: str) -> None:
+    """In the forked child: build and check, send ("ok", "") or ("error", the one-line message), then end without
+    the parent's exit handlers."""
+    try:
+        self_check(_build_source(path, source, name), path)
+        send.send(("ok", ""))
+    except UsageError as exc:
+        send.send(("error", str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and anything else the user's code raises
+        send.send(("error", f"{path}: checking {name} raised {type(exc).__name__}: {_first_line(exc)}: fix the "
+                            "strategy file"))
+    finally:
+        send.close()
+        os._exit(0)
 
 
 def from_class(cls: type, name: str = "") -> Strategy:
@@ -251,12 +315,37 @@ def _build(cls: type, name: str, path: str, source: str) -> Strategy:
                          "close, <parameters>)): add one returning bars x configurations of 1 / 0 / -1")
     warm = getattr(obj, "warmup", None)
     first = next(iter(specs))
+    where = f"{path}: {name}"
 
     def warmup(p: Any) -> np.ndarray:  # one value per configuration, as the built-ins' warm-ups give
-        return np.broadcast_to(np.asarray(warm(p) if warm else 0, dtype=np.int64), np.shape(p[first]))
+        raw = np.asarray(_user_call(warm, p, f"{where}.warmup") if warm else 0)
+        if raw.dtype.kind not in "biuf" or not (np.isfinite(raw).all() and (raw >= 0).all()
+                                                and (raw <= MAX_WARMUP_BARS).all()):
+            bad = raw.ravel()[0] if raw.dtype.kind not in "biuf" else next(
+                v for v in raw.ravel() if not (np.isfinite(v) and 0 <= v <= MAX_WARMUP_BARS))
+            raise UsageError(f"{where}.warmup returned {bad}: return the bars before the first position, a whole "
+                             f"number 0..{MAX_WARMUP_BARS:,} per configuration")
+        return np.broadcast_to(raw.astype(np.int64), np.shape(p[first]))
 
-    return UserStrategy(name, specs, warmup, constraints=tuple((str(m), f) for m, f in pairs), needs=needs,
-                        positions=rule, origin=(path, source))
+    constraints = tuple((str(m), _guarded(f, f"{where}.CONSTRAINTS[{str(m)!r}]")) for m, f in pairs)
+    return UserStrategy(name, specs, warmup, constraints=constraints, needs=needs, positions=rule,
+                        origin=(path, source))
+
+
+def _user_call(fn: Callable[[Any], Any], arg: Any, where: str) -> Any:
+    """``fn(arg)`` of the user's code; whatever it raises (SystemExit too) is one UsageError naming ``where``."""
+    try:
+        return fn(arg)
+    except UsageError:
+        raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error of the user's code
+        raise UsageError(f"{where} raised {type(exc).__name__}: {_first_line(exc)}: fix the strategy file") from None
+
+
+def _guarded(predicate: Callable[[Any], Any], where: str) -> Callable[[Any], Any]:
+    """A user's constraint predicate (on one configuration, or vectorised on a frame) whose errors are one
+    UsageError naming it."""
+    return lambda params: _user_call(predicate, params, where)
 
 
 def jit_rule(fn: Any, specs: Mapping[str, ParamSpec], where: str) -> Any:
@@ -310,11 +399,18 @@ def wanted_positions(strat: UserStrategy, prices: Any, configs: Any, hi: int | N
     k = len(configs)
     where = f"{strat.origin[0] if strat.origin else 'strategy'}: {strat.name}.positions"
     try:
-        out = np.asarray(strat.positions(ind, params), dtype=np.float64)
+        raw = np.asarray(strat.positions(ind, params))
     except UsageError:
         raise
+    except SystemExit as exc:
+        raise UsageError(f"{where} called sys.exit({exc.code!r}): a strategy must return its positions, not exit"
+                         ) from None
     except Exception as exc:  # noqa: BLE001 - any error of the user's rule
         raise UsageError(f"{where} raised {type(exc).__name__}: {_first_line(exc)}: fix the strategy file") from None
+    if raw.dtype.kind not in "biuf":  # complex, object, text: never silently cast (a complex's imaginary part lost)
+        raise UsageError(f"{where} returned values of type {raw.dtype}: positions must be real numbers, 1 (long), "
+                         "-1 (short), 0 or NaN (flat)")
+    out = raw.astype(np.float64, copy=False)
     if out.shape != (hi, k):
         raise UsageError(f"{where} returned an array of shape {out.shape}, want (bars, configurations) = ({hi}, {k}): "
                          "one column per configuration (params values are arrays of one value per configuration)")
@@ -383,6 +479,7 @@ def self_check(strat: StrategyLike, path: str = "") -> None:
     strat = get_strategy(strat)
     series = _Series(SELF_CHECK_BARS)
     configs = _sample_configs(strat)
+    strat.warmup({k: configs[k].to_numpy() for k in strat.specs})  # its values checked (finite, whole, >= 0)
     full = wanted_positions(strat, series, configs)
     for cut in self_check_cuts(SELF_CHECK_BARS):
         part = wanted_positions(strat, series, configs, cut)

@@ -77,7 +77,7 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
     resume = getattr(args, "resume", None)
     if not listing:  # bad input, the cluster, data or model servers fail before the history database is written
         # a strategy file joins the registry: checked before any work
-        load_strategy(optimizer.strategy, optimizer.strategy_file)
+        load_strategy(optimizer.strategy, optimizer.strategy_file, cfg.sweep.user_code_timeout_s)
         sweep_grid(cfg)
         check_output_dir(optimizer.output_dir, what="--output-dir")
     with Executor("" if listing else cfg.sweep.cluster, connect_timeout=cfg.sweep.connect_timeout) as ex:
