@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from alphasignal.signals.evaluate import classification, follow_the_signal, load_test_samples, run_eval
 from alphasignal.config import Config
+from alphasignal.signals.evaluate import (
+    classification,
+    eval_table,
+    follow_the_signal,
+    load_test_samples,
+    run_eval,
+)
 
 
 def test_classification_metrics_by_hand() -> None:
@@ -62,14 +68,17 @@ def test_samples_come_from_the_test_split_with_past_only_news(small_dataset) -> 
 
 def test_eval_end_to_end_offline(small_dataset, tmp_path, capsys) -> None:
     out = tmp_path / "eval.json"
-    assert run_eval(small_dataset, small_dataset.pipeline, str(out), quiet=True) == 0
+    returned, path = run_eval(small_dataset, small_dataset.pipeline, str(out), quiet=True)
     result = json.loads(out.read_text())
+    assert path == out and json.loads(json.dumps(returned)) == result
     assert result["samples"] == len(load_test_samples(small_dataset)) and result["engine"] == "builtin"
     assert {"chart", "fused", "buy & hold"} <= set(result["metrics"])
     assert result["level_atr_sources"] == {"data": result["samples"]}  # levels measured in the data's ATR
     assert result["levels_rejected"] == 0  # the builtin rules' levels (1.5 / 3 ATR) are inside the bound
     assert 0 <= result["metrics"]["fused"]["accuracy"] <= 1 and "api_key" not in result["pipeline"]
-    assert "signal eval" in capsys.readouterr().out
+    table = eval_table(result)
+    assert table.startswith(f"signal eval: {result['samples']} test samples") and "buy & hold" in table
+    assert capsys.readouterr().out == ""  # the library prints nothing; the command line prints the table
 
 
 def test_eval_command_line(small_dataset, tmp_path) -> None:

@@ -106,9 +106,11 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         print(ladder_command(cfg, pc, args.output or pc.eval_output, limit=args.limit, quiet=args.quiet))
         return 0
     if args.eval:
-        from ..signals.evaluate import run_eval
+        from ..signals.evaluate import eval_table, run_eval
 
-        return run_eval(cfg, pc, output=args.output or pc.eval_output, limit=args.limit, quiet=args.quiet)
+        result, path = run_eval(cfg, pc, output=args.output or pc.eval_output, limit=args.limit, quiet=args.quiet)
+        print(f"{eval_table(result)}\nsaved {path}")
+        return 0
     if (args.news is not None or args.news_file) and not args.image:
         raise UsageError("--news/--news-file go with --image PATH (or use --demo or --batch)")
     if args.batch:

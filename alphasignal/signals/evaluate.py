@@ -172,23 +172,24 @@ def evaluate(cfg: Config, pc: PipelineConfig, samples: list[Sample], quiet: bool
             "mean_latency_s": float(np.mean([d.meta["latency_s"]["total"] for d in decisions]))}
 
 
-def run_eval(cfg: Config, pc: PipelineConfig, output: str, limit: int = 0, quiet: bool = False) -> int:
-    """The ``--eval`` command: evaluate, print a table, save JSON atomically."""
-    from rich.console import Console
-    from rich.table import Table
-
+def run_eval(cfg: Config, pc: PipelineConfig, output: str, limit: int = 0,
+             quiet: bool = False) -> tuple[dict[str, Any], Path]:
+    """The ``--eval`` command: evaluate and save the JSON atomically; returns the result and its path (the caller
+    prints :func:`eval_table`)."""
     result = evaluate(cfg, pc, load_test_samples(cfg, limit), quiet=quiet)
-    table = Table(title=f"signal eval: {result['samples']} test samples, chart={result['vlm_model']}, "
-                        f"news={result['sentiment_model']}")
+    return result, write_atomic(output, json.dumps(result, indent=2) + "\n")
+
+
+def eval_table(result: dict[str, Any]) -> str:
+    """The ``--eval`` result as a text table: one row per predictor."""
     cols = {"accuracy": "acc", "macro_f1": "F1", "ece": "ECE", "brier": "Brier", "sharpe": "Sharpe",
             "hit_rate": "hit", "total_return": "return", "trades": "n"}
-    table.add_column("predictor", no_wrap=True)
-    for c in cols.values():
-        table.add_column(c, justify="right")
+    names = list(result["metrics"])
+    w = max(len("predictor"), *(len(n) for n in names)) + 2
+    lines = [f"signal eval: {result['samples']} test samples, chart={result['vlm_model']}, "
+             f"news={result['sentiment_model']}",
+             f"{'predictor':<{w}}" + "".join(f"{c:>8}" for c in cols.values())]
     for name, m in result["metrics"].items():
-        table.add_row(name, *(("" if c not in m else f"{m[c]:d}" if isinstance(m[c], int) else f"{m[c]:.3f}")
-                              for c in cols))
-    Console().print(table)
-    path = write_atomic(output, json.dumps(result, indent=2) + "\n")
-    print(f"saved {path}")
-    return 0
+        lines.append(f"{name:<{w}}" + "".join(
+            f"{'' if c not in m else m[c] if isinstance(m[c], int) else format(m[c], '.3f'):>8}" for c in cols))
+    return "\n".join(lines)
