@@ -7,6 +7,7 @@ otherwise live on. Call :func:`exit_with_parent` from the pool's initializer.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -15,7 +16,9 @@ POLL_SECONDS = 0.5
 
 def exit_with_parent() -> None:
     """Start a daemon thread that ends this process (exit code 1) within :data:`POLL_SECONDS` of its parent's
-    death, which shows as a change of the parent process id."""
+    death, which shows as a change of the parent process id; SIGTERM ends the worker as by default (a forked
+    worker inherits the command's SIGTERM-as-Ctrl-C handler)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker ends on SIGTERM; only the command stops orderly
     parent = os.getppid()
     threading.Thread(target=_watch, args=(parent,), daemon=True, name="exit-with-parent").start()
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from alphasignal.cli.optimize import add_arguments, main
 from alphasignal.cli import build_parser, run
+from alphasignal.cli.optimize import add_arguments, main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "06_multi_llm_optimize.py"
@@ -141,7 +141,8 @@ sys.exit(run(app.main, parser))
 
 
 @pytest.mark.slow  # an integration test (subprocess or a real model/replay): ~3-13 s
-def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path, sig):
     helper = tmp_path / "slow_cli.py"
     helper.write_text(textwrap.dedent(_SLOW_CLI))
     db = tmp_path / "h.sqlite"
@@ -152,7 +153,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_inside_round_2(proc, marker)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)  # SIGTERM (kill, a service manager) stops it as Ctrl-C does
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable, Sequence
 
@@ -52,11 +54,22 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C: completed work kept, runs marked interrupted
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """SIGTERM (``kill``, a service manager, a container stop) stops a stage as Ctrl-C does, not mid-write."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 def run(main: Callable[[argparse.Namespace, Config], int | None], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None = None) -> int:
     """Parse args, build the config, call ``main`` and map errors to exit codes (2 usage, 3 model, 4 data)."""
     args = parser.parse_args(argv)
     setup_logging(args.verbose, args.quiet)
+    _sigterm_as_ctrl_c()
     try:  # the stage's table flags become --set overrides after the user's own: one load, validated once
         args.overrides = [*args.overrides, *flag_overrides(getattr(args, "config_flags", ()), args)]
         cfg = load_config(args.config, args.overrides)
