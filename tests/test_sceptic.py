@@ -162,3 +162,45 @@ def test_compare_and_rank_tables_carry_hac_psr_and_the_regime_split(tmp_path: Pa
     rank = run_rank(cfg, pc, replace(rc, tickers=("AAPL", "GOOG", "IBM", "MSFT"), output_dir=str(tmp_path / "rk"),
                                      rank_fraction=0.25), ("momentum",))
     assert all("sharpe_hac" in c["interval"] and "psr_0" in c for c in rank.columns.values())
+
+
+def test_ladder_splits_by_regime_and_at_a_memorising_fake_rungs_cutoff(tmp_path: Path) -> None:
+    from fixtures_dataset import small_dataset_config
+
+    from alphasignal.dataset import build_dataset
+    from alphasignal.evaluation.classification import encode, one_hot
+    from alphasignal.evaluation.ladder import Rung, to_markdown, to_text
+    from alphasignal.market.data import load_from_config
+    from alphasignal.signals.evaluate import load_test_samples
+    from alphasignal.signals.ladder import evaluate_ladder
+    from alphasignal.signals.ladder_sceptic import sample_regimes
+
+    ds = small_dataset_config(tmp_path / "ds")
+    build_dataset(ds, quiet=True)
+    samples = load_test_samples(replace(Config(), dataset=ds))
+    ends = sorted({s.window_end for s in samples})
+    cutoff = ends[int(0.7 * len(ends))]
+    rng = np.random.default_rng(0)
+    fake = tuple(s.label if s.window_end <= cutoff else str(rng.choice(["BUY", "SELL", "HOLD"])) for s in samples)
+    memorising_fake = Rung("vlm", fake, one_hot(encode(fake)), "one-hot", "memorising fake")
+    cfg = replace(Config(), dataset=ds, pipeline=replace(Config().pipeline, provider="builtin", eval_bootstrap=200,
+                                                         chart_knowledge_cutoff=cutoff))
+    ladder, windows = evaluate_ladder(cfg, cfg.pipeline, "momentum", extra=[memorising_fake])
+    sc = ladder.sceptic
+    assert sum(g["n"] for g in sc["regimes"].values()) == len(windows)
+    # every window's regime by hand: its ticker's close at the window end over the close 63 bars before
+    hand = []
+    for w in windows:
+        close = load_from_config(ds, w.ticker)["Close"]
+        k = close.index.get_loc(pd.Timestamp(w.window_end))
+        ret = close.iloc[k] / close.iloc[k - 63] - 1 if k >= 63 else math.nan
+        hand.append("warm-up" if k < 63 else "bull" if ret > 0.05 else "bear" if ret < -0.05 else "sideways")
+    assert list(sample_regimes(cfg, windows)) == hand
+    assert {g: v["n"] for g, v in sc["regimes"].items()} == {g: hand.count(g) for g in set(hand)}
+    split = next(c for c in sc["cutoffs"] if c["rung"] == "vlm")
+    before, after = split["groups"]["before"]["rows"]["vlm"], split["groups"]["after"]["rows"]["vlm"]
+    assert before["accuracy"]["value"] == 1.0 and after["accuracy"]["value"] < 0.7
+    assert any("on or before the vlm rung's knowledge cut-off" in w for w in sc["warnings"])
+    md = to_markdown(ladder)
+    assert md.startswith("> **Warning:**") and "## Before / after the vlm rung's knowledge cut-off" in md
+    assert "## By market regime" in md and to_text(ladder).startswith("warning: ")

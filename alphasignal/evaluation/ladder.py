@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .classification import CLASSES, LOWER_IS_BETTER, METRICS, Interval, bootstrap_scores, encode
+from .splits import ladder_markdown, warning_markdown, warning_text
 
 RUNGS = ("majority", "momentum", "builtin", "cnn", "vlm")
 REFERENCE = "majority"
@@ -71,13 +72,15 @@ class Ladder:
     rows: dict[str, dict[str, Interval]]
     sources: dict[str, str]
     details: dict[str, str] = field(default_factory=dict)
+    sceptic: dict = field(default_factory=dict)  # by regime and knowledge cut-off (signals.ladder_sceptic)
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
         return {"samples": self.samples, "first_date": self.first_date, "last_date": self.last_date,
                 "label_counts": self.label_counts, "block_dates": self.block, "bootstrap": self.n_boot,
                 "seed": self.seed, "reference": REFERENCE, "sources": self.sources, "details": self.details,
-                "rows": {r: {m: vars(iv) for m, iv in row.items()} for r, row in self.rows.items()}}
+                "rows": {r: {m: vars(iv) for m, iv in row.items()} for r, row in self.rows.items()},
+                "sceptic": self.sceptic}
 
 
 def build_ladder(labels: Sequence[str], dates: Sequence[str], rungs: Sequence[Rung], *, block: int = 10,
@@ -156,7 +159,8 @@ def to_markdown(ladder: Ladder) -> str:
         cells = [f"{cell(iv.value, iv.lo, iv.hi)}<br>{p_text(name, m, iv)}" for m, iv in row.items()]
         label = name + (f" ({ladder.details[name]})" if name in ladder.details else "")
         lines.append(f"| {label} | {ladder.sources[name]} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+    splits = ladder_markdown(ladder.sceptic)
+    return warning_markdown(ladder.sceptic) + head + "\n".join(lines) + "\n" + ("\n" + splits if splits else "")
 
 
 def _header(ladder: Ladder) -> str:
@@ -199,7 +203,8 @@ def to_text(ladder: Ladder) -> str:
         lines.append(f"{TITLES[m]:<16}" + "".join(f"{cell(*_v(ladder.rows[n][m])):<{w}}" for n in names))
         lines.append(f"{'  vs ' + REFERENCE:<16}" + "".join(f"{p_text(n, m, ladder.rows[n][m]):<{w}}" for n in names))
     notes = [f"{n}: {d}" for n, d in ladder.details.items()]
-    return _header(ladder) + "\n".join(s.rstrip() for s in lines) + ("\n\n" + "; ".join(notes) if notes else "") + "\n"
+    tail = ("\n\n" + "; ".join(notes) if notes else "") + "\n"
+    return warning_text(ladder.sceptic) + _header(ladder) + "\n".join(s.rstrip() for s in lines) + tail
 
 
 def _v(iv: Interval) -> tuple[float, float, float]:

@@ -41,6 +41,7 @@ from ..evaluation.ladder import (
 from ..fileio import write_atomic
 from ..progress import progress_bar
 from .evaluate import ACTIONS, Sample, load_test_samples, train_label_counts
+from .ladder_sceptic import ladder_sceptic
 from .schemas import FinalDecision
 
 CNN_MODEL = "models/chart_cnn"  # the CNN rung's model folder (training.cnn_output_dir) unless vlm_provider is cnn
@@ -158,6 +159,7 @@ def evaluate_ladder(cfg: Config, pc: PipelineConfig, rungs: str | Sequence[str],
     made += list(extra)
     ladder = build_ladder([s.label for s in windows], [s.window_end for s in windows], made,
                           block=pc.eval_block, n_boot=pc.eval_bootstrap, seed=pc.eval_seed)
+    ladder = replace(ladder, sceptic=ladder_sceptic(cfg, pc, windows, made))
     return ladder, windows
 
 
