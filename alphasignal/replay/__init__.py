@@ -2,7 +2,9 @@
 
 Modules: ``news`` (validated news file, causal look-ups), ``journal`` (decisions committed as made),
 ``portfolio`` (the bar loop: fills, stops, sizing, costs), ``stats`` (metrics, intervals, buy & hold and random
-baselines, DSR), ``run`` (plan, decide, simulate), ``report`` (outputs). Imports nothing heavy.
+baselines, DSR), ``run`` (plan, decide, simulate), ``report`` (outputs); ``rungs`` (the ladder's rungs as
+decision-makers), ``compare`` (rungs side by side, and the rank portfolio over a universe: ``rank``) and
+``compare_report`` (their outputs). Imports nothing heavy.
 """
 
 import sys
