@@ -23,8 +23,9 @@ def read_only_uri(path: Path) -> str:
 
 def check_sqlite_file(path: Path, what: str, setting: str, error: type[AlphaSignalError],
                       ours: Callable[[sqlite3.Connection, set[str]], bool]) -> None:
-    """Raise ``error`` when ``path`` exists and is not an SQLite file, is corrupt, or holds tables that
-    ``ours(connection, table_names)`` does not recognise (another program's database). An empty file passes.
+    """Raise ``error`` when ``path`` exists and is not an SQLite file, is corrupt, or is another program's database:
+    schema objects but no tables (a view alone), or tables or an application_id that ``ours(connection,
+    table_names)`` does not recognise. Only an empty file (no schema objects, application_id 0) passes unclaimed.
     ``what`` names the file in the message and ``setting`` is the config key that moves it."""
     hint = f"{what} {str(path)!r}"
     try:
@@ -38,8 +39,12 @@ def check_sqlite_file(path: Path, what: str, setting: str, error: type[AlphaSign
                 ok = ro.execute("PRAGMA quick_check").fetchone()[0]
                 if ok != "ok":
                     raise error(f"{hint} is corrupt ({ok}): move it away or set {setting}")
-                tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if tables and not ours(ro, tables):
+                objects = dict(ro.execute("SELECT name, type FROM sqlite_master").fetchall())
+                tables = {name for name, kind in objects.items() if kind == "table"}
+                marked = ro.execute("PRAGMA application_id").fetchone()[0] != 0
+                # only a new empty file (no schema objects, no program's mark) is free to take; a view alone or
+                # another program's application_id with no tables is someone's file too
+                if (objects and not tables) or ((tables or marked) and not ours(ro, tables)):
                     raise error(f"{hint} is an SQLite file of another program: move it away or set {setting} to "
                                 "another path")
         finally:
