@@ -409,6 +409,20 @@ def test_ctrl_c_keeps_the_best_epoch_so_far(tiny, tmp_path, monkeypatch):
         "meta.json", "model.onnx", "model.pt", "model_card.md", "training_report.json"]
 
 
+def test_inference_never_imports_torch(tiny):
+    """The provider and a batch prediction in a fresh process: onnxruntime only."""
+    _, folder = tiny
+    code = ("import sys, numpy as np\n"
+            "from alphasignal.providers import get_provider\n"
+            f"p = get_provider('cnn', model={str(folder)!r})\n"
+            "bars = np.abs(np.random.default_rng(0).normal(100, 1, (4, 60, 5)))\n"
+            "bars[:, :, 1] = bars.max(2); bars[:, :, 2] = bars.min(2)\n"
+            "print(p.cnn().predict_bars(bars).shape, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(4,", "3)", "False"], out.stdout
+
+
 def test_config_accepts_cnn_and_checks_its_settings():
     from alphasignal.config import ConfigError, PipelineConfig
 
