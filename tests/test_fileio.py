@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -66,29 +64,6 @@ def test_bad_locations_are_one_line_usage_errors(tmp_path: Path) -> None:
     assert check_output_file(tmp_path / "fresh" / "out.json") == tmp_path / "fresh" / "out.json"
     assert not (tmp_path / "fresh").exists()  # a check creates nothing
     assert (tmp_path / "a_file").read_text() == "x"
-
-
-def _tmpfs(where: Path, options: str):
-    """Mount a real tmpfs (needs root, as on the project's machines and CI); yields the mount point."""
-    mnt = where / f"tmpfs-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-
-
-@pytest.fixture
-def full_disk(tmp_path: Path):
-    yield from _tmpfs(tmp_path, "size=64k")
-
-
-@pytest.fixture
-def read_only_fs(tmp_path: Path):
-    yield from _tmpfs(tmp_path, "ro,size=64k")
 
 
 def test_a_read_only_folder_is_refused_before_any_work(read_only_fs: Path) -> None:

@@ -5,6 +5,7 @@ while a new empty file is taken."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -55,3 +56,27 @@ def test_a_new_empty_file_is_taken(tmp_path, what):
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA application_id").fetchone()[0] != 0
     con.close()
+
+
+def _filled_tmpfs(mnt: Path) -> None:
+    """Fill a small tmpfs until one more byte does not fit."""
+    fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:  # no space left: full
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("fs", ["read_only_fs", "full_disk"])
+def test_a_history_that_cannot_be_created_is_one_error_and_leaves_no_file(fs, request):
+    mnt = request.getfixturevalue(fs)
+    if fs == "full_disk":
+        _filled_tmpfs(mnt)
+    before = sorted(p.name for p in mnt.iterdir())
+    with pytest.raises(AlphaSignalError, match="cannot be written") as info:
+        History(mnt / "h.sqlite")
+    assert "\n" not in str(info.value) and "optimizer.history_db" in str(info.value)
+    assert sorted(p.name for p in mnt.iterdir()) == before  # no h.sqlite, -wal or -shm left behind

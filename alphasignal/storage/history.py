@@ -12,6 +12,7 @@ records, in the JSON the history has always stored (older files open unchanged).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -86,24 +87,40 @@ class History:
     def __init__(self, path: str | Path, *, create: bool = True):
         """``create=False`` opens an existing database read-only (``mode=ro``: listing never writes)."""
         self.path = Path(path).expanduser()
-        if self.path.exists():
+        existed = self.path.exists()
+        if existed:
             self._check_existing()
         elif not create:
             raise HistoryError(f"no history database at {str(self.path)!r}: run python 06_multi_llm_optimize.py "
                                "first, or set optimizer.history_db")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         if not create:
             self.conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=10, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             return
-        self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        self.conn.executescript(_SCHEMA)
-        self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            # one transaction: the file holds the whole marked schema or nothing of it
+            self.conn.executescript(f"BEGIN IMMEDIATE; PRAGMA application_id={APPLICATION_ID}; {_SCHEMA}"
+                                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', "
+                                    f"'{SCHEMA_VERSION}'); COMMIT;")
+        except (sqlite3.Error, OSError) as exc:
+            self._abandon(created=not existed)
+            raise HistoryError(f"history database {str(self.path)!r} cannot be written ({exc}): free some space, "
+                               "fix the folder's permissions or set optimizer.history_db to another path") from None
+
+    def _abandon(self, created: bool) -> None:
+        """Close a connection that failed while opening; a file this call created goes, with its -wal and -shm."""
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+        if created:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):  # a read-only folder: nothing was created there
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def _check_existing(self) -> None:
         """Open read-only first, so a corrupt or foreign file is reported and never touched."""
