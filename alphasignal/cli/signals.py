@@ -85,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = cfg.pipeline
+    if args.replay and args.output:
+        raise UsageError("--output names one file; the replay writes a folder of files: use --set "
+                         "replay.output_dir=DIR (default results/replay)")
     if args.replay:  # --news-file here is the CSV/JSONL of timestamped headlines (replay.news_file)
         from ..market.universe import check_tickers
         from ..replay.run import replay_config, replay_to_files
