@@ -409,6 +409,38 @@ def test_ctrl_c_keeps_the_best_epoch_so_far(tiny, tmp_path, monkeypatch):
         "meta.json", "model.onnx", "model.pt", "model_card.md", "training_report.json"]
 
 
+def test_concurrent_requests_share_one_onnx_call(tiny, monkeypatch):
+    """Six charts asked at once (as --eval and --replay ask them): one batched prediction, the same answers as one
+    chart at a time."""
+    import asyncio
+
+    from alphasignal.charts.render import render_chart
+    from alphasignal.providers import get_provider
+    from alphasignal.providers.cnn import ChartCNN
+    from alphasignal.signals.schemas import TradingSignal
+
+    frame, folder = tiny
+    provider = get_provider("cnn", model=str(folder))
+    pngs = [render_chart(frame.iloc[k:k + 60], size=448) for k in range(100, 400, 50)]
+    one_by_one = [provider.structured(TradingSignal, "s", "The last close is 50.0000.", images=[p]).value
+                  for p in pngs]
+    sizes, real = [], ChartCNN.predict_bars
+
+    def counted(self, bars):
+        sizes.append(len(bars))
+        return real(self, bars)
+
+    monkeypatch.setattr(ChartCNN, "predict_bars", counted)
+
+    async def all_at_once():
+        return await asyncio.gather(*(provider.astructured(TradingSignal, "s", "The last close is 50.0000.",
+                                                           images=[p]) for p in pngs))
+
+    together = [r.value for r in asyncio.run(all_at_once())]
+    assert together == one_by_one
+    assert sizes == [6]
+
+
 def test_inference_never_imports_torch(tiny):
     """The provider and a batch prediction in a fresh process: onnxruntime only."""
     _, folder = tiny

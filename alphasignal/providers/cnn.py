@@ -212,6 +212,8 @@ class CNNProvider(Provider):
         super().__init__(str(folder), settings, role)
         self.folder = folder
         self._pending: list[tuple[Prepared, asyncio.Future]] = []
+        self._reading = 0  # async requests still reading their chart
+        self._scheduled = False
 
     def check(self) -> None:
         """Load and check the model folder now (one line, exit 2, when it is missing or wrong)."""
@@ -259,18 +261,24 @@ class CNNProvider(Provider):
         return signal_json(model, model.predict_bars(prep.bars[None])[0], prep.last_close, prep.atr, prep.relative)
 
     async def _acomplete(self, messages: Sequence[Message], json_schema: dict[str, Any], timeout: float) -> str:
-        """Read the chart in a worker thread, then score it together with the other requests waiting now."""
-        prep = await asyncio.to_thread(self.prepare, messages)
+        """Read the chart in a worker thread, then score it in one onnxruntime call with every request that has
+        read its chart by the time no request is still reading (stage 04 runs ``pipeline.concurrency`` at once)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-        self._pending.append((prep, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        self._reading += 1
+        try:
+            prep = await asyncio.to_thread(self.prepare, messages)
+            future: asyncio.Future = loop.create_future()
+            self._pending.append((prep, future))
+        finally:
+            self._reading -= 1
+            if self._pending and not self._scheduled and (self._reading == 0 or len(self._pending) >= 1024):
+                self._scheduled = True
+                loop.call_soon(self._flush)
         probs = await future
         return signal_json(self.cnn(), probs, prep.last_close, prep.atr, prep.relative)
 
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
+        batch, self._pending, self._scheduled = self._pending, [], False
         model = self.cnn()
         groups: dict[int, list[int]] = {}
         for i, (prep, _) in enumerate(batch):  # one call per bar count (charts of one run share it)
