@@ -17,7 +17,8 @@ temperature-calibrated probability as the confidence, the last close from the pr
 range is 20 % of the close), and a rationale that says what the model is and its probabilities.
 
 ``ChartCNN.predict_bars`` / ``predict_bitmaps`` score many windows in one onnxruntime call; concurrent requests
-of the async path (``--eval``, ``--replay``) are gathered into one call per event-loop turn.
+of the async path (``--eval``, ``--replay``: ``pipeline.concurrency`` at once) share one call once they have all
+read their charts.
 """
 
 from __future__ import annotations
