@@ -96,3 +96,10 @@ def test_stage_05_ends_with_one_error_line_when_the_strategy_exits(case, tmp_pat
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
     assert not out.exists()
+
+
+def test_a_strategy_file_without_strategy_names_the_classes_not_a_built_in(tmp_path):
+    path = _write(tmp_path)
+    with pytest.raises(UsageError, match=r"has no class 'MA_Crossover': name its strategy class with --strategy "
+                                         r"\(classes in it: Mine\)"):
+        load_strategy("MA_Crossover", str(path))

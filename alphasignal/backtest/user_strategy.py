@@ -26,6 +26,7 @@ series, or one that looks ahead only on series longer than it.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import inspect
 import os
@@ -167,6 +168,10 @@ def from_source(path: str, source: str, name: str, check: bool = True,
     that never returns is stopped after ``timeout`` s and code that ends its process ends the child, not the
     command. ``check=False`` skips it: for a copy unpickled from a process where the same source passed it."""
     if name in STRATEGIES:
+        classes = _class_names(source)
+        if name not in classes:  # e.g. --strategy-file without --strategy: the default built-in name
+            raise UsageError(f"strategy file {path} has no class {name!r}: name its strategy class with --strategy "
+                             f"(classes in it: {', '.join(classes) or 'none'})")
         raise UsageError(f"strategy {name!r} is a built-in name: rename your strategy class (--strategy)")
     loaded = REGISTRY.get(name)
     if loaded is not None and loaded.origin == (path, source):
@@ -174,6 +179,15 @@ def from_source(path: str, source: str, name: str, check: bool = True,
     if check:
         _check_in_child(path, source, name, timeout)
     return register(_build_source(path, source, name))
+
+
+def _class_names(source: str) -> list[str]:
+    """The top-level class names of a file's source (read without running it; [] if it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
 
 
 def _build_source(path: str, source: str, name: str) -> Strategy:
