@@ -352,6 +352,7 @@ class ReplayConfig:
     regime_window: int = 63  # regimes: bars of trailing equal-weight buy & hold return that class each date
     regime_up: float = 0.05  # ... bull above this trailing return
     regime_down: float = -0.05  # ... bear below this one; sideways between
+    audit_n: int = 20  # --audit: decision dates sampled (seeded) and re-decided under each perturbation
 
     def __post_init__(self) -> None:
         _check(len(self.tickers) > 0, "replay.tickers is empty: name at least one, e.g. --tickers AAPL,GOOG")
@@ -390,6 +391,7 @@ class ReplayConfig:
         _check(self.regime_window >= 2 and self.regime_down < self.regime_up,
                f"replay.regime_window={self.regime_window} must be >= 2 and replay.regime_down="
                f"{self.regime_down:g} < replay.regime_up={self.regime_up:g}")
+        _check(1 <= self.audit_n <= 10_000, f"replay.audit_n={self.audit_n} must be 1..10,000 decision dates")
         _check(0 < self.rank_fraction <= 0.5, f"replay.rank_fraction={self.rank_fraction:g} must be in (0, 0.5]: "
                "the share of ranked tickers in each leg, e.g. 0.1 for deciles")
 

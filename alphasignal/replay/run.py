@@ -88,7 +88,10 @@ def load_data(tickers: tuple[str, ...], ds: DatasetConfig, rc: ReplayConfig) -> 
     frames, notes = {}, []
     for t, df in load_frames(tickers, ds, None, rc.end or None).items():  # a long-format file's tickers too
         if not (df.index >= pd.Timestamp(rc.start)).any():
-            notes.append(f"{t}: no bars from {rc.start} on (its data ends {df.index[-1].date()}): left out")
+            where = (f"no bars in {rc.start}..{rc.end} (no trading day in it; the last bar before is "
+                     f"{df.index[-1].date()})" if rc.end else f"no bars from {rc.start} on (its data ends "
+                     f"{df.index[-1].date()})")
+            notes.append(f"{t}: {where}: left out")
             continue
         frames[t] = df
     if not frames:
