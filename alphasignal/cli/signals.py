@@ -80,11 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "when there are headlines.")
     add_flags(parser, "signals", ["--tickers", "--start", "--end", "--every"], container=rp)
     add_flags(parser, "signals", ["--tickers-file", "--portfolio"], container=rp)
+    rp.add_argument("--audit", action="store_true", help="re-decide a seeded sample of replay.audit_n dates with the "
+                    "news removed, swapped or name-masked, the chart mirrored and the prices rebased; report how "
+                    "often each changes the decision (audit.md in replay.output_dir)")
 
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Dispatch on the mode; returns the exit code."""
     pc = cfg.pipeline
+    if args.audit and not args.replay:
+        raise UsageError("--audit goes with --replay: e.g. --replay --audit --tickers AAPL --start 2016-01-01")
     if args.replay and args.output:
         raise UsageError("--output names one file; the replay writes a folder of files: use --set "
                          "replay.output_dir=DIR (default results/replay)")
@@ -93,6 +98,12 @@ def main(args: argparse.Namespace, cfg: Config) -> int:
         from ..replay.run import replay_config, replay_to_files
 
         check_tickers(cfg.replay.tickers, cfg.dataset, "the replay's tickers (--tickers / --tickers-file)")
+        if args.audit:
+            from ..replay.audit import run_audit
+
+            _, text, path = run_audit(cfg, pc, replay_config(cfg), quiet=args.quiet)
+            print(f"{text}\nwrote {path}")
+            return 0
         if pc.compare or cfg.replay.portfolio == "rank":  # rungs side by side, or a rank portfolio
             from ..replay.compare_report import compare_command
 
