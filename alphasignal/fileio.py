@@ -14,7 +14,7 @@ import importlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from .errors import UsageError
@@ -54,16 +54,15 @@ def refuse_special(path: str | Path, what: str = "output") -> None:
                          "of a new or ordinary file")
 
 
-def write_atomic(path: str | Path, data: str | bytes | Callable[[str], object], *, mode: int = FILE_MODE) -> Path:
-    """Write ``data`` (text, bytes, or a function that writes to the temp path it is given) to ``path`` so that
-    readers never see a partial file; creates the parent folder. Returns ``path``. An existing ``path`` that is
-    not a regular file (device, FIFO, symlink) is refused, not replaced."""
-    path = Path(path)
-    refuse_special(path)
-    tmp = None
+Data = str | bytes | Callable[[str], object]  # text, bytes, or a function that writes to the temp path it is given
+
+
+def _write_temp(path: Path, data: Data, mode: int) -> str:
+    """``data`` written to a new temp file beside ``path`` (creating the folder); returns its name. On failure
+    the temp file is gone and the error is raised."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         if callable(data):
             os.close(fd)
             data(tmp)
@@ -71,16 +70,44 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[str], object], 
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        tmp = None
-    except IsADirectoryError:
-        raise UsageError(f"output {str(path)!r} is a directory: give a file path") from None
-    except OSError as exc:
-        raise _os_error(path, exc) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
+    except BaseException:
+        if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+        raise
+    return tmp
+
+
+def write_atomic(path: str | Path, data: Data, *, mode: int = FILE_MODE) -> Path:
+    """Write ``data`` (text, bytes, or a function that writes to the temp path it is given) to ``path`` so that
+    readers never see a partial file; creates the parent folder. Returns ``path``. An existing ``path`` that is
+    not a regular file (device, FIFO, symlink) is refused, not replaced."""
+    return write_all({path: data}, mode=mode)[0]
+
+
+def write_all(files: Mapping[str | Path, Data], *, mode: int = FILE_MODE) -> list[Path]:
+    """Write several files so that they appear together or not at all: each is written to a temp file beside it
+    first, and only when every one is complete are they renamed into place (a full disk half-way leaves none of
+    them, and no temp file). Returns the paths."""
+    paths = [Path(p) for p in files]
+    for path in paths:
+        refuse_special(path)
+    temps: list[str] = []
+    current = paths[0] if paths else Path()
+    try:
+        for current, data in zip(paths, files.values(), strict=True):
+            temps.append(_write_temp(current, data, mode))
+        for current, tmp in zip(paths, temps, strict=True):
+            os.replace(tmp, current)
+        temps = []
+    except IsADirectoryError:
+        raise UsageError(f"output {str(current)!r} is a directory: give a file path") from None
+    except OSError as exc:
+        raise _os_error(current, exc) from None
+    finally:
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return paths
 
 
 def move_atomic(src: str | Path, dst: str | Path) -> Path:

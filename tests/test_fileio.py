@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alphasignal.errors import UsageError
-from alphasignal.fileio import check_output_dir, check_output_file, move_atomic, write_atomic
+from alphasignal.fileio import check_output_dir, check_output_file, move_atomic, write_all, write_atomic
 
 
 def test_text_bytes_and_writer_functions_land_whole_with_mode_0644(tmp_path: Path) -> None:
@@ -103,3 +103,12 @@ def test_an_existing_output_that_is_not_a_regular_file_is_refused_and_left_as_it
         assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), kind
     assert (tmp_path / "users_file.txt").read_text() == "the user's own words"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_group_of_files_appears_together_or_not_at_all(full_disk: Path) -> None:
+    big = b"x" * (200 * 1024)  # more than the 64 KiB tmpfs holds
+    with pytest.raises(UsageError, match=r"report\.md.*(No space|space)"):
+        write_all({full_disk / "decisions.jsonl": "{}\n", full_disk / "report.md": big})
+    assert list(full_disk.iterdir()) == []  # neither the first file nor any temp file
+    written = write_all({full_disk / "a.txt": "a", full_disk / "b.txt": b"b"})
+    assert [p.read_text() for p in written] == ["a", "b"]

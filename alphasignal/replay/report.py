@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..fileio import write_atomic
+from ..fileio import write_all
 from .outcome import Outcome
 from .sceptic import markdown as sceptic_markdown
 from .sceptic import warning_lines
@@ -131,20 +131,21 @@ def decisions_jsonl(o: Outcome) -> str:
 
 
 def write_outputs(o: Outcome, out: Path) -> dict[str, Path]:
-    """Write every output (each atomically); returns their paths."""
+    """Write every output together (:func:`write_all`: all of them or none; the journal keeps the decisions);
+    returns their paths."""
     import matplotlib.pyplot as plt
 
     paths = {"decisions": out / "decisions.jsonl", "trades": out / "trades.csv", "equity": out / "equity.csv",
              "report": out / "replay_report.md", "plot": out / "replay.png"}
-    write_atomic(paths["decisions"], decisions_jsonl(o))
-    write_atomic(paths["trades"], o.sim.trades.to_csv(index=False, float_format="%.6g"))
-    write_atomic(paths["equity"], equity_frame(o).to_csv(index=False, float_format="%.6g"))
     fig = figure(o)
     try:
-        write_atomic(paths["plot"], lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+        write_all({paths["decisions"]: decisions_jsonl(o),
+                   paths["trades"]: o.sim.trades.to_csv(index=False, float_format="%.6g"),
+                   paths["equity"]: equity_frame(o).to_csv(index=False, float_format="%.6g"),
+                   paths["plot"]: lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"),
+                   paths["report"]: markdown(o)})
     finally:
         plt.close(fig)
-    write_atomic(paths["report"], markdown(o))
     return paths
 
 
