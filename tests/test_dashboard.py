@@ -15,11 +15,11 @@ import pytest
 from fixtures_dashboard import dashboard_config
 from streamlit.testing.v1 import AppTest
 
+from alphasignal.config import Config, load_config
 from alphasignal.dashboard import data
 from alphasignal.dashboard.equity import run_config
 from alphasignal.dashboard.paths import PathRefused, Roots, find_files, guard
 from alphasignal.errors import UsageError
-from alphasignal.config import Config, load_config
 
 VIEWS = Path(__file__).resolve().parents[1] / "alphasignal" / "dashboard" / "views"
 APP = VIEWS.parent / "app.py"
@@ -295,6 +295,28 @@ def test_signals_page_browses_real_replay_results(dashboard_project):
     assert f"Trades ({len(trades)})" in _text(at) and "Equity and drawdown" in _text(at)
     assert at.selectbox(key="replay_dir").value == str(root / "results" / "replay")
     assert len(at.dataframe[-1].value) == len(trades)
+
+
+def test_signals_page_shows_the_rungs_traded_side_by_side(tmp_path):
+    import dataclasses
+
+    from alphasignal.replay.compare import run_compare
+    from alphasignal.replay.compare_report import write_compare
+
+    cfg = dashboard_config(tmp_path)
+    at = _page("signals", cfg)
+    _clean(at)
+    assert "no rungs traded yet" in _text(at)
+    out = tmp_path / "results" / "cmp"
+    rc = dataclasses.replace(cfg.replay, tickers=("AAPL",), start="2019-06-01", end="2019-12-31", every=5,
+                             random_runs=2, bootstrap=100, fsync=False, output_dir=str(out))
+    write_compare(run_compare(cfg, cfg.pipeline, rc, ("momentum",)), out)  # the real outputs of --replay --compare
+    at = _page("signals", cfg)
+    _clean(at)
+    assert at.selectbox(key="rungs_csv").value == str(out / "compare_equity.csv")
+    text = _text(at)
+    assert "rungs compared: AAPL" in text and "| metric | momentum | buy & hold | random |" in text
+    assert "![" not in text
 
 
 def test_dataset_page_distribution_sample_and_missing_image(dashboard_project, tmp_path):

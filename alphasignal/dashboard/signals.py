@@ -23,13 +23,16 @@ def _pipeline(pipeline_cfg: object) -> SignalPipeline:
 def render() -> None:
     """Draw the page."""
     st.title("Signals")
-    tab_run, tab_ladder, tab_replay = st.tabs(["Run the pipeline", "Ladder", "Replay results"])
+    tab_run, tab_ladder, tab_replay, tab_rungs = st.tabs(["Run the pipeline", "Ladder", "Replay results",
+                                                          "Rungs traded"])
     with tab_run:
         common.guarded(_run_tab)
     with tab_ladder:
         common.guarded(_ladder_tab)
     with tab_replay:
         common.guarded(_replay_tab)
+    with tab_rungs:
+        common.guarded(_rungs_tab)
 
 
 def _run_tab() -> None:
@@ -100,7 +103,8 @@ def _replay_tab() -> None:
         default = str(guard(cfg.dashboard.replay_dir or cfg.replay.output_dir, r))
     except PathRefused:  # replay.output_dir outside the roots: look in the results root
         default = str(r["results"] / "replay")
-    found = [str(f.parent) for f in find_files(r, ["results"], ["equity.csv"])]
+    found = list(dict.fromkeys(str(f.parent) for f in find_files(r, ["results"], ["equity.csv"])
+                               if f.name == "equity.csv"))  # not compare_equity.csv / rank_equity.csv
     if default not in found and not (Path(default) / "equity.csv").is_file():
         if not found:
             st.info(f"no replay results yet (no equity.csv under {str(r['results'])!r}): run python "
@@ -126,6 +130,27 @@ def _replay_tab() -> None:
     shown = trades[trades["ticker"].astype(str) == ticker] if ticker else trades
     _trades_on_price(shown, ticker, cfg)
     st.dataframe(shown, hide_index=True, width="stretch")
+
+
+def _rungs_tab() -> None:
+    """The table and equity curves written by ``--replay --compare`` or ``--portfolio rank`` (read-only)."""
+    r = common.roots()
+    found = [str(f) for f in find_files(r, ["results"], ["compare_equity.csv", "rank_equity.csv"])]
+    if not found:
+        st.info(f"no rungs traded yet (no compare_equity.csv or rank_equity.csv under {str(r['results'])!r}): run "
+                "python 04_signal_pipeline.py --replay --compare momentum,builtin (or --portfolio rank "
+                "--tickers-file FILE); see docs/universe.md")
+        return
+    path = guard(st.selectbox("Comparison", found, key="rungs_csv"), r)
+    report = confined(path.with_name(path.name.removesuffix("_equity.csv") + ".md"), path.parent)
+    if report.is_file():  # the table and how it was made; the PNG is the chart below
+        lines = report.read_text(encoding="utf-8").splitlines()
+        st.subheader(lines[0].lstrip("# ") if lines else path.parent.name)
+        st.markdown("\n".join(line for line in lines[1:] if not line.startswith("![")))
+    eq = pd.read_csv(path)
+    eq = eq.iloc[:: max(1, -(-len(eq) // common.settings().dashboard.max_points))]
+    st.subheader("Equity (start = initial cash)")
+    st.line_chart(eq, x="date", y=[c for c in eq.columns if c != "date"], height=320)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
