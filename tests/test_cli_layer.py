@@ -60,6 +60,16 @@ def test_nothing_below_the_cli_layer_imports_it_or_argparse(path):
     assert "argparse" not in imported, f"{path.relative_to(ROOT)} imports argparse: flags belong in alphasignal/cli/"
 
 
+@pytest.mark.parametrize("path", [p for p in BELOW_CLI if p.name != "progress.py"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_below_the_cli_layer_prints(path):
+    """Stage output is printed by alphasignal/cli/; below it only progress.py writes (its bar and status lines)."""
+    calls = [f"line {n.lineno}: {ast.unparse(n.func)}(...)" for n in ast.walk(ast.parse(path.read_text("utf-8")))
+             if isinstance(n, ast.Call) and (getattr(n.func, "id", None) in ("print", "Console")
+                                              or getattr(n.func, "attr", None) == "Console")]
+    assert calls == [], f"{path.relative_to(ROOT)} prints ({calls}): return the result, print it in alphasignal/cli/"
+
+
 def test_no_sys_path_edits_anywhere():
     sources = [*ROOT.glob("*.py"), *PACKAGE.rglob("*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("tests/*.py"),
                *ROOT.glob("examples/*.py")]
