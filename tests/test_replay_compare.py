@@ -86,6 +86,12 @@ def test_rank_portfolio_over_an_offline_universe(tmp_path: Path) -> None:
     np.testing.assert_allclose(long_only.equity["momentum long"], o.equity["momentum long"])
 
 
+def test_a_rank_portfolio_of_one_ticker_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="at least 2 tickers"):
+        run_rank(_cfg(), PC, _rc(tmp_path / "one", tickers=("AAPL",)), ("momentum",))
+    assert not (tmp_path / "one").exists()
+
+
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "04_signal_pipeline.py"), *args], cwd=cwd, env=env,
