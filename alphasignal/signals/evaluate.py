@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import Config, PipelineConfig
 from ..errors import UsageError
+from ..evaluation.metrics import sharpe
 from ..fileio import write_atomic
 from ..progress import progress_bar
 from .demo import DATASET_FILE, sample_image
@@ -133,8 +134,8 @@ def follow_the_signal(pred: list[str], forward: list[float], horizon: int) -> di
     """Hold +1/-1/0 per sample for ``horizon`` bars: Sharpe (annualised), hit rate over trades, total return."""
     r = np.array([_POSITION[a] for a in pred]) * np.array(forward)
     trades = np.array([a != "HOLD" for a in pred])
-    sd = r.std(ddof=1) if len(r) > 1 else 0.0
-    return {"sharpe": float(r.mean() / sd * math.sqrt(252 / horizon)) if sd > 0 else 0.0,
+    sr = float(sharpe(r, 252 / horizon))
+    return {"sharpe": sr if math.isfinite(sr) else 0.0,
             "hit_rate": float(np.mean(r[trades] > 0)) if trades.any() else 0.0,
             "total_return": float(np.prod(1 + r) - 1), "trades": int(trades.sum())}
 
