@@ -204,3 +204,19 @@ def test_ladder_splits_by_regime_and_at_a_memorising_fake_rungs_cutoff(tmp_path:
     md = to_markdown(ladder)
     assert md.startswith("> **Warning:**") and "## Before / after the vlm rung's knowledge cut-off" in md
     assert "## By market regime" in md and to_text(ladder).startswith("warning: ")
+
+
+def test_cutoffs_come_from_the_setting_then_the_model_and_the_builtin_engine_has_none() -> None:
+    from types import SimpleNamespace
+
+    from alphasignal.replay.sceptic import cutoffs_of
+
+    def fake_provider(name: str, builtin: bool = False, own: str = "") -> SimpleNamespace:  # a provider's attributes
+        return SimpleNamespace(name=name, model=f"{name}-model", is_builtin=builtin, knowledge_cutoff=own)
+
+    cnn_and_builtin = SimpleNamespace(vlm=fake_provider("cnn", own="2010-05-03"), llm=fake_provider("builtin", True))
+    assert cutoffs_of(cnn_and_builtin, "", "") == [Cutoff("chart", "cnn cnn-model", "2010-05-03",
+                                                          "its training data's last date")]
+    assert cutoffs_of(cnn_and_builtin, "2011-01-31", "")[0].date == "2011-01-31"
+    llm = SimpleNamespace(vlm=fake_provider("builtin", True), llm=fake_provider("ollama"))
+    assert cutoffs_of(llm, "", "") == [Cutoff("news", "ollama ollama-model", "", "not set")]
