@@ -156,6 +156,9 @@ class TrainingConfig:
     max_seq_length: int = 2048
     eval_samples: int = 20
     eval_max_new_tokens: int = 160  # a TradingSignal answer is ~60-100 tokens
+    # after training, the ladder: these rungs beside the fine-tuned model on the test split (empty: no ladder)
+    ladder: tuple[str, ...] = ("majority", "momentum", "builtin")
+    ladder_samples: int = 0  # at most this many test windows in the ladder (0 = all; the model answers each)
     seed: int = 3407
     dataset_path: str = "dataset/training_data.jsonl"
     output_dir: str = "models"
@@ -196,6 +199,11 @@ class TrainingConfig:
         _check(self.max_seq_length >= 256, "training.max_seq_length must be >= 256 (a chart alone takes ~100+ tokens)")
         _check(self.eval_samples >= 0 and self.eval_max_new_tokens > 0,
                "training.eval_samples must be >= 0 and training.eval_max_new_tokens > 0")
+        rungs = ("majority", "momentum", "builtin", "cnn", "vlm")  # alphasignal.evaluation.ladder.RUNGS
+        unknown = [r for r in self.ladder if r not in rungs]
+        _check(not unknown, f"training.ladder: unknown rung {', '.join(map(repr, unknown))}: use a comma-separated "
+               f"list of {', '.join(rungs)} (the fine-tuned model is the vlm rung)")
+        _check(self.ladder_samples >= 0, "training.ladder_samples must be >= 0 (0 = every test window)")
         _check(bool(self.target_modules), "training.target_modules is empty: name the layers LoRA adapts, e.g. q_proj")
         _check(self.gguf_quantization.lower() in self.GGUF_TYPES,
                f"training.gguf_quantization={self.gguf_quantization!r} is invalid: use one of "
@@ -310,7 +318,8 @@ class PipelineConfig:
         _check(not unknown, f"--compare (pipeline.compare): unknown rung {', '.join(map(repr, unknown))}: use a "
                f"comma-separated list of {', '.join(rungs)}")
         _check(self.momentum_hold >= 0, "pipeline.momentum_hold must be >= 0 (0 = the momentum rung never holds)")
-        _check(self.eval_bootstrap >= 100, "pipeline.eval_bootstrap must be >= 100 resamples")
+        _check(100 <= self.eval_bootstrap <= MAX_BOOTSTRAP,
+               f"pipeline.eval_bootstrap must be 100..{MAX_BOOTSTRAP:,} resamples")
         _check(self.eval_block >= 1, "pipeline.eval_block must be >= 1 window-end date")
 
 
