@@ -21,8 +21,8 @@ from alphasignal.backtest import (
     validate_params,
 )
 from alphasignal.backtest.xp import gpu_status, resolve
-from alphasignal.errors import UsageError
 from alphasignal.config import SweepConfig
+from alphasignal.errors import UsageError
 
 GPU_OK, GPU_WHY = gpu_status()
 ENGINES = ["numba", "numpy", pytest.param("cupy", marks=pytest.mark.skipif(not GPU_OK, reason=GPU_WHY))]

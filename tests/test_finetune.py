@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, has_module
 
+from alphasignal.config import TrainingConfig
 from alphasignal.errors import UsageError
 from alphasignal.finetune.data import IGNORE_INDEX, load_samples, parse_answer, score_generations
 from alphasignal.finetune.export import OLLAMA_TEMPLATE, ExportPlan, Modelfile, build_modelfile
 from alphasignal.prompts import load_prompt
 from alphasignal.signals.schemas import TradingSignal
-from alphasignal.config import TrainingConfig
 
 needs_torch = pytest.mark.skipif(not (has_module("torch") and has_module("peft")),
                                  reason="needs the fine-tuning extra: pip install -r requirements-finetune.txt")

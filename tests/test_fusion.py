@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from alphasignal.config import ConfigError, PipelineConfig, load_config
 from alphasignal.signals.fusion import fuse
 from alphasignal.signals.schemas import DEFAULT_MIN_INTENSITY, FinalDecision, NewsSentiment, TradingSignal, VlmSignalOut
-from alphasignal.config import ConfigError, PipelineConfig, load_config
 
 CFG = PipelineConfig()
 

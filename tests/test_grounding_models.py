@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from alphasignal.config import PipelineConfig
 from alphasignal.errors import ModelError
 from alphasignal.grounding import is_grounded
 from alphasignal.prompts import load_prompt
 from alphasignal.providers import ProviderSettings, get_provider
 from alphasignal.signals.schemas import NewsSentiment
-from alphasignal.config import PipelineConfig
 
 pytestmark = pytest.mark.slow
 

@@ -21,6 +21,7 @@ import pytest
 from test_call_cache import _smashed
 
 from alphasignal.charts.render import render_chart, render_key
+from alphasignal.config import DatasetConfig, PipelineConfig, ReplayConfig
 from alphasignal.fileio import source_digest
 from alphasignal.providers import CacheError, get_provider
 from alphasignal.replay.journal import Journal
@@ -29,7 +30,6 @@ from alphasignal.replay.run import ReplayData, chart_png, decide_all, decision_t
 from alphasignal.signals.engines import register_builtin_engines
 from alphasignal.signals.pipeline import CHART_PROMPT, SignalPipeline
 from alphasignal.signals.schemas import TradingSignal
-from alphasignal.config import DatasetConfig, PipelineConfig, ReplayConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DS = DatasetConfig()

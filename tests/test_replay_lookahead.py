@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from alphasignal.config import DatasetConfig, PipelineConfig, ReplayConfig
 from alphasignal.replay.journal import Journal
 from alphasignal.replay.news import NewsIndex
 from alphasignal.replay.run import ReplayData, decide_all, decision_times, fingerprint, plan_jobs, simulate_records
 from alphasignal.signals.pipeline import SignalPipeline
-from alphasignal.config import DatasetConfig, PipelineConfig, ReplayConfig
 
 N_BARS, N_DECISIONS = 150, 16
 PC = PipelineConfig(provider="builtin")

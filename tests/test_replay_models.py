@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from fixtures_llm import SMOLLM2_OLLAMA_NAME, start_ollama_compat
 
+from alphasignal.config import Config, PipelineConfig, ReplayConfig
 from alphasignal.errors import ModelError
 from alphasignal.replay.report import write_outputs
 from alphasignal.replay.run import run_replay
-from alphasignal.config import Config, PipelineConfig, ReplayConfig
 
 DAYS = pd.bdate_range("2012-06-01", "2012-06-15")
 

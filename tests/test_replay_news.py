@@ -116,8 +116,8 @@ def test_journal_drops_a_torn_last_line_and_rejects_corruption(tmp_path) -> None
 
 
 def test_a_decision_sees_the_headlines_before_its_decision_time(tmp_path, goog) -> None:
-    from alphasignal.replay.run import ReplayData, news_text
     from alphasignal.config import ReplayConfig
+    from alphasignal.replay.run import ReplayData, news_text
 
     news = load_news(_csv(tmp_path, "timestamp,ticker,headline\n2012-03-05T13:00:00Z,GOOG,first\n"
                                     "2012-03-06T21:30:00Z,GOOG,after the close\n"

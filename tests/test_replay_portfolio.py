@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphasignal.replay.portfolio import Signal, simulate
 from alphasignal.config import ReplayConfig
+from alphasignal.replay.portfolio import Signal, simulate
 
 DATES = pd.bdate_range("2024-01-01", periods=6)
 

@@ -88,8 +88,8 @@ def test_the_meter_stops_on_the_token_budget_and_counts_what_the_run_sent() -> N
 def test_max_calls_stops_cleanly_keeps_what_is_done_and_the_next_run_continues(tmp_path) -> None:
     from dataclasses import replace
 
-    from alphasignal.replay.run import run_replay
     from alphasignal.config import Config, PipelineConfig, ReplayConfig
+    from alphasignal.replay.run import run_replay
 
     cfg = Config()
     cfg = replace(cfg, dataset=replace(cfg.dataset, source="offline"))

@@ -15,10 +15,10 @@ from conftest import ROOT
 from fixtures_llm import SMOLLM2_OLLAMA_NAME, find_port
 
 from alphasignal.cli import run_stage
+from alphasignal.config import load_config
 from alphasignal.finetune.export import ExportPlan, build_modelfile
 from alphasignal.prompts import load_prompt
 from alphasignal.serving import vllm_command
-from alphasignal.config import load_config
 
 
 def _script():

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from fixtures_llm import SMOLLM2_OLLAMA_NAME, SMOLLM2_OPENAI_NAME
 
+from alphasignal.config import PipelineConfig
 from alphasignal.errors import ModelError
 from alphasignal.providers import BuiltinProvider, Provider, get_provider
 from alphasignal.signals.pipeline import SignalPipeline, make_item
 from alphasignal.signals.schemas import FinalDecision, TradingSignal
-from alphasignal.config import PipelineConfig
 
 pytestmark = pytest.mark.slow
 

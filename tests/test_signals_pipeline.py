@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from alphasignal.config import Config, PipelineConfig
 from alphasignal.errors import UsageError
 from alphasignal.fileio import write_atomic
 from alphasignal.providers import BuiltinProvider
 from alphasignal.signals.inputs import load_image, prepare_news, read_news_file, sha256
 from alphasignal.signals.pipeline import SignalPipeline, read_manifest
 from alphasignal.signals.schemas import DEFAULT_MIN_INTENSITY, FinalDecision, NewsSentiment, TradingSignal
-from alphasignal.config import Config, PipelineConfig
 
 CFG = PipelineConfig(provider="builtin")
 NEWS = "Apple beats estimates and raises guidance; shares up 5%."

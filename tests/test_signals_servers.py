@@ -18,9 +18,9 @@ import pytest
 from fixtures_llm import start_ollama_compat
 from PIL import Image
 
+from alphasignal.config import PipelineConfig
 from alphasignal.signals.pipeline import SignalPipeline, make_item
 from alphasignal.signals.schemas import FinalDecision
-from alphasignal.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = {"action": "SELL", "confidence": 0.5, "entry_price": 100.0, "stop_loss": 103.0, "take_profit": 94.0,

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from alphasignal.agents import space
 from alphasignal.backtest import METRICS, backtest, positions, run_sweep, validate_params, walk_forward_optimize
 from alphasignal.backtest.user_strategy import load_strategy
-from alphasignal.errors import UsageError
 from alphasignal.config import SweepConfig
+from alphasignal.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 MA_FILE = ROOT / "examples" / "ma_crossover_user.py"

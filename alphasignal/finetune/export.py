@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
-
 from ..errors import UsageError
 
 # Ollama Go template for Qwen2.5-VL chat turns (images are placed by Ollama ahead of the user's text).

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainingConfig
-
 from ..errors import UsageError
 from .data import ChatEncoder, Sample, answer_loss, image_processor_class
 

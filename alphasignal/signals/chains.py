@@ -15,7 +15,6 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 
 from ..config import PipelineConfig
-
 from ..errors import AlphaSignalError
 from ..prompts import Prompt
 from ..providers import Provider, Reply

@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import PipelineConfig
-
 from .schemas import NewsSentiment, TradingSignal
 
 _DIRECTION = {"BUY": 1, "SELL": -1, "HOLD": 0, "BULLISH": 1, "BEARISH": -1, "NEUTRAL": 0}
