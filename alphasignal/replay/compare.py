@@ -29,13 +29,14 @@ from ..errors import UsageError
 from ..evaluation.metrics import periods_per_year, sharpe
 from ..evaluation.psr import table_extras
 from ..fileio import check_output_dir
+from ..signals.ladder import rung_pipeline
 from ..signals.pipeline import SignalPipeline
 from .journal import Journal
 from .outcome import Job, ReplayData
 from .portfolio import Signal, SimResult, simulate
 from .rank import RankResult, ic_summary, rebalance_dates, simulate_rank
 from .run import JOURNAL, decide_all, fingerprint, load_data, plan_jobs, signal_of
-from .rungs import momentum_decisions, p_up, rung_pipeline, score_frame
+from .rungs import momentum_decisions, p_up, score_frame
 from .sceptic import Cutoff, analyse, cutoffs_of
 from .stats import (
     bootstrap_interval,

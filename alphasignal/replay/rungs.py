@@ -15,7 +15,6 @@ The rungs are the ones ``--eval --compare`` scores (``alphasignal.signals.ladder
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from ..config import DatasetConfig, PipelineConfig
 from ..errors import UsageError
 from ..evaluation.ladder import RUNGS
 from ..market.indicators import atr
-from ..signals.ladder import CNN_MODEL, _model_of, _provider_of, momentum_actions
+from ..signals.ladder import momentum_actions
 from .outcome import Job, ReplayData
 from .portfolio import SIDE, Signal
 
@@ -51,12 +50,6 @@ def default_rungs(pc: PipelineConfig) -> tuple[str, ...]:
     builtin (``auto`` counts as builtin here: name ``--compare vlm`` to rank by a served model)."""
     chart = pc.vlm_provider or pc.provider
     return ("cnn",) if chart == "cnn" else ("builtin",) if chart in ("builtin", "auto") else ("vlm",)
-
-
-def rung_pipeline(name: str, pc: PipelineConfig, cnn_model: str = CNN_MODEL) -> PipelineConfig:
-    """The pipeline settings of a model rung: its chart provider and model as the ladder sets them (``cnn_model``:
-    the CNN rung's folder unless ``pc.vlm_provider`` is already cnn), the news model as configured."""
-    return replace(pc, vlm_provider=_provider_of(name, pc), vlm_model=_model_of(name, pc, cnn_model))
 
 
 def window_return(close: np.ndarray, i: int, window: int) -> float:

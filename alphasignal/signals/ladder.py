@@ -96,8 +96,7 @@ def model_rung(name: str, pc: PipelineConfig, samples: Sequence[Sample], quiet: 
     ``cnn_model`` is the CNN rung's model folder unless ``pc.vlm_provider`` is already ``cnn``."""
     from .pipeline import SignalPipeline, make_item
 
-    rpc = replace(pc, vlm_provider=_provider_of(name, pc), llm_provider="builtin", eval_news="none",
-                  vlm_model=_model_of(name, pc, cnn_model))
+    rpc = replace(rung_pipeline(name, pc, cnn_model), llm_provider="builtin", eval_news="none")
     pipe = SignalPipeline.from_config(rpc)
     if name == "vlm" and pipe.vlm.is_builtin:
         raise UsageError("the vlm rung found no vision model (the configuration resolves to the builtin reader): "
@@ -114,6 +113,12 @@ def model_rung(name: str, pc: PipelineConfig, samples: Sequence[Sample], quiet: 
     prob = from_confidence(encode(actions), [d.vlm_signal.confidence for d in decisions])
     detail = "charts/read.py" if pipe.vlm.is_builtin else f"{pipe.vlm.name} {pipe.vlm.model}"
     return Rung(name, actions, prob, "confidence", detail)
+
+
+def rung_pipeline(name: str, pc: PipelineConfig, cnn_model: str = CNN_MODEL) -> PipelineConfig:
+    """The pipeline settings of a model rung (the ladder's and the replay's): its chart provider and model
+    (``cnn_model``: the CNN rung's folder unless ``pc.vlm_provider`` is already cnn), the news model as set."""
+    return replace(pc, vlm_provider=_provider_of(name, pc), vlm_model=_model_of(name, pc, cnn_model))
 
 
 def _provider_of(name: str, pc: PipelineConfig) -> str:
