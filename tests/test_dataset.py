@@ -226,7 +226,7 @@ def test_resume_renders_damaged_charts_again(tmp_path):
 # ---- bad input: one line, exit 2 or 4, nothing written ----
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
-    (["--tickers", "ZZZZ", "--set", "dataset.source=offline"], 4, "ZZZZ: no offline data for this ticker"),
+    (["--tickers", "ZZZZ", "--set", "dataset.source=offline"], 2, "names ticker(s) with no offline data: ZZZZ"),
     (["--tickers", "GOOG", "--set", "dataset.source=offline", "--set", "dataset.start=2013-01-01",
       "--set", "dataset.window=200", "--set", "dataset.min_length=10"], 2, "too few for window 200 + horizon 5"),
     (["--set", "dataset.source=offline", "--set", "dataset.start=2030-01-01", "--set", "dataset.end=2031-01-01"], 4,
