@@ -82,10 +82,11 @@ def test_a_cluster_address_that_is_not_a_dask_scheduler_is_one_model_error(reply
 
 
 def test_a_cluster_address_where_nothing_listens_is_one_model_error():
-    with _Server(None) as server:
-        address = server.address
-    with pytest.raises(ModelError, match="cannot reach the Dask scheduler at tcp://127.0.0.1"):
-        probe_scheduler(address, 2.0)
+    with socket.socket() as bound:  # bound but not listening: the port is ours and refuses connections
+        bound.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{bound.getsockname()[1]}"
+        with pytest.raises(ModelError, match="cannot reach the Dask scheduler at tcp://127.0.0.1"):
+            probe_scheduler(address, 2.0)
 
 
 @pytest.mark.parametrize("spec", ["tcp://:::::", "tcp://host:port", "tcp://127.0.0.1:99999", "tcp://:8786"])
