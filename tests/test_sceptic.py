@@ -170,7 +170,7 @@ def test_ladder_splits_by_regime_and_at_a_memorising_fake_rungs_cutoff(tmp_path:
     from alphasignal.dataset import build_dataset
     from alphasignal.evaluation.classification import encode, one_hot
     from alphasignal.evaluation.ladder import Rung, to_markdown, to_text
-    from alphasignal.market.data import load_from_config
+    from alphasignal.market.universe import load_from_config
     from alphasignal.signals.evaluate import load_test_samples
     from alphasignal.signals.ladder import evaluate_ladder
     from alphasignal.signals.ladder_sceptic import sample_regimes

@@ -106,7 +106,7 @@ class BarSource:
 
     def frame(self, ticker: str) -> pd.DataFrame:
         if ticker not in self._frames:
-            from ..market.data import load_from_config
+            from ..market.universe import load_from_config
 
             self._frames[ticker] = load_from_config(self.market, ticker)
         return self._frames[ticker]

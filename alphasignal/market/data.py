@@ -77,22 +77,6 @@ def load_many(tickers: Sequence[str], start: str | None = None, end: str | None 
     return {t: load_ohlcv(t, start, end, interval, **kwargs) for t in tickers}
 
 
-def load_from_config(ds, ticker: str | None = None) -> pd.DataFrame:
-    """Load one ticker (the first configured one by default) with a ``DatasetConfig``'s settings; a long-format
-    ``csv_path`` (Date, Ticker, OHLCV) gives that ticker's rows."""
-    if ds.source == "csv" and ds.csv_path:
-        from dataclasses import replace
-
-        from .universe import is_long_table, load_universe  # universe builds on this module
-
-        if is_long_table(ds.csv_path):
-            frames = load_universe(replace(ds, tickers=(ticker,)) if ticker else ds)
-            return frames[ticker] if ticker else next(iter(frames.values()))
-    return load_ohlcv(ticker or ds.tickers[0], ds.start or None, ds.end or None, ds.interval, source=ds.source,
-                      cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
-                      min_length=ds.min_length, retries=ds.download_retries)
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet OHLCV file with a date column or index (column names case-insensitive)."""
     p = input_file(path, "data file", "check the path")

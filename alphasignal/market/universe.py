@@ -9,7 +9,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError, UsageError
-from .data import OFFLINE_SAMPLES, load_many, normalise_ohlcv, offline_tickers, slice_dates, validate_ohlcv
+from .data import (
+    OFFLINE_SAMPLES,
+    load_many,
+    load_ohlcv,
+    normalise_ohlcv,
+    offline_tickers,
+    slice_dates,
+    validate_ohlcv,
+)
 
 ALL = "*"  # dataset.tickers=* : every ticker of a long-format file
 _SYMBOL = re.compile(r"\^?[A-Za-z0-9][A-Za-z0-9.\-=_]{0,19}")  # Yahoo-style symbols: BRK-B, ^GSPC, EURUSD=X
@@ -93,6 +101,17 @@ def load_universe(ds) -> dict[str, pd.DataFrame]:
     return out
 
 
+def load_from_config(ds, ticker: str | None = None) -> pd.DataFrame:
+    """Load one ticker (the first configured one by default) with a ``DatasetConfig``'s settings; a long-format
+    ``csv_path`` (Date, Ticker, OHLCV) gives that ticker's rows."""
+    if ds.source == "csv" and ds.csv_path and is_long_table(ds.csv_path):
+        frames = load_universe(replace(ds, tickers=(ticker,)) if ticker else ds)
+        return frames[ticker] if ticker else next(iter(frames.values()))
+    return load_ohlcv(ticker or ds.tickers[0], ds.start or None, ds.end or None, ds.interval, source=ds.source,
+                      cache_dir=ds.cache_dir, csv_path=ds.csv_path, nan_policy=ds.nan_policy,
+                      min_length=ds.min_length, retries=ds.download_retries)
+
+
 def check_tickers(tickers: list[str] | tuple[str, ...], ds, what: str = "the universe") -> None:
     """Refuse, before any work, tickers the configured source cannot have: offline data that no installed package
     ships, or a long-format file with no rows for them (yfinance can only tell by downloading)."""
@@ -118,5 +137,5 @@ def load_frames(tickers: tuple[str, ...], ds, start: str | None, end: str | None
     return load_universe(replace(ds, tickers=tuple(tickers), start=start or "", end=end or "", min_length=1))
 
 
-__all__ = ["ALL", "check_tickers", "is_long_table", "load_frames", "load_universe", "read_tickers_file",
-           "split_long"]
+__all__ = ["ALL", "check_tickers", "is_long_table", "load_frames", "load_from_config", "load_universe",
+           "read_tickers_file", "split_long"]

@@ -74,7 +74,7 @@ def window_returns(cfg: Config, samples: Sequence[Sample]) -> list[float]:
     out = []
     for s in samples:
         if s.ticker not in closes:
-            from ..market.data import load_from_config
+            from ..market.universe import load_from_config
 
             closes[s.ticker] = load_from_config(cfg.dataset, s.ticker)["Close"]
         c = closes[s.ticker]

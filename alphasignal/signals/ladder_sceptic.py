@@ -26,7 +26,7 @@ from .evaluate import Sample
 
 def sample_regimes(cfg: Config, samples: Sequence[Sample]) -> np.ndarray:
     """The regime of each sample's window-end date (module doc)."""
-    from ..market.data import load_from_config
+    from ..market.universe import load_from_config
 
     rc = cfg.replay
     trailing: dict[str, pd.Series] = {}
