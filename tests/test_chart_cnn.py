@@ -203,6 +203,28 @@ def test_planted_pattern_is_learned(planted):
 
 
 @pytest.mark.slow
+def test_the_ladder_cnn_rung_is_the_model_on_each_windows_bars(planted):
+    """01 -> 02 --backend cnn -> 04 --eval --compare majority,cnn: the ladder scores the model's own calibrated
+    probabilities on the test windows' bars (>= 0.95 accuracy on the planted motif), equal to predict_bars."""
+    from alphasignal.config import Config
+    from alphasignal.finetune.cnn_data import BarSource, load_split, read_records
+    from alphasignal.providers.cnn import load_model
+    from alphasignal.signals.evaluate import load_test_samples
+    from alphasignal.signals.ladder import cnn_rung, evaluate_ladder
+
+    ds, frame, _, folder = planted
+    cfg = Config(dataset=ds, training=training(folder))
+    windows = load_test_samples(cfg)
+    rung = cnn_rung(cfg, cfg.pipeline, windows, str(folder))
+    test = load_split(read_records(Path(ds.output_dir) / "training_data.jsonl"), "test",
+                      BarSource(ds, {"SYN": frame}), "action")
+    assert [w.window_end for w in windows] == list(test.ends) and rung.prob_source == "model"
+    assert np.allclose(rung.prob, load_model(folder).predict_bars(test.bars), atol=1e-12)  # classes BUY, SELL, HOLD
+    ladder, _ = evaluate_ladder(cfg, cfg.pipeline, "majority,cnn")
+    assert ladder.rows["cnn"]["accuracy"].value >= 0.95 > ladder.rows["majority"]["accuracy"].value
+
+
+@pytest.mark.slow
 def test_shuffled_train_labels_learn_nothing(planted, tmp_path):
     """Labels replaced by labels independent of the windows (test labels kept): test accuracy is not above the
     majority's beyond its interval. Val's labels are replaced too: early stopping and the temperature choose on

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..config import Config, PipelineConfig
@@ -67,27 +68,51 @@ def momentum_rung(returns: Sequence[float], hold: float = 0.0) -> Rung:
                 f"sign of the window return, HOLD below {hold:g}" if hold else "sign of the window return")
 
 
-def window_returns(cfg: Config, samples: Sequence[Sample]) -> list[float]:
-    """Each window's return over the bars drawn (first to last close), from the market data the dataset was built
-    from; a close that does not match the dataset's entry price raises DataError (other data, other settings)."""
-    closes: dict[str, pd.Series] = {}
+def window_frames(cfg: Config, samples: Sequence[Sample]) -> list[pd.DataFrame]:
+    """Each window's bars (first to last bar drawn: what its chart shows) from the market data the dataset was
+    built from; a missing bar, or a close that does not match the dataset's entry price, raises DataError (other
+    data, other settings)."""
+    from ..market.universe import load_from_config
+
+    frames: dict[str, pd.DataFrame] = {}
     out = []
     for s in samples:
-        if s.ticker not in closes:
-            from ..market.universe import load_from_config
-
-            closes[s.ticker] = load_from_config(cfg.dataset, s.ticker)["Close"]
-        c = closes[s.ticker]
-        try:
-            first, last = float(c.loc[pd.Timestamp(s.window_start)]), float(c.loc[pd.Timestamp(s.window_end)])
-        except (KeyError, ValueError, TypeError):
+        if s.ticker not in frames:
+            frames[s.ticker] = load_from_config(cfg.dataset, s.ticker)
+        first, last = pd.Timestamp(s.window_start), pd.Timestamp(s.window_end)
+        part = frames[s.ticker].loc[first:last]
+        if part.empty or part.index[0] != first or part.index[-1] != last:
             raise DataError(f"the market data of {s.ticker} has no bar at {s.window_start} or {s.window_end}: run "
-                            "--eval with the dataset.* settings the dataset was built with") from None
-        if not math.isclose(last * s.price_scale, s.last_close, rel_tol=1e-5):
+                            "--eval with the dataset.* settings the dataset was built with")
+        if not math.isclose(float(part["Close"].iloc[-1]) * s.price_scale, s.last_close, rel_tol=1e-5):
             raise DataError(f"{s.ticker} {s.window_end}: the market data's close differs from the dataset's entry "
                             "price: run --eval with the dataset.* settings (source, csv_path) it was built with")
-        out.append(last / first - 1)
+        out.append(part)
     return out
+
+
+def window_returns(cfg: Config, samples: Sequence[Sample]) -> list[float]:
+    """Each window's return over the bars drawn (first to last close); see :func:`window_frames`."""
+    return [float(f["Close"].iloc[-1] / f["Close"].iloc[0] - 1) for f in window_frames(cfg, samples)]
+
+
+def cnn_rung(cfg: Config, pc: PipelineConfig, samples: Sequence[Sample], cnn_model: str = CNN_MODEL) -> Rung:
+    """The chart CNN on every window's own bars (the bars its chart draws), in one onnxruntime call: the model's
+    calibrated class probabilities, not a confidence spread over the other classes, and no PNG read back."""
+    from ..charts.bitmap import frame_bars
+    from ..providers.cnn import load_model
+
+    folder = _model_of("cnn", pc, cnn_model)
+    model = load_model(folder)
+    frames = window_frames(cfg, samples)
+    if len({len(f) for f in frames}) > 1:
+        raise DataError("the test windows have different lengths: rebuild the dataset with one dataset.window")
+    probs = model.predict_bars(np.stack([frame_bars(f) for f in frames]))
+    prob = np.zeros((len(samples), len(ACTIONS)))
+    for k, cls in enumerate(model.classes):  # BUY/SELL/HOLD, or up/down (then HOLD stays 0)
+        prob[:, ACTIONS.index({"up": "BUY", "down": "SELL"}.get(cls, cls))] = probs[:, k]
+    actions = tuple(ACTIONS[i] for i in prob.argmax(axis=1))
+    return Rung("cnn", actions, prob, "model", f"cnn {folder}")
 
 
 def model_rung(name: str, pc: PipelineConfig, samples: Sequence[Sample], quiet: bool = True,
@@ -159,6 +184,8 @@ def evaluate_ladder(cfg: Config, pc: PipelineConfig, rungs: str | Sequence[str],
             made.append(majority_rung(counts, len(windows)))
         elif name == "momentum":
             made.append(momentum_rung(window_returns(cfg, windows), pc.momentum_hold))
+        elif name == "cnn":
+            made.append(cnn_rung(cfg, pc, windows, getattr(cfg.training, "cnn_output_dir", CNN_MODEL)))
         else:
             made.append(model_rung(name, pc, windows, quiet, getattr(cfg.training, "cnn_output_dir", CNN_MODEL)))
     made += list(extra)
