@@ -487,3 +487,41 @@ def test_config_accepts_cnn_and_checks_its_settings():
             TrainingConfig(**bad)
     with pytest.raises(ConfigError):
         PipelineConfig(provider="cnn")  # the news call cannot run on a chart model
+
+
+def test_the_replay_cnn_rung_decides_on_each_bars_window_without_look_ahead(tiny):
+    """--replay --compare ...,cnn without news: the model on the ``dataset.window`` bars up to each decision, in
+    batched calls; its score orders by p(BUY) - p(SELL); changing every bar after t leaves the decision at t."""
+    from alphasignal.config import DatasetConfig, PipelineConfig
+    from alphasignal.providers.cnn import load_model
+    from alphasignal.replay.news import NewsIndex
+    from alphasignal.replay.outcome import Job, ReplayData
+    from alphasignal.replay.rungs import cnn_decisions
+
+    frame, folder = tiny
+    ds, pc = DatasetConfig(tickers=("SYN",), window=10), PipelineConfig()
+    bars = list(range(5, len(frame) - 1, 7))  # the first ones have fewer than 10 bars: no decision
+    jobs = [Job("SYN", b, str(frame.index[b].date()), f"k{b}") for b in bars]
+
+    def decide(f):
+        return cnn_decisions(ReplayData({"SYN": f}, NewsIndex(), {}), jobs, ds, pc, str(folder))
+
+    signals, scores = decide(frame)
+    model = load_model(folder)
+    from alphasignal.charts.bitmap import frame_bars
+
+    full = frame_bars(frame)
+    for b in bars:
+        if b < 9:
+            assert signals["SYN"][b].action == "" and scores[("SYN", b)] == 0.5
+            continue
+        p = model.predict_bars(full[None, b - 9:b + 1])[0]
+        assert scores[("SYN", b)] == pytest.approx(0.5 + 0.5 * (p[0] - p[1]), abs=1e-12)
+        assert signals["SYN"][b].action in ("BUY", "SELL", "HOLD")
+    cut = bars[len(bars) // 2]
+    moved = frame.copy()
+    moved.iloc[cut + 1:, :4] *= 1.7  # every later bar changed
+    later_signals, later_scores = decide(moved)
+    for b in (b for b in bars if b <= cut):
+        assert later_scores[("SYN", b)] == scores[("SYN", b)] and later_signals["SYN"][b] == signals["SYN"][b]
+    assert any(later_scores[("SYN", b)] != scores[("SYN", b)] for b in bars if b > cut)

@@ -36,7 +36,7 @@ from .outcome import Job, ReplayData
 from .portfolio import Signal, SimResult, simulate
 from .rank import RankResult, ic_summary, rebalance_dates, simulate_rank
 from .run import JOURNAL, decide_all, fingerprint, load_data, plan_jobs, signal_of
-from .rungs import momentum_decisions, p_up, score_frame
+from .rungs import cnn_decisions, momentum_decisions, p_up, score_frame
 from .sceptic import Cutoff, analyse, cutoffs_of
 from .stats import (
     bootstrap_interval,
@@ -93,6 +93,11 @@ def decide_rung(name: str, jobs: list[Job], data: ReplayData, cfg: Config, pc: P
     if name == "vlm" and pipe.vlm.is_builtin:
         raise UsageError("the vlm rung found no vision model (the configuration resolves to the builtin reader): "
                          "set --provider ollama|llamacpp|openai and start its server, or leave vlm out of --compare")
+    if name == "cnn" and not rc.news_file:  # no headlines to fuse: the model on the bars, not through a PNG
+        signals, scores = cnn_decisions(data, jobs, ds, rpc, rpc.vlm_model)
+        return RungRun(name, signals, scores, _cnn_detail(pipe, jobs[0].date) + "; decided on the bars", len(jobs),
+                       0, time.perf_counter() - t0, cutoffs_of(pipe, rpc.chart_knowledge_cutoff,
+                                                               rpc.news_knowledge_cutoff))
     fp = fingerprint(ds, rpc, rc, [f"{p.name}:{p.model}" for p in (pipe.vlm, pipe.llm)])
     keyed = {(j.ticker, j.bar): j for j in plan_jobs(data, ds, replace(rc, every=1), fp)}
     mine = [keyed[(j.ticker, j.bar)] for j in jobs]
@@ -104,17 +109,22 @@ def decide_rung(name: str, jobs: list[Job], data: ReplayData, cfg: Config, pc: P
                          "replay.max_tokens_total and run the same command again (decisions made are kept)")
     signals: dict[str, dict[int, Signal]] = {t: {} for t in data.frames}
     scores = {}
-    detail = pipe.vlm.name if pipe.vlm.model == pipe.vlm.name else f"{pipe.vlm.name} {pipe.vlm.model}"
-    if name == "cnn":
-        cutoff = str(pipe.vlm.cnn().meta.get("knowledge_cutoff") or "")
-        detail += f", trained on data to {cutoff or 'an unknown date'}"
-        if not cutoff or cutoff >= mine[0].date:
-            detail += f" (NOT before the first decision {mine[0].date}: in-sample there)"
+    detail = _cnn_detail(pipe, mine[0].date) if name == "cnn" else (
+        pipe.vlm.name if pipe.vlm.model == pipe.vlm.name else f"{pipe.vlm.name} {pipe.vlm.model}")
     for j in mine:
         signals[j.ticker][j.bar] = signal_of(records[j.key])
         scores[(j.ticker, j.bar)] = p_up(records[j.key])
     return RungRun(name, signals, scores, detail, meter.decisions, reused, time.perf_counter() - t0,
                    cutoffs_of(pipe, rpc.chart_knowledge_cutoff, rpc.news_knowledge_cutoff))
+
+
+def _cnn_detail(pipe: SignalPipeline, first: str) -> str:
+    """The cnn rung's model, the last date of its training data and whether the replay starts before it."""
+    cutoff = str(pipe.vlm.cnn().meta.get("knowledge_cutoff") or "")
+    detail = f"{pipe.vlm.name} {pipe.vlm.model}, trained on data to {cutoff or 'an unknown date'}"
+    if not cutoff or cutoff >= first:
+        detail += f" (NOT before the first decision {first}: in-sample there)"
+    return detail
 
 
 def _sharpe_of(r: np.ndarray, ppy: float) -> float:

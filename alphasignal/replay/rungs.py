@@ -83,6 +83,44 @@ def momentum_decisions(data: ReplayData, jobs: list[Job], ds: DatasetConfig, hol
     return signals, scores
 
 
+def cnn_decisions(data: ReplayData, jobs: list[Job], ds: DatasetConfig, pc: PipelineConfig, folder: str
+                  ) -> tuple[dict[str, dict[int, Signal]], dict[tuple[str, int], float]]:
+    """The cnn rung at every job from the bars its chart would draw (``ds.window`` bars up to the decision), in
+    batched onnxruntime calls -- no chart rendered and read back -- with the pipeline's rules for a chart signal
+    and no headlines: the model's TradingSignal (ATR levels), refused levels outside ``pipeline.max_level_*``,
+    fused with a neutral sentiment (so ``pipeline.hold_threshold`` applies). Score: ``0.5 + 0.5 (p(BUY) -
+    p(SELL))``, the model's own P(up) ordering."""
+    from ..charts.bitmap import frame_bars
+    from ..providers.cnn import load_model, signal_json
+    from ..signals.fusion import fuse
+    from ..signals.schemas import NewsSentiment, TradingSignal
+
+    model = load_model(folder)
+    bars = {t: frame_bars(df) for t, df in data.frames.items()}
+    atrs = {t: np.asarray(atr(b[:, 1], b[:, 2], b[:, 3], ds.atr_period)) for t, b in bars.items()}
+    usable = [j for j in jobs if j.bar >= ds.window - 1]
+    probs = np.concatenate([model.predict_bars(np.stack([bars[j.ticker][j.bar - ds.window + 1:j.bar + 1]
+                                                         for j in usable[i:i + 4096]]))
+                            for i in range(0, len(usable), 4096)]) if usable else np.zeros((0, 3))
+    neutral = NewsSentiment(sentiment="NEUTRAL", intensity=0.0)
+    col = {c: k for k, c in enumerate(model.classes)}
+    buy, sell = ("BUY", "SELL") if "BUY" in col else ("up", "down")
+    signals: dict[str, dict[int, Signal]] = {t: {} for t in data.frames}
+    scores: dict[tuple[str, int], float] = {}
+    for j in jobs:
+        signals[j.ticker][j.bar], scores[(j.ticker, j.bar)] = Signal(""), 0.5  # too few bars for a window
+    for j, pr in zip(usable, probs, strict=True):
+        close, a = float(bars[j.ticker][j.bar, 3]), float(atrs[j.ticker][j.bar])
+        ts = TradingSignal.model_validate_json(signal_json(model, pr, close, a, relative=False))
+        if ts.action != "HOLD" and ts.check_levels(a, pc.max_level_atr, pc.max_level_pct):
+            ts = TradingSignal(action="HOLD", confidence=ts.confidence, entry_price=ts.entry_price)
+        f = fuse(ts, neutral, pc)
+        signals[j.ticker][j.bar] = (Signal(f.action, f.confidence, ts.stop_loss, ts.take_profit) if f.action in SIDE
+                                    else Signal(f.action, f.confidence))
+        scores[(j.ticker, j.bar)] = 0.5 + 0.5 * float(pr[col[buy]] - pr[col[sell]])
+    return signals, scores
+
+
 def p_up(rec: dict[str, Any]) -> float:
     """P(up) of a journaled pipeline decision, from its chart signal (see the module doc)."""
     if not rec.get("ok"):
