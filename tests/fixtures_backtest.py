@@ -8,6 +8,9 @@ own tests in tests/test_indicators*).
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -170,3 +173,19 @@ def reference():
 def configs_for():
     """random_configs(strategy, rng, k)."""
     return random_configs
+
+
+@pytest.fixture
+def sweep_refuses(tmp_path):
+    """``check(strategy_file, class_name, needle)``: stage 05 with that strategy file exits 2 with one ``error:``
+    line holding ``needle`` and writes nothing."""
+    def check(path: Path, name: str, needle: str) -> None:
+        out = tmp_path / "out"
+        res = subprocess.run([sys.executable, "05_sweep_backtest.py", "--strategy-file", str(path), "--strategy",
+                              name, "--source", "offline", "--output", str(out / "r.csv")],
+                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
+        assert needle in res.stderr and not out.exists()
+
+    return check
