@@ -40,9 +40,9 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-def _check_date(value: str, key: str, *, optional: bool = False) -> None:
+def _check_date(value: str, key: str, *, optional: bool = False, empty: str = "no bound") -> None:
     """``value`` is a calendar date written YYYY-MM-DD (ASCII digits; no time, no time zone), or "" if
-    ``optional``: bars are daily, and a time zone would silently move the day."""
+    ``optional`` (meaning ``empty``): bars are daily, and a time zone would silently move the day."""
     if optional and value == "":
         return
     ok = len(value) == 10 and value.isascii() and value[4] == value[7] == "-"
@@ -50,8 +50,8 @@ def _check_date(value: str, key: str, *, optional: bool = False) -> None:
         ok = ok and bool(datetime.date.fromisoformat(value))
     except ValueError:
         ok = False
-    empty = ' ("" = no bound)' if optional else ""
-    _check(ok, f"{key}={value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31{empty}; no time or time zone")
+    blank = f' ("" = {empty})' if optional else ""
+    _check(ok, f"{key}={value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31{blank}; no time or time zone")
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ class PipelineConfig:
                f"pipeline.cache_mode={self.cache_mode!r} is invalid: use use, refresh or off (--cache)")
         for name in ("chart_knowledge_cutoff", "news_knowledge_cutoff"):
             value = getattr(self, name)
-            _check_date(value, f"pipeline.{name}", optional=True)
+            _check_date(value, f"pipeline.{name}", optional=True, empty="unknown")
             _check(value <= datetime.date.today().isoformat(), f"pipeline.{name}={value!r} is in the future: give "
                    "the last date of the model's training data (YYYY-MM-DD), or \"\" when unknown")
         for name in ("provider", "vlm_provider", "llm_provider"):
