@@ -103,7 +103,7 @@ def test_cache_identities_cover_the_project_code_they_run(entry: str, module: st
     loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout.split())
     neutral = {"alphasignal", "alphasignal.charts", "alphasignal.signals", "alphasignal.market",
-               "alphasignal.errors", "alphasignal.fileio", "alphasignal.market.data"}
+               "alphasignal.errors", "alphasignal.fileio", "alphasignal.market.data", "alphasignal.market.universe"}
     identity = set(getattr(__import__(module, fromlist=[code]), code))
     assert entry in identity and loaded - neutral - identity == set()
 

@@ -37,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, cfg: Config) -> int:
     """Check, pull, register or start the configured model server, then print its health table."""
-    from ..serving import ServeOptions, serve
+    from ..serving import ServeOptions, serve, vllm_command
 
+    if cfg.serve.provider == "vllm" and not args.stop:  # the command is a result: shown before the check can fail
+        print(f"vLLM command for the fine-tuned model:\n  {vllm_command(cfg)}", flush=True)
     report = serve(cfg, ServeOptions(check_only=args.check, stop=args.stop, recreate=args.recreate, quiet=args.quiet))
     for line in report.before:
         print(line)

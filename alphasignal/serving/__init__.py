@@ -154,7 +154,6 @@ def vllm_command(cfg: Config) -> str:
 def _openai(cfg: Config, opts: ServeOptions) -> ServeReport:
     s = cfg.serve
     hint = f"start one, e.g.: {vllm_command(cfg)}"
-    before = [f"vLLM command for the fine-tuned model:\n  {vllm_command(cfg)}"] if s.provider == "vllm" else []
     url = s.openai_base_url.rstrip("/")
     try:
         start = time.perf_counter()
@@ -173,7 +172,7 @@ def _openai(cfg: Config, opts: ServeOptions) -> ServeReport:
                          f"set serve.model to one of them, or {hint}")
     note(f"{url} lists {len(listed)} model(s) in {list_s:.2f} s", opts.quiet)
     row = _probe(url, model, s.api_key, "json_schema", None)
-    return ServeReport([row], f"OpenAI-compatible server at {url}", before, [stage04_hint(
+    return ServeReport([row], f"OpenAI-compatible server at {url}", after=[stage04_hint(
         f"--set pipeline.provider=openai --set pipeline.openai_base_url={url} --set pipeline.vlm_model={model}")])
 
 
