@@ -8,7 +8,6 @@ give the same bytes.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from ..fileio import write_atomic
 from .compare import CompareOutcome
+from .report import cell
 from .sceptic import markdown as sceptic_markdown
 
 PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")  # no grey/orange: anchors
@@ -31,26 +31,6 @@ RANK_COLS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), (
              ("max_drawdown", "max DD", "pct"), ("turnover_rebalance", "turnover / rebalance", "num"),
              ("turnover", "turnover / year", "num"), ("costs", "costs (x initial)", "pct"),
              ("ic_mean", "rank IC", "num"), ("ic_t", "IC t", "num"), ("dsr", "DSR", "num"))
-
-
-def fmt(value: Any, kind: str) -> str:
-    """A table cell's number: percent, integer or two decimals; missing values as an en dash."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if kind == "pct":
-        return f"{100 * value:.1f} %"
-    if kind == "int":
-        return f"{int(value):d}"
-    return f"{value:.2f}"
-
-
-def cell(col: dict[str, Any], key: str, kind: str) -> str:
-    """A value with its 95 % interval in brackets where there is one."""
-    text = fmt(col.get(key), kind)
-    lo, hi = col.get("interval", {}).get(key, (None, None))
-    if lo is not None and math.isfinite(lo):
-        text += f" [{fmt(lo, kind).replace(' %', '')}, {fmt(hi, kind)}]"
-    return text
 
 
 def table(o: CompareOutcome) -> tuple[list[str], list[list[str]]]:

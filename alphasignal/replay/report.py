@@ -30,7 +30,8 @@ ROWS = (("total_return", "total return", "pct"), ("cagr", "CAGR", "pct"), ("shar
 EXIT_REASONS = ("stop", "target", "signal", "time", "open")
 
 
-def _fmt(value: Any, kind: str) -> str:
+def fmt(value: Any, kind: str) -> str:
+    """A table cell's number: percent, integer or two decimals; missing values as an en dash."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if kind == "pct":
@@ -40,18 +41,19 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.2f}"
 
 
-def _cell(col: dict[str, Any], key: str, kind: str) -> str:
-    text = _fmt(col.get(key), kind)
+def cell(col: dict[str, Any], key: str, kind: str) -> str:
+    """A value with its 95 % interval in brackets where there is one."""
+    text = fmt(col.get(key), kind)
     lo, hi = col.get("interval", {}).get(key, (None, None))
     if lo is not None and math.isfinite(lo):
-        text += f" [{_fmt(lo, kind).replace(' %', '')}, {_fmt(hi, kind)}]"
+        text += f" [{fmt(lo, kind).replace(' %', '')}, {fmt(hi, kind)}]"
     return text
 
 
 def metric_rows(o: Outcome) -> list[list[str]]:
     """The comparison table: one row per metric, one column per strategy (95 % intervals in brackets)."""
     cols = o.comparison["columns"]
-    return [[label, *(_cell(cols[c], key, kind) for c in COLUMNS)] for key, label, kind in ROWS]
+    return [[label, *(cell(cols[c], key, kind) for c in COLUMNS)] for key, label, kind in ROWS]
 
 
 def usage_summary(o: Outcome) -> dict[str, float]:
@@ -100,9 +102,9 @@ def markdown(o: Outcome) -> str:
         "BUY/SELL on the same decision dates with the model's stop/target distances, as many as give the same "
         "number of trades.",
         "",
-        f"- DSR: {_fmt(cmp_['dsr'], 'num')} (trials = {cmp_['trials']}; with 1 trial it is the probabilistic "
+        f"- DSR: {fmt(cmp_['dsr'], 'num')} (trials = {cmp_['trials']}; with 1 trial it is the probabilistic "
         "Sharpe ratio: set `replay.trials` to the number of configurations you tried)",
-        f"- the replay's Sharpe beats {_fmt(cmp_['random_rank'], 'pct')} of {cmp_['random_runs']} seeded random "
+        f"- the replay's Sharpe beats {fmt(cmp_['random_rank'], 'pct')} of {cmp_['random_runs']} seeded random "
         f"runs (their trades: median {int(np.median(cmp_['random_trades']))})",
         f"- exits: {reasons}; entries not taken (open already beyond a level, or no cash): {sim.skipped}",
         f"- per decision: {use['calls']:.2f} provider calls, {use['tokens_in']:.0f} tokens in and "
@@ -186,7 +188,7 @@ def figure(o: Outcome):
 
 def headline(o: Outcome, out: Path) -> str:
     """The line under the comparison table: DSR, the rank among random runs and where the files went."""
-    return (f"DSR {_fmt(o.comparison['dsr'], 'num')}; beats {_fmt(o.comparison['random_rank'], 'pct')} of "
+    return (f"DSR {fmt(o.comparison['dsr'], 'num')}; beats {fmt(o.comparison['random_rank'], 'pct')} of "
             f"{o.comparison['random_runs']} random runs; wrote {out}/")
 
 
