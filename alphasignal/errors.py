@@ -1,4 +1,4 @@
-"""Exceptions with the exit code the CLI maps them to: 2 bad input or usage, 3 model or server, 4 data source."""
+"""Exceptions with the exit code the CLI maps them to: 2 bad input or usage, 3 model, server or GPU, 4 data source."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ class ModelError(AlphaSignalError):
     exit_code = 3
 
 
+class DeviceError(ModelError):
+    """A GPU was asked for and is unusable: no CUDA device, or its libraries missing or broken (exit 3)."""
+
+
 class DataError(AlphaSignalError):
     """Market data source failure (exit 4)."""
 
@@ -33,4 +37,4 @@ class Interrupted(AlphaSignalError):
     exit_code = 130
 
 
-__all__ = ["AlphaSignalError", "DataError", "Interrupted", "ModelError", "UsageError"]
+__all__ = ["AlphaSignalError", "DataError", "DeviceError", "Interrupted", "ModelError", "UsageError"]

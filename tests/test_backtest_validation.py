@@ -224,17 +224,24 @@ def test_cli_several_tickers_writes_results_and_metadata(tmp_path, capsys):
     (["--grid", "{short_period=[5], long_period=[390]}", "--set", "dataset.start=2026-01-01"], "needs 391 bars"),
     (["--grid", "{}"], "grid is empty"),
     (["--grid", "{windw=[5]}"], "unknown parameter"),
-    (["--device", "gpu"], "GPU"),
     (["--set", "sweep.sort_by=sharp"], "not a metric"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
-    if argv == ["--device", "gpu"] and __import__("alphasignal.backtest.xp").backtest.xp.gpu_status()[0]:
-        pytest.skip("a GPU is usable here")
     out = tmp_path / "r.csv"
     assert _run_cli(*argv, "--output", str(out)) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_cli_forced_gpu_without_a_usable_one_exits_3_with_one_line(tmp_path, capsys):
+    if __import__("alphasignal.backtest.xp").backtest.xp.gpu_status()[0]:
+        pytest.skip("a GPU is usable here")
+    out = tmp_path / "r.csv"
+    assert _run_cli("--device", "gpu", "--output", str(out)) == 3
+    err = capsys.readouterr().err.strip()
+    assert "GPU backend requested but unusable" in err and "--device cpu" in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_zero_price_in_csv_exits_2(tmp_path, capsys, goog):

@@ -117,14 +117,14 @@ def _plan_chunks(codes: np.ndarray, row_bytes: int, cfg_bytes: int, budget: int)
 
 
 def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool) -> int:
-    """Working memory of one configuration in a chunk, beside the indicator rows: the numba kernel's state, or
-    cupy's accumulators (device and host copies), block sums and return series (twice with cupy), and for numpy a
-    positions matrix + 2-D indicator gathers. The fused kernels need nothing per bar unless returns are asked."""
+    """Working memory of one configuration in a chunk, beside the indicator rows: the fused kernel's state, block
+    sums and return series (twice with cupy: device and host copies), and for numpy a positions matrix + 2-D
+    indicator gathers. The fused kernels need nothing per bar unless returns are asked."""
     outputs = 2 * n_blocks + (bars if want_rets else 0)
     if engine == "numba":
         return 8 * (kernels.NSTATE + outputs)
     if engine == "cupy":
-        return 16 * (kernels.NACC + outputs)
+        return 16 * (kernels.NSTATE + outputs)
     return 8 * (kernels.NACC + outputs) + 17 * bars
 
 
@@ -140,10 +140,10 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
              on_chunk: Callable[[int], None] | None = None, stops: tuple[int, ...] = ()
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Accumulators (k x NACC), block sums (k x n_blocks x 2) and returns (bars x k, if asked) over ``lo..hi-1``.
-    With ``stops`` (numba only: see :func:`kernels.run_numba`) the accumulators are ``len(stops) x k x NACC``, one
+    With ``stops`` (numba and cupy: see :func:`kernels.run_numba`) the accumulators are ``len(stops) x k x NACC``, one
     set per window ``lo..s-1``, all from one pass."""
-    if stops and backend.engine != "numba":
-        raise UsageError(f"accumulators at several stops need the numba engine (got {backend.engine})")
+    if stops and backend.engine == "numpy":
+        raise UsageError("accumulators at several stops need the numba or cupy engine (got numpy)")
     hi = prices.n if hi is None else hi
     m, k = hi - lo, len(configs)
     edges = np.linspace(lo, hi, n_blocks + 1).round().astype(np.int64) if n_blocks > 0 else np.zeros(1, np.int64)
@@ -165,10 +165,10 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
             a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
                                         next_open=next_open, stops=stops, **args)
         elif backend.engine == "cupy":
-            from .cuda import run_cupy
+            from .gpu import run_gpu
 
-            a, b, r = run_cupy(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
-                               next_open=next_open, **args)
+            a, b, r = run_gpu(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
+                              next_open=next_open, stops=stops, **args)
         else:
             pos = vector.positions(np, strat, kind, prices.close, table, cfg_ints, cfg_floats, short_ok=short_ok,
                                    lo=lo, hi=hi)

@@ -116,10 +116,11 @@ def _stitched_acc(fold_accs: list[np.ndarray], rets: np.ndarray, bounds: list[in
 def _training_metrics(prices: Prices, strat: Strategy, configs: pd.DataFrame, windows: list[tuple[int, ...]],
                       opts: SweepConfig, backend: Backend, rf_bar: float) -> list[np.ndarray]:
     """Per fold, METRICS x configs over its training window (NaN where the warm-up does not fit): one kernel pass
-    per window, or with numba and anchored windows (all starting at bar 0) one pass that records every window."""
+    per window, or with a fused kernel (numba, cupy) and anchored windows (all starting at bar 0) one pass that records
+    every window."""
     warm = np.asarray(strat.warmup(configs))
     ppy, out = opts.periods_per_year, []
-    if backend.engine == "numba" and all(w[0] == 0 for w in windows) and len(windows) > 1:
+    if backend.engine != "numpy" and all(w[0] == 0 for w in windows) and len(windows) > 1:
         his = tuple(w[1] for w in windows)
         fits = np.flatnonzero(warm < his[-1] - 1)
         acc, _, _ = simulate(upto(prices, his[-1]), strat, configs.iloc[fits].reset_index(drop=True), opts, backend,

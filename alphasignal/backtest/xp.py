@@ -1,5 +1,5 @@
-"""Backend resolution: numba (CPU default), numpy (reference/fallback) or cupy (GPU). The only module that
-imports cupy, and only when a GPU backend is considered."""
+"""Backend resolution: numba (CPU default), numpy (reference/fallback) or cupy (GPU: CuPy moves the data, numba-cuda
+compiles the kernel; see :mod:`.gpu`). The only module that imports cupy, and only when a GPU backend is considered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import UsageError
+from ..errors import DeviceError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,28 @@ def uses_jit(backend: Backend) -> bool:
     return backend.engine != "numpy"
 
 
+def simulated() -> bool:
+    """Whether numba-cuda's simulator is on (``NUMBA_ENABLE_CUDASIM=1`` before Numba was imported): CUDA kernels then
+    run on the CPU, thread by thread, on NumPy arrays -- the GPU engine's tests on machines without a GPU."""
+    try:
+        from numba import config
+    except ImportError:  # no numba: no simulator either
+        return False
+    return bool(config.ENABLE_CUDASIM)
+
+
 @functools.cache
 def gpu_status() -> tuple[bool, str]:
-    """(usable, reason): cupy importable, a CUDA device present, and a tiny allocation succeeds (probed once)."""
+    """(usable, reason): cupy and numba-cuda importable, a CUDA device present, and a tiny allocation succeeds
+    (probed once). Under the simulator the GPU engine is usable without cupy or a device."""
+    if simulated():
+        return True, "numba-cuda simulator (NUMBA_ENABLE_CUDASIM=1): the GPU kernel runs on the CPU"
     try:
         import cupy
+        from numba import cuda  # noqa: F401 - numba-cuda compiles the kernel
     except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA install
-        return False, f"cupy is not importable ({type(exc).__name__}): pip install -r requirements-gpu.txt"
+        return False, (f"cupy and numba-cuda are not importable ({type(exc).__name__}): "
+                       "pip install -r requirements-gpu.txt")
     try:
         if not cupy.cuda.is_available():
             return False, "cupy is installed but no CUDA GPU is available"
@@ -72,8 +87,8 @@ def _numba_ok() -> tuple[bool, str]:
 def resolve(device: str = "auto", engine: str = "") -> Backend:
     """Pick the backend for ``--device auto|cpu|gpu`` and ``--engine numba|numpy|cupy``.
 
-    ``auto`` prefers a usable GPU, else numba, else numpy, logging why; forcing ``gpu``/``cupy`` without a
-    usable GPU, or a CPU engine on ``--device gpu``, raises UsageError.
+    ``auto`` prefers a usable GPU, else numba, else numpy, logging why once; forcing ``gpu``/``cupy`` without a
+    usable GPU raises DeviceError (exit 3), a CPU engine on ``--device gpu`` UsageError.
     """
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}: use auto, cpu or gpu")
@@ -86,7 +101,7 @@ def resolve(device: str = "auto", engine: str = "") -> Backend:
     if engine == "cupy" or device == "gpu":
         ok, why = gpu_status()
         if not ok:
-            raise UsageError(f"GPU backend requested but unusable: {why}; use --device cpu or --device auto")
+            raise DeviceError(f"GPU backend requested but unusable: {why}; use --device cpu or --device auto")
         return Backend("cupy", "gpu", why)
     if engine == "numpy":
         return Backend("numpy", "cpu", "requested")

@@ -1,0 +1,101 @@
+"""GPU engine: the CPU kernel's own code, compiled for CUDA by numba-cuda, one GPU thread per configuration.
+
+The kernel's body is :func:`kernels._advance` -- the same function the Numba CPU kernels inline, with the rule
+functions it calls (``target_position``, ``cross_target``, the fills and costs of ``_fill``, the bust rule, the
+accumulators and the long-run tables ``_span``). Each rule is written once, in ``kernels.py``: numba-cuda compiles
+the CPU dispatchers it meets into CUDA device functions. CuPy stays the array library: it moves the data to the
+device, and the numba-cuda kernel reads CuPy's arrays in place (the CUDA array interface).
+
+Under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``, set before Numba is imported) the same kernel runs on the
+CPU, thread by thread, on NumPy arrays: the device functions are then the Python source of those rule functions
+(:func:`python_twins`), so CI checks the GPU kernel's logic, launch and host side on machines with no GPU
+(tests/test_gpu_kernel.py). Real GPUs run the GPU-marked tests and ``benchmarks/gpu_check.sh``.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from numba import cuda  # a module global: the simulator swaps it for its own in the kernel's globals
+from numba.core.registry import CPUDispatcher
+
+from . import kernels
+from .xp import get_cupy, simulated
+
+THREADS = 128  # threads per CUDA block: one configuration each
+
+
+def python_twins(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``namespace`` (a module's globals) where each Numba CPU function is its Python source, rebound to the
+    copy, so the functions it calls are Python too: what the CUDA simulator can run on its simulated arrays."""
+    twins = dict(namespace)
+    for name, value in namespace.items():
+        if isinstance(value, CPUDispatcher):
+            src = value.py_func
+            twins[name] = types.FunctionType(src.__code__, twins, src.__name__, src.__defaults__, src.__closure__)
+    return twins
+
+
+@functools.cache
+def _step() -> Callable[..., None]:
+    """:func:`kernels._advance` as the CUDA kernel calls it: the CPU dispatcher (numba-cuda compiles it, and every
+    rule function it calls, as device functions) or, under the simulator, its Python twin."""
+    return python_twins(vars(kernels))["_advance"] if simulated() else kernels._advance
+
+
+@functools.cache
+def gpu_kernel(kind: int, short_ok: bool) -> Any:
+    """The CUDA kernel of one signal rule (``kind``) and short mode: :func:`kernels._advance` per configuration, with
+    the rule and mode compile-time constants, as in the CPU kernels."""
+    advance = _step()
+
+    @cuda.jit
+    def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
+              rf_bar, edges, state, blocks, rets):
+        """Thread ``j`` advances configuration ``j`` over bars ``t0..t1-1`` (the arguments of the CPU kernels)."""
+        j = cuda.grid(1)
+        if j < cfg_ints.shape[0]:
+            advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
+                    cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar,
+                    edges, state[j], blocks[j], rets, j)
+
+    return sweep
+
+
+def _transfers() -> tuple[Callable[[np.ndarray], Any], Callable[[Any], np.ndarray]]:
+    """(to device, to host): CuPy on a GPU; the simulator's stand-in device arrays under the simulator."""
+    if simulated():
+        return (lambda a: cuda.to_device(np.ascontiguousarray(a))), (lambda d: d.copy_to_host())
+    cp = get_cupy()
+    return (lambda a: cp.asarray(np.ascontiguousarray(a))), cp.asnumpy
+
+
+def run_gpu(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
+            cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
+            sell_mult: float, rf_bar: float, edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = ()
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`kernels.run_numba` on the GPU, same arguments and results: one launch per span between ``stops`` (a
+    GPU needs no bar blocks for its caches), the state kept on the device between launches."""
+    k = cfg_ints.shape[0]
+    to_device, to_host = _transfers()
+    n_blocks = max(len(edges) - 1, 0)
+    state = kernels.initial_state(k, edges, hi)
+    d_state, d_blocks = to_device(state), to_device(np.zeros((k, n_blocks, 2)))
+    d_rets = to_device(np.zeros((hi - lo, k) if want_rets else (0, 0)))
+    d_args = [to_device(a) for a in (close, open_, kernels.market_tables(close, rf_bar), table,
+                                     cfg_ints.astype(np.int64), cfg_floats.astype(np.float64))]
+    d_edges = to_device(edges.astype(np.int64))
+    sweep = gpu_kernel(kind, short_ok)[(k + THREADS - 1) // THREADS, THREADS]
+    cuts = sorted({lo, *stops, hi})
+    snaps = []
+    for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
+        sweep(*d_args, next_open, want_rets, t0, t1, lo, buy_mult, sell_mult, rf_bar, d_edges, d_state, d_blocks,
+              d_rets)
+        if t1 in stops:
+            snaps.append(kernels.mark_open_trades(to_host(d_state)))
+    out = np.stack(snaps) if stops else kernels.mark_open_trades(to_host(d_state))
+    return out, to_host(d_blocks), to_host(d_rets) if want_rets else np.empty((0, 0))
