@@ -10,6 +10,7 @@ test builds the real CUDA kernel to PTX with numba-cuda's NVVM, which needs no G
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -21,11 +22,12 @@ import numpy as np
 import pytest
 
 from alphasignal.backtest import STRATEGIES, kernels
-from alphasignal.backtest.xp import gpu_status
+from alphasignal.backtest.xp import gpu_status, simulated
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("gpu_kernel_worker.py")
 GPU_OK, GPU_WHY = gpu_status()
+GPU_OK = GPU_OK and not simulated()  # a real device, not this process under the simulator
 MODES = [("long_only", "close"), ("long_only", "next_open"), ("long_short", "close"), ("long_short", "next_open")]
 BARS, LO = 420, 60
 
@@ -133,13 +135,26 @@ def test_the_cuda_kernel_compiles_to_ptx_without_a_gpu():
     """The real numba-cuda compile of the GPU kernel (kernels._advance and every rule function it calls, as device
     functions) for one rule: what a GPU would run, checked where none exists."""
     from numba import cuda
-    from numba import types as nt
 
-    from alphasignal.backtest.gpu import gpu_kernel
+    from alphasignal.backtest.gpu import gpu_kernel, signature
     from alphasignal.backtest.strategies import CROSSOVER
 
-    f1, f2, i2 = nt.float64[::1], nt.float64[:, ::1], nt.int64[:, ::1]
-    sig = (f1, f1, f2, f2, i2, f2, nt.boolean, nt.boolean, nt.int64, nt.int64, nt.int64, nt.float64, nt.float64,
-           nt.float64, nt.int64[::1], f2, nt.float64[:, :, ::1], f2)
-    ptx, _ = cuda.compile_ptx(gpu_kernel(CROSSOVER, True).py_func, sig, cc=(8, 0))
+    ptx, _ = cuda.compile_ptx(gpu_kernel(CROSSOVER, True).py_func, signature(), cc=(8, 0))
     assert ".visible .entry" in ptx and "div.rn.f64" in ptx  # a kernel entry, with the fills' divisions in it
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _nvvm_ok(), reason="numba-cuda's NVVM not installed (pip install -r requirements-gpu.txt)")
+def test_the_prepared_gpu_check_dry_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: all 12 rule kernels compile to PTX, the simulator parity tests pass, and the
+    GPU benchmark runs at small size with results equal to the Numba engine's -- the script is ready for a GPU."""
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run"], cwd=ROOT,
+                          env={**os.environ, "OUT": str(out)}, capture_output=True, text=True)
+    log = (out / "gpu_check.log").read_text()
+    assert proc.returncode == 0, log
+    for step in ("precompile", "parity", "bench_small"):
+        assert f"end {step}: exit 0" in log, log
+    assert "12 kernels compiled to PTX" in (out / "precompile.log").read_text()
+    small = json.loads((out / "bench_small.json").read_text())["results"][0]
+    assert small["configs"] == 550 and small["max_abs_accumulator_difference"] <= 1e-12

@@ -40,30 +40,48 @@ def python_twins(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return twins
 
 
-@functools.cache
-def _step() -> Callable[..., None]:
-    """:func:`kernels._advance` as the CUDA kernel calls it: the CPU dispatcher (numba-cuda compiles it, and every
-    rule function it calls, as device functions) or, under the simulator, its Python twin."""
-    return python_twins(vars(kernels))["_advance"] if simulated() else kernels._advance
+# kernels._advance as the CUDA kernel calls it: the CPU dispatcher (numba-cuda compiles it, and every rule function it
+# calls, as device functions) or, under the simulator, its Python twin. A module global, not a closure variable, so
+# that numba-cuda's disk cache keys on constants only.
+_ADVANCE = python_twins(vars(kernels))["_advance"] if simulated() else kernels._advance
 
 
 @functools.cache
 def gpu_kernel(kind: int, short_ok: bool) -> Any:
     """The CUDA kernel of one signal rule (``kind``) and short mode: :func:`kernels._advance` per configuration, with
     the rule and mode compile-time constants, as in the CPU kernels."""
-    advance = _step()
 
-    @cuda.jit
+    @cuda.jit(cache=True)  # on disk, as the CPU kernels: the closure holds plain constants only
     def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
               rf_bar, edges, state, blocks, rets):
         """Thread ``j`` advances configuration ``j`` over bars ``t0..t1-1`` (the arguments of the CPU kernels)."""
         j = cuda.grid(1)
         if j < cfg_ints.shape[0]:
-            advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
-                    cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar,
-                    edges, state[j], blocks[j], rets, j)
+            _ADVANCE(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
+                     cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar,
+                     edges, state[j], blocks[j], rets, j)
 
     return sweep
+
+
+def signature() -> tuple[Any, ...]:
+    """The argument types :func:`run_gpu` launches the kernel with (C-contiguous float64/int64 arrays, Python bools,
+    ints and floats), for compiling ahead of the first launch."""
+    from numba import types as nt
+
+    f1, f2, i2 = nt.float64[::1], nt.float64[:, ::1], nt.int64[:, ::1]
+    return (f1, f1, f2, f2, i2, f2, nt.boolean, nt.boolean, nt.int64, nt.int64, nt.int64, nt.float64, nt.float64,
+            nt.float64, nt.int64[::1], f2, nt.float64[:, :, ::1], f2)
+
+
+def precompile(kind: int, short_ok: bool, ptx_only: bool = False) -> None:
+    """Compile one rule's kernel into numba-cuda's disk cache without launching it, so that several processes can
+    fill the cache at once before a benchmark or a test run; ``ptx_only`` stops at PTX, which needs NVVM but no GPU
+    or driver (a check on machines without one). Nothing to do under the simulator."""
+    if ptx_only:
+        cuda.compile_ptx(gpu_kernel(kind, bool(short_ok)).py_func, signature(), cc=(8, 0))
+    elif not simulated():
+        gpu_kernel(kind, bool(short_ok)).compile(signature())
 
 
 def _transfers() -> tuple[Callable[[np.ndarray], Any], Callable[[Any], np.ndarray]]:
