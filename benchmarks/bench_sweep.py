@@ -23,8 +23,13 @@ NumPy engine while a background process compiles), then warm (once that compile 
 kernel loads), and cold without start fast (``--set sweep.start_fast=false``: compiling first, the old behaviour).
 ``--start-fast`` prints only these rows.
 
+`--kernels lanes,scalar` runs our engine once per Numba kernel (``sweep.kernel``: configuration lanes, the scalar
+kernel) in the same run on the same data, and prints each one's rows (the first one's feed the goal, walk-forward
+and scaling rows) and their ratios, engine alone and end to end; `--no-start-fast` skips the start-fast rows.
+
 usage: python -m benchmarks.bench_sweep [--bars 5000] [--scale 50000,500000] [--skip-vectorbt]
                                         [--engine numba|numpy|cupy] [--grid benchmark|1m] [--start-fast]
+                                        [--kernels lanes,scalar] [--no-start-fast]
 """
 
 from __future__ import annotations
@@ -80,12 +85,13 @@ def _prices(bars: int) -> pd.DataFrame:
                         index=pd.bdate_range("1900-01-01", periods=bars))
 
 
-def _child_ours(bars: int, engine: str, grid_name: str) -> dict:
+def _child_ours(bars: int, engine: str, grid_name: str, kernel: str = "", wfo: str = "wfo") -> dict:
     from alphasignal.backtest import PARAM_SPECS, run_sweep
     from alphasignal.config import SweepConfig
 
     df, (strategy, grid) = _prices(bars), GRIDS[grid_name]
-    opts = SweepConfig(device="gpu" if engine == "cupy" else "cpu", engine=engine, max_memory_mb=256)
+    opts = SweepConfig(device="gpu" if engine == "cupy" else "cpu", engine=engine, max_memory_mb=256,
+                       **({"kernel": kernel} if kernel else {}))
     defaults = {k: [spec.default] for k, spec in PARAM_SPECS[strategy].items()}
     run_sweep(df.iloc[:300], strategy, defaults, options=opts)  # JIT compile / disk-cache load
     base = _current_rss()
@@ -95,12 +101,13 @@ def _child_ours(bars: int, engine: str, grid_name: str) -> dict:
         res = run_sweep(df, strategy, grid, options=opts)
         walls.append(time.perf_counter() - t0)
         cpu = min(cpu, time.process_time() - c0)
-    engine_s, engine_cpu = _engine_only(df, strategy, grid, opts, _repeats(bars, grid_name))
-    wfo = _wfo_times(df, strategy, grid, opts, REPEATS) if grid_name == "benchmark" and bars <= 10_000 else {}
+    engine_s, engine_cpu, engine_med = _engine_only(df, strategy, grid, opts, _repeats(bars, grid_name))
+    wfo = (_wfo_times(df, strategy, grid, opts, REPEATS) if grid_name == "benchmark" and bars <= 10_000
+           and wfo == "wfo" else {})
     return {"seconds": min(walls), "median_seconds": float(np.median(walls)), "cpu_seconds": cpu,
             "configs": len(res), "bars": len(df), "peak": _rss(), "extra": _rss() - base,
             "sharpe": res["sharpe"].tolist(), "engine_seconds": engine_s, "engine_cpu_seconds": engine_cpu,
-            "wfo_seconds": wfo}
+            "engine_median_seconds": engine_med, "wfo_seconds": wfo}
 
 
 def _wfo_times(df: pd.DataFrame, strategy: str, grid: dict, opts, repeats: int) -> dict[str, float]:
@@ -122,9 +129,9 @@ def _repeats(bars: int, grid_name: str) -> int:
     return 1 if bars > 100_000 else (3 if bars > 10_000 or grid_name != "benchmark" else REPEATS)
 
 
-def _engine_only(df: pd.DataFrame, strategy: str, grid: dict, opts, repeats: int) -> tuple[float, float]:
-    """Best wall and CPU seconds of the engine alone (``engine.simulate``: indicator table + kernel + accumulators),
-    without run_sweep's grid expansion, validation and metrics DataFrame."""
+def _engine_only(df: pd.DataFrame, strategy: str, grid: dict, opts, repeats: int) -> tuple[float, float, float]:
+    """Best wall and CPU seconds, and median wall seconds, of the engine alone (``engine.simulate``: indicator
+    table + kernel + accumulators), without run_sweep's grid expansion, validation and metrics DataFrame."""
     from alphasignal.backtest.engine import prepare_prices, simulate
     from alphasignal.backtest.strategies import get_strategy, grid_frame, split_valid
     from alphasignal.backtest.xp import resolve
@@ -132,12 +139,13 @@ def _engine_only(df: pd.DataFrame, strategy: str, grid: dict, opts, repeats: int
     prices = prepare_prices(df, "AAPL")
     configs, _ = split_valid(strategy, grid_frame(strategy, grid), prices.n)
     strat, backend = get_strategy(strategy), resolve(opts.device, opts.engine)
-    best, cpu = float("inf"), float("inf")
+    walls, cpu = [], float("inf")
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
         simulate(prices, strat, configs, opts, backend)
-        best, cpu = min(best, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-    return best, cpu
+        walls.append(time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
+    return min(walls), cpu, float(np.median(walls))
 
 
 def _child_vectorbt(bars: int, chunk: int) -> dict:
@@ -239,6 +247,23 @@ def _report_large(args: argparse.Namespace, ours: dict) -> None:
         print(f"max |Sharpe difference| {args.engine} vs numba over {ours['configs']:,} configs: {diff:.2e}")
 
 
+def _kernel_rows(runs: dict[str, dict]) -> None:
+    """Each Numba kernel's engine-alone and end-to-end times (best, median), and each one's speed-up over the last
+    one (the baseline, e.g. scalar in ``--kernels lanes,scalar``)."""
+    base_name, base = list(runs.items())[-1]
+    for kern, r in runs.items():
+        cb = r["configs"] * r["bars"]
+        print(f"kernel {kern:<7} engine alone {r['engine_seconds']:.3f} s best, {r['engine_median_seconds']:.3f} s "
+              f"median ({cb / r['engine_seconds'] / 1e9:.3f} G cfg·bar/s); end to end {r['seconds']:.3f} s best, "
+              f"{r['median_seconds']:.3f} s median; speed-up over {base_name}: "
+              f"{base['engine_seconds'] / r['engine_seconds']:.2f}x engine alone (median "
+              f"{base['engine_median_seconds'] / r['engine_median_seconds']:.2f}x), "
+              f"{base['seconds'] / r['seconds']:.2f}x end to end", flush=True)
+    sharpe = [np.array(r["sharpe"]) for r in runs.values()]
+    diff = max(float(np.nanmax(np.abs(a - sharpe[-1]))) for a in sharpe)
+    print(f"max |Sharpe difference| between kernels over {base['configs']:,} configs: {diff:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bars", type=int, default=5000)
@@ -248,6 +273,9 @@ def main() -> None:
     ap.add_argument("--skip-vectorbt", action="store_true")
     ap.add_argument("--vbt-chunk", type=int, default=500)
     ap.add_argument("--start-fast", action="store_true", help="only the cold/warm rows of the default command")
+    ap.add_argument("--no-start-fast", action="store_true", help="skip the cold/warm rows of the default command")
+    ap.add_argument("--kernels", default="", help="Numba kernels to run and compare, e.g. lanes,scalar "
+                    "(sweep.kernel; default: the configured one)")
     ap.add_argument("--child", nargs="*")
     args = ap.parse_args()
     if args.child:
@@ -259,19 +287,26 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} CPUs, numba threads {numba.config.NUMBA_NUM_THREADS}, "
           f"load average {os.getloadavg()[0]:.2f} (shared with other work: figures are noisy)")
-    start_fast_rows()
+    if args.start_fast or not args.no_start_fast:
+        start_fast_rows()
     if args.start_fast:
         return
     header = (f"{'method':<46} {'configs':>9} {'bars':>8} {'seconds':>9} {'G cfg·bar/s':>10} {'peak MB':>9} "
               f"{'extra MB':>9}")
     print(header)
-    ours = _spawn("ours", str(args.bars), args.engine, args.grid)
+    kernels = [k for k in args.kernels.split(",") if k] or [""]
     label = "(real AAPL)" if args.grid == "benchmark" else GRIDS[args.grid][0]
-    print(_row(f"alphasignal {args.engine} {label}", ours), flush=True)
+    runs = {}
+    for i, kern in enumerate(kernels):
+        runs[kern] = _spawn("ours", str(args.bars), args.engine, args.grid, kern, "wfo" if i == 0 else "none")
+        print(_row(f"alphasignal {args.engine}{f' {kern}' if kern else ''} {label}", runs[kern]), flush=True)
+    ours = runs[kernels[0]]
     for kind, sec in ours["wfo_seconds"].items():
         print(f"{f'walk-forward optimisation K={WFO_FOLDS}, {kind}':<46} {ours['configs']:>9,} {ours['bars']:>8,} "
               f"{sec:>9.3f}   = {sec / ours['seconds']:.2f}x the plain sweep above (goal <= 3x; best of "
               f"{REPEATS} each)", flush=True)
+    if len(kernels) > 1:
+        _kernel_rows(runs)
     if args.grid != "benchmark":
         _report_large(args, ours)
         return
@@ -282,6 +317,9 @@ def main() -> None:
         print(f"speed ratio alphasignal / vectorbt: {vbt['seconds'] / ours['seconds']:.0f}x (median "
               f"{vbt['seconds'] / ours['median_seconds']:.0f}x); "
               f"max |Sharpe difference| over {ours['configs']:,} configs: {diff:.2e}")
+        for kern, r in list(runs.items())[1:]:
+            print(f"speed ratio alphasignal {kern} / vectorbt: {vbt['seconds'] / r['seconds']:.0f}x (median "
+                  f"{vbt['seconds'] / r['median_seconds']:.0f}x), end to end")
     for name, (sec, rate, peak) in ANCHORS.items():
         print(f"{name:<46} {10948:>9,} {5031:>8,} {sec:>9.3f} {rate / 1e9:>10.4f} {peak / 2**20:>9.0f} {'':>9}")
     rate = ours["configs"] * ours["bars"] / ours["seconds"]

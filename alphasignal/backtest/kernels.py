@@ -465,20 +465,27 @@ def compile_notice() -> AbstractContextManager[None]:
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
               cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
               sell_mult: float, rf_bar: float,
-              edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = ()
+              edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = (), kernel: str = "scalar"
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run :func:`sweep_kernel` pass by pass over blocks of bars; returns (acc k x NACC, blocks k x S x 2,
     rets bars x k). The accumulation order per configuration is the plain bar order, whatever the blocking.
 
     With ``stops`` (bars ``lo < s <= hi``, increasing) ``acc`` is instead ``len(stops) x k x NACC``: the
     accumulators as if the run had ended before each stop (open trades marked at that bar's previous close), all
-    from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``."""
-    k = cfg_ints.shape[0]
+    from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``. ``kernel``: "lanes" runs groups
+    of configurations in SIMD lanes (:mod:`lanes`; the scalar kernel for a rule they do not fit), "scalar" one
+    configuration at a time."""
+    from . import lanes
+
+    k = k_in = cfg_ints.shape[0]
+    sweep = sweep_kernel(kind, short_ok)
+    if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
+        sweep, pad = lanes.lane_kernel(kind, short_ok), -k % lanes.LANES
+        k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
     n_blocks = max(len(edges) - 1, 0)
     state = initial_state(k, edges, hi)
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
-    sweep = sweep_kernel(kind, short_ok)
     cuts = sorted({*range(lo, hi, BAR_BLOCK), *stops, hi})
     snaps = []
     with compile_notice(), nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary)
@@ -489,6 +496,8 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
             if t1 in stops:
                 snaps.append(mark_open_trades(state.copy()))
     out = np.stack(snaps) if stops else mark_open_trades(state)
+    if k != k_in:  # the padding lanes dropped
+        return out[..., :k_in, :], blocks[:k_in], rets[:, :k_in]
     return out, blocks, rets
 
 

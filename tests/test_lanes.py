@@ -1,0 +1,147 @@
+"""Configuration lanes (backtest/lanes.py, ``sweep.kernel = "lanes"``): every built-in rule, mode, fill and entry
+gives the scalar kernel's accumulators, block sums, return series and metrics within 1e-12, on real prices and on
+random grids and prices (hypothesis); the generic lane kernel is each rule's kernel with the rule as an argument;
+the production kernel's inner loop is packed SIMD."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+
+import numba as nb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alphasignal.backtest import kernels, lanes
+from alphasignal.backtest.engine import prepare_prices, simulate
+from alphasignal.backtest.strategies import as_config_frame, get_strategy
+from alphasignal.backtest.xp import Backend
+from alphasignal.config import ConfigError, SweepConfig
+from alphasignal.evaluation.metrics import ACC, finalise_matrix
+
+TOL = 1e-12
+EXACT = [ACC.index(c) for c in ("trades", "wins", "exposed", "turnover")]  # counts: equal, not close
+
+
+def _both(prices, strategy, configs, opts, **kw):
+    """simulate() with the lanes kernel and with the scalar kernel."""
+    strat = get_strategy(strategy)
+    return [simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": kernel}), Backend("numba", "cpu"),
+                     **kw) for kernel in ("lanes", "scalar")]
+
+
+def _assert_same(lane, scalar, n: int) -> None:
+    for a, b in zip(lane, scalar, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
+    acc_l, acc_s = lane[0].reshape(-1, len(ACC)), scalar[0].reshape(-1, len(ACC))
+    assert np.array_equal(acc_l[:, EXACT], acc_s[:, EXACT])
+    ml, ms = finalise_matrix(acc_l, n, 252.0, 0.0), finalise_matrix(acc_s, n, 252.0, 0.0)
+    assert np.array_equal(np.isnan(ml), np.isnan(ms))
+    np.testing.assert_allclose(ml, ms, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("strategy,entry", [("MA_Crossover", "state"), ("MA_Crossover", "cross"),
+                                            ("Bollinger_Breakout", "state"), ("RSI_Reversion", "state"),
+                                            ("MACD", "cross"), ("Donchian_Breakout", "state")])
+@pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open"),
+                                       ("long_short", "close"), ("long_only", "next_open")])
+def test_lanes_equal_the_scalar_kernel_on_every_rule_mode_fill_and_entry(strategy, entry, mode, fill, goog,
+                                                                          configs_for):
+    strat = get_strategy(strategy)
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(11), 2 * lanes.LANES + 3))
+    prices = prepare_prices(goog, "GOOG", strat.needs)
+    opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=5.0, slippage_bps=2.0)
+    for kw in (dict(lo=100, n_blocks=16, want_rets=True), dict(lo=50), dict(lo=100, stops=(400, 1200, 2000))):
+        lane, scalar = _both(prices, strategy, configs, opts, **kw)
+        _assert_same(lane, scalar, prices.n - kw["lo"])
+    assert (scalar[0][..., ACC.index("trades")] > 0).any()
+
+
+def _prices(returns: list[float]) -> pd.DataFrame:
+    close = 50.0 * np.exp(np.cumsum(returns))
+    open_ = close * np.exp(np.roll(returns, 1) * 0.5)
+    return pd.DataFrame({"Open": open_, "High": np.maximum(close, open_) * 1.01,
+                         "Low": np.minimum(close, open_) * 0.99, "Close": close},
+                        index=pd.bdate_range("2001-01-01", periods=len(close)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(returns=st.lists(st.floats(-0.6, 0.6), min_size=40, max_size=300),
+       strategy=st.sampled_from(["MA_Crossover", "Bollinger_Breakout", "RSI_Reversion", "Donchian_Breakout"]),
+       entry=st.sampled_from(["state", "cross"]), mode=st.sampled_from(["long_only", "long_short"]),
+       fill=st.sampled_from(["close", "next_open"]), k=st.integers(1, 3 * lanes.LANES), seed=st.integers(0, 99),
+       blocks=st.sampled_from([0, 4]), want_rets=st.booleans())
+def test_lanes_equal_the_scalar_kernel_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
+                                                                   blocks, want_rets, configs_for):
+    df = _prices(returns)
+    prices = prepare_prices(df, "X", get_strategy(strategy).needs)
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(seed), k, max_window=30))
+    opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=10.0)
+    lane, scalar = _both(prices, strategy, configs, opts, lo=3, n_blocks=blocks, want_rets=want_rets)
+    _assert_same(lane, scalar, prices.n - 3)
+
+
+def _body(fn) -> tuple[list[str], str]:
+    """Parameters and body (docstring dropped, ``nb.prange`` read as ``range``) of a kernel's source."""
+    src = textwrap.dedent(inspect.getsource(fn)).replace("nb.prange(", "range(")
+    tree = ast.parse(src).body[0]
+    return [a.arg for a in tree.args.args], ast.dump(ast.Module(tree.body[1:], []))
+
+
+def test_the_generic_lane_kernel_is_every_rules_lane_kernel_with_the_rule_as_an_argument():
+    g_params, g_body = _body(lanes.lanes_generic.py_func)
+    assert g_params[:2] == ["kind", "short_ok"]
+    for kind in range(6):
+        for short_ok in (False, True):
+            prod = lanes._rule_lanes(kind, short_ok).py_func
+            assert _body(prod) == (g_params[2:], g_body)
+            assert "nb.prange(" in inspect.getsource(prod)
+            consts = dict(zip(prod.__code__.co_freevars, (c.cell_contents for c in prod.__closure__), strict=True))
+            assert consts == {"kind": kind, "short_ok": short_ok}
+    assert not lanes.lanes_fit(kernels.POSITIONS)  # a user strategy's positions stay on the scalar kernel
+
+
+def test_sweep_kernel_is_validated_and_scalar_by_default():
+    assert SweepConfig().kernel == "scalar"  # lanes measured slower than the scalar kernel (docs/performance.md)
+    assert SweepConfig(kernel="lanes").kernel == "lanes"
+    with pytest.raises(ConfigError, match="sweep.kernel"):
+        SweepConfig(kernel="simd")
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return " avx2" in fh.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_avx2(), reason="packed 256-bit SIMD needs AVX2")
+def test_the_lane_scan_is_packed_simd(goog):
+    """The production MA-crossover lane kernel, compiled here without the disk cache (whose code cannot be
+    inspected), compares 4 or 8 doubles per instruction (ymm or zmm registers) in its per-bar scan."""
+    prod = lanes._rule_lanes(kernels.CROSSOVER, False)
+    fresh = nb.njit(parallel=True, error_model="numpy")(prod.py_func)
+    prices = prepare_prices(goog, "GOOG")
+    configs = as_config_frame("MA_Crossover", [{"short_period": 5 + i, "long_period": 50, "use_ema": False}
+                                               for i in range(lanes.LANES)])
+    strat = get_strategy("MA_Crossover")
+    table, cfg_ints, cfg_floats = strat.chunk_arrays(strat.config_parts(configs), configs, prices)
+    state = np.zeros((lanes.LANES, kernels.NSTATE))
+    state[:, [kernels._CASH, kernels._ENTRY, kernels._EQ, kernels._PEAK]] = 1.0
+    state[:, kernels._EDGE] = prices.n + 1
+    pre = kernels.market_tables(prices.close, 0.0)
+    work = np.empty((1, lanes.NROWS, lanes.LANES))
+    fresh(prices.close, prices.open, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, False, False, 0,
+          prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((lanes.LANES, 0, 2)),
+          np.empty((0, 0)), work, 64)
+    lines = "\n".join(fresh.inspect_asm().values()).splitlines()
+    packed = [ln for ln in lines if ("%ymm" in ln or "%zmm" in ln) and "pd" in ln.split()[0] if ln.split()]
+    assert any(ln.split()[0].startswith("vcmp") for ln in packed)
+    assert any(ln.split()[0] in ("vmovupd", "vmovapd") for ln in packed)
