@@ -85,7 +85,7 @@ def _prices(bars: int) -> pd.DataFrame:
                         index=pd.bdate_range("1900-01-01", periods=bars))
 
 
-def _child_ours(bars: int, engine: str, grid_name: str, kernel: str = "", wfo: str = "wfo") -> dict:
+def _child_ours(bars: int, engine: str, grid_name: str, kernel: str = "") -> dict:
     from alphasignal.backtest import PARAM_SPECS, run_sweep
     from alphasignal.config import SweepConfig
 
@@ -102,8 +102,7 @@ def _child_ours(bars: int, engine: str, grid_name: str, kernel: str = "", wfo: s
         walls.append(time.perf_counter() - t0)
         cpu = min(cpu, time.process_time() - c0)
     engine_s, engine_cpu, engine_med = _engine_only(df, strategy, grid, opts, _repeats(bars, grid_name))
-    wfo = (_wfo_times(df, strategy, grid, opts, REPEATS) if grid_name == "benchmark" and bars <= 10_000
-           and wfo == "wfo" else {})
+    wfo = _wfo_times(df, strategy, grid, opts, REPEATS) if grid_name == "benchmark" and bars <= 10_000 else {}
     return {"seconds": min(walls), "median_seconds": float(np.median(walls)), "cpu_seconds": cpu,
             "configs": len(res), "bars": len(df), "peak": _rss(), "extra": _rss() - base,
             "sharpe": res["sharpe"].tolist(), "engine_seconds": engine_s, "engine_cpu_seconds": engine_cpu,
@@ -297,14 +296,14 @@ def main() -> None:
     kernels = [k for k in args.kernels.split(",") if k] or [""]
     label = "(real AAPL)" if args.grid == "benchmark" else GRIDS[args.grid][0]
     runs = {}
-    for i, kern in enumerate(kernels):
-        runs[kern] = _spawn("ours", str(args.bars), args.engine, args.grid, kern, "wfo" if i == 0 else "none")
-        print(_row(f"alphasignal {args.engine}{f' {kern}' if kern else ''} {label}", runs[kern]), flush=True)
+    for kern in kernels:
+        runs[kern] = r = _spawn("ours", str(args.bars), args.engine, args.grid, kern)
+        print(_row(f"alphasignal {args.engine}{f' {kern}' if kern else ''} {label}", r), flush=True)
+        for kind, sec in r["wfo_seconds"].items():
+            print(f"{f'walk-forward optimisation K={WFO_FOLDS}, {kind}':<46} {r['configs']:>9,} {r['bars']:>8,} "
+                  f"{sec:>9.3f}   = {sec / r['seconds']:.2f}x the plain sweep above (goal <= 3x; best of "
+                  f"{REPEATS} each)", flush=True)
     ours = runs[kernels[0]]
-    for kind, sec in ours["wfo_seconds"].items():
-        print(f"{f'walk-forward optimisation K={WFO_FOLDS}, {kind}':<46} {ours['configs']:>9,} {ours['bars']:>8,} "
-              f"{sec:>9.3f}   = {sec / ours['seconds']:.2f}x the plain sweep above (goal <= 3x; best of "
-              f"{REPEATS} each)", flush=True)
     if len(kernels) > 1:
         _kernel_rows(runs)
     if args.grid != "benchmark":
