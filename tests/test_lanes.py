@@ -138,9 +138,12 @@ def test_the_lane_scan_is_packed_simd(goog):
     state[:, kernels._EDGE] = prices.n + 1
     pre = kernels.market_tables(prices.close, 0.0)
     work = np.empty((1, lanes.NROWS, lanes.LANES))
-    fresh(prices.close, prices.open, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, False, False, 0,
-          prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((lanes.LANES, 0, 2)),
-          np.empty((0, 0)), work, 64)
+    args = (prices.close, prices.open, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, False, False, 0,
+            prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((lanes.LANES, 0, 2)),
+            np.empty((0, 0)), work)
+    for phase, a, b in ((0, 0, 0), (1, 0, prices.n), (2, prices.n, prices.n)):  # load, advance, store
+        fresh(*args, phase, a, b)
+    assert (state[:, kernels.ACC.index("trades")] > 0).all()
     lines = "\n".join(fresh.inspect_asm().values()).splitlines()
     packed = [ln for ln in lines if ("%ymm" in ln or "%zmm" in ln) and "pd" in ln.split()[0] if ln.split()]
     assert any(ln.split()[0].startswith("vcmp") for ln in packed)

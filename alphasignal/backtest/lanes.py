@@ -13,8 +13,8 @@ kernel's) and the next run starts. Runs begin and end at the same bars as in the
 equal to it bit for bit (tests/test_lanes.py holds them to 1e-12).
 
 Inputs: the indicator table transposed (bars x rows), so that the lanes' values at a bar sit side by side -- one
-vector load when the group reads consecutive rows (an MA sweep in plan order: fast MAs side by side, one slow MA),
-a broadcast when it shares one row, gathers otherwise -- and walked in tiles of bars that stay in cache. Every
+vector load and one broadcast when the group reads consecutive rows against one shared row (an MA sweep in plan
+order: fast MAs side by side, one slow MA), gathers otherwise -- and walked in tiles of bars that stay in cache. Every
 built-in rule runs in lanes; a user strategy's POSITIONS rule stays on the scalar kernel. The last group is padded
 with copies of the last configuration (dropped by :func:`kernels.run_numba`).
 
@@ -157,7 +157,8 @@ _FULL, _LONG, _EXACT, _FLAT = 0.0, 1.0, 2.0, 3.0
 def _scan(kind, short_ok, W, tT, t, c, a0, b0, sa, sb, L):
     """The lanes whose run ends at bar ``t`` or steps bar by bar (bit q: lane q): one packed pass over the lanes,
     loads and compares only. ``sa``/``sb`` (constants at each call site): 1 when the lanes read consecutive rows
-    (one vector load), 0 when they share one row (a broadcast), -1 otherwise (gathers)."""
+    (one vector load), 0 when they share one row (a broadcast), -1 otherwise (gathers). Two variants are compiled:
+    (1, 0) and (-1, -1)."""
     n = 0
     u = np.uint64(t)  # unsigned indices: no wraparound select per index, so consecutive rows are one vector load
     for q in range(L):
@@ -255,10 +256,9 @@ def _open_lanes(W, state, cfg_ints, cfg_floats, blk, j0, t0):
 
 
 @nb.njit(inline="always")
-def _close_lanes(W, state, pre, close, rf_bar, rets, lo, blk, j0, t1):
-    """End every lane's run at the end of a pass and store the state back."""
+def _close_lanes(W, state, blk, j0):
+    """Store the state back at the end of a pass (the runs ended by :func:`_advance_lanes`)."""
     for q in range(LANES):
-        _close_run(W, q, t1, pre, close, rf_bar, rets, lo, j0 + q)
         if blk.shape[1] > 0:
             blk[j0 + q, int(W[_BLOCK, q]), 0] += W[_S1, q]
             blk[j0 + q, int(W[_BLOCK, q]), 1] += W[_S2, q]
@@ -269,37 +269,45 @@ def _close_lanes(W, state, pre, close, rf_bar, rets, lo, blk, j0, t1):
 # _advance_lanes is long on purpose (speed): one packed scan per bar, and the scalar kernel's code for the lanes
 # whose run ends, behind one branch.
 @nb.njit(inline="always")
-def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a, b, lo, buy_mult, sell_mult,
+def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a, b, end, lo, buy_mult, sell_mult,
                    rf_bar, edges, blk, rets, j0):
-    """Advance the group in work array ``W`` (configurations ``j0..``) over bars ``a..b-1``."""
+    """Advance the group in work array ``W`` (configurations ``j0..``) over bars ``a..b-1``; when ``b`` is the
+    pass's ``end``, end every lane's run there."""
     L = W.shape[1]  # = LANES, unknown to LLVM: the lane loops stay loops, which it vectorises
     has_blocks, next_edge = blk.shape[1] > 0, int(W[_EDGE, 0])  # block edges are the same for every lane
     sa, sb = _row_step(W, _RA), _row_step(W, _RB)
     a0, b0 = np.uint64(W[_RA, 0]), np.uint64(W[_RB, 0])
-    for t in range(a, b):
-        c = close[t]
-        if sa == 1 and sb == 0:  # e.g. MA crossover: fast MAs side by side, one slow MA
-            n = _scan(kind, short_ok, W, tT, t, c, a0, b0, 1, 0, L)
-        elif sa == 0 and sb == 0:  # e.g. Bollinger: one band, several widths
-            n = _scan(kind, short_ok, W, tT, t, c, a0, b0, 0, 0, L)
-        else:
-            n = _scan(kind, short_ok, W, tT, t, c, a0, b0, -1, -1, L)
-        edge = has_blocks and t >= next_edge
-        if n == 0 and not edge:
-            continue
+    stop = b + 1 if b == end else b  # the pass's end: one more round, closing every lane's run
+    for t in range(a, stop):
+        last = t == end
+        c, n, edge = 0.0, -1, False
+        if not last:
+            c = close[t]
+            if sa == 1 and sb == 0:  # e.g. MA crossover: fast MAs side by side, one slow MA
+                n = _scan(kind, short_ok, W, tT, t, c, a0, b0, 1, 0, L)
+            else:
+                n = _scan(kind, short_ok, W, tT, t, c, a0, b0, -1, -1, L)
+            edge = has_blocks and t >= next_edge
+            if n == 0 and not edge:
+                continue
         for q in range(L):  # some lane ends its run or steps bar by bar: the scalar kernel's code, lane by lane
             if not edge and (n >> q) & 1 == 0:
                 continue
             ia, ib = int(W[_RA, q]), int(W[_RB, q])
-            p0, p1 = (tT[t - 1, ia], tT[t - 1, ib]) if t > 0 else (np.nan, np.nan)
-            x0, x1, pos, typ = tT[t, ia], tT[t, ib], W[_POS, q], W[_TYPE, q]
-            flag, f0, f1 = int(W[_FLAG, q]), W[_F0, q], W[_F1, q]
-            ev = edge or typ == _FULL or _target(kind, short_ok, int(pos), W[_BUST, q] != 0.0, c, x0, x1, p0, p1,
-                                                 flag, f0, f1) != pos
-            if not ev and typ == _EXACT:
-                ev = not _exact_bar(W, q, t, c, rf_bar, rets, lo, j0 + q)
+            x0 = x1 = p0 = p1 = np.nan
+            pos, typ, flag, f0, f1 = W[_POS, q], W[_TYPE, q], int(W[_FLAG, q]), W[_F0, q], W[_F1, q]
+            ev = last
+            if not last:
+                x0, x1 = tT[t, ia], tT[t, ib]
+                if t > 0:
+                    p0, p1 = tT[t - 1, ia], tT[t - 1, ib]
+                ev = edge or typ == _FULL or _target(kind, short_ok, int(pos), W[_BUST, q] != 0.0, c, x0, x1, p0,
+                                                     p1, flag, f0, f1) != pos
+                if not ev and typ == _EXACT:
+                    ev = not _exact_bar(W, q, t, c, rf_bar, rets, lo, j0 + q)
             if ev:
                 _close_run(W, q, t, pre, close, rf_bar, rets, lo, j0 + q)
+            if ev and not last:
                 _full_step(kind, short_ok, next_open, W, q, t, c, open_[t], x0, x1, p0, p1, flag, f0, f1, buy_mult,
                            sell_mult, rf_bar, edges, blk, rets, lo, j0 + q)
                 W[_TYPE, q], W[_I0, q] = _run_type(next_open, exact, W, q), t + 1
@@ -308,17 +316,17 @@ def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def lanes_generic(kind, short_ok, close, open_, pre, tT, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo,
-                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, work, tile):
+                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, work, phase, a, b):
     """:func:`lane_kernel`'s kernel with the rule and short mode as arguments, groups one after another (the fast
     test tier's one compile: see :data:`kernels.GENERIC`)."""
     for g in range(work.shape[0]):
-        _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
-    for a in range(t0, t1, tile):
-        for g in range(work.shape[0]):
-            _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, min(a + tile, t1), lo,
-                           buy_mult, sell_mult, rf_bar, edges, blocks, rets, g * LANES)
-    for g in range(work.shape[0]):
-        _close_lanes(work[g], state, pre, close, rf_bar, rets, lo, blocks, g * LANES, t1)
+        if phase == 0:
+            _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
+        elif phase == 1:
+            _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, b, t1, lo, buy_mult,
+                           sell_mult, rf_bar, edges, blocks, rets, g * LANES)
+        else:
+            _close_lanes(work[g], state, blocks, g * LANES)
 
 
 @functools.cache
@@ -327,18 +335,19 @@ def _rule_lanes(kind: int, short_ok: bool) -> Callable[..., None]:
 
     @nb.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def lanes(close, open_, pre, tT, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult, rf_bar,
-              edges, state, blocks, rets, work, tile):
-        """Advance every group of LANES configurations over bars ``t0..t1-1``, ``tile`` bars at a time for all
-        groups (that stretch of ``tT``, the table transposed, stays in cache); the other arguments are
-        ``kernels.sweep_kernel``'s, ``work`` the groups' work arrays."""
+              edges, state, blocks, rets, work, phase, a, b):
+        """One phase of a pass over bars ``t0..t1-1`` for every group of LANES configurations (``work``: the groups'
+        work arrays; ``tT``: the table transposed): 0 loads the groups, 1 advances them over bars ``a..b-1``, 2
+        stores them; the other arguments are ``kernels.sweep_kernel``'s. One parallel loop, three calls: a third
+        of the compile of three loops."""
         for g in nb.prange(work.shape[0]):
-            _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
-        for a in range(t0, t1, tile):
-            for g in nb.prange(work.shape[0]):
-                _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, min(a + tile, t1),
-                               lo, buy_mult, sell_mult, rf_bar, edges, blocks, rets, g * LANES)
-        for g in nb.prange(work.shape[0]):
-            _close_lanes(work[g], state, pre, close, rf_bar, rets, lo, blocks, g * LANES, t1)
+            if phase == 0:
+                _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
+            elif phase == 1:
+                _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, b, t1, lo,
+                               buy_mult, sell_mult, rf_bar, edges, blocks, rets, g * LANES)
+            else:
+                _close_lanes(work[g], state, blocks, g * LANES)
 
     return lanes
 
@@ -351,9 +360,13 @@ def lane_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
     count a multiple of LANES): the rule's own compiled kernel, or with :data:`kernels.GENERIC` the generic one."""
     kernel = functools.partial(lanes_generic, kind, short_ok) if kernels.GENERIC else _rule_lanes(kind, short_ok)
 
-    def sweep(close, open_, pre, table, cfg_ints, *rest):  # noqa: ANN001, ANN202 - sweep_kernel's arguments
-        work = np.empty((cfg_ints.shape[0] // LANES, NROWS, LANES))
-        tile = int(np.clip(TILE_BYTES // (8 * max(table.shape[0], 1)), 16, 1024))
-        return kernel(close, open_, pre, np.ascontiguousarray(table.T), cfg_ints, *rest, work, tile)
+    def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest):  # noqa: ANN001, ANN202
+        args = (close, open_, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, next_open, exact, t0, t1,
+                *rest, np.empty((cfg_ints.shape[0] // LANES, NROWS, LANES)))
+        tile = int(np.clip(TILE_BYTES // (8 * max(table.shape[0], 1)), 16, 1024))  # bars: all groups, then the next
+        kernel(*args, 0, t0, t0)
+        for a in range(t0, t1, tile):
+            kernel(*args, 1, a, min(a + tile, t1))
+        kernel(*args, 2, t1, t1)
 
     return sweep
