@@ -148,3 +148,27 @@ def test_the_lane_scan_is_packed_simd(goog):
     packed = [ln for ln in lines if ("%ymm" in ln or "%zmm" in ln) and "pd" in ln.split()[0] if ln.split()]
     assert any(ln.split()[0].startswith("vcmp") for ln in packed)
     assert any(ln.split()[0] in ("vmovupd", "vmovapd") for ln in packed)
+
+
+def test_lanes_memory_plan_counts_the_transposed_table_and_the_work_rows():
+    """``sweep.max_memory_mb`` bounds the lanes kernel too: its transposed copy of the indicator rows and its work
+    rows are planned, so the same budget splits the same grid into more chunks than the scalar kernel needs."""
+    from alphasignal.backtest.engine import kernel_of, per_config_bytes, plan_chunks
+    from alphasignal.backtest.strategies import grid_frame
+
+    strat = get_strategy("MA_Crossover")
+    configs = grid_frame("MA_Crossover", {"short_period": list(range(2, 40)), "long_period": list(range(50, 250))})
+    codes = strat.config_parts(configs)[0]
+    n = 200_000  # long enough that the indicator rows dominate: 1.6 MB a row
+    plans = {}
+    for kernel in ("scalar", "lanes"):
+        opts = SweepConfig(kernel=kernel, max_memory_mb=64)
+        assert kernel_of(opts, Backend("numba", "cpu")) == kernel
+        assert kernel_of(opts, Backend("cupy", "gpu")) == "scalar"
+        per_config = per_config_bytes("numba", n, 0, False, kernel)
+        plans[kernel] = plan_chunks(strat, codes, n, per_config, opts.max_memory_mb, kernel)
+        rows = 2 if kernel == "lanes" else 1
+        for idx in plans[kernel]:  # every chunk's rows (each copy) and work memory fit the budget
+            assert rows * len(np.unique(codes[idx])) * strat.row_bytes(n) + len(idx) * per_config <= 64 * 2**20
+    assert per_config_bytes("numba", n, 0, False, "lanes") == per_config_bytes("numba", n, 0, False) + 8 * lanes.NROWS
+    assert len(plans["lanes"]) > len(plans["scalar"])

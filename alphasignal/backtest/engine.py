@@ -19,7 +19,7 @@ from ..config import SweepConfig
 from ..errors import UsageError
 from ..evaluation.costs import cost_model
 from ..evaluation.metrics import periods_per_year, rf_per_bar
-from . import kernels, vector
+from . import kernels, lanes, vector
 from .strategies import Strategy
 from .xp import Backend
 
@@ -116,23 +116,30 @@ def _plan_chunks(codes: np.ndarray, row_bytes: int, cfg_bytes: int, budget: int)
     return np.split(order, cuts)
 
 
-def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool) -> int:
+def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool, kernel: str = "scalar") -> int:
     """Working memory of one configuration in a chunk, beside the indicator rows: the fused kernel's state, block
     sums and return series (twice with cupy: device and host copies), and for numpy a positions matrix + 2-D
-    indicator gathers. The fused kernels need nothing per bar unless returns are asked."""
+    indicator gathers. The fused kernels need nothing per bar unless returns are asked; numba's ``lanes`` kernel
+    adds its per-configuration work rows."""
     outputs = 2 * n_blocks + (bars if want_rets else 0)
     if engine == "numba":
-        return 8 * (kernels.NSTATE + outputs)
+        return 8 * (kernels.NSTATE + outputs + (lanes.NROWS if kernel == "lanes" else 0))
     if engine == "cupy":
         return 16 * (kernels.NSTATE + outputs)
     return 8 * (kernels.NACC + outputs) + 17 * bars
 
 
-def plan_chunks(strat: Strategy, codes: np.ndarray, n_bars: int, per_config: int, max_memory_mb: float
-                ) -> list[np.ndarray]:
+def kernel_of(opts: SweepConfig, backend: Backend) -> str:
+    """The numba kernel ``opts`` asks for (``sweep.kernel``), or "scalar" on the other engines (which have no lanes)."""
+    return opts.kernel if backend.engine == "numba" else "scalar"
+
+
+def plan_chunks(strat: Strategy, codes: np.ndarray, n_bars: int, per_config: int, max_memory_mb: float,
+                kernel: str = "scalar") -> list[np.ndarray]:
     """:func:`_plan_chunks` for ``strat``'s configurations (``codes``: the first of its ``config_parts``) over
-    ``n_bars``."""
-    return _plan_chunks(codes, strat.row_bytes(n_bars), per_config, int(max_memory_mb) * 2**20)
+    ``n_bars``; numba's ``lanes`` kernel holds a transposed copy of the indicator rows too."""
+    copies = 2 if kernel == "lanes" else 1
+    return _plan_chunks(codes, copies * strat.row_bytes(n_bars), per_config, int(max_memory_mb) * 2**20)
 
 
 def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: SweepConfig, backend: Backend, *,
@@ -152,8 +159,9 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     short_ok, next_open = opts.mode == "long_short", opts.fill == "next_open"
     kind = strat.kernel_rule(opts.entry)
     parts = strat.config_parts(configs)
-    per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets) + 16 * kernels.NSTATE * len(stops)
-    chunks = plan_chunks(strat, parts[0], prices.n, per_config, opts.max_memory_mb)
+    kernel = kernel_of(opts, backend)
+    per_config = per_config_bytes(backend.engine, m, n_blocks, want_rets, kernel) + 16 * kernels.NSTATE * len(stops)
+    chunks = plan_chunks(strat, parts[0], prices.n, per_config, opts.max_memory_mb, kernel)
     acc = np.empty((len(stops), k, kernels.NACC) if stops else (k, kernels.NACC))
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))

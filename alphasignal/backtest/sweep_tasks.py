@@ -25,7 +25,7 @@ from ..evaluation.metrics import METRICS
 from ..evaluation.overfitting import dsr_of_best, pbo_from_blocks
 from ..fileio import write_atomic
 from .distributed import Executor, apply_threads
-from .engine import Prices, annualisation, per_config_bytes, plan_chunks
+from .engine import Prices, annualisation, kernel_of, per_config_bytes, plan_chunks
 from .strategies import Strategy, config_at, json_value
 from .sweep import run_window
 from .validation import split_point
@@ -118,8 +118,9 @@ def plan_blocks(prices: Prices, strat: Strategy, valid: pd.DataFrame, opts: Swee
                 min_blocks: int = 1) -> list[np.ndarray]:
     """Positions of ``valid`` per block: the engine's memory-bounded chunks, each split evenly until there are at
     least ``min_blocks``."""
-    per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False)
-    chunks = plan_chunks(strat, strat.config_parts(valid)[0], prices.n, per_config, opts.max_memory_mb)
+    kernel = kernel_of(opts, backend)
+    per_config = per_config_bytes(backend.engine, prices.n, opts.pbo_splits, False, kernel)
+    chunks = plan_chunks(strat, strat.config_parts(valid)[0], prices.n, per_config, opts.max_memory_mb, kernel)
     split = max(1, -(-min_blocks // len(chunks)))
     return [piece for c in chunks for piece in np.array_split(c, min(split, len(c)))]
 
