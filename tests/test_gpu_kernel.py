@@ -132,7 +132,7 @@ def _nvvm_ok() -> bool:
 
 @pytest.mark.skipif(not _nvvm_ok(), reason="numba-cuda's NVVM not installed (pip install -r requirements-gpu.txt)")
 def test_the_cuda_kernel_compiles_to_ptx_without_a_gpu():
-    """The real numba-cuda compile of the GPU kernel (kernels._advance and every rule function it calls, as device
+    """The real numba-cuda compile of the GPU kernel (kernels.advance and every rule function it calls, as device
     functions) for one rule: what a GPU would run, checked where none exists."""
     from numba import cuda
 

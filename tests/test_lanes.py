@@ -134,8 +134,8 @@ def test_the_lane_scan_is_packed_simd(goog):
     strat = get_strategy("MA_Crossover")
     table, cfg_ints, cfg_floats = strat.chunk_arrays(strat.config_parts(configs), configs, prices)
     state = np.zeros((lanes.LANES, kernels.NSTATE))
-    state[:, [kernels._CASH, kernels._ENTRY, kernels._EQ, kernels._PEAK]] = 1.0
-    state[:, kernels._EDGE] = prices.n + 1
+    state[:, [kernels.CASH, kernels.ENTRY, kernels.EQ, kernels.PEAK]] = 1.0
+    state[:, kernels.EDGE] = prices.n + 1
     pre = kernels.market_tables(prices.close, 0.0)
     work = np.empty((1, lanes.NROWS, lanes.LANES))
     args = (prices.close, prices.open, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, False, False, 0,

@@ -1,8 +1,8 @@
 """GPU engine: the CPU kernel's own code, compiled for CUDA by numba-cuda, one GPU thread per configuration.
 
-The kernel's body is :func:`kernels._advance` -- the same function the Numba CPU kernels inline, with the rule
-functions it calls (``target_position``, ``cross_target``, the fills and costs of ``_fill``, the bust rule, the
-accumulators and the long-run tables ``_span``). Each rule is written once, in ``kernels.py``: numba-cuda compiles
+The kernel's body is :func:`kernels.advance` -- the same function the Numba CPU kernels inline, with the rule
+functions it calls (``target_position``, ``cross_target``, the fills and costs of ``fill_trade``, the bust rule, the
+accumulators and the long-run tables ``span_stats``). Each rule is written once, in ``kernels.py``: numba-cuda compiles
 the CPU dispatchers it meets into CUDA device functions. CuPy stays the array library: it moves the data to the
 device, and the numba-cuda kernel reads CuPy's arrays in place (the CUDA array interface).
 
@@ -40,15 +40,15 @@ def python_twins(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return twins
 
 
-# kernels._advance as the CUDA kernel calls it: the CPU dispatcher (numba-cuda compiles it, and every rule function it
+# kernels.advance as the CUDA kernel calls it: the CPU dispatcher (numba-cuda compiles it, and every rule function it
 # calls, as device functions) or, under the simulator, its Python twin. A module global, not a closure variable, so
 # that numba-cuda's disk cache keys on constants only.
-_ADVANCE = python_twins(vars(kernels))["_advance"] if simulated() else kernels._advance
+_ADVANCE = python_twins(vars(kernels))["advance"] if simulated() else kernels.advance
 
 
 @functools.cache
 def gpu_kernel(kind: int, short_ok: bool) -> Any:
-    """The CUDA kernel of one signal rule (``kind``) and short mode: :func:`kernels._advance` per configuration, with
+    """The CUDA kernel of one signal rule (``kind``) and short mode: :func:`kernels.advance` per configuration, with
     the rule and mode compile-time constants, as in the CPU kernels."""
 
     @cuda.jit(cache=True)  # on disk, as the CPU kernels: the closure holds plain constants only

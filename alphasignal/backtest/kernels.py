@@ -102,7 +102,7 @@ def cross_target(pos, a0, b0, a1, b1, short_ok):
 
 
 @nb.njit(inline="always", cache=True)
-def _fill(cash, units, tgt, price, buy_mult, sell_mult, entry_eq, acc_trades, acc_wins, gw, gl):
+def fill_trade(cash, units, tgt, price, buy_mult, sell_mult, entry_eq, acc_trades, acc_wins, gw, gl):
     """Close the current position (if any) and open ``tgt``; returns the updated state."""
     if units != 0.0:
         if units > 0.0:
@@ -132,13 +132,13 @@ def _fill(cash, units, tgt, price, buy_mult, sell_mult, entry_eq, acc_trades, ac
 # Per-configuration state carried between blocks of bars (columns of ``state``); the first NACC are the
 # accumulators in ACC order, so the result is a plain slice of the state.
 NSTATE = 20
-(_EQ, _S1, _S2, _SD2, _MDD, _TRADES, _WINS, _GW, _GL, _EXPOSED, _TURNOVER, _CASH, _UNITS, _POS, _PENDING, _ENTRY,
- _PEAK, _BUST, _BLOCK, _EDGE) = range(NSTATE)
+(EQ, S1, S2, SD2, MDD, TRADES, WINS, GW, GL, EXPOSED, TURNOVER, CASH, UNITS, POS, PENDING, ENTRY,
+ PEAK, BUST, BLOCK, EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
 
 
 @nb.njit(inline="always", cache=True)
-def _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
+def signal_rule(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
     """:func:`target_position`, with crossovers reduced to two comparisons (a NaN compares False)."""
     if kind == CROSSOVER:
         return 1 if x0 > x1 else (-1 if short_ok and x0 < x1 else 0)
@@ -171,14 +171,14 @@ def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
     return np.int64(u)
 
 
-# _advance is long on purpose (speed): it is inlined into each kernel's per-configuration loop and keeps every
+# advance is long on purpose (speed): it is inlined into each kernel's per-configuration loop and keeps every
 # accumulator in local variables for the whole bar loop; split into helpers, that state would be packed into arrays
 # or tuples and unpacked on every bar. cfg_ints rows are (signal row a, signal row b, flag) and cfg_floats rows
 # (f0, f1): a configuration's parameters as the rule reads them (Strategy.chunk_arrays); buy_mult and sell_mult
 # are the price multipliers of the cost model (evaluation.costs).
 @nb.njit(inline="always")
-def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, buy_mult,
-             sell_mult, rf_bar, edges, st, blk, rets, j):
+def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, buy_mult,
+            sell_mult, rf_bar, edges, st, blk, rets, j):
     """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. Inlined into :func:`sweep_kernel`'s
     loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops.
 
@@ -189,26 +189,26 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
     ~1e-16). With ``exact`` (return series wanted) long bars divide one by one; short runs always do
     (``eq_t / eq_{t-1} - 1``; a bust ends the run). Block sums are differences of the running sums at the
     block edges, so the runs do no block bookkeeping."""
-    cash = st[_CASH]
-    units = st[_UNITS]
-    pos = int(st[_POS])
-    pending = int(st[_PENDING])
-    entry_eq = st[_ENTRY]
-    eq_prev = st[_EQ]
-    peak = st[_PEAK]
-    mdd = st[_MDD]
-    s1 = st[_S1]
-    s2 = st[_S2]
-    sd2 = st[_SD2]
-    trades = st[_TRADES]
-    wins = st[_WINS]
-    gw = st[_GW]
-    gl = st[_GL]
+    cash = st[CASH]
+    units = st[UNITS]
+    pos = int(st[POS])
+    pending = int(st[PENDING])
+    entry_eq = st[ENTRY]
+    eq_prev = st[EQ]
+    peak = st[PEAK]
+    mdd = st[MDD]
+    s1 = st[S1]
+    s2 = st[S2]
+    sd2 = st[SD2]
+    trades = st[TRADES]
+    wins = st[WINS]
+    gw = st[GW]
+    gl = st[GL]
     exposed = 0
-    turnover = st[_TURNOVER]
-    bust = st[_BUST] != 0.0
-    b = int(st[_BLOCK])
-    next_edge = int(st[_EDGE])
+    turnover = st[TURNOVER]
+    bust = st[BUST] != 0.0
+    b = int(st[BLOCK])
+    next_edge = int(st[EDGE])
     has_blocks = blk.shape[0] > 0
     want_rets = rets.shape[0] > 0
     if has_blocks:
@@ -226,8 +226,8 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
         t = t0 + i
         c = close[i]
         if next_open and pending != pos:
-            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, open_[i], buy_mult, sell_mult,
-                                                                entry_eq, trades, wins, gw, gl)
+            cash, units, entry_eq, trades, wins, gw, gl = fill_trade(cash, units, pending, open_[i], buy_mult,
+                                                                     sell_mult, entry_eq, trades, wins, gw, gl)
             turnover += abs(pending - pos)
             pos = pending
         exposed += units != 0.0
@@ -245,12 +245,12 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
             a0, b0 = (xa[i - 1], xb[i - 1]) if i > 0 else (pa, pb)
             tgt = 0 if bust else cross_target(pos, a0, b0, xa[i], xb[i], short_ok)
         else:
-            tgt = 0 if bust else _signal(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
+            tgt = 0 if bust else signal_rule(kind, pos, c, xa[i], xb[i], flag, f0, f1, short_ok)
         if next_open:
             pending = tgt
         elif tgt != pos:
-            cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, buy_mult, sell_mult,
-                                                                entry_eq, trades, wins, gw, gl)
+            cash, units, entry_eq, trades, wins, gw, gl = fill_trade(cash, units, tgt, c, buy_mult, sell_mult,
+                                                                     entry_eq, trades, wins, gw, gl)
             turnover += abs(tgt - pos)
             pos = tgt
             eq = cash + units * c
@@ -287,7 +287,7 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
                 sd2 += p3[i] - p3[i0]
                 exposed += i - i0
                 eq_prev = units * close[i - 1]
-                mx, mn, dd = _span(pre, close_all, t0 + i0, t0 + i)
+                mx, mn, dd = span_stats(pre, close_all, t0 + i0, t0 + i)
                 mdd = max(mdd, dd, 1.0 - units * mn / peak)
                 peak = max(peak, units * mx)
         elif units != 0.0:  # short, or long with exact returns: a division per bar (long: cash is 0)
@@ -317,26 +317,26 @@ def _advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, 
     if has_blocks:
         blk[b, 0] += s1
         blk[b, 1] += s2
-    st[_CASH] = cash
-    st[_UNITS] = units
-    st[_POS] = pos
-    st[_PENDING] = pending
-    st[_ENTRY] = entry_eq
-    st[_EQ] = eq_prev
-    st[_PEAK] = peak
-    st[_MDD] = mdd
-    st[_S1] = s1
-    st[_S2] = s2
-    st[_SD2] = sd2
-    st[_TRADES] = trades
-    st[_WINS] = wins
-    st[_GW] = gw
-    st[_GL] = gl
-    st[_EXPOSED] += exposed
-    st[_TURNOVER] = turnover
-    st[_BUST] = 1.0 if bust else 0.0
-    st[_BLOCK] = b
-    st[_EDGE] = next_edge
+    st[CASH] = cash
+    st[UNITS] = units
+    st[POS] = pos
+    st[PENDING] = pending
+    st[ENTRY] = entry_eq
+    st[EQ] = eq_prev
+    st[PEAK] = peak
+    st[MDD] = mdd
+    st[S1] = s1
+    st[S2] = s2
+    st[SD2] = sd2
+    st[TRADES] = trades
+    st[WINS] = wins
+    st[GW] = gw
+    st[GL] = gl
+    st[EXPOSED] += exposed
+    st[TURNOVER] = turnover
+    st[BUST] = 1.0 if bust else 0.0
+    st[BLOCK] = b
+    st[EDGE] = next_edge
 
 
 # ALPHASIGNAL_NUMBA_KERNELS=generic: one kernel for every signal rule and short mode, both passed as arguments, on
@@ -356,7 +356,7 @@ def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats
     """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
     (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
     for j in range(cfg_ints.shape[0]):
-        _advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
+        advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
                  cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar, edges,
                  state[j], blocks[j], rets, j)
 
@@ -374,7 +374,7 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
         for j in nb.prange(cfg_ints.shape[0]):
-            _advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
+            advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
                      table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult,
                      sell_mult, rf_bar, edges, state[j], blocks[j], rets, j)
 
@@ -421,7 +421,7 @@ def _join(mx, mn, dd, mx2, mn2, dd2):
 
 
 @nb.njit(inline="always", cache=True)
-def _span(tab, close, a, e):
+def span_stats(tab, close, a, e):
     """(max, min, drawdown) of the close over bars ``a..e-1`` (a < e) from :func:`market_tables`."""
     ba, be = a // DD_BLOCK, (e - 1) // DD_BLOCK
     if ba == be:  # within one block: a short loop, dividing only on a new drawdown
@@ -505,8 +505,8 @@ def initial_state(k: int, edges: np.ndarray, hi: int) -> np.ndarray:
     """The state rows (k x NSTATE) of ``k`` configurations before their first bar: all cash, flat, in the first
     block of ``edges`` (none: ``hi + 1``)."""
     start = np.zeros(NSTATE)
-    start[[_CASH, _ENTRY, _EQ, _PEAK]] = 1.0
-    start[_EDGE] = edges[1] if len(edges) > 1 else hi + 1
+    start[[CASH, ENTRY, EQ, PEAK]] = 1.0
+    start[EDGE] = edges[1] if len(edges) > 1 else hi + 1
     state = np.empty((k, NSTATE))
     state[:] = start  # one broadcast pass (column-wise fancy writes cost ~0.4 s per million configurations)
     return state
@@ -514,10 +514,10 @@ def initial_state(k: int, edges: np.ndarray, hi: int) -> np.ndarray:
 
 def mark_open_trades(state: np.ndarray) -> np.ndarray:
     """The accumulators (k x NACC) of ``state``, an open trade counted as won or lost at the last close."""
-    units, eq, entry = state[:, _UNITS], state[:, _EQ], state[:, _ENTRY]
+    units, eq, entry = state[:, UNITS], state[:, EQ], state[:, ENTRY]
     pnl = eq - entry
     won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
-    state[:, _WINS] += won
-    state[:, _GW] += np.where(won, pnl, 0.0)
-    state[:, _GL] -= np.where(lost, pnl, 0.0)
+    state[:, WINS] += won
+    state[:, GW] += np.where(won, pnl, 0.0)
+    state[:, GL] -= np.where(lost, pnl, 0.0)
     return state[:, :NACC]

@@ -33,31 +33,31 @@ import numpy as np
 
 from . import kernels
 from .kernels import (
-    _BLOCK,
-    _BUST,
-    _CASH,
-    _EDGE,
-    _ENTRY,
-    _EQ,
-    _EXPOSED,
-    _GL,
-    _GW,
-    _MDD,
-    _PEAK,
-    _PENDING,
-    _POS,
-    _S1,
-    _S2,
-    _SD2,
-    _TRADES,
-    _TURNOVER,
-    _UNITS,
-    _WINS,
+    BLOCK,
+    BUST,
+    CASH,
+    EDGE,
+    ENTRY,
+    EQ,
+    EXPOSED,
+    GL,
+    GW,
+    MDD,
     NSTATE,
-    _fill,
-    _signal,
-    _span,
+    PEAK,
+    PENDING,
+    POS,
+    S1,
+    S2,
+    SD2,
+    TRADES,
+    TURNOVER,
+    UNITS,
+    WINS,
     cross_target,
+    fill_trade,
+    signal_rule,
+    span_stats,
 )
 from .strategies import CROSS, POSITIONS
 
@@ -81,25 +81,25 @@ def _target(kind, short_ok, pos, bust, c, x0, x1, p0, p1, flag, f0, f1):
     if kind == CROSS:
         tgt = cross_target(pos, p0, p1, x0, x1, short_ok)
     else:
-        tgt = _signal(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
+        tgt = signal_rule(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
     return 0 if bust else tgt
 
 
-# _full_step is long on purpose: it is kernels._advance's full step, statement for statement (the same arithmetic
+# _full_step is long on purpose: it is kernels.advance's full step, statement for statement (the same arithmetic
 # in the same order, so the same results), on lane ``q`` of the group state V; split, it would diverge from it.
 @nb.njit(inline="always")
 def _full_step(kind, short_ok, next_open, V, q, t, c, o, x0, x1, p0, p1, flag, f0, f1, buy_mult, sell_mult,
                rf_bar, edges, blk, rets, lo, j):
     """One bar of lane ``q`` (configuration ``j``) with fills, bust and block edges, as the scalar kernel."""
-    cash, units, entry_eq = V[_CASH, q], V[_UNITS, q], V[_ENTRY, q]
-    pos, pending, bust = int(V[_POS, q]), int(V[_PENDING, q]), V[_BUST, q] != 0.0
-    trades, wins, gw, gl, turnover = V[_TRADES, q], V[_WINS, q], V[_GW, q], V[_GL, q], V[_TURNOVER, q]
+    cash, units, entry_eq = V[CASH, q], V[UNITS, q], V[ENTRY, q]
+    pos, pending, bust = int(V[POS, q]), int(V[PENDING, q]), V[BUST, q] != 0.0
+    trades, wins, gw, gl, turnover = V[TRADES, q], V[WINS, q], V[GW, q], V[GL, q], V[TURNOVER, q]
     if next_open and pending != pos:
-        cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, pending, o, buy_mult, sell_mult, entry_eq,
-                                                            trades, wins, gw, gl)
+        cash, units, entry_eq, trades, wins, gw, gl = fill_trade(cash, units, pending, o, buy_mult, sell_mult, entry_eq,
+                                                                 trades, wins, gw, gl)
         turnover += abs(pending - pos)
         pos = pending
-    V[_EXPOSED, q] += 1.0 if units != 0.0 else 0.0
+    V[EXPOSED, q] += 1.0 if units != 0.0 else 0.0
     eq = cash + units * c
     if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
         if units != 0.0:
@@ -114,16 +114,16 @@ def _full_step(kind, short_ok, next_open, V, q, t, c, o, x0, x1, p0, p1, flag, f
     if next_open:
         pending = tgt
     elif tgt != pos:
-        cash, units, entry_eq, trades, wins, gw, gl = _fill(cash, units, tgt, c, buy_mult, sell_mult, entry_eq,
-                                                            trades, wins, gw, gl)
+        cash, units, entry_eq, trades, wins, gw, gl = fill_trade(cash, units, tgt, c, buy_mult, sell_mult, entry_eq,
+                                                                 trades, wins, gw, gl)
         turnover += abs(tgt - pos)
         pos = tgt
         eq = cash + units * c
-    eq_prev = V[_EQ, q]
+    eq_prev = V[EQ, q]
     r = eq / eq_prev - 1.0 if eq_prev > 0.0 else 0.0
-    s1, s2 = V[_S1, q], V[_S2, q]
+    s1, s2 = V[S1, q], V[S2, q]
     if blk.shape[1] > 0:
-        b, next_edge = int(V[_BLOCK, q]), int(V[_EDGE, q])
+        b, next_edge = int(V[BLOCK, q]), int(V[EDGE, q])
         while t >= next_edge:
             blk[j, b, 0] += s1
             blk[j, b, 1] += s2
@@ -131,17 +131,17 @@ def _full_step(kind, short_ok, next_open, V, q, t, c, o, x0, x1, p0, p1, flag, f
             next_edge = edges[b + 1]
             blk[j, b, 0] -= s1
             blk[j, b, 1] -= s2
-        V[_BLOCK, q], V[_EDGE, q] = b, next_edge
+        V[BLOCK, q], V[EDGE, q] = b, next_edge
     d = min(r - rf_bar, 0.0)
-    V[_S1, q], V[_S2, q], V[_SD2, q] = s1 + r, s2 + r * r, V[_SD2, q] + d * d
-    peak, mdd = max(V[_PEAK, q], eq), V[_MDD, q]
+    V[S1, q], V[S2, q], V[SD2, q] = s1 + r, s2 + r * r, V[SD2, q] + d * d
+    peak, mdd = max(V[PEAK, q], eq), V[MDD, q]
     if peak - eq > mdd * peak:
         mdd = 1.0 - eq / peak
     if rets.shape[0] > 0:
         rets[t - lo, j] = r
-    V[_CASH, q], V[_UNITS, q], V[_ENTRY, q], V[_EQ, q], V[_PEAK, q], V[_MDD, q] = cash, units, entry_eq, eq, peak, mdd
-    V[_POS, q], V[_PENDING, q], V[_BUST, q] = pos, pending, 1.0 if bust else 0.0
-    V[_TRADES, q], V[_WINS, q], V[_GW, q], V[_GL, q], V[_TURNOVER, q] = trades, wins, gw, gl, turnover
+    V[CASH, q], V[UNITS, q], V[ENTRY, q], V[EQ, q], V[PEAK, q], V[MDD, q] = cash, units, entry_eq, eq, peak, mdd
+    V[POS, q], V[PENDING, q], V[BUST, q] = pos, pending, 1.0 if bust else 0.0
+    V[TRADES, q], V[WINS, q], V[GW, q], V[GL, q], V[TURNOVER, q] = trades, wins, gw, gl, turnover
 
 
 # Rows of a group's work array W (NROWS x LANES) beyond the state columns: the lane's current run (its type and
@@ -166,8 +166,8 @@ def _scan(kind, short_ok, W, tT, t, c, a0, b0, sa, sb, L):
         ia = a0 + uq if sa == 1 else (a0 if sa == 0 else np.uint64(W[_RA, q]))
         ib = b0 + uq if sb == 1 else (b0 if sb == 0 else np.uint64(W[_RB, q]))
         p0, p1 = (tT[u - np.uint64(1), ia], tT[u - np.uint64(1), ib]) if kind == CROSS and t > 0 else (np.nan, np.nan)
-        pos = W[_POS, q]
-        tgt = _target(kind, short_ok, int(pos), W[_BUST, q] != 0.0, c, tT[u, ia], tT[u, ib], p0, p1,
+        pos = W[POS, q]
+        tgt = _target(kind, short_ok, int(pos), W[BUST, q] != 0.0, c, tT[u, ia], tT[u, ib], p0, p1,
                       int(W[_FLAG, q]), W[_F0, q], W[_F1, q])
         typ = W[_TYPE, q]
         n |= np.int64((typ == _FULL) | (typ == _EXACT) | (tgt != pos)) << q
@@ -179,18 +179,18 @@ def _close_run(W, q, t, pre, close, rf_bar, rets, lo, j):
     """End lane ``q``'s run before bar ``t`` (its bars ``I0..t-1``), as the scalar kernel ends its steady runs."""
     typ, i0 = W[_TYPE, q], int(W[_I0, q])
     if typ == _LONG and t > i0:
-        W[_S1, q] += pre[0, t] - pre[0, i0]
-        W[_S2, q] += pre[1, t] - pre[1, i0]
-        W[_SD2, q] += pre[2, t] - pre[2, i0]
-        W[_EXPOSED, q] += t - i0
-        units, peak = W[_UNITS, q], W[_PEAK, q]
-        W[_EQ, q] = units * close[t - 1]
-        mx, mn, dd = _span(pre, close, i0, t)
-        W[_MDD, q] = max(W[_MDD, q], dd, 1.0 - units * mn / peak)
-        W[_PEAK, q] = max(peak, units * mx)
+        W[S1, q] += pre[0, t] - pre[0, i0]
+        W[S2, q] += pre[1, t] - pre[1, i0]
+        W[SD2, q] += pre[2, t] - pre[2, i0]
+        W[EXPOSED, q] += t - i0
+        units, peak = W[UNITS, q], W[PEAK, q]
+        W[EQ, q] = units * close[t - 1]
+        mx, mn, dd = span_stats(pre, close, i0, t)
+        W[MDD, q] = max(W[MDD, q], dd, 1.0 - units * mn / peak)
+        W[PEAK, q] = max(peak, units * mx)
     elif typ == _FLAT:
         d0 = min(-rf_bar, 0.0)
-        W[_SD2, q] += (t - i0) * (d0 * d0)
+        W[SD2, q] += (t - i0) * (d0 * d0)
         if rets.shape[0] > 0:
             rets[i0 - lo:t - lo, j] = 0.0
 
@@ -199,35 +199,35 @@ def _close_run(W, q, t, pre, close, rf_bar, rets, lo, j):
 def _exact_bar(W, q, t, c, rf_bar, rets, lo, j):
     """One bar of lane ``q``'s bar-by-bar run (the signal holds); False, with nothing changed, when the equity is
     gone (the run ends: a full step follows)."""
-    eq = W[_CASH, q] + W[_UNITS, q] * c
+    eq = W[CASH, q] + W[UNITS, q] * c
     if eq <= 0.0:
         return False
-    r = eq / W[_EQ, q] - 1.0
-    W[_EQ, q] = eq
-    W[_S1, q] += r
-    W[_S2, q] += r * r
+    r = eq / W[EQ, q] - 1.0
+    W[EQ, q] = eq
+    W[S1, q] += r
+    W[S2, q] += r * r
     d = min(r - rf_bar, 0.0)
-    W[_SD2, q] += d * d
-    peak = max(W[_PEAK, q], eq)
-    W[_PEAK, q] = peak
-    W[_MDD, q] = max(W[_MDD, q], 1.0 - eq / peak)
+    W[SD2, q] += d * d
+    peak = max(W[PEAK, q], eq)
+    W[PEAK, q] = peak
+    W[MDD, q] = max(W[MDD, q], 1.0 - eq / peak)
     if rets.shape[0] > 0:
         rets[t - lo, j] = r
-    W[_EXPOSED, q] += 1.0
+    W[EXPOSED, q] += 1.0
     return True
 
 
 @nb.njit(inline="always")
 def _run_type(next_open, exact, W, q):
     """The run that follows a full step, as the scalar kernel chooses it."""
-    units, pos = W[_UNITS, q], W[_POS, q]
-    if next_open and W[_PENDING, q] != pos:
+    units, pos = W[UNITS, q], W[POS, q]
+    if next_open and W[PENDING, q] != pos:
         return _FULL
     if units > 0.0 and not exact:
         return _LONG
     if units != 0.0:
         return _EXACT
-    if W[_BUST, q] != 0.0 or (W[_CASH, q] > 0.0 and pos == 0.0):
+    if W[BUST, q] != 0.0 or (W[CASH, q] > 0.0 and pos == 0.0):
         return _FLAT
     return _FULL
 
@@ -251,8 +251,8 @@ def _open_lanes(W, state, cfg_ints, cfg_floats, blk, j0, t0):
         W[_RA, q], W[_RB, q], W[_FLAG, q] = cfg_ints[j0 + q, 0], cfg_ints[j0 + q, 1], cfg_ints[j0 + q, 2]
         W[_F0, q], W[_F1, q], W[_TYPE, q], W[_I0, q] = cfg_floats[j0 + q, 0], cfg_floats[j0 + q, 1], _FULL, t0
         if blk.shape[1] > 0:
-            blk[j0 + q, int(W[_BLOCK, q]), 0] -= W[_S1, q]
-            blk[j0 + q, int(W[_BLOCK, q]), 1] -= W[_S2, q]
+            blk[j0 + q, int(W[BLOCK, q]), 0] -= W[S1, q]
+            blk[j0 + q, int(W[BLOCK, q]), 1] -= W[S2, q]
 
 
 @nb.njit(inline="always")
@@ -260,8 +260,8 @@ def _close_lanes(W, state, blk, j0):
     """Store the state back at the end of a pass (the runs ended by :func:`_advance_lanes`)."""
     for q in range(LANES):
         if blk.shape[1] > 0:
-            blk[j0 + q, int(W[_BLOCK, q]), 0] += W[_S1, q]
-            blk[j0 + q, int(W[_BLOCK, q]), 1] += W[_S2, q]
+            blk[j0 + q, int(W[BLOCK, q]), 0] += W[S1, q]
+            blk[j0 + q, int(W[BLOCK, q]), 1] += W[S2, q]
         for v in range(NSTATE):
             state[j0 + q, v] = W[v, q]
 
@@ -274,7 +274,7 @@ def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a
     """Advance the group in work array ``W`` (configurations ``j0..``) over bars ``a..b-1``; when ``b`` is the
     pass's ``end``, end every lane's run there."""
     L = W.shape[1]  # = LANES, unknown to LLVM: the lane loops stay loops, which it vectorises
-    has_blocks, next_edge = blk.shape[1] > 0, int(W[_EDGE, 0])  # block edges are the same for every lane
+    has_blocks, next_edge = blk.shape[1] > 0, int(W[EDGE, 0])  # block edges are the same for every lane
     sa, sb = _row_step(W, _RA), _row_step(W, _RB)
     a0, b0 = np.uint64(W[_RA, 0]), np.uint64(W[_RB, 0])
     stop = b + 1 if b == end else b  # the pass's end: one more round, closing every lane's run
@@ -295,13 +295,13 @@ def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a
                 continue
             ia, ib = int(W[_RA, q]), int(W[_RB, q])
             x0 = x1 = p0 = p1 = np.nan
-            pos, typ, flag, f0, f1 = W[_POS, q], W[_TYPE, q], int(W[_FLAG, q]), W[_F0, q], W[_F1, q]
+            pos, typ, flag, f0, f1 = W[POS, q], W[_TYPE, q], int(W[_FLAG, q]), W[_F0, q], W[_F1, q]
             ev = last
             if not last:
                 x0, x1 = tT[t, ia], tT[t, ib]
                 if t > 0:
                     p0, p1 = tT[t - 1, ia], tT[t - 1, ib]
-                ev = edge or typ == _FULL or _target(kind, short_ok, int(pos), W[_BUST, q] != 0.0, c, x0, x1, p0,
+                ev = edge or typ == _FULL or _target(kind, short_ok, int(pos), W[BUST, q] != 0.0, c, x0, x1, p0,
                                                      p1, flag, f0, f1) != pos
                 if not ev and typ == _EXACT:
                     ev = not _exact_bar(W, q, t, c, rf_bar, rets, lo, j0 + q)
@@ -311,7 +311,7 @@ def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a
                 _full_step(kind, short_ok, next_open, W, q, t, c, open_[t], x0, x1, p0, p1, flag, f0, f1, buy_mult,
                            sell_mult, rf_bar, edges, blk, rets, lo, j0 + q)
                 W[_TYPE, q], W[_I0, q] = _run_type(next_open, exact, W, q), t + 1
-        next_edge = int(W[_EDGE, 0])
+        next_edge = int(W[EDGE, 0])
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
