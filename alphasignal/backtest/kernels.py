@@ -129,6 +129,17 @@ def fill_trade(cash, units, tgt, price, buy_mult, sell_mult, entry_eq, acc_trade
     return cash, units, entry_eq, acc_trades, acc_wins, gw, gl
 
 
+@nb.njit(inline="always", cache=True)
+def bust_rule(short_ok, eq, cash, units, pos, bust, entry_eq, gl, turnover):
+    """A short that lost everything (equity ``eq`` <= 0) is closed and stays flat from here on; returns the updated
+    (eq, cash, units, pos, bust, gl, turnover), the open trade's whole entry equity counted as lost."""
+    if short_ok and eq <= 0.0 and not bust:
+        if units != 0.0:
+            gl += entry_eq
+        return 0.0, 0.0, 0.0, 0, True, gl, turnover + abs(pos)
+    return eq, cash, units, pos, bust, gl, turnover
+
+
 # Per-configuration state carried between blocks of bars (columns of ``state``); the first NACC are the
 # accumulators in ACC order, so the result is a plain slice of the state.
 NSTATE = 20
@@ -231,16 +242,8 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
             turnover += abs(pending - pos)
             pos = pending
         exposed += units != 0.0
-        eq = cash + units * c
-        if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
-            if units != 0.0:
-                gl += entry_eq
-            turnover += abs(pos)
-            eq = 0.0
-            cash = 0.0
-            units = 0.0
-            pos = 0
-            bust = True
+        eq, cash, units, pos, bust, gl, turnover = bust_rule(short_ok, cash + units * c, cash, units, pos, bust,
+                                                             entry_eq, gl, turnover)
         if kind == CROSS:
             a0, b0 = (xa[i - 1], xb[i - 1]) if i > 0 else (pa, pb)
             tgt = 0 if bust else cross_target(pos, a0, b0, xa[i], xb[i], short_ok)

@@ -54,6 +54,7 @@ from .kernels import (
     TURNOVER,
     UNITS,
     WINS,
+    bust_rule,
     cross_target,
     fill_trade,
     signal_rule,
@@ -100,16 +101,8 @@ def _full_step(kind, short_ok, next_open, V, q, t, c, o, x0, x1, p0, p1, flag, f
         turnover += abs(pending - pos)
         pos = pending
     V[EXPOSED, q] += 1.0 if units != 0.0 else 0.0
-    eq = cash + units * c
-    if short_ok and eq <= 0.0 and not bust:  # a short lost everything: closed, flat from here on
-        if units != 0.0:
-            gl += entry_eq
-        turnover += abs(pos)
-        eq = 0.0
-        cash = 0.0
-        units = 0.0
-        pos = 0
-        bust = True
+    eq, cash, units, pos, bust, gl, turnover = bust_rule(short_ok, cash + units * c, cash, units, pos, bust,
+                                                         entry_eq, gl, turnover)
     tgt = _target(kind, short_ok, pos, bust, c, x0, x1, p0, p1, flag, f0, f1)
     if next_open:
         pending = tgt
