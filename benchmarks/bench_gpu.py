@@ -63,28 +63,25 @@ def _kernel_events(prices, strat, configs, opts) -> dict:
     """One launch of the GPU kernel over all bars, timed with CUDA events, and a memory-traffic estimate."""
     from numba import cuda
 
-    from alphasignal.backtest.gpu import THREADS, gpu_kernel
+    from alphasignal.backtest.gpu import DeviceRun
 
-    kind = strat.kernel_rule(opts.entry)
     idx = np.arange(len(configs))
     table, cfg_ints, cfg_floats = strat.chunk_arrays(strat.config_parts(configs), configs, prices, idx, prices.n)
     k, n = len(configs), prices.n
     buy, sell = cost_factors(opts)
-    edges = np.zeros(1, np.int64)
-    dev = [cuda.to_device(np.ascontiguousarray(a)) for a in (
-        prices.close, prices.open, kernels.market_tables(prices.close, 0.0), table, cfg_ints.astype(np.int64),
-        cfg_floats.astype(np.float64))]
-    d_state, d_edges = cuda.to_device(kernels.initial_state(k, edges, n)), cuda.to_device(edges)
-    d_blocks, d_rets = cuda.to_device(np.zeros((k, 0, 2))), cuda.to_device(np.zeros((0, 0)))
-    launch = gpu_kernel(kind, opts.mode == "long_short")[(k + THREADS - 1) // THREADS, THREADS]
-    args = (*dev, False, False, 0, n, 0, buy, sell, rf_per_bar(opts.risk_free, 252.0), d_edges, d_state, d_blocks,
-            d_rets)
-    launch(*args)  # compile or load, and warm the caches
+
+    def device_run() -> DeviceRun:  # all bars in one launch, no block sums, no return series
+        return DeviceRun(strat.kernel_rule(opts.entry), prices.close, prices.open, table, cfg_ints, cfg_floats,
+                         short_ok=opts.mode == "long_short", next_open=False, lo=0, hi=n, buy_mult=buy,
+                         sell_mult=sell, rf_bar=rf_per_bar(opts.risk_free, 252.0), edges=np.zeros(1, np.int64),
+                         want_rets=False)
+
+    device_run().advance(0, n)  # compile or load, and warm the caches
+    run = device_run()  # a fresh state for the timed launch
     cuda.synchronize()
-    d_state.copy_to_device(kernels.initial_state(k, edges, n))
     start, end = cuda.event(), cuda.event()
     start.record()
-    launch(*args)
+    run.advance(0, n)
     end.record()
     end.synchronize()
     ms = start.elapsed_time(end)

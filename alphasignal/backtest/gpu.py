@@ -92,28 +92,46 @@ def _transfers() -> tuple[Callable[[np.ndarray], Any], Callable[[Any], np.ndarra
     return (lambda a: cp.asarray(np.ascontiguousarray(a))), cp.asnumpy
 
 
+class DeviceRun:
+    """One chunk on the device: its inputs, state, block sums and returns, and the launch that advances every
+    configuration over a span of bars (what :func:`run_gpu` runs, and what the benchmark times with CUDA events)."""
+
+    def __init__(self, kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
+                 cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
+                 sell_mult: float, rf_bar: float, edges: np.ndarray, want_rets: bool) -> None:
+        k = cfg_ints.shape[0]
+        to_device, self.to_host = _transfers()
+        self.inputs = [to_device(a) for a in (close, open_, kernels.market_tables(close, rf_bar), table,
+                                              cfg_ints.astype(np.int64), cfg_floats.astype(np.float64))]
+        self.outputs = [to_device(edges.astype(np.int64)), to_device(kernels.initial_state(k, edges, hi)),
+                        to_device(np.zeros((k, max(len(edges) - 1, 0), 2))),
+                        to_device(np.zeros((hi - lo, k) if want_rets else (0, 0)))]
+        self.launch = gpu_kernel(kind, short_ok)[(k + THREADS - 1) // THREADS, THREADS]
+        self.flags, self.lo, self.costs = (next_open, want_rets), lo, (buy_mult, sell_mult, rf_bar)
+
+    def advance(self, t0: int, t1: int) -> None:
+        """Launch the kernel over bars ``t0..t1-1`` (asynchronous on a GPU)."""
+        self.launch(*self.inputs, *self.flags, t0, t1, self.lo, *self.costs, *self.outputs)
+
+    def accumulators(self) -> np.ndarray:
+        """The accumulators so far (k x NACC), open trades marked at the last close."""
+        return kernels.mark_open_trades(self.to_host(self.outputs[1]))
+
+
 def run_gpu(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
             cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
             sell_mult: float, rf_bar: float, edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = ()
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`kernels.run_numba` on the GPU, same arguments and results: one launch per span between ``stops`` (a
     GPU needs no bar blocks for its caches), the state kept on the device between launches."""
-    k = cfg_ints.shape[0]
-    to_device, to_host = _transfers()
-    n_blocks = max(len(edges) - 1, 0)
-    state = kernels.initial_state(k, edges, hi)
-    d_state, d_blocks = to_device(state), to_device(np.zeros((k, n_blocks, 2)))
-    d_rets = to_device(np.zeros((hi - lo, k) if want_rets else (0, 0)))
-    d_args = [to_device(a) for a in (close, open_, kernels.market_tables(close, rf_bar), table,
-                                     cfg_ints.astype(np.int64), cfg_floats.astype(np.float64))]
-    d_edges = to_device(edges.astype(np.int64))
-    sweep = gpu_kernel(kind, short_ok)[(k + THREADS - 1) // THREADS, THREADS]
+    run = DeviceRun(kind, close, open_, table, cfg_ints, cfg_floats, short_ok=short_ok, next_open=next_open, lo=lo,
+                    hi=hi, buy_mult=buy_mult, sell_mult=sell_mult, rf_bar=rf_bar, edges=edges, want_rets=want_rets)
     cuts = sorted({lo, *stops, hi})
     snaps = []
     for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
-        sweep(*d_args, next_open, want_rets, t0, t1, lo, buy_mult, sell_mult, rf_bar, d_edges, d_state, d_blocks,
-              d_rets)
+        run.advance(t0, t1)
         if t1 in stops:
-            snaps.append(kernels.mark_open_trades(to_host(d_state)))
-    out = np.stack(snaps) if stops else kernels.mark_open_trades(to_host(d_state))
-    return out, to_host(d_blocks), to_host(d_rets) if want_rets else np.empty((0, 0))
+            snaps.append(run.accumulators())
+    out = np.stack(snaps) if stops else run.accumulators()
+    _, _, blocks, rets = run.outputs
+    return out, run.to_host(blocks), run.to_host(rets) if want_rets else np.empty((0, 0))
