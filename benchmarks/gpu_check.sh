@@ -72,7 +72,7 @@ step precompile $((dry ? 900 : 150)) python -c "
 import multiprocessing as mp
 from alphasignal.backtest import strategies as s
 from alphasignal.backtest.gpu import precompile
-pairs = [(k, b, $dry) for k in (s.CROSSOVER, s.BOLLINGER, s.RSI, s.DONCHIAN, s.CROSS, s.POSITIONS) for b in (0, 1)]
+pairs = [(k, b, $dry) for k in s.RULES for b in (0, 1)]
 with mp.get_context('spawn').Pool(len(pairs)) as pool:
     pool.starmap(precompile, pairs)
 print(f'{len(pairs)} kernels compiled', 'to PTX' if $dry else 'into the disk cache')"

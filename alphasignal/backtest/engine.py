@@ -171,7 +171,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
                     want_rets=want_rets)
         if backend.engine == "numba":
             a, b, r = kernels.run_numba(kind, prices.close, prices.open, table, cfg_ints, cfg_floats, short_ok=short_ok,
-                                        next_open=next_open, stops=stops, kernel=opts.kernel, **args)
+                                        next_open=next_open, stops=stops, kernel=kernel, **args)
         elif backend.engine == "cupy":
             from .gpu import run_gpu
 

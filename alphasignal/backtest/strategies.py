@@ -3,8 +3,8 @@
 A strategy carries its name, ``PARAM_SPECS``, cross-parameter constraints, the warm-up it needs, the price
 columns it reads, ``rows(columns)`` -- the keys of the indicator series (e.g. ``("sma", 20)``) its signal compares,
 computed for all configurations at once from their parameter columns -- and its signal rule: the id of its rule
-in the compiled kernels (``kernels.target_position`` for Numba, ``cuda._SOURCE`` for CUDA) and the same rule
-vectorised over configurations for the NumPy/CuPy engine (``step``). Indicator series are computed once per
+in the compiled kernels (``kernels.target_position``, for Numba and, through numba-cuda, the GPU) and the same rule
+vectorised over configurations for the NumPy engine (``step``). Indicator series are computed once per
 unique key (:func:`build_rows`) and shared by every configuration that reads them. The engines take the object
 and dispatch on its fields; none of them names a strategy.
 
@@ -15,8 +15,8 @@ a strategy written by a user (``user_strategy.UserStrategy``, a subclass) puts i
 read by the POSITIONS rule.
 
 Adding a built-in strategy = one ``Strategy`` entry here (specs, rows, warm-up, vectorised step, rule id) plus its
-rule in ``kernels.target_position`` and in the CUDA source (``cuda._SOURCE``), tested against the reference loop in
-``tests/test_backtest.py``.
+rule in ``kernels.target_position`` (the GPU kernel compiles the same function), tested against the reference loop
+in ``tests/test_backtest.py``.
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ Columns = Mapping[str, Any]  # parameter name -> array of values (a DataFrame of
 INDICATOR_ROWS = ("sma", "ema", "std", "rsi", "macd_line", "macd_sig", "dc_hi", "dc_lo")
 
 
-# Signal-rule ids of the compiled kernels (``kernels.target_position``, ``cuda._SOURCE``); a Strategy names its own.
+# Signal-rule ids of the compiled kernels (``kernels.target_position``, CPU and GPU); a Strategy names its own.
 # CROSS: a crossover strategy under entry="cross"; POSITIONS: the rule reads a matrix of wanted positions (users').
 CROSSOVER, BOLLINGER, RSI, DONCHIAN, CROSS, POSITIONS = range(6)
+RULES = (CROSSOVER, BOLLINGER, RSI, DONCHIAN, CROSS, POSITIONS)  # every rule id, e.g. to compile them all
 
 
 @dataclass(frozen=True)
