@@ -483,8 +483,9 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     k = k_in = cfg_ints.shape[0]
     sweep = sweep_kernel(kind, short_ok)
     if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
-        sweep, pad = lanes.lane_kernel(kind, short_ok), -k % lanes.LANES
+        pad = -k % lanes.LANES
         k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
+        sweep = lanes.lane_kernel(kind, short_ok, table, k)
     n_blocks = max(len(edges) - 1, 0)
     state = initial_state(k, edges, hi)
     blocks = np.zeros((k, n_blocks, 2))

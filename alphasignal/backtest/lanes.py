@@ -348,15 +348,16 @@ def _rule_lanes(kind: int, short_ok: bool) -> Callable[..., None]:
 TILE_BYTES = 2**18  # one tile of the transposed table: well within L2
 
 
-def lane_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
-    """A kernel with :func:`kernels.sweep_kernel`'s arguments that runs groups of LANES configurations (their
-    count a multiple of LANES): the rule's own compiled kernel, or with :data:`kernels.GENERIC` the generic one."""
+def lane_kernel(kind: int, short_ok: bool, table: np.ndarray, k: int) -> Callable[..., None]:
+    """A kernel with :func:`kernels.sweep_kernel`'s arguments that runs ``k`` configurations (a multiple of LANES) in
+    groups over ``table``'s rows: the rule's own compiled kernel, or with :data:`kernels.GENERIC` the generic one.
+    The transposed table and the groups' work arrays are built once here, for every pass over ``table``."""
     kernel = functools.partial(lanes_generic, kind, short_ok) if kernels.GENERIC else _rule_lanes(kind, short_ok)
+    table_t, work = np.ascontiguousarray(table.T), np.empty((k // LANES, NROWS, LANES))
+    tile = int(np.clip(TILE_BYTES // (8 * max(table.shape[0], 1)), 16, 1024))  # bars: all groups, then the next
 
-    def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest):  # noqa: ANN001, ANN202
-        args = (close, open_, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, next_open, exact, t0, t1,
-                *rest, np.empty((cfg_ints.shape[0] // LANES, NROWS, LANES)))
-        tile = int(np.clip(TILE_BYTES // (8 * max(table.shape[0], 1)), 16, 1024))  # bars: all groups, then the next
+    def sweep(close, open_, pre, _table, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest):  # noqa: ANN001, ANN202
+        args = (close, open_, pre, table_t, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest, work)
         kernel(*args, 0, t0, t0)
         for a in range(t0, t1, tile):
             kernel(*args, 1, a, min(a + tile, t1))
