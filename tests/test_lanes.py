@@ -1,7 +1,8 @@
-"""Configuration lanes (backtest/lanes.py, ``sweep.kernel = "lanes"``): every built-in rule, mode, fill and entry
-gives the scalar kernel's accumulators, block sums, return series and metrics within 1e-12, on real prices and on
-random grids and prices (hypothesis); the generic lane kernel is each rule's kernel with the rule as an argument;
-the production kernel's inner loop is packed SIMD."""
+"""The Numba kernels against the scalar one (``sweep.kernel``): configuration lanes (backtest/lanes.py, "lanes") and
+steady runs scanned in SIMD blocks of bars ("blocks", the default: kernels._run_end). With every built-in rule,
+mode, fill and entry each gives the scalar kernel's accumulators, block sums, return series and metrics within
+1e-12, on real prices and on random grids and prices (hypothesis); the generic lane kernel is each rule's kernel
+with the rule as an argument; the production kernels' scans are packed SIMD."""
 
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ TOL = 1e-12
 EXACT = [ACC.index(c) for c in ("trades", "wins", "exposed", "turnover")]  # counts: equal, not close
 
 
-def _both(prices, strategy, configs, opts, **kw):
-    """simulate() with the lanes kernel and with the scalar kernel."""
+def _both(prices, strategy, configs, opts, kernel="lanes", **kw):
+    """simulate() with ``kernel`` and with the scalar kernel."""
     strat = get_strategy(strategy)
-    return [simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": kernel}), Backend("numba", "cpu"),
-                     **kw) for kernel in ("lanes", "scalar")]
+    return [simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": name}), Backend("numba", "cpu"),
+                     **kw) for name in (kernel, "scalar")]
 
 
 def _assert_same(lane, scalar, n: int) -> None:
@@ -50,14 +51,15 @@ def _assert_same(lane, scalar, n: int) -> None:
                                             ("MACD", "cross"), ("Donchian_Breakout", "state")])
 @pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open"),
                                        ("long_short", "close"), ("long_only", "next_open")])
-def test_lanes_equal_the_scalar_kernel_on_every_rule_mode_fill_and_entry(strategy, entry, mode, fill, goog,
-                                                                          configs_for):
+@pytest.mark.parametrize("kernel", ["lanes", "blocks"])
+def test_kernels_equal_the_scalar_kernel_on_every_rule_mode_fill_and_entry(kernel, strategy, entry, mode, fill, goog,
+                                                                           configs_for):
     strat = get_strategy(strategy)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(11), 2 * lanes.LANES + 3))
     prices = prepare_prices(goog, "GOOG", strat.needs)
     opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=5.0, slippage_bps=2.0)
     for kw in (dict(lo=100, n_blocks=16, want_rets=True), dict(lo=50), dict(lo=100, stops=(400, 1200, 2000))):
-        lane, scalar = _both(prices, strategy, configs, opts, **kw)
+        lane, scalar = _both(prices, strategy, configs, opts, kernel, **kw)
         _assert_same(lane, scalar, prices.n - kw["lo"])
     assert (scalar[0][..., ACC.index("trades")] > 0).any()
 
@@ -86,6 +88,44 @@ def test_lanes_equal_the_scalar_kernel_on_random_grids_and_prices(returns, strat
     _assert_same(lane, scalar, prices.n - 3)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(returns=st.lists(st.floats(-0.03, 0.03), min_size=40, max_size=700),
+       strategy=st.sampled_from(["MA_Crossover", "Bollinger_Breakout", "RSI_Reversion", "Donchian_Breakout"]),
+       entry=st.sampled_from(["state", "cross"]), mode=st.sampled_from(["long_only", "long_short"]),
+       fill=st.sampled_from(["close", "next_open"]), k=st.integers(1, 12), seed=st.integers(0, 99),
+       lo=st.integers(1, 40), stops=st.booleans())
+def test_scan_blocks_equal_the_scalar_kernel_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
+                                                                         lo, stops, configs_for):
+    """Gentle random walks up to 700 bars: runs long enough to skip whole blocks of SCAN_BLOCK bars, ending anywhere
+    in a block, with spans (``lo``, stops) that start and end off the blocks' grid."""
+    df = _prices(returns)
+    prices = prepare_prices(df, "X", get_strategy(strategy).needs)
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(seed), k, max_window=30))
+    cuts = tuple(range(lo + 37, prices.n, 97)) if stops else ()
+    opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=10.0)
+    fast, scalar = _both(prices, strategy, configs, opts, "blocks", lo=lo, stops=cuts)
+    _assert_same(fast, scalar, prices.n - lo)
+
+
+def test_scan_blocks_skip_whole_blocks_and_stop_at_the_first_bar_that_leaves():
+    """kernels._run_end directly: with SCAN_BLOCK-bar blocks it returns the scalar scan's bar wherever the run ends
+    (first bar, inside a block, on a block's last bar, in the tail after the last whole block, never)."""
+    w = kernels.SCAN_BLOCK
+    n = 5 * w + 7
+    run_end = nb.njit(lambda xa, xb, i, stop, scan: kernels._run_end(kernels.CROSSOVER, 1, xa, xa, xb, 0, 0.0, 0.0,
+                                                                       False, i, stop, scan))
+    for end in (1, 2, w - 1, w, w + 1, 3 * w, 3 * w + 5, 5 * w, 5 * w + 3, n - 1, n):
+        xa, xb = np.ones(n), np.zeros(n)
+        xa[end:] = -1.0  # the fast line falls below the slow one at bar ``end``: a long run ends there
+        for i in (1, 3, w + 2):
+            want = max(end, i) if end < n else n
+            assert run_end(xa, xb, i, n, 1) == want
+            assert run_end(xa, xb, i, n, w) == want
+    xa = np.ones(n)
+    xa[40] = np.nan  # a NaN leaves the run (no position on a missing indicator)
+    assert run_end(xa, np.zeros(n), 1, n, w) == 40
+
+
 def _body(fn) -> tuple[list[str], str]:
     """Parameters and body (docstring dropped, ``nb.prange`` read as ``range``) of a kernel's source."""
     src = textwrap.dedent(inspect.getsource(fn)).replace("nb.prange(", "range(")
@@ -106,9 +146,12 @@ def test_the_generic_lane_kernel_is_every_rules_lane_kernel_with_the_rule_as_an_
     assert not lanes.lanes_fit(kernels.POSITIONS)  # a user strategy's positions stay on the scalar kernel
 
 
-def test_sweep_kernel_is_validated_and_scalar_by_default():
-    assert SweepConfig().kernel == "scalar"  # lanes measured slower than the scalar kernel (docs/performance.md)
+def test_sweep_kernel_is_validated_and_blocks_by_default():
+    assert SweepConfig().kernel == "blocks"  # measured fastest of the three (docs/performance.md)
     assert SweepConfig(kernel="lanes").kernel == "lanes"
+    assert SweepConfig(kernel="scalar").kernel == "scalar"
+    assert (kernels.scan_width("blocks"), kernels.scan_width("lanes"), kernels.scan_width("scalar")) == (
+        kernels.SCAN_BLOCK, kernels.SCAN_BLOCK, 1)
     with pytest.raises(ConfigError, match="sweep.kernel"):
         SweepConfig(kernel="simd")
 
@@ -148,6 +191,28 @@ def test_the_lane_scan_is_packed_simd(goog):
     packed = [ln for ln in lines if ("%ymm" in ln or "%zmm" in ln) and "pd" in ln.split()[0] if ln.split()]
     assert any(ln.split()[0].startswith("vcmp") for ln in packed)
     assert any(ln.split()[0] in ("vmovupd", "vmovapd") for ln in packed)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_avx2(), reason="packed 256-bit SIMD needs AVX2")
+def test_the_block_scan_is_packed_simd(goog):
+    """The production MA-crossover kernel, compiled here without the disk cache, compares 4 or 8 doubles per
+    instruction in its block scans (the scalar kernel's code alone has no packed compare)."""
+    prod = kernels._rule_kernel(kernels.CROSSOVER, False)
+    fresh = nb.njit(prod.py_func)  # one thread (prange as range): the same loops, a quarter of the compile
+    prices = prepare_prices(goog, "GOOG")
+    configs = as_config_frame("MA_Crossover", [{"short_period": 5 + i, "long_period": 50, "use_ema": False}
+                                               for i in range(3)])
+    strat = get_strategy("MA_Crossover")
+    table, cfg_ints, cfg_floats = strat.chunk_arrays(strat.config_parts(configs), configs, prices)
+    state = kernels.initial_state(3, np.zeros(1, np.int64), prices.n)
+    fresh(prices.close, prices.open, kernels.market_tables(prices.close, 0.0), table, cfg_ints, cfg_floats, False,
+          False, 0, prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((3, 0, 2)),
+          np.empty((0, 0)), kernels.SCAN_BLOCK)
+    assert (state[:, kernels.ACC.index("trades")] > 0).all()
+    lines = "\n".join(fresh.inspect_asm().values()).splitlines()
+    packed = [ln.split()[0] for ln in lines if ln.split() and ("%ymm" in ln or "%zmm" in ln)]
+    assert any(op.startswith("vcmp") and op.endswith("pd") for op in packed)
 
 
 def test_lanes_memory_plan_counts_the_transposed_table_and_the_work_rows():

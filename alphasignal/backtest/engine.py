@@ -116,7 +116,7 @@ def _plan_chunks(codes: np.ndarray, row_bytes: int, cfg_bytes: int, budget: int)
     return np.split(order, cuts)
 
 
-def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool, kernel: str = "scalar") -> int:
+def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool, kernel: str = "blocks") -> int:
     """Working memory of one configuration in a chunk, beside the indicator rows: the fused kernel's state, block
     sums and return series (twice with cupy: device and host copies), and for numpy a positions matrix + 2-D
     indicator gathers. The fused kernels need nothing per bar unless returns are asked; numba's ``lanes`` kernel
@@ -130,12 +130,13 @@ def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool, ker
 
 
 def kernel_of(opts: SweepConfig, backend: Backend) -> str:
-    """The numba kernel ``opts`` asks for (``sweep.kernel``), or "scalar" on the other engines (which have no lanes)."""
+    """The numba kernel ``opts`` asks for (``sweep.kernel``), or "scalar" on the other engines (no lanes, no SIMD
+    scans)."""
     return opts.kernel if backend.engine == "numba" else "scalar"
 
 
 def plan_chunks(strat: Strategy, codes: np.ndarray, n_bars: int, per_config: int, max_memory_mb: float,
-                kernel: str = "scalar") -> list[np.ndarray]:
+                kernel: str = "blocks") -> list[np.ndarray]:
     """:func:`_plan_chunks` for ``strat``'s configurations (``codes``: the first of its ``config_parts``) over
     ``n_bars``; numba's ``lanes`` kernel holds a transposed copy of the indicator rows too."""
     copies = 2 if kernel == "lanes" else 1

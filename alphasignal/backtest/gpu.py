@@ -59,7 +59,7 @@ def gpu_kernel(kind: int, short_ok: bool) -> Any:
         if j < cfg_ints.shape[0]:
             _ADVANCE(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
                      cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar,
-                     edges, state[j], blocks[j], rets, j)
+                     edges, state[j], blocks[j], rets, j, 1)  # scans one bar at a time (a thread has no SIMD)
 
     return sweep
 

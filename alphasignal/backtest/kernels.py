@@ -146,6 +146,7 @@ NSTATE = 20
 (EQ, S1, S2, SD2, MDD, TRADES, WINS, GW, GL, EXPOSED, TURNOVER, CASH, UNITS, POS, PENDING, ENTRY,
  PEAK, BUST, BLOCK, EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
+SCAN_BLOCK = 32  # bars per SIMD block of the "blocks" kernel's steady-run scans (best of 8, 16, 32, 64 measured)
 
 
 @nb.njit(inline="always", cache=True)
@@ -173,10 +174,26 @@ def _holds(kind, pos, close, xa, xb, u, v, flag, f0, f1, short_ok):
 
 
 @nb.njit(inline="always", cache=True)
-def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
+def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan):
     """First bar in ``i..stop-1`` (``i`` >= 1) whose signal leaves ``pos`` (``stop`` if none). Unsigned indices
-    spare every load Numba's negative-index wraparound check (~1.3x faster scans)."""
-    u, end, one = np.uint64(i), np.uint64(stop), np.uint64(1)
+    spare every load Numba's negative-index wraparound check (~1.3x faster scans).
+
+    ``scan`` > 1 (the "blocks" kernel): the bars are tested in blocks of ``scan``, each one branch-free pass that
+    LLVM packs into SIMD compares (the first bar that leaves, as a min-reduction), and a block where the run holds
+    is skipped whole; ``scan`` is an argument, not a constant, because LLVM unrolls a loop of constant length into
+    scalar code (Numba leaves SLP vectorisation off) and vectorises only a loop. ``scan`` = 1 (the "scalar"
+    kernel, and the GPU's): one bar at a time."""
+    u, end, one, w = np.uint64(i), np.uint64(stop), np.uint64(1), np.uint64(scan)
+    if w > one:
+        while u + w <= end:
+            first = w
+            for k in range(scan):
+                uk = u + np.uint64(k)
+                first = min(first, w if _holds(kind, pos, close, xa, xb, uk, uk - one, flag, f0, f1, short_ok)
+                            else np.uint64(k))
+            if first < w:
+                return np.int64(u + first)
+            u += w
     while u < end and _holds(kind, pos, close, xa, xb, u, u - one, flag, f0, f1, short_ok):
         u += one
     return np.int64(u)
@@ -189,9 +206,10 @@ def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
 # are the price multipliers of the cost model (evaluation.costs).
 @nb.njit(inline="always")
 def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, buy_mult,
-            sell_mult, rf_bar, edges, st, blk, rets, j):
+            sell_mult, rf_bar, edges, st, blk, rets, j, scan):
     """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. Inlined into :func:`sweep_kernel`'s
-    loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops.
+    loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops; ``scan``:
+    the bars per block of the steady-run scans (:func:`_run_end`).
 
     Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
     of bars where the position stays as it is. Flat and long runs only scan the signal for the run's end: a
@@ -283,7 +301,7 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
         stop = min(m, next_edge - t0)
         if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
             i0 = i
-            i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop)
+            i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan)
             if i > i0:
                 s1 += p1[i] - p1[i0]
                 s2 += p2[i] - p2[i0]
@@ -313,7 +331,7 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
                 i += 1
         elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
             i0 = i
-            i = stop if bust else _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
+            i = stop if bust else _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan)
             sd2 += (i - i0) * (d0 * d0)
             if want_rets:
                 rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
@@ -355,13 +373,13 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
 @nb.njit(cache=True, nogil=True)
 def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo,
-                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets):
+                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, scan):
     """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
     (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
     for j in range(cfg_ints.shape[0]):
         advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
                  cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar, edges,
-                 state[j], blocks[j], rets, j)
+                 state[j], blocks[j], rets, j, scan)
 
 
 @functools.cache
@@ -372,14 +390,15 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
     @nb.njit(parallel=True, cache=True, nogil=True)
     def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
-              rf_bar, edges, state, blocks, rets):
+              rf_bar, edges, state, blocks, rets, scan):
         """Advance every configuration (row of ``cfg_ints``/``cfg_floats``/``state``) over bars ``t0..t1-1``; accumulate
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
-        when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``."""
+        when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``;
+        ``scan``: bars per block of the steady-run scans (:func:`scan_width`)."""
         for j in nb.prange(cfg_ints.shape[0]):
             advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
                      table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult,
-                     sell_mult, rf_bar, edges, state[j], blocks[j], rets, j)
+                     sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, scan)
 
     return sweep
 
@@ -468,20 +487,21 @@ def compile_notice() -> AbstractContextManager[None]:
 def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, cfg_ints: np.ndarray,
               cfg_floats: np.ndarray, *, short_ok: bool, next_open: bool, lo: int, hi: int, buy_mult: float,
               sell_mult: float, rf_bar: float,
-              edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = (), kernel: str = "scalar"
+              edges: np.ndarray, want_rets: bool, stops: tuple[int, ...] = (), kernel: str = "blocks"
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run :func:`sweep_kernel` pass by pass over blocks of bars; returns (acc k x NACC, blocks k x S x 2,
     rets bars x k). The accumulation order per configuration is the plain bar order, whatever the blocking.
 
     With ``stops`` (bars ``lo < s <= hi``, increasing) ``acc`` is instead ``len(stops) x k x NACC``: the
     accumulators as if the run had ended before each stop (open trades marked at that bar's previous close), all
-    from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``. ``kernel``: "lanes" runs groups
-    of configurations in SIMD lanes (:mod:`lanes`; the scalar kernel for a rule they do not fit), "scalar" one
-    configuration at a time."""
+    from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``. ``kernel``: "blocks" runs one
+    configuration at a time and scans its steady runs in SIMD blocks of bars, "scalar" the same one bar at a time
+    (the benchmark baseline), "lanes" groups of configurations in SIMD lanes (:mod:`lanes`; "blocks" for a rule they
+    do not fit)."""
     from . import lanes
 
     k = k_in = cfg_ints.shape[0]
-    sweep = sweep_kernel(kind, short_ok)
+    sweep, scan = sweep_kernel(kind, short_ok), scan_width(kernel)
     if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
         pad = -k % lanes.LANES
         k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
@@ -496,13 +516,19 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
         pre = market_tables(close, rf_bar)
         for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
             sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, want_rets, t0, t1, lo, buy_mult,
-                  sell_mult, rf_bar, edges, state, blocks, rets)
+                  sell_mult, rf_bar, edges, state, blocks, rets, scan)
             if t1 in stops:
                 snaps.append(mark_open_trades(state.copy()))
     out = np.stack(snaps) if stops else mark_open_trades(state)
     if k != k_in:  # the padding lanes dropped
         return out[..., :k_in, :], blocks[:k_in], rets[:, :k_in]
     return out, blocks, rets
+
+
+def scan_width(kernel: str) -> int:
+    """Bars per block of the steady-run scans under ``sweep.kernel`` = ``kernel``: :data:`SCAN_BLOCK` for "blocks"
+    (and for "lanes", whose rules that do not fit lanes run on "blocks"), 1 for "scalar"."""
+    return 1 if kernel == "scalar" else SCAN_BLOCK
 
 
 def initial_state(k: int, edges: np.ndarray, hi: int) -> np.ndarray:
