@@ -125,3 +125,21 @@ def test_bad_parameters():
         ind.ema(np.ones(5), 2.5)
     with pytest.raises(ValueError, match="fast < slow"):
         ind.macd(np.ones(50), 26, 12)
+
+
+def test_macd_rows_batch_every_series_bit_for_bit_as_one_at_a_time(monkeypatch):
+    """macd_rows (the sweep's MACD table: each EMA once, signal EMAs in batches of columns, one pandas call each)
+    equals the MACD written one series at a time -- EMA fast - EMA slow, and the signal EMA of the line from its
+    first bar -- bit for bit, across batch boundaries and for series too short to have a signal."""
+    monkeypatch.setattr(ind, "MACD_BATCH", 3)
+    rng = np.random.default_rng(3)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 400)))
+    specs = [(f, s, g) for f, s, g in rng.integers(2, 60, (40, 3)) if f < s] + [(3, 9, None), (5, 390, 20)]
+    rows = ind.macd_rows(c, specs)
+    for (fast, slow, signal), row in zip(specs, rows, strict=True):
+        line = ind.ema(c, fast) - ind.ema(c, slow)
+        want = line if signal is None else np.concatenate([np.full(slow - 1, NAN), ind.ema(line[slow - 1:], signal)])
+        assert np.array_equal(row, want, equal_nan=True), (fast, slow, signal)
+    assert np.isnan(rows[-1]).all()  # 390 + 20 bars of warm-up: longer than the series
+    with pytest.raises(ValueError, match="fast < slow"):
+        ind.macd_rows(c, [(9, 3, 2)])

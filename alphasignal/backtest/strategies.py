@@ -446,8 +446,15 @@ def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.n
         ind.sma_rows(close, periods, out=table[:len(sma_at)])
     else:
         table[sma_at] = ind.sma_rows(close, periods)
+    macd_at = [i for i, key in enumerate(keys) if key[0] in {"macd_line", "macd_sig"}]
+    if macd_at:  # all at once: each EMA computed once (row by row, each MACD row recomputes its EMAs)
+        specs = [(keys[i][1], keys[i][2], keys[i][3] if keys[i][0] == "macd_sig" else None) for i in macd_at]
+        if macd_at == list(range(macd_at[0], macd_at[-1] + 1)):  # sorted codes: one block of rows, written in place
+            ind.macd_rows(close, specs, out=table[macd_at[0]:macd_at[-1] + 1])
+        else:
+            table[macd_at] = ind.macd_rows(close, specs)
     for i, key in enumerate(keys):
-        if key[0] != "sma":
+        if key[0] not in {"sma", "macd_line", "macd_sig"}:
             table[i] = build_row(key, high, low, close)
     return table
 

@@ -6,6 +6,7 @@ depend only on bars <= t (no look-ahead).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -49,14 +50,19 @@ def sma_rows(x: np.ndarray, periods: list[int], out: np.ndarray | None = None) -
 
 def _ewm(a: np.ndarray, alpha: float, period: int) -> np.ndarray:
     """Recursive exponential average seeded with the SMA of the first ``period`` values."""
-    out = np.full(a.shape, np.nan)
-    if len(a) < period:
-        return out
-    # pandas' ewm(adjust=False) on the seeded series is the exact recursion, in C.
-    seeded = a[period - 1:].copy()
-    seeded[0] = a[:period].mean()
-    out[period - 1:] = pd.Series(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
-    return out
+    return _ewm_columns(a[:, None], [0], alpha, period)[:, 0]
+
+
+def _ewm_columns(a: np.ndarray, starts: Sequence[int], alpha: float, period: int) -> np.ndarray:
+    """:func:`_ewm` of each column ``j`` of ``a`` (bars x columns) from its own first bar ``starts[j]`` (NaN before),
+    in one pandas call: its ewm(adjust=False) is the exact recursion, in C, column by column, and a column's
+    leading NaNs leave it as if it began at its first value."""
+    seeded = np.full(a.shape, np.nan)
+    for j, s in enumerate(starts):
+        if len(a) - s >= period:
+            seeded[s + period:, j] = a[s + period:, j]
+            seeded[s + period - 1, j] = np.ascontiguousarray(a[s:s + period, j]).mean()
+    return pd.DataFrame(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
 
 
 def ema(x: ArrayLike, period: int) -> ArrayLike:
@@ -82,14 +88,40 @@ def rsi(close: ArrayLike, period: int = 14) -> ArrayLike:
 
 def macd(close: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
     """MACD line (EMA fast - EMA slow), its signal EMA, and the histogram."""
-    if fast >= slow:
-        raise ValueError(f"MACD needs fast < slow (got {fast}, {slow})")
-    c = _arr(close)
-    line = ema(c, fast) - ema(c, slow)
-    sig = np.full(c.shape, np.nan)
-    start = slow - 1
-    sig[start:] = ema(line[start:], signal) if len(c) > start else np.nan
+    line, sig = macd_rows(_arr(close), [(fast, slow, None), (fast, slow, signal)])
     return _like(close, line), _like(close, sig), _like(close, line - sig)
+
+
+MACD_BATCH = 256  # signal lines per pandas call in macd_rows (about 10 MB of 5,000-bar columns)
+
+
+def macd_rows(close: np.ndarray, specs: Sequence[tuple[int, int, int | None]],
+              out: np.ndarray | None = None) -> np.ndarray:
+    """Rows (len(specs) x len(close), written into ``out`` when given) of many MACD series: for (fast, slow, None)
+    the MACD line, for (fast, slow, signal) its signal line. Each EMA period is computed once, and the signal EMAs
+    of one signal period in batches of :data:`MACD_BATCH` columns: the same arithmetic as :func:`macd`, one series
+    at a time."""
+    for fast, slow, signal in specs:
+        if fast >= slow:
+            raise ValueError(f"MACD needs fast < slow (got {fast}, {slow})")
+        if signal is not None:
+            _check_period(signal)
+    c = _arr(close)
+    out = np.empty((len(specs), len(c))) if out is None else out
+    emas = {p: ema(c, p) for p in sorted({p for fast, slow, _ in specs for p in (fast, slow)})}
+    by_signal: dict[int, list[int]] = {}
+    for i, (fast, slow, signal) in enumerate(specs):
+        if signal is None:
+            np.subtract(emas[fast], emas[slow], out=out[i])
+        else:
+            by_signal.setdefault(signal, []).append(i)
+    for signal, rows in by_signal.items():
+        for b in range(0, len(rows), MACD_BATCH):
+            batch = rows[b:b + MACD_BATCH]
+            lines = np.stack([emas[specs[i][0]] - emas[specs[i][1]] for i in batch], axis=1)
+            starts = [specs[i][1] - 1 for i in batch]  # a line's first bar: its signal EMA starts there
+            out[batch] = _ewm_columns(lines, starts, 2.0 / (signal + 1), signal).T
+    return out
 
 
 def bollinger(close: ArrayLike, period: int = 20, num_std: float = 2.0) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
