@@ -425,7 +425,7 @@ class SweepConfig:
     device: str = "auto"  # auto | cpu | gpu
     engine: str = ""  # numba | numpy | cupy ("" = resolved from device)
     kernel: str = "blocks"  # numba engine: blocks (a configuration at a time, runs scanned in SIMD blocks of bars) |
-    # scalar (the same, one bar at a time: the benchmark baseline) | lanes (SIMD groups of configurations; slower)
+    # lanes (groups of configurations in SIMD lanes: measured slower)
     max_memory_mb: int = 512
     max_configs: int = 20_000_000  # larger grids are refused before anything is allocated
     periods_per_year: float = 0.0  # bars per year for annualising; 0 = inferred from the bar spacing
@@ -451,8 +451,7 @@ class SweepConfig:
         _check(self.device in {"auto", "cpu", "gpu"}, f"sweep.device={self.device!r} is invalid: use auto, cpu or gpu")
         _check(self.engine in {"", "numba", "numpy", "cupy"},
                f"sweep.engine={self.engine!r} is invalid: use numba, numpy or cupy")
-        _check(self.kernel in {"blocks", "lanes", "scalar"},
-               f"sweep.kernel={self.kernel!r} is invalid: use blocks, scalar or lanes")
+        _check(self.kernel in {"blocks", "lanes"}, f"sweep.kernel={self.kernel!r} is invalid: use blocks or lanes")
         _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "sweep.fees_bps and slippage_bps must be >= 0")
         _check(self.fees_bps + self.slippage_bps <= MAX_COST_BPS, f"sweep.fees_bps + slippage_bps = "
                f"{self.fees_bps + self.slippage_bps:g} bps is over 10 % a trade: give costs in basis points, e.g. 5")

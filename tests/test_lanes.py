@@ -1,8 +1,10 @@
-"""The Numba kernels against the scalar one (``sweep.kernel``): configuration lanes (backtest/lanes.py, "lanes") and
-steady runs scanned in SIMD blocks of bars ("blocks", the default: kernels._run_end). With every built-in rule,
-mode, fill and entry each gives the scalar kernel's accumulators, block sums, return series and metrics within
-1e-12, on real prices and on random grids and prices (hypothesis); the generic lane kernel is each rule's kernel
-with the rule as an argument; the production kernels' scans are packed SIMD."""
+"""The Numba kernels (``sweep.kernel``): "blocks" (the default: steady runs scanned in SIMD blocks of
+kernels.SCAN_BLOCK bars, kernels._run_end) against the same kernel testing one bar at a time (SCAN_BLOCK = 1), and
+configuration lanes (backtest/lanes.py, "lanes") against "blocks". With every built-in rule, mode, fill and entry
+each gives its reference's accumulators, block sums, return series and metrics within 1e-12, on real prices and on
+random grids and prices (hypothesis); the generic lane kernel is each rule's kernel with the rule as an argument;
+the production kernels' scans are packed SIMD. The kernels' results against an independent reference loop:
+tests/test_backtest_parity.py."""
 
 from __future__ import annotations
 
@@ -29,17 +31,24 @@ EXACT = [ACC.index(c) for c in ("trades", "wins", "exposed", "turnover")]  # cou
 
 
 def _both(prices, strategy, configs, opts, kernel="lanes", **kw):
-    """simulate() with ``kernel`` and with the scalar kernel."""
+    """simulate() with ``kernel`` and with its reference: "lanes" against "blocks", and "blocks" against itself
+    scanning one bar at a time."""
     strat = get_strategy(strategy)
-    return [simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": name}), Backend("numba", "cpu"),
-                     **kw) for name in (kernel, "scalar")]
+    run = lambda name: simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": name}),  # noqa: E731
+                                Backend("numba", "cpu"), **kw)
+    if kernel == "lanes":
+        return [run("lanes"), run("blocks")]
+    fast = run("blocks")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "SCAN_BLOCK", 1)
+        return [fast, run("blocks")]
 
 
-def _assert_same(lane, scalar, n: int) -> None:
-    for a, b in zip(lane, scalar, strict=True):
+def _assert_same(lane, ref, n: int) -> None:
+    for a, b in zip(lane, ref, strict=True):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
-    acc_l, acc_s = lane[0].reshape(-1, len(ACC)), scalar[0].reshape(-1, len(ACC))
+    acc_l, acc_s = lane[0].reshape(-1, len(ACC)), ref[0].reshape(-1, len(ACC))
     assert np.array_equal(acc_l[:, EXACT], acc_s[:, EXACT])
     ml, ms = finalise_matrix(acc_l, n, 252.0, 0.0), finalise_matrix(acc_s, n, 252.0, 0.0)
     assert np.array_equal(np.isnan(ml), np.isnan(ms))
@@ -52,16 +61,16 @@ def _assert_same(lane, scalar, n: int) -> None:
 @pytest.mark.parametrize("mode,fill", [("long_only", "close"), ("long_short", "next_open"),
                                        ("long_short", "close"), ("long_only", "next_open")])
 @pytest.mark.parametrize("kernel", ["lanes", "blocks"])
-def test_kernels_equal_the_scalar_kernel_on_every_rule_mode_fill_and_entry(kernel, strategy, entry, mode, fill, goog,
-                                                                           configs_for):
+def test_kernels_equal_their_reference_on_every_rule_mode_fill_and_entry(kernel, strategy, entry, mode, fill, goog,
+                                                                         configs_for):
     strat = get_strategy(strategy)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(11), 2 * lanes.LANES + 3))
     prices = prepare_prices(goog, "GOOG", strat.needs)
     opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=5.0, slippage_bps=2.0)
     for kw in (dict(lo=100, n_blocks=16, want_rets=True), dict(lo=50), dict(lo=100, stops=(400, 1200, 2000))):
-        lane, scalar = _both(prices, strategy, configs, opts, kernel, **kw)
-        _assert_same(lane, scalar, prices.n - kw["lo"])
-    assert (scalar[0][..., ACC.index("trades")] > 0).any()
+        got, ref = _both(prices, strategy, configs, opts, kernel, **kw)
+        _assert_same(got, ref, prices.n - kw["lo"])
+    assert (ref[0][..., ACC.index("trades")] > 0).any()
 
 
 def _prices(returns: list[float]) -> pd.DataFrame:
@@ -78,14 +87,14 @@ def _prices(returns: list[float]) -> pd.DataFrame:
        entry=st.sampled_from(["state", "cross"]), mode=st.sampled_from(["long_only", "long_short"]),
        fill=st.sampled_from(["close", "next_open"]), k=st.integers(1, 3 * lanes.LANES), seed=st.integers(0, 99),
        blocks=st.sampled_from([0, 4]), want_rets=st.booleans())
-def test_lanes_equal_the_scalar_kernel_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
+def test_lanes_equal_the_blocks_kernel_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
                                                                    blocks, want_rets, configs_for):
     df = _prices(returns)
     prices = prepare_prices(df, "X", get_strategy(strategy).needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(seed), k, max_window=30))
     opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=10.0)
-    lane, scalar = _both(prices, strategy, configs, opts, lo=3, n_blocks=blocks, want_rets=want_rets)
-    _assert_same(lane, scalar, prices.n - 3)
+    lane, ref = _both(prices, strategy, configs, opts, lo=3, n_blocks=blocks, want_rets=want_rets)
+    _assert_same(lane, ref, prices.n - 3)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -94,7 +103,7 @@ def test_lanes_equal_the_scalar_kernel_on_random_grids_and_prices(returns, strat
        entry=st.sampled_from(["state", "cross"]), mode=st.sampled_from(["long_only", "long_short"]),
        fill=st.sampled_from(["close", "next_open"]), k=st.integers(1, 12), seed=st.integers(0, 99),
        lo=st.integers(1, 40), stops=st.booleans())
-def test_scan_blocks_equal_the_scalar_kernel_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
+def test_scan_blocks_equal_one_bar_at_a_time_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
                                                                          lo, stops, configs_for):
     """Gentle random walks up to 700 bars: runs long enough to skip whole blocks of SCAN_BLOCK bars, ending anywhere
     in a block, with spans (``lo``, stops) that start and end off the blocks' grid."""
@@ -103,27 +112,27 @@ def test_scan_blocks_equal_the_scalar_kernel_on_random_grids_and_prices(returns,
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(seed), k, max_window=30))
     cuts = tuple(range(lo + 37, prices.n, 97)) if stops else ()
     opts = dict(mode=mode, fill=fill, entry=entry, fees_bps=10.0)
-    fast, scalar = _both(prices, strategy, configs, opts, "blocks", lo=lo, stops=cuts)
-    _assert_same(fast, scalar, prices.n - lo)
+    fast, ref = _both(prices, strategy, configs, opts, "blocks", lo=lo, stops=cuts)
+    _assert_same(fast, ref, prices.n - lo)
 
 
-def test_scan_blocks_skip_whole_blocks_and_stop_at_the_first_bar_that_leaves():
-    """kernels._run_end directly: with SCAN_BLOCK-bar blocks it returns the scalar scan's bar wherever the run ends
-    (first bar, inside a block, on a block's last bar, in the tail after the last whole block, never)."""
-    w = kernels.SCAN_BLOCK
-    n = 5 * w + 7
+def test_scan_blocks_find_the_first_bar_that_leaves_wherever_it_is():
+    """kernels._run_end directly, against a plain loop: the first bar in ``i..stop-1`` that leaves a long run, on
+    runs that end on the first bar, inside a block, on a block's edge, in the last partial block or never, with
+    spans shorter than a block, and series shorter than one; blocks of SCAN_BLOCK bars, of 5 and of 1."""
     run_end = nb.njit(lambda xa, xb, i, stop, scan: kernels._run_end(kernels.CROSSOVER, 1, xa, xa, xb, 0, 0.0, 0.0,
                                                                        False, i, stop, scan))
-    for end in (1, 2, w - 1, w, w + 1, 3 * w, 3 * w + 5, 5 * w, 5 * w + 3, n - 1, n):
-        xa, xb = np.ones(n), np.zeros(n)
-        xa[end:] = -1.0  # the fast line falls below the slow one at bar ``end``: a long run ends there
-        for i in (1, 3, w + 2):
-            want = max(end, i) if end < n else n
-            assert run_end(xa, xb, i, n, 1) == want
-            assert run_end(xa, xb, i, n, w) == want
-    xa = np.ones(n)
-    xa[40] = np.nan  # a NaN leaves the run (no position on a missing indicator)
-    assert run_end(xa, np.zeros(n), 1, n, w) == 40
+    rng = np.random.default_rng(7)
+    w = kernels.SCAN_BLOCK
+    for n in (2, 3, w - 1, w, w + 1, 5 * w + 7):
+        for _ in range(60):
+            xa = np.where(rng.random(n) < rng.choice([0.0, 0.02, 0.2]), -1.0, 1.0)  # -1: the run ends there
+            xa[rng.integers(0, n)] = np.nan if rng.random() < 0.2 else xa[0]  # a NaN leaves the run too
+            i = int(rng.integers(1, n))
+            stop = int(rng.integers(i, n + 1))
+            want = next((t for t in range(i, stop) if not xa[t] > 0.0), stop)
+            for scan in (w, 5, 1):
+                assert run_end(xa, np.zeros(n), i, stop, scan) == want, (n, i, stop, scan)
 
 
 def _body(fn) -> tuple[list[str], str]:
@@ -143,15 +152,12 @@ def test_the_generic_lane_kernel_is_every_rules_lane_kernel_with_the_rule_as_an_
             assert "nb.prange(" in inspect.getsource(prod)
             consts = dict(zip(prod.__code__.co_freevars, (c.cell_contents for c in prod.__closure__), strict=True))
             assert consts == {"kind": kind, "short_ok": short_ok}
-    assert not lanes.lanes_fit(kernels.POSITIONS)  # a user strategy's positions stay on the scalar kernel
+    assert not lanes.lanes_fit(kernels.POSITIONS)  # a user strategy's positions run on "blocks"
 
 
 def test_sweep_kernel_is_validated_and_blocks_by_default():
-    assert SweepConfig().kernel == "blocks"  # measured fastest of the three (docs/performance.md)
+    assert SweepConfig().kernel == "blocks"  # measured faster than lanes (docs/performance.md)
     assert SweepConfig(kernel="lanes").kernel == "lanes"
-    assert SweepConfig(kernel="scalar").kernel == "scalar"
-    assert (kernels.scan_width("blocks"), kernels.scan_width("lanes"), kernels.scan_width("scalar")) == (
-        kernels.SCAN_BLOCK, kernels.SCAN_BLOCK, 1)
     with pytest.raises(ConfigError, match="sweep.kernel"):
         SweepConfig(kernel="simd")
 
@@ -197,7 +203,7 @@ def test_the_lane_scan_is_packed_simd(goog):
 @pytest.mark.skipif(not _has_avx2(), reason="packed 256-bit SIMD needs AVX2")
 def test_the_block_scan_is_packed_simd(goog):
     """The production MA-crossover kernel, compiled here without the disk cache, compares 4 or 8 doubles per
-    instruction in its block scans (the scalar kernel's code alone has no packed compare)."""
+    instruction in its block scans (the rest of the kernel has no packed compare: one bar at a time, it had none)."""
     prod = kernels._rule_kernel(kernels.CROSSOVER, False)
     fresh = nb.njit(prod.py_func)  # one thread (prange as range): the same loops, a quarter of the compile
     prices = prepare_prices(goog, "GOOG")
@@ -217,7 +223,7 @@ def test_the_block_scan_is_packed_simd(goog):
 
 def test_lanes_memory_plan_counts_the_transposed_table_and_the_work_rows():
     """``sweep.max_memory_mb`` bounds the lanes kernel too: its transposed copy of the indicator rows and its work
-    rows are planned, so the same budget splits the same grid into more chunks than the scalar kernel needs."""
+    rows are planned, so the same budget splits the same grid into more chunks than "blocks" needs."""
     from alphasignal.backtest.engine import kernel_of, per_config_bytes, plan_chunks
     from alphasignal.backtest.strategies import grid_frame
 
@@ -226,14 +232,14 @@ def test_lanes_memory_plan_counts_the_transposed_table_and_the_work_rows():
     codes = strat.config_parts(configs)[0]
     n = 200_000  # long enough that the indicator rows dominate: 1.6 MB a row
     plans = {}
-    for kernel in ("scalar", "lanes"):
+    for kernel in ("blocks", "lanes"):
         opts = SweepConfig(kernel=kernel, max_memory_mb=64)
         assert kernel_of(opts, Backend("numba", "cpu")) == kernel
-        assert kernel_of(opts, Backend("cupy", "gpu")) == "scalar"
+        assert kernel_of(opts, Backend("cupy", "gpu")) == "blocks"
         per_config = per_config_bytes("numba", n, 0, False, kernel)
         plans[kernel] = plan_chunks(strat, codes, n, per_config, opts.max_memory_mb, kernel)
         rows = 2 if kernel == "lanes" else 1
         for idx in plans[kernel]:  # every chunk's rows (each copy) and work memory fit the budget
             assert rows * len(np.unique(codes[idx])) * strat.row_bytes(n) + len(idx) * per_config <= 64 * 2**20
     assert per_config_bytes("numba", n, 0, False, "lanes") == per_config_bytes("numba", n, 0, False) + 8 * lanes.NROWS
-    assert len(plans["lanes"]) > len(plans["scalar"])
+    assert len(plans["lanes"]) > len(plans["blocks"])

@@ -130,9 +130,8 @@ def per_config_bytes(engine: str, bars: int, n_blocks: int, want_rets: bool, ker
 
 
 def kernel_of(opts: SweepConfig, backend: Backend) -> str:
-    """The numba kernel ``opts`` asks for (``sweep.kernel``), or "scalar" on the other engines (no lanes, no SIMD
-    scans)."""
-    return opts.kernel if backend.engine == "numba" else "scalar"
+    """The numba kernel ``opts`` asks for (``sweep.kernel``), or "blocks" on the other engines (no lanes)."""
+    return opts.kernel if backend.engine == "numba" else "blocks"
 
 
 def plan_chunks(strat: Strategy, codes: np.ndarray, n_bars: int, per_config: int, max_memory_mb: float,

@@ -146,7 +146,7 @@ NSTATE = 20
 (EQ, S1, S2, SD2, MDD, TRADES, WINS, GW, GL, EXPOSED, TURNOVER, CASH, UNITS, POS, PENDING, ENTRY,
  PEAK, BUST, BLOCK, EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
-SCAN_BLOCK = 32  # bars per SIMD block of the "blocks" kernel's steady-run scans (best of 8, 16, 32, 64 measured)
+SCAN_BLOCK = 32  # bars per SIMD block of the steady-run scans (the fastest of 8, 16, 32 and 64 measured)
 
 
 @nb.njit(inline="always", cache=True)
@@ -175,28 +175,28 @@ def _holds(kind, pos, close, xa, xb, u, v, flag, f0, f1, short_ok):
 
 @nb.njit(inline="always", cache=True)
 def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan):
-    """First bar in ``i..stop-1`` (``i`` >= 1) whose signal leaves ``pos`` (``stop`` if none). Unsigned indices
-    spare every load Numba's negative-index wraparound check (~1.3x faster scans).
-
-    ``scan`` > 1 (the "blocks" kernel): the bars are tested in blocks of ``scan``, each one branch-free pass that
-    LLVM packs into SIMD compares (the first bar that leaves, as a min-reduction), and a block where the run holds
-    is skipped whole; ``scan`` is an argument, not a constant, because LLVM unrolls a loop of constant length into
-    scalar code (Numba leaves SLP vectorisation off) and vectorises only a loop. ``scan`` = 1 (the "scalar"
-    kernel, and the GPU's): one bar at a time."""
-    u, end, one, w = np.uint64(i), np.uint64(stop), np.uint64(1), np.uint64(scan)
-    if w > one:
-        while u + w <= end:
-            first = w
-            for k in range(scan):
-                uk = u + np.uint64(k)
-                first = min(first, w if _holds(kind, pos, close, xa, xb, uk, uk - one, flag, f0, f1, short_ok)
-                            else np.uint64(k))
-            if first < w:
-                return np.int64(u + first)
-            u += w
-    while u < end and _holds(kind, pos, close, xa, xb, u, u - one, flag, f0, f1, short_ok):
-        u += one
-    return np.int64(u)
+    """First bar in ``i..stop-1`` (``i`` >= 1) whose signal leaves ``pos`` (``stop`` if none), testing the bars in
+    blocks of ``scan``: each block is one branch-free pass that LLVM packs into SIMD compares (the first bar that
+    leaves as a min-reduction), and a block where the run holds is skipped whole. ``scan`` is an argument, not a
+    constant, because LLVM unrolls a loop of constant length into scalar code (Numba leaves SLP vectorisation off)
+    and vectorises only a loop; one call of the rule (``_holds``) keeps the compile as short as one bar at a time.
+    ``scan`` = 1 (the GPU: a thread has no SIMD) tests one bar at a time. Unsigned indices spare every load Numba's
+    negative-index wraparound check (~1.3x faster scans)."""
+    u, end, one = np.uint64(i), np.uint64(stop), np.uint64(1)
+    if u >= end:
+        return np.int64(u)
+    n = min(np.uint64(scan), end - one)  # bars per block (fewer only on series shorter than a block)
+    while u < end:
+        b = min(u, end - n)  # the last block ends at ``end``: it starts earlier and skips its bars before ``u``
+        first = n
+        for k in range(n):
+            uk = b + np.uint64(k)
+            leaves = (uk >= u) & (not _holds(kind, pos, close, xa, xb, uk, uk - one, flag, f0, f1, short_ok))
+            first = min(first, np.uint64(k) if leaves else n)
+        if first < n:
+            return np.int64(b + first)
+        u = b + n
+    return np.int64(end)
 
 
 # advance is long on purpose (speed): it is inlined into each kernel's per-configuration loop and keeps every
@@ -394,7 +394,7 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
         """Advance every configuration (row of ``cfg_ints``/``cfg_floats``/``state``) over bars ``t0..t1-1``; accumulate
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``;
-        ``scan``: bars per block of the steady-run scans (:func:`scan_width`)."""
+        ``scan``: bars per block of the steady-run scans (:data:`SCAN_BLOCK`)."""
         for j in nb.prange(cfg_ints.shape[0]):
             advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
                      table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult,
@@ -495,13 +495,12 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     With ``stops`` (bars ``lo < s <= hi``, increasing) ``acc`` is instead ``len(stops) x k x NACC``: the
     accumulators as if the run had ended before each stop (open trades marked at that bar's previous close), all
     from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``. ``kernel``: "blocks" runs one
-    configuration at a time and scans its steady runs in SIMD blocks of bars, "scalar" the same one bar at a time
-    (the benchmark baseline), "lanes" groups of configurations in SIMD lanes (:mod:`lanes`; "blocks" for a rule they
-    do not fit)."""
+    configuration at a time (its steady runs scanned in SIMD blocks of bars), "lanes" groups of configurations in
+    SIMD lanes (:mod:`lanes`; "blocks" for a rule they do not fit)."""
     from . import lanes
 
     k = k_in = cfg_ints.shape[0]
-    sweep, scan = sweep_kernel(kind, short_ok), scan_width(kernel)
+    sweep, scan = sweep_kernel(kind, short_ok), SCAN_BLOCK
     if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
         pad = -k % lanes.LANES
         k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
@@ -523,12 +522,6 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     if k != k_in:  # the padding lanes dropped
         return out[..., :k_in, :], blocks[:k_in], rets[:, :k_in]
     return out, blocks, rets
-
-
-def scan_width(kernel: str) -> int:
-    """Bars per block of the steady-run scans under ``sweep.kernel`` = ``kernel``: :data:`SCAN_BLOCK` for "blocks"
-    (and for "lanes", whose rules that do not fit lanes run on "blocks"), 1 for "scalar"."""
-    return 1 if kernel == "scalar" else SCAN_BLOCK
 
 
 def initial_state(k: int, edges: np.ndarray, hi: int) -> np.ndarray:

@@ -1,26 +1,26 @@
 """Configuration lanes (``sweep.kernel = "lanes"``): the fused sweep kernel of :mod:`kernels`, stepping
 :data:`LANES` configurations through each bar together, one packed (SIMD) scan per bar.
 
-The scalar kernel alternates, per configuration, full steps (fills, busts, block edges) with steady runs in which
+The blocks kernel alternates, per configuration, full steps (fills, busts, block edges) with steady runs in which
 the position stays: flat and long runs only scan the signal for the run's end, then sum the run from prefix-sum
 tables; short runs (and every run when return series are wanted) step bar by bar. Lanes keep that algorithm and
 its arithmetic, and change the loop order: a group's state is held structure-of-arrays (``W[row, lane]``: the
 :mod:`kernels` state columns, the lane's current run and parameters), and at each bar one branch-free pass over
 the lanes (:func:`_scan`: loads and compares, vectorised by LLVM) finds the lanes whose run ends there, as a bit
-mask. Only those lanes (and lanes stepping bar by bar) then take the scalar kernel's code: the run is closed
-from the tables (:func:`_close_run`), the full step runs (:func:`_full_step`, statement for statement the scalar
-kernel's) and the next run starts. Runs begin and end at the same bars as in the scalar kernel, so results are
-equal to it bit for bit (tests/test_lanes.py holds them to 1e-12).
+mask. Only those lanes (and lanes stepping bar by bar) then take the blocks kernel's code: the run is
+closed from the tables (:func:`_close_run`), the full step runs (:func:`_full_step`, statement for statement
+that kernel's) and the next run starts. Runs begin and end at the same bars as in the blocks kernel, so
+results are equal to it bit for bit (tests/test_lanes.py holds them to 1e-12).
 
 Inputs: the indicator table transposed (bars x rows), so that the lanes' values at a bar sit side by side -- one
 vector load and one broadcast when the group reads consecutive rows against one shared row (an MA sweep in plan
 order: fast MAs side by side, one slow MA), gathers otherwise -- and walked in tiles of bars that stay in cache. Every
-built-in rule runs in lanes; a user strategy's POSITIONS rule stays on the scalar kernel. The last group is padded
+built-in rule runs in lanes; a user strategy's POSITIONS rule stays on the blocks kernel. The last group is padded
 with copies of the last configuration (dropped by :func:`kernels.run_numba`).
 
-Measured (docs/performance.md): slower than the scalar kernel on the benchmark sweeps, whose time goes mostly to
+Measured (docs/performance.md): slower than the blocks kernel on the benchmark sweeps, whose time goes mostly to
 run ends (a fill, a prefix-sum close and a branch miss per trade), not to the scans that lanes vectorise; hence
-``sweep.kernel`` defaults to "scalar".
+``sweep.kernel`` defaults to "blocks".
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ LANES = 8  # configurations per group (<= 64: bits of one mask), a multiple of t
 
 
 def lanes_fit(kind: int) -> bool:
-    """Whether rule ``kind`` runs in lanes (every built-in rule; a user strategy's POSITIONS stays scalar)."""
+    """Whether rule ``kind`` runs in lanes (every built-in rule; a user strategy's POSITIONS runs on "blocks")."""
     return kind != POSITIONS
 
 
@@ -77,7 +77,7 @@ def padded(a: np.ndarray, pad: int) -> np.ndarray:
 
 @nb.njit(inline="always")
 def _target(kind, short_ok, pos, bust, c, x0, x1, p0, p1, flag, f0, f1):
-    """The scalar kernel's target at a bar: 0 once bust, else the rule's signal (``p0``/``p1``: the lines at the
+    """The blocks kernel's target at a bar: 0 once bust, else the rule's signal (``p0``/``p1``: the lines at the
     previous bar, read by CROSS only)."""
     if kind == CROSS:
         tgt = cross_target(pos, p0, p1, x0, x1, short_ok)
@@ -91,7 +91,7 @@ def _target(kind, short_ok, pos, bust, c, x0, x1, p0, p1, flag, f0, f1):
 @nb.njit(inline="always")
 def _full_step(kind, short_ok, next_open, V, q, t, c, o, x0, x1, p0, p1, flag, f0, f1, buy_mult, sell_mult,
                rf_bar, edges, blk, rets, lo, j):
-    """One bar of lane ``q`` (configuration ``j``) with fills, bust and block edges, as the scalar kernel."""
+    """One bar of lane ``q`` (configuration ``j``) with fills, bust and block edges, as the blocks kernel."""
     cash, units, entry_eq = V[CASH, q], V[UNITS, q], V[ENTRY, q]
     pos, pending, bust = int(V[POS, q]), int(V[PENDING, q]), V[BUST, q] != 0.0
     trades, wins, gw, gl, turnover = V[TRADES, q], V[WINS, q], V[GW, q], V[GL, q], V[TURNOVER, q]
@@ -138,7 +138,7 @@ def _full_step(kind, short_ok, next_open, V, q, t, c, o, x0, x1, p0, p1, flag, f
 
 
 # Rows of a group's work array W (NROWS x LANES) beyond the state columns: the lane's current run (its type and
-# first bar) and its parameters. Run types, as the scalar kernel's steady runs: a full step is due (_FULL), a long
+# first bar) and its parameters. Run types, as the blocks kernel's steady runs: a full step is due (_FULL), a long
 # run summed from the prefix-sum tables (_LONG), a run stepped bar by bar (_EXACT: shorts, or return series wanted),
 # a flat run (_FLAT).
 _TYPE, _I0, _RA, _RB, _FLAG, _F0, _F1 = range(NSTATE, NSTATE + 7)
@@ -169,7 +169,7 @@ def _scan(kind, short_ok, W, tT, t, c, a0, b0, sa, sb, L):
 
 @nb.njit(inline="always")
 def _close_run(W, q, t, pre, close, rf_bar, rets, lo, j):
-    """End lane ``q``'s run before bar ``t`` (its bars ``I0..t-1``), as the scalar kernel ends its steady runs."""
+    """End lane ``q``'s run before bar ``t`` (its bars ``I0..t-1``), as the blocks kernel ends its steady runs."""
     typ, i0 = W[_TYPE, q], int(W[_I0, q])
     if typ == _LONG and t > i0:
         W[S1, q] += pre[0, t] - pre[0, i0]
@@ -212,7 +212,7 @@ def _exact_bar(W, q, t, c, rf_bar, rets, lo, j):
 
 @nb.njit(inline="always")
 def _run_type(next_open, exact, W, q):
-    """The run that follows a full step, as the scalar kernel chooses it."""
+    """The run that follows a full step, as the blocks kernel chooses it."""
     units, pos = W[UNITS, q], W[POS, q]
     if next_open and W[PENDING, q] != pos:
         return _FULL
@@ -259,7 +259,7 @@ def _close_lanes(W, state, blk, j0):
             state[j0 + q, v] = W[v, q]
 
 
-# _advance_lanes is long on purpose (speed): one packed scan per bar, and the scalar kernel's code for the lanes
+# _advance_lanes is long on purpose (speed): one packed scan per bar, and the blocks kernel's code for the lanes
 # whose run ends, behind one branch.
 @nb.njit(inline="always")
 def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a, b, end, lo, buy_mult, sell_mult,
@@ -283,7 +283,7 @@ def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a
             edge = has_blocks and t >= next_edge
             if n == 0 and not edge:
                 continue
-        for q in range(L):  # some lane ends its run or steps bar by bar: the scalar kernel's code, lane by lane
+        for q in range(L):  # some lane ends its run or steps bar by bar: the blocks kernel's code, lane by lane
             if not edge and (n >> q) & 1 == 0:
                 continue
             ia, ib = int(W[_RA, q]), int(W[_RB, q])
