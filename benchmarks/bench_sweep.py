@@ -23,25 +23,32 @@ NumPy engine while a background process compiles), then warm (once that compile 
 kernel loads), and cold without start fast (``--set sweep.start_fast=false``: compiling first, the old behaviour).
 ``--start-fast`` prints only these rows.
 
-`--kernels lanes,scalar` runs our engine once per Numba kernel (``sweep.kernel``: configuration lanes, the scalar
-kernel) in the same run on the same data, and prints each one's rows (the first one's feed the goal, walk-forward
-and scaling rows) and their ratios, engine alone and end to end; `--no-start-fast` skips the start-fast rows.
+`--kernels blocks,lanes,scalar@e6eda67` runs our engine once per Numba kernel (``sweep.kernel``: blocks, lanes) in the
+same run on the same data, and prints each one's rows (the first one's feed the goal, walk-forward and scaling rows)
+and their ratios to the last one, engine alone and end to end. ``KERNEL@REV`` runs the project as it was at git
+revision REV (a temporary worktree; its child compiles its own kernels before timing): ``scalar@e6eda67`` is the
+one-bar-at-a-time kernel before the SIMD block scans, the baseline of the blocks kernel's speed-up.
+`--no-start-fast` skips the start-fast rows.
 
 usage: python -m benchmarks.bench_sweep [--bars 5000] [--scale 50000,500000] [--skip-vectorbt]
                                         [--engine numba|numpy|cupy] [--grid benchmark|1m] [--start-fast]
-                                        [--kernels lanes,scalar] [--no-start-fast]
+                                        [--kernels blocks,lanes,scalar@e6eda67] [--no-start-fast]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -174,8 +181,8 @@ def _child_vectorbt(bars: int, chunk: int) -> dict:
             "extra": _rss() - base, "sharpe": sharpe}
 
 
-def _spawn(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_sweep", "--child", *args], cwd=ROOT,
+def _spawn(*args: str, cwd: Path = ROOT) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_sweep", "--child", *args], cwd=cwd,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"benchmark child {args} failed:\n{out.stderr[-2000:]}")
@@ -246,13 +253,41 @@ def _report_large(args: argparse.Namespace, ours: dict) -> None:
         print(f"max |Sharpe difference| {args.engine} vs numba over {ours['configs']:,} configs: {diff:.2e}")
 
 
+@contextlib.contextmanager
+def _checkout(rev: str) -> Iterator[Path]:
+    """A temporary git worktree of revision ``rev`` of this repository (removed afterwards)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    tree = tmp / rev
+    made = subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    if made.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SystemExit(f"error: cannot check out {rev!r} for a baseline ({made.stderr.strip()[-300:]}): give a "
+                         "revision of this git repository, e.g. scalar@e6eda67")
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True,
+                       check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_kernel(spec: str, args: argparse.Namespace) -> dict:
+    """One ``--kernels`` entry: ``KERNEL`` in this checkout, ``KERNEL@REV`` in a worktree of revision REV."""
+    kern, _, rev = spec.partition("@")
+    if not rev:
+        return _spawn("ours", str(args.bars), args.engine, args.grid, kern)
+    with _checkout(rev) as tree:
+        return _spawn("ours", str(args.bars), args.engine, args.grid, kern, cwd=tree)
+
+
 def _kernel_rows(runs: dict[str, dict]) -> None:
     """Each Numba kernel's engine-alone and end-to-end times (best, median), and each one's speed-up over the last
-    one (the baseline, e.g. scalar in ``--kernels lanes,scalar``)."""
+    one (the baseline, e.g. scalar@e6eda67 in ``--kernels blocks,scalar@e6eda67``)."""
     base_name, base = list(runs.items())[-1]
     for kern, r in runs.items():
         cb = r["configs"] * r["bars"]
-        print(f"kernel {kern:<7} engine alone {r['engine_seconds']:.3f} s best, {r['engine_median_seconds']:.3f} s "
+        print(f"kernel {kern:<15} engine alone {r['engine_seconds']:.3f} s best, {r['engine_median_seconds']:.3f} s "
               f"median ({cb / r['engine_seconds'] / 1e9:.3f} G cfg·bar/s); end to end {r['seconds']:.3f} s best, "
               f"{r['median_seconds']:.3f} s median; speed-up over {base_name}: "
               f"{base['engine_seconds'] / r['engine_seconds']:.2f}x engine alone (median "
@@ -273,8 +308,8 @@ def main() -> None:
     ap.add_argument("--vbt-chunk", type=int, default=500)
     ap.add_argument("--start-fast", action="store_true", help="only the cold/warm rows of the default command")
     ap.add_argument("--no-start-fast", action="store_true", help="skip the cold/warm rows of the default command")
-    ap.add_argument("--kernels", default="", help="Numba kernels to run and compare, e.g. lanes,scalar "
-                    "(sweep.kernel; default: the configured one)")
+    ap.add_argument("--kernels", default="", help="Numba kernels to run and compare, e.g. blocks,lanes,scalar@e6eda67 "
+                    "(sweep.kernel, KERNEL@REV: at git revision REV; default: the configured one)")
     ap.add_argument("--child", nargs="*")
     args = ap.parse_args()
     if args.child:
@@ -297,7 +332,7 @@ def main() -> None:
     label = "(real AAPL)" if args.grid == "benchmark" else GRIDS[args.grid][0]
     runs = {}
     for kern in kernels:
-        runs[kern] = r = _spawn("ours", str(args.bars), args.engine, args.grid, kern)
+        runs[kern] = r = _run_kernel(kern, args)
         print(_row(f"alphasignal {args.engine}{f' {kern}' if kern else ''} {label}", r), flush=True)
         for kind, sec in r["wfo_seconds"].items():
             print(f"{f'walk-forward optimisation K={WFO_FOLDS}, {kind}':<46} {r['configs']:>9,} {r['bars']:>8,} "

@@ -146,7 +146,7 @@ NSTATE = 20
 (EQ, S1, S2, SD2, MDD, TRADES, WINS, GW, GL, EXPOSED, TURNOVER, CASH, UNITS, POS, PENDING, ENTRY,
  PEAK, BUST, BLOCK, EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
-SCAN_BLOCK = 32  # bars per SIMD block of the steady-run scans (the fastest of 8, 16, 32 and 64 measured)
+SCAN_BLOCK = 32  # bars per SIMD block of the steady-run scans (of 16 to 128, the fastest measured: docs/performance.md)
 
 
 @nb.njit(inline="always", cache=True)
