@@ -129,7 +129,7 @@ def compile_in_background(warm: Callable[[], object], pbo_splits: int) -> None:
     Read-only price arrays (pandas hands them out) are a signature of their own to Numba, and unpickled arrays
     are writable: the child marks them as they were here, so it compiles the kernel this process needs."""
     job = write_job(warm, pbo_splits)
-    root = str(Path(sys.modules[SweepConfig.__module__].__file__).resolve().parent)  # config.py and alphasignal/
+    root = str(Path(__file__).resolve().parents[2])  # the directory that holds the alphasignal package
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:  # sh puts it in the background and exits at once: nothing is left for this process to wait for
         subprocess.run(["sh", "-c", '"$@" </dev/null >/dev/null 2>&1 &', "sh", sys.executable, "-m", __name__, job],
