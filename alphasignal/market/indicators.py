@@ -62,7 +62,8 @@ def _ewm_columns(a: np.ndarray, starts: Sequence[int], alpha: float, period: int
         if len(a) - s >= period:
             seeded[s + period:, j] = a[s + period:, j]
             seeded[s + period - 1, j] = np.ascontiguousarray(a[s:s + period, j]).mean()
-    return pd.DataFrame(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+    frame = pd.Series(seeded[:, 0]) if seeded.shape[1] == 1 else pd.DataFrame(seeded)  # a Series: less overhead
+    return frame.ewm(alpha=alpha, adjust=False).mean().to_numpy().reshape(a.shape)
 
 
 def ema(x: ArrayLike, period: int) -> ArrayLike:
