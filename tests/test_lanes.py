@@ -34,8 +34,10 @@ def _both(prices, strategy, configs, opts, kernel="lanes", **kw):
     """simulate() with ``kernel`` and with its reference: "lanes" against "blocks", and "blocks" against itself
     scanning one bar at a time."""
     strat = get_strategy(strategy)
-    run = lambda name: simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": name}),  # noqa: E731
-                                Backend("numba", "cpu"), **kw)
+
+    def run(name: str):
+        return simulate(prices, strat, configs, SweepConfig(**{**opts, "kernel": name}), Backend("numba", "cpu"), **kw)
+
     if kernel == "lanes":
         return [run("lanes"), run("blocks")]
     fast = run("blocks")
