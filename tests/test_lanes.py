@@ -1,10 +1,10 @@
-"""The Numba kernels (``sweep.kernel``): "blocks" (the default: steady runs scanned in SIMD blocks of
-kernels.SCAN_BLOCK bars, kernels._run_end) against the same kernel testing one bar at a time (SCAN_BLOCK = 1), and
-configuration lanes (backtest/lanes.py, "lanes") against "blocks". With every built-in rule, mode, fill and entry
-each gives its reference's accumulators, block sums, return series and metrics within 1e-12, on real prices and on
-random grids and prices (hypothesis); the generic lane kernel is each rule's kernel with the rule as an argument;
-the production kernels' scans are packed SIMD. The kernels' results against an independent reference loop:
-tests/test_backtest_parity.py."""
+"""The Numba kernels (``sweep.kernel``): "blocks" (the default: steady runs ended where the hold codes say,
+kernels._fill_holds and kernels._hold_end) against the same kernel testing one bar at a time (HOLD_CODES = False, as
+the GPU), and configuration lanes (backtest/lanes.py, "lanes") against "blocks". With every built-in rule, mode, fill
+and entry each gives its reference's accumulators, block sums, return series and metrics within 1e-12, on real prices
+and on random grids and prices (hypothesis); the generic lane kernel is each rule's kernel with the rule as an
+argument; the lane scans and the hold codes are packed SIMD. The kernels' results against an independent reference
+loop: tests/test_backtest_parity.py."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _both(prices, strategy, configs, opts, kernel="lanes", **kw):
         return [run("lanes"), run("blocks")]
     fast = run("blocks")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(kernels, "SCAN_BLOCK", 1)
+        mp.setattr(kernels, "HOLD_CODES", False)
         return [fast, run("blocks")]
 
 
@@ -105,10 +105,10 @@ def test_lanes_equal_the_blocks_kernel_on_random_grids_and_prices(returns, strat
        entry=st.sampled_from(["state", "cross"]), mode=st.sampled_from(["long_only", "long_short"]),
        fill=st.sampled_from(["close", "next_open"]), k=st.integers(1, 12), seed=st.integers(0, 99),
        lo=st.integers(1, 40), stops=st.booleans())
-def test_scan_blocks_equal_one_bar_at_a_time_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
-                                                                         lo, stops, configs_for):
-    """Gentle random walks up to 700 bars: runs long enough to skip whole blocks of SCAN_BLOCK bars, ending anywhere
-    in a block, with spans (``lo``, stops) that start and end off the blocks' grid."""
+def test_hold_codes_equal_one_bar_at_a_time_on_random_grids_and_prices(returns, strategy, entry, mode, fill, k, seed,
+                                                                        lo, stops, configs_for):
+    """Gentle random walks up to 700 bars: runs long enough to skip whole words of hold codes, ending anywhere in a
+    word, with spans (``lo``, stops) that start and end off the words' grid."""
     df = _prices(returns)
     prices = prepare_prices(df, "X", get_strategy(strategy).needs)
     configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(seed), k, max_window=30))
@@ -118,23 +118,28 @@ def test_scan_blocks_equal_one_bar_at_a_time_on_random_grids_and_prices(returns,
     _assert_same(fast, ref, prices.n - lo)
 
 
-def test_scan_blocks_find_the_first_bar_that_leaves_wherever_it_is():
-    """kernels._run_end directly, against a plain loop: the first bar in ``i..stop-1`` that leaves a long run, on
-    runs that end on the first bar, inside a block, on a block's edge, in the last partial block or never, with
-    spans shorter than a block, and series shorter than one; blocks of SCAN_BLOCK bars, of 5 and of 1."""
-    run_end = nb.njit(lambda xa, xb, i, stop, scan: kernels._run_end(kernels.CROSSOVER, 1, xa, xa, xb, 0, 0.0, 0.0,
-                                                                       False, i, stop, scan))
+def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
+    """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
+    leaves a long run and a flat one, on runs that end on the first bar, inside a word of codes, on a word's edge,
+    in the last partial word or never, with spans shorter than a word, and series shorter than one."""
+
+    @nb.njit
+    def run_ends(xa, xb, i, stop):
+        hold = np.empty(kernels.hold_bytes(len(xa)), np.uint8)
+        kernels._fill_holds(kernels.CROSSOVER, xa, xa, xb, 0, 0.0, 0.0, False, len(xa), hold)
+        words = hold.view(np.uint64)
+        return kernels._hold_end(words, 0, i, stop), kernels._hold_end(words, 1, i, stop)
+
     rng = np.random.default_rng(7)
-    w = kernels.SCAN_BLOCK
-    for n in (2, 3, w - 1, w, w + 1, 5 * w + 7):
+    for n in (2, 3, 7, 8, 9, 16, 17, 5 * 8 + 3, 300):
         for _ in range(60):
-            xa = np.where(rng.random(n) < rng.choice([0.0, 0.02, 0.2]), -1.0, 1.0)  # -1: the run ends there
-            xa[rng.integers(0, n)] = np.nan if rng.random() < 0.2 else xa[0]  # a NaN leaves the run too
+            xa = np.where(rng.random(n) < rng.choice([0.0, 0.02, 0.2, 0.9]), -1.0, 1.0)  # -1: a long run ends there
+            xa[rng.integers(0, n)] = np.nan if rng.random() < 0.2 else xa[0]  # a NaN ends a long run, not a flat one
             i = int(rng.integers(1, n))
             stop = int(rng.integers(i, n + 1))
-            want = next((t for t in range(i, stop) if not xa[t] > 0.0), stop)
-            for scan in (w, 5, 1):
-                assert run_end(xa, np.zeros(n), i, stop, scan) == want, (n, i, stop, scan)
+            want = (next((t for t in range(i, stop) if not xa[t] > 0.0), stop),
+                    next((t for t in range(i, stop) if xa[t] > 0.0), stop))
+            assert run_ends(xa, np.zeros(n), i, stop) == want, (n, i, stop)
 
 
 def _body(fn) -> tuple[list[str], str]:
@@ -203,9 +208,10 @@ def test_the_lane_scan_is_packed_simd(goog):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_avx2(), reason="packed 256-bit SIMD needs AVX2")
-def test_the_block_scan_is_packed_simd(goog):
+def test_the_hold_codes_are_packed_simd(goog):
     """The production MA-crossover kernel, compiled here without the disk cache, compares 4 or 8 doubles per
-    instruction in its block scans (the rest of the kernel has no packed compare: one bar at a time, it had none)."""
+    instruction when it writes the hold codes (the rest of the kernel has no packed compare: one bar at a time, it had
+    none)."""
     prod = kernels._rule_kernel(kernels.CROSSOVER, False)
     fresh = nb.njit(prod.py_func)  # one thread (prange as range): the same loops, a quarter of the compile
     prices = prepare_prices(goog, "GOOG")
@@ -216,7 +222,7 @@ def test_the_block_scan_is_packed_simd(goog):
     state = kernels.initial_state(3, np.zeros(1, np.int64), prices.n)
     fresh(prices.close, prices.open, kernels.market_tables(prices.close, 0.0), table, cfg_ints, cfg_floats, False,
           False, 0, prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((3, 0, 2)),
-          np.empty((0, 0)), kernels.SCAN_BLOCK)
+          np.empty((0, 0)), True)
     assert (state[:, kernels.ACC.index("trades")] > 0).all()
     lines = "\n".join(fresh.inspect_asm().values()).splitlines()
     packed = [ln.split()[0] for ln in lines if ln.split() and ("%ymm" in ln or "%zmm" in ln)]

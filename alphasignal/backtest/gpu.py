@@ -53,13 +53,14 @@ def gpu_kernel(kind: int, short_ok: bool) -> Any:
 
     @cuda.jit(cache=True)  # on disk, as the CPU kernels: the closure holds plain constants only
     def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
-              rf_bar, edges, state, blocks, rets):
-        """Thread ``j`` advances configuration ``j`` over bars ``t0..t1-1`` (the arguments of the CPU kernels)."""
+              rf_bar, edges, state, blocks, rets, no_hold, no_words):
+        """Thread ``j`` advances configuration ``j`` over bars ``t0..t1-1`` (the arguments of the CPU kernels; no hold
+        codes: ``no_hold`` and ``no_words`` are empty, and runs are scanned one bar at a time)."""
         j = cuda.grid(1)
         if j < cfg_ints.shape[0]:
             _ADVANCE(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
                      cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar,
-                     edges, state[j], blocks[j], rets, j, 1)  # scans one bar at a time (a thread has no SIMD)
+                     edges, state[j], blocks[j], rets, j, no_hold, no_words)
 
     return sweep
 
@@ -71,7 +72,7 @@ def signature() -> tuple[Any, ...]:
 
     f1, f2, i2 = nt.float64[::1], nt.float64[:, ::1], nt.int64[:, ::1]
     return (f1, f1, f2, f2, i2, f2, nt.boolean, nt.boolean, nt.int64, nt.int64, nt.int64, nt.float64, nt.float64,
-            nt.float64, nt.int64[::1], f2, nt.float64[:, :, ::1], f2)
+            nt.float64, nt.int64[::1], f2, nt.float64[:, :, ::1], f2, nt.uint8[::1], nt.uint64[::1])
 
 
 def precompile(kind: int, short_ok: bool, ptx_only: bool = False) -> None:
@@ -105,7 +106,8 @@ class DeviceRun:
                                               cfg_ints.astype(np.int64), cfg_floats.astype(np.float64))]
         self.outputs = [to_device(edges.astype(np.int64)), to_device(kernels.initial_state(k, edges, hi)),
                         to_device(np.zeros((k, max(len(edges) - 1, 0), 2))),
-                        to_device(np.zeros((hi - lo, k) if want_rets else (0, 0)))]
+                        to_device(np.zeros((hi - lo, k) if want_rets else (0, 0))), to_device(np.zeros(0, np.uint8)),
+                        to_device(np.zeros(0, np.uint64))]
         self.launch = gpu_kernel(kind, short_ok)[(k + THREADS - 1) // THREADS, THREADS]
         self.flags, self.lo, self.costs = (next_open, want_rets), lo, (buy_mult, sell_mult, rf_bar)
 
@@ -133,5 +135,5 @@ def run_gpu(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray, 
         if t1 in stops:
             snaps.append(run.accumulators())
     out = np.stack(snaps) if stops else run.accumulators()
-    _, _, blocks, rets = run.outputs
+    _, _, blocks, rets, _, _ = run.outputs
     return out, run.to_host(blocks), run.to_host(rets) if want_rets else np.empty((0, 0))

@@ -146,7 +146,13 @@ NSTATE = 20
 (EQ, S1, S2, SD2, MDD, TRADES, WINS, GW, GL, EXPOSED, TURNOVER, CASH, UNITS, POS, PENDING, ENTRY,
  PEAK, BUST, BLOCK, EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
-SCAN_BLOCK = 32  # bars per SIMD block of the steady-run scans (of 16 to 128, the fastest measured: docs/performance.md)
+GROUP = 32  # configurations per parallel task (small tasks balance the threads: trade counts vary)
+
+
+@nb.njit(inline="always", cache=True)
+def hold_bytes(m):
+    """Bytes of scratch for the hold codes of ``m`` bars: whole 64-bit words."""
+    return (m + 7) // 8 * 8
 
 
 @nb.njit(inline="always", cache=True)
@@ -174,29 +180,53 @@ def _holds(kind, pos, close, xa, xb, u, v, flag, f0, f1, short_ok):
 
 
 @nb.njit(inline="always", cache=True)
-def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan):
-    """First bar in ``i..stop-1`` (``i`` >= 1) whose signal leaves ``pos`` (``stop`` if none), testing the bars in
-    blocks of ``scan``: each block is one branch-free pass that LLVM packs into SIMD compares (the first bar that
-    leaves as a min-reduction), and a block where the run holds is skipped whole. ``scan`` is an argument, not a
-    constant, because LLVM unrolls a loop of constant length into scalar code (Numba leaves SLP vectorisation off)
-    and vectorises only a loop; one call of the rule (``_holds``) keeps the compile as short as one bar at a time.
-    ``scan`` = 1 (the GPU: a thread has no SIMD) tests one bar at a time. Unsigned indices spare every load Numba's
-    negative-index wraparound check (~1.3x faster scans)."""
+def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop):
+    """First bar in ``i..stop-1`` (``i`` >= 1) whose signal leaves ``pos`` (``stop`` if none), one bar at a time: the
+    GPU's scan (per-thread hold codes would not fit its memory) and the reference the hold codes are tested against.
+    Unsigned indices spare every load Numba's negative-index wraparound check."""
     u, end, one = np.uint64(i), np.uint64(stop), np.uint64(1)
-    if u >= end:
-        return np.int64(u)
-    n = min(np.uint64(scan), end - one)  # bars per block (fewer only on series shorter than a block)
-    while u < end:
-        b = min(u, end - n)  # the last block ends at ``end``: it starts earlier and skips its bars before ``u``
-        first = n
-        for k in range(n):
-            uk = b + np.uint64(k)
-            leaves = (uk >= u) & (not _holds(kind, pos, close, xa, xb, uk, uk - one, flag, f0, f1, short_ok))
-            first = min(first, np.uint64(k) if leaves else n)
-        if first < n:
-            return np.int64(b + first)
-        u = b + n
-    return np.int64(end)
+    while u < end and _holds(kind, pos, close, xa, xb, u, u - one, flag, f0, f1, short_ok):
+        u += one
+    return np.int64(u)
+
+
+HOLD_CODES = True  # CPU kernels: steady runs end where the hold codes say (False: one bar at a time, as the GPU)
+HOLD_LONG, HOLD_FLAT, HOLD_SHORT = 1, 2, 4  # bits of a bar's hold code: its signal keeps a long / flat / short
+
+
+@nb.njit(inline="always", cache=True)
+def _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold):
+    """``hold[u]`` (u = 1..m-1): the bits of the positions that the signal at bar ``u`` keeps. One branch-free pass
+    over the bars, which LLVM packs into SIMD compares (the rule's three calls share their loads and compares)."""
+    one = np.uint64(1)
+    for k in range(np.uint64(m) - one):
+        u = np.uint64(k) + one
+        v = u - one
+        code = np.uint8(HOLD_LONG) if _holds(kind, 1, close, xa, xb, u, v, flag, f0, f1, short_ok) else np.uint8(0)
+        code |= np.uint8(HOLD_FLAT) if _holds(kind, 0, close, xa, xb, u, v, flag, f0, f1, short_ok) else np.uint8(0)
+        if short_ok:
+            keeps_short = _holds(kind, -1, close, xa, xb, u, v, flag, f0, f1, short_ok)
+            code |= np.uint8(HOLD_SHORT) if keeps_short else np.uint8(0)
+        hold[u] = code
+
+
+@nb.njit(inline="always", cache=True)
+def _hold_end(words, shift, i, stop):
+    """First bar in ``i..stop-1`` whose hold code lacks bit ``1 << shift`` (``stop`` if none), from the codes read
+    eight bars per 64-bit word (``words``); the first such bar of a word is found by arithmetic, so a run costs one
+    branch per word and one mispredicted at its end."""
+    u, end, three = np.uint64(i), np.uint64(stop), np.uint64(3)
+    ones = np.uint64(0x0101010101010101) << np.uint64(shift)  # the bit, in each byte
+    w = u >> three
+    lacks = ~words[w] & ones & (np.uint64(0xFFFFFFFFFFFFFFFF) << ((u & np.uint64(7)) << three))  # bars >= u only
+    while lacks == np.uint64(0):
+        w += np.uint64(1)
+        if w << three >= end:
+            return np.int64(end)
+        lacks = ~words[w] & ones
+    lowest = (lacks & (~lacks + np.uint64(1))) >> np.uint64(shift)  # 1 << (8 * b): b, the first bar in the word
+    bar = (w << three) + ((lowest * np.uint64(0x0001020304050607)) >> np.uint64(56))  # b, in the product's top byte
+    return np.int64(min(bar, end))
 
 
 # advance is long on purpose (speed): it is inlined into each kernel's per-configuration loop and keeps every
@@ -206,10 +236,12 @@ def _run_end(kind, pos, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan):
 # are the price multipliers of the cost model (evaluation.costs).
 @nb.njit(inline="always")
 def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f0, f1, t0, t1, lo, buy_mult,
-            sell_mult, rf_bar, edges, st, blk, rets, j, scan):
+            sell_mult, rf_bar, edges, st, blk, rets, j, hold, words):
     """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. Inlined into :func:`sweep_kernel`'s
-    loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops; ``scan``:
-    the bars per block of the steady-run scans (:func:`_run_end`).
+    loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops; ``hold``:
+    scratch for the pass's hold codes (:func:`_fill_holds`, at least ``t1 - t0`` rounded up to 8 bytes) and ``words``
+    the same memory as 64-bit words (a view made by the caller: numba-cuda cannot compile one without a GPU), or
+    both empty to scan the runs one bar at a time (:func:`_run_end`).
 
     Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
     of bars where the position stays as it is. Flat and long runs only scan the signal for the run's end: a
@@ -249,6 +281,9 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
     close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
     p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
     d0 = min(-rf_bar, 0.0)
+    use_hold = hold.shape[0] > 0
+    if use_hold:
+        _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold)
     i = 0
     while i < m:
         # one full step at bar i
@@ -301,7 +336,10 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
         stop = min(m, next_edge - t0)
         if units > 0.0 and not exact:  # long (cash is 0): sums of market returns from the prefix sums
             i0 = i
-            i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan)
+            if use_hold:
+                i = _hold_end(words, 0, i, stop)
+            else:
+                i = _run_end(kind, 1, close, xa, xb, flag, f0, f1, short_ok, i, stop)
             if i > i0:
                 s1 += p1[i] - p1[i0]
                 s2 += p2[i] - p2[i0]
@@ -315,7 +353,11 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
             while i < stop:
                 c = close[i]
                 eq = cash + units * c
-                if eq <= 0.0 or not _holds(kind, pos, close, xa, xb, i, i - 1, flag, f0, f1, short_ok):
+                if use_hold:
+                    keeps = (hold[i] & (HOLD_LONG if pos == 1 else HOLD_SHORT)) != 0
+                else:
+                    keeps = _holds(kind, pos, close, xa, xb, i, i - 1, flag, f0, f1, short_ok)
+                if eq <= 0.0 or not keeps:
                     break
                 r = eq / eq_prev - 1.0
                 eq_prev = eq
@@ -331,7 +373,12 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
                 i += 1
         elif bust or (cash > 0.0 and pos == 0):  # flat: equity and peak unchanged, return 0
             i0 = i
-            i = stop if bust else _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop, scan)
+            if bust:
+                i = stop
+            elif use_hold:
+                i = _hold_end(words, 1, i, stop)
+            else:
+                i = _run_end(kind, 0, close, xa, xb, flag, f0, f1, short_ok, i, stop)
             sd2 += (i - i0) * (d0 * d0)
             if want_rets:
                 rets[t0 + i0 - lo:t0 + i - lo, j] = 0.0
@@ -373,13 +420,15 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
 @nb.njit(cache=True, nogil=True)
 def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo,
-                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, scan):
+                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, use_hold):
     """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
     (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
+    hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
+    words = hold.view(np.uint64)
     for j in range(cfg_ints.shape[0]):
         advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
                  cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar, edges,
-                 state[j], blocks[j], rets, j, scan)
+                 state[j], blocks[j], rets, j, hold, words)
 
 
 @functools.cache
@@ -390,15 +439,20 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
     @nb.njit(parallel=True, cache=True, nogil=True)
     def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
-              rf_bar, edges, state, blocks, rets, scan):
+              rf_bar, edges, state, blocks, rets, use_hold):
         """Advance every configuration (row of ``cfg_ints``/``cfg_floats``/``state``) over bars ``t0..t1-1``; accumulate
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``;
-        ``scan``: bars per block of the steady-run scans (:data:`SCAN_BLOCK`)."""
-        for j in nb.prange(cfg_ints.shape[0]):
-            advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
-                     table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult,
-                     sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, scan)
+        ``use_hold``: the steady runs' ends from hold codes (:data:`HOLD_CODES`). Configurations run in groups of
+        :data:`GROUP`, each group with its own scratch for the codes."""
+        k = cfg_ints.shape[0]
+        for g in nb.prange((k + GROUP - 1) // GROUP):
+            hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
+            words = hold.view(np.uint64)
+            for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
+                advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
+                         table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
+                         buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
 
     return sweep
 
@@ -495,27 +549,28 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     With ``stops`` (bars ``lo < s <= hi``, increasing) ``acc`` is instead ``len(stops) x k x NACC``: the
     accumulators as if the run had ended before each stop (open trades marked at that bar's previous close), all
     from one pass -- e.g. the anchored walk-forward training windows ``lo..s-1``. ``kernel``: "blocks" runs one
-    configuration at a time (its steady runs scanned in SIMD blocks of bars), "lanes" groups of configurations in
-    SIMD lanes (:mod:`lanes`; "blocks" for a rule they do not fit)."""
+    configuration at a time (its steady runs ended where the hold codes say: :func:`_fill_holds`), "lanes" groups
+    of configurations in SIMD lanes (:mod:`lanes`; "blocks" for a rule they do not fit)."""
     from . import lanes
 
     k = k_in = cfg_ints.shape[0]
-    sweep, scan = sweep_kernel(kind, short_ok), SCAN_BLOCK
+    sweep = sweep_kernel(kind, short_ok)
     if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
         pad = -k % lanes.LANES
         k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
         sweep = lanes.lane_kernel(kind, short_ok, table, k)
+    lanes_sweep = sweep if kernel == "lanes" and lanes.lanes_fit(kind) else None
     n_blocks = max(len(edges) - 1, 0)
     state = initial_state(k, edges, hi)
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
     cuts = sorted({*range(lo, hi, BAR_BLOCK), *stops, hi})
     snaps = []
-    with compile_notice(), nb.parallel_chunksize(32):  # small chunks balance the threads (trade counts vary)
+    with compile_notice(), nb.parallel_chunksize(1 if sweep is not lanes_sweep else 32):  # tasks of ~32 configs
         pre = market_tables(close, rf_bar)
         for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
             sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, want_rets, t0, t1, lo, buy_mult,
-                  sell_mult, rf_bar, edges, state, blocks, rets, scan)
+                  sell_mult, rf_bar, edges, state, blocks, rets, HOLD_CODES)
             if t1 in stops:
                 snaps.append(mark_open_trades(state.copy()))
     out = np.stack(snaps) if stops else mark_open_trades(state)

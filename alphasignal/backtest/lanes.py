@@ -357,7 +357,8 @@ def lane_kernel(kind: int, short_ok: bool, table: np.ndarray, k: int) -> Callabl
     tile = int(np.clip(TILE_BYTES // (8 * max(table.shape[0], 1)), 16, 1024))  # bars: all groups, then the next
 
     def sweep(close, open_, pre, _table, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest):  # noqa: ANN001, ANN202
-        args = (close, open_, pre, table_t, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest[:-1], work)  # no scan
+        # rest[-1], run_numba's HOLD_CODES, is for the one-configuration kernel only
+        args = (close, open_, pre, table_t, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest[:-1], work)
         kernel(*args, 0, t0, t0)
         for a in range(t0, t1, tile):
             kernel(*args, 1, a, min(a + tile, t1))
