@@ -437,7 +437,8 @@ def config_arrays(parts: ConfigParts, prices: Any, idx: np.ndarray | None = None
 
 def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
     """Indicator table, one row per packed key in ``codes`` (simple averages share one running sum; sorted codes,
-    as ``np.unique`` gives, put them first and they are written in place)."""
+    as ``np.unique`` gives, put them first and they are written in place; standard deviations run compiled:
+    :func:`rolling.window_std_rows`)."""
     keys = [decode_row(int(c)) for c in codes]
     table = np.empty((len(keys), len(close)))
     sma_at = [i for i, key in enumerate(keys) if key[0] == "sma"]
@@ -453,8 +454,15 @@ def build_rows(codes: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.n
             ind.macd_rows(close, specs, out=table[macd_at[0]:macd_at[-1] + 1])
         else:
             table[macd_at] = ind.macd_rows(close, specs)
+    std_at = [i for i, key in enumerate(keys) if key[0] == "std"]
+    if std_at:  # compiled, rows in parallel: the same bits as build_row's NumPy formula
+        from .rolling import window_std_rows  # here: Numba loads only when a table has these rows
+
+        std_rows = np.empty((len(std_at), len(close)))
+        window_std_rows(np.ascontiguousarray(close, dtype=np.float64), np.array([keys[i][1] for i in std_at]), std_rows)
+        table[std_at] = std_rows
     for i, key in enumerate(keys):
-        if key[0] not in {"sma", "macd_line", "macd_sig"}:
+        if key[0] not in {"sma", "std", "macd_line", "macd_sig"}:
             table[i] = build_row(key, high, low, close)
     return table
 

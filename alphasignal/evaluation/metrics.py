@@ -34,12 +34,18 @@ NACC = len(ACC)
 SERIES_METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar")
 
 
+_TICKS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}  # a DatetimeIndex's unit
+
+
 def periods_per_year(index: pd.Index) -> float:
     """Bars per year from the median bar spacing: 252 for daily, 52 weekly, 12 monthly; intraday as
     252 sessions of 6.5 hours (US equities). Non-datetime indexes are treated as daily."""
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 3:
         return 252.0
-    step = float(np.median((index[1:] - index[:-1]).total_seconds())) / 86_400.0  # days
+    if index.hasnans:
+        step = float(np.median((index[1:] - index[:-1]).total_seconds())) / 86_400.0  # days
+    else:  # the same seconds from the raw integers, without two index copies (~1 ms of each backtest)
+        step = float(np.median(np.diff(index.asi8) / _TICKS_PER_SECOND[index.unit])) / 86_400.0
     if step < 0.9:
         return 252.0 * 6.5 / (step * 24.0)
     if step < 4.5:  # daily bars, weekends and holidays included
