@@ -36,7 +36,7 @@ def test_build_rows_std_rows_are_build_rows_numpy_rows():
     close = 50.0 + np.cumsum(rng.normal(0, 1, 600))
     keys = [("sma", 20), ("std", 5), ("std", 20), ("std", 200), ("rsi", 14)]
     codes = np.sort(np.concatenate([pack_rows(k[0], [np.array([k[1]])], 1) for k in keys]))
-    table = build_rows(codes, close + 1, close - 1, close)
+    table = build_rows(codes, close + 1, close - 1, close, compiled=True)
     for row, code in zip(table, codes, strict=True):
         key = decode_row(int(code))
         assert np.array_equal(row, build_row(key, close + 1, close - 1, close), equal_nan=True), key

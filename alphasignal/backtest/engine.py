@@ -166,7 +166,7 @@ def simulate(prices: Prices, strat: Strategy, configs: pd.DataFrame, opts: Sweep
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((m, k)) if want_rets else np.empty((0, 0))
     for idx in chunks:
-        table, cfg_ints, cfg_floats = strat.chunk_arrays(parts, configs, prices, idx, hi)
+        table, cfg_ints, cfg_floats = strat.chunk_arrays(parts, configs, prices, idx, hi, backend.engine == "numba")
         args = dict(lo=lo, hi=hi, buy_mult=buy_mult, sell_mult=sell_mult, rf_bar=rf_bar, edges=edges,
                     want_rets=want_rets)
         if backend.engine == "numba":

@@ -82,8 +82,9 @@ class UserStrategy(Strategy):
         return 8 * n_bars * ROW_COPIES
 
     def chunk_arrays(self, parts: ConfigParts, configs: pd.DataFrame, prices: Any, idx: np.ndarray | None = None,
-                     hi: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The positions of configurations ``idx`` over bars 0..hi-1, as the POSITIONS rule's arrays."""
+                     hi: int | None = None, compiled: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The positions of configurations ``idx`` over bars 0..hi-1, as the POSITIONS rule's arrays (its
+        indicators on NumPy, ``compiled`` or not)."""
         chosen = configs if idx is None else configs.iloc[idx]
         return positions_arrays(self, prices, chosen, len(prices.close) if hi is None else hi)
 
