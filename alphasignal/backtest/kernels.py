@@ -163,10 +163,11 @@ def signal_rule(kind, pos, c, x0, x1, flag, f0, f1, short_ok):
     return target_position(kind, pos, c, x0, x1, flag, f0, f1, short_ok)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True)  # not inline="always": Numba types it once, not once per call site (40 s to 16 s of compile)
 def _holds(kind, pos, close, xa, xb, u, v, flag, f0, f1, short_ok):
     """Whether the signal at bar ``u`` keeps position ``pos`` (a constant at each call site); ``v = u - 1`` (of
-    ``u``'s type: unsigned in scans), read by the CROSS rule only."""
+    ``u``'s type: unsigned in scans), read by the CROSS rule only. LLVM inlines it where it is called, where
+    ``kind`` and ``pos`` are constants, so the hold codes' loop is still packed SIMD."""
     c, x0, x1 = close[u], xa[u], xb[u]
     if kind == CROSS:
         return cross_target(pos, xa[v], xb[v], x0, x1, short_ok) == pos
