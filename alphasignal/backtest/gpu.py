@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numba as nb
 import numpy as np
 from numba import cuda  # a module global: the simulator swaps it for its own in the kernel's globals
 from numba.core.registry import CPUDispatcher
@@ -29,21 +30,25 @@ from .xp import get_cupy, simulated
 THREADS = 128  # threads per CUDA block: one configuration each
 
 
-def python_twins(namespace: Mapping[str, Any]) -> dict[str, Any]:
+def python_twins(namespace: Mapping[str, Any], inline: bool = False) -> dict[str, Any]:
     """A copy of ``namespace`` (a module's globals) where each Numba CPU function is its Python source, rebound to the
-    copy, so the functions it calls are Python too: what the CUDA simulator can run on its simulated arrays."""
+    copy, so the functions it calls are Python too: what the CUDA simulator can run on its simulated arrays. With
+    ``inline`` each is instead that source as a Numba function that Numba inlines where it is called."""
     twins = dict(namespace)
     for name, value in namespace.items():
         if isinstance(value, CPUDispatcher):
             src = value.py_func
-            twins[name] = types.FunctionType(src.__code__, twins, src.__name__, src.__defaults__, src.__closure__)
+            twin = types.FunctionType(src.__code__, twins, src.__name__, src.__defaults__, src.__closure__)
+            twins[name] = nb.njit(inline="always")(twin) if inline else twin
     return twins
 
 
-# kernels.advance as the CUDA kernel calls it: the CPU dispatcher (numba-cuda compiles it, and every rule function it
-# calls, as device functions) or, under the simulator, its Python twin. A module global, not a closure variable, so
-# that numba-cuda's disk cache keys on constants only.
-_ADVANCE = python_twins(vars(kernels))["advance"] if simulated() else kernels.advance
+# kernels.advance as the CUDA kernel calls it: under the simulator its Python twin; on a GPU its inlined twin, whose
+# rule functions numba-cuda compiles into the kernel itself -- the CPU kernels leave some to LLVM to inline (they are
+# typed once there), and numba-cuda compiles a separate device function only where a device exists, so ahead-of-time
+# PTX (precompile, the checks without a GPU) needs them inlined. A module global, not a closure variable, so that
+# numba-cuda's disk cache keys on constants only.
+_ADVANCE = python_twins(vars(kernels), inline=not simulated())["advance"]
 
 
 @functools.cache
