@@ -187,17 +187,19 @@ def test_real_cold_cache_first_run_numpy_then_the_background_compile_serves_numb
 
 
 def _kernel_loop(fn) -> tuple[list[str], str, str]:
-    """(parameters, the loop's iterator function, the loop's target and body as an AST dump) of a sweep kernel."""
+    """(parameters, the outer loop's iterator function, the statements before it, and its target and body as an AST
+    dump) of a sweep kernel."""
     import ast
     import inspect
     import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-    loops = [n for n in ast.walk(tree) if isinstance(n, ast.For)]
+    loops = [n for n in tree.body if isinstance(n, ast.For)]
     assert len(loops) == 1
     loop = loops[0]
+    before = [n for n in tree.body[:tree.body.index(loop)] if not isinstance(n, ast.Expr)]  # the docstring left out
     return ([a.arg for a in tree.args.args], ast.unparse(loop.iter.func),
-            ast.dump(ast.Module([ast.Assign([loop.target], loop.iter.args[0]), *loop.body], [])))
+            ast.dump(ast.Module([*before, ast.Assign([loop.target], loop.iter.args[0]), *loop.body], [])))
 
 
 def test_the_generic_kernel_is_every_rules_kernel_with_the_rule_as_an_argument():

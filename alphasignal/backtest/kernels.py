@@ -424,12 +424,14 @@ def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats
                   buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, use_hold):
     """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
     (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
-    hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
-    words = hold.view(np.uint64)
-    for j in range(cfg_ints.shape[0]):
-        advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]], table[cfg_ints[j, 1]],
-                 cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo, buy_mult, sell_mult, rf_bar, edges,
-                 state[j], blocks[j], rets, j, hold, words)
+    k = cfg_ints.shape[0]
+    for g in range((k + GROUP - 1) // GROUP):
+        hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
+        words = hold.view(np.uint64)
+        for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
+            advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
+                     table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
+                     buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
 
 
 @functools.cache
