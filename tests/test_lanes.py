@@ -121,9 +121,11 @@ def test_hold_codes_equal_one_bar_at_a_time_on_random_grids_and_prices(returns, 
 def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
     leaves a long run and a flat one, on runs that end on the first bar, inside a word of codes, on a word's edge,
-    in the last partial word or never, with spans shorter than a word, and series shorter than one."""
+    in the last partial word or never, with spans shorter than a word, and series shorter than one; compiled with
+    bounds checks, from the series' last bar too (a run that ends on a pass's last bar), so no read leaves the
+    scratch that kernels.hold_bytes sizes."""
 
-    @nb.njit
+    @nb.njit(boundscheck=True)
     def run_ends(xa, xb, i, stop):
         hold = np.empty(kernels.hold_bytes(len(xa)), np.uint8)
         kernels._fill_holds(kernels.CROSSOVER, xa, xa, xb, 0, 0.0, 0.0, False, len(xa), hold)
@@ -135,11 +137,12 @@ def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
         for _ in range(60):
             xa = np.where(rng.random(n) < rng.choice([0.0, 0.02, 0.2, 0.9]), -1.0, 1.0)  # -1: a long run ends there
             xa[rng.integers(0, n)] = np.nan if rng.random() < 0.2 else xa[0]  # a NaN ends a long run, not a flat one
-            i = int(rng.integers(1, n))
+            i = int(rng.integers(1, n + 1))
             stop = int(rng.integers(i, n + 1))
             want = (next((t for t in range(i, stop) if not xa[t] > 0.0), stop),
                     next((t for t in range(i, stop) if xa[t] > 0.0), stop))
             assert run_ends(xa, np.zeros(n), i, stop) == want, (n, i, stop)
+        assert run_ends(xa, np.zeros(n), n, n) == (n, n)  # from the last bar: nothing left to scan
 
 
 def _body(fn) -> tuple[list[str], str]:

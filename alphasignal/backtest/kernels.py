@@ -151,8 +151,9 @@ GROUP = 32  # configurations per parallel task (small tasks balance the threads:
 
 @nb.njit(inline="always", cache=True)
 def hold_bytes(m):
-    """Bytes of scratch for the hold codes of ``m`` bars: whole 64-bit words."""
-    return (m + 7) // 8 * 8
+    """Bytes of scratch for the hold codes of ``m`` bars: whole 64-bit words, and one more, which a run that ends on
+    the pass's last bar reads (:func:`_hold_end` from bar ``m``) without a branch to skip it."""
+    return m // 8 * 8 + 8
 
 
 @nb.njit(inline="always", cache=True)
@@ -198,7 +199,7 @@ HOLD_LONG, HOLD_FLAT, HOLD_SHORT = 1, 2, 4  # bits of a bar's hold code: its sig
 @nb.njit(inline="always", cache=True)
 def _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold):
     """``hold[u]`` (u = 1..m-1): the bits of the positions that the signal at bar ``u`` keeps. One branch-free pass
-    over the bars, which LLVM packs into SIMD compares (the rule's three calls share their loads and compares)."""
+    over the bars, which LLVM packs into SIMD compares."""
     one = np.uint64(1)
     for k in range(np.uint64(m) - one):
         u = np.uint64(k) + one
@@ -557,19 +558,18 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     from . import lanes
 
     k = k_in = cfg_ints.shape[0]
-    sweep = sweep_kernel(kind, short_ok)
+    sweep, chunk = sweep_kernel(kind, short_ok), 1  # one parallel task per GROUP of configurations
     if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
         pad = -k % lanes.LANES
         k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
-        sweep = lanes.lane_kernel(kind, short_ok, table, k)
-    lanes_sweep = sweep if kernel == "lanes" and lanes.lanes_fit(kind) else None
+        sweep, chunk = lanes.lane_kernel(kind, short_ok, table, k), 32  # tasks of 32 groups: trade counts vary
     n_blocks = max(len(edges) - 1, 0)
     state = initial_state(k, edges, hi)
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
     cuts = sorted({*range(lo, hi, BAR_BLOCK), *stops, hi})
     snaps = []
-    with compile_notice(), nb.parallel_chunksize(1 if sweep is not lanes_sweep else 32):  # tasks of ~32 configs
+    with compile_notice(), nb.parallel_chunksize(chunk):
         pre = market_tables(close, rf_bar)
         for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
             sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, want_rets, t0, t1, lo, buy_mult,
