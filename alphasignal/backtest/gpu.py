@@ -3,8 +3,9 @@
 The kernel's body is :func:`kernels.advance` -- the same function the Numba CPU kernels inline, with the rule
 functions it calls (``target_position``, ``cross_target``, the fills and costs of ``fill_trade``, the bust rule, the
 accumulators and the long-run tables ``span_stats``). Each rule is written once, in ``kernels.py``: numba-cuda compiles
-the CPU dispatchers it meets into CUDA device functions. CuPy stays the array library: it moves the data to the
-device, and the numba-cuda kernel reads CuPy's arrays in place (the CUDA array interface).
+inlined twins of those functions into the kernel (:func:`python_twins`, :func:`_gpu_advance`). CuPy stays the array
+library: it moves the data to the device, and the numba-cuda kernel reads CuPy's arrays in place (the CUDA array
+interface).
 
 Under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``, set before Numba is imported) the same kernel runs on the
 CPU, thread by thread, on NumPy arrays: the device functions are then the Python source of those rule functions
