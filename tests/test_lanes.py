@@ -118,6 +118,34 @@ def test_hold_codes_equal_one_bar_at_a_time_on_random_grids_and_prices(returns, 
     _assert_same(fast, ref, prices.n - lo)
 
 
+@pytest.mark.parametrize("kernel", ["blocks", "lanes"])
+def test_every_configuration_runs_once_whatever_the_thread_count(kernel, goog, configs_for):
+    """The kernels deal their groups of configurations to the threads in turn (kernels.GROUP): on one thread, on
+    two and on more threads than groups, each configuration runs exactly once -- the same accumulators as the NumPy
+    engine's, which has no groups (a group dealt twice, or never, changes them)."""
+    strategy = "MA_Crossover"
+    configs = as_config_frame(strategy, configs_for(strategy, np.random.default_rng(5), 2 * kernels.GROUP + 7))
+    prices = prepare_prices(goog, "GOOG")
+    opts = SweepConfig(kernel=kernel, fees_bps=5.0)
+    strat = get_strategy(strategy)
+    ref = simulate(prices, strat, configs, opts, Backend("numpy", "cpu"), lo=50)[0]
+    before = nb.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, nb.config.NUMBA_NUM_THREADS}):
+            nb.set_num_threads(threads)
+            results.append(simulate(prices, strat, configs, opts, Backend("numba", "cpu"), lo=50)[0])
+    finally:
+        nb.set_num_threads(before)
+    with pytest.MonkeyPatch.context() as mp:  # more threads than groups: a group each, the rest idle
+        mp.setattr(nb, "get_num_threads", lambda: 64)
+        results.append(simulate(prices, strat, configs, opts, Backend("numba", "cpu"), lo=50)[0])
+    assert (ref[:, ACC.index("trades")] > 0).all()
+    for acc in results:
+        np.testing.assert_allclose(acc, ref, rtol=1e-9, atol=1e-12)
+        assert np.array_equal(acc[:, EXACT], ref[:, EXACT])
+
+
 def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
     leaves a long run and a flat one, on runs that end on the first bar, inside a word of codes, on a word's edge,
@@ -225,7 +253,7 @@ def test_the_hold_codes_are_packed_simd(goog):
     state = kernels.initial_state(3, np.zeros(1, np.int64), prices.n)
     fresh(prices.close, prices.open, kernels.market_tables(prices.close, 0.0), table, cfg_ints, cfg_floats, False,
           False, 0, prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((3, 0, 2)),
-          np.empty((0, 0)), True)
+          np.empty((0, 0)), True, 1)
     assert (state[:, kernels.ACC.index("trades")] > 0).all()
     lines = "\n".join(fresh.inspect_asm().values()).splitlines()
     packed = [ln.split()[0] for ln in lines if ln.split() and ("%ymm" in ln or "%zmm" in ln)]

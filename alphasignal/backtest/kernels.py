@@ -146,7 +146,10 @@ NSTATE = 20
 (EQ, S1, S2, SD2, MDD, TRADES, WINS, GW, GL, EXPOSED, TURNOVER, CASH, UNITS, POS, PENDING, ENTRY,
  PEAK, BUST, BLOCK, EDGE) = range(NSTATE)
 BAR_BLOCK = 16384  # bars per pass: one pass's indicator rows stay in cache (L3) for every configuration
-GROUP = 32  # configurations per parallel task (small tasks balance the threads: trade counts vary)
+GROUP = 32  # configurations per group; a kernel deals the groups to its threads in turn: group g to thread g % T.
+# Not a prange over the groups: Numba's OpenMP layer gives each thread one contiguous share of a prange whatever the
+# chunk size, and the configurations run sorted by their rows (engine._plan_chunks), so on the 10,948-configuration
+# MA grid the first half held 1.85x the second's work and the kernel ran 1.54x faster on 2 threads than on 1, not 2x.
 
 
 @nb.njit(inline="always", cache=True)
@@ -422,17 +425,20 @@ def sweep_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
 @nb.njit(cache=True, nogil=True)
 def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo,
-                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, use_hold):
+                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, use_hold, threads):
     """:func:`sweep_kernel`'s kernel with the rule and short mode as arguments, configurations one after another
     (no parallel loop: it halves the compile; see :data:`GENERIC`)."""
     k = cfg_ints.shape[0]
-    for g in range((k + GROUP - 1) // GROUP):
+    groups = (k + GROUP - 1) // GROUP
+    slots = max(min(threads, groups), 1)
+    for s in range(slots):
         hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
         words = hold.view(np.uint64)
-        for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
-            advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
-                     table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
-                     buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
+        for g in range(s, groups, slots):
+            for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
+                advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
+                        table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
+                        buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
 
 
 @functools.cache
@@ -443,20 +449,23 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
     @nb.njit(parallel=True, cache=True, nogil=True)
     def sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult,
-              rf_bar, edges, state, blocks, rets, use_hold):
+              rf_bar, edges, state, blocks, rets, use_hold, threads):
         """Advance every configuration (row of ``cfg_ints``/``cfg_floats``/``state``) over bars ``t0..t1-1``; accumulate
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``;
         ``use_hold``: the steady runs' ends from hold codes (:data:`HOLD_CODES`). Configurations run in groups of
-        :data:`GROUP`, each group with its own scratch for the codes."""
+        :data:`GROUP`, dealt in turn to ``threads`` tasks (one per thread), each with its own scratch for the codes."""
         k = cfg_ints.shape[0]
-        for g in nb.prange((k + GROUP - 1) // GROUP):
+        groups = (k + GROUP - 1) // GROUP
+        slots = max(min(threads, groups), 1)
+        for s in nb.prange(slots):
             hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
             words = hold.view(np.uint64)
-            for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
-                advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
-                         table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
-                         buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
+            for g in range(s, groups, slots):
+                for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
+                    advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
+                            table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
+                            buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
 
     return sweep
 
@@ -558,22 +567,23 @@ def run_numba(kind: int, close: np.ndarray, open_: np.ndarray, table: np.ndarray
     from . import lanes
 
     k = k_in = cfg_ints.shape[0]
-    sweep, chunk = sweep_kernel(kind, short_ok), 1  # one parallel task per GROUP of configurations
+    sweep = sweep_kernel(kind, short_ok)
     if kernel == "lanes" and lanes.lanes_fit(kind):  # the last group padded with copies of the last configuration
         pad = -k % lanes.LANES
         k, cfg_ints, cfg_floats = k + pad, lanes.padded(cfg_ints, pad), lanes.padded(cfg_floats, pad)
-        sweep, chunk = lanes.lane_kernel(kind, short_ok, table, k), 32  # tasks of 32 groups: trade counts vary
+        sweep = lanes.lane_kernel(kind, short_ok, table, k)
     n_blocks = max(len(edges) - 1, 0)
     state = initial_state(k, edges, hi)
     blocks = np.zeros((k, n_blocks, 2))
     rets = np.empty((hi - lo, k) if want_rets else (0, 0))
     cuts = sorted({*range(lo, hi, BAR_BLOCK), *stops, hi})
     snaps = []
-    with compile_notice(), nb.parallel_chunksize(chunk):
+    threads = nb.get_num_threads()  # an argument: a kernel that asks Numba for it cannot be cached on disk
+    with compile_notice():
         pre = market_tables(close, rf_bar)
         for t0, t1 in zip(cuts[:-1], cuts[1:], strict=True):
             sweep(close, open_, pre, table, cfg_ints, cfg_floats, next_open, want_rets, t0, t1, lo, buy_mult,
-                  sell_mult, rf_bar, edges, state, blocks, rets, HOLD_CODES)
+                  sell_mult, rf_bar, edges, state, blocks, rets, HOLD_CODES, threads)
             if t1 in stops:
                 snaps.append(mark_open_trades(state.copy()))
     out = np.stack(snaps) if stops else mark_open_trades(state)

@@ -309,17 +309,19 @@ def _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, W, a
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def lanes_generic(kind, short_ok, close, open_, pre, tT, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo,
-                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, work, phase, a, b):
+                  buy_mult, sell_mult, rf_bar, edges, state, blocks, rets, threads, work, phase, a, b):
     """:func:`lane_kernel`'s kernel with the rule and short mode as arguments, groups one after another (the fast
     test tier's one compile: see :data:`kernels.GENERIC`)."""
-    for g in range(work.shape[0]):
-        if phase == 0:
-            _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
-        elif phase == 1:
-            _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, b, t1, lo, buy_mult,
-                           sell_mult, rf_bar, edges, blocks, rets, g * LANES)
-        else:
-            _close_lanes(work[g], state, blocks, g * LANES)
+    slots = max(min(threads, work.shape[0]), 1)
+    for s in range(slots):
+        for g in range(s, work.shape[0], slots):
+            if phase == 0:
+                _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
+            elif phase == 1:
+                _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, b, t1, lo,
+                               buy_mult, sell_mult, rf_bar, edges, blocks, rets, g * LANES)
+            else:
+                _close_lanes(work[g], state, blocks, g * LANES)
 
 
 @functools.cache
@@ -328,19 +330,21 @@ def _rule_lanes(kind: int, short_ok: bool) -> Callable[..., None]:
 
     @nb.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
     def lanes(close, open_, pre, tT, cfg_ints, cfg_floats, next_open, exact, t0, t1, lo, buy_mult, sell_mult, rf_bar,
-              edges, state, blocks, rets, work, phase, a, b):
+              edges, state, blocks, rets, threads, work, phase, a, b):
         """One phase of a pass over bars ``t0..t1-1`` for every group of LANES configurations (``work``: the groups'
         work arrays; ``tT``: the table transposed): 0 loads the groups, 1 advances them over bars ``a..b-1``, 2
         stores them; the other arguments are ``kernels.sweep_kernel``'s. One parallel loop, three calls: a third
-        of the compile of three loops."""
-        for g in nb.prange(work.shape[0]):
-            if phase == 0:
-                _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
-            elif phase == 1:
-                _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, b, t1, lo,
-                               buy_mult, sell_mult, rf_bar, edges, blocks, rets, g * LANES)
-            else:
-                _close_lanes(work[g], state, blocks, g * LANES)
+        of the compile of three loops. The groups are dealt to the ``threads`` in turn (see ``kernels.GROUP``)."""
+        slots = max(min(threads, work.shape[0]), 1)
+        for s in nb.prange(slots):
+            for g in range(s, work.shape[0], slots):
+                if phase == 0:
+                    _open_lanes(work[g], state, cfg_ints, cfg_floats, blocks, g * LANES, t0)
+                elif phase == 1:
+                    _advance_lanes(kind, short_ok, next_open, exact, close, open_, pre, tT, work[g], a, b, t1, lo,
+                                   buy_mult, sell_mult, rf_bar, edges, blocks, rets, g * LANES)
+                else:
+                    _close_lanes(work[g], state, blocks, g * LANES)
 
     return lanes
 
@@ -357,8 +361,8 @@ def lane_kernel(kind: int, short_ok: bool, table: np.ndarray, k: int) -> Callabl
     tile = int(np.clip(TILE_BYTES // (8 * max(table.shape[0], 1)), 16, 1024))  # bars: all groups, then the next
 
     def sweep(close, open_, pre, _table, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest):  # noqa: ANN001, ANN202
-        # rest[-1], run_numba's HOLD_CODES, is for the one-configuration kernel only
-        args = (close, open_, pre, table_t, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest[:-1], work)
+        # rest[-2], run_numba's HOLD_CODES, is for the one-configuration kernel only; rest[-1]: the threads
+        args = (close, open_, pre, table_t, cfg_ints, cfg_floats, next_open, exact, t0, t1, *rest[:-2], rest[-1], work)
         kernel(*args, 0, t0, t0)
         for a in range(t0, t1, tile):
             kernel(*args, 1, a, min(a + tile, t1))
