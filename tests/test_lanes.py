@@ -227,7 +227,7 @@ def test_the_lane_scan_is_packed_simd(goog):
     work = np.empty((1, lanes.NROWS, lanes.LANES))
     args = (prices.close, prices.open, pre, np.ascontiguousarray(table.T), cfg_ints, cfg_floats, False, False, 0,
             prices.n, 0, 1.0001, 0.9999, 0.0, np.zeros(1, np.int64), state, np.zeros((lanes.LANES, 0, 2)),
-            np.empty((0, 0)), work)
+            np.empty((0, 0)), 2, work)  # 2 threads
     for phase, a, b in ((0, 0, 0), (1, 0, prices.n), (2, prices.n, prices.n)):  # load, advance, store
         fresh(*args, phase, a, b)
     assert (state[:, kernels.ACC.index("trades")] > 0).all()
