@@ -152,7 +152,7 @@ def positions_step(xp, pos, c, x0, x1, flag, f0, f1, neg):
 
 
 def _ma_rows(p: Columns) -> tuple[tuple[Any, ...], ...]:
-    kind = np.where(np.asarray(p["use_ema"], dtype=bool), "ema", "sma")
+    kind = pd.Categorical.from_codes(np.asarray(p["use_ema"], dtype=np.int8), ["sma", "ema"])  # no string per row
     return (kind, p["short_period"]), (kind, p["long_period"])
 
 
@@ -392,9 +392,11 @@ def row_codes(strat: Strategy, frame: pd.DataFrame) -> np.ndarray:
 
 def pack_rows(name: Any, args: Iterable[Any], k: int, what: str = "indicator") -> np.ndarray:
     """Keys ``(name, *args)`` of ``k`` rows packed in int64s: the name's index in ``INDICATOR_ROWS`` (``name`` one
-    for all, or an array of names) and up to three 16-bit integer arguments (scalars or arrays of ``k``)."""
-    names = np.asarray(name)
-    if names.ndim == 0:
+    for all, or an array or ``pd.Categorical`` of names) and up to three 16-bit integer arguments (scalars or arrays
+    of ``k``)."""
+    if isinstance(name, pd.Categorical):  # one name per row, as codes: no string comparisons
+        code = np.array([INDICATOR_ROWS.index(str(c)) for c in name.categories], dtype=np.int64)[name.codes]
+    elif (names := np.asarray(name)).ndim == 0:
         code = np.full(k, INDICATOR_ROWS.index(str(names)), dtype=np.int64)
     else:
         code = np.zeros(k, dtype=np.int64)
