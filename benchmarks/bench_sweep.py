@@ -27,12 +27,14 @@ kernel loads), and cold without start fast (``--set sweep.start_fast=false``: co
 same run on the same data, and prints each one's rows (the first one's feed the goal, walk-forward and scaling rows)
 and their ratios to the last one, engine alone and end to end. ``KERNEL@REV`` runs the project as it was at git
 revision REV (a temporary worktree; its child compiles its own kernels before timing): ``scalar@e6eda67`` is the
-one-bar-at-a-time kernel before the SIMD block scans, the baseline of the blocks kernel's speed-up.
+one-bar-at-a-time kernel before the SIMD block scans, the baseline of the blocks kernel's speed-up. ``--rounds N``
+runs the kernels in turn N times (A, B, A, B, ...) and takes the best and the median over all rounds, so that a
+change in the shared machine's load between two children does not favour one kernel.
 `--no-start-fast` skips the start-fast rows.
 
 usage: python -m benchmarks.bench_sweep [--bars 5000] [--scale 50000,500000] [--skip-vectorbt]
                                         [--engine numba|numpy|cupy] [--grid benchmark|1m] [--start-fast]
-                                        [--kernels blocks,lanes,scalar@e6eda67] [--no-start-fast]
+                                        [--kernels blocks,lanes,scalar@e6eda67] [--rounds 1] [--no-start-fast]
 """
 
 from __future__ import annotations
@@ -272,13 +274,22 @@ def _checkout(rev: str) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_kernel(spec: str, args: argparse.Namespace) -> dict:
-    """One ``--kernels`` entry: ``KERNEL`` in this checkout, ``KERNEL@REV`` in a worktree of revision REV."""
+def _run_kernel(spec: str, args: argparse.Namespace, trees: dict[str, Path]) -> dict:
+    """One ``--kernels`` entry: ``KERNEL`` in this checkout, ``KERNEL@REV`` in ``trees[REV]``, a worktree of REV."""
     kern, _, rev = spec.partition("@")
-    if not rev:
-        return _spawn("ours", str(args.bars), args.engine, args.grid, kern)
-    with _checkout(rev) as tree:
-        return _spawn("ours", str(args.bars), args.engine, args.grid, kern, cwd=tree)
+    return _spawn("ours", str(args.bars), args.engine, args.grid, kern, cwd=trees[rev] if rev else ROOT)
+
+
+def _merge_rounds(rounds: list[dict]) -> dict:
+    """One kernel's results over ``--rounds``: the best of the bests, the median of the medians, the largest peak."""
+    out = dict(rounds[0])
+    for key in ("seconds", "cpu_seconds", "engine_seconds", "engine_cpu_seconds"):
+        out[key] = min(r[key] for r in rounds)
+    for key in ("median_seconds", "engine_median_seconds"):
+        out[key] = float(np.median([r[key] for r in rounds]))
+    out["wfo_seconds"] = {k: min(r["wfo_seconds"][k] for r in rounds) for k in rounds[0]["wfo_seconds"]}
+    out["peak"], out["extra"] = max(r["peak"] for r in rounds), max(r["extra"] for r in rounds)
+    return out
 
 
 def _kernel_rows(runs: dict[str, dict]) -> None:
@@ -310,8 +321,12 @@ def main() -> None:
     ap.add_argument("--no-start-fast", action="store_true", help="skip the cold/warm rows of the default command")
     ap.add_argument("--kernels", default="", help="Numba kernels to run and compare, e.g. blocks,lanes,scalar@e6eda67 "
                     "(sweep.kernel, KERNEL@REV: at git revision REV; default: the configured one)")
+    ap.add_argument("--rounds", type=int, default=1, help="run the --kernels in turn this many times (best and "
+                    "median over all rounds)")
     ap.add_argument("--child", nargs="*")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1 (got {args.rounds})")
     if args.child:
         kind, bars, *extra = args.child
         res = _child_ours(int(bars), *extra) if kind == "ours" else _child_vectorbt(int(bars), int(extra[0]))
@@ -330,14 +345,21 @@ def main() -> None:
     print(header)
     kernels = [k for k in args.kernels.split(",") if k] or [""]
     label = "(real AAPL)" if args.grid == "benchmark" else GRIDS[args.grid][0]
-    runs = {}
-    for kern in kernels:
-        runs[kern] = r = _run_kernel(kern, args)
-        print(_row(f"alphasignal {args.engine}{f' {kern}' if kern else ''} {label}", r), flush=True)
+    rounds: dict[str, list[dict]] = {kern: [] for kern in kernels}
+    with contextlib.ExitStack() as stack:
+        trees = {rev: stack.enter_context(_checkout(rev)) for rev in {k.partition("@")[2] for k in kernels} - {""}}
+        for n in range(args.rounds):  # kernels in turn, round after round: a shift in the machine's load hits all
+            for kern in kernels:
+                rounds[kern].append(r := _run_kernel(kern, args, trees))
+                tag = f" {kern}" if kern else ""
+                print(_row(f"alphasignal {args.engine}{tag} {label}" + (f" #{n + 1}" if args.rounds > 1 else ""), r),
+                      flush=True)
+    runs = {kern: _merge_rounds(rs) for kern, rs in rounds.items()}
+    for r in runs.values():
         for kind, sec in r["wfo_seconds"].items():
             print(f"{f'walk-forward optimisation K={WFO_FOLDS}, {kind}':<46} {r['configs']:>9,} {r['bars']:>8,} "
-                  f"{sec:>9.3f}   = {sec / r['seconds']:.2f}x the plain sweep above (goal <= 3x; best of "
-                  f"{REPEATS} each)", flush=True)
+                  f"{sec:>9.3f}   = {sec / r['seconds']:.2f}x the plain sweep (goal <= 3x; best of "
+                  f"{REPEATS * args.rounds} each)", flush=True)
     ours = runs[kernels[0]]
     if len(kernels) > 1:
         _kernel_rows(runs)

@@ -146,6 +146,33 @@ def test_every_configuration_runs_once_whatever_the_thread_count(kernel, goog, c
         assert np.array_equal(acc[:, EXACT], ref[:, EXACT])
 
 
+@nb.njit
+def _spans_that_differ(close, tab, longest):
+    """How many spans ``a..e-1`` of up to ``longest`` bars get another (max, min, drawdown) from span_stats than bar
+    by bar (the drawdown: the largest ``1 - c_t / max(c_a..c_t)``)."""
+    wrong = 0
+    for a in range(close.shape[0]):
+        mx, mn, dd = close[a], close[a], 0.0
+        for e in range(a + 1, min(close.shape[0], a + longest) + 1):
+            c = close[e - 1]
+            mx, mn = max(mx, c), min(mn, c)
+            dd = max(dd, 1.0 - c / mx)
+            wrong += kernels.span_stats(tab, a, e) != (mx, mn, dd)
+    return wrong
+
+
+
+def test_span_stats_equal_bar_by_bar_for_every_span_bit_for_bit():
+    """A long run's high, low and drawdown come from market_tables: blocks of DD_BLOCK bars, and within a block two
+    windows of 2**w bars and a drawdown across them. Every span up to 100 bars (within a block, across one, across
+    several), on a random walk and on rounded prices (ties), in series shorter and longer than a block."""
+    rng = np.random.default_rng(8)
+    for n, step in ((700, 0.02), (33, 0.02), (5, 0.02), (1, 0.02), (900, 0.0)):
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        close = np.round(close, 1) if step == 0.0 else close
+        assert _spans_that_differ(close, kernels.market_tables(close, 0.0), 100) == 0
+
+
 def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
     leaves a long run and a flat one, on runs that end on the first bar, inside a word of codes, on a word's edge,

@@ -281,7 +281,6 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
         blk[b, 0] -= s1
         blk[b, 1] -= s2
     m = t1 - t0
-    close_all = close
     pa, pb = (xa[t0 - 1], xb[t0 - 1]) if t0 > 0 else (np.nan, np.nan)  # the lines before the pass (CROSS)
     close, open_, xa, xb = close[t0:t1], open_[t0:t1], xa[t0:t1], xb[t0:t1]
     p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
@@ -351,7 +350,7 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
                 sd2 += p3[i] - p3[i0]
                 exposed += i - i0
                 eq_prev = units * close[i - 1]
-                mx, mn, dd = span_stats(pre, close_all, t0 + i0, t0 + i)
+                mx, mn, dd = span_stats(pre, t0 + i0, t0 + i)
                 mdd = max(mdd, dd, 1.0 - units * mn / peak)
                 peak = max(peak, units * mx)
         elif units != 0.0:  # short, or long with exact returns: a division per bar (long: cash is 0)
@@ -471,18 +470,21 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
 
 
 DD_BLOCK = 32  # bars per block of the drawdown tables
+WINDOW_ROW, WINDOW_LEVELS = 12, 5  # rows of the window tables: windows of 1, 2, 4, 8 and 16 bars
 
 
 @nb.njit(cache=True, nogil=True)
 def market_tables(close, rf_bar):
-    """Per-series tables (12 x n+1) that let a long run be summed without a per-bar loop.
+    """Per-series tables (27 x n+1) that let a long run be summed without a per-bar loop.
 
     Rows 0-2: running sums (leading 0) of the market return ``r_t = close_t / close_{t-1} - 1`` (r_0 = 0), of
     ``r_t**2`` and of ``min(r_t - rf, 0)**2``. Rows 3-11: (max, min, drawdown) of the close over aligned blocks of
     ``DD_BLOCK`` bars -- from the block's start to bar t (rows 3-5), from bar t to the block's end (rows 6-8), and
-    the whole block at its first bar (rows 9-11); drawdown = max of ``1 - c_t / max(c_start..t)``."""
+    the whole block at its first bar (rows 9-11); drawdown = max of ``1 - c_t / max(c_start..t)``. Rows 12-26: the
+    same three over the window of ``2**w`` bars from bar t, w = 0..4 (rows ``WINDOW_ROW + 3 * w`` on; set where the
+    window ends by bar n): a span within one block is two such windows (:func:`_short_span`)."""
     n = close.shape[0]
-    tab = np.zeros((12, n + 1))
+    tab = np.zeros((WINDOW_ROW + 3 * WINDOW_LEVELS, n + 1))
     for t in range(n):
         r = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
         d = min(r - rf_bar, 0.0)
@@ -500,6 +502,12 @@ def market_tables(close, rf_bar):
         for t in range(e - 1, s0 - 1, -1):
             mx, mn, dd = _join(close[t], close[t], 0.0, mx, mn, dd)
             tab[6, t], tab[7, t], tab[8, t] = mx, mn, dd
+    tab[WINDOW_ROW, :n], tab[WINDOW_ROW + 1, :n] = close, close  # windows of one bar: no drawdown
+    for w in range(1, WINDOW_LEVELS):
+        r, h = WINDOW_ROW + 3 * w, 1 << (w - 1)  # two windows of h bars each
+        for t in range(n - 2 * h + 1):
+            tab[r, t], tab[r + 1, t], tab[r + 2, t] = _join(tab[r - 3, t], tab[r - 2, t], tab[r - 1, t],
+                                                            tab[r - 3, t + h], tab[r - 2, t + h], tab[r - 1, t + h])
     return tab
 
 
@@ -510,20 +518,38 @@ def _join(mx, mn, dd, mx2, mn2, dd2):
 
 
 @nb.njit(inline="always", cache=True)
-def span_stats(tab, close, a, e):
+def _level(bars):
+    """The window level of a span of ``bars`` (1..32): the largest w <= 4 with 2**w <= bars (no branch; int() for
+    the GPU's Python twin, where NumPy adds booleans as a logical or)."""
+    return int(bars >= 2) + int(bars >= 4) + int(bars >= 8) + int(bars >= 16)
+
+
+@nb.njit(inline="always", cache=True)
+def _short_span(tab, a, e):
+    """(max, min, drawdown) of the close over bars ``a..e-1`` (1 to 32 bars) from two windows of 2**w bars, the first
+    from ``a``, the last to ``e`` (they overlap or meet), and a drawdown from the first's high ground to the last's
+    low ground: the lowest close after the first window over the highest before the last (both windows again), so
+    every pair of bars is counted and only in its order -- the same maximum as bar by bar, bit for bit."""
+    w = _level(e - a)
+    r, size = WINDOW_ROW + 3 * w, 1 << w
+    mx = max(tab[r, a], tab[r, e - size])
+    mn = min(tab[r + 1, a], tab[r + 1, e - size])
+    dd = max(tab[r + 2, a], tab[r + 2, e - size])
+    rest = e - a - size  # bars a..e-size-1 lie in the first window only, a+size..e-1 in the last only
+    if rest > 0:
+        r2, size2 = WINDOW_ROW + 3 * _level(rest), 1 << _level(rest)
+        high = max(tab[r2, a], tab[r2, e - size - size2])
+        low = min(tab[r2 + 1, a + size], tab[r2 + 1, e - size2])
+        dd = max(dd, 1.0 - low / high)
+    return mx, mn, dd
+
+
+@nb.njit(inline="always", cache=True)
+def span_stats(tab, a, e):
     """(max, min, drawdown) of the close over bars ``a..e-1`` (a < e) from :func:`market_tables`."""
     ba, be = a // DD_BLOCK, (e - 1) // DD_BLOCK
-    if ba == be:  # within one block: a short loop, dividing only on a new drawdown
-        mx, mn, dd = close[a], close[a], 0.0
-        for t in range(a + 1, e):
-            c = close[t]
-            if c > mx:
-                mx = c
-            else:
-                mn = min(mn, c)
-                if mx - c > dd * mx:
-                    dd = 1.0 - c / mx
-        return mx, mn, dd
+    if ba == be:  # within one block: two windows
+        return _short_span(tab, a, e)
     mx, mn, dd = tab[6, a], tab[7, a], tab[8, a]
     for b in range(ba + 1, be):
         s0 = b * DD_BLOCK

@@ -178,7 +178,7 @@ def _close_run(W, q, t, pre, close, rf_bar, rets, lo, j):
         W[EXPOSED, q] += t - i0
         units, peak = W[UNITS, q], W[PEAK, q]
         W[EQ, q] = units * close[t - 1]
-        mx, mn, dd = span_stats(pre, close, i0, t)
+        mx, mn, dd = span_stats(pre, i0, t)
         W[MDD, q] = max(W[MDD, q], dd, 1.0 - units * mn / peak)
         W[PEAK, q] = max(peak, units * mx)
     elif typ == _FLAT:
