@@ -176,7 +176,8 @@ def test_span_stats_equal_bar_by_bar_for_every_span_bit_for_bit():
 def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
     leaves a long run and a flat one, on runs that end on the first bar, inside a word of codes, on a word's edge,
-    in the last partial word or never, with spans shorter than a word, and series shorter than one; compiled with
+    in any word of a four-word step, in the last partial word or never, with spans shorter than a word, and series
+    shorter than one; compiled with
     bounds checks, from the series' last bar too (a run that ends on a pass's last bar), so no read leaves the
     scratch that kernels.hold_bytes sizes."""
 
@@ -188,7 +189,7 @@ def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
         return kernels._hold_end(words, 0, i, stop), kernels._hold_end(words, 1, i, stop)
 
     rng = np.random.default_rng(7)
-    for n in (2, 3, 7, 8, 9, 16, 17, 5 * 8 + 3, 300):
+    for n in (2, 3, 7, 8, 9, 16, 17, 5 * 8 + 3, 64, 12 * 8 + 5, 300):
         for _ in range(60):
             xa = np.where(rng.random(n) < rng.choice([0.0, 0.02, 0.2, 0.9]), -1.0, 1.0)  # -1: a long run ends there
             xa[rng.integers(0, n)] = np.nan if rng.random() < 0.2 else xa[0]  # a NaN ends a long run, not a flat one

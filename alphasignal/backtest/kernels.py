@@ -154,9 +154,10 @@ GROUP = 32  # configurations per group; a kernel deals the groups to its threads
 
 @nb.njit(inline="always", cache=True)
 def hold_bytes(m):
-    """Bytes of scratch for the hold codes of ``m`` bars: whole 64-bit words, and one more, which a run that ends on
-    the pass's last bar reads (:func:`_hold_end` from bar ``m``) without a branch to skip it."""
-    return m // 8 * 8 + 8
+    """Bytes of scratch for the hold codes of ``m`` bars: whole 64-bit words, and four more, which :func:`_hold_end`
+    reads without a branch to skip them (from bar ``m``, where a run ends on the pass's last bar, and in its steps of
+    four words; what it finds at bar ``m`` and beyond is cut to ``stop``)."""
+    return m // 8 * 8 + 32
 
 
 @nb.njit(inline="always", cache=True)
@@ -218,18 +219,27 @@ def _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold):
 @nb.njit(inline="always", cache=True)
 def _hold_end(words, shift, i, stop):
     """First bar in ``i..stop-1`` whose hold code lacks bit ``1 << shift`` (``stop`` if none), from the codes read
-    eight bars per 64-bit word (``words``); the first such bar of a word is found by arithmetic, so a run costs one
-    branch per word and one mispredicted at its end."""
-    u, end, three = np.uint64(i), np.uint64(stop), np.uint64(3)
+    eight bars per 64-bit word (``words``), four words per step after the first; the first such bar of a word is
+    found by arithmetic and the first such word of a step by selects, so a run costs one branch per 32 bars and one
+    mispredicted at its end."""
+    u, end, three, one = np.uint64(i), np.uint64(stop), np.uint64(3), np.uint64(1)
     ones = np.uint64(0x0101010101010101) << np.uint64(shift)  # the bit, in each byte
     w = u >> three
     lacks = ~words[w] & ones & (np.uint64(0xFFFFFFFFFFFFFFFF) << ((u & np.uint64(7)) << three))  # bars >= u only
-    while lacks == np.uint64(0):
-        w += np.uint64(1)
-        if w << three >= end:
-            return np.int64(end)
-        lacks = ~words[w] & ones
-    lowest = (lacks & (~lacks + np.uint64(1))) >> np.uint64(shift)  # 1 << (8 * b): b, the first bar in the word
+    if lacks == np.uint64(0):
+        while True:  # words w+1..w+4 (the scratch has 4 spare words: hold_bytes)
+            w += one
+            if w << three >= end:
+                return np.int64(end)
+            l0, l1 = ~words[w] & ones, ~words[w + one] & ones
+            l2, l3 = ~words[w + np.uint64(2)] & ones, ~words[w + np.uint64(3)] & ones
+            if (l0 | l1 | l2 | l3) != np.uint64(0):
+                break
+            w += three
+        zero = np.uint64(0)
+        lacks = l0 if l0 != zero else (l1 if l1 != zero else (l2 if l2 != zero else l3))
+        w += zero if l0 != zero else (one if l1 != zero else (np.uint64(2) if l2 != zero else three))
+    lowest = (lacks & (~lacks + one)) >> np.uint64(shift)  # 1 << (8 * b): b, the first bar in the word
     bar = (w << three) + ((lowest * np.uint64(0x0001020304050607)) >> np.uint64(56))  # b, in the product's top byte
     return np.int64(min(bar, end))
 
@@ -629,12 +639,16 @@ def initial_state(k: int, edges: np.ndarray, hi: int) -> np.ndarray:
     return state
 
 
-def mark_open_trades(state: np.ndarray) -> np.ndarray:
-    """The accumulators (k x NACC) of ``state``, an open trade counted as won or lost at the last close."""
-    units, eq, entry = state[:, UNITS], state[:, EQ], state[:, ENTRY]
-    pnl = eq - entry
-    won, lost = (units != 0.0) & (pnl > 0.0), (units != 0.0) & (pnl < 0.0)  # open trade, marked at the last close
-    state[:, WINS] += won
-    state[:, GW] += np.where(won, pnl, 0.0)
-    state[:, GL] -= np.where(lost, pnl, 0.0)
+@nb.njit(cache=True, nogil=True)
+def mark_open_trades(state):
+    """The accumulators (k x NACC) of ``state``, an open trade counted as won or lost at the last close (compiled: one
+    pass over the rows, where NumPy's column expressions took 0.3 ms per 10,948 configurations)."""
+    for j in range(state.shape[0]):
+        if state[j, UNITS] != 0.0:  # open trade, marked at the last close
+            pnl = state[j, EQ] - state[j, ENTRY]
+            if pnl > 0.0:
+                state[j, WINS] += 1.0
+                state[j, GW] += pnl
+            elif pnl < 0.0:
+                state[j, GL] -= pnl
     return state[:, :NACC]
