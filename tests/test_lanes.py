@@ -175,18 +175,21 @@ def test_span_stats_equal_bar_by_bar_for_every_span_bit_for_bit():
 
 def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
-    leaves a long run and a flat one, on runs that end on the first bar, inside a word of codes, on a word's edge,
-    in any word of a four-word step, in the last partial word or never, with spans shorter than a word, and series
-    shorter than one; compiled with
-    bounds checks, from the series' last bar too (a run that ends on a pass's last bar), so no read leaves the
-    scratch that kernels.hold_bytes sizes."""
+    leaves a long run and a flat one, for two configurations whose codes one pass writes, on runs that end on the
+    first bar, inside a word of codes, on a word's edge, in any word of a four-word step, in the last partial word or
+    never, with spans shorter than a word, and series shorter than one; compiled with bounds checks, from the series'
+    last bar too (a run that ends on a pass's last bar), so no read leaves the scratch that kernels.hold_bytes
+    sizes."""
 
     @nb.njit(boundscheck=True)
-    def run_ends(xa, xb, i, stop):
-        hold = np.empty(kernels.hold_bytes(len(xa)), np.uint8)
-        kernels._fill_holds(kernels.CROSSOVER, xa, xa, xb, 0, 0.0, 0.0, False, len(xa), hold)
-        words = hold.view(np.uint64)
-        return kernels._hold_end(words, 0, i, stop), kernels._hold_end(words, 1, i, stop)
+    def run_ends(xa, xb, i, stop):  # the codes of xa > xb, and in the same pass those of -xa > xb (its pair)
+        hb = kernels.hold_bytes(len(xa))
+        hold = np.empty(2 * hb, np.uint8)
+        kernels._fill_holds(kernels.CROSSOVER, xa, xa, -xa, xb, 0, 0.0, 0.0, 0, 0.0, 0.0, False, len(xa), hold[:hb],
+                            hold[hb:])
+        words, words2 = hold[:hb].view(np.uint64), hold[hb:].view(np.uint64)
+        return (kernels._hold_end(words, 0, i, stop), kernels._hold_end(words, 1, i, stop),
+                kernels._hold_end(words2, 0, i, stop), kernels._hold_end(words2, 1, i, stop))
 
     rng = np.random.default_rng(7)
     for n in (2, 3, 7, 8, 9, 16, 17, 5 * 8 + 3, 64, 12 * 8 + 5, 300):
@@ -196,9 +199,11 @@ def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
             i = int(rng.integers(1, n + 1))
             stop = int(rng.integers(i, n + 1))
             want = (next((t for t in range(i, stop) if not xa[t] > 0.0), stop),
-                    next((t for t in range(i, stop) if xa[t] > 0.0), stop))
+                    next((t for t in range(i, stop) if xa[t] > 0.0), stop),
+                    next((t for t in range(i, stop) if not -xa[t] > 0.0), stop),
+                    next((t for t in range(i, stop) if -xa[t] > 0.0), stop))
             assert run_ends(xa, np.zeros(n), i, stop) == want, (n, i, stop)
-        assert run_ends(xa, np.zeros(n), n, n) == (n, n)  # from the last bar: nothing left to scan
+        assert run_ends(xa, np.zeros(n), n, n) == (n, n, n, n)  # from the last bar: nothing left to scan
 
 
 def _body(fn) -> tuple[list[str], str]:

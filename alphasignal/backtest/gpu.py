@@ -44,19 +44,12 @@ def python_twins(namespace: Mapping[str, Any], inline: bool = False) -> dict[str
     return twins
 
 
-def _no_hold_codes(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold):  # noqa: ANN001, ANN202, ARG001
-    """The GPU's stand-in for ``kernels._fill_holds``: the kernel passes no hold codes (``advance`` then scans one bar
-    at a time), so the codes' loop, with its three copies of the rule, is not compiled for the GPU at all."""
-
-
 def _gpu_advance() -> Any:
     """kernels.advance as the CUDA kernel calls it: under the simulator its Python twin; on a GPU its inlined twin,
     whose rule functions numba-cuda compiles into the kernel itself (the CPU kernels leave some to LLVM to inline,
     typed once there, and numba-cuda compiles a separate device function only where a device exists, so
     ahead-of-time PTX -- precompile, the checks without a GPU -- needs them inlined)."""
-    twins = python_twins(vars(kernels), inline=not simulated())
-    twins["_fill_holds"] = _no_hold_codes if simulated() else nb.njit(inline="always")(_no_hold_codes)
-    return twins["advance"]
+    return python_twins(vars(kernels), inline=not simulated())["advance"]
 
 
 # A module global, not a closure variable, so that numba-cuda's disk cache keys on constants only.

