@@ -174,8 +174,8 @@ def test_span_stats_equal_bar_by_bar_for_every_span_bit_for_bit():
 
 
 def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
-    """kernels._fill_holds and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1`` that
-    leaves a long run and a flat one, for two configurations whose codes one pass writes, on runs that end on the
+    """kernels._fill_hold_pair and kernels._hold_end directly, against a plain loop: the first bar in ``i..stop-1``
+    that leaves a long run and a flat one, for two configurations whose codes one pass writes, on runs that end on the
     first bar, inside a word of codes, on a word's edge, in any word of a four-word step, in the last partial word or
     never, with spans shorter than a word, and series shorter than one; compiled with bounds checks, from the series'
     last bar too (a run that ends on a pass's last bar), so no read leaves the scratch that kernels.hold_bytes
@@ -185,8 +185,7 @@ def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     def run_ends(xa, xb, i, stop):  # the codes of xa > xb, and in the same pass those of -xa > xb (its pair)
         hb = kernels.hold_bytes(len(xa))
         hold = np.empty(2 * hb, np.uint8)
-        kernels._fill_holds(kernels.CROSSOVER, xa, xa, -xa, xb, 0, 0.0, 0.0, 0, 0.0, 0.0, False, len(xa), hold[:hb],
-                            hold[hb:])
+        kernels._fill_hold_pair(kernels.CROSSOVER, xa, -xa, xb, False, len(xa), hold[:hb], hold[hb:])
         words, words2 = hold[:hb].view(np.uint64), hold[hb:].view(np.uint64)
         return (kernels._hold_end(words, 0, i, stop), kernels._hold_end(words, 1, i, stop),
                 kernels._hold_end(words2, 0, i, stop), kernels._hold_end(words2, 1, i, stop))
