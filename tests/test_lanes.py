@@ -185,7 +185,7 @@ def test_hold_codes_find_the_first_bar_that_leaves_wherever_it_is():
     def run_ends(xa, xb, i, stop):  # the codes of xa > xb, and in the same pass those of -xa > xb (its pair)
         hb = kernels.hold_bytes(len(xa))
         hold = np.empty(2 * hb, np.uint8)
-        kernels._fill_hold_pair(kernels.CROSSOVER, xa, -xa, xb, False, len(xa), hold[:hb], hold[hb:])
+        kernels._fill_hold_pair(xa, -xa, xb, False, len(xa), hold[:hb], hold[hb:])
         words, words2 = hold[:hb].view(np.uint64), hold[hb:].view(np.uint64)
         return (kernels._hold_end(words, 0, i, stop), kernels._hold_end(words, 1, i, stop),
                 kernels._hold_end(words2, 0, i, stop), kernels._hold_end(words2, 1, i, stop))

@@ -222,34 +222,38 @@ def _fill_holds(kind, close, xa, xb, flag, f0, f1, short_ok, m, hold):
 
 
 @nb.njit(inline="always", cache=True)
-def _fill_hold_pair(kind, xa, xa2, xb, short_ok, m, hold, hold2):
-    """:func:`_fill_holds` of two crossover configurations that share their second row ``xb`` (rows ``xa``/``xa2``,
+def _crossover_code(x0, x1, short_ok):
+    """The CROSSOVER rule's hold code, the signal's one position: long above, short (or flat) below, else flat."""
+    return np.uint8(HOLD_LONG) if x0 > x1 else (np.uint8(HOLD_SHORT) if short_ok and x0 < x1 else np.uint8(HOLD_FLAT))
+
+
+@nb.njit(inline="always", cache=True)
+def _fill_hold_pair(xa, xa2, xb, short_ok, m, hold, hold2):
+    """:func:`_fill_holds` of two CROSSOVER configurations that share their second row ``xb`` (rows ``xa``/``xa2``,
     codes to ``hold``/``hold2``) in one pass, which loads the shared row once: the memory-bound pass of the
-    10,948-configuration MA grid takes 22 % less time. Crossovers only: they read no close and no parameters, and
-    with the close's stream too LLVM's runtime alias checks give up and the pair's loop is not packed (the 1.37M
-    Bollinger grid ran 25 % slower)."""
-    one = np.uint64(1)
-    for k in range(np.uint64(m) - one):
-        u = np.uint64(k) + one
-        hold[u] = _code(kind, xa, xa, xb, u, u - one, 0, 0.0, 0.0, short_ok)
-        hold2[u] = _code(kind, xa2, xa2, xb, u, u - one, 0, 0.0, 0.0, short_ok)
+    10,948-configuration MA grid takes 22 % less time. Written out for the one rule (through ``_holds`` LLVM left
+    the two configurations' loop unpacked; ``test_the_hold_codes_are_packed_simd`` checks the assembly)."""
+    for u in range(1, m):
+        x1 = xb[u]
+        hold[u] = _crossover_code(xa[u], x1, short_ok)
+        hold2[u] = _crossover_code(xa2[u], x1, short_ok)
 
 
 @nb.njit(inline="always", cache=True)
 def pairs(kind):
     """Whether ``kind``'s kernel fills the hold codes of neighbours that share their second row in one pass."""
-    return kind in (CROSSOVER, CROSS)
+    return kind == CROSSOVER
 
 
 @nb.njit(inline="always", cache=True)
 def fill_codes(kind, short_ok, close, table, cfg_ints, cfg_floats, t0, t1, j, pair, hold, hb):
     """The hold codes of configuration ``j`` over bars ``t0..t1-1`` into ``hold[:hb]`` and, with ``pair``, those of
-    ``j + 1`` (the same second row) into ``hold[hb:]``, in one pass (:func:`_fill_hold_pair`; a lone crossover
+    ``j + 1`` (the same second row) into ``hold[hb:]``, in one pass (:func:`_fill_hold_pair`; a lone CROSSOVER
     configuration goes as its own pair, so a kernel compiles one such loop)."""
     xa, xb = table[cfg_ints[j, 0], t0:t1], table[cfg_ints[j, 1], t0:t1]
     if pairs(kind):
         xa2 = table[cfg_ints[j + 1 if pair else j, 0], t0:t1]
-        _fill_hold_pair(kind, xa, xa2, xb, short_ok, t1 - t0, hold[:hb], hold[hb:])
+        _fill_hold_pair(xa, xa2, xb, short_ok, t1 - t0, hold[:hb], hold[hb:])
     else:
         _fill_holds(kind, close[t0:t1], xa, xb, cfg_ints[j, 2], cfg_floats[j, 0], cfg_floats[j, 1], short_ok, t1 - t0,
                     hold[:hb])
