@@ -355,9 +355,10 @@ def main() -> None:
                 print(_row(f"alphasignal {args.engine}{tag} {label}" + (f" #{n + 1}" if args.rounds > 1 else ""), r),
                       flush=True)
     runs = {kern: _merge_rounds(rs) for kern, rs in rounds.items()}
-    for r in runs.values():
+    for kern, r in runs.items():
         for kind, sec in r["wfo_seconds"].items():
-            print(f"{f'walk-forward optimisation K={WFO_FOLDS}, {kind}':<46} {r['configs']:>9,} {r['bars']:>8,} "
+            label = f"walk-forward optimisation K={WFO_FOLDS}, {kind}" + (f" ({kern})" if kern else "")
+            print(f"{label:<46} {r['configs']:>9,} {r['bars']:>8,} "
                   f"{sec:>9.3f}   = {sec / r['seconds']:.2f}x the plain sweep (goal <= 3x; best of "
                   f"{REPEATS * args.rounds} each)", flush=True)
     ours = runs[kernels[0]]
