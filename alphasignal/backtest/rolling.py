@@ -6,6 +6,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..market.indicators import check_period
+
 PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE: sums of up to this many values use eight running partial sums
 
 
@@ -112,9 +114,8 @@ def window_mean_rows(x, periods, out):
 
 def sma_rows(x: np.ndarray, periods: list[int], out: np.ndarray | None = None) -> np.ndarray:
     """:func:`market.indicators.sma_rows` (the same arguments and bits) in compiled code: :func:`window_mean_rows`."""
-    bad = [p for p in periods if int(p) != p or p < 1]
-    if bad:
-        raise ValueError(f"indicator period must be a positive integer (got {bad[0]!r})")
+    for p in periods:
+        check_period(p)
     x = np.ascontiguousarray(x, dtype=np.float64)
     out = np.empty((len(periods), len(x))) if out is None else out
     return window_mean_rows(x, np.asarray(periods, dtype=np.int64), out)

@@ -23,7 +23,7 @@ def _like(template, values: np.ndarray):
     return pd.Series(values, index=template.index) if isinstance(template, pd.Series) else values
 
 
-def _check_period(period: int) -> None:
+def check_period(period: int) -> None:
     if int(period) != period or period < 1:
         raise ValueError(f"indicator period must be a positive integer (got {period!r})")
 
@@ -40,7 +40,7 @@ def sma_rows(x: np.ndarray, periods: list[int], out: np.ndarray | None = None) -
     out = np.empty((len(periods), len(a))) if out is None else out
     c = np.cumsum(np.insert(a, 0, 0.0))
     for row, p in zip(out, periods, strict=True):
-        _check_period(p)
+        check_period(p)
         row[:min(p - 1, len(a))] = np.nan
         if len(a) >= p:
             np.subtract(c[p:], c[:-p], out=row[p - 1:])
@@ -68,13 +68,13 @@ def _ewm_columns(a: np.ndarray, starts: Sequence[int], alpha: float, period: int
 
 def ema(x: ArrayLike, period: int) -> ArrayLike:
     """Exponential moving average, alpha = 2/(period+1), seeded with the first SMA."""
-    _check_period(period)
+    check_period(period)
     return _like(x, _ewm(_arr(x), 2.0 / (period + 1), period))
 
 
 def rsi(close: ArrayLike, period: int = 14) -> ArrayLike:
     """Relative Strength Index with Wilder's smoothing (alpha = 1/period)."""
-    _check_period(period)
+    check_period(period)
     c = _arr(close)
     out = np.full(c.shape, np.nan)
     if len(c) > period:
@@ -106,7 +106,7 @@ def macd_rows(close: np.ndarray, specs: Sequence[tuple[int, int, int | None]],
         if fast >= slow:
             raise ValueError(f"MACD needs fast < slow (got {fast}, {slow})")
         if signal is not None:
-            _check_period(signal)
+            check_period(signal)
     c = _arr(close)
     out = np.empty((len(specs), len(c))) if out is None else out
     emas = {p: ema(c, p) for p in sorted({p for fast, slow, _ in specs for p in (fast, slow)})}
@@ -127,7 +127,7 @@ def macd_rows(close: np.ndarray, specs: Sequence[tuple[int, int, int | None]],
 
 def bollinger(close: ArrayLike, period: int = 20, num_std: float = 2.0) -> tuple[ArrayLike, ArrayLike, ArrayLike]:
     """Bollinger bands (lower, middle, upper) with the population standard deviation."""
-    _check_period(period)
+    check_period(period)
     c = _arr(close)
     mid = sma(c, period)
     sd = np.full(c.shape, np.nan)
@@ -146,7 +146,7 @@ def true_range(high: ArrayLike, low: ArrayLike, close: ArrayLike) -> ArrayLike:
 
 def atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> ArrayLike:
     """Average true range with Wilder's smoothing."""
-    _check_period(period)
+    check_period(period)
     return _like(close, _ewm(_arr(true_range(high, low, close)), 1.0 / period, period))
 
 
